@@ -1,0 +1,628 @@
+//! Connections: what a client sends to create or edit one, and the rules that turn it into a
+//! valid [`ConnectionDraft`] (per service type, per fulfillment, write-only secrets).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{AuthSpec, AuthType, SecretFields};
+use crate::error::FieldErrors;
+use crate::names::{ParticipantRole, Slug, shorten};
+use crate::operation::{Operation, OperationInput, OperationKind};
+
+/// What kind of service a connection reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceType {
+    Http,
+    Openapi,
+    Mcp,
+    Gmail,
+    Telegram,
+}
+
+impl ServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Openapi => "openapi",
+            Self::Mcp => "mcp",
+            Self::Gmail => "gmail",
+            Self::Telegram => "telegram",
+        }
+    }
+
+    pub fn allowed_auth(self) -> &'static [AuthType] {
+        use AuthType::*;
+        match self {
+            Self::Http | Self::Openapi => &[None, ApiKeyHeader, ApiKeyQuery, Bearer, Basic],
+            Self::Mcp => &[None, Bearer],
+            Self::Gmail => &[ServiceAccount, Oauth],
+            Self::Telegram => &[BotToken],
+        }
+    }
+
+    fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            Self::Gmail => Some("https://gmail.googleapis.com"),
+            Self::Telegram => Some("https://api.telegram.org"),
+            _ => None,
+        }
+    }
+
+    /// Whether the operations are built into the service rather than sent by the client.
+    pub fn has_builtin_operations(self) -> bool {
+        matches!(self, Self::Gmail | Self::Telegram)
+    }
+}
+
+impl FromStr for ServiceType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "http" => Ok(Self::Http),
+            "openapi" => Ok(Self::Openapi),
+            "mcp" => Ok(Self::Mcp),
+            "gmail" => Ok(Self::Gmail),
+            "telegram" => Ok(Self::Telegram),
+            _ => Err(format!("`{}` is not a service type: use http, openapi, mcp, gmail or telegram", shorten(s))),
+        }
+    }
+}
+
+impl fmt::Display for ServiceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a call's credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fulfillment {
+    Static,
+    Caller,
+    Participant,
+}
+
+impl Fulfillment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Caller => "caller",
+            Self::Participant => "participant",
+        }
+    }
+}
+
+impl FromStr for Fulfillment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "static" => Ok(Self::Static),
+            "caller" => Ok(Self::Caller),
+            "participant" => Ok(Self::Participant),
+            _ => Err(format!("`{}` is not a fulfillment: use static, caller or participant", shorten(s))),
+        }
+    }
+}
+
+/// The body of a create request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionInput {
+    pub name: String,
+    pub slug: String,
+    pub service_type: ServiceType,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub auth: Option<Value>,
+    #[serde(default)]
+    pub fulfillment: Option<Fulfillment>,
+    #[serde(default)]
+    pub participant_role: Option<String>,
+    #[serde(default)]
+    pub operations: Option<Vec<OperationInput>>,
+}
+
+/// The body of a patch request: every field optional; `participant_role: null` clears it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub slug: Option<String>,
+    #[serde(default)]
+    pub service_type: Option<ServiceType>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub auth: Option<Value>,
+    #[serde(default)]
+    pub fulfillment: Option<Fulfillment>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub participant_role: Option<Option<String>>,
+    #[serde(default)]
+    pub operations: Option<Vec<OperationInput>>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// A valid connection, without its secret values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionDraft {
+    pub name: String,
+    pub slug: Slug,
+    pub service_type: ServiceType,
+    pub base_url: String,
+    pub auth_type: AuthType,
+    pub auth_public: BTreeMap<String, String>,
+    pub fulfillment: Fulfillment,
+    pub participant_role: Option<ParticipantRole>,
+    pub operations: Vec<Operation>,
+}
+
+/// What happens to the sealed secrets when a connection is written.
+#[derive(Debug)]
+pub enum SecretsChange {
+    /// Leave the stored secrets as they are.
+    Keep,
+    /// Replace the stored secrets with exactly these (empty: store none).
+    Replace(SecretFields),
+    /// Open the stored secrets, overwrite these fields, seal again.
+    Merge(SecretFields),
+}
+
+impl ConnectionDraft {
+    /// Validates a create request. The secrets returned are complete for `static`
+    /// fulfillment and empty otherwise.
+    pub fn parse(input: ConnectionInput) -> Result<(Self, SecretFields), FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let name = check_name(&input.name, &mut errors);
+        let slug = input.slug.parse::<Slug>().map_err(|e| errors.push("/slug", e.0)).ok();
+        let service_type = input.service_type;
+        let base_url = check_base_url(service_type, input.base_url.as_deref(), &mut errors);
+        let auth = match &input.auth {
+            None | Some(Value::Null) => {
+                if matches!(service_type, ServiceType::Gmail | ServiceType::Telegram) {
+                    errors.push("/auth", format!("a {service_type} connection needs `auth`{}", auth_hint(service_type)));
+                }
+                Some(AuthSpec::none())
+            }
+            Some(v) => AuthSpec::parse(v).map_err(|e| errors.extend_under("/auth", e)).ok(),
+        };
+        let fulfillment = input.fulfillment.unwrap_or(Fulfillment::Static);
+        let role = check_role(fulfillment, input.participant_role.as_deref(), &mut errors);
+        let operations = check_operations(service_type, input.operations, &mut errors);
+
+        let Some(auth) = auth else { return Err(errors) };
+        check_auth_fits(service_type, fulfillment, auth.auth_type, &mut errors);
+        if fulfillment == Fulfillment::Static {
+            for field in auth.auth_type.secret_fields() {
+                if auth.secrets.get(field).is_none() {
+                    errors.push(format!("/auth/{field}"), format!("auth type `{}` needs `{field}`", auth.auth_type));
+                }
+            }
+        } else {
+            refuse_secrets(fulfillment, &auth.secrets, &mut errors);
+        }
+        match (name, slug, base_url, operations, errors.is_empty()) {
+            (Some(name), Some(slug), Some(base_url), Some(operations), true) => Ok((
+                Self {
+                    name,
+                    slug,
+                    service_type,
+                    base_url,
+                    auth_type: auth.auth_type,
+                    auth_public: auth.public,
+                    fulfillment,
+                    participant_role: role.flatten(),
+                    operations,
+                },
+                auth.secrets,
+            )),
+            _ => Err(errors),
+        }
+    }
+
+    /// Applies a patch to the current connection. `stored_secrets` names the secret fields
+    /// the store holds a value for. Returns the new draft, what to do with the secrets, and
+    /// whether the operations changed.
+    pub fn apply_patch(
+        &self,
+        patch: ConnectionPatch,
+        stored_secrets: &BTreeSet<String>,
+    ) -> Result<(Self, SecretsChange, bool), FieldErrors> {
+        let mut errors = FieldErrors::new();
+        if let Some(t) = patch.service_type
+            && t != self.service_type
+        {
+            errors.push("/service_type", "the service type of a connection cannot change; create a new connection");
+        }
+        let name = match &patch.name {
+            Some(n) => check_name(n, &mut errors),
+            None => Some(self.name.clone()),
+        };
+        let slug = match &patch.slug {
+            Some(s) => s.parse::<Slug>().map_err(|e| errors.push("/slug", e.0)).ok(),
+            None => Some(self.slug.clone()),
+        };
+        let base_url = match &patch.base_url {
+            Some(u) => check_base_url(self.service_type, Some(u), &mut errors),
+            None => Some(self.base_url.clone()),
+        };
+        let fulfillment = patch.fulfillment.unwrap_or(self.fulfillment);
+        let role_input = match &patch.participant_role {
+            Some(r) => r.clone(),
+            None if fulfillment == Fulfillment::Participant => self.participant_role.as_ref().map(|r| r.to_string()),
+            None => None,
+        };
+        let role = check_role(fulfillment, role_input.as_deref(), &mut errors);
+        let ops_changed = patch.operations.is_some();
+        let operations = match patch.operations {
+            Some(ops) => check_operations(self.service_type, Some(ops), &mut errors),
+            None => Some(self.operations.clone()),
+        };
+
+        let auth = match &patch.auth {
+            Some(v) => AuthSpec::parse(v).map_err(|e| errors.extend_under("/auth", e)).ok(),
+            None => Some(AuthSpec {
+                auth_type: self.auth_type,
+                public: self.auth_public.clone(),
+                secrets: SecretFields::default(),
+            }),
+        };
+        let Some(auth) = auth else { return Err(errors) };
+        check_auth_fits(self.service_type, fulfillment, auth.auth_type, &mut errors);
+
+        let change = if fulfillment != Fulfillment::Static {
+            refuse_secrets(fulfillment, &auth.secrets, &mut errors);
+            if stored_secrets.is_empty() { SecretsChange::Keep } else { SecretsChange::Replace(SecretFields::default()) }
+        } else {
+            // Static: every secret field must be given now or already stored under the
+            // same auth type (a blank or missing field keeps the stored value).
+            let same_type = auth.auth_type == self.auth_type && self.fulfillment == Fulfillment::Static;
+            for field in auth.auth_type.secret_fields() {
+                let given = auth.secrets.get(field).is_some();
+                if !given && !(same_type && stored_secrets.contains(*field)) {
+                    errors.push(format!("/auth/{field}"), format!("auth type `{}` needs `{field}`", auth.auth_type));
+                }
+            }
+            if !same_type {
+                SecretsChange::Replace(auth.secrets)
+            } else if auth.secrets.is_empty() {
+                SecretsChange::Keep
+            } else {
+                SecretsChange::Merge(auth.secrets)
+            }
+        };
+
+        match (name, slug, base_url, operations, errors.is_empty()) {
+            (Some(name), Some(slug), Some(base_url), Some(operations), true) => Ok((
+                Self {
+                    name,
+                    slug,
+                    service_type: self.service_type,
+                    base_url,
+                    auth_type: auth.auth_type,
+                    auth_public: auth.public,
+                    fulfillment,
+                    participant_role: role.flatten(),
+                    operations,
+                },
+                change,
+                ops_changed,
+            )),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn check_name(name: &str, errors: &mut FieldErrors) -> Option<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        errors.push("/name", "`name` must not be blank");
+        None
+    } else if name.chars().count() > 200 {
+        errors.push("/name", "`name` is longer than 200 characters");
+        None
+    } else if name.chars().any(char::is_control) {
+        errors.push("/name", "`name` must not contain control characters");
+        None
+    } else {
+        Some(name.to_owned())
+    }
+}
+
+fn check_base_url(service: ServiceType, url: Option<&str>, errors: &mut FieldErrors) -> Option<String> {
+    let url = url.map(str::trim).filter(|u| !u.is_empty());
+    let Some(raw) = url.or(service.default_base_url()) else {
+        let what = if service == ServiceType::Mcp { "the MCP server's URL" } else { "the root URL of the API" };
+        errors.push("/base_url", format!("a {service} connection needs `base_url`: {what}, such as https://api.example.com"));
+        return None;
+    };
+    if raw.len() > 2048 {
+        errors.push("/base_url", "`base_url` is longer than 2048 bytes");
+        return None;
+    }
+    let parsed = match url::Url::parse(raw) {
+        Ok(u) => u,
+        Err(e) => {
+            errors.push("/base_url", format!("`{}` is not an absolute URL ({e})", shorten(raw)));
+            return None;
+        }
+    };
+    if !matches!(parsed.scheme(), "http" | "https") {
+        errors.push("/base_url", "`base_url` must use http or https");
+        return None;
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        errors.push("/base_url", "`base_url` must name a host");
+        return None;
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // Never echo it: the user part may be a credential.
+        errors.push("/base_url", "`base_url` must not carry a user name or password; put credentials in `auth`");
+        return None;
+    }
+    if parsed.fragment().is_some() {
+        errors.push("/base_url", "`base_url` must not have a fragment (`#…`)");
+        return None;
+    }
+    Some(raw.to_owned())
+}
+
+fn check_role(f: Fulfillment, role: Option<&str>, errors: &mut FieldErrors) -> Option<Option<ParticipantRole>> {
+    match (f, role.map(str::trim).filter(|r| !r.is_empty())) {
+        (Fulfillment::Participant, None) => {
+            errors.push("/participant_role", "participant fulfillment needs a `participant_role`, such as `customer`");
+            None
+        }
+        (Fulfillment::Participant, Some(r)) => match r.parse::<ParticipantRole>() {
+            Ok(r) => Some(Some(r)),
+            Err(e) => {
+                errors.push("/participant_role", e.0);
+                None
+            }
+        },
+        (_, Some(_)) => {
+            errors.push("/participant_role", "`participant_role` is only for participant fulfillment; leave it out or null");
+            None
+        }
+        (_, None) => Some(None),
+    }
+}
+
+fn check_operations(service: ServiceType, ops: Option<Vec<OperationInput>>, errors: &mut FieldErrors) -> Option<Vec<Operation>> {
+    if service.has_builtin_operations() {
+        if ops.as_ref().is_some_and(|o| !o.is_empty()) {
+            errors.push("/operations", format!("{service} connections have built-in operations; leave `operations` out"));
+            return None;
+        }
+        return Some(builtin_operations(service));
+    }
+    let kind = if service == ServiceType::Mcp { OperationKind::McpTool } else { OperationKind::Http };
+    Operation::parse_all(ops.unwrap_or_default(), kind)
+        .map_err(|e| errors.extend_under("/operations", e))
+        .ok()
+}
+
+fn auth_hint(service: ServiceType) -> &'static str {
+    match service {
+        ServiceType::Gmail => {
+            " such as {\"type\": \"service_account\", \"service_account_json\": …, \"subject\": \"user@example.com\"} or {\"type\": \"oauth\"}"
+        }
+        ServiceType::Telegram => " such as {\"type\": \"bot_token\", \"token\": \"…\"}",
+        _ => "",
+    }
+}
+
+fn check_auth_fits(service: ServiceType, f: Fulfillment, t: AuthType, errors: &mut FieldErrors) {
+    let allowed = service.allowed_auth();
+    if !allowed.contains(&t) {
+        let names: Vec<_> = allowed.iter().map(|a| a.as_str()).collect();
+        errors.push("/auth/type", format!("a {service} connection takes auth {}, not `{t}`", names.join(", ")));
+    }
+    if t == AuthType::Oauth && f == Fulfillment::Static {
+        errors.push(
+            "/fulfillment",
+            "oauth uses a personal account connected under My Accounts: use fulfillment `caller` or `participant`",
+        );
+    }
+}
+
+fn refuse_secrets(f: Fulfillment, secrets: &SecretFields, errors: &mut FieldErrors) {
+    for field in secrets.names() {
+        errors.push(
+            format!("/auth/{field}"),
+            format!(
+                "a `{}` connection stores no secret values (they come with each call); leave `{field}` out",
+                f.as_str()
+            ),
+        );
+    }
+}
+
+/// The operations that Gmail and Telegram connections have built in.
+pub fn builtin_operations(service: ServiceType) -> Vec<Operation> {
+    let specs: Vec<Value> = match service {
+        ServiceType::Gmail => vec![
+            json!({"name": "send_email", "method": "POST", "path": "/gmail/v1/users/me/messages/send",
+                "description": "Send an email from the connected account.",
+                "input_schema": {"type": "object", "required": ["to", "subject", "body"], "properties": {
+                    "to": {"type": "string", "description": "Recipient addresses, comma-separated"},
+                    "cc": {"type": "string"}, "bcc": {"type": "string"},
+                    "subject": {"type": "string"}, "body": {"type": "string"},
+                    "html": {"type": "boolean", "description": "Send the body as HTML", "default": false}}}}),
+            json!({"name": "list_messages", "method": "GET", "path": "/gmail/v1/users/me/messages",
+                "description": "List messages, optionally filtered with a Gmail search query.",
+                "input_schema": {"type": "object", "properties": {
+                    "q": {"type": "string", "description": "Gmail search query, e.g. `from:alice is:unread`"},
+                    "max_results": {"type": "integer", "minimum": 1, "maximum": 500},
+                    "page_token": {"type": "string"}}}}),
+            json!({"name": "get_message", "method": "GET", "path": "/gmail/v1/users/me/messages/{{id}}",
+                "description": "Get one message by id.",
+                "input_schema": {"type": "object", "required": ["id"], "properties": {
+                    "id": {"type": "string"},
+                    "format": {"type": "string", "enum": ["full", "metadata", "minimal", "raw"]}}}}),
+        ],
+        ServiceType::Telegram => vec![
+            json!({"name": "send_message", "method": "POST", "path": "/sendMessage",
+                "description": "Send a text message to a chat.",
+                "input_schema": {"type": "object", "required": ["chat_id", "text"], "properties": {
+                    "chat_id": {"type": ["integer", "string"], "description": "Chat id or @channelusername"},
+                    "text": {"type": "string"},
+                    "parse_mode": {"type": "string", "enum": ["MarkdownV2", "HTML", "Markdown"]},
+                    "disable_notification": {"type": "boolean"}}}}),
+            json!({"name": "send_photo", "method": "POST", "path": "/sendPhoto",
+                "description": "Send a photo by URL to a chat.",
+                "input_schema": {"type": "object", "required": ["chat_id", "photo"], "properties": {
+                    "chat_id": {"type": ["integer", "string"]},
+                    "photo": {"type": "string", "description": "HTTPS URL of the photo"},
+                    "caption": {"type": "string"}}}}),
+            json!({"name": "get_me", "method": "GET", "path": "/getMe",
+                "description": "Describe the bot.", "input_schema": {"type": "object", "properties": {}}}),
+        ],
+        _ => vec![],
+    };
+    specs
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<OperationInput>(v).ok())
+        .filter_map(|input| Operation::parse(input, OperationKind::Http).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn input(v: Value) -> ConnectionInput {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn http(auth: Value) -> Value {
+        json!({"name": "GitHub", "slug": "github", "service_type": "http",
+            "base_url": "https://api.github.com", "auth": auth,
+            "operations": [{"name": "get_issue", "method": "GET", "path": "/issues/{{n}}",
+                "input_schema": {"type": "object", "properties": {"n": {"type": "integer"}}}}]})
+    }
+
+    fn pointers(e: &FieldErrors) -> Vec<&str> {
+        e.0.iter().map(|e| e.pointer.as_str()).collect()
+    }
+
+    #[test]
+    fn static_needs_every_secret() {
+        let err = ConnectionDraft::parse(input(http(json!({"type": "basic", "username": "u"})))).unwrap_err();
+        assert_eq!(pointers(&err), ["/auth/password"]);
+        let (d, s) = ConnectionDraft::parse(input(http(json!({"type": "bearer", "token": "t"})))).unwrap();
+        assert_eq!(d.operations.len(), 1);
+        assert_eq!(s.get("token").unwrap().expose_secret(), "t");
+    }
+
+    #[test]
+    fn caller_and_participant_store_no_secrets() {
+        let mut v = http(json!({"type": "bearer", "token": "t"}));
+        v["fulfillment"] = json!("caller");
+        let err = ConnectionDraft::parse(input(v.clone())).unwrap_err();
+        assert_eq!(pointers(&err), ["/auth/token"]);
+        v["auth"] = json!({"type": "bearer"});
+        let (d, s) = ConnectionDraft::parse(input(v.clone())).unwrap();
+        assert_eq!(d.fulfillment, Fulfillment::Caller);
+        assert!(s.is_empty());
+        v["fulfillment"] = json!("participant");
+        let err = ConnectionDraft::parse(input(v.clone())).unwrap_err();
+        assert_eq!(pointers(&err), ["/participant_role"]);
+        v["participant_role"] = json!("customer");
+        assert!(ConnectionDraft::parse(input(v)).is_ok());
+    }
+
+    #[test]
+    fn service_types_restrict_auth() {
+        let err = ConnectionDraft::parse(input(json!({"name": "m", "slug": "m", "service_type": "mcp",
+            "base_url": "https://mcp.example.com/mcp", "auth": {"type": "basic", "username": "u", "password": "p"}})))
+        .unwrap_err();
+        assert_eq!(pointers(&err), ["/auth/type"]);
+        let (d, _) = ConnectionDraft::parse(input(json!({"name": "t", "slug": "tg", "service_type": "telegram",
+            "auth": {"type": "bot_token", "token": "1:a"}})))
+        .unwrap();
+        assert_eq!(d.base_url, "https://api.telegram.org");
+        assert!(d.operations.iter().any(|o| o.name.as_str() == "send_message"));
+        let err = ConnectionDraft::parse(input(json!({"name": "g", "slug": "g", "service_type": "gmail",
+            "auth": {"type": "oauth"}})))
+        .unwrap_err();
+        assert_eq!(pointers(&err), ["/fulfillment"]);
+    }
+
+    #[test]
+    fn builtin_operations_are_all_valid() {
+        assert_eq!(builtin_operations(ServiceType::Gmail).len(), 3);
+        assert_eq!(builtin_operations(ServiceType::Telegram).len(), 3);
+    }
+
+    #[test]
+    fn base_url_rules() {
+        for (url, ok) in [
+            ("https://api.example.com", true),
+            ("http://10.0.0.1:8080/v1", true), // SSRF is checked at call time, not here
+            ("ftp://x", false),
+            ("api.example.com", false),
+            ("https://user:pw@api.example.com", false),
+            ("https://api.example.com/#x", false),
+        ] {
+            let mut v = http(json!({"type": "none"}));
+            v["base_url"] = json!(url);
+            assert_eq!(ConnectionDraft::parse(input(v)).is_ok(), ok, "{url}");
+        }
+        let mut v = http(json!({"type": "none"}));
+        v["base_url"] = json!("https://user:hunter2@api.example.com");
+        let err = ConnectionDraft::parse(input(v)).unwrap_err();
+        assert!(!err.summary().contains("hunter2"));
+    }
+
+    #[test]
+    fn patch_keeps_merges_and_replaces_secrets() {
+        let (d, _) = ConnectionDraft::parse(input(http(json!({"type": "basic", "username": "u", "password": "p"})))).unwrap();
+        let stored: BTreeSet<String> = ["username".into(), "password".into()].into();
+        let patch = |v: Value| serde_json::from_value::<ConnectionPatch>(v).unwrap();
+
+        let (d2, change, ops) = d.apply_patch(patch(json!({"name": "Renamed"})), &stored).unwrap();
+        assert_eq!(d2.name, "Renamed");
+        assert!(matches!(change, SecretsChange::Keep));
+        assert!(!ops);
+
+        let (_, change, _) = d
+            .apply_patch(patch(json!({"auth": {"type": "basic", "username": "", "password": "new"}})), &stored)
+            .unwrap();
+        assert!(matches!(change, SecretsChange::Merge(ref s) if s.names().collect::<Vec<_>>() == ["password"]));
+
+        let err = d.apply_patch(patch(json!({"auth": {"type": "bearer"}})), &stored).unwrap_err();
+        assert_eq!(pointers(&err), ["/auth/token"]);
+        let (_, change, _) = d.apply_patch(patch(json!({"auth": {"type": "bearer", "token": "t"}})), &stored).unwrap();
+        assert!(matches!(change, SecretsChange::Replace(_)));
+
+        let (d3, change, _) = d
+            .apply_patch(patch(json!({"fulfillment": "caller", "auth": {"type": "basic"}})), &stored)
+            .unwrap();
+        assert_eq!(d3.fulfillment, Fulfillment::Caller);
+        assert!(matches!(change, SecretsChange::Replace(ref s) if s.is_empty()));
+
+        let err = d.apply_patch(patch(json!({"service_type": "mcp"})), &stored).unwrap_err();
+        assert_eq!(pointers(&err), ["/service_type"]);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let mut v = http(json!({"type": "none"}));
+        v["fulfilment"] = json!("static");
+        assert!(serde_json::from_value::<ConnectionInput>(v).is_err());
+    }
+}

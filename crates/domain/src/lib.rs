@@ -1,0 +1,22 @@
+//! Chatterfly's domain: the names, shapes and rules of connections, with no IO.
+//!
+//! Everything that comes from outside (a request body, a stored row) is parsed into these
+//! types once, at the edge; a value of a type here is valid by construction, so nothing
+//! above re-checks it. This crate never touches a socket, a file, a database or a clock,
+//! and never formats a secret value into a message.
+
+pub mod auth;
+pub mod connection;
+pub mod error;
+pub mod names;
+pub mod operation;
+pub mod template;
+
+pub use auth::{AuthSpec, AuthType, SecretFields, auth_response};
+pub use connection::{
+    ConnectionDraft, ConnectionInput, ConnectionPatch, Fulfillment, SecretsChange, ServiceType, builtin_operations,
+};
+pub use error::{FieldError, FieldErrors};
+pub use names::{NameError, OperationName, ParticipantRole, Slug, ToolName, WorkspaceRole, WorkspaceSlug};
+pub use operation::{HttpMethod, Operation, OperationInput, OperationKind};
+pub use template::PathTemplate;

@@ -1,0 +1,349 @@
+//! Operations: the tools a connection exposes. An HTTP operation is a method, a path template
+//! and the JSON Schema of its arguments; an MCP operation is a tool the server announced.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::FieldErrors;
+use crate::names::{OperationName, shorten};
+use crate::template::PathTemplate;
+
+/// The HTTP methods an operation may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+    Options,
+    Trace,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Head => "HEAD",
+            Self::Options => "OPTIONS",
+            Self::Trace => "TRACE",
+        }
+    }
+
+    /// Methods whose unused arguments go to the query string rather than a JSON body.
+    pub fn args_in_query(self) -> bool {
+        matches!(self, Self::Get | Self::Head | Self::Delete)
+    }
+}
+
+impl FromStr for HttpMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_uppercase().as_str() {
+            "GET" => Self::Get,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "PATCH" => Self::Patch,
+            "DELETE" => Self::Delete,
+            "HEAD" => Self::Head,
+            "OPTIONS" => Self::Options,
+            "TRACE" => Self::Trace,
+            _ => {
+                return Err(format!(
+                    "`{}` is not an HTTP method: use GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or TRACE",
+                    shorten(s)
+                ));
+            }
+        })
+    }
+}
+
+impl fmt::Display for HttpMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One operation as a client sends it (create, patch, import draft).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationInput {
+    pub name: String,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub input_schema: Option<Value>,
+    #[serde(default)]
+    pub output_schema: Option<Value>,
+}
+
+/// A valid operation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Operation {
+    pub name: OperationName,
+    /// `None` for MCP tools, which are not HTTP requests.
+    #[serde(serialize_with = "ser_method")]
+    pub method: Option<HttpMethod>,
+    /// `None` for MCP tools.
+    #[serde(serialize_with = "ser_path")]
+    pub path: Option<PathTemplate>,
+    pub description: String,
+    pub input_schema: Value,
+    pub output_schema: Option<Value>,
+}
+
+fn ser_method<S: serde::Serializer>(m: &Option<HttpMethod>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_str(m.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_path<S: serde::Serializer>(p: &Option<PathTemplate>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_str(p.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Whether operations of a connection are HTTP requests or MCP tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    Http,
+    McpTool,
+}
+
+pub const MAX_OPERATIONS: usize = 5_000;
+pub const MAX_DESCRIPTION: usize = 16 * 1024;
+
+impl Operation {
+    /// Validates one operation; errors carry pointers relative to the operation.
+    pub fn parse(input: OperationInput, kind: OperationKind) -> Result<Self, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let name = input
+            .name
+            .parse::<OperationName>()
+            .map_err(|e| errors.push("/name", e.0))
+            .ok();
+
+        let (method, path) = match kind {
+            OperationKind::Http => {
+                let method = match input.method.as_deref() {
+                    None | Some("") => {
+                        errors.push("/method", "an HTTP operation needs a `method`");
+                        None
+                    }
+                    Some(m) => m.parse::<HttpMethod>().map_err(|e| errors.push("/method", e)).ok(),
+                };
+                let path = match input.path.as_deref() {
+                    None | Some("") => {
+                        errors.push("/path", "an HTTP operation needs a `path`, such as `/users/{{id}}`");
+                        None
+                    }
+                    Some(p) => PathTemplate::parse(p).map_err(|e| errors.push("/path", e)).ok(),
+                };
+                (method, path)
+            }
+            OperationKind::McpTool => {
+                if input.method.as_deref().is_some_and(|m| !m.is_empty())
+                    || input.path.as_deref().is_some_and(|p| !p.is_empty())
+                {
+                    errors.push("", "MCP tools have no `method` or `path`; leave them out");
+                }
+                (None, None)
+            }
+        };
+
+        let description = input.description.unwrap_or_default();
+        if description.len() > MAX_DESCRIPTION {
+            errors.push("/description", format!("description is longer than {MAX_DESCRIPTION} bytes"));
+        }
+
+        let input_schema = input
+            .input_schema
+            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+        check_schema(&input_schema, "/input_schema", true, &mut errors);
+        let output_schema = match input.output_schema {
+            None | Some(Value::Null) => None,
+            Some(s) => {
+                check_schema(&s, "/output_schema", false, &mut errors);
+                Some(s)
+            }
+        };
+
+        // Every placeholder must be an argument the caller can see and fill.
+        if let Some(path) = &path
+            && input_schema.is_object()
+        {
+            let props = input_schema.get("properties").and_then(Value::as_object);
+            for param in path.params() {
+                if !props.is_some_and(|p| p.contains_key(param)) {
+                    errors.push(
+                        "/input_schema/properties",
+                        format!("the path uses `{{{{{param}}}}}` but the input schema has no property `{param}`; add it"),
+                    );
+                }
+            }
+        }
+
+        match (name, errors.is_empty()) {
+            (Some(name), true) => Ok(Self {
+                name,
+                method,
+                path,
+                description,
+                input_schema,
+                output_schema,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Validates a list: each operation, then names unique within the list.
+    pub fn parse_all(inputs: Vec<OperationInput>, kind: OperationKind) -> Result<Vec<Self>, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        if inputs.len() > MAX_OPERATIONS {
+            errors.push("", format!("a connection has at most {MAX_OPERATIONS} operations"));
+            return Err(errors);
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.into_iter().enumerate() {
+            match Self::parse(input, kind) {
+                Ok(op) => {
+                    if !seen.insert(op.name.as_str().to_owned()) {
+                        errors.push(
+                            format!("/{i}/name"),
+                            format!("operation name `{}` is used twice; names must be unique in a connection", op.name),
+                        );
+                    }
+                    out.push(op);
+                }
+                Err(e) => errors.extend_under(&format!("/{i}"), e),
+            }
+        }
+        errors.into_result(out)
+    }
+}
+
+/// A schema must be a JSON object that compiles as JSON Schema; an input schema must
+/// describe an object (its properties are the tool's arguments).
+fn check_schema(schema: &Value, pointer: &str, must_be_object_type: bool, errors: &mut FieldErrors) {
+    let Some(obj) = schema.as_object() else {
+        errors.push(pointer, "a schema must be a JSON object");
+        return;
+    };
+    if must_be_object_type {
+        match obj.get("type") {
+            None => {}
+            Some(Value::String(t)) if t == "object" => {}
+            Some(_) => {
+                errors.push(
+                    format!("{pointer}/type"),
+                    "an input schema describes the tool's arguments, so its `type` must be `object`",
+                );
+                return;
+            }
+        }
+    }
+    if let Err(e) = jsonschema::validator_for(schema) {
+        errors.push(pointer, format!("not a valid JSON Schema: {}", shorten(&e.to_string())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(v: Value) -> OperationInput {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn http_operation_round_trip() {
+        let o = Operation::parse(
+            op(json!({"name": "get_issue", "method": "get", "path": "/repos/{{owner}}",
+                "input_schema": {"type": "object", "properties": {"owner": {"type": "string"}}}})),
+            OperationKind::Http,
+        )
+        .unwrap();
+        assert_eq!(o.method, Some(HttpMethod::Get));
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["path"], "/repos/{{owner}}");
+    }
+
+    #[test]
+    fn errors_point_at_fields() {
+        let err = Operation::parse(
+            op(json!({"name": "bad name", "method": "FETCH", "path": "x",
+                "input_schema": {"type": "array"}, "output_schema": 3})),
+            OperationKind::Http,
+        )
+        .unwrap_err();
+        let pointers: Vec<_> = err.0.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/name", "/method", "/path", "/input_schema/type", "/output_schema"]);
+    }
+
+    #[test]
+    fn placeholders_need_properties() {
+        let err = Operation::parse(
+            op(json!({"name": "x", "method": "GET", "path": "/u/{{id}}"})),
+            OperationKind::Http,
+        )
+        .unwrap_err();
+        assert!(err.summary().contains("no property `id`"), "{}", err.summary());
+    }
+
+    #[test]
+    fn invalid_json_schema_is_refused() {
+        let err = Operation::parse(
+            op(json!({"name": "x", "method": "GET", "path": "/",
+                "input_schema": {"type": "object", "properties": {"a": {"type": "strin"}}}})),
+            OperationKind::Http,
+        )
+        .unwrap_err();
+        assert!(err.summary().contains("not a valid JSON Schema"), "{}", err.summary());
+        let err = Operation::parse(
+            op(json!({"name": "x", "method": "GET", "path": "/",
+                "input_schema": {"$ref": "https://example.com/schema.json"}})),
+            OperationKind::Http,
+        )
+        .unwrap_err();
+        assert!(err.summary().contains("not a valid JSON Schema"), "{}", err.summary());
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let err = Operation::parse_all(
+            vec![
+                op(json!({"name": "a", "method": "GET", "path": "/"})),
+                op(json!({"name": "a", "method": "POST", "path": "/"})),
+            ],
+            OperationKind::Http,
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].pointer, "/1/name");
+    }
+
+    #[test]
+    fn mcp_tools_have_no_method() {
+        let o = Operation::parse(op(json!({"name": "get-roots-list"})), OperationKind::McpTool).unwrap();
+        assert_eq!(o.method, None);
+        assert!(Operation::parse(op(json!({"name": "t", "method": "GET"})), OperationKind::McpTool).is_err());
+    }
+}
