@@ -166,7 +166,10 @@ impl AuthSpec {
     pub fn parse(value: &Value) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
         let Some(obj) = value.as_object() else {
-            return Err(FieldErrors::single("", "`auth` must be an object such as {\"type\": \"bearer\", \"token\": \"…\"}"));
+            return Err(FieldErrors::single(
+                "",
+                "`auth` must be an object such as {\"type\": \"bearer\", \"token\": \"…\"}",
+            ));
         };
         let auth_type = match obj.get("type") {
             Some(Value::String(t)) => t.parse::<AuthType>().map_err(|e| FieldErrors::single("/type", e))?,
@@ -204,7 +207,11 @@ impl AuthSpec {
             } else {
                 errors.push(
                     pointer,
-                    format!("`{}` is not a field of auth type `{auth_type}`{}", shorten(field), expected_fields(auth_type)),
+                    format!(
+                        "`{}` is not a field of auth type `{auth_type}`{}",
+                        shorten(field),
+                        expected_fields(auth_type)
+                    ),
                 );
             }
         }
@@ -222,8 +229,17 @@ impl AuthSpec {
 }
 
 fn expected_fields(t: AuthType) -> String {
-    let all: Vec<_> = t.public_fields().iter().chain(t.secret_fields()).map(|f| format!("`{f}`")).collect();
-    if all.is_empty() { "; it takes no fields".to_owned() } else { format!("; it takes {}", all.join(", ")) }
+    let all: Vec<_> = t
+        .public_fields()
+        .iter()
+        .chain(t.secret_fields())
+        .map(|f| format!("`{f}`"))
+        .collect();
+    if all.is_empty() {
+        "; it takes no fields".to_owned()
+    } else {
+        format!("; it takes {}", all.join(", "))
+    }
 }
 
 fn check_public(t: AuthType, field: &str, v: &str) -> Result<(), String> {
@@ -233,18 +249,32 @@ fn check_public(t: AuthType, field: &str, v: &str) -> Result<(), String> {
     match (t, field) {
         (AuthType::ApiKeyHeader, "header") => {
             let token = v.len() <= 128
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             if !token {
                 return Err(format!("`{}` is not a valid HTTP header name", shorten(v)));
             }
-            let reserved = ["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"];
+            let reserved = [
+                "host",
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "upgrade",
+                "te",
+                "trailer",
+            ];
             if reserved.contains(&v.to_ascii_lowercase().as_str()) {
-                return Err(format!("`{v}` is set by the HTTP client and cannot carry a key; choose another header"));
+                return Err(format!(
+                    "`{v}` is set by the HTTP client and cannot carry a key; choose another header"
+                ));
             }
             Ok(())
         }
         (AuthType::ApiKeyQuery, "param") => {
-            if v.len() > 128 || v.chars().any(|c| c.is_control() || c.is_whitespace() || "&=#?".contains(c)) {
+            if v.len() > 128
+                || v.chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || "&=#?".contains(c))
+            {
                 return Err(format!("`{}` is not a valid query parameter name", shorten(v)));
             }
             Ok(())
@@ -277,7 +307,9 @@ fn secret_value(t: AuthType, field: &str, v: &Value) -> Result<Option<SecretStri
             .map_err(|_| format!("`{field}` must be the JSON key file of a Google service account"))?;
         let has = |k: &str| parsed.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
         if !(has("client_email") && has("private_key")) {
-            return Err(format!("`{field}` must be a service account key file with `client_email` and `private_key`"));
+            return Err(format!(
+                "`{field}` must be a service account key file with `client_email` and `private_key`"
+            ));
         }
         return Ok(Some(SecretString::from(text)));
     }
@@ -321,8 +353,11 @@ mod tests {
             (json!({"type": "api_key_query", "param": "api_key", "key": "k"}), 1),
             (json!({"type": "bearer", "token": "t"}), 1),
             (json!({"type": "basic", "username": "u", "password": "p"}), 2),
-            (json!({"type": "service_account", "subject": "a@b.c",
-                "service_account_json": {"client_email": "x@y", "private_key": "-----"}}), 1),
+            (
+                json!({"type": "service_account", "subject": "a@b.c",
+                "service_account_json": {"client_email": "x@y", "private_key": "-----"}}),
+                1,
+            ),
             (json!({"type": "oauth"}), 0),
             (json!({"type": "bot_token", "token": "123:abc"}), 1),
         ];
@@ -347,13 +382,25 @@ mod tests {
             (json!({"type": "magic"}), "/type"),
             (json!({}), "/type"),
             (json!({"type": "api_key_header", "key": "k"}), "/header"),
-            (json!({"type": "api_key_header", "header": "Bad Header", "key": "k"}), "/header"),
-            (json!({"type": "api_key_header", "header": "Host", "key": "k"}), "/header"),
+            (
+                json!({"type": "api_key_header", "header": "Bad Header", "key": "k"}),
+                "/header",
+            ),
+            (
+                json!({"type": "api_key_header", "header": "Host", "key": "k"}),
+                "/header",
+            ),
             (json!({"type": "api_key_query", "param": "a&b", "key": "k"}), "/param"),
             (json!({"type": "bearer", "token": 5}), "/token"),
             (json!({"type": "bearer", "token": "a\r\nX-Injected: 1"}), "/token"),
-            (json!({"type": "basic", "username": "a:b", "password": "p"}), "/username"),
-            (json!({"type": "service_account", "subject": "a@b", "service_account_json": "{}"}), "/service_account_json"),
+            (
+                json!({"type": "basic", "username": "a:b", "password": "p"}),
+                "/username",
+            ),
+            (
+                json!({"type": "service_account", "subject": "a@b", "service_account_json": "{}"}),
+                "/service_account_json",
+            ),
         ] {
             let err = AuthSpec::parse(&v).unwrap_err();
             assert_eq!(err.0[0].pointer, pointer, "{v}: {err}");
@@ -378,7 +425,11 @@ mod tests {
 
     #[test]
     fn response_shows_set_flags_only() {
-        let v = auth_response(AuthType::ApiKeyHeader, &BTreeMap::from([("header".into(), "X-K".into())]), |_| true);
+        let v = auth_response(
+            AuthType::ApiKeyHeader,
+            &BTreeMap::from([("header".into(), "X-K".into())]),
+            |_| true,
+        );
         assert_eq!(v, json!({"type": "api_key_header", "header": "X-K", "key_set": true}));
     }
 }

@@ -68,7 +68,10 @@ impl FromStr for ServiceType {
             "mcp" => Ok(Self::Mcp),
             "gmail" => Ok(Self::Gmail),
             "telegram" => Ok(Self::Telegram),
-            _ => Err(format!("`{}` is not a service type: use http, openapi, mcp, gmail or telegram", shorten(s))),
+            _ => Err(format!(
+                "`{}` is not a service type: use http, openapi, mcp, gmail or telegram",
+                shorten(s)
+            )),
         }
     }
 }
@@ -105,7 +108,10 @@ impl FromStr for Fulfillment {
             "static" => Ok(Self::Static),
             "caller" => Ok(Self::Caller),
             "participant" => Ok(Self::Participant),
-            _ => Err(format!("`{}` is not a fulfillment: use static, caller or participant", shorten(s))),
+            _ => Err(format!(
+                "`{}` is not a fulfillment: use static, caller or participant",
+                shorten(s)
+            )),
         }
     }
 }
@@ -192,7 +198,10 @@ impl ConnectionDraft {
         let auth = match &input.auth {
             None | Some(Value::Null) => {
                 if matches!(service_type, ServiceType::Gmail | ServiceType::Telegram) {
-                    errors.push("/auth", format!("a {service_type} connection needs `auth`{}", auth_hint(service_type)));
+                    errors.push(
+                        "/auth",
+                        format!("a {service_type} connection needs `auth`{}", auth_hint(service_type)),
+                    );
                 }
                 Some(AuthSpec::none())
             }
@@ -207,7 +216,10 @@ impl ConnectionDraft {
         if fulfillment == Fulfillment::Static {
             for field in auth.auth_type.secret_fields() {
                 if auth.secrets.get(field).is_none() {
-                    errors.push(format!("/auth/{field}"), format!("auth type `{}` needs `{field}`", auth.auth_type));
+                    errors.push(
+                        format!("/auth/{field}"),
+                        format!("auth type `{}` needs `{field}`", auth.auth_type),
+                    );
                 }
             }
         } else {
@@ -244,7 +256,10 @@ impl ConnectionDraft {
         if let Some(t) = patch.service_type
             && t != self.service_type
         {
-            errors.push("/service_type", "the service type of a connection cannot change; create a new connection");
+            errors.push(
+                "/service_type",
+                "the service type of a connection cannot change; create a new connection",
+            );
         }
         let name = match &patch.name {
             Some(n) => check_name(n, &mut errors),
@@ -284,7 +299,11 @@ impl ConnectionDraft {
 
         let change = if fulfillment != Fulfillment::Static {
             refuse_secrets(fulfillment, &auth.secrets, &mut errors);
-            if stored_secrets.is_empty() { SecretsChange::Keep } else { SecretsChange::Replace(SecretFields::default()) }
+            if stored_secrets.is_empty() {
+                SecretsChange::Keep
+            } else {
+                SecretsChange::Replace(SecretFields::default())
+            }
         } else {
             // Static: every secret field must be given now or already stored under the
             // same auth type (a blank or missing field keeps the stored value).
@@ -292,7 +311,10 @@ impl ConnectionDraft {
             for field in auth.auth_type.secret_fields() {
                 let given = auth.secrets.get(field).is_some();
                 if !given && !(same_type && stored_secrets.contains(*field)) {
-                    errors.push(format!("/auth/{field}"), format!("auth type `{}` needs `{field}`", auth.auth_type));
+                    errors.push(
+                        format!("/auth/{field}"),
+                        format!("auth type `{}` needs `{field}`", auth.auth_type),
+                    );
                 }
             }
             if !same_type {
@@ -344,8 +366,15 @@ fn check_name(name: &str, errors: &mut FieldErrors) -> Option<String> {
 fn check_base_url(service: ServiceType, url: Option<&str>, errors: &mut FieldErrors) -> Option<String> {
     let url = url.map(str::trim).filter(|u| !u.is_empty());
     let Some(raw) = url.or(service.default_base_url()) else {
-        let what = if service == ServiceType::Mcp { "the MCP server's URL" } else { "the root URL of the API" };
-        errors.push("/base_url", format!("a {service} connection needs `base_url`: {what}, such as https://api.example.com"));
+        let what = if service == ServiceType::Mcp {
+            "the MCP server's URL"
+        } else {
+            "the root URL of the API"
+        };
+        errors.push(
+            "/base_url",
+            format!("a {service} connection needs `base_url`: {what}, such as https://api.example.com"),
+        );
         return None;
     };
     if raw.len() > 2048 {
@@ -369,7 +398,10 @@ fn check_base_url(service: ServiceType, url: Option<&str>, errors: &mut FieldErr
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         // Never echo it: the user part may be a credential.
-        errors.push("/base_url", "`base_url` must not carry a user name or password; put credentials in `auth`");
+        errors.push(
+            "/base_url",
+            "`base_url` must not carry a user name or password; put credentials in `auth`",
+        );
         return None;
     }
     if parsed.fragment().is_some() {
@@ -382,7 +414,10 @@ fn check_base_url(service: ServiceType, url: Option<&str>, errors: &mut FieldErr
 fn check_role(f: Fulfillment, role: Option<&str>, errors: &mut FieldErrors) -> Option<Option<ParticipantRole>> {
     match (f, role.map(str::trim).filter(|r| !r.is_empty())) {
         (Fulfillment::Participant, None) => {
-            errors.push("/participant_role", "participant fulfillment needs a `participant_role`, such as `customer`");
+            errors.push(
+                "/participant_role",
+                "participant fulfillment needs a `participant_role`, such as `customer`",
+            );
             None
         }
         (Fulfillment::Participant, Some(r)) => match r.parse::<ParticipantRole>() {
@@ -393,22 +428,36 @@ fn check_role(f: Fulfillment, role: Option<&str>, errors: &mut FieldErrors) -> O
             }
         },
         (_, Some(_)) => {
-            errors.push("/participant_role", "`participant_role` is only for participant fulfillment; leave it out or null");
+            errors.push(
+                "/participant_role",
+                "`participant_role` is only for participant fulfillment; leave it out or null",
+            );
             None
         }
         (_, None) => Some(None),
     }
 }
 
-fn check_operations(service: ServiceType, ops: Option<Vec<OperationInput>>, errors: &mut FieldErrors) -> Option<Vec<Operation>> {
+fn check_operations(
+    service: ServiceType,
+    ops: Option<Vec<OperationInput>>,
+    errors: &mut FieldErrors,
+) -> Option<Vec<Operation>> {
     if service.has_builtin_operations() {
         if ops.as_ref().is_some_and(|o| !o.is_empty()) {
-            errors.push("/operations", format!("{service} connections have built-in operations; leave `operations` out"));
+            errors.push(
+                "/operations",
+                format!("{service} connections have built-in operations; leave `operations` out"),
+            );
             return None;
         }
         return Some(builtin_operations(service));
     }
-    let kind = if service == ServiceType::Mcp { OperationKind::McpTool } else { OperationKind::Http };
+    let kind = if service == ServiceType::Mcp {
+        OperationKind::McpTool
+    } else {
+        OperationKind::Http
+    };
     Operation::parse_all(ops.unwrap_or_default(), kind)
         .map_err(|e| errors.extend_under("/operations", e))
         .ok()
@@ -428,7 +477,10 @@ fn check_auth_fits(service: ServiceType, f: Fulfillment, t: AuthType, errors: &m
     let allowed = service.allowed_auth();
     if !allowed.contains(&t) {
         let names: Vec<_> = allowed.iter().map(|a| a.as_str()).collect();
-        errors.push("/auth/type", format!("a {service} connection takes auth {}, not `{t}`", names.join(", ")));
+        errors.push(
+            "/auth/type",
+            format!("a {service} connection takes auth {}, not `{t}`", names.join(", ")),
+        );
     }
     if t == AuthType::Oauth && f == Fulfillment::Static {
         errors.push(
@@ -590,7 +642,8 @@ mod tests {
 
     #[test]
     fn patch_keeps_merges_and_replaces_secrets() {
-        let (d, _) = ConnectionDraft::parse(input(http(json!({"type": "basic", "username": "u", "password": "p"})))).unwrap();
+        let (d, _) =
+            ConnectionDraft::parse(input(http(json!({"type": "basic", "username": "u", "password": "p"})))).unwrap();
         let stored: BTreeSet<String> = ["username".into(), "password".into()].into();
         let patch = |v: Value| serde_json::from_value::<ConnectionPatch>(v).unwrap();
 
@@ -600,22 +653,34 @@ mod tests {
         assert!(!ops);
 
         let (_, change, _) = d
-            .apply_patch(patch(json!({"auth": {"type": "basic", "username": "", "password": "new"}})), &stored)
+            .apply_patch(
+                patch(json!({"auth": {"type": "basic", "username": "", "password": "new"}})),
+                &stored,
+            )
             .unwrap();
         assert!(matches!(change, SecretsChange::Merge(ref s) if s.names().collect::<Vec<_>>() == ["password"]));
 
-        let err = d.apply_patch(patch(json!({"auth": {"type": "bearer"}})), &stored).unwrap_err();
+        let err = d
+            .apply_patch(patch(json!({"auth": {"type": "bearer"}})), &stored)
+            .unwrap_err();
         assert_eq!(pointers(&err), ["/auth/token"]);
-        let (_, change, _) = d.apply_patch(patch(json!({"auth": {"type": "bearer", "token": "t"}})), &stored).unwrap();
+        let (_, change, _) = d
+            .apply_patch(patch(json!({"auth": {"type": "bearer", "token": "t"}})), &stored)
+            .unwrap();
         assert!(matches!(change, SecretsChange::Replace(_)));
 
         let (d3, change, _) = d
-            .apply_patch(patch(json!({"fulfillment": "caller", "auth": {"type": "basic"}})), &stored)
+            .apply_patch(
+                patch(json!({"fulfillment": "caller", "auth": {"type": "basic"}})),
+                &stored,
+            )
             .unwrap();
         assert_eq!(d3.fulfillment, Fulfillment::Caller);
         assert!(matches!(change, SecretsChange::Replace(ref s) if s.is_empty()));
 
-        let err = d.apply_patch(patch(json!({"service_type": "mcp"})), &stored).unwrap_err();
+        let err = d
+            .apply_patch(patch(json!({"service_type": "mcp"})), &stored)
+            .unwrap_err();
         assert_eq!(pointers(&err), ["/service_type"]);
     }
 

@@ -115,9 +115,9 @@ fn slug_like(s: &str, allow_dash: bool) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 63
         && bytes[0].is_ascii_lowercase()
-        && bytes[1..].iter().all(|&b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || (allow_dash && b == b'-')
-        })
+        && bytes[1..]
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || (allow_dash && b == b'-'))
 }
 
 /// An operation name: 1 to 128 ASCII letters, digits, `_`, `-` and `.`.
@@ -130,8 +130,7 @@ impl FromStr for OperationName {
     fn from_str(s: &str) -> Result<Self, NameError> {
         let ok = !s.is_empty()
             && s.len() <= 128
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if ok {
             Ok(Self(s.to_owned()))

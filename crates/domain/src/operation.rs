@@ -169,7 +169,10 @@ impl Operation {
 
         let description = input.description.unwrap_or_default();
         if description.len() > MAX_DESCRIPTION {
-            errors.push("/description", format!("description is longer than {MAX_DESCRIPTION} bytes"));
+            errors.push(
+                "/description",
+                format!("description is longer than {MAX_DESCRIPTION} bytes"),
+            );
         }
 
         let input_schema = input
@@ -193,7 +196,9 @@ impl Operation {
                 if !props.is_some_and(|p| p.contains_key(param)) {
                     errors.push(
                         "/input_schema/properties",
-                        format!("the path uses `{{{{{param}}}}}` but the input schema has no property `{param}`; add it"),
+                        format!(
+                            "the path uses `{{{{{param}}}}}` but the input schema has no property `{param}`; add it"
+                        ),
                     );
                 }
             }
@@ -212,6 +217,26 @@ impl Operation {
         }
     }
 
+    /// Rebuilds an operation read back from the store. Names and paths are parsed again
+    /// (cheap); schemas were validated when written and are taken as they are.
+    pub fn from_stored(
+        name: &str,
+        method: Option<&str>,
+        path: Option<&str>,
+        description: String,
+        input_schema: Value,
+        output_schema: Option<Value>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            name: name.parse().map_err(|e: crate::names::NameError| e.0)?,
+            method: method.map(str::parse).transpose()?,
+            path: path.map(PathTemplate::parse).transpose()?,
+            description,
+            input_schema,
+            output_schema,
+        })
+    }
+
     /// Validates a list: each operation, then names unique within the list.
     pub fn parse_all(inputs: Vec<OperationInput>, kind: OperationKind) -> Result<Vec<Self>, FieldErrors> {
         let mut errors = FieldErrors::new();
@@ -227,7 +252,10 @@ impl Operation {
                     if !seen.insert(op.name.as_str().to_owned()) {
                         errors.push(
                             format!("/{i}/name"),
-                            format!("operation name `{}` is used twice; names must be unique in a connection", op.name),
+                            format!(
+                                "operation name `{}` is used twice; names must be unique in a connection",
+                                op.name
+                            ),
                         );
                     }
                     out.push(op);
@@ -296,7 +324,10 @@ mod tests {
         )
         .unwrap_err();
         let pointers: Vec<_> = err.0.iter().map(|e| e.pointer.as_str()).collect();
-        assert_eq!(pointers, ["/name", "/method", "/path", "/input_schema/type", "/output_schema"]);
+        assert_eq!(
+            pointers,
+            ["/name", "/method", "/path", "/input_schema/type", "/output_schema"]
+        );
     }
 
     #[test]

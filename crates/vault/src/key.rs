@@ -4,8 +4,8 @@ use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
-use aes_gcm::aead::{Generate, KeyInit};
 use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Generate, KeyInit};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use secrecy::SecretString;
@@ -15,7 +15,9 @@ use zeroize::Zeroizing;
 /// Why a key was refused. Never contains key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{name} must be 32 bytes, written as base64 (44 characters) or hex (64 characters); {problem}. `chatterfly keys generate` prints a valid key")]
+    #[error(
+        "{name} must be 32 bytes, written as base64 (44 characters) or hex (64 characters); {problem}. `chatterfly keys generate` prints a valid key"
+    )]
     Invalid { name: String, problem: String },
     #[error("cannot read the key file {path}: {source}")]
     Read { path: String, source: std::io::Error },
@@ -75,7 +77,10 @@ impl Key {
 
     /// Like [`parse`](Self::parse), naming the setting in errors.
     pub fn parse_named(text: &str, name: &str) -> Result<Self, KeyError> {
-        let invalid = |problem: String| KeyError::Invalid { name: name.to_owned(), problem };
+        let invalid = |problem: String| KeyError::Invalid {
+            name: name.to_owned(),
+            problem,
+        };
         let text = text.trim();
         if text.is_empty() {
             return Err(invalid("it is empty".into()));
@@ -86,7 +91,10 @@ impl Key {
             let engines = [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD];
             let found = engines.iter().find_map(|e| e.decode(text).ok());
             Zeroizing::new(found.ok_or_else(|| {
-                invalid(format!("its {} characters are neither 64 hex digits nor base64", text.len()))
+                invalid(format!(
+                    "its {} characters are neither 64 hex digits nor base64",
+                    text.len()
+                ))
             })?)
         };
         if decoded.len() != 32 {
@@ -136,7 +144,10 @@ pub fn read_key_file(path: &Path) -> Result<Key, KeyError> {
 /// Fails if the file already exists, so a key is never overwritten.
 pub fn generate_key_file(path: &Path) -> Result<Key, KeyError> {
     let key = Key::generate();
-    let write_err = |source| KeyError::Write { path: path.display().to_string(), source };
+    let write_err = |source| KeyError::Write {
+        path: path.display().to_string(),
+        source,
+    };
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -179,7 +190,14 @@ mod tests {
 
     #[test]
     fn refuses_wrong_lengths_without_echoing() {
-        for bad in ["", "abc", "c2hvcnQ=", &"ab".repeat(31), &"zz".repeat(32), &STANDARD.encode([7u8; 33])] {
+        for bad in [
+            "",
+            "abc",
+            "c2hvcnQ=",
+            &"ab".repeat(31),
+            &"zz".repeat(32),
+            &STANDARD.encode([7u8; 33]),
+        ] {
             let e = Key::parse(bad).unwrap_err().to_string();
             assert!(e.contains("32 bytes"), "{e}");
             if bad.len() > 4 {
@@ -219,6 +237,11 @@ mod tests {
         let keys = Key::parse_list(&text, "PREV").unwrap();
         assert_eq!(keys.len(), 2);
         assert!(Key::parse_list("", "PREV").unwrap().is_empty());
-        assert!(Key::parse_list("abc", "PREV").unwrap_err().to_string().contains("item 1"));
+        assert!(
+            Key::parse_list("abc", "PREV")
+                .unwrap_err()
+                .to_string()
+                .contains("item 1")
+        );
     }
 }

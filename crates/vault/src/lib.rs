@@ -29,7 +29,9 @@ const TAG_LEN: usize = 16;
 pub enum VaultError {
     #[error("the sealed value is not in a format this version understands")]
     Malformed,
-    #[error("the value was sealed with key {key_id}, which is not configured; set it as INTEGRATION_ENCRYPTION_KEY or add it to INTEGRATION_ENCRYPTION_PREVIOUS_KEYS")]
+    #[error(
+        "the value was sealed with key {key_id}, which is not configured; set it as INTEGRATION_ENCRYPTION_KEY or add it to INTEGRATION_ENCRYPTION_PREVIOUS_KEYS"
+    )]
     UnknownKey { key_id: String },
     #[error("the value does not open with key {key_id}: it was altered, or belongs to another record")]
     Tampered { key_id: String },
@@ -77,20 +79,28 @@ impl KeyRing {
         let mut blob = Vec::with_capacity(NONCE_LEN + ct.len());
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&ct);
-        Ok(format!("{PREFIX}:{}:{}", self.current.id(), URL_SAFE_NO_PAD.encode(blob)))
+        Ok(format!(
+            "{PREFIX}:{}:{}",
+            self.current.id(),
+            URL_SAFE_NO_PAD.encode(blob)
+        ))
     }
 
     /// Opens a sealed value bound to `aad`, with whichever key of the ring sealed it.
     pub fn open(&self, sealed: &str, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let (key_id, blob) = parse(sealed)?;
-        let key = self.key(key_id).ok_or_else(|| VaultError::UnknownKey { key_id: key_id.to_owned() })?;
+        let key = self.key(key_id).ok_or_else(|| VaultError::UnknownKey {
+            key_id: key_id.to_owned(),
+        })?;
         let cipher = Aes256Gcm::new(key.bytes().into());
         let (nonce, ct) = blob.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).map_err(|_| VaultError::Malformed)?;
         cipher
             .decrypt(&nonce, Payload { msg: ct, aad })
             .map(Zeroizing::new)
-            .map_err(|_| VaultError::Tampered { key_id: key_id.to_owned() })
+            .map_err(|_| VaultError::Tampered {
+                key_id: key_id.to_owned(),
+            })
     }
 
     /// Opens a sealed UTF-8 secret.
@@ -152,7 +162,10 @@ mod tests {
     fn a_value_moved_to_another_row_does_not_open() {
         let (ring, _) = ring();
         let a = ring.seal(b"s3cret", b"connection:1:auth").unwrap();
-        assert!(matches!(ring.open(&a, b"connection:2:auth"), Err(VaultError::Tampered { .. })));
+        assert!(matches!(
+            ring.open(&a, b"connection:2:auth"),
+            Err(VaultError::Tampered { .. })
+        ));
     }
 
     #[test]
@@ -164,7 +177,10 @@ mod tests {
         for i in [0, NONCE_LEN, blob.len() - 1] {
             blob[i] ^= 1;
             let forged = format!("{head}:{}", URL_SAFE_NO_PAD.encode(&blob));
-            assert!(matches!(ring.open(&forged, b"row"), Err(VaultError::Tampered { .. })), "byte {i}");
+            assert!(
+                matches!(ring.open(&forged, b"row"), Err(VaultError::Tampered { .. })),
+                "byte {i}"
+            );
             blob[i] ^= 1;
         }
         for bad in ["", "cf1", "cf1:x", "cf2:abc:AAAA", "cf1:abc:!!!", "cf1:abc:AAAA"] {
@@ -179,7 +195,9 @@ mod tests {
         let a = ring.seal(b"x", b"row").unwrap();
         assert_eq!(
             other.open(&a, b"row"),
-            Err(VaultError::UnknownKey { key_id: ring.current_id().to_string() })
+            Err(VaultError::UnknownKey {
+                key_id: ring.current_id().to_string()
+            })
         );
     }
 

@@ -1,0 +1,12 @@
+//! The associated data that binds each sealed value to the row that owns it. The vault
+//! seals with it and the store's rotation re-derives it; both go through these functions.
+
+/// Associated data of a connection's sealed credentials.
+pub fn connection_auth(connection_id: &str) -> Vec<u8> {
+    format!("chatterfly:connection:{connection_id}:auth").into_bytes()
+}
+
+/// Associated data of the database's vault sentinel.
+pub fn vault_check(id: &str) -> Vec<u8> {
+    format!("chatterfly:vault_check:{id}").into_bytes()
+}

@@ -1,0 +1,295 @@
+//! Connections and their operations. Credentials arrive here sealed; the store never opens
+//! them. Operations live in their own table so one tool can be looked up without reading
+//! a whole imported API (GitHub's has 1,200 operations).
+
+use std::collections::BTreeMap;
+
+use chatterfly_domain::{ConnectionDraft, Operation};
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::{Result, Store, StoreError, conflict, now};
+
+/// A connection to insert: its id is chosen by the caller, because the sealed credentials
+/// are bound to it before the row exists.
+pub struct NewConnection<'a> {
+    pub id: &'a str,
+    pub workspace_id: &'a str,
+    pub draft: &'a ConnectionDraft,
+    pub auth_sealed: Option<&'a str>,
+    pub created_by: Option<&'a str>,
+}
+
+/// A stored connection. `draft.operations` is empty when read by [`Store::list_connections`];
+/// `operation_count` is always right.
+#[derive(Debug, Clone)]
+pub struct ConnectionRecord {
+    pub id: String,
+    pub workspace_id: String,
+    pub draft: ConnectionDraft,
+    pub operation_count: i64,
+    pub auth_sealed: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLS: &str = "c.id, c.workspace_id, c.slug, c.name, c.service_type, c.base_url, c.auth_type, c.auth_public, \
+    c.auth_sealed, c.fulfillment, c.participant_role, c.created_by, c.created_at, c.updated_at, \
+    (SELECT COUNT(*) FROM connection_operations o WHERE o.connection_id = c.id)";
+
+fn corrupt(what: &str) -> impl FnOnce(String) -> StoreError + '_ {
+    move |e| StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn record(row: &AnyRow) -> Result<ConnectionRecord> {
+    let text = |i: usize| row.try_get::<String, _>(i);
+    let auth_public: BTreeMap<String, String> =
+        serde_json::from_str(&text(7)?).map_err(|e| StoreError::Corrupt(format!("auth_public: {e}")))?;
+    let role: Option<String> = row.try_get(10)?;
+    let draft = ConnectionDraft {
+        slug: text(2)?
+            .parse()
+            .map_err(|e: chatterfly_domain::NameError| StoreError::Corrupt(e.0))?,
+        name: text(3)?,
+        service_type: text(4)?.parse().map_err(corrupt("service_type"))?,
+        base_url: text(5)?,
+        auth_type: text(6)?.parse().map_err(corrupt("auth_type"))?,
+        auth_public,
+        fulfillment: text(9)?.parse().map_err(corrupt("fulfillment"))?,
+        participant_role: role
+            .map(|r| r.parse())
+            .transpose()
+            .map_err(|e: chatterfly_domain::NameError| StoreError::Corrupt(e.0))?,
+        operations: Vec::new(),
+    };
+    Ok(ConnectionRecord {
+        id: text(0)?,
+        workspace_id: text(1)?,
+        draft,
+        auth_sealed: row.try_get(8)?,
+        created_by: row.try_get(11)?,
+        created_at: text(12)?,
+        updated_at: text(13)?,
+        operation_count: row.try_get(14)?,
+    })
+}
+
+fn operation(row: &AnyRow) -> Result<Operation> {
+    let json = |s: String| serde_json::from_str::<Value>(&s).map_err(|e| StoreError::Corrupt(format!("schema: {e}")));
+    let output: Option<String> = row.try_get(5)?;
+    Operation::from_stored(
+        &row.try_get::<String, _>(0)?,
+        row.try_get::<Option<String>, _>(1)?.as_deref(),
+        row.try_get::<Option<String>, _>(2)?.as_deref(),
+        row.try_get(3)?,
+        json(row.try_get(4)?)?,
+        output.map(json).transpose()?,
+    )
+    .map_err(corrupt("operation"))
+}
+
+/// Rows per INSERT statement: 8 parameters each stays far below both databases' limits.
+const OPS_PER_INSERT: usize = 200;
+
+async fn insert_operations(tx: &mut Transaction<'_, Any>, connection_id: &str, ops: &[Operation]) -> Result<()> {
+    for (chunk_no, chunk) in ops.chunks(OPS_PER_INSERT).enumerate() {
+        let mut sql = String::from(
+            "INSERT INTO connection_operations \
+             (connection_id, position, name, method, path, description, input_schema, output_schema) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for (i, op) in chunk.iter().enumerate() {
+            let position = i64::try_from(chunk_no * OPS_PER_INSERT + i).unwrap_or(i64::MAX);
+            q = q
+                .bind(connection_id.to_owned())
+                .bind(position)
+                .bind(op.name.as_str().to_owned())
+                .bind(op.method.map(|m| m.as_str().to_owned()))
+                .bind(op.path.as_ref().map(|p| p.as_str().to_owned()))
+                .bind(op.description.clone())
+                .bind(op.input_schema.to_string())
+                .bind(op.output_schema.as_ref().map(Value::to_string));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// How an update treats the sealed credentials.
+pub enum SealedUpdate<'a> {
+    Keep,
+    Set(Option<&'a str>),
+}
+
+impl Store {
+    pub async fn insert_connection(&self, new: NewConnection<'_>) -> Result<ConnectionRecord> {
+        let d = new.draft;
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO connections (id, workspace_id, slug, name, service_type, base_url, auth_type, auth_public, \
+             auth_sealed, fulfillment, participant_role, created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+        )
+        .bind(new.id)
+        .bind(new.workspace_id)
+        .bind(d.slug.as_str())
+        .bind(&d.name)
+        .bind(d.service_type.as_str())
+        .bind(&d.base_url)
+        .bind(d.auth_type.as_str())
+        .bind(public_json(d))
+        .bind(new.auth_sealed)
+        .bind(d.fulfillment.as_str())
+        .bind(d.participant_role.as_ref().map(|r| r.as_str()))
+        .bind(new.created_by)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict("slug"))?;
+        insert_operations(&mut tx, new.id, &d.operations).await?;
+        tx.commit().await?;
+        Ok(ConnectionRecord {
+            id: new.id.to_owned(),
+            workspace_id: new.workspace_id.to_owned(),
+            draft: d.clone(),
+            operation_count: i64::try_from(d.operations.len()).unwrap_or(i64::MAX),
+            auth_sealed: new.auth_sealed.map(str::to_owned),
+            created_by: new.created_by.map(str::to_owned),
+            created_at: at.clone(),
+            updated_at: at,
+        })
+    }
+
+    /// Writes a connection's new state; operations are replaced when `ops_changed`.
+    pub async fn update_connection(
+        &self,
+        id: &str,
+        workspace_id: &str,
+        d: &ConnectionDraft,
+        sealed: SealedUpdate<'_>,
+        ops_changed: bool,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let (set_sealed, sealed_value) = match sealed {
+            SealedUpdate::Keep => (0i64, None),
+            SealedUpdate::Set(v) => (1i64, v),
+        };
+        let done = sqlx::query(
+            "UPDATE connections SET slug = $3, name = $4, base_url = $5, auth_type = $6, auth_public = $7, \
+             auth_sealed = CASE WHEN $8 = 1 THEN $9 ELSE auth_sealed END, fulfillment = $10, participant_role = $11, \
+             updated_at = $12 WHERE id = $1 AND workspace_id = $2",
+        )
+        .bind(id)
+        .bind(workspace_id)
+        .bind(d.slug.as_str())
+        .bind(&d.name)
+        .bind(&d.base_url)
+        .bind(d.auth_type.as_str())
+        .bind(public_json(d))
+        .bind(set_sealed)
+        .bind(sealed_value)
+        .bind(d.fulfillment.as_str())
+        .bind(d.participant_role.as_ref().map(|r| r.as_str()))
+        .bind(now())
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict("slug"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        if ops_changed {
+            sqlx::query("DELETE FROM connection_operations WHERE connection_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            insert_operations(&mut tx, id, &d.operations).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One connection with all its operations.
+    pub async fn get_connection(&self, workspace_id: &str, slug: &str) -> Result<Option<ConnectionRecord>> {
+        let row = sqlx::query(sql!(
+            "SELECT {COLS} FROM connections c WHERE c.workspace_id = $1 AND c.slug = $2"
+        ))
+        .bind(workspace_id)
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut rec = record(&row)?;
+        rec.draft.operations = self.operations_of(&rec.id).await?;
+        Ok(Some(rec))
+    }
+
+    pub async fn operations_of(&self, connection_id: &str) -> Result<Vec<Operation>> {
+        let rows = sqlx::query(
+            "SELECT name, method, path, description, input_schema, output_schema FROM connection_operations \
+             WHERE connection_id = $1 ORDER BY position",
+        )
+        .bind(connection_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(operation).collect()
+    }
+
+    /// Every connection of a workspace, without operations, by slug.
+    pub async fn list_connections(&self, workspace_id: &str) -> Result<Vec<ConnectionRecord>> {
+        let rows = sqlx::query(sql!(
+            "SELECT {COLS} FROM connections c WHERE c.workspace_id = $1 ORDER BY c.slug"
+        ))
+        .bind(workspace_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Deletes a connection and its operations; `NotFound` when there is none.
+    pub async fn delete_connection(&self, workspace_id: &str, slug: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Explicit, so it holds on SQLite connections opened without foreign keys too.
+        sqlx::query(
+            "DELETE FROM connection_operations WHERE connection_id IN \
+             (SELECT id FROM connections WHERE workspace_id = $1 AND slug = $2)",
+        )
+        .bind(workspace_id)
+        .bind(slug)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM connections WHERE workspace_id = $1 AND slug = $2")
+            .bind(workspace_id)
+            .bind(slug)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn public_json(d: &ConnectionDraft) -> String {
+    serde_json::to_string(&d.auth_public).unwrap_or_else(|_| "{}".to_owned())
+}

@@ -1,0 +1,141 @@
+//! Persistence for Chatterfly on SQLite (the embedded default) and PostgreSQL (for several
+//! replicas), through one `sqlx::AnyPool` and one set of query texts.
+//!
+//! The schema uses only types both databases share (text, big integers), placeholders are
+//! `$1, $2, …` (which SQLite accepts too), and each database has its own migrations folder,
+//! applied on start. The store keeps no state in memory: any number of servers can share
+//! one PostgreSQL database.
+//!
+//! The store never sees a secret in plain text: sealed columns hold what the vault made, and
+//! [`aad`] is the one place that names the associated data binding a sealed value to its row.
+
+/// A query text built with `format!` from this crate's own constants (column lists, table
+/// names from the sealed-column list, placeholder numbers), never from input.
+macro_rules! sql {
+    ($($t:tt)*) => { sqlx::AssertSqlSafe(format!($($t)*)) };
+}
+
+pub mod aad;
+mod connections;
+mod tenancy;
+mod vault;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use connections::{ConnectionRecord, NewConnection, SealedUpdate};
+pub use tenancy::{Member, Membership, NewUser, TokenOwner, User, Workspace};
+pub use vault::{SealedValue, VaultRewrite};
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What went wrong in the store, in the store's own terms.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; `what` names it (`slug`, `email`, …).
+    #[error("{what} is already taken")]
+    Conflict { what: &'static str },
+    #[error("not found")]
+    NotFound,
+    /// A stored row could not be read back into domain types: data written by something else.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Maps a unique violation to [`StoreError::Conflict`].
+fn conflict(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict { what },
+        _ => StoreError::Database(e),
+    }
+}
+
+/// The handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `sqlite://…` or `postgres://…` and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Database(sqlx::Error::Configuration(
+                "the database URL must start with sqlite: or postgres://".into(),
+            )));
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool_options = match backend {
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; \
+                         PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+        };
+        let pool = pool_options
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Now, as stored: RFC 3339 UTC with milliseconds (sorts as text).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A new row id: UUID v7 (time-ordered).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

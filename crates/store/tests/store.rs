@@ -1,0 +1,172 @@
+//! Store tests, each run on SQLite and on PostgreSQL.
+
+use chatterfly_domain::{ConnectionDraft, ConnectionInput, WorkspaceRole, WorkspaceSlug};
+use chatterfly_store::{NewConnection, NewUser, SealedUpdate, Store, StoreError};
+use chatterfly_testkit::{Db, db_tests, fresh_database};
+use serde_json::json;
+
+async fn store(db: Db) -> (Store, chatterfly_testkit::TestDb) {
+    let t = fresh_database(db).await;
+    let s = Store::connect(&t.url).await.expect("connect");
+    (s, t)
+}
+
+fn user(email: &str) -> NewUser {
+    NewUser {
+        email: email.into(),
+        name: email.into(),
+        password_hash: None,
+        platform_admin: false,
+    }
+}
+
+fn ws(slug: &str) -> WorkspaceSlug {
+    slug.parse().unwrap()
+}
+
+fn draft(slug: &str, ops: usize) -> ConnectionDraft {
+    let operations: Vec<_> = (0..ops)
+        .map(|i| json!({"name": format!("op_{i:04}"), "method": "GET", "path": format!("/items/{i}")}))
+        .collect();
+    let input: ConnectionInput = serde_json::from_value(json!({
+        "name": "API", "slug": slug, "service_type": "http", "base_url": "https://api.example.com",
+        "auth": {"type": "api_key_header", "header": "X-Key", "key": "k"}, "operations": operations}))
+    .unwrap();
+    ConnectionDraft::parse(input).unwrap().0
+}
+
+db_tests! {
+    async fn migrations_are_idempotent(db: Db) {
+        let (s, t) = store(db).await;
+        s.close().await;
+        let again = Store::connect(&t.url).await.expect("second connect applies nothing new");
+        assert_eq!(again.count_users().await.unwrap(), 0);
+    }
+
+    async fn bootstrap_runs_once(db: Db) {
+        let (s, _t) = store(db).await;
+        let admin = NewUser { platform_admin: true, ..user("admin@localhost") };
+        assert!(s.bootstrap(&admin, &ws("default"), "hash1").await.unwrap());
+        assert!(!s.bootstrap(&admin, &ws("default"), "hash2").await.unwrap());
+        let owner = s.user_by_token_hash("hash1").await.unwrap().unwrap();
+        assert!(owner.user.platform_admin);
+        assert!(s.user_by_token_hash("hash2").await.unwrap().is_none());
+        let m = s.memberships_of(&owner.user.id).await.unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].workspace.slug.as_str(), "default");
+        assert_eq!(m[0].role, WorkspaceRole::Admin);
+    }
+
+    async fn users_and_tokens(db: Db) {
+        let (s, _t) = store(db).await;
+        let u = s.create_user(&user("a@x.io")).await.unwrap();
+        assert!(matches!(s.create_user(&user("a@x.io")).await, Err(StoreError::Conflict { what: "email" })));
+        s.create_token(&u.id, "ci", "h-a").await.unwrap();
+        assert_eq!(s.user_by_token_hash("h-a").await.unwrap().unwrap().user, u);
+        assert_eq!(s.get_user(&u.id).await.unwrap().unwrap(), u);
+        assert!(s.get_user("nope").await.unwrap().is_none());
+        assert_eq!(s.list_users().await.unwrap().len(), 1);
+    }
+
+    async fn memberships_and_the_last_admin(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let b = s.create_user(&user("b@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("acme"), "Acme", &a.id).await.unwrap();
+        assert!(matches!(s.create_workspace(&ws("acme"), "Again", &a.id).await, Err(StoreError::Conflict { .. })));
+        s.set_member(&w.id, &b.id, WorkspaceRole::Member).await.unwrap();
+        let (_, role) = s.workspace_role("acme", &b.id).await.unwrap().unwrap();
+        assert_eq!(role, Some(WorkspaceRole::Member));
+        // a is the only admin: cannot be demoted or removed
+        assert!(matches!(s.set_member(&w.id, &a.id, WorkspaceRole::Member).await, Err(StoreError::Conflict { what: "last admin" })));
+        assert!(matches!(s.remove_member(&w.id, &a.id).await, Err(StoreError::Conflict { .. })));
+        s.set_member(&w.id, &b.id, WorkspaceRole::Admin).await.unwrap();
+        s.set_member(&w.id, &a.id, WorkspaceRole::Member).await.unwrap();
+        assert_eq!(s.members_of(&w.id).await.unwrap().len(), 2);
+        s.remove_member(&w.id, &a.id).await.unwrap();
+        assert!(matches!(s.remove_member(&w.id, &a.id).await, Err(StoreError::NotFound)));
+        let (_, role) = s.workspace_role("acme", &a.id).await.unwrap().unwrap();
+        assert_eq!(role, None);
+        assert!(s.workspace_role("nope", &a.id).await.unwrap().is_none());
+    }
+
+    async fn connections_round_trip(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w1 = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        let w2 = s.create_workspace(&ws("two"), "Two", &a.id).await.unwrap();
+        // 450 operations: more than one INSERT chunk, order kept
+        let d = draft("api", 450);
+        s.insert_connection(NewConnection { id: "c1", workspace_id: &w1.id, draft: &d, auth_sealed: Some("sealed-1"), created_by: Some(&a.id) })
+            .await
+            .unwrap();
+        let dup = s.insert_connection(NewConnection { id: "c2", workspace_id: &w1.id, draft: &d, auth_sealed: None, created_by: None }).await;
+        assert!(matches!(dup, Err(StoreError::Conflict { what: "slug" })));
+        // the same slug in another workspace is fine
+        s.insert_connection(NewConnection { id: "c3", workspace_id: &w2.id, draft: &d, auth_sealed: None, created_by: None })
+            .await
+            .unwrap();
+
+        let got = s.get_connection(&w1.id, "api").await.unwrap().unwrap();
+        assert_eq!(got.draft, d);
+        assert_eq!(got.operation_count, 450);
+        assert_eq!(got.auth_sealed.as_deref(), Some("sealed-1"));
+        assert!(s.get_connection(&w1.id, "nope").await.unwrap().is_none());
+        let list = s.list_connections(&w1.id).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].operation_count, 450);
+        assert!(list[0].draft.operations.is_empty());
+
+        // rename, drop operations, keep the sealed value
+        let mut d2 = draft("api_renamed", 3);
+        d2.name = "Renamed".into();
+        s.update_connection("c1", &w1.id, &d2, SealedUpdate::Keep, true).await.unwrap();
+        let got = s.get_connection(&w1.id, "api_renamed").await.unwrap().unwrap();
+        assert_eq!(got.draft, d2);
+        assert_eq!(got.auth_sealed.as_deref(), Some("sealed-1"));
+        s.update_connection("c1", &w1.id, &d2, SealedUpdate::Set(None), false).await.unwrap();
+        assert_eq!(s.get_connection(&w1.id, "api_renamed").await.unwrap().unwrap().auth_sealed, None);
+        // another workspace's id does not reach the row
+        assert!(matches!(s.update_connection("c1", &w2.id, &d2, SealedUpdate::Keep, false).await, Err(StoreError::NotFound)));
+        // renaming onto a taken slug conflicts
+        s.insert_connection(NewConnection { id: "c4", workspace_id: &w1.id, draft: &draft("other", 0), auth_sealed: None, created_by: None })
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.update_connection("c4", &w1.id, &d2, SealedUpdate::Keep, false).await,
+            Err(StoreError::Conflict { what: "slug" })
+        ));
+
+        s.delete_connection(&w1.id, "api_renamed").await.unwrap();
+        assert!(matches!(s.delete_connection(&w1.id, "api_renamed").await, Err(StoreError::NotFound)));
+        assert!(s.operations_of("c1").await.unwrap().is_empty());
+        assert_eq!(s.get_connection(&w2.id, "api").await.unwrap().unwrap().operation_count, 450);
+    }
+
+    async fn sealed_values_are_listed_and_rewritten_atomically(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        for (id, slug) in [("c1", "a"), ("c2", "b")] {
+            s.insert_connection(NewConnection { id, workspace_id: &w.id, draft: &draft(slug, 1), auth_sealed: Some("old"), created_by: None })
+                .await
+                .unwrap();
+        }
+        s.ensure_vault_check(|aad| Some(format!("check:{}", String::from_utf8_lossy(aad)))).await.unwrap();
+        s.ensure_vault_check(|_| Some("second writer loses".into())).await.unwrap();
+        let all = s.sealed_values().await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().any(|v| v.sealed == "check:chatterfly:vault_check:sentinel"));
+        assert!(all.iter().any(|v| v.aad == b"chatterfly:connection:c1:auth"));
+
+        // an error half-way leaves everything as it was
+        let mut n = 0;
+        let failed = s.rewrite_sealed(|_| { n += 1; if n == 2 { Err("boom") } else { Ok(Some("new".to_owned())) } }).await.unwrap();
+        assert_eq!(failed, Err("boom"));
+        assert!(s.sealed_values().await.unwrap().iter().all(|v| v.sealed != "new"));
+
+        let report = s.rewrite_sealed(|v| Ok::<_, ()>(Some(format!("new-{}", v.row_id)))).await.unwrap().unwrap();
+        assert_eq!((report.examined, report.rewritten), (3, 3));
+        assert!(s.sealed_values().await.unwrap().iter().all(|v| v.sealed.starts_with("new-")));
+    }
+}

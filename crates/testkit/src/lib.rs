@@ -1,0 +1,88 @@
+//! Test helpers shared by the crates' integration tests.
+//!
+//! - [`fresh_database`]: an empty SQLite file in a temp dir, or a new database on the
+//!   PostgreSQL cluster that `scripts/test.sh` starts (`CHATTERFLY_TEST_POSTGRES_URL`).
+//!   A PostgreSQL test without that variable fails loudly; it never skips.
+//! - [`db_tests!`]: writes each test twice, once per database.
+//! - [`server::TestServer`]: the real `chatterfly` binary on a random port, its logs kept.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+pub mod server;
+
+use sqlx::Connection;
+use tempfile::TempDir;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database; the SQLite file lives as long as this value.
+pub struct TestDb {
+    pub url: String,
+    pub kind: Db,
+    pub dir: TempDir,
+}
+
+impl TestDb {
+    /// The SQLite file (for tests that read the raw file), if SQLite.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        (self.kind == Db::Sqlite).then(|| self.dir.path().join("chatterfly.db"))
+    }
+}
+
+pub const PG_ENV: &str = "CHATTERFLY_TEST_POSTGRES_URL";
+
+/// The PostgreSQL admin URL; panics with instructions when the test command did not set it.
+pub fn postgres_admin_url() -> String {
+    std::env::var(PG_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{PG_ENV} is not set. PostgreSQL tests need the throwaway cluster that scripts/test.sh starts; \
+             run the suite with `scripts/test.sh` (or start one with scripts/postgres.sh and export {PG_ENV})"
+        )
+    })
+}
+
+/// Creates a fresh database of the given kind.
+pub async fn fresh_database(kind: Db) -> TestDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match kind {
+        Db::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("chatterfly.db").display()),
+        Db::Postgres => {
+            let admin = postgres_admin_url();
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            format!("{base}/{name}")
+        }
+    };
+    TestDb { url, kind, dir }
+}
+
+/// Declares each `async fn name(db: Db) { … }` as two tests, `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! db_tests {
+    ($(async fn $name:ident($db:ident : Db) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                async fn run($db: $crate::Db) $body
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() { run($crate::Db::Sqlite).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() { run($crate::Db::Postgres).await }
+            }
+        )*
+    };
+}
