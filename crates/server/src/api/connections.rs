@@ -1,0 +1,284 @@
+//! Connections: create, list, read, edit, delete. Secret fields are sealed by the vault,
+//! bound to the connection's id, before the store sees them; responses show `<field>_set`.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chatterfly_domain::{
+    ConnectionDraft, ConnectionInput, ConnectionPatch, Operation, SecretFields, SecretsChange, auth_response,
+};
+use chatterfly_store::{ConnectionRecord, NewConnection, SealedUpdate, StoreError, aad, new_id};
+use chatterfly_vault::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::access::{WorkspaceAccess, short};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, Caller};
+
+/// One operation (tool) of a connection.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct OperationView {
+    /// 1 to 128 ASCII letters, digits, `_`, `-`, `.`; unique in the connection.
+    pub name: String,
+    /// HTTP method; null for MCP tools.
+    pub method: Option<String>,
+    /// Path template with `{{param}}` placeholders; null for MCP tools.
+    pub path: Option<String>,
+    pub description: String,
+    #[schema(value_type = Object)]
+    pub input_schema: Value,
+    #[schema(value_type = Option<Object>)]
+    pub output_schema: Option<Value>,
+}
+
+impl From<&Operation> for OperationView {
+    fn from(o: &Operation) -> Self {
+        Self {
+            name: o.name.to_string(),
+            method: o.method.map(|m| m.as_str().to_owned()),
+            path: o.path.as_ref().map(|p| p.as_str().to_owned()),
+            description: o.description.clone(),
+            input_schema: o.input_schema.clone(),
+            output_schema: o.output_schema.clone(),
+        }
+    }
+}
+
+/// A connection as the API shows it: never a secret, `<field>_set` in its place.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionView {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    /// `http`, `openapi`, `mcp`, `gmail` or `telegram`.
+    pub service_type: String,
+    pub base_url: String,
+    /// `{"type": …, public fields…, "<secret field>_set": bool}`.
+    #[schema(value_type = Object)]
+    pub auth: Value,
+    /// `static`, `caller` or `participant`.
+    pub fulfillment: String,
+    pub participant_role: Option<String>,
+    /// Present when reading one connection; left out of lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operations: Option<Vec<OperationView>>,
+    pub operation_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl ConnectionView {
+    fn new(rec: &ConnectionRecord, with_operations: bool) -> Self {
+        let d = &rec.draft;
+        let sealed = rec.auth_sealed.is_some();
+        Self {
+            id: rec.id.clone(),
+            name: d.name.clone(),
+            slug: d.slug.to_string(),
+            service_type: d.service_type.as_str().to_owned(),
+            base_url: d.base_url.clone(),
+            auth: auth_response(d.auth_type, &d.auth_public, |_| sealed),
+            fulfillment: d.fulfillment.as_str().to_owned(),
+            participant_role: d.participant_role.as_ref().map(ToString::to_string),
+            operations: with_operations.then(|| d.operations.iter().map(OperationView::from).collect()),
+            operation_count: rec.operation_count,
+            created_at: rec.created_at.clone(),
+            updated_at: rec.updated_at.clone(),
+        }
+    }
+}
+
+/// The body of a create request (documentation of the shape; see SPEC "A connection").
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConnectionBody {
+    name: String,
+    /// `^[a-z][a-z0-9_]{0,62}$`, unique in the workspace.
+    slug: String,
+    service_type: String,
+    /// Required for http, openapi and mcp; defaults for gmail and telegram.
+    base_url: Option<String>,
+    /// One of the auth shapes; secret fields are write-only.
+    #[schema(value_type = Option<Object>)]
+    auth: Option<Value>,
+    /// `static` (default), `caller` or `participant`.
+    fulfillment: Option<String>,
+    /// Required with participant fulfillment.
+    participant_role: Option<String>,
+    operations: Option<Vec<OperationView>>,
+}
+
+fn slug_taken(slug: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
+    move |e| match e {
+        StoreError::Conflict { what: "slug" } => ApiError::Conflict {
+            code: "slug_taken",
+            detail: format!("slug `{slug}` is taken in this workspace; choose another"),
+        },
+        other => other.into(),
+    }
+}
+
+fn connection_not_found(slug: &str) -> ApiError {
+    ApiError::NotFound(format!("connection `{}` not found in this workspace", short(slug)))
+}
+
+fn seal(state: &AppState, connection_id: &str, secrets: &SecretFields) -> Result<Option<String>, ApiError> {
+    if secrets.is_empty() {
+        return Ok(None);
+    }
+    let plain = secrets.to_sealable_json();
+    Ok(Some(
+        state
+            .keys
+            .seal(plain.as_bytes(), &aad::connection_auth(connection_id))?,
+    ))
+}
+
+/// List a workspace's connections (any member).
+#[utoipa::path(get, path = "/api/workspaces/{ws}/connections", params(("ws" = String, Path)),
+    responses((status = 200, body = Vec<ConnectionView>), (status = 404, body = Problem)))]
+pub async fn list_connections(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> Result<Json<Vec<ConnectionView>>, ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    let list = state.store.list_connections(&access.workspace.id).await?;
+    Ok(Json(list.iter().map(|r| ConnectionView::new(r, false)).collect()))
+}
+
+/// Create a connection (workspace admins).
+#[utoipa::path(post, path = "/api/workspaces/{ws}/connections", params(("ws" = String, Path)), request_body = ConnectionBody,
+    responses((status = 201, body = ConnectionView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiJson(input): ApiJson<ConnectionInput>,
+) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    access.require_admin("create connections")?;
+    let (draft, secrets) = ConnectionDraft::parse(input)?;
+    let id = new_id();
+    let sealed = seal(&state, &id, &secrets)?;
+    drop(secrets);
+    let rec = state
+        .store
+        .insert_connection(NewConnection {
+            id: &id,
+            workspace_id: &access.workspace.id,
+            draft: &draft,
+            auth_sealed: sealed.as_deref(),
+            created_by: Some(&caller.user.id),
+        })
+        .await
+        .map_err(slug_taken(draft.slug.as_str()))?;
+    tracing::info!(workspace = %access.workspace.slug, connection = %draft.slug, service_type = %draft.service_type, "connection created");
+    Ok((StatusCode::CREATED, Json(ConnectionView::new(&rec, true))))
+}
+
+/// Read one connection with its operations (any member).
+#[utoipa::path(get, path = "/api/workspaces/{ws}/connections/{slug}", params(("ws" = String, Path), ("slug" = String, Path)),
+    responses((status = 200, body = ConnectionView), (status = 404, body = Problem)))]
+pub async fn get_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, slug)): Path<(String, String)>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    let rec = state
+        .store
+        .get_connection(&access.workspace.id, &slug)
+        .await?
+        .ok_or_else(|| connection_not_found(&slug))?;
+    Ok(Json(ConnectionView::new(&rec, true)))
+}
+
+/// Edit a connection (workspace admins). Fields left out stay as they are; a secret field
+/// left out or blank keeps the stored value; `operations`, when given, replaces the list.
+#[utoipa::path(patch, path = "/api/workspaces/{ws}/connections/{slug}", params(("ws" = String, Path), ("slug" = String, Path)),
+    request_body = ConnectionBody,
+    responses((status = 200, body = ConnectionView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn patch_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, slug)): Path<(String, String)>,
+    ApiJson(patch): ApiJson<ConnectionPatch>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    access.require_admin("edit connections")?;
+    let rec = state
+        .store
+        .get_connection(&access.workspace.id, &slug)
+        .await?
+        .ok_or_else(|| connection_not_found(&slug))?;
+    let stored: BTreeSet<String> = match rec.auth_sealed {
+        Some(_) => rec
+            .draft
+            .auth_type
+            .secret_fields()
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let (draft, change, ops_changed) = rec.draft.apply_patch(patch, &stored)?;
+    let sealed = match change {
+        SecretsChange::Keep => None,
+        SecretsChange::Replace(secrets) => Some(seal(&state, &rec.id, &secrets)?),
+        SecretsChange::Merge(new) => {
+            let aad = aad::connection_auth(&rec.id);
+            let old = match &rec.auth_sealed {
+                Some(s) => state.keys.open_string(s, &aad)?,
+                None => return Err(ApiError::Internal("merge without stored secrets".into())),
+            };
+            let mut merged =
+                SecretFields::from_sealed_json(old.expose_secret()).map_err(|e| ApiError::Internal(e.to_owned()))?;
+            merged.0.extend(new.0);
+            Some(seal(&state, &rec.id, &merged)?)
+        }
+    };
+    let update = match &sealed {
+        None => SealedUpdate::Keep,
+        Some(v) => SealedUpdate::Set(v.as_deref()),
+    };
+    state
+        .store
+        .update_connection(&rec.id, &access.workspace.id, &draft, update, ops_changed)
+        .await
+        .map_err(slug_taken(draft.slug.as_str()))?;
+    let rec = state
+        .store
+        .get_connection(&access.workspace.id, draft.slug.as_str())
+        .await?
+        .ok_or_else(|| connection_not_found(draft.slug.as_str()))?;
+    tracing::info!(workspace = %access.workspace.slug, connection = %draft.slug, "connection updated");
+    Ok(Json(ConnectionView::new(&rec, true)))
+}
+
+/// Delete a connection (workspace admins). Its tools stop resolving at once.
+#[utoipa::path(delete, path = "/api/workspaces/{ws}/connections/{slug}", params(("ws" = String, Path), ("slug" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, slug)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    access.require_admin("delete connections")?;
+    state
+        .store
+        .delete_connection(&access.workspace.id, &slug)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => connection_not_found(&slug),
+            other => other.into(),
+        })?;
+    tracing::info!(workspace = %access.workspace.slug, connection = %short(&slug), "connection deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,122 @@
+//! The `/api` routes. Each handler is annotated where it is written (utoipa), and the router
+//! is built with utoipa-axum, so the OpenAPI document served at `/api/openapi.json` lists
+//! exactly the routes that exist.
+
+mod access;
+mod connections;
+mod me;
+mod system;
+mod users;
+mod workspaces;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use chatterfly_store::Store;
+use chatterfly_vault::KeyRing;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::startup::App;
+
+/// What every handler can reach. Holds no request state: replicas share only the database.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub keys: Arc<KeyRing>,
+    pub app_url: Arc<str>,
+}
+
+impl AppState {
+    pub fn new(app: &App, listen_url: &str) -> Self {
+        let app_url = app.config.app_url.clone().unwrap_or_else(|| listen_url.to_owned());
+        Self {
+            store: app.store.clone(),
+            keys: app.keys.clone(),
+            app_url: app_url.trim_end_matches('/').into(),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Chatterfly Connections",
+        description = "Credentialed, outbound connections for agents and workflows. Errors are RFC 9457 problem documents with a stable `code`."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(crate::error::Problem))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document and the router, built together.
+pub fn api(state: AppState, max_body: usize, max_spec: usize) -> (Router, utoipa::openapi::OpenApi) {
+    let big = DefaultBodyLimit::max(max_spec);
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(me::me))
+        .routes(routes!(workspaces::create_workspace, workspaces::list_workspaces))
+        .routes(routes!(workspaces::get_workspace))
+        .routes(routes!(workspaces::list_members))
+        .routes(routes!(workspaces::set_member, workspaces::remove_member))
+        .routes(routes!(users::create_user, users::list_users))
+        .routes(routes!(users::create_token))
+        .routes(routes!(connections::list_connections, connections::create_connection).layer(big))
+        .routes(
+            routes!(
+                connections::get_connection,
+                connections::patch_connection,
+                connections::delete_connection
+            )
+            .layer(big),
+        )
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+        .split_for_parts();
+    (router, doc)
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    router_with_limits(state, 1024 * 1024, 32 * 1024 * 1024)
+}
+
+pub fn router_with_limits(state: AppState, max_body: usize, max_spec: usize) -> Router {
+    let (api, doc) = api(state, max_body, max_spec);
+    let doc = Arc::new(doc);
+    api.route(
+        "/api/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+    .fallback(|| async { ApiError::NotFound("no such route; see /api/openapi.json for the API".into()) })
+    .method_not_allowed_fallback(|| async {
+        ApiError::BadRequest {
+            status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            detail: "this route does not take that method; see /api/openapi.json".into(),
+        }
+    })
+    .layer(TraceLayer::new_for_http())
+}

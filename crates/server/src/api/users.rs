@@ -1,0 +1,154 @@
+//! Platform users and their API tokens.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chatterfly_domain::FieldErrors;
+use chatterfly_store::{NewUser, StoreError, User};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::access::{require_platform_admin, short};
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, Caller};
+use crate::tokens;
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub platform_admin: bool,
+    pub created_at: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            platform_admin: u.platform_admin,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub email: String,
+    pub name: String,
+    /// Optional; at least 12 characters. Stored as an Argon2id hash.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub platform_admin: bool,
+}
+
+/// Create a user (platform admins).
+#[utoipa::path(post, path = "/api/users", request_body = CreateUser,
+    responses((status = 201, body = UserView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    require_platform_admin(&caller.user, "create users")?;
+    let mut errors = FieldErrors::new();
+    let email = body.email.trim().to_lowercase();
+    let valid_email = email.len() <= 320
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !valid_email {
+        errors.push("/email", "`email` must be an email address such as ada@example.com");
+    }
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 {
+        errors.push("/name", "`name` must be 1 to 200 characters");
+    }
+    let password = body.password.filter(|p| !p.is_empty());
+    if password.as_ref().is_some_and(|p| p.chars().count() < 12) {
+        errors.push("/password", "`password` must be at least 12 characters");
+    }
+    errors.into_result(())?;
+    let password_hash = password
+        .map(|p| tokens::hash_password(&p))
+        .transpose()
+        .map_err(ApiError::Internal)?;
+    let user = state
+        .store
+        .create_user(&NewUser {
+            email: email.clone(),
+            name,
+            password_hash,
+            platform_admin: body.platform_admin,
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => ApiError::Conflict {
+                code: "email_taken",
+                detail: format!("a user with email `{email}` exists already"),
+            },
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// Every user (platform admins).
+#[utoipa::path(get, path = "/api/users", responses((status = 200, body = Vec<UserView>), (status = 403, body = Problem)))]
+pub async fn list_users(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<UserView>>, ApiError> {
+    require_platform_admin(&caller.user, "list users")?;
+    Ok(Json(
+        state.store.list_users().await?.into_iter().map(Into::into).collect(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// What the token is for, e.g. `ci` or `laptop`.
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    /// The token itself: shown this once, never again.
+    pub token: String,
+}
+
+/// Mint an API token for a user (the user itself, or a platform admin).
+#[utoipa::path(post, path = "/api/users/{id}/tokens", request_body = CreateToken, params(("id" = String, Path)),
+    responses((status = 201, body = TokenView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateToken>,
+) -> Result<(StatusCode, Json<TokenView>), ApiError> {
+    let not_found = || ApiError::NotFound(format!("user `{}` not found", short(&id)));
+    if caller.user.id != id && !caller.user.platform_admin {
+        // Another user's id is not confirmed to exist.
+        return Err(not_found());
+    }
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(FieldErrors::single("/name", "`name` must be 1 to 100 characters").into());
+    }
+    let user = state.store.get_user(&id).await?.ok_or_else(not_found)?;
+    let token = tokens::generate();
+    let token_id = state.store.create_token(&user.id, &name, &tokens::hash(&token)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenView {
+            id: token_id,
+            name,
+            token,
+        }),
+    ))
+}

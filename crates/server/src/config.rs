@@ -1,0 +1,76 @@
+//! Configuration: one typed struct, from flags or the environment, shared by every command.
+//! Encryption keys are read from the environment only (never flags, so they stay out of
+//! process listings and shell history).
+
+use std::path::PathBuf;
+
+/// Settings common to `serve` and every other command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Directory for the embedded SQLite database and the generated key file.
+    #[arg(
+        long,
+        env = "CHATTERFLY_DATA_DIR",
+        default_value = "./chatterfly-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Address to listen on.
+    #[arg(long, env = "CHATTERFLY_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    pub addr: String,
+
+    /// `postgres://…` to keep all state in PostgreSQL (default: SQLite in the data dir).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// Public base URL (default `http://<addr>`); OAuth redirect URIs are built from it.
+    #[arg(long, env = "APP_URL", global = true)]
+    pub app_url: Option<String>,
+
+    /// Largest request body accepted on ordinary routes, in bytes.
+    #[arg(long, env = "CHATTERFLY_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Largest connection document (create, edit, import), in bytes.
+    #[arg(long, env = "CHATTERFLY_MAX_SPEC_BYTES", default_value_t = 32 * 1024 * 1024, global = true)]
+    pub max_spec_bytes: usize,
+}
+
+/// Environment variable names read directly (secrets and operator exceptions).
+pub mod env {
+    pub const KEY: &str = "INTEGRATION_ENCRYPTION_KEY";
+    pub const PREVIOUS_KEYS: &str = "INTEGRATION_ENCRYPTION_PREVIOUS_KEYS";
+    pub const BOOTSTRAP_TOKEN: &str = "CHATTERFLY_BOOTSTRAP_ADMIN_TOKEN";
+}
+
+impl Config {
+    /// The database URL in effect: the given one, or SQLite in the data dir.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => url.trim().to_owned(),
+            _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("chatterfly.db").display()),
+        }
+    }
+
+    pub fn uses_postgres(&self) -> bool {
+        let url = self.effective_database_url();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+
+    /// The database URL with any password replaced, for messages.
+    pub fn database_url_for_display(&self) -> String {
+        let url = self.effective_database_url();
+        match url::Url::parse(&url) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("****"));
+                u.to_string()
+            }
+            _ => url,
+        }
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.data_dir.join("integration.key")
+    }
+}

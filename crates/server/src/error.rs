@@ -1,0 +1,145 @@
+//! The one place where errors become HTTP responses: RFC 9457 `application/problem+json`
+//! with a stable `code`. Messages say what happened and what to do; they never carry a
+//! secret or an upstream response. Internal errors are logged with detail and answered
+//! with a generic message.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chatterfly_domain::FieldErrors;
+use chatterfly_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:chatterfly:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `slug_taken`, `not_found`, `validation_failed`.
+    pub code: String,
+    /// Field-level problems, each with a JSON pointer into the request body.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldProblem {
+    pub pointer: String,
+    pub detail: String,
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid API token")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("{0}")]
+    Validation(FieldErrors),
+    /// A request that could not be read: bad JSON, wrong content type, too large.
+    #[error("{detail}")]
+    BadRequest {
+        status: StatusCode,
+        code: &'static str,
+        detail: String,
+    },
+    /// Something broke on our side; the text is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::NotFound(format!("{what} not found"))
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::BadRequest { status, code, .. } => (*status, code),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound("not found".into()),
+            StoreError::Conflict { what } => Self::Conflict {
+                code: "conflict",
+                detail: format!("{what} is already taken"),
+            },
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<FieldErrors> for ApiError {
+    fn from(e: FieldErrors) -> Self {
+        Self::Validation(e)
+    }
+}
+
+impl From<chatterfly_vault::VaultError> for ApiError {
+    fn from(e: chatterfly_vault::VaultError) -> Self {
+        Self::Internal(format!("vault: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let detail = match &self {
+            Self::Internal(msg) => {
+                tracing::error!(error = %msg, "request failed");
+                "something went wrong on the server; the error was logged".to_owned()
+            }
+            Self::Validation(errors) => errors.summary(),
+            other => other.to_string(),
+        };
+        let errors = match self {
+            Self::Validation(errors) => errors
+                .0
+                .into_iter()
+                .map(|e| FieldProblem {
+                    pointer: e.pointer,
+                    detail: e.detail,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let problem = Problem {
+            kind: format!("urn:chatterfly:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
+            errors,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

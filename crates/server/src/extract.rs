@@ -1,0 +1,137 @@
+//! Extractors: the authenticated caller, and a JSON body reader whose errors are problem
+//! documents that say where the body went wrong (line and column, or the field's path).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use chatterfly_store::User;
+use serde::de::DeserializeOwned;
+
+use crate::api::AppState;
+use crate::error::ApiError;
+use crate::tokens;
+
+/// The user behind the request's `Authorization: Bearer` token.
+pub struct Caller {
+    pub user: User,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized)?;
+        let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(ApiError::Unauthorized);
+        }
+        let owner = state
+            .store
+            .user_by_token_hash(&tokens::hash(token.trim()))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Self { user: owner.user })
+    }
+}
+
+/// A JSON request body. Rejections: 415 without a JSON content type, 413 past the body
+/// limit, 400 for malformed JSON (with line and column), 422 for a well-formed body of the
+/// wrong shape (with the path of the offending field).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::BadRequest {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "unsupported_media_type",
+                detail: "send the body as JSON with `Content-Type: application/json`".into(),
+            });
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::BadRequest {
+                    status,
+                    code: "body_too_large",
+                    detail: "the request body is larger than this endpoint accepts".into(),
+                }
+            } else {
+                ApiError::BadRequest {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "unreadable_body",
+                    detail: format!("the request body could not be read: {}", rejection.body_text()),
+                }
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses JSON, telling syntax errors (400) from shape errors (422).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| (e.path().to_string(), e.into_inner()))
+        .and_then(|v| de.end().map(|()| v).map_err(|e| (String::new(), e)));
+    value.map_err(|(path, inner)| {
+        if inner.is_data() {
+            let at = if path == "." || path.is_empty() {
+                "the body".to_owned()
+            } else {
+                format!("`{path}`")
+            };
+            ApiError::BadRequest {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_body",
+                detail: format!("{at}: {}", without_string_values(strip_position(&inner.to_string()))),
+            }
+        } else if inner.is_eof() && bytes.iter().all(u8::is_ascii_whitespace) {
+            ApiError::BadRequest {
+                status: StatusCode::BAD_REQUEST,
+                code: "malformed_json",
+                detail: "the request body is empty; send a JSON object".into(),
+            }
+        } else {
+            ApiError::BadRequest {
+                status: StatusCode::BAD_REQUEST,
+                code: "malformed_json",
+                detail: format!(
+                    "the body is not valid JSON: {} at line {}, column {}",
+                    strip_position(&inner.to_string()),
+                    inner.line(),
+                    inner.column()
+                ),
+            }
+        }
+    })
+}
+
+/// serde quotes a mistyped string value (`invalid type: string "…", expected …`); a value
+/// put in the wrong field may be a secret, so the message keeps only its kind.
+fn without_string_values(msg: &str) -> String {
+    match (msg.strip_prefix("invalid type: string \""), msg.rfind("\", expected")) {
+        (Some(_), Some(end)) => format!("invalid type: a string{}", &msg[end + 1..]),
+        _ => msg.to_owned(),
+    }
+}
+
+fn strip_position(msg: &str) -> &str {
+    msg.rsplit_once(" at line ").map_or(msg, |(m, _)| m)
+}
