@@ -2,7 +2,7 @@
 //! documents that say where the body went wrong (line and column, or the field's path).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use chatterfly_store::User;
@@ -39,15 +39,33 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A JSON request body. Rejections: 415 without a JSON content type, 413 past the body
-/// limit, 400 for malformed JSON (with line and column), 422 for a well-formed body of the
-/// wrong shape (with the path of the offending field).
+/// A JSON request body of at most `--max-body-bytes`. Rejections: 415 without a JSON
+/// content type, 413 past the limit, 400 for malformed JSON (with line and column), 422 for
+/// a well-formed body of the wrong shape (with the path of the offending field).
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+/// Like [`ApiJson`], with the larger `--max-spec-bytes` limit: connection documents with
+/// many operations (an imported API can have thousands).
+pub struct LargeJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        read_json(req, state.limits.max_body).await.map(Self)
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for LargeJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        read_json(req, state.limits.max_spec).await.map(Self)
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(mut req: Request, limit: usize) -> Result<T, ApiError> {
+    {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -64,7 +82,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 detail: "send the body as JSON with `Content-Type: application/json`".into(),
             });
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        DefaultBodyLimit::max(limit).apply(&mut req);
+        let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
             let status = rejection.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::BadRequest {
@@ -80,7 +99,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 }
             }
         })?;
-        parse_json(&bytes).map(ApiJson)
+        parse_json(&bytes)
     }
 }
 

@@ -144,7 +144,7 @@ impl Store {
     pub async fn insert_connection(&self, new: NewConnection<'_>) -> Result<ConnectionRecord> {
         let d = new.draft;
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO connections (id, workspace_id, slug, name, service_type, base_url, auth_type, auth_public, \
              auth_sealed, fulfillment, participant_role, created_by, created_at, updated_at) \
@@ -189,7 +189,7 @@ impl Store {
         sealed: SealedUpdate<'_>,
         ops_changed: bool,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let (set_sealed, sealed_value) = match sealed {
             SealedUpdate::Keep => (0i64, None),
             SealedUpdate::Set(v) => (1i64, v),
@@ -267,7 +267,7 @@ impl Store {
 
     /// Deletes a connection and its operations; `NotFound` when there is none.
     pub async fn delete_connection(&self, workspace_id: &str, slug: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Explicit, so it holds on SQLite connections opened without foreign keys too.
         sqlx::query(
             "DELETE FROM connection_operations WHERE connection_id IN \

@@ -167,7 +167,7 @@ impl Store {
             name: name.to_owned(),
             created_at: now(),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&ws.id)
             .bind(ws.slug.as_str())
@@ -260,7 +260,7 @@ impl Store {
 
     /// Adds a member or changes a member's role. Refuses to demote the last admin.
     pub async fn set_member(&self, workspace_id: &str, user_id: &str, new_role: WorkspaceRole) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if new_role == WorkspaceRole::Member {
             last_admin_guard(&mut tx, workspace_id, user_id).await?;
         }
@@ -280,7 +280,7 @@ impl Store {
 
     /// Removes a member; `NotFound` when not a member. Refuses to remove the last admin.
     pub async fn remove_member(&self, workspace_id: &str, user_id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         last_admin_guard(&mut tx, workspace_id, user_id).await?;
         let done = sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
             .bind(workspace_id)
@@ -298,7 +298,7 @@ impl Store {
     /// transaction. Returns `false` (and writes nothing) when any user exists already, which
     /// is also what a replica that lost the race to another one sees.
     pub async fn bootstrap(&self, admin: &NewUser, workspace_slug: &WorkspaceSlug, token_hash: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?;
         if row.try_get::<i64, _>(0)? > 0 {
             return Ok(false);

@@ -112,7 +112,7 @@ impl Store {
         &self,
         mut rewrite: impl FnMut(&SealedValue) -> std::result::Result<Option<String>, E>,
     ) -> Result<std::result::Result<VaultRewrite, E>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut report = VaultRewrite::default();
         for c in SEALED_COLUMNS {
             let select = format!(

@@ -169,4 +169,31 @@ db_tests! {
         assert_eq!((report.examined, report.rewritten), (3, 3));
         assert!(s.sealed_values().await.unwrap().iter().all(|v| v.sealed.starts_with("new-")));
     }
+
+    async fn concurrent_writers_do_not_fail(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let s = s.clone();
+            let (wid, aid) = (w.id.clone(), a.id.clone());
+            tasks.push(tokio::spawn(async move {
+                let id = format!("c{i}");
+                let d = draft(&format!("api_{i}"), 3);
+                s.insert_connection(NewConnection { id: &id, workspace_id: &wid, draft: &d, auth_sealed: None, created_by: None }).await?;
+                let u = s.create_user(&user(&format!("u{i}@x.io"))).await?;
+                s.set_member(&wid, &u.id, WorkspaceRole::Member).await?;
+                // a conflicting write in the mix: its rollback must not block the others
+                let dup = s.create_workspace(&ws("one"), "dup", &aid).await;
+                assert!(matches!(dup, Err(StoreError::Conflict { .. })));
+                Ok::<_, StoreError>(())
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(s.list_connections(&w.id).await.unwrap().len(), 40);
+        assert_eq!(s.members_of(&w.id).await.unwrap().len(), 41);
+    }
 }

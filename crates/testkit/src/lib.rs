@@ -25,6 +25,9 @@ pub struct TestDb {
     pub url: String,
     pub kind: Db,
     pub dir: TempDir,
+    /// The bootstrap admin token a server on this database is started with; the same
+    /// across restarts, since bootstrap happens once per database.
+    pub admin_token: String,
 }
 
 impl TestDb {
@@ -65,7 +68,13 @@ pub async fn fresh_database(kind: Db) -> TestDb {
             format!("{base}/{name}")
         }
     };
-    TestDb { url, kind, dir }
+    let admin_token = format!("cft_test_{}", uuid::Uuid::new_v4().simple());
+    TestDb {
+        url,
+        kind,
+        dir,
+        admin_token,
+    }
 }
 
 /// Declares each `async fn name(db: Db) { … }` as two tests, `name::sqlite` and

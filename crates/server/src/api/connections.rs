@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{Caller, LargeJson};
 
 /// One operation (tool) of a connection.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -159,7 +159,7 @@ pub async fn create_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(ws): Path<String>,
-    ApiJson(input): ApiJson<ConnectionInput>,
+    LargeJson(input): LargeJson<ConnectionInput>,
 ) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("create connections")?;
@@ -208,7 +208,7 @@ pub async fn patch_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, slug)): Path<(String, String)>,
-    ApiJson(patch): ApiJson<ConnectionPatch>,
+    LargeJson(patch): LargeJson<ConnectionPatch>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("edit connections")?;

@@ -19,7 +19,7 @@ use chatterfly_vault::KeyRing;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
@@ -31,6 +31,16 @@ pub struct AppState {
     pub store: Store,
     pub keys: Arc<KeyRing>,
     pub app_url: Arc<str>,
+    pub limits: Limits,
+}
+
+/// Inbound body limits, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Ordinary JSON bodies.
+    pub max_body: usize,
+    /// Connection documents (create, edit, import).
+    pub max_spec: usize,
 }
 
 impl AppState {
@@ -40,6 +50,10 @@ impl AppState {
             store: app.store.clone(),
             keys: app.keys.clone(),
             app_url: app_url.trim_end_matches('/').into(),
+            limits: Limits {
+                max_body: app.config.max_body_bytes,
+                max_spec: app.config.max_spec_bytes,
+            },
         }
     }
 }
@@ -68,9 +82,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document and the router, built together.
-pub fn api(state: AppState, max_body: usize, max_spec: usize) -> (Router, utoipa::openapi::OpenApi) {
-    let big = DefaultBodyLimit::max(max_spec);
+/// The OpenAPI document and the router, built together. Body limits are applied by the JSON
+/// extractors (see `extract`), so the layer here only lifts axum's own default out of the way.
+pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::health))
         .routes(routes!(me::me))
@@ -80,16 +94,13 @@ pub fn api(state: AppState, max_body: usize, max_spec: usize) -> (Router, utoipa
         .routes(routes!(workspaces::set_member, workspaces::remove_member))
         .routes(routes!(users::create_user, users::list_users))
         .routes(routes!(users::create_token))
-        .routes(routes!(connections::list_connections, connections::create_connection).layer(big))
-        .routes(
-            routes!(
-                connections::get_connection,
-                connections::patch_connection,
-                connections::delete_connection
-            )
-            .layer(big),
-        )
-        .layer(DefaultBodyLimit::max(max_body))
+        .routes(routes!(connections::list_connections, connections::create_connection))
+        .routes(routes!(
+            connections::get_connection,
+            connections::patch_connection,
+            connections::delete_connection
+        ))
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .split_for_parts();
     (router, doc)
@@ -97,11 +108,7 @@ pub fn api(state: AppState, max_body: usize, max_spec: usize) -> (Router, utoipa
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    router_with_limits(state, 1024 * 1024, 32 * 1024 * 1024)
-}
-
-pub fn router_with_limits(state: AppState, max_body: usize, max_spec: usize) -> Router {
-    let (api, doc) = api(state, max_body, max_spec);
+    let (api, doc) = api(state);
     let doc = Arc::new(doc);
     api.route(
         "/api/openapi.json",

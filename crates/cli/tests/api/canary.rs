@@ -1,0 +1,172 @@
+//! The canary test: secrets of every auth type, each a unique marker, go through every
+//! endpoint; the marker (or its base64) must then appear nowhere: not in a response, not in
+//! a log line at trace level, not in the raw SQLite file, not in any PostgreSQL row.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chatterfly_testkit::server::Options;
+
+use super::*;
+
+/// Every form in which a secret could leak: as is, base64 (standard and URL-safe), and a
+/// Basic pair.
+fn forms(secrets: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in secrets {
+        out.push(s.clone());
+        out.push(STANDARD.encode(s));
+        out.push(URL_SAFE_NO_PAD.encode(s));
+        // a substring survives re-encoding alignment: check the middle of the base64 too
+        let b = STANDARD.encode(s);
+        out.push(b[4..b.len() - 4].to_owned());
+    }
+    out
+}
+
+fn assert_clean(what: &str, text: &str, forms: &[String]) {
+    for f in forms {
+        assert!(!text.contains(f.as_str()), "{what} contains a secret form `{f}`");
+    }
+}
+
+async fn postgres_dump(url: &str) -> String {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let tables: Vec<String> = sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
+    assert!(tables.contains(&"connections".to_owned()), "{tables:?}");
+    let mut dump = String::new();
+    for t in tables {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT t::text FROM \"{t}\" t")))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        for r in rows {
+            dump.push_str(&r.get::<String, _>(0));
+            dump.push('\n');
+        }
+    }
+    dump
+}
+
+db_tests! {
+    async fn no_secret_leaks_anywhere(db: Db) {
+        let s = TestServer::start_with(BIN, db, Options { rust_log: "trace".into(), ..Options::default() }).await;
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let c = |field: &str| format!("CANARY{run}{field}");
+        let secrets = [c("hkey"), c("qkey"), c("bearer"), c("user"), c("pass"), c("mcp"), c("tg"), c("sa"), c("new"), c("bad")];
+        let mut forms = forms(&secrets);
+        forms.push(STANDARD.encode(format!("{}:{}", c("user"), c("pass"))));
+
+        let sa = json!({"type": "service_account", "client_email": "bot@example.iam.gserviceaccount.com", "private_key": c("sa")});
+        let conns = [
+            json!({"name": "H", "slug": "h", "service_type": "http", "base_url": "https://a.example.com",
+                "auth": {"type": "api_key_header", "header": "X-Key", "key": c("hkey")},
+                "operations": [{"name": "op", "method": "GET", "path": "/x"}]}),
+            json!({"name": "Q", "slug": "q", "service_type": "openapi", "base_url": "https://a.example.com",
+                "auth": {"type": "api_key_query", "param": "k", "key": c("qkey")}}),
+            json!({"name": "B", "slug": "b", "service_type": "http", "base_url": "https://a.example.com",
+                "auth": {"type": "bearer", "token": c("bearer")}}),
+            json!({"name": "Ba", "slug": "ba", "service_type": "http", "base_url": "https://a.example.com",
+                "auth": {"type": "basic", "username": c("user"), "password": c("pass")}}),
+            json!({"name": "M", "slug": "m", "service_type": "mcp", "base_url": "https://mcp.example.com/mcp",
+                "auth": {"type": "bearer", "token": c("mcp")}}),
+            json!({"name": "T", "slug": "t", "service_type": "telegram", "auth": {"type": "bot_token", "token": c("tg")}}),
+            json!({"name": "G", "slug": "g", "service_type": "gmail",
+                "auth": {"type": "service_account", "subject": "a@example.com", "service_account_json": sa}}),
+        ];
+        let mut responses = String::new();
+        let mut record = |label: &str, status: u16, body: &Value| {
+            responses.push_str(&format!("{label} {status} {body}\n"));
+        };
+        for body in &conns {
+            let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections", Some(body.clone())).await;
+            assert_eq!(st, 201, "{v}");
+            record("create", st, &v);
+        }
+        // every endpoint, reading and editing
+        let admin = s.call(Method::GET, "/api/me", None).await.1["id"].as_str().unwrap().to_owned();
+        let (uid, member) = s.user("m@example.com").await;
+        for (method, path, body) in [
+            (Method::GET, "/api/me".to_owned(), None),
+            (Method::GET, "/api/health".to_owned(), None),
+            (Method::GET, "/api/openapi.json".to_owned(), None),
+            (Method::GET, "/api/users".to_owned(), None),
+            (Method::GET, "/api/workspaces".to_owned(), None),
+            (Method::GET, "/api/workspaces/default".to_owned(), None),
+            (Method::GET, "/api/workspaces/default/members".to_owned(), None),
+            (Method::PUT, format!("/api/workspaces/default/members/{uid}"), Some(json!({"role": "member"}))),
+            (Method::POST, format!("/api/users/{admin}/tokens"), Some(json!({"name": "x"}))),
+            (Method::POST, "/api/workspaces".to_owned(), Some(json!({"name": "W", "slug": "w"}))),
+            (Method::GET, "/api/workspaces/default/connections".to_owned(), None),
+            (Method::PATCH, "/api/workspaces/default/connections/ba".to_owned(),
+                Some(json!({"auth": {"type": "basic", "username": "", "password": c("new")}}))),
+            (Method::PATCH, "/api/workspaces/default/connections/b".to_owned(), Some(json!({"name": "B2"}))),
+            (Method::PATCH, "/api/workspaces/default/connections/h".to_owned(),
+                Some(json!({"auth": {"type": "api_key_header", "header": "X-Key", "key": ""}}))),
+            // rejected edits that carry a secret in its proper field
+            (Method::PATCH, "/api/workspaces/default/connections/b".to_owned(),
+                Some(json!({"auth": {"type": "bearer", "token": format!("{}\r\nX: y", c("bad"))}}))),
+            (Method::PATCH, "/api/workspaces/default/connections/ba".to_owned(),
+                Some(json!({"auth": {"type": "basic", "username": format!("{}:x", c("bad")), "password": "p"}}))),
+            (Method::PATCH, "/api/workspaces/default/connections/g".to_owned(),
+                Some(json!({"auth": {"type": "service_account", "subject": "a@b.c", "service_account_json": c("bad")}}))),
+            (Method::POST, "/api/workspaces/default/connections".to_owned(),
+                Some(json!({"name": "C", "slug": "c", "service_type": "http", "base_url": "https://a.example.com",
+                    "fulfillment": "caller", "auth": {"type": "bearer", "token": c("bad")}}))),
+            (Method::POST, "/api/workspaces/default/connections".to_owned(),
+                Some(json!({"name": "D", "slug": "b", "service_type": "http", "base_url": "https://a.example.com",
+                    "auth": {"type": "bearer", "token": c("bad")}}))),
+        ] {
+            let (st, v) = s.call(method.clone(), &path, body).await;
+            assert!(st < 500, "{method} {path}: {v}");
+            record(&format!("{method} {path}"), st, &v);
+        }
+        for slug in ["h", "q", "b", "ba", "m", "t", "g"] {
+            let path = format!("/api/workspaces/default/connections/{slug}");
+            let (st, v) = s.call(Method::GET, &path, None).await;
+            assert_eq!(st, 200);
+            record(&path, st, &v);
+            let (st, v) = s.call_as(&member, Method::GET, &path, None).await;
+            record(&path, st, &v);
+        }
+        let (st, _) = s.call(Method::DELETE, "/api/workspaces/default/connections/q", None).await;
+        assert_eq!(st, 204);
+
+        assert_clean("the API responses", &responses, &forms);
+        // sanity: the check can fail, the secrets did reach the server
+        assert!(responses.contains("\"password_set\":true"));
+
+        let (tdb, logs) = s.stop();
+        assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "logs were captured at a verbose level");
+        assert!(logs.lines().count() > 50, "{} log lines", logs.lines().count());
+        assert_clean("the server logs", &logs, &forms);
+
+        match db {
+            Db::Sqlite => {
+                let dir = tdb.dir.path();
+                let mut seen = 0;
+                for entry in std::fs::read_dir(dir).unwrap() {
+                    let path = entry.unwrap().path();
+                    let name = path.file_name().unwrap().to_string_lossy().to_string();
+                    if name.starts_with("chatterfly.db") {
+                        let bytes = std::fs::read(&path).unwrap();
+                        seen += bytes.len();
+                        assert_clean(&name, &String::from_utf8_lossy(&bytes), &forms);
+                    }
+                }
+                assert!(seen > 10_000, "read {seen} bytes of database files");
+            }
+            Db::Postgres => {
+                let dump = postgres_dump(&tdb.url).await;
+                assert!(dump.contains("cf1:"), "the dump holds sealed values");
+                assert_clean("the PostgreSQL rows", &dump, &forms);
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Bad input is a 4xx problem document a person can act on, never a 500.
+
+use chatterfly_testkit::server::Options;
+
+use super::*;
+
+fn is_problem(ct: &str, body: &str, status: u16, code: &str) {
+    assert_eq!(ct, "application/problem+json", "{body}");
+    let v: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["status"], status, "{body}");
+    assert_eq!(v["code"], code, "{body}");
+    assert_eq!(v["type"], format!("urn:chatterfly:problem:{code}"));
+    assert!(!v["title"].as_str().unwrap().is_empty());
+    assert!(!v["detail"].as_str().unwrap().is_empty());
+}
+
+const CONN: &str = "/api/workspaces/default/connections";
+
+db_tests! {
+    async fn unreadable_bodies(db: Db) {
+        let s = TestServer::start_with(BIN, db, Options {
+            env: vec![("CHATTERFLY_MAX_SPEC_BYTES".into(), "2000000".into()), ("CHATTERFLY_MAX_BODY_BYTES".into(), "4096".into())],
+            ..Options::default()
+        }).await;
+        let json = Some("application/json");
+        let (st, ct, b) = s.raw(Method::POST, CONN, json, b"{\"name\": \"x\",\n \"slug\": }".to_vec()).await;
+        assert_eq!(st, 400);
+        is_problem(&ct, &b, 400, "malformed_json");
+        assert!(b.contains("line 2"), "{b}");
+        let (st, ct, b) = s.raw(Method::POST, CONN, json, Vec::new()).await;
+        is_problem(&ct, &b, st, "malformed_json");
+        let (st, ct, b) = s.raw(Method::POST, CONN, json, b"{\"name\": \"\xff\xfe\"}".to_vec()).await;
+        assert_eq!(st, 400, "{b}");
+        is_problem(&ct, &b, 400, "malformed_json");
+        // nesting past serde_json's recursion limit, inside a field that takes any JSON
+        let deep = format!(r#"{{"name": "x", "slug": "x", "service_type": "http", "auth": {}{}}}"#, "[".repeat(2_000), "]".repeat(2_000));
+        let (st, ct, b) = s.raw(Method::POST, CONN, json, deep.into_bytes()).await;
+        assert_eq!(st, 400, "{b}");
+        is_problem(&ct, &b, 400, "malformed_json");
+        assert!(b.contains("recursion limit"), "{b}");
+        let (st, ct, b) = s.raw(Method::POST, CONN, Some("text/plain"), b"{}".to_vec()).await;
+        is_problem(&ct, &b, st, "unsupported_media_type");
+        assert_eq!(st, 415);
+        let (st, ct, b) = s.raw(Method::POST, CONN, None, b"{}".to_vec()).await;
+        assert_eq!(st, 415, "{ct} {b}");
+        // wrong shapes point at the field
+        let (st, ct, b) = s.raw(Method::POST, CONN, json, br#"{"name": "x", "slug": 5, "service_type": "http"}"#.to_vec()).await;
+        is_problem(&ct, &b, st, "invalid_body");
+        assert!(b.contains("`slug`"), "{b}");
+        let (st, _, b) = s.raw(Method::POST, CONN, json, br#"{"name": "x", "slug": "x", "service_type": "ftp"}"#.to_vec()).await;
+        assert_eq!(st, 422);
+        assert!(b.contains("service_type") && b.contains("http"), "{b}");
+        let (st, _, b) = s.raw(Method::POST, CONN, json, br#"{"name": "x", "slug": "x", "service_type": "http", "fulfilment": "static"}"#.to_vec()).await;
+        assert_eq!(st, 422);
+        assert!(b.contains("fulfilment"), "{b}");
+        let (st, _, b) = s.raw(Method::POST, CONN, json, b"[1, 2]".to_vec()).await;
+        assert_eq!(st, 422, "{b}");
+        // limits: small routes take 4 KiB, connection routes 2 MB
+        let (st, ct, b) = s.raw(Method::POST, "/api/workspaces", json, vec![b' '; 5000]).await;
+        assert_eq!(st, 413);
+        is_problem(&ct, &b, 413, "body_too_large");
+        let big = json!({"name": "x", "slug": "x", "service_type": "http", "base_url": "https://a.io", "operations": [],
+            "auth": {"type": "none"}, "participant_role": null}).to_string();
+        let padded = format!("{}{}", big, " ".repeat(100_000));
+        let (st, _, b) = s.raw(Method::POST, CONN, json, padded.into_bytes()).await;
+        assert_eq!(st, 201, "100 KB fits the connection limit: {b}");
+        let (st, ct, b) = s.raw(Method::POST, CONN, json, vec![b' '; 2_500_000]).await;
+        assert_eq!(st, 413);
+        is_problem(&ct, &b, 413, "body_too_large");
+    }
+
+    async fn unknown_routes_and_methods(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        let (st, ct, b) = s.raw(Method::GET, "/api/nope", None, Vec::new()).await;
+        is_problem(&ct, &b, st, "not_found");
+        let (st, ct, b) = s.raw(Method::PUT, "/api/me", None, Vec::new()).await;
+        assert_eq!(st, 405);
+        is_problem(&ct, &b, st, "method_not_allowed");
+        let (st, ct, b) = s.raw(Method::GET, "/api/workspaces/default/connections/%ff%fe", None, Vec::new()).await;
+        assert!((400..500).contains(&st), "{st} {b}");
+        let _ = ct;
+    }
+
+    async fn hostile_bodies_never_cause_a_500(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        let seed = json!({"name": "API", "slug": "api", "service_type": "http", "base_url": "https://api.example.com",
+            "auth": {"type": "basic", "username": "u", "password": "p"}, "fulfillment": "static",
+            "operations": [{"name": "op", "method": "GET", "path": "/a/{{id}}",
+                "input_schema": {"type": "object", "properties": {"id": {"type": "string"}}}}]});
+        let text = seed.to_string();
+        let odd = [
+            Value::Null, json!(true), json!(-1), json!(1e308), json!(""), json!("../../etc"), json!("\u{0}"),
+            json!([]), json!({}), json!("a".repeat(70_000)), json!({"$ref": "#/x"}), json!([[[[[]]]]]),
+        ];
+        // Replace every value in the seed, one at a time, with each odd value.
+        let mut cases = Vec::new();
+        fn paths(v: &Value, at: String, out: &mut Vec<String>) {
+            out.push(at.clone());
+            match v {
+                Value::Object(m) => m.iter().for_each(|(k, v)| paths(v, format!("{at}/{k}"), out)),
+                Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| paths(v, format!("{at}/{i}"), out)),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        paths(&seed, String::new(), &mut all);
+        for p in all.iter().filter(|p| !p.is_empty()) {
+            for o in &odd {
+                let mut v = seed.clone();
+                *v.pointer_mut(p).unwrap() = o.clone();
+                cases.push(v.to_string());
+            }
+        }
+        // And truncations of the valid text.
+        for cut in (1..text.len()).step_by(7) {
+            cases.push(text[..cut].to_owned());
+        }
+        let n = cases.len();
+        for (i, body) in cases.into_iter().enumerate() {
+            let slug_free = body.replace("\"api\"", &format!("\"api{i}\""));
+            for (method, path) in [(Method::POST, CONN.to_owned()), (Method::PATCH, format!("{CONN}/api"))] {
+                let (st, ct, b) = s.raw(method.clone(), &path, Some("application/json"), slug_free.clone().into_bytes()).await;
+                assert!(st < 500, "{method} {path} with {slug_free:.200}: {st} {b}");
+                if st >= 400 {
+                    assert_eq!(ct, "application/problem+json", "{b}");
+                }
+            }
+            if i == 0 {
+                // make sure PATCH has something to edit
+                let (st, _) = s.call(Method::POST, CONN, Some(seed.clone())).await;
+                assert_eq!(st, 201);
+            }
+        }
+        assert!(n > 250, "{n} cases");
+    }
+}

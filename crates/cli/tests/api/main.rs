@@ -1,0 +1,18 @@
+//! Integration tests: the real `chatterfly` binary on a random port, spoken to over HTTP,
+//! each test on a fresh SQLite database and again on a fresh PostgreSQL database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod canary;
+mod connections;
+mod errors;
+mod keys;
+mod openapi;
+mod tenancy;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chatterfly");
+
+pub use chatterfly_testkit::server::TestServer;
+pub use chatterfly_testkit::{Db, db_tests};
+pub use reqwest::Method;
+pub use serde_json::{Value, json};
