@@ -310,7 +310,8 @@ impl ConnectionDraft {
             let same_type = auth.auth_type == self.auth_type && self.fulfillment == Fulfillment::Static;
             for field in auth.auth_type.secret_fields() {
                 let given = auth.secrets.get(field).is_some();
-                if !given && !(same_type && stored_secrets.contains(*field)) {
+                let kept = same_type && stored_secrets.contains(*field);
+                if !(given || kept) {
                     errors.push(
                         format!("/auth/{field}"),
                         format!("auth type `{}` needs `{field}`", auth.auth_type),

@@ -1,5 +1,7 @@
 //! Store tests, each run on SQLite and on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, WorkspaceRole, WorkspaceSlug};
 use chatterfly_store::{NewConnection, NewUser, SealedUpdate, Store, StoreError};
 use chatterfly_testkit::{Db, db_tests, fresh_database};

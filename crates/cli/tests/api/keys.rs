@@ -54,7 +54,7 @@ db_tests! {
         assert!(err.output.contains("INTEGRATION_ENCRYPTION_PREVIOUS_KEYS") && err.output.contains("keys rotate"), "{}", err.output);
         assert!(!err.output.contains(&k1) && !err.output.contains(&k2));
         // nothing was changed by the refused start: the right key still works
-        let s = TestServer::spawn(bin, err.db, &opts(key_env(&k1, None))).ok().expect("the original key starts");
+        let s = TestServer::spawn(bin, err.db, &opts(key_env(&k1, None))).expect("the original key starts");
         let (st, c) = s.call(Method::GET, "/api/workspaces/default/connections/a", None).await;
         assert_eq!((st, &c["auth"]["token_set"]), (200, &json!(true)));
     }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: formatting, lints, then every unit and
+# integration test, each store and API test on SQLite and on a throwaway PostgreSQL that
+# this script installs (Debian's postgresql, when missing and run as root) and starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+work=$(mktemp -d -t chatterfly-test.XXXXXX)
+chmod 755 "$work" # the postgres system user must reach its data dir inside
+cleanup() {
+  scripts/postgres.sh stop "$work/pg" || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== PostgreSQL"
+CHATTERFLY_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$(free_port)" "$work/pg")
+export CHATTERFLY_TEST_POSTGRES_URL
+echo "throwaway cluster at $CHATTERFLY_TEST_POSTGRES_URL"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked
