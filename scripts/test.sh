@@ -29,4 +29,12 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --workspace --locked
+# cargo prints one closing line per test binary, the last of them often a doc-test run
+# with nothing in it; the totals line at the end counts every test that ran.
+set +e
+cargo test --workspace --locked 2>&1 | tee "$work/test.log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$work/test.log"
+exit "$status"
