@@ -5,7 +5,10 @@ Baseline, run in the same script on the same machine: Python's `http.server`, a 
 HTTP server that does nothing but listen. Figures are reported as medians and as a ratio
 to it, since the machines are noisy.
 
-  bench/startup.py [--runs N] [--bin target/release/chatterfly]
+  bench/startup.py [--runs N] [--bin target/release/chatterfly] [--postgres ADMIN_URL]
+
+With --postgres (an admin URL such as postgres://postgres@127.0.0.1:PORT/postgres, e.g.
+from scripts/postgres.sh), the same is measured on a fresh PostgreSQL database per run.
 
 Measures, for each run:
   first start: fresh data dir (migrations, key file generation, bootstrap) to the first
@@ -72,6 +75,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--bin", default="target/release/chatterfly")
+    ap.add_argument("--postgres", help="PostgreSQL admin URL; measures PostgreSQL too")
     args = ap.parse_args()
     if not os.path.exists(args.bin):
         sys.exit(f"{args.bin} not found: run `cargo build --release` first")
@@ -95,11 +99,34 @@ def main():
                               "--directory", d], f"http://127.0.0.1:{port}/", env)
         base_t.append(t)
         base_rss.append(rss)
+    pg_first, pg_restart, pg_rss = [], [], []
+    if args.postgres:
+        key = subprocess.run([args.bin, "keys", "generate"], capture_output=True, text=True, check=True).stdout.strip()
+        pg_env = dict(env, INTEGRATION_ENCRYPTION_KEY=key)
+        base = args.postgres.rsplit("/", 1)[0]
+        for i in range(args.runs):
+            name = f"bench_{os.getpid()}_{i}"
+            subprocess.run(["psql", args.postgres, "-qc", f"CREATE DATABASE {name}"], check=True)
+            with tempfile.TemporaryDirectory() as d:
+                port = free_port()
+                cmd = [args.bin, "serve", "--data-dir", d, "--addr", f"127.0.0.1:{port}",
+                       "--database-url", f"{base}/{name}"]
+                url = f"http://127.0.0.1:{port}/api/health"
+                t, _ = measure(cmd, url, pg_env)
+                pg_first.append(t)
+                t, rss = measure(cmd, url, pg_env)
+                pg_restart.append(t)
+                pg_rss.append(rss)
+            subprocess.run(["psql", args.postgres, "-qc", f"DROP DATABASE {name}"], check=True)
     med = statistics.median
     print(f"runs: {args.runs} (medians)")
     print(f"chatterfly first start to ready: {med(first) * 1000:7.1f} ms")
     print(f"chatterfly restart to ready:     {med(restart) * 1000:7.1f} ms")
     print(f"chatterfly idle RSS:             {med(rss_c) / 1024:7.1f} MiB")
+    if pg_first:
+        print(f"postgres first start to ready:   {med(pg_first) * 1000:7.1f} ms")
+        print(f"postgres restart to ready:       {med(pg_restart) * 1000:7.1f} ms")
+        print(f"postgres idle RSS:               {med(pg_rss) / 1024:7.1f} MiB")
     print(f"baseline python http.server ready: {med(base_t) * 1000:7.1f} ms, idle RSS {med(base_rss) / 1024:.1f} MiB")
     print(f"ratio restart/baseline time: {med(restart) / med(base_t):.2f}; "
           f"first start/baseline: {med(first) / med(base_t):.2f}; RSS ratio: {med(rss_c) / med(base_rss):.2f}")
