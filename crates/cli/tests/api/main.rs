@@ -8,6 +8,7 @@ mod connections;
 mod errors;
 mod keys;
 mod openapi;
+mod replicas;
 mod tenancy;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatterfly");
