@@ -134,7 +134,6 @@ proptest! {
         // A wrong type for base_url, participant_role or an operation field stops at serde.
         if let Ok(input) = serde_json::from_value::<ConnectionInput>(v) {
             let _ = ConnectionDraft::parse(input);
-        } // a wrong type for base_url, participant_role or an operation field
         }
     }
 }
