@@ -61,14 +61,7 @@ string_newtype!(Slug);
 impl FromStr for Slug {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        if slug_like(s, false) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(NameError(format!(
-                "`{}` is not a valid slug: use 1 to 63 characters, lowercase letters, digits and `_`, starting with a letter",
-                shorten(s)
-            )))
-        }
+        slug_like(s, false, "slug", "lowercase letters, digits and `_`").map(Self)
     }
 }
 
@@ -80,14 +73,7 @@ string_newtype!(WorkspaceSlug);
 impl FromStr for WorkspaceSlug {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        if slug_like(s, true) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(NameError(format!(
-                "`{}` is not a valid workspace slug: use 1 to 63 characters, lowercase letters, digits, `_` and `-`, starting with a letter",
-                shorten(s)
-            )))
-        }
+        slug_like(s, true, "workspace slug", "lowercase letters, digits, `_` and `-`").map(Self)
     }
 }
 
@@ -99,25 +85,28 @@ string_newtype!(ParticipantRole);
 impl FromStr for ParticipantRole {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        if slug_like(s, true) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(NameError(format!(
-                "`{}` is not a valid participant role: use 1 to 63 characters, lowercase letters, digits, `_` and `-`, starting with a letter",
-                shorten(s)
-            )))
-        }
+        slug_like(s, true, "participant role", "lowercase letters, digits, `_` and `-`").map(Self)
     }
 }
 
-fn slug_like(s: &str, allow_dash: bool) -> bool {
+/// The one rule behind slugs and role names: 1 to 63 characters, a lowercase letter first,
+/// then lowercase letters, digits, `_` (and `-` where allowed).
+fn slug_like(s: &str, allow_dash: bool, what: &str, chars: &str) -> Result<String, NameError> {
     let bytes = s.as_bytes();
-    !bytes.is_empty()
+    let ok = !bytes.is_empty()
         && bytes.len() <= 63
         && bytes[0].is_ascii_lowercase()
         && bytes[1..]
             .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || (allow_dash && b == b'-'))
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || (allow_dash && b == b'-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(NameError(format!(
+            "`{}` is not a valid {what}: use 1 to 63 characters, {chars}, starting with a letter",
+            shorten(s)
+        )))
+    }
 }
 
 /// An operation name: 1 to 128 ASCII letters, digits, `_`, `-` and `.`.

@@ -2,8 +2,8 @@
 //! replicas), through one `sqlx::AnyPool` and one set of query texts.
 //!
 //! The schema uses only types both databases share (text, big integers), placeholders are
-//! `$1, $2, …` (which SQLite accepts too), and each database has its own migrations folder,
-//! applied on start. The store keeps no state in memory: any number of servers can share
+//! `$1, $2, …` (which SQLite accepts too), and one migrations folder serves both, applied
+//! on start. The store keeps no state in memory: any number of servers can share
 //! one PostgreSQL database.
 //!
 //! The store never sees a secret in plain text: sealed columns hold what the vault made, and
@@ -107,11 +107,12 @@ impl Store {
         Ok(store)
     }
 
+    /// Applies the migrations. One folder serves both databases because the schema keeps
+    /// to what both share; a migration that ever needs database-specific SQL can branch on
+    /// [`Backend`] here. On PostgreSQL sqlx takes an advisory lock, so replicas starting at
+    /// once apply each migration once.
     async fn migrate(&self) -> Result<()> {
-        match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await?,
-        }
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
         Ok(())
     }
 

@@ -46,6 +46,27 @@ pub struct VaultRewrite {
 
 const CHECK_ID: &str = "sentinel";
 
+impl SealedColumn {
+    fn select(&self) -> String {
+        format!(
+            "SELECT {id}, {col} FROM {t} WHERE {col} IS NOT NULL",
+            id = self.id_column,
+            col = self.column,
+            t = self.table
+        )
+    }
+
+    fn value(&self, row: &sqlx::any::AnyRow) -> Result<SealedValue> {
+        let row_id: String = row.try_get(0)?;
+        Ok(SealedValue {
+            table: self.table,
+            aad: (self.aad)(&row_id),
+            row_id,
+            sealed: row.try_get(1)?,
+        })
+    }
+}
+
 impl Store {
     /// Every sealed value in the database.
     pub async fn sealed_values(&self) -> Result<Vec<SealedValue>> {
@@ -115,29 +136,14 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let mut report = VaultRewrite::default();
         for c in SEALED_COLUMNS {
-            let select = format!(
-                "SELECT {id}, {col} FROM {t} WHERE {col} IS NOT NULL",
-                id = c.id_column,
-                col = c.column,
-                t = c.table
-            );
             let update = format!(
                 "UPDATE {t} SET {col} = $1 WHERE {id} = $2 AND {col} = $3",
                 id = c.id_column,
                 col = c.column,
                 t = c.table
             );
-            for row in sqlx::query(sqlx::AssertSqlSafe(select.clone()))
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                let row_id: String = row.try_get(0)?;
-                let value = SealedValue {
-                    table: c.table,
-                    aad: (c.aad)(&row_id),
-                    row_id,
-                    sealed: row.try_get(1)?,
-                };
+            for row in sqlx::query(sqlx::AssertSqlSafe(c.select())).fetch_all(&mut *tx).await? {
+                let value = c.value(&row)?;
                 report.examined += 1;
                 match rewrite(&value) {
                     Ok(Some(new)) => {
