@@ -1,0 +1,399 @@
+//! The one outbound HTTP client of Chatterfly. Every call a tenant can cause (HTTP tools,
+//! and later MCP, OpenAPI, OAuth and providers) goes through [`Egress`], which:
+//!
+//! - allows only `http` and `https`;
+//! - resolves host names itself and refuses the call when any resolved address is not
+//!   globally routable ([`ip::blocked_reason`]), unless the operator allowed it
+//!   (`CHATTERFLY_ALLOW_PRIVATE`, [`AllowList`]); IP literals in any spelling are checked
+//!   the same way after URL parsing normalized them;
+//! - connects only to the addresses it checked (the guarded resolver is the client's DNS
+//!   resolver, so there is no second lookup to rebind);
+//! - follows redirects by hand, at most N, checking every hop, and drops credentials
+//!   (Authorization, the connection's key header and key query parameter, cookies) when
+//!   the origin changes;
+//! - bounds every call: connect timeout, total timeout, response size (streamed, refused
+//!   past the cap before it is all read), redirect count.
+//!
+//! `clippy.toml` forbids building a `reqwest::Client` anywhere else, so no code path can
+//! bypass the guard by accident. This crate never logs a URL's query or a header value.
+
+pub mod ip;
+pub mod policy;
+pub mod resolve;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, PROXY_AUTHORIZATION};
+use http::{HeaderMap, HeaderName, Method, StatusCode};
+use url::{Host, Url};
+
+pub use policy::AllowList;
+pub use resolve::{Resolver, SystemResolver, resolve_checked};
+
+/// Why an outbound call did not happen or did not finish. Messages never contain a URL's
+/// query string or a header value (either may carry a credential).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EgressError {
+    #[error("calls to {host} are not allowed: {} is {reason}; an operator can allow it with CHATTERFLY_ALLOW_PRIVATE", addr.map_or_else(|| "it".to_owned(), |a| a.to_string()))]
+    Blocked {
+        host: String,
+        addr: Option<IpAddr>,
+        reason: &'static str,
+    },
+    #[error("{0}")]
+    InvalidUrl(String),
+    #[error("cannot resolve {host}: {message}")]
+    Resolve { host: String, message: String },
+    #[error("cannot connect to {host}: {message}")]
+    Connect { host: String, message: String },
+    #[error("the call took longer than {0:?}")]
+    Timeout(Duration),
+    #[error("the response is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("more than {limit} redirects")]
+    TooManyRedirects { limit: usize },
+    #[error("the HTTP exchange failed: {0}")]
+    Http(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Setup(String),
+}
+
+impl EgressError {
+    /// The stable problem code the API shows for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Blocked { .. } => "ssrf_blocked",
+            Self::InvalidUrl(_) => "invalid_url",
+            Self::Resolve { .. } => "upstream_unresolvable",
+            Self::Connect { .. } => "upstream_unreachable",
+            Self::Timeout(_) => "upstream_timeout",
+            Self::TooLarge { .. } => "upstream_too_large",
+            Self::TooManyRedirects { .. } => "too_many_redirects",
+            Self::Http(_) => "upstream_error",
+            Self::Setup(_) => "internal",
+        }
+    }
+}
+
+/// Bounds on one call. A connection may ask for tighter or looser values; they are capped
+/// by the operator's maxima ([`Limits::within`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub connect_timeout: Duration,
+    pub total_timeout: Duration,
+    pub max_response_bytes: usize,
+    pub max_redirects: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(30),
+            max_response_bytes: 10 * 1024 * 1024,
+            max_redirects: 5,
+        }
+    }
+}
+
+impl Limits {
+    /// These limits, none above `max`.
+    pub fn within(self, max: Limits) -> Limits {
+        Limits {
+            connect_timeout: self.connect_timeout.min(max.connect_timeout),
+            total_timeout: self.total_timeout.min(max.total_timeout),
+            max_response_bytes: self.max_response_bytes.min(max.max_response_bytes),
+            max_redirects: self.max_redirects.min(max.max_redirects),
+        }
+    }
+}
+
+/// One request to send.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Option<Bytes>,
+    /// Headers that carry a credential besides Authorization (an API-key header); dropped
+    /// with Authorization when a redirect leaves the origin.
+    pub credential_headers: Vec<HeaderName>,
+    /// Query parameters that carry a credential; removed from a redirect target on
+    /// another origin.
+    pub credential_query: Vec<String>,
+}
+
+impl OutboundRequest {
+    pub fn new(method: Method, url: Url) -> Self {
+        Self {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            credential_headers: Vec::new(),
+            credential_query: Vec::new(),
+        }
+    }
+}
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub struct OutboundResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The URL of the last hop.
+    pub url: Url,
+    pub redirects: usize,
+}
+
+/// The guarded client. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Egress {
+    client: reqwest::Client,
+    allow: Arc<AllowList>,
+    resolver: Arc<dyn Resolver>,
+    max: Limits,
+}
+
+impl Egress {
+    /// A client with the system resolver.
+    pub fn new(allow: AllowList, max: Limits) -> Result<Self, EgressError> {
+        Self::with_resolver(allow, max, Arc::new(SystemResolver))
+    }
+
+    /// A client with an injected resolver (tests).
+    pub fn with_resolver(allow: AllowList, max: Limits, resolver: Arc<dyn Resolver>) -> Result<Self, EgressError> {
+        let allow = Arc::new(allow);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| EgressError::Setup(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        #[allow(clippy::disallowed_methods)] // the one place a client is built
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .dns_resolver(Arc::new(resolve::GuardedResolver {
+                resolver: resolver.clone(),
+                allow: allow.clone(),
+            }))
+            // A proxy would resolve names itself, out of the guard's sight.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .connect_timeout(max.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| EgressError::Setup(e.without_url().to_string()))?;
+        Ok(Self {
+            client,
+            allow,
+            resolver,
+            max,
+        })
+    }
+
+    pub fn max_limits(&self) -> Limits {
+        self.max
+    }
+
+    /// Checks a target without calling it: the scheme, and every address the host is or
+    /// resolves to. Returns the addresses.
+    pub async fn check_target(&self, url: &Url) -> Result<Vec<IpAddr>, EgressError> {
+        match literal_or_name(url)? {
+            Target::Ip(host, ip) => {
+                self.allow.check(&host, ip).map_err(|reason| EgressError::Blocked {
+                    host,
+                    addr: Some(ip),
+                    reason,
+                })?;
+                Ok(vec![ip])
+            }
+            Target::Name(host) => resolve_checked(self.resolver.as_ref(), &self.allow, &host).await,
+        }
+    }
+
+    /// Sends a request under the guard and the limits (the operator's maxima when `None`).
+    pub async fn send(&self, req: OutboundRequest, limits: Option<Limits>) -> Result<OutboundResponse, EgressError> {
+        let limits = limits.unwrap_or(self.max).within(self.max);
+        match tokio::time::timeout(limits.total_timeout, self.send_inner(req, limits)).await {
+            Ok(result) => result,
+            Err(_) => Err(EgressError::Timeout(limits.total_timeout)),
+        }
+    }
+
+    async fn send_inner(&self, req: OutboundRequest, limits: Limits) -> Result<OutboundResponse, EgressError> {
+        let OutboundRequest {
+            mut method,
+            mut url,
+            mut headers,
+            mut body,
+            credential_headers,
+            credential_query,
+        } = req;
+        let mut redirects = 0;
+        loop {
+            // IP literals are checked here; names are checked by the guarded resolver as
+            // the client connects (and only the checked addresses are dialled).
+            if let Target::Ip(host, ip) = literal_or_name(&url)? {
+                self.allow.check(&host, ip).map_err(|reason| EgressError::Blocked {
+                    host,
+                    addr: Some(ip),
+                    reason,
+                })?;
+            }
+            let mut builder = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if let Some(b) = &body {
+                builder = builder.body(b.clone());
+            }
+            let resp = builder.send().await.map_err(|e| map_reqwest(e, &url, limits))?;
+            let status = resp.status();
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if let (true, Some(location)) = (status.is_redirection(), location) {
+                if redirects >= limits.max_redirects {
+                    return Err(EgressError::TooManyRedirects {
+                        limit: limits.max_redirects,
+                    });
+                }
+                let mut next = url
+                    .join(&location)
+                    .map_err(|e| EgressError::InvalidUrl(format!("the redirect target is not a URL: {e}")))?;
+                if next.origin() != url.origin() {
+                    for h in [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE]
+                        .iter()
+                        .chain(&credential_headers)
+                    {
+                        headers.remove(h);
+                    }
+                    strip_query(&mut next, &credential_query);
+                }
+                let to_get = status == StatusCode::SEE_OTHER
+                    || ((status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::FOUND)
+                        && method == Method::POST);
+                if to_get {
+                    if method != Method::HEAD {
+                        method = Method::GET;
+                    }
+                    body = None;
+                    headers.remove(CONTENT_TYPE);
+                    headers.remove(CONTENT_LENGTH);
+                }
+                redirects += 1;
+                url = next;
+                continue;
+            }
+            let headers = resp.headers().clone();
+            let body = read_capped(resp, limits.max_response_bytes, &url, limits).await?;
+            return Ok(OutboundResponse {
+                status,
+                headers,
+                body,
+                url,
+                redirects,
+            });
+        }
+    }
+}
+
+enum Target {
+    Ip(String, IpAddr),
+    Name(String),
+}
+
+/// The scheme must be http or https; the host is an IP literal (already normalized by the
+/// URL parser: decimal, octal, hex and short IPv4 forms become dotted quads) or a name.
+fn literal_or_name(url: &Url) -> Result<Target, EgressError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(EgressError::InvalidUrl(format!(
+            "only http and https can be called, not {}",
+            url.scheme()
+        )));
+    }
+    match url.host() {
+        Some(Host::Ipv4(ip)) => Ok(Target::Ip(ip.to_string(), IpAddr::V4(ip))),
+        Some(Host::Ipv6(ip)) => Ok(Target::Ip(ip.to_string(), IpAddr::V6(ip))),
+        Some(Host::Domain(d)) if !d.is_empty() => Ok(Target::Name(d.to_owned())),
+        _ => Err(EgressError::InvalidUrl("the URL has no host".into())),
+    }
+}
+
+fn strip_query(url: &mut Url, names: &[String]) {
+    if names.is_empty() || url.query().is_none() {
+        return;
+    }
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !names.iter().any(|n| n == k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+}
+
+fn host_of(url: &Url) -> String {
+    url.host_str().unwrap_or_default().to_owned()
+}
+
+/// Maps a client error, finding the guard's own error inside a failed connect.
+fn map_reqwest(e: reqwest::Error, url: &Url, limits: Limits) -> EgressError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(inner) = s.downcast_ref::<EgressError>() {
+            return inner.clone();
+        }
+        source = s.source();
+    }
+    if e.is_timeout() {
+        return EgressError::Timeout(limits.connect_timeout);
+    }
+    let e = e.without_url();
+    if e.is_connect() {
+        return EgressError::Connect {
+            host: host_of(url),
+            message: root_cause(&e),
+        };
+    }
+    EgressError::Http(root_cause(&e))
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    last
+}
+
+async fn read_capped(mut resp: reqwest::Response, cap: usize, url: &Url, limits: Limits) -> Result<Bytes, EgressError> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(EgressError::TooLarge { limit: cap });
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| map_reqwest(e, url, limits))? {
+        if buf.len() + chunk.len() > cap {
+            return Err(EgressError::TooLarge { limit: cap });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
