@@ -10,6 +10,7 @@ pub mod connection;
 pub mod error;
 pub mod names;
 pub mod operation;
+pub mod request;
 pub mod template;
 
 pub use auth::{AuthSpec, AuthType, SecretFields, auth_response};
@@ -19,4 +20,5 @@ pub use connection::{
 pub use error::{FieldError, FieldErrors};
 pub use names::{NameError, OperationName, ParticipantRole, Slug, ToolName, WorkspaceRole, WorkspaceSlug};
 pub use operation::{HttpMethod, Operation, OperationInput, OperationKind};
+pub use request::{BuildError, BuiltRequest, build_request, encode_component};
 pub use template::PathTemplate;

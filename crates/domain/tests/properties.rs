@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chatterfly_domain::{AuthSpec, ConnectionDraft, ConnectionInput, OperationName, PathTemplate, Slug, ToolName};
+use chatterfly_domain::{
+    AuthSpec, ConnectionDraft, ConnectionInput, HttpMethod, OperationName, PathTemplate, Slug, ToolName, build_request,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -134,6 +136,28 @@ proptest! {
         // A wrong type for base_url, participant_role or an operation field stops at serde.
         if let Ok(input) = serde_json::from_value::<ConnectionInput>(v) {
             let _ = ConnectionDraft::parse(input);
+        }
+    }
+
+    /// Whatever the values, the target stays put: same origin, same number of path
+    /// segments, the template's literal parts where they were, nothing in the fragment.
+    #[test]
+    fn arguments_never_change_the_target(a in "\\PC{0,30}|[./?#@%:\\\\ ]{0,10}", b in "\\PC{0,30}", q in "\\PC{0,30}") {
+        let t = PathTemplate::parse("/v1/{{a}}/items/{{b}}?q={{q}}").unwrap();
+        let args = serde_json::json!({"a": a, "b": b, "q": q});
+        let base = url::Url::parse("https://api.example.com/base").unwrap();
+        match build_request(base.as_str(), HttpMethod::Get, &t, args.as_object().unwrap()) {
+            Ok(r) => {
+                prop_assert_eq!(r.url.origin(), base.origin());
+                let segments: Vec<_> = r.url.path_segments().unwrap().collect();
+                prop_assert_eq!(segments.len(), 5, "{}", r.url);
+                prop_assert_eq!(segments[0], "base");
+                prop_assert_eq!(segments[1], "v1");
+                prop_assert_eq!(segments[3], "items");
+                prop_assert!(r.url.fragment().is_none());
+                prop_assert_eq!(r.url.query_pairs().count(), 1);
+            }
+            Err(e) => prop_assert!(a == "." || a == ".." || b == "." || b == "..", "{e}"),
         }
     }
 }
