@@ -243,6 +243,47 @@ impl Store {
         Ok(Some(rec))
     }
 
+    /// One connection without its operations (the tool-call path reads one operation).
+    pub async fn connection_head(&self, workspace_id: &str, slug: &str) -> Result<Option<ConnectionRecord>> {
+        let row = sqlx::query(sql!(
+            "SELECT {COLS} FROM connections c WHERE c.workspace_id = $1 AND c.slug = $2"
+        ))
+        .bind(workspace_id)
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// One operation of a connection, by name.
+    pub async fn operation(&self, connection_id: &str, name: &str) -> Result<Option<Operation>> {
+        let row = sqlx::query(
+            "SELECT name, method, path, description, input_schema, output_schema FROM connection_operations \
+             WHERE connection_id = $1 AND name = $2",
+        )
+        .bind(connection_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(operation).transpose()
+    }
+
+    /// Every operation of every connection of a workspace, with the connection's slug, in
+    /// slug then position order (the tool picker).
+    pub async fn workspace_operations(&self, workspace_id: &str) -> Result<Vec<(String, Operation)>> {
+        let rows = sqlx::query(
+            "SELECT o.name, o.method, o.path, o.description, o.input_schema, o.output_schema, c.slug \
+             FROM connection_operations o JOIN connections c ON c.id = o.connection_id \
+             WHERE c.workspace_id = $1 ORDER BY c.slug, o.position",
+        )
+        .bind(workspace_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(6)?, operation(r)?)))
+            .collect()
+    }
+
     pub async fn operations_of(&self, connection_id: &str) -> Result<Vec<Operation>> {
         let rows = sqlx::query(
             "SELECT name, method, path, description, input_schema, output_schema FROM connection_operations \

@@ -16,6 +16,7 @@ macro_rules! sql {
 }
 
 pub mod aad;
+mod audit;
 mod connections;
 mod tenancy;
 mod vault;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use audit::{AuditEvent, NewAuditEvent};
 pub use connections::{ConnectionRecord, NewConnection, SealedUpdate};
 pub use tenancy::{Member, Membership, NewUser, TokenOwner, User, Workspace};
 pub use vault::{SealedValue, VaultRewrite};

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, WorkspaceRole, WorkspaceSlug};
-use chatterfly_store::{NewConnection, NewUser, SealedUpdate, Store, StoreError};
+use chatterfly_store::{NewAuditEvent, NewConnection, NewUser, SealedUpdate, Store, StoreError};
 use chatterfly_testkit::{Db, db_tests, fresh_database};
 use serde_json::json;
 
@@ -197,5 +197,49 @@ db_tests! {
         }
         assert_eq!(s.list_connections(&w.id).await.unwrap().len(), 40);
         assert_eq!(s.members_of(&w.id).await.unwrap().len(), 41);
+    }
+
+    async fn single_operations_and_the_tool_picker(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        for (id, slug, n) in [("c1", "zeta", 2), ("c2", "alpha", 3)] {
+            s.insert_connection(NewConnection { id, workspace_id: &w.id, draft: &draft(slug, n), auth_sealed: None, created_by: None })
+                .await
+                .unwrap();
+        }
+        let head = s.connection_head(&w.id, "alpha").await.unwrap().unwrap();
+        assert_eq!((head.id.as_str(), head.operation_count, head.draft.operations.len()), ("c2", 3, 0));
+        assert!(s.connection_head(&w.id, "nope").await.unwrap().is_none());
+        let op = s.operation("c2", "op_0001").await.unwrap().unwrap();
+        assert_eq!(op.path.unwrap().as_str(), "/items/1");
+        assert!(s.operation("c2", "op_9999").await.unwrap().is_none());
+        assert!(s.operation("c1", "op_0002").await.unwrap().is_none());
+        let all = s.workspace_operations(&w.id).await.unwrap();
+        let names: Vec<_> = all.iter().map(|(slug, o)| format!("{slug}.{}", o.name)).collect();
+        assert_eq!(names, ["alpha.op_0000", "alpha.op_0001", "alpha.op_0002", "zeta.op_0000", "zeta.op_0001"]);
+    }
+
+    async fn audit_pages_newest_first(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        let other = s.create_workspace(&ws("two"), "Two", &a.id).await.unwrap();
+        for i in 0..7u16 {
+            let e = NewAuditEvent { workspace_id: &w.id, user_id: Some(&a.id), tool: "api.get", connection_slug: Some("api"),
+                ok: i % 2 == 0, http_status: Some(200 + i), error_code: (i % 2 == 1).then_some("upstream_error"), duration_ms: u64::from(i) };
+            s.record_audit(&e).await.unwrap();
+        }
+        s.record_audit(&NewAuditEvent { workspace_id: &other.id, user_id: None, tool: "x", connection_slug: None, ok: true,
+            http_status: None, error_code: None, duration_ms: 1 }).await.unwrap();
+        let page1 = s.list_audit(&w.id, None, 3).await.unwrap();
+        assert_eq!(page1.iter().map(|e| e.duration_ms).collect::<Vec<_>>(), [6, 5, 4]);
+        assert_eq!(page1[1].error_code.as_deref(), Some("upstream_error"));
+        assert_eq!(page1[0].outcome, "ok");
+        let page2 = s.list_audit(&w.id, Some(&page1[2].id), 3).await.unwrap();
+        assert_eq!(page2.iter().map(|e| e.duration_ms).collect::<Vec<_>>(), [3, 2, 1]);
+        let page3 = s.list_audit(&w.id, Some(&page2[2].id), 3).await.unwrap();
+        assert_eq!(page3.len(), 1);
+        assert_eq!(s.list_audit(&other.id, None, 10).await.unwrap().len(), 1);
     }
 }

@@ -1,0 +1,86 @@
+//! The audit log of tool invocations. Rows hold names, outcomes and timings only: never
+//! arguments and never credentials, so nothing secret can reach it by construction.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, new_id, now};
+
+/// One invocation, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub tool: String,
+    pub connection_slug: Option<String>,
+    /// `ok` or `error`.
+    pub outcome: String,
+    pub http_status: Option<i64>,
+    pub error_code: Option<String>,
+    pub duration_ms: i64,
+    pub created_at: String,
+}
+
+/// What to record.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent<'a> {
+    pub workspace_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub tool: &'a str,
+    pub connection_slug: Option<&'a str>,
+    pub ok: bool,
+    pub http_status: Option<u16>,
+    pub error_code: Option<&'a str>,
+    pub duration_ms: u64,
+}
+
+fn event(row: &AnyRow) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        tool: row.try_get(2)?,
+        connection_slug: row.try_get(3)?,
+        outcome: row.try_get(4)?,
+        http_status: row.try_get(5)?,
+        error_code: row.try_get(6)?,
+        duration_ms: row.try_get(7)?,
+        created_at: row.try_get(8)?,
+    })
+}
+
+impl Store {
+    pub async fn record_audit(&self, e: &NewAuditEvent<'_>) -> Result<String> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO audit_events (id, workspace_id, user_id, tool, connection_slug, outcome, http_status, \
+             error_code, duration_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&id)
+        .bind(e.workspace_id)
+        .bind(e.user_id)
+        .bind(e.tool)
+        .bind(e.connection_slug)
+        .bind(if e.ok { "ok" } else { "error" })
+        .bind(e.http_status.map(i64::from))
+        .bind(e.error_code)
+        .bind(i64::try_from(e.duration_ms).unwrap_or(i64::MAX))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Newest first; `before` is the id of the last event of the previous page.
+    pub async fn list_audit(&self, workspace_id: &str, before: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, tool, connection_slug, outcome, http_status, error_code, duration_ms, created_at \
+             FROM audit_events WHERE workspace_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(workspace_id)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event).collect()
+    }
+}
