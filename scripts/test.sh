@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: formatting, lints, then every unit and
 # integration test, each store and API test on SQLite and on a throwaway PostgreSQL that
-# this script installs (Debian's postgresql, when missing and run as root) and starts.
+# this script installs (Debian's postgresql, when missing and run as root) and starts, and
+# the tool-call tests against httpbin (PyPI, pinned), which it installs and starts too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,8 +12,10 @@ free_port() {
 
 work=$(mktemp -d -t chatterfly-test.XXXXXX)
 chmod 755 "$work" # the postgres system user must reach its data dir inside
+httpbin_pid=
 cleanup() {
   scripts/postgres.sh stop "$work/pg" || true
+  [ -n "$httpbin_pid" ] && kill "$httpbin_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -21,6 +24,11 @@ echo "== PostgreSQL"
 CHATTERFLY_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$(free_port)" "$work/pg")
 export CHATTERFLY_TEST_POSTGRES_URL
 echo "throwaway cluster at $CHATTERFLY_TEST_POSTGRES_URL"
+
+echo "== httpbin"
+read -r CHATTERFLY_TEST_HTTPBIN_URL httpbin_pid < <(scripts/httpbin.sh "$(free_port)")
+export CHATTERFLY_TEST_HTTPBIN_URL
+echo "httpbin at $CHATTERFLY_TEST_HTTPBIN_URL"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

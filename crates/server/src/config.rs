@@ -35,6 +35,32 @@ pub struct Config {
     /// Largest connection document (create, edit, import), in bytes.
     #[arg(long, env = "CHATTERFLY_MAX_SPEC_BYTES", default_value_t = 32 * 1024 * 1024, global = true)]
     pub max_spec_bytes: usize,
+
+    /// The operator's exceptions to SSRF protection: comma-separated CIDRs, addresses and
+    /// host names (`*.corp.example` for a whole domain). Empty by default.
+    #[arg(long, env = "CHATTERFLY_ALLOW_PRIVATE", default_value = "", global = true)]
+    pub allow_private: String,
+
+    /// Outbound calls: connect timeout, in milliseconds.
+    #[arg(
+        long,
+        env = "CHATTERFLY_EGRESS_CONNECT_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub egress_connect_timeout_ms: u64,
+
+    /// Outbound calls: total time for one call, redirects and body included, in milliseconds.
+    #[arg(long, env = "CHATTERFLY_EGRESS_TIMEOUT_MS", default_value_t = 30_000, global = true)]
+    pub egress_timeout_ms: u64,
+
+    /// Outbound calls: largest response body, in bytes.
+    #[arg(long, env = "CHATTERFLY_EGRESS_MAX_RESPONSE_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
+    pub egress_max_response_bytes: usize,
+
+    /// Outbound calls: most redirects followed.
+    #[arg(long, env = "CHATTERFLY_EGRESS_MAX_REDIRECTS", default_value_t = 5, global = true)]
+    pub egress_max_redirects: usize,
 }
 
 /// Environment variable names read directly (secrets and operator exceptions).
@@ -67,6 +93,17 @@ impl Config {
                 u.to_string()
             }
             _ => url,
+        }
+    }
+
+    /// The operator's maxima for outbound calls.
+    pub fn egress_limits(&self) -> chatterfly_egress::Limits {
+        use std::time::Duration;
+        chatterfly_egress::Limits {
+            connect_timeout: Duration::from_millis(self.egress_connect_timeout_ms),
+            total_timeout: Duration::from_millis(self.egress_timeout_ms),
+            max_response_bytes: self.egress_max_response_bytes,
+            max_redirects: self.egress_max_redirects,
         }
     }
 

@@ -52,6 +52,9 @@ pub enum ApiError {
         code: &'static str,
         detail: String,
     },
+    /// A tool call that failed, with its own code.
+    #[error("{0}")]
+    Tool(chatterfly_tools::ToolError),
     /// Something broke on our side; the text is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -70,8 +73,33 @@ impl ApiError {
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             Self::BadRequest { status, code, .. } => (*status, code),
+            Self::Tool(e) => (tool_status(e), e.code()),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+}
+
+fn tool_status(e: &chatterfly_tools::ToolError) -> StatusCode {
+    use chatterfly_egress::EgressError as E;
+    use chatterfly_tools::ToolError as T;
+    match e {
+        T::NotFound(_) => StatusCode::NOT_FOUND,
+        T::InvalidArguments { .. } | T::Build(_) | T::CredentialsRequired(_) | T::InvalidCredentials(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        T::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+        T::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        T::Egress(E::Blocked { .. }) => StatusCode::FORBIDDEN,
+        T::Egress(E::InvalidUrl(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        T::Egress(E::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+        T::Egress(E::Setup(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        T::Egress(_) => StatusCode::BAD_GATEWAY,
+    }
+}
+
+impl From<chatterfly_tools::ToolError> for ApiError {
+    fn from(e: chatterfly_tools::ToolError) -> Self {
+        Self::Tool(e)
     }
 }
 
@@ -104,7 +132,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         let detail = match &self {
-            Self::Internal(msg) => {
+            Self::Internal(msg) | Self::Tool(chatterfly_tools::ToolError::Internal(msg)) => {
                 tracing::error!(error = %msg, "request failed");
                 "something went wrong on the server; the error was logged".to_owned()
             }
@@ -112,6 +140,10 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let errors = match self {
+            Self::Tool(chatterfly_tools::ToolError::InvalidArguments { pointer, detail }) => vec![FieldProblem {
+                pointer: format!("/arguments{pointer}"),
+                detail,
+            }],
             Self::Validation(errors) => errors
                 .0
                 .into_iter()

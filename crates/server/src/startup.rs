@@ -253,7 +253,16 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let app = App::open(config).await?;
     let url = format!("http://{local}");
     let bootstrap = app.bootstrap().await?;
-    let router = crate::api::router(crate::api::AppState::new(&app, &url));
+    let allow = chatterfly_egress::AllowList::parse(&app.config.allow_private).map_err(StartupError::Config)?;
+    if !allow.is_empty() {
+        tracing::warn!(
+            "SSRF exceptions in force (CHATTERFLY_ALLOW_PRIVATE): {}",
+            app.config.allow_private
+        );
+    }
+    let egress = chatterfly_egress::Egress::new(allow, app.config.egress_limits())
+        .map_err(|e| StartupError::Config(e.to_string()))?;
+    let router = crate::api::router(crate::api::AppState::new(&app, &url, egress));
     tracing::info!(%url, database = ?app.store.backend(), key_id = %app.keys.current_id(), "ready");
     // The banner goes to stdout: the URL always, the bootstrap token once.
     match bootstrap {

@@ -49,6 +49,19 @@ pub fn postgres_admin_url() -> String {
     })
 }
 
+pub const HTTPBIN_ENV: &str = "CHATTERFLY_TEST_HTTPBIN_URL";
+
+/// The httpbin peer's base URL; panics with instructions when the test command did not
+/// start it.
+pub fn httpbin_url() -> String {
+    std::env::var(HTTPBIN_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{HTTPBIN_ENV} is not set. Tool-call tests need httpbin, which scripts/test.sh starts; \
+             run the suite with `scripts/test.sh` (or start it with scripts/httpbin.sh PORT and export {HTTPBIN_ENV})"
+        )
+    })
+}
+
 /// Creates a fresh database of the given kind.
 pub async fn fresh_database(kind: Db) -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -120,6 +120,13 @@ pub fn data_dir(db: &TestDb) -> PathBuf {
     db.dir.path().to_path_buf()
 }
 
+/// A plain client for talking to the server under test (the workspace's reqwest is built
+/// without a default TLS provider, so install one first).
+pub fn test_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 impl TestServer {
     /// A fresh database and a server on it; PostgreSQL gets a random key (it requires one).
     pub async fn start(bin: &str, kind: Db) -> Self {
@@ -177,7 +184,7 @@ impl TestServer {
             db,
             child,
             output,
-            client: reqwest::Client::new(),
+            client: test_client(),
         })
     }
 

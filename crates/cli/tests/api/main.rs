@@ -10,6 +10,7 @@ mod keys;
 mod openapi;
 mod replicas;
 mod tenancy;
+mod tools;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatterfly");
 

@@ -21,6 +21,9 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/workspaces/{ws}/connections/{slug}"),
     ("patch", "/api/workspaces/{ws}/connections/{slug}"),
     ("delete", "/api/workspaces/{ws}/connections/{slug}"),
+    ("get", "/api/workspaces/{ws}/tools"),
+    ("post", "/api/workspaces/{ws}/tools/{tool_name}/invoke"),
+    ("get", "/api/workspaces/{ws}/audit"),
 ];
 
 db_tests! {
@@ -51,6 +54,7 @@ db_tests! {
                 .replace("{ws}", "default")
                 .replace("{slug}", "nope")
                 .replace("{user_id}", "nobody")
+                .replace("{tool_name}", "current_time")
                 .replace("{id}", &admin);
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let body = (m != Method::GET && m != Method::DELETE).then(|| json!({}));

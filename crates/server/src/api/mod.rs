@@ -6,6 +6,7 @@ mod access;
 mod connections;
 mod me;
 mod system;
+mod tools;
 mod users;
 mod workspaces;
 
@@ -30,6 +31,7 @@ use crate::startup::App;
 pub struct AppState {
     pub store: Store,
     pub keys: Arc<KeyRing>,
+    pub tools: Arc<chatterfly_tools::Tools>,
     pub app_url: Arc<str>,
     pub limits: Limits,
 }
@@ -44,11 +46,16 @@ pub struct Limits {
 }
 
 impl AppState {
-    pub fn new(app: &App, listen_url: &str) -> Self {
+    pub fn new(app: &App, listen_url: &str, egress: chatterfly_egress::Egress) -> Self {
         let app_url = app.config.app_url.clone().unwrap_or_else(|| listen_url.to_owned());
         Self {
             store: app.store.clone(),
             keys: app.keys.clone(),
+            tools: Arc::new(chatterfly_tools::Tools::new(
+                app.store.clone(),
+                app.keys.clone(),
+                egress,
+            )),
             app_url: app_url.trim_end_matches('/').into(),
             limits: Limits {
                 max_body: app.config.max_body_bytes,
@@ -100,6 +107,9 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             connections::patch_connection,
             connections::delete_connection
         ))
+        .routes(routes!(tools::list_tools))
+        .routes(routes!(tools::invoke))
+        .routes(routes!(tools::audit))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .split_for_parts();

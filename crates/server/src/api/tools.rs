@@ -1,0 +1,185 @@
+//! Tools: the picker's list, invocation, and the audit log of calls.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chatterfly_tools::{Call, ToolInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::access::WorkspaceAccess;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Caller, LargeJson};
+
+#[derive(Serialize, ToSchema)]
+pub struct ToolView {
+    /// `web_search`, or `slug.operation`.
+    pub name: String,
+    pub description: String,
+    #[schema(value_type = Object)]
+    pub input_schema: Value,
+}
+
+impl From<ToolInfo> for ToolView {
+    fn from(t: ToolInfo) -> Self {
+        Self {
+            name: t.name,
+            description: t.description,
+            input_schema: t.input_schema,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ToolsView {
+    /// Built-in tools.
+    pub standard: Vec<ToolView>,
+    /// The workspace's connection tools.
+    pub connections: Vec<ToolView>,
+}
+
+/// Every tool a workspace's agents can call (any member).
+#[utoipa::path(get, path = "/api/workspaces/{ws}/tools", params(("ws" = String, Path)),
+    responses((status = 200, body = ToolsView), (status = 404, body = Problem)))]
+pub async fn list_tools(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> Result<Json<ToolsView>, ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    let catalog = state.tools.catalog(&access.workspace.id).await?;
+    Ok(Json(ToolsView {
+        standard: catalog.standard.into_iter().map(Into::into).collect(),
+        connections: catalog.connections.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeBody {
+    /// The tool's arguments, checked against its input schema before any request.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub arguments: Value,
+    /// For `caller` fulfillment: the secret fields of the connection's auth shape, used for
+    /// this call only, never stored or logged.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<Map<String, Value>>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvokeView {
+    /// For HTTP tools `{"status", "headers", "body"}`, credentials redacted.
+    #[schema(value_type = Object)]
+    pub output: Value,
+    pub duration_ms: u64,
+}
+
+/// Call a tool (any member). Upstream HTTP errors are outputs (`output.status`); a refused,
+/// failed or invalid call is a problem document with a stable code (`tool_not_found`,
+/// `invalid_arguments`, `credentials_required`, `ssrf_blocked`, `upstream_timeout`, …).
+#[utoipa::path(post, path = "/api/workspaces/{ws}/tools/{tool_name}/invoke",
+    params(("ws" = String, Path), ("tool_name" = String, Path)), request_body = InvokeBody,
+    responses((status = 200, body = InvokeView), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem), (status = 502, body = Problem), (status = 504, body = Problem)))]
+pub async fn invoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, tool_name)): Path<(String, String)>,
+    LargeJson(body): LargeJson<InvokeBody>,
+) -> Result<Json<InvokeView>, ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    let out = state
+        .tools
+        .invoke(Call {
+            workspace_id: &access.workspace.id,
+            user_id: Some(&caller.user.id),
+            tool: &tool_name,
+            arguments: body.arguments,
+            credentials: body.credentials,
+        })
+        .await?;
+    Ok(Json(InvokeView {
+        output: out.output,
+        duration_ms: out.duration_ms,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// The `id` of the last event of the previous page.
+    pub before: Option<String>,
+    /// Events per page, 1 to 500 (default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEventView {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub tool: String,
+    pub connection: Option<String>,
+    /// `ok` or `error`.
+    pub outcome: String,
+    /// The upstream HTTP status, when there was one.
+    pub http_status: Option<i64>,
+    pub error_code: Option<String>,
+    pub duration_ms: i64,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<AuditEventView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    pub next_before: Option<String>,
+}
+
+/// The workspace's tool calls, newest first (workspace admins).
+#[utoipa::path(get, path = "/api/workspaces/{ws}/audit", params(("ws" = String, Path), AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest {
+        status: axum::http::StatusCode::BAD_REQUEST,
+        code: "invalid_query",
+        detail: e.body_text(),
+    })?;
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    access.require_admin("read the audit log")?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let events = state
+        .store
+        .list_audit(&access.workspace.id, q.before.as_deref(), limit)
+        .await?;
+    let next_before = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.id.clone()))
+        .flatten();
+    Ok(Json(AuditPage {
+        events: events
+            .into_iter()
+            .map(|e| AuditEventView {
+                id: e.id,
+                user_id: e.user_id,
+                tool: e.tool,
+                connection: e.connection_slug,
+                outcome: e.outcome,
+                http_status: e.http_status,
+                error_code: e.error_code,
+                duration_ms: e.duration_ms,
+                created_at: e.created_at,
+            })
+            .collect(),
+        next_before,
+    }))
+}

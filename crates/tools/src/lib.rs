@@ -1,0 +1,307 @@
+//! The tool registry and the call path every agent and workflow goes through.
+//!
+//! A tool name is resolved against the built-ins first ([`builtin`]), then parsed as
+//! `slug.operation` and looked up in the workspace's connections. A call validates its
+//! arguments against the operation's input schema before any request is made, finds the
+//! credentials (sealed in the vault for `static`, passed with the call for `caller`),
+//! builds the request (`chatterfly_domain::build_request`), adds the auth, sends it through
+//! the guarded egress client, and returns `{status, headers, body}` with every credential
+//! value replaced by `[REDACTED]`. Every call leaves an audit record with names, outcome
+//! and timing only.
+
+mod builtin;
+mod credentials;
+mod redact;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chatterfly_domain::{BuildError, HttpMethod, Operation, SecretFields, ServiceType, ToolName, build_request};
+use chatterfly_egress::{Egress, EgressError, OutboundRequest};
+use chatterfly_store::{ConnectionRecord, NewAuditEvent, Store, StoreError};
+use chatterfly_vault::KeyRing;
+use serde_json::{Map, Value};
+
+pub use redact::Redactor;
+
+/// A tool as the picker shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: String,
+    pub input_schema: Value,
+}
+
+/// `GET …/tools`: built-ins and the workspace's connection tools.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalog {
+    pub standard: Vec<ToolInfo>,
+    pub connections: Vec<ToolInfo>,
+}
+
+/// Why a call failed. Messages name tools, connections and argument paths, never values
+/// of credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the arguments do not match the tool's input schema at `{pointer}`: {detail}")]
+    InvalidArguments { pointer: String, detail: String },
+    #[error("{0}")]
+    CredentialsRequired(String),
+    #[error("{0}")]
+    InvalidCredentials(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Build(#[from] BuildError),
+    #[error("{0}")]
+    Egress(#[from] EgressError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ToolError {
+    /// The stable problem code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "tool_not_found",
+            Self::InvalidArguments { .. } | Self::Build(_) => "invalid_arguments",
+            Self::CredentialsRequired(_) => "credentials_required",
+            Self::InvalidCredentials(_) => "invalid_credentials",
+            Self::Unsupported(_) => "not_supported",
+            Self::Egress(e) => e.code(),
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for ToolError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// One call.
+pub struct Call<'a> {
+    pub workspace_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub tool: &'a str,
+    pub arguments: Value,
+    /// Credentials passed with the call (`caller` fulfillment): used for this call only.
+    pub credentials: Option<Map<String, Value>>,
+}
+
+/// The result of a successful call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub output: Value,
+    pub duration_ms: u64,
+}
+
+type ValidatorKey = (String, String, String);
+
+/// The registry and invoker. Holds only caches derived from the store (keyed by the
+/// connection's `updated_at`, so an edit on any replica takes effect at once).
+pub struct Tools {
+    store: Store,
+    keys: Arc<KeyRing>,
+    egress: Egress,
+    validators: Mutex<HashMap<ValidatorKey, Arc<jsonschema::Validator>>>,
+}
+
+const VALIDATOR_CACHE: usize = 4096;
+
+impl Tools {
+    pub fn new(store: Store, keys: Arc<KeyRing>, egress: Egress) -> Self {
+        Self {
+            store,
+            keys,
+            egress,
+            validators: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tool picker's view of a workspace.
+    pub async fn catalog(&self, workspace_id: &str) -> Result<Catalog, ToolError> {
+        let connections = self
+            .store
+            .workspace_operations(workspace_id)
+            .await?
+            .into_iter()
+            .map(|(slug, op)| ToolInfo {
+                name: format!("{slug}.{}", op.name),
+                description: op.description,
+                input_schema: op.input_schema,
+            })
+            .collect();
+        Ok(Catalog {
+            standard: builtin::all(),
+            connections,
+        })
+    }
+
+    /// Calls a tool and records the call in the audit log.
+    pub async fn invoke(&self, call: Call<'_>) -> Result<Output, ToolError> {
+        let started = Instant::now();
+        let mut slug = None;
+        let result = self.dispatch(&call, &mut slug).await;
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (ok, http_status, code) = match &result {
+            Ok(v) => (
+                true,
+                v.get("status")
+                    .and_then(Value::as_u64)
+                    .and_then(|s| u16::try_from(s).ok()),
+                None,
+            ),
+            Err(e) => (false, None, Some(e.code())),
+        };
+        let event = NewAuditEvent {
+            workspace_id: call.workspace_id,
+            user_id: call.user_id,
+            tool: call.tool,
+            connection_slug: slug.as_deref(),
+            ok,
+            http_status,
+            error_code: code,
+            duration_ms,
+        };
+        if let Err(e) = self.store.record_audit(&event).await {
+            tracing::error!(error = %e, tool = call.tool, "cannot write the audit record");
+        }
+        result.map(|output| Output { output, duration_ms })
+    }
+
+    async fn dispatch(&self, call: &Call<'_>, slug_out: &mut Option<String>) -> Result<Value, ToolError> {
+        if let Some(result) = builtin::call(call.tool, &call.arguments) {
+            return result;
+        }
+        let name: ToolName = call.tool.parse().map_err(|e: chatterfly_domain::NameError| {
+            ToolError::NotFound(format!("tool `{}` not found: {}", short(call.tool), e.0))
+        })?;
+        *slug_out = Some(name.slug.to_string());
+        let conn = self
+            .store
+            .connection_head(call.workspace_id, name.slug.as_str())
+            .await?
+            .ok_or_else(|| {
+                ToolError::NotFound(format!(
+                    "tool `{name}` not found: there is no connection `{}` in this workspace (renamed or deleted?)",
+                    name.slug
+                ))
+            })?;
+        let op = self
+            .store
+            .operation(&conn.id, name.operation.as_str())
+            .await?
+            .ok_or_else(|| {
+                ToolError::NotFound(format!(
+                    "tool `{name}` not found: connection `{}` has no operation `{}`",
+                    name.slug, name.operation
+                ))
+            })?;
+        self.validate(&conn, &op, &call.arguments)?;
+        let secrets = self.credentials(&conn, call.credentials.as_ref())?;
+        match conn.draft.service_type {
+            ServiceType::Http | ServiceType::Openapi => self.call_http(&conn, &op, &call.arguments, &secrets).await,
+            other => Err(ToolError::Unsupported(format!(
+                "calling {other} connections is not available yet; only http and openapi tools can be called"
+            ))),
+        }
+    }
+
+    fn validate(&self, conn: &ConnectionRecord, op: &Operation, args: &Value) -> Result<(), ToolError> {
+        if !args.is_object() {
+            return Err(ToolError::InvalidArguments {
+                pointer: String::new(),
+                detail: "`arguments` must be a JSON object".into(),
+            });
+        }
+        let key = (conn.id.clone(), op.name.to_string(), conn.updated_at.clone());
+        let cached = self.validators.lock().ok().and_then(|m| m.get(&key).cloned());
+        let validator = match cached {
+            Some(v) => v,
+            None => {
+                let v = Arc::new(
+                    jsonschema::validator_for(&op.input_schema)
+                        .map_err(|e| ToolError::Internal(format!("stored input schema does not compile: {e}")))?,
+                );
+                if let Ok(mut m) = self.validators.lock() {
+                    if m.len() >= VALIDATOR_CACHE {
+                        m.clear();
+                    }
+                    m.insert(key, v.clone());
+                }
+                v
+            }
+        };
+        if let Some(err) = validator.iter_errors(args).next() {
+            return Err(ToolError::InvalidArguments {
+                pointer: err.instance_path().to_string(),
+                detail: err.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn credentials(
+        &self,
+        conn: &ConnectionRecord,
+        passed: Option<&Map<String, Value>>,
+    ) -> Result<SecretFields, ToolError> {
+        credentials::resolve(&self.keys, conn, passed)
+    }
+
+    async fn call_http(
+        &self,
+        conn: &ConnectionRecord,
+        op: &Operation,
+        args: &Value,
+        secrets: &SecretFields,
+    ) -> Result<Value, ToolError> {
+        let (Some(method), Some(path)) = (op.method, op.path.as_ref()) else {
+            return Err(ToolError::Internal("an HTTP operation without method or path".into()));
+        };
+        let empty = Map::new();
+        let built = build_request(&conn.draft.base_url, method, path, args.as_object().unwrap_or(&empty))?;
+        let mut req = OutboundRequest::new(to_http_method(method), built.url);
+        req.headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json, */*;q=0.5"),
+        );
+        if let Some(body) = built.json_body {
+            req.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            req.body = Some(bytes::Bytes::from(body.to_string()));
+        }
+        credentials::inject(conn.draft.auth_type, &conn.draft.auth_public, secrets, &mut req)?;
+        let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets);
+        let resp = self.egress.send(req, None).await?;
+        Ok(redactor.output(resp.status.as_u16(), &resp.headers, &resp.body))
+    }
+}
+
+fn to_http_method(m: HttpMethod) -> http::Method {
+    match m {
+        HttpMethod::Get => http::Method::GET,
+        HttpMethod::Post => http::Method::POST,
+        HttpMethod::Put => http::Method::PUT,
+        HttpMethod::Patch => http::Method::PATCH,
+        HttpMethod::Delete => http::Method::DELETE,
+        HttpMethod::Head => http::Method::HEAD,
+        HttpMethod::Options => http::Method::OPTIONS,
+        HttpMethod::Trace => http::Method::TRACE,
+    }
+}
+
+fn short(s: &str) -> String {
+    if s.chars().count() > 100 {
+        format!("{}…", s.chars().take(100).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}

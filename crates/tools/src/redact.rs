@@ -1,0 +1,178 @@
+//! Redaction of credentials in what comes back: every credential value of the call, in the
+//! forms an upstream might echo it (as is, percent- and form-encoded, base64, and the base64
+//! Basic pair), is replaced by `[REDACTED]` in the headers and the body before anyone sees
+//! them, and again in the strings of a parsed JSON body (where escapes could hide one).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chatterfly_domain::{AuthType, SecretFields, encode_component};
+use chatterfly_vault::ExposeSecret;
+use http::HeaderMap;
+use serde_json::{Map, Value, json};
+
+pub const MARK: &str = "[REDACTED]";
+
+/// The needles to hide, longest first.
+pub struct Redactor {
+    needles: Vec<String>,
+}
+
+impl Redactor {
+    pub fn for_secrets(t: AuthType, secrets: &SecretFields) -> Self {
+        let mut needles = Vec::new();
+        for (_, v) in secrets.0.iter() {
+            let v = v.expose_secret();
+            // Very short values would blank out ordinary text; credentials are not that short.
+            if v.len() < 4 {
+                continue;
+            }
+            needles.push(v.to_owned());
+            needles.push(encode_component(v));
+            needles.push(url::form_urlencoded::byte_serialize(v.as_bytes()).collect());
+            needles.push(STANDARD.encode(v));
+        }
+        if t == AuthType::Basic
+            && let (Some(u), Some(p)) = (secrets.get("username"), secrets.get("password"))
+        {
+            needles.push(STANDARD.encode(format!("{}:{}", u.expose_secret(), p.expose_secret())));
+        }
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        Self { needles }
+    }
+
+    pub fn text(&self, s: &str) -> String {
+        let mut out = s.to_owned();
+        for n in &self.needles {
+            if out.contains(n.as_str()) {
+                out = out.replace(n.as_str(), MARK);
+            }
+        }
+        out
+    }
+
+    fn bytes(&self, b: &[u8]) -> Vec<u8> {
+        let mut out = b.to_vec();
+        for n in &self.needles {
+            let needle = n.as_bytes();
+            if needle.is_empty() || out.len() < needle.len() {
+                continue;
+            }
+            let mut result = Vec::with_capacity(out.len());
+            let mut i = 0;
+            while i < out.len() {
+                if out[i..].starts_with(needle) {
+                    result.extend_from_slice(MARK.as_bytes());
+                    i += needle.len();
+                } else {
+                    result.push(out[i]);
+                    i += 1;
+                }
+            }
+            out = result;
+        }
+        out
+    }
+
+    fn value(&self, v: Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(self.text(&s)),
+            Value::Array(a) => Value::Array(a.into_iter().map(|v| self.value(v)).collect()),
+            Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (self.text(&k), self.value(v))).collect()),
+            other => other,
+        }
+    }
+
+    /// `{"status", "headers", "body"}`: the body parsed as JSON when it is JSON, text when it
+    /// is UTF-8, else `{"base64": …}`.
+    pub fn output(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Value {
+        let mut h = Map::new();
+        for (name, value) in headers {
+            let text = self.text(&String::from_utf8_lossy(value.as_bytes()));
+            match h.get_mut(name.as_str()) {
+                Some(Value::String(existing)) => {
+                    existing.push_str(", ");
+                    existing.push_str(&text);
+                }
+                _ => {
+                    h.insert(name.as_str().to_owned(), Value::String(text));
+                }
+            }
+        }
+        let is_json = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("json"));
+        let clean = self.bytes(body);
+        let body = match String::from_utf8(clean) {
+            Ok(text) => match is_json.then(|| serde_json::from_str::<Value>(&text)) {
+                Some(Ok(v)) => self.value(v),
+                _ => Value::String(text),
+            },
+            Err(e) => json!({"base64": STANDARD.encode(e.into_bytes())}),
+        };
+        json!({"status": status, "headers": Value::Object(h), "body": body})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chatterfly_vault::Secret;
+
+    use super::*;
+
+    fn secrets(pairs: &[(&str, &str)]) -> SecretFields {
+        SecretFields(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Secret::from((*v).to_owned())))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    }
+
+    #[test]
+    fn every_echoed_form_is_hidden() {
+        let r = Redactor::for_secrets(
+            AuthType::Basic,
+            &secrets(&[("username", "alice"), ("password", "p@ss w/rd+1")]),
+        );
+        let pair = STANDARD.encode("alice:p@ss w/rd+1");
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        headers.insert("x-echo", format!("Basic {pair}").parse().unwrap());
+        let body = format!(
+            r#"{{"auth": "Basic {pair}", "url": "https://x/?p=p%40ss%20w%2Frd%2B1&f=p%40ss+w%2Frd%2B1", "user": "alice", "esc": "p@ss w\/rd+1", "u": "\u0061lice"}}"#
+        );
+        let out = r.output(200, &headers, body.as_bytes());
+        let text = out.to_string();
+        for leaked in ["alice", "p@ss", &pair, "p%40ss", "w/rd"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+        assert_eq!(out["headers"]["x-echo"], "Basic [REDACTED]");
+        assert_eq!(out["body"]["user"], MARK);
+        assert_eq!(out["body"]["u"], MARK, "a unicode escape does not hide it");
+    }
+
+    #[test]
+    fn bodies_by_kind() {
+        let r = Redactor::for_secrets(AuthType::Bearer, &secrets(&[("token", "tok-123456")]));
+        let h = HeaderMap::new();
+        assert_eq!(
+            r.output(200, &h, b"plain tok-123456 text")["body"],
+            "plain [REDACTED] text"
+        );
+        assert_eq!(r.output(204, &h, b"")["body"], "");
+        let bin = r.output(
+            200,
+            &h,
+            &[0xff, 0xfe, b't', b'o', b'k', b'-', b'1', b'2', b'3', b'4', b'5', b'6'],
+        );
+        let decoded = STANDARD.decode(bin["body"]["base64"].as_str().unwrap()).unwrap();
+        assert!(!String::from_utf8_lossy(&decoded).contains("tok-123456"));
+        let mut jh = HeaderMap::new();
+        jh.insert("content-type", "application/json".parse().unwrap());
+        assert_eq!(r.output(200, &jh, b"not json")["body"], "not json");
+    }
+}
