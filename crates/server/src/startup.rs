@@ -262,7 +262,9 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     }
     let egress = chatterfly_egress::Egress::new(allow, app.config.egress_limits())
         .map_err(|e| StartupError::Config(e.to_string()))?;
-    let router = crate::api::router(crate::api::AppState::new(&app, &url, egress));
+    let state = crate::api::AppState::new(&app, &url, egress);
+    let tools = state.tools.clone();
+    let router = crate::api::router(state);
     tracing::info!(%url, database = ?app.store.backend(), key_id = %app.keys.current_id(), "ready");
     // The banner goes to stdout: the URL always, the bootstrap token once.
     match bootstrap {
@@ -284,6 +286,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|source| StartupError::Bind { addr: url, source })?;
+    tools.close().await;
     app.store.close().await;
     Ok(())
 }

@@ -23,16 +23,19 @@ pub struct AuditEvent {
 
 /// What to record.
 #[derive(Debug, Clone)]
-pub struct NewAuditEvent<'a> {
-    pub workspace_id: &'a str,
-    pub user_id: Option<&'a str>,
-    pub tool: &'a str,
-    pub connection_slug: Option<&'a str>,
+pub struct NewAuditEvent {
+    pub workspace_id: String,
+    pub user_id: Option<String>,
+    pub tool: String,
+    pub connection_slug: Option<String>,
     pub ok: bool,
     pub http_status: Option<u16>,
-    pub error_code: Option<&'a str>,
+    pub error_code: Option<&'static str>,
     pub duration_ms: u64,
 }
+
+/// Rows per INSERT statement: 10 parameters each.
+const EVENTS_PER_INSERT: usize = 100;
 
 fn event(row: &AnyRow) -> Result<AuditEvent> {
     Ok(AuditEvent {
@@ -49,25 +52,45 @@ fn event(row: &AnyRow) -> Result<AuditEvent> {
 }
 
 impl Store {
-    pub async fn record_audit(&self, e: &NewAuditEvent<'_>) -> Result<String> {
-        let id = new_id();
-        sqlx::query(
-            "INSERT INTO audit_events (id, workspace_id, user_id, tool, connection_slug, outcome, http_status, \
-             error_code, duration_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&id)
-        .bind(e.workspace_id)
-        .bind(e.user_id)
-        .bind(e.tool)
-        .bind(e.connection_slug)
-        .bind(if e.ok { "ok" } else { "error" })
-        .bind(e.http_status.map(i64::from))
-        .bind(e.error_code)
-        .bind(i64::try_from(e.duration_ms).unwrap_or(i64::MAX))
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        Ok(id)
+    pub async fn record_audit(&self, e: &NewAuditEvent) -> Result<()> {
+        self.record_audit_batch(std::slice::from_ref(e)).await
+    }
+
+    /// Writes many events in few statements (the tool path batches its audit rows).
+    pub async fn record_audit_batch(&self, events: &[NewAuditEvent]) -> Result<()> {
+        for chunk in events.chunks(EVENTS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO audit_events (id, workspace_id, user_id, tool, connection_slug, outcome, http_status, \
+                 error_code, duration_ms, created_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 10;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let params: Vec<String> = (1..=10).map(|k| format!("${}", b + k)).collect();
+                sql.push('(');
+                sql.push_str(&params.join(", "));
+                sql.push(')');
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let at = now();
+            for e in chunk {
+                q = q
+                    .bind(new_id())
+                    .bind(e.workspace_id.clone())
+                    .bind(e.user_id.clone())
+                    .bind(e.tool.clone())
+                    .bind(e.connection_slug.clone())
+                    .bind(if e.ok { "ok" } else { "error" })
+                    .bind(e.http_status.map(i64::from))
+                    .bind(e.error_code)
+                    .bind(i64::try_from(e.duration_ms).unwrap_or(i64::MAX))
+                    .bind(at.clone());
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     /// Newest first; `before` is the id of the last event of the previous page.

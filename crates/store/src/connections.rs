@@ -77,14 +77,20 @@ fn record(row: &AnyRow) -> Result<ConnectionRecord> {
 }
 
 fn operation(row: &AnyRow) -> Result<Operation> {
+    operation_at(row, 0)
+}
+
+/// An operation from six columns starting at `at`: name, method, path, description,
+/// input schema, output schema.
+fn operation_at(row: &AnyRow, at: usize) -> Result<Operation> {
     let json = |s: String| serde_json::from_str::<Value>(&s).map_err(|e| StoreError::Corrupt(format!("schema: {e}")));
-    let output: Option<String> = row.try_get(5)?;
+    let output: Option<String> = row.try_get(at + 5)?;
     Operation::from_stored(
-        &row.try_get::<String, _>(0)?,
-        row.try_get::<Option<String>, _>(1)?.as_deref(),
-        row.try_get::<Option<String>, _>(2)?.as_deref(),
-        row.try_get(3)?,
-        json(row.try_get(4)?)?,
+        &row.try_get::<String, _>(at)?,
+        row.try_get::<Option<String>, _>(at + 1)?.as_deref(),
+        row.try_get::<Option<String>, _>(at + 2)?.as_deref(),
+        row.try_get(at + 3)?,
+        json(row.try_get(at + 4)?)?,
         output.map(json).transpose()?,
     )
     .map_err(corrupt("operation"))
@@ -253,6 +259,34 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(record).transpose()
+    }
+
+    /// A connection (without its operations) and one of its operations, in one query: the
+    /// tool-call path. `None` when there is no such connection; the operation is `None`
+    /// when the connection has no operation of that name.
+    pub async fn connection_tool(
+        &self,
+        workspace_id: &str,
+        slug: &str,
+        operation_name: &str,
+    ) -> Result<Option<(ConnectionRecord, Option<Operation>)>> {
+        let row = sqlx::query(sql!(
+            "SELECT {COLS}, o.name, o.method, o.path, o.description, o.input_schema, o.output_schema \
+             FROM connections c LEFT JOIN connection_operations o ON o.connection_id = c.id AND o.name = $3 \
+             WHERE c.workspace_id = $1 AND c.slug = $2"
+        ))
+        .bind(workspace_id)
+        .bind(slug)
+        .bind(operation_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let rec = record(&row)?;
+        let op = match row.try_get::<Option<String>, _>(15)? {
+            None => None,
+            Some(_) => Some(operation_at(&row, 15)?),
+        };
+        Ok(Some((rec, op)))
     }
 
     /// One operation of a connection, by name.

@@ -226,11 +226,11 @@ db_tests! {
         let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
         let other = s.create_workspace(&ws("two"), "Two", &a.id).await.unwrap();
         for i in 0..7u16 {
-            let e = NewAuditEvent { workspace_id: &w.id, user_id: Some(&a.id), tool: "api.get", connection_slug: Some("api"),
+            let e = NewAuditEvent { workspace_id: w.id.clone(), user_id: Some(a.id.clone()), tool: "api.get".into(), connection_slug: Some("api".into()),
                 ok: i % 2 == 0, http_status: Some(200 + i), error_code: (i % 2 == 1).then_some("upstream_error"), duration_ms: u64::from(i) };
             s.record_audit(&e).await.unwrap();
         }
-        s.record_audit(&NewAuditEvent { workspace_id: &other.id, user_id: None, tool: "x", connection_slug: None, ok: true,
+        s.record_audit(&NewAuditEvent { workspace_id: other.id.clone(), user_id: None, tool: "x".into(), connection_slug: None, ok: true,
             http_status: None, error_code: None, duration_ms: 1 }).await.unwrap();
         let page1 = s.list_audit(&w.id, None, 3).await.unwrap();
         assert_eq!(page1.iter().map(|e| e.duration_ms).collect::<Vec<_>>(), [6, 5, 4]);
@@ -241,5 +241,10 @@ db_tests! {
         let page3 = s.list_audit(&w.id, Some(&page2[2].id), 3).await.unwrap();
         assert_eq!(page3.len(), 1);
         assert_eq!(s.list_audit(&other.id, None, 10).await.unwrap().len(), 1);
+        // a batch larger than one statement keeps every row
+        let batch: Vec<_> = (0..250).map(|i| NewAuditEvent { workspace_id: other.id.clone(), user_id: None, tool: format!("t{i}"),
+            connection_slug: None, ok: true, http_status: None, error_code: None, duration_ms: 0 }).collect();
+        s.record_audit_batch(&batch).await.unwrap();
+        assert_eq!(s.list_audit(&other.id, None, 500).await.unwrap().len(), 251);
     }
 }

@@ -9,6 +9,7 @@
 //! value replaced by `[REDACTED]`. Every call leaves an audit record with names, outcome
 //! and timing only.
 
+mod audit;
 mod builtin;
 mod credentials;
 mod redact;
@@ -109,18 +110,31 @@ pub struct Tools {
     keys: Arc<KeyRing>,
     egress: Egress,
     validators: Mutex<HashMap<ValidatorKey, Arc<jsonschema::Validator>>>,
+    audit: audit::AuditWriter,
 }
 
 const VALIDATOR_CACHE: usize = 4096;
 
 impl Tools {
+    /// Must be called inside a tokio runtime (it starts the audit writer).
     pub fn new(store: Store, keys: Arc<KeyRing>, egress: Egress) -> Self {
         Self {
+            audit: audit::AuditWriter::start(store.clone()),
             store,
             keys,
             egress,
             validators: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Waits until every audit row of calls made so far is written.
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
+    }
+
+    /// Writes the queued audit rows and stops the writer (on shutdown).
+    pub async fn close(&self) {
+        self.audit.close().await;
     }
 
     /// The tool picker's view of a workspace.
@@ -158,19 +172,18 @@ impl Tools {
             ),
             Err(e) => (false, None, Some(e.code())),
         };
-        let event = NewAuditEvent {
-            workspace_id: call.workspace_id,
-            user_id: call.user_id,
-            tool: call.tool,
-            connection_slug: slug.as_deref(),
-            ok,
-            http_status,
-            error_code: code,
-            duration_ms,
-        };
-        if let Err(e) = self.store.record_audit(&event).await {
-            tracing::error!(error = %e, tool = call.tool, "cannot write the audit record");
-        }
+        self.audit
+            .record(NewAuditEvent {
+                workspace_id: call.workspace_id.to_owned(),
+                user_id: call.user_id.map(str::to_owned),
+                tool: call.tool.to_owned(),
+                connection_slug: slug,
+                ok,
+                http_status,
+                error_code: code,
+                duration_ms,
+            })
+            .await;
         result.map(|output| Output { output, duration_ms })
     }
 
@@ -182,9 +195,9 @@ impl Tools {
             ToolError::NotFound(format!("tool `{}` not found: {}", short(call.tool), e.0))
         })?;
         *slug_out = Some(name.slug.to_string());
-        let conn = self
+        let (conn, op) = self
             .store
-            .connection_head(call.workspace_id, name.slug.as_str())
+            .connection_tool(call.workspace_id, name.slug.as_str(), name.operation.as_str())
             .await?
             .ok_or_else(|| {
                 ToolError::NotFound(format!(
@@ -192,16 +205,12 @@ impl Tools {
                     name.slug
                 ))
             })?;
-        let op = self
-            .store
-            .operation(&conn.id, name.operation.as_str())
-            .await?
-            .ok_or_else(|| {
-                ToolError::NotFound(format!(
-                    "tool `{name}` not found: connection `{}` has no operation `{}`",
-                    name.slug, name.operation
-                ))
-            })?;
+        let op = op.ok_or_else(|| {
+            ToolError::NotFound(format!(
+                "tool `{name}` not found: connection `{}` has no operation `{}`",
+                name.slug, name.operation
+            ))
+        })?;
         self.validate(&conn, &op, &call.arguments)?;
         let secrets = self.credentials(&conn, call.credentials.as_ref())?;
         match conn.draft.service_type {

@@ -157,6 +157,9 @@ pub async fn audit(
     })?;
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("read the audit log")?;
+    // Rows of this replica's recent calls are written in the background; wait for them so
+    // a caller reads its own calls.
+    state.tools.flush_audit().await;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
     let events = state
         .store
