@@ -133,6 +133,47 @@ pub struct ConnectionInput {
     pub participant_role: Option<String>,
     #[serde(default)]
     pub operations: Option<Vec<OperationInput>>,
+    #[serde(default)]
+    pub limits: Option<ConnectionLimits>,
+}
+
+/// A connection's own bounds on its outbound calls; each is capped by the operator's
+/// maximum when a call is made. Absent fields take the operator's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_redirects: Option<u32>,
+}
+
+impl ConnectionLimits {
+    fn check(self, errors: &mut FieldErrors) -> Option<Self> {
+        let mut ok = true;
+        if self.timeout_ms.is_some_and(|t| t == 0 || t > 600_000) {
+            errors.push("/limits/timeout_ms", "`timeout_ms` must be 1 to 600000 (10 minutes)");
+            ok = false;
+        }
+        if self.max_response_bytes.is_some_and(|b| b == 0 || b > 1 << 30) {
+            errors.push(
+                "/limits/max_response_bytes",
+                "`max_response_bytes` must be 1 to 1073741824 (1 GiB)",
+            );
+            ok = false;
+        }
+        if self.max_redirects.is_some_and(|r| r > 20) {
+            errors.push("/limits/max_redirects", "`max_redirects` must be 0 to 20");
+            ok = false;
+        }
+        ok.then_some(self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// The body of a patch request: every field optional; `participant_role: null` clears it.
@@ -155,6 +196,13 @@ pub struct ConnectionPatch {
     pub participant_role: Option<Option<String>>,
     #[serde(default)]
     pub operations: Option<Vec<OperationInput>>,
+    /// `null` clears the connection's own limits.
+    #[serde(default, deserialize_with = "double_option_limits")]
+    pub limits: Option<Option<ConnectionLimits>>,
+}
+
+fn double_option_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<ConnectionLimits>>, D::Error> {
+    Option::<ConnectionLimits>::deserialize(d).map(Some)
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
@@ -173,6 +221,8 @@ pub struct ConnectionDraft {
     pub fulfillment: Fulfillment,
     pub participant_role: Option<ParticipantRole>,
     pub operations: Vec<Operation>,
+    /// The connection's own bounds on outbound calls, if any.
+    pub limits: Option<ConnectionLimits>,
 }
 
 /// What happens to the sealed secrets when a connection is written.
@@ -210,6 +260,7 @@ impl ConnectionDraft {
         let fulfillment = input.fulfillment.unwrap_or(Fulfillment::Static);
         let role = check_role(fulfillment, input.participant_role.as_deref(), &mut errors);
         let operations = check_operations(service_type, input.operations, &mut errors);
+        let limits = input.limits.filter(|l| !l.is_empty()).map(|l| l.check(&mut errors));
 
         let Some(auth) = auth else { return Err(errors) };
         check_auth_fits(service_type, fulfillment, auth.auth_type, &mut errors);
@@ -237,6 +288,7 @@ impl ConnectionDraft {
                     fulfillment,
                     participant_role: role.flatten(),
                     operations,
+                    limits: limits.flatten(),
                 },
                 auth.secrets,
             )),
@@ -280,6 +332,11 @@ impl ConnectionDraft {
             None => None,
         };
         let role = check_role(fulfillment, role_input.as_deref(), &mut errors);
+        let limits = match patch.limits {
+            Some(Some(l)) if !l.is_empty() => l.check(&mut errors),
+            Some(_) => None,
+            None => self.limits,
+        };
         let ops_changed = patch.operations.is_some();
         let operations = match patch.operations {
             Some(ops) => check_operations(self.service_type, Some(ops), &mut errors),
@@ -339,6 +396,7 @@ impl ConnectionDraft {
                     fulfillment,
                     participant_role: role.flatten(),
                     operations,
+                    limits,
                 },
                 change,
                 ops_changed,

@@ -15,7 +15,8 @@ pub mod template;
 
 pub use auth::{AuthSpec, AuthType, SecretFields, auth_response};
 pub use connection::{
-    ConnectionDraft, ConnectionInput, ConnectionPatch, Fulfillment, SecretsChange, ServiceType, builtin_operations,
+    ConnectionDraft, ConnectionInput, ConnectionLimits, ConnectionPatch, Fulfillment, SecretsChange, ServiceType,
+    builtin_operations,
 };
 pub use error::{FieldError, FieldErrors};
 pub use names::{NameError, OperationName, ParticipantRole, Slug, ToolName, WorkspaceRole, WorkspaceSlug};

@@ -37,7 +37,7 @@ pub struct ConnectionRecord {
 
 const COLS: &str = "c.id, c.workspace_id, c.slug, c.name, c.service_type, c.base_url, c.auth_type, c.auth_public, \
     c.auth_sealed, c.fulfillment, c.participant_role, c.created_by, c.created_at, c.updated_at, \
-    (SELECT COUNT(*) FROM connection_operations o WHERE o.connection_id = c.id)";
+    (SELECT COUNT(*) FROM connection_operations o2 WHERE o2.connection_id = c.id), c.limits";
 
 fn corrupt(what: &str) -> impl FnOnce(String) -> StoreError + '_ {
     move |e| StoreError::Corrupt(format!("{what}: {e}"))
@@ -63,6 +63,11 @@ fn record(row: &AnyRow) -> Result<ConnectionRecord> {
             .transpose()
             .map_err(|e: chatterfly_domain::NameError| StoreError::Corrupt(e.0))?,
         operations: Vec::new(),
+        limits: row
+            .try_get::<Option<String>, _>(15)?
+            .map(|l| serde_json::from_str(&l))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("limits: {e}")))?,
     };
     Ok(ConnectionRecord {
         id: text(0)?,
@@ -153,8 +158,8 @@ impl Store {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO connections (id, workspace_id, slug, name, service_type, base_url, auth_type, auth_public, \
-             auth_sealed, fulfillment, participant_role, created_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+             auth_sealed, fulfillment, participant_role, created_by, created_at, updated_at, limits) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
         )
         .bind(new.id)
         .bind(new.workspace_id)
@@ -169,6 +174,7 @@ impl Store {
         .bind(d.participant_role.as_ref().map(|r| r.as_str()))
         .bind(new.created_by)
         .bind(&at)
+        .bind(limits_json(d))
         .execute(&mut *tx)
         .await
         .map_err(conflict("slug"))?;
@@ -203,7 +209,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE connections SET slug = $3, name = $4, base_url = $5, auth_type = $6, auth_public = $7, \
              auth_sealed = CASE WHEN $8 = 1 THEN $9 ELSE auth_sealed END, fulfillment = $10, participant_role = $11, \
-             updated_at = $12 WHERE id = $1 AND workspace_id = $2",
+             updated_at = $12, limits = $13 WHERE id = $1 AND workspace_id = $2",
         )
         .bind(id)
         .bind(workspace_id)
@@ -217,6 +223,7 @@ impl Store {
         .bind(d.fulfillment.as_str())
         .bind(d.participant_role.as_ref().map(|r| r.as_str()))
         .bind(now())
+        .bind(limits_json(d))
         .execute(&mut *tx)
         .await
         .map_err(conflict("slug"))?;
@@ -282,9 +289,9 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let rec = record(&row)?;
-        let op = match row.try_get::<Option<String>, _>(15)? {
+        let op = match row.try_get::<Option<String>, _>(16)? {
             None => None,
-            Some(_) => Some(operation_at(&row, 15)?),
+            Some(_) => Some(operation_at(&row, 16)?),
         };
         Ok(Some((rec, op)))
     }
@@ -363,6 +370,10 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+fn limits_json(d: &ConnectionDraft) -> Option<String> {
+    d.limits.as_ref().and_then(|l| serde_json::to_string(l).ok())
 }
 
 fn public_json(d: &ConnectionDraft) -> String {

@@ -289,8 +289,30 @@ impl Tools {
         }
         credentials::inject(conn.draft.auth_type, &conn.draft.auth_public, secrets, &mut req)?;
         let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets);
-        let resp = self.egress.send(req, None).await?;
+        let resp = self.egress.send(req, self.limits_for(conn)).await?;
         Ok(redactor.output(resp.status.as_u16(), &resp.headers, &resp.body))
+    }
+}
+
+impl Tools {
+    /// The connection's own limits, each capped by the operator's maximum (egress caps
+    /// again: a connection can never loosen the operator's bounds).
+    fn limits_for(&self, conn: &ConnectionRecord) -> Option<chatterfly_egress::Limits> {
+        let own = conn.draft.limits?;
+        let max = self.egress.max_limits();
+        Some(
+            chatterfly_egress::Limits {
+                connect_timeout: max.connect_timeout,
+                total_timeout: own
+                    .timeout_ms
+                    .map_or(max.total_timeout, std::time::Duration::from_millis),
+                max_response_bytes: own
+                    .max_response_bytes
+                    .map_or(max.max_response_bytes, |b| usize::try_from(b).unwrap_or(usize::MAX)),
+                max_redirects: own.max_redirects.map_or(max.max_redirects, |r| r as usize),
+            }
+            .within(max),
+        )
     }
 }
 

@@ -161,6 +161,37 @@ db_tests! {
         assert!(started.elapsed() < std::time::Duration::from_millis(2500), "{:?}", started.elapsed());
     }
 
+    async fn connection_limits_within_the_operators(db: Db) {
+        let s = TestServer::start_with(BIN, db, opts(&[("CHATTERFLY_EGRESS_TIMEOUT_MS", "1500")])).await;
+        let body = json!({"name": "hb", "slug": "hb", "service_type": "http", "base_url": httpbin_url(),
+            "limits": {"timeout_ms": 300, "max_response_bytes": 2000, "max_redirects": 0}, "operations": httpbin_ops()});
+        let (st, c) = s.call(Method::POST, CONN, Some(body)).await;
+        assert_eq!((st, &c["limits"]), (201, &json!({"timeout_ms": 300, "max_response_bytes": 2000, "max_redirects": 0})), "{c}");
+        let t = std::time::Instant::now();
+        let (st, p) = invoke(&s, "hb.delay", json!({"s": 1})).await;
+        assert_eq!((st, p["code"].as_str()), (504, Some("upstream_timeout")), "{p}");
+        assert!(t.elapsed() < std::time::Duration::from_millis(1000), "the connection's 300 ms applied: {:?}", t.elapsed());
+        let (_, p) = invoke(&s, "hb.bytes", json!({"n": 3000})).await;
+        assert_eq!(p["code"], "upstream_too_large", "{p}");
+        let (_, p) = invoke(&s, "hb.redirect", json!({"url": "/get"})).await;
+        assert_eq!(p["code"], "too_many_redirects", "{p}");
+        // asking for more than the operator allows gets the operator's 1.5 s
+        let (st, c) = s.call(Method::PATCH, &format!("{CONN}/hb"), Some(json!({"limits": {"timeout_ms": 60000}}))).await;
+        assert_eq!((st, &c["limits"]), (200, &json!({"timeout_ms": 60000})), "{c}");
+        let t = std::time::Instant::now();
+        let (_, p) = invoke(&s, "hb.delay", json!({"s": 3})).await;
+        assert_eq!(p["code"], "upstream_timeout", "{p}");
+        assert!(t.elapsed() < std::time::Duration::from_millis(2500), "{:?}", t.elapsed());
+        // null clears; bad values are refused
+        let (_, c) = s.call(Method::PATCH, &format!("{CONN}/hb"), Some(json!({"limits": null}))).await;
+        assert_eq!(c["limits"], Value::Null);
+        let (st, p) = s.call(Method::PATCH, &format!("{CONN}/hb"), Some(json!({"limits": {"timeout_ms": 0, "max_redirects": 99}}))).await;
+        assert_eq!(st, 422, "{p}");
+        assert_eq!(p["errors"].as_array().unwrap().len(), 2);
+        let (st, _) = s.call(Method::PATCH, &format!("{CONN}/hb"), Some(json!({"limits": {"timeout": 5}}))).await;
+        assert_eq!(st, 422);
+    }
+
     async fn ssrf_is_refused_without_the_exception(db: Db) {
         let s = TestServer::start(BIN, db).await; // no CHATTERFLY_ALLOW_PRIVATE
         connection(&s, "local", json!({"type": "none"}), "static").await;

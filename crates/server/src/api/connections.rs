@@ -68,6 +68,11 @@ pub struct ConnectionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operations: Option<Vec<OperationView>>,
     pub operation_count: i64,
+    /// The connection's own bounds on outbound calls (`timeout_ms`, `max_response_bytes`,
+    /// `max_redirects`), each capped by the operator's maximum; null when it uses the
+    /// operator's values.
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<chatterfly_domain::ConnectionLimits>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -87,6 +92,7 @@ impl ConnectionView {
             participant_role: d.participant_role.as_ref().map(ToString::to_string),
             operations: with_operations.then(|| d.operations.iter().map(OperationView::from).collect()),
             operation_count: rec.operation_count,
+            limits: d.limits,
             created_at: rec.created_at.clone(),
             updated_at: rec.updated_at.clone(),
         }
@@ -111,6 +117,9 @@ pub struct ConnectionBody {
     /// Required with participant fulfillment.
     participant_role: Option<String>,
     operations: Option<Vec<OperationView>>,
+    /// `{"timeout_ms", "max_response_bytes", "max_redirects"}`, each optional.
+    #[schema(value_type = Option<Object>)]
+    limits: Option<Value>,
 }
 
 fn slug_taken(slug: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
