@@ -56,10 +56,14 @@ async fn postgres_dump(url: &str) -> String {
 
 db_tests! {
     async fn no_secret_leaks_anywhere(db: Db) {
-        let s = TestServer::start_with(BIN, db, Options { rust_log: "trace".into(), ..Options::default() }).await;
+        let s = TestServer::start_with(BIN, db, Options {
+            rust_log: "trace".into(),
+            env: vec![("CHATTERFLY_ALLOW_PRIVATE".into(), "127.0.0.1".into())],
+        }).await;
         let run = uuid::Uuid::new_v4().simple().to_string();
         let c = |field: &str| format!("CANARY{run}{field}");
-        let secrets = [c("hkey"), c("qkey"), c("bearer"), c("user"), c("pass"), c("mcp"), c("tg"), c("sa"), c("new"), c("bad")];
+        let secrets = [c("hkey"), c("qkey"), c("bearer"), c("user"), c("pass"), c("mcp"), c("tg"), c("sa"), c("new"), c("bad"),
+            c("callr"), c("echo")];
         let mut forms = forms(&secrets);
         forms.push(STANDARD.encode(format!("{}:{}", c("user"), c("pass"))));
 
@@ -127,6 +131,54 @@ db_tests! {
             assert!(st < 500, "{method} {path}: {v}");
             record(&format!("{method} {path}"), st, &v);
         }
+        // tool calls whose upstream (httpbin) echoes the credentials back
+        let hb = chatterfly_testkit::httpbin_url();
+        let echo_ops = json!([
+            {"name": "headers", "method": "GET", "path": "/headers"},
+            {"name": "get", "method": "GET", "path": "/get"},
+            {"name": "anything", "method": "POST", "path": "/anything"},
+            {"name": "basic", "method": "GET", "path": "/basic-auth/{{u}}/{{p}}",
+                "input_schema": {"type": "object", "properties": {"u": {"type": "string"}, "p": {"type": "string"}}}},
+        ]);
+        for (slug, auth, fulfillment) in [
+            ("eh", json!({"type": "api_key_header", "header": "X-Key", "key": c("echo")}), "static"),
+            ("eq", json!({"type": "api_key_query", "param": "key", "key": c("qkey")}), "static"),
+            ("eb", json!({"type": "basic", "username": c("user"), "password": c("pass")}), "static"),
+            ("ec", json!({"type": "bearer"}), "caller"),
+        ] {
+            let body = json!({"name": slug, "slug": slug, "service_type": "http", "base_url": hb, "auth": auth,
+                "fulfillment": fulfillment, "operations": echo_ops});
+            let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections", Some(body)).await;
+            assert_eq!(st, 201, "{v}");
+        }
+        let mut echoed = 0;
+        for (tool, args, creds) in [
+            ("eh.headers", json!({}), None),
+            ("eq.get", json!({"x": 1}), None),
+            ("eb.headers", json!({}), None),
+            ("eb.basic", json!({"u": c("user"), "p": c("pass")}), None),
+            ("ec.anything", json!({"note": "hi"}), Some(json!({"token": c("callr")}))),
+            ("ec.headers", json!({}), Some(json!({"token": format!("{}\n", c("bad"))}))),
+        ] {
+            let mut body = json!({"arguments": args});
+            if let Some(cr) = creds {
+                body["credentials"] = cr;
+            }
+            let (st, v) = s.call(Method::POST, &format!("/api/workspaces/default/tools/{tool}/invoke"), Some(body)).await;
+            assert!(st < 500, "{tool}: {v}");
+            if v.to_string().contains("[REDACTED]") {
+                echoed += 1;
+            }
+            record(&format!("invoke {tool}"), st, &v);
+        }
+        assert!(echoed >= 4, "the upstream did echo the credentials ({echoed} redacted outputs)");
+        let (st, v) = s.call(Method::GET, "/api/workspaces/default/audit", None).await;
+        assert_eq!(st, 200);
+        assert!(v["events"].as_array().unwrap().len() >= 6);
+        record("audit", st, &v);
+        let (st, v) = s.call(Method::GET, "/api/workspaces/default/tools", None).await;
+        record("tools", st, &v);
+
         for slug in ["h", "q", "b", "ba", "m", "t", "g"] {
             let path = format!("/api/workspaces/default/connections/{slug}");
             let (st, v) = s.call(Method::GET, &path, None).await;
