@@ -243,20 +243,14 @@ impl Store {
 
     /// One connection with all its operations.
     pub async fn get_connection(&self, workspace_id: &str, slug: &str) -> Result<Option<ConnectionRecord>> {
-        let row = sqlx::query(sql!(
-            "SELECT {COLS} FROM connections c WHERE c.workspace_id = $1 AND c.slug = $2"
-        ))
-        .bind(workspace_id)
-        .bind(slug)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut rec = record(&row)?;
+        let Some(mut rec) = self.connection_head(workspace_id, slug).await? else {
+            return Ok(None);
+        };
         rec.draft.operations = self.operations_of(&rec.id).await?;
         Ok(Some(rec))
     }
 
-    /// One connection without its operations (the tool-call path reads one operation).
+    /// One connection without its operations.
     pub async fn connection_head(&self, workspace_id: &str, slug: &str) -> Result<Option<ConnectionRecord>> {
         let row = sqlx::query(sql!(
             "SELECT {COLS} FROM connections c WHERE c.workspace_id = $1 AND c.slug = $2"
@@ -294,19 +288,6 @@ impl Store {
             Some(_) => Some(operation_at(&row, 16)?),
         };
         Ok(Some((rec, op)))
-    }
-
-    /// One operation of a connection, by name.
-    pub async fn operation(&self, connection_id: &str, name: &str) -> Result<Option<Operation>> {
-        let row = sqlx::query(
-            "SELECT name, method, path, description, input_schema, output_schema FROM connection_operations \
-             WHERE connection_id = $1 AND name = $2",
-        )
-        .bind(connection_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(operation).transpose()
     }
 
     /// Every operation of every connection of a workspace, with the connection's slug, in

@@ -211,10 +211,14 @@ db_tests! {
         let head = s.connection_head(&w.id, "alpha").await.unwrap().unwrap();
         assert_eq!((head.id.as_str(), head.operation_count, head.draft.operations.len()), ("c2", 3, 0));
         assert!(s.connection_head(&w.id, "nope").await.unwrap().is_none());
-        let op = s.operation("c2", "op_0001").await.unwrap().unwrap();
-        assert_eq!(op.path.unwrap().as_str(), "/items/1");
-        assert!(s.operation("c2", "op_9999").await.unwrap().is_none());
-        assert!(s.operation("c1", "op_0002").await.unwrap().is_none());
+        let (rec, op) = s.connection_tool(&w.id, "alpha", "op_0001").await.unwrap().unwrap();
+        assert_eq!((rec.id.as_str(), rec.operation_count), ("c2", 3));
+        assert_eq!(op.unwrap().path.unwrap().as_str(), "/items/1");
+        let (_, op) = s.connection_tool(&w.id, "alpha", "op_9999").await.unwrap().unwrap();
+        assert!(op.is_none());
+        let (_, op) = s.connection_tool(&w.id, "zeta", "op_0002").await.unwrap().unwrap();
+        assert!(op.is_none(), "zeta has two operations");
+        assert!(s.connection_tool(&w.id, "nope", "op_0000").await.unwrap().is_none());
         let all = s.workspace_operations(&w.id).await.unwrap();
         let names: Vec<_> = all.iter().map(|(slug, o)| format!("{slug}.{}", o.name)).collect();
         assert_eq!(names, ["alpha.op_0000", "alpha.op_0001", "alpha.op_0002", "zeta.op_0000", "zeta.op_0001"]);
