@@ -11,6 +11,7 @@ pub mod error;
 pub mod names;
 pub mod operation;
 pub mod request;
+pub mod service;
 pub mod template;
 
 pub use auth::{AuthSpec, AuthType, SecretFields, auth_response};
@@ -22,4 +23,5 @@ pub use error::{FieldError, FieldErrors};
 pub use names::{NameError, OperationName, ParticipantRole, Slug, ToolName, WorkspaceRole, WorkspaceSlug};
 pub use operation::{HttpMethod, Operation, OperationInput, OperationKind};
 pub use request::{BuildError, BuiltRequest, build_request, encode_component};
+pub use service::{OAuthProvider, Service};
 pub use template::PathTemplate;

@@ -10,3 +10,13 @@ pub fn connection_auth(connection_id: &str) -> Vec<u8> {
 pub fn vault_check(id: &str) -> Vec<u8> {
     format!("chatterfly:vault_check:{id}").into_bytes()
 }
+
+/// Associated data of a service key; `id` is `<scope>:<service>`.
+pub fn service_credential(id: &str) -> Vec<u8> {
+    format!("chatterfly:service_credential:{id}").into_bytes()
+}
+
+/// Associated data of an OAuth client secret; `id` is the provider (`gmail`, `github`).
+pub fn oauth_client(id: &str) -> Vec<u8> {
+    format!("chatterfly:oauth_provider:{id}").into_bytes()
+}

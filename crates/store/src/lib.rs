@@ -18,6 +18,7 @@ macro_rules! sql {
 pub mod aad;
 mod audit;
 mod connections;
+mod services;
 mod tenancy;
 mod vault;
 
@@ -29,6 +30,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use connections::{ConnectionRecord, NewConnection, SealedUpdate};
+pub use services::{OAuthClient, PLATFORM, ServiceCredential, service_credential_id};
 pub use tenancy::{Member, Membership, NewUser, TokenOwner, User, Workspace};
 pub use vault::{SealedValue, VaultRewrite};
 

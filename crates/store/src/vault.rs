@@ -21,6 +21,18 @@ const SEALED_COLUMNS: &[SealedColumn] = &[
         aad: aad::connection_auth,
     },
     SealedColumn {
+        table: "service_credentials",
+        id_column: "id",
+        column: "api_key_sealed",
+        aad: aad::service_credential,
+    },
+    SealedColumn {
+        table: "oauth_providers",
+        id_column: "id",
+        column: "client_secret_sealed",
+        aad: aad::oauth_client,
+    },
+    SealedColumn {
         table: "vault_check",
         id_column: "id",
         column: "sealed",

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, WorkspaceRole, WorkspaceSlug};
-use chatterfly_store::{NewAuditEvent, NewConnection, NewUser, SealedUpdate, Store, StoreError};
+use chatterfly_store::{NewAuditEvent, NewConnection, NewUser, PLATFORM, SealedUpdate, Store, StoreError};
 use chatterfly_testkit::{Db, db_tests, fresh_database};
 use serde_json::json;
 
@@ -250,5 +250,39 @@ db_tests! {
             connection_slug: None, ok: true, http_status: None, error_code: None, duration_ms: 0 }).collect();
         s.record_audit_batch(&batch).await.unwrap();
         assert_eq!(s.list_audit(&other.id, None, 500).await.unwrap().len(), 251);
+    }
+
+    async fn service_keys_and_oauth_clients(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        assert_eq!(s.service_credentials_for(&w.id, "brave").await.unwrap(), (None, None));
+        s.put_service_credential(PLATFORM, "brave", "sealed-p1", Some("http://127.0.0.1:9/")).await.unwrap();
+        let (mine, platform) = s.service_credentials_for(&w.id, "brave").await.unwrap();
+        assert!(mine.is_none());
+        assert_eq!(platform.as_ref().unwrap().base_url.as_deref(), Some("http://127.0.0.1:9/"));
+        assert_eq!(platform.unwrap().id, "platform:brave");
+        s.put_service_credential(&w.id, "brave", "sealed-w1", None).await.unwrap();
+        s.put_service_credential(&w.id, "brave", "sealed-w2", None).await.unwrap();
+        let (mine, platform) = s.service_credentials_for(&w.id, "brave").await.unwrap();
+        assert_eq!(mine.unwrap().api_key_sealed, "sealed-w2", "upsert replaced the key");
+        assert_eq!(platform.unwrap().api_key_sealed, "sealed-p1");
+        assert_eq!(s.service_credentials(&w.id).await.unwrap().len(), 1);
+        assert_eq!(s.service_credentials(PLATFORM).await.unwrap().len(), 1);
+        s.delete_service_credential(&w.id, "brave").await.unwrap();
+        assert!(matches!(s.delete_service_credential(&w.id, "brave").await, Err(StoreError::NotFound)));
+        assert!(s.service_credentials_for(&w.id, "brave").await.unwrap().1.is_some(), "platform key stays");
+
+        assert!(s.oauth_client("gmail").await.unwrap().is_none());
+        s.put_oauth_client("gmail", "cid-1", "sealed-s1").await.unwrap();
+        s.put_oauth_client("gmail", "cid-2", "sealed-s2").await.unwrap();
+        let c = s.oauth_client("gmail").await.unwrap().unwrap();
+        assert_eq!((c.client_id.as_str(), c.client_secret_sealed.as_str()), ("cid-2", "sealed-s2"));
+        // both are in the sealed-value list that start-up checks and rotation use
+        let sealed = s.sealed_values().await.unwrap();
+        assert!(sealed.iter().any(|v| v.table == "service_credentials" && v.aad == b"chatterfly:service_credential:platform:brave"));
+        assert!(sealed.iter().any(|v| v.table == "oauth_providers" && v.aad == b"chatterfly:oauth_provider:gmail"));
+        s.delete_oauth_client("gmail").await.unwrap();
+        assert!(s.oauth_client("gmail").await.unwrap().is_none());
     }
 }
