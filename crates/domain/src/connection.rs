@@ -436,38 +436,37 @@ fn check_base_url(service: ServiceType, url: Option<&str>, errors: &mut FieldErr
         );
         return None;
     };
-    if raw.len() > 2048 {
-        errors.push("/base_url", "`base_url` is longer than 2048 bytes");
-        return None;
-    }
-    let parsed = match url::Url::parse(raw) {
-        Ok(u) => u,
+    match check_http_url(raw) {
+        Ok(url) => Some(url),
         Err(e) => {
-            errors.push("/base_url", format!("`{}` is not an absolute URL ({e})", shorten(raw)));
-            return None;
+            errors.push("/base_url", e);
+            None
         }
-    };
+    }
+}
+
+/// The rules every configurable base URL follows: absolute, http or https, a host, no user
+/// name or password (never echoed: it may be a credential), no fragment, at most 2 KiB.
+/// Private addresses are accepted here; the SSRF guard applies when the URL is called.
+pub fn check_http_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if raw.len() > 2048 {
+        return Err("`base_url` is longer than 2048 bytes".into());
+    }
+    let parsed = url::Url::parse(raw).map_err(|e| format!("`{}` is not an absolute URL ({e})", shorten(raw)))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        errors.push("/base_url", "`base_url` must use http or https");
-        return None;
+        return Err("`base_url` must use http or https".into());
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        errors.push("/base_url", "`base_url` must name a host");
-        return None;
+        return Err("`base_url` must name a host".into());
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        // Never echo it: the user part may be a credential.
-        errors.push(
-            "/base_url",
-            "`base_url` must not carry a user name or password; put credentials in `auth`",
-        );
-        return None;
+        return Err("`base_url` must not carry a user name or password; put credentials in `auth`".into());
     }
     if parsed.fragment().is_some() {
-        errors.push("/base_url", "`base_url` must not have a fragment (`#…`)");
-        return None;
+        return Err("`base_url` must not have a fragment (`#…`)".into());
     }
-    Some(raw.to_owned())
+    Ok(raw.to_owned())
 }
 
 fn check_role(f: Fulfillment, role: Option<&str>, errors: &mut FieldErrors) -> Option<Option<ParticipantRole>> {

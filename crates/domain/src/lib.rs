@@ -17,7 +17,7 @@ pub mod template;
 pub use auth::{AuthSpec, AuthType, SecretFields, auth_response};
 pub use connection::{
     ConnectionDraft, ConnectionInput, ConnectionLimits, ConnectionPatch, Fulfillment, SecretsChange, ServiceType,
-    builtin_operations,
+    builtin_operations, check_http_url,
 };
 pub use error::{FieldError, FieldErrors};
 pub use names::{NameError, OperationName, ParticipantRole, Slug, ToolName, WorkspaceRole, WorkspaceSlug};

@@ -84,9 +84,11 @@ fn tool_status(e: &chatterfly_tools::ToolError) -> StatusCode {
     use chatterfly_tools::ToolError as T;
     match e {
         T::NotFound(_) => StatusCode::NOT_FOUND,
-        T::InvalidArguments { .. } | T::Build(_) | T::CredentialsRequired(_) | T::InvalidCredentials(_) => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        T::InvalidArguments { .. }
+        | T::Build(_)
+        | T::CredentialsRequired(_)
+        | T::InvalidCredentials(_)
+        | T::NotConfigured(_) => StatusCode::UNPROCESSABLE_ENTITY,
         T::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         T::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         T::Egress(E::Blocked { .. }) => StatusCode::FORBIDDEN,

@@ -5,7 +5,8 @@ CREATE TABLE service_credentials (
     id TEXT PRIMARY KEY,
     scope TEXT NOT NULL,
     service TEXT NOT NULL,
-    api_key_sealed TEXT NOT NULL,
+    -- NULL on a platform row that only sets the base URL (workspaces bring the keys)
+    api_key_sealed TEXT,
     base_url TEXT,
     updated_at TEXT NOT NULL
 );

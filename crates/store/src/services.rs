@@ -16,9 +16,16 @@ pub struct ServiceCredential {
     pub id: String,
     pub scope: String,
     pub service: String,
-    pub api_key_sealed: String,
+    /// `None` on a platform row that only sets the base URL.
+    pub api_key_sealed: Option<String>,
     pub base_url: Option<String>,
     pub updated_at: String,
+}
+
+impl ServiceCredential {
+    pub fn has_key(&self) -> bool {
+        self.api_key_sealed.is_some()
+    }
 }
 
 /// A registered OAuth client (secret sealed).
@@ -110,7 +117,7 @@ impl Store {
         &self,
         scope: &str,
         service: &str,
-        api_key_sealed: &str,
+        api_key_sealed: Option<&str>,
         base_url: Option<&str>,
     ) -> Result<ServiceCredential> {
         let id = service_credential_id(scope, service);
@@ -132,7 +139,7 @@ impl Store {
             id,
             scope: scope.to_owned(),
             service: service.to_owned(),
-            api_key_sealed: api_key_sealed.to_owned(),
+            api_key_sealed: api_key_sealed.map(str::to_owned),
             base_url: base_url.map(str::to_owned),
             updated_at: at,
         })

@@ -257,21 +257,25 @@ db_tests! {
         let a = s.create_user(&user("a@x.io")).await.unwrap();
         let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
         assert_eq!(s.service_credentials_for(&w.id, "brave").await.unwrap(), (None, None));
-        s.put_service_credential(PLATFORM, "brave", "sealed-p1", Some("http://127.0.0.1:9/")).await.unwrap();
+        s.put_service_credential(PLATFORM, "brave", Some("sealed-p1"), Some("http://127.0.0.1:9/")).await.unwrap();
         let (mine, platform) = s.service_credentials_for(&w.id, "brave").await.unwrap();
         assert!(mine.is_none());
         assert_eq!(platform.as_ref().unwrap().base_url.as_deref(), Some("http://127.0.0.1:9/"));
         assert_eq!(platform.unwrap().id, "platform:brave");
-        s.put_service_credential(&w.id, "brave", "sealed-w1", None).await.unwrap();
-        s.put_service_credential(&w.id, "brave", "sealed-w2", None).await.unwrap();
+        s.put_service_credential(&w.id, "brave", Some("sealed-w1"), None).await.unwrap();
+        s.put_service_credential(&w.id, "brave", Some("sealed-w2"), None).await.unwrap();
         let (mine, platform) = s.service_credentials_for(&w.id, "brave").await.unwrap();
-        assert_eq!(mine.unwrap().api_key_sealed, "sealed-w2", "upsert replaced the key");
-        assert_eq!(platform.unwrap().api_key_sealed, "sealed-p1");
+        assert_eq!(mine.unwrap().api_key_sealed.as_deref(), Some("sealed-w2"), "upsert replaced the key");
+        assert_eq!(platform.unwrap().api_key_sealed.as_deref(), Some("sealed-p1"));
         assert_eq!(s.service_credentials(&w.id).await.unwrap().len(), 1);
         assert_eq!(s.service_credentials(PLATFORM).await.unwrap().len(), 1);
         s.delete_service_credential(&w.id, "brave").await.unwrap();
         assert!(matches!(s.delete_service_credential(&w.id, "brave").await, Err(StoreError::NotFound)));
         assert!(s.service_credentials_for(&w.id, "brave").await.unwrap().1.is_some(), "platform key stays");
+        // a platform row may carry only a base URL
+        let row = s.put_service_credential(PLATFORM, "openai", None, Some("http://127.0.0.1:9/v1")).await.unwrap();
+        assert!(!row.has_key());
+        assert!(!s.service_credential(PLATFORM, "openai").await.unwrap().unwrap().has_key());
 
         assert!(s.oauth_client("gmail").await.unwrap().is_none());
         s.put_oauth_client("gmail", "cid-1", "sealed-s1").await.unwrap();

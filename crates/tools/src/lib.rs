@@ -13,6 +13,8 @@ mod audit;
 mod builtin;
 mod credentials;
 mod redact;
+mod search;
+pub mod services;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,6 +61,8 @@ pub enum ToolError {
     Build(#[from] BuildError),
     #[error("{0}")]
     Egress(#[from] EgressError),
+    #[error("{0}")]
+    NotConfigured(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -73,6 +77,7 @@ impl ToolError {
             Self::InvalidCredentials(_) => "invalid_credentials",
             Self::Unsupported(_) => "not_supported",
             Self::Egress(e) => e.code(),
+            Self::NotConfigured(_) => "not_configured",
             Self::Internal(_) => "internal",
         }
     }
@@ -87,6 +92,8 @@ impl From<StoreError> for ToolError {
 /// One call.
 pub struct Call<'a> {
     pub workspace_id: &'a str,
+    /// For messages that tell an admin where to act.
+    pub workspace_slug: &'a str,
     pub user_id: Option<&'a str>,
     pub tool: &'a str,
     pub arguments: Value,
@@ -150,10 +157,9 @@ impl Tools {
                 input_schema: op.input_schema,
             })
             .collect();
-        Ok(Catalog {
-            standard: builtin::all(),
-            connections,
-        })
+        let mut standard = builtin::all();
+        standard.extend(search::infos());
+        Ok(Catalog { standard, connections })
     }
 
     /// Calls a tool and records the call in the audit log.
@@ -190,6 +196,11 @@ impl Tools {
     async fn dispatch(&self, call: &Call<'_>, slug_out: &mut Option<String>) -> Result<Value, ToolError> {
         if let Some(result) = builtin::call(call.tool, &call.arguments) {
             return result;
+        }
+        if let Some(kind) = search::kind(call.tool) {
+            return self
+                .search(kind, (call.workspace_id, call.workspace_slug), &call.arguments)
+                .await;
         }
         let name: ToolName = call.tool.parse().map_err(|e: chatterfly_domain::NameError| {
             ToolError::NotFound(format!("tool `{}` not found: {}", short(call.tool), e.0))

@@ -5,6 +5,7 @@
 mod access;
 mod connections;
 mod me;
+mod services;
 mod system;
 mod tools;
 mod users;
@@ -110,6 +111,21 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(tools::list_tools))
         .routes(routes!(tools::invoke))
         .routes(routes!(tools::audit))
+        .routes(routes!(
+            services::get_platform_service,
+            services::put_platform_service,
+            services::delete_platform_service
+        ))
+        .routes(routes!(services::list_workspace_services))
+        .routes(routes!(
+            services::put_workspace_service,
+            services::delete_workspace_service
+        ))
+        .routes(routes!(
+            services::get_oauth_provider,
+            services::put_oauth_provider,
+            services::delete_oauth_provider
+        ))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .split_for_parts();

@@ -99,6 +99,7 @@ pub async fn invoke(
         .tools
         .invoke(Call {
             workspace_id: &access.workspace.id,
+            workspace_slug: access.workspace.slug.as_str(),
             user_id: Some(&caller.user.id),
             tool: &tool_name,
             arguments: body.arguments,
