@@ -63,7 +63,7 @@ db_tests! {
         let run = uuid::Uuid::new_v4().simple().to_string();
         let c = |field: &str| format!("CANARY{run}{field}");
         let secrets = [c("hkey"), c("qkey"), c("bearer"), c("user"), c("pass"), c("mcp"), c("tg"), c("sa"), c("new"), c("bad"),
-            c("callr"), c("echo")];
+            c("callr"), c("echo"), c("psvc"), c("wsvc"), c("oauth"), c("tgsvc")];
         let mut forms = forms(&secrets);
         forms.push(STANDARD.encode(format!("{}:{}", c("user"), c("pass"))));
 
@@ -172,6 +172,31 @@ db_tests! {
             record(&format!("invoke {tool}"), st, &v);
         }
         assert!(echoed >= 4, "the upstream did echo the credentials ({echoed} redacted outputs)");
+        // service keys and OAuth client secrets, then a search that uses them
+        for (method, path, body) in [
+            (Method::PUT, "/api/admin/service-credentials/brave", json!({"api_key": c("psvc"), "base_url": hb})),
+            (Method::PUT, "/api/admin/service-credentials/telegram", json!({"api_key": c("tgsvc")})),
+            (Method::PUT, "/api/workspaces/default/services/brave", json!({"api_key": c("wsvc")})),
+            (Method::PUT, "/api/workspaces/default/services/openai", json!({"api_key": format!("{}\u{0}", c("bad"))})),
+            (Method::PUT, "/api/admin/oauth-providers/gmail", json!({"client_id": "cid", "client_secret": c("oauth")})),
+            (Method::PUT, "/api/admin/oauth-providers/gmail", json!({"client_id": "cid2", "client_secret": ""})),
+        ] {
+            let (st, v) = s.call(method.clone(), path, Some(body)).await;
+            assert!(st < 500, "{path}: {v}");
+            record(path, st, &v);
+        }
+        for path in ["/api/admin/service-credentials/brave", "/api/admin/service-credentials/telegram",
+            "/api/workspaces/default/services", "/api/admin/oauth-providers/gmail"] {
+            let (st, v) = s.call(Method::GET, path, None).await;
+            assert_eq!(st, 200, "{path}: {v}");
+            record(path, st, &v);
+        }
+        // httpbin stands in for the search API: its 404 for /res/v1/... is an upstream error
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/tools/web_search/invoke",
+            Some(json!({"arguments": {"query": "q"}}))).await;
+        assert_eq!(st, 502, "{v}");
+        record("web_search", st, &v);
+
         let (st, v) = s.call(Method::GET, "/api/workspaces/default/audit", None).await;
         assert_eq!(st, 200);
         assert!(v["events"].as_array().unwrap().len() >= 6);

@@ -9,6 +9,7 @@ mod errors;
 mod keys;
 mod openapi;
 mod replicas;
+mod services;
 mod tenancy;
 mod tools;
 

@@ -24,6 +24,15 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/workspaces/{ws}/tools"),
     ("post", "/api/workspaces/{ws}/tools/{tool_name}/invoke"),
     ("get", "/api/workspaces/{ws}/audit"),
+    ("get", "/api/admin/service-credentials/{service}"),
+    ("put", "/api/admin/service-credentials/{service}"),
+    ("delete", "/api/admin/service-credentials/{service}"),
+    ("get", "/api/workspaces/{ws}/services"),
+    ("put", "/api/workspaces/{ws}/services/{service}"),
+    ("delete", "/api/workspaces/{ws}/services/{service}"),
+    ("get", "/api/admin/oauth-providers/{id}"),
+    ("put", "/api/admin/oauth-providers/{id}"),
+    ("delete", "/api/admin/oauth-providers/{id}"),
 ];
 
 db_tests! {
@@ -55,6 +64,8 @@ db_tests! {
                 .replace("{slug}", "nope")
                 .replace("{user_id}", "nobody")
                 .replace("{tool_name}", "current_time")
+                .replace("{service}", "brave")
+                .replace("/oauth-providers/{id}", "/oauth-providers/gmail")
                 .replace("{id}", &admin);
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let body = (m != Method::GET && m != Method::DELETE).then(|| json!({}));

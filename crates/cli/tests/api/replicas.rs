@@ -70,3 +70,51 @@ async fn replicas_share_one_postgres_database() {
     let (st, me) = servers[0].call_as(&token, Method::GET, "/api/me", None).await;
     assert_eq!((st, me["email"].as_str()), (200, Some("r@example.com")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_changes_reach_every_replica_at_once() {
+    let db = fresh_database(Db::Postgres).await;
+    let options = Options {
+        env: vec![("INTEGRATION_ENCRYPTION_KEY".into(), random_key())],
+        ..Options::default()
+    };
+    let a = TestServer::spawn(Path::new(BIN), same_database(&db), &options).expect("replica a");
+    let b = TestServer::spawn(Path::new(BIN), same_database(&db), &options).expect("replica b");
+    let (st, _) = a
+        .call(
+            Method::PUT,
+            "/api/admin/oauth-providers/github",
+            Some(json!({"client_id": "one", "client_secret": "s1-secret"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        b.call(Method::GET, "/api/admin/oauth-providers/github", None).await.1["client_id"],
+        "one"
+    );
+    a.call(
+        Method::PUT,
+        "/api/admin/oauth-providers/github",
+        Some(json!({"client_id": "two"})),
+    )
+    .await;
+    assert_eq!(
+        b.call(Method::GET, "/api/admin/oauth-providers/github", None).await.1["client_id"],
+        "two"
+    );
+    a.call(
+        Method::PUT,
+        "/api/workspaces/default/services/brave",
+        Some(json!({"api_key": "k-12345"})),
+    )
+    .await;
+    let (_, v) = b.call(Method::GET, "/api/workspaces/default/services", None).await;
+    let brave = v.as_array().unwrap().iter().find(|x| x["service"] == "brave").unwrap();
+    assert_eq!(brave["in_effect"], "workspace");
+    b.call(Method::DELETE, "/api/workspaces/default/services/brave", None)
+        .await;
+    let (_, v) = a.call(Method::GET, "/api/workspaces/default/services", None).await;
+    let brave = v.as_array().unwrap().iter().find(|x| x["service"] == "brave").unwrap();
+    assert_eq!(brave["in_effect"], Value::Null);
+    drop(db);
+}
