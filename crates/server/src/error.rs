@@ -45,9 +45,10 @@ pub enum ApiError {
     Conflict { code: &'static str, detail: String },
     #[error("{0}")]
     Validation(FieldErrors),
-    /// A request that could not be read: bad JSON, wrong content type, too large.
+    /// Any other problem with its own status and code: an unreadable body (400, 413, 415,
+    /// 422), a method the route does not take (405), a setting that cannot apply (422).
     #[error("{detail}")]
-    BadRequest {
+    Coded {
         status: StatusCode,
         code: &'static str,
         detail: String,
@@ -72,7 +73,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            Self::BadRequest { status, code, .. } => (*status, code),
+            Self::Coded { status, code, .. } => (*status, code),
             Self::Tool(e) => (tool_status(e), e.code()),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

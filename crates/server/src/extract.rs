@@ -76,7 +76,7 @@ async fn read_json<T: DeserializeOwned>(mut req: Request, limit: usize) -> Resul
                 mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
             });
         if !is_json {
-            return Err(ApiError::BadRequest {
+            return Err(ApiError::Coded {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 code: "unsupported_media_type",
                 detail: "send the body as JSON with `Content-Type: application/json`".into(),
@@ -86,13 +86,13 @@ async fn read_json<T: DeserializeOwned>(mut req: Request, limit: usize) -> Resul
         let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
             let status = rejection.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::BadRequest {
+                ApiError::Coded {
                     status,
                     code: "body_too_large",
                     detail: "the request body is larger than this endpoint accepts".into(),
                 }
             } else {
-                ApiError::BadRequest {
+                ApiError::Coded {
                     status: StatusCode::BAD_REQUEST,
                     code: "unreadable_body",
                     detail: format!("the request body could not be read: {}", rejection.body_text()),
@@ -116,19 +116,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             } else {
                 format!("`{path}`")
             };
-            ApiError::BadRequest {
+            ApiError::Coded {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "invalid_body",
                 detail: format!("{at}: {}", without_string_values(strip_position(&inner.to_string()))),
             }
         } else if inner.is_eof() && bytes.iter().all(u8::is_ascii_whitespace) {
-            ApiError::BadRequest {
+            ApiError::Coded {
                 status: StatusCode::BAD_REQUEST,
                 code: "malformed_json",
                 detail: "the request body is empty; send a JSON object".into(),
             }
         } else {
-            ApiError::BadRequest {
+            ApiError::Coded {
                 status: StatusCode::BAD_REQUEST,
                 code: "malformed_json",
                 detail: format!(

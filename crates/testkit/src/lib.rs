@@ -30,13 +30,6 @@ pub struct TestDb {
     pub admin_token: String,
 }
 
-impl TestDb {
-    /// The SQLite file (for tests that read the raw file), if SQLite.
-    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
-        (self.kind == Db::Sqlite).then(|| self.dir.path().join("chatterfly.db"))
-    }
-}
-
 pub const PG_ENV: &str = "CHATTERFLY_TEST_POSTGRES_URL";
 
 /// The PostgreSQL admin URL; panics with instructions when the test command did not set it.

@@ -145,7 +145,7 @@ pub fn router(state: AppState) -> Router {
     )
     .fallback(|| async { ApiError::NotFound("no such route; see /api/openapi.json for the API".into()) })
     .method_not_allowed_fallback(|| async {
-        ApiError::BadRequest {
+        ApiError::Coded {
             status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
             code: "method_not_allowed",
             detail: "this route does not take that method; see /api/openapi.json".into(),

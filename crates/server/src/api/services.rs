@@ -236,7 +236,7 @@ pub async fn put_workspace_service(
     access.require_admin("manage workspace service keys")?;
     let s = service(&name)?;
     if !s.overridable() {
-        return Err(ApiError::BadRequest {
+        return Err(ApiError::Coded {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "not_overridable",
             detail: format!("`{s}` uses the platform's key only; workspaces cannot bring their own"),

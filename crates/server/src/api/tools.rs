@@ -151,7 +151,7 @@ pub async fn audit(
     Path(ws): Path<String>,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::BadRequest {
+    let Query(q) = q.map_err(|e| ApiError::Coded {
         status: axum::http::StatusCode::BAD_REQUEST,
         code: "invalid_query",
         detail: e.body_text(),
