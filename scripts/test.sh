@@ -26,7 +26,11 @@ export CHATTERFLY_TEST_POSTGRES_URL
 echo "throwaway cluster at $CHATTERFLY_TEST_POSTGRES_URL"
 
 echo "== httpbin"
-read -r CHATTERFLY_TEST_HTTPBIN_URL httpbin_pid < <(scripts/httpbin.sh "$(free_port)")
+httpbin_line=$(scripts/httpbin.sh "$(free_port)") || {
+  echo "test.sh: httpbin did not start; the tool-call tests need it" >&2
+  exit 1
+}
+read -r CHATTERFLY_TEST_HTTPBIN_URL httpbin_pid <<<"$httpbin_line"
 export CHATTERFLY_TEST_HTTPBIN_URL
 echo "httpbin at $CHATTERFLY_TEST_HTTPBIN_URL"
 

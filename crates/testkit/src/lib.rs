@@ -34,12 +34,15 @@ pub const PG_ENV: &str = "CHATTERFLY_TEST_POSTGRES_URL";
 
 /// The PostgreSQL admin URL; panics with instructions when the test command did not set it.
 pub fn postgres_admin_url() -> String {
-    std::env::var(PG_ENV).unwrap_or_else(|_| {
-        panic!(
-            "{PG_ENV} is not set. PostgreSQL tests need the throwaway cluster that scripts/test.sh starts; \
+    std::env::var(PG_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{PG_ENV} is not set. PostgreSQL tests need the throwaway cluster that scripts/test.sh starts; \
              run the suite with `scripts/test.sh` (or start one with scripts/postgres.sh and export {PG_ENV})"
-        )
-    })
+            )
+        })
 }
 
 pub const HTTPBIN_ENV: &str = "CHATTERFLY_TEST_HTTPBIN_URL";
@@ -47,12 +50,15 @@ pub const HTTPBIN_ENV: &str = "CHATTERFLY_TEST_HTTPBIN_URL";
 /// The httpbin peer's base URL; panics with instructions when the test command did not
 /// start it.
 pub fn httpbin_url() -> String {
-    std::env::var(HTTPBIN_ENV).unwrap_or_else(|_| {
-        panic!(
-            "{HTTPBIN_ENV} is not set. Tool-call tests need httpbin, which scripts/test.sh starts; \
+    std::env::var(HTTPBIN_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{HTTPBIN_ENV} is not set. Tool-call tests need httpbin, which scripts/test.sh starts; \
              run the suite with `scripts/test.sh` (or start it with scripts/httpbin.sh PORT and export {HTTPBIN_ENV})"
-        )
-    })
+            )
+        })
 }
 
 /// Creates a fresh database of the given kind.
