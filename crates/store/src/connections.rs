@@ -192,7 +192,8 @@ impl Store {
         })
     }
 
-    /// Writes a connection's new state; operations are replaced when `ops_changed`.
+    /// Writes a connection's new state; operations are replaced when `ops_changed`. Returns
+    /// the new `updated_at`.
     pub async fn update_connection(
         &self,
         id: &str,
@@ -200,7 +201,8 @@ impl Store {
         d: &ConnectionDraft,
         sealed: SealedUpdate<'_>,
         ops_changed: bool,
-    ) -> Result<()> {
+    ) -> Result<String> {
+        let at = now();
         let mut tx = self.write_tx().await?;
         let (set_sealed, sealed_value) = match sealed {
             SealedUpdate::Keep => (0i64, None),
@@ -222,7 +224,7 @@ impl Store {
         .bind(sealed_value)
         .bind(d.fulfillment.as_str())
         .bind(d.participant_role.as_ref().map(|r| r.as_str()))
-        .bind(now())
+        .bind(&at)
         .bind(limits_json(d))
         .execute(&mut *tx)
         .await
@@ -238,7 +240,7 @@ impl Store {
             insert_operations(&mut tx, id, &d.operations).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(at)
     }
 
     /// One connection with all its operations.

@@ -256,17 +256,23 @@ pub async fn patch_connection(
         None => SealedUpdate::Keep,
         Some(v) => SealedUpdate::Set(v.as_deref()),
     };
-    state
+    let updated_at = state
         .store
         .update_connection(&rec.id, &access.workspace.id, &draft, update, ops_changed)
         .await
         .map_err(slug_taken(draft.slug.as_str()))?;
-    let rec = state
-        .store
-        .get_connection(&access.workspace.id, draft.slug.as_str())
-        .await?
-        .ok_or_else(|| connection_not_found(draft.slug.as_str()))?;
     tracing::info!(workspace = %access.workspace.slug, connection = %draft.slug, "connection updated");
+    // The response is what was just written; no second read of every operation.
+    let rec = ConnectionRecord {
+        operation_count: i64::try_from(draft.operations.len()).unwrap_or(i64::MAX),
+        auth_sealed: match sealed {
+            None => rec.auth_sealed,
+            Some(v) => v,
+        },
+        draft,
+        updated_at,
+        ..rec
+    };
     Ok(Json(ConnectionView::new(&rec, true)))
 }
 
