@@ -135,6 +135,58 @@ pub struct ConnectionInput {
     pub operations: Option<Vec<OperationInput>>,
     #[serde(default)]
     pub limits: Option<ConnectionLimits>,
+    /// The document the operations were imported from (openapi connections), kept for a
+    /// later re-import.
+    #[serde(default)]
+    pub source: Option<SourceDocument>,
+}
+
+/// The document an `openapi` connection was imported from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDocument {
+    /// `openapi` (OpenAPI 3.x and Swagger 2.0 alike).
+    #[serde(rename = "type")]
+    pub kind: SourceKind,
+    /// The document's text, JSON or YAML, as it was imported.
+    pub document: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Openapi,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openapi => "openapi",
+        }
+    }
+}
+
+impl FromStr for SourceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "openapi" => Ok(Self::Openapi),
+            _ => Err(format!("`{}` is not a source type", shorten(s))),
+        }
+    }
+}
+
+fn check_source(service: ServiceType, source: Option<SourceDocument>, errors: &mut FieldErrors) -> Option<SourceDocument> {
+    let source = source?;
+    if service != ServiceType::Openapi {
+        errors.push("/source", format!("only openapi connections keep a source document, not {service}"));
+        return None;
+    }
+    if source.document.trim().is_empty() {
+        errors.push("/source/document", "the source document is empty");
+        return None;
+    }
+    Some(source)
 }
 
 /// A connection's own bounds on its outbound calls; each is capped by the operator's
@@ -199,6 +251,9 @@ pub struct ConnectionPatch {
     /// `null` clears the connection's own limits.
     #[serde(default, deserialize_with = "double_option_limits")]
     pub limits: Option<Option<ConnectionLimits>>,
+    /// A new source document (a re-import); the stored one is kept when absent.
+    #[serde(default)]
+    pub source: Option<SourceDocument>,
 }
 
 fn double_option_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<ConnectionLimits>>, D::Error> {
@@ -223,6 +278,9 @@ pub struct ConnectionDraft {
     pub operations: Vec<Operation>,
     /// The connection's own bounds on outbound calls, if any.
     pub limits: Option<ConnectionLimits>,
+    /// A source document to store with this write; `None` leaves the stored one as it is
+    /// (and is what a connection read back from the store carries).
+    pub source: Option<SourceDocument>,
 }
 
 /// What happens to the sealed secrets when a connection is written.
@@ -261,6 +319,7 @@ impl ConnectionDraft {
         let role = check_role(fulfillment, input.participant_role.as_deref(), &mut errors);
         let operations = check_operations(service_type, input.operations, &mut errors);
         let limits = input.limits.filter(|l| !l.is_empty()).map(|l| l.check(&mut errors));
+        let source = check_source(service_type, input.source, &mut errors);
 
         let Some(auth) = auth else { return Err(errors) };
         check_auth_fits(service_type, fulfillment, auth.auth_type, &mut errors);
@@ -289,6 +348,7 @@ impl ConnectionDraft {
                     participant_role: role.flatten(),
                     operations,
                     limits: limits.flatten(),
+                    source,
                 },
                 auth.secrets,
             )),
@@ -337,6 +397,7 @@ impl ConnectionDraft {
             Some(_) => None,
             None => self.limits,
         };
+        let source = check_source(self.service_type, patch.source, &mut errors);
         let ops_changed = patch.operations.is_some();
         let operations = match patch.operations {
             Some(ops) => check_operations(self.service_type, Some(ops), &mut errors),
@@ -397,6 +458,7 @@ impl ConnectionDraft {
                     participant_role: role.flatten(),
                     operations,
                     limits,
+                    source,
                 },
                 change,
                 ops_changed,

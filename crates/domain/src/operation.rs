@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::FieldErrors;
+use crate::mapping::RequestMapping;
 use crate::names::{OperationName, shorten};
 use crate::template::PathTemplate;
 
@@ -88,6 +89,9 @@ pub struct OperationInput {
     pub input_schema: Option<Value>,
     #[serde(default)]
     pub output_schema: Option<Value>,
+    /// Where each argument goes (HTTP operations); the default rule when absent.
+    #[serde(default)]
+    pub request: Option<RequestMapping>,
 }
 
 /// A valid operation.
@@ -103,6 +107,8 @@ pub struct Operation {
     pub description: String,
     pub input_schema: Value,
     pub output_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestMapping>,
 }
 
 fn ser_method<S: serde::Serializer>(m: &Option<HttpMethod>, s: S) -> Result<S::Ok, S::Error> {
@@ -204,6 +210,18 @@ impl Operation {
             }
         }
 
+        let request = match (kind, input.request) {
+            (_, None) => None,
+            (OperationKind::McpTool, Some(_)) => {
+                errors.push("/request", "MCP tools have no `request` mapping; leave it out");
+                None
+            }
+            (OperationKind::Http, Some(m)) => {
+                errors.extend_under("/request", m.check(path.as_ref(), &input_schema));
+                Some(m)
+            }
+        };
+
         match (name, errors.is_empty()) {
             (Some(name), true) => Ok(Self {
                 name,
@@ -212,13 +230,15 @@ impl Operation {
                 description,
                 input_schema,
                 output_schema,
+                request,
             }),
             _ => Err(errors),
         }
     }
 
     /// Rebuilds an operation read back from the store. Names and paths are parsed again
-    /// (cheap); schemas were validated when written and are taken as they are.
+    /// (cheap); schemas and the mapping were validated when written and are taken as they are.
+    #[allow(clippy::too_many_arguments)]
     pub fn from_stored(
         name: &str,
         method: Option<&str>,
@@ -226,6 +246,7 @@ impl Operation {
         description: String,
         input_schema: Value,
         output_schema: Option<Value>,
+        request: Option<RequestMapping>,
     ) -> Result<Self, String> {
         Ok(Self {
             name: name.parse().map_err(|e: crate::names::NameError| e.0)?,
@@ -234,6 +255,7 @@ impl Operation {
             description,
             input_schema,
             output_schema,
+            request,
         })
     }
 

@@ -146,7 +146,7 @@ proptest! {
         let t = PathTemplate::parse("/v1/{{a}}/items/{{b}}?q={{q}}").unwrap();
         let args = serde_json::json!({"a": a, "b": b, "q": q});
         let base = url::Url::parse("https://api.example.com/base").unwrap();
-        match build_request(base.as_str(), HttpMethod::Get, &t, args.as_object().unwrap()) {
+        match build_request(base.as_str(), HttpMethod::Get, &t, args.as_object().unwrap(), None) {
             Ok(r) => {
                 prop_assert_eq!(r.url.origin(), base.origin());
                 let segments: Vec<_> = r.url.path_segments().unwrap().collect();

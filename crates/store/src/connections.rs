@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chatterfly_domain::{ConnectionDraft, Operation};
+use chatterfly_domain::{ConnectionDraft, Operation, SourceDocument, SourceKind};
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -68,6 +68,7 @@ fn record(row: &AnyRow) -> Result<ConnectionRecord> {
             .map(|l| serde_json::from_str(&l))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("limits: {e}")))?,
+        source: None,
     };
     Ok(ConnectionRecord {
         id: text(0)?,
@@ -85,11 +86,20 @@ fn operation(row: &AnyRow) -> Result<Operation> {
     operation_at(row, 0)
 }
 
-/// An operation from six columns starting at `at`: name, method, path, description,
-/// input schema, output schema.
+/// The operation columns, in the order [`operation_at`] reads them.
+const OP_COLS: &str = "o.name, o.method, o.path, o.description, o.input_schema, o.output_schema, o.request";
+const OP_COUNT: usize = 7;
+
+/// An operation from seven columns starting at `at`: name, method, path, description,
+/// input schema, output schema, request mapping.
 fn operation_at(row: &AnyRow, at: usize) -> Result<Operation> {
     let json = |s: String| serde_json::from_str::<Value>(&s).map_err(|e| StoreError::Corrupt(format!("schema: {e}")));
     let output: Option<String> = row.try_get(at + 5)?;
+    let request = row
+        .try_get::<Option<String>, _>(at + 6)?
+        .map(|r| serde_json::from_str(&r))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("request mapping: {e}")))?;
     Operation::from_stored(
         &row.try_get::<String, _>(at)?,
         row.try_get::<Option<String>, _>(at + 1)?.as_deref(),
@@ -97,35 +107,29 @@ fn operation_at(row: &AnyRow, at: usize) -> Result<Operation> {
         row.try_get(at + 3)?,
         json(row.try_get(at + 4)?)?,
         output.map(json).transpose()?,
+        request,
     )
     .map_err(corrupt("operation"))
 }
 
-/// Rows per INSERT statement: 8 parameters each stays far below both databases' limits.
+/// Rows per INSERT statement: 9 parameters each stays far below both databases' limits.
 const OPS_PER_INSERT: usize = 200;
 
 async fn insert_operations(tx: &mut Transaction<'_, Any>, connection_id: &str, ops: &[Operation]) -> Result<()> {
     for (chunk_no, chunk) in ops.chunks(OPS_PER_INSERT).enumerate() {
         let mut sql = String::from(
             "INSERT INTO connection_operations \
-             (connection_id, position, name, method, path, description, input_schema, output_schema) VALUES ",
+             (connection_id, position, name, method, path, description, input_schema, output_schema, request) VALUES ",
         );
         for i in 0..chunk.len() {
-            let b = i * 8;
+            let b = i * 9;
             if i > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            ));
+            let params: Vec<String> = (1..=9).map(|k| format!("${}", b + k)).collect();
+            sql.push('(');
+            sql.push_str(&params.join(", "));
+            sql.push(')');
         }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
         for (i, op) in chunk.iter().enumerate() {
@@ -138,7 +142,8 @@ async fn insert_operations(tx: &mut Transaction<'_, Any>, connection_id: &str, o
                 .bind(op.path.as_ref().map(|p| p.as_str().to_owned()))
                 .bind(op.description.clone())
                 .bind(op.input_schema.to_string())
-                .bind(op.output_schema.as_ref().map(Value::to_string));
+                .bind(op.output_schema.as_ref().map(Value::to_string))
+                .bind(op.request.as_ref().and_then(|r| serde_json::to_string(r).ok()));
         }
         q.execute(&mut **tx).await?;
     }
@@ -179,6 +184,9 @@ impl Store {
         .await
         .map_err(conflict("slug"))?;
         insert_operations(&mut tx, new.id, &d.operations).await?;
+        if let Some(source) = &d.source {
+            write_source(&mut tx, new.id, source, &at).await?;
+        }
         tx.commit().await?;
         Ok(ConnectionRecord {
             id: new.id.to_owned(),
@@ -239,6 +247,9 @@ impl Store {
                 .await?;
             insert_operations(&mut tx, id, &d.operations).await?;
         }
+        if let Some(source) = &d.source {
+            write_source(&mut tx, id, source, &at).await?;
+        }
         tx.commit().await?;
         Ok(at)
     }
@@ -274,7 +285,7 @@ impl Store {
         operation_name: &str,
     ) -> Result<Option<(ConnectionRecord, Option<Operation>)>> {
         let row = sqlx::query(sql!(
-            "SELECT {COLS}, o.name, o.method, o.path, o.description, o.input_schema, o.output_schema \
+            "SELECT {COLS}, {OP_COLS} \
              FROM connections c LEFT JOIN connection_operations o ON o.connection_id = c.id AND o.name = $3 \
              WHERE c.workspace_id = $1 AND c.slug = $2"
         ))
@@ -295,24 +306,23 @@ impl Store {
     /// Every operation of every connection of a workspace, with the connection's slug, in
     /// slug then position order (the tool picker).
     pub async fn workspace_operations(&self, workspace_id: &str) -> Result<Vec<(String, Operation)>> {
-        let rows = sqlx::query(
-            "SELECT o.name, o.method, o.path, o.description, o.input_schema, o.output_schema, c.slug \
+        let rows = sqlx::query(sql!(
+            "SELECT {OP_COLS}, c.slug \
              FROM connection_operations o JOIN connections c ON c.id = o.connection_id \
-             WHERE c.workspace_id = $1 ORDER BY c.slug, o.position",
-        )
+             WHERE c.workspace_id = $1 ORDER BY c.slug, o.position"
+        ))
         .bind(workspace_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get::<String, _>(6)?, operation(r)?)))
+            .map(|r| Ok((r.try_get::<String, _>(OP_COUNT)?, operation(r)?)))
             .collect()
     }
 
     pub async fn operations_of(&self, connection_id: &str) -> Result<Vec<Operation>> {
-        let rows = sqlx::query(
-            "SELECT name, method, path, description, input_schema, output_schema FROM connection_operations \
-             WHERE connection_id = $1 ORDER BY position",
-        )
+        let rows = sqlx::query(sql!(
+            "SELECT {OP_COLS} FROM connection_operations o WHERE o.connection_id = $1 ORDER BY o.position"
+        ))
         .bind(connection_id)
         .fetch_all(&self.pool)
         .await?;
@@ -342,6 +352,14 @@ impl Store {
         .bind(slug)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "DELETE FROM connection_sources WHERE connection_id IN \
+             (SELECT id FROM connections WHERE workspace_id = $1 AND slug = $2)",
+        )
+        .bind(workspace_id)
+        .bind(slug)
+        .execute(&mut *tx)
+        .await?;
         let done = sqlx::query("DELETE FROM connections WHERE workspace_id = $1 AND slug = $2")
             .bind(workspace_id)
             .bind(slug)
@@ -352,6 +370,76 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// What is stored about a connection's source document, without the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMeta {
+    pub kind: SourceKind,
+    pub sha256: String,
+    pub size: i64,
+    pub updated_at: String,
+}
+
+async fn write_source(tx: &mut Transaction<'_, Any>, connection_id: &str, source: &SourceDocument, at: &str) -> Result<()> {
+    let sha = hex_sha256(source.document.as_bytes());
+    let size = i64::try_from(source.document.len()).unwrap_or(i64::MAX);
+    sqlx::query("DELETE FROM connection_sources WHERE connection_id = $1")
+        .bind(connection_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO connection_sources (connection_id, kind, sha256, size, document, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(connection_id)
+    .bind(source.kind.as_str())
+    .bind(sha)
+    .bind(size)
+    .bind(&source.document)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store {
+    /// What is known about a connection's source document, if it has one.
+    pub async fn source_meta(&self, connection_id: &str) -> Result<Option<SourceMeta>> {
+        let row = sqlx::query("SELECT kind, sha256, size, updated_at FROM connection_sources WHERE connection_id = $1")
+            .bind(connection_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(SourceMeta {
+                kind: r.try_get::<String, _>(0)?.parse().map_err(corrupt("source kind"))?,
+                sha256: r.try_get(1)?,
+                size: r.try_get(2)?,
+                updated_at: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// A connection's source document.
+    pub async fn source_document(&self, connection_id: &str) -> Result<Option<SourceDocument>> {
+        let row = sqlx::query("SELECT kind, document FROM connection_sources WHERE connection_id = $1")
+            .bind(connection_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(SourceDocument {
+                kind: r.try_get::<String, _>(0)?.parse().map_err(corrupt("source kind"))?,
+                document: r.try_get(1)?,
+            })
+        })
+        .transpose()
     }
 }
 

@@ -29,7 +29,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEvent, NewAuditEvent};
-pub use connections::{ConnectionRecord, NewConnection, SealedUpdate};
+pub use connections::{ConnectionRecord, NewConnection, SealedUpdate, SourceMeta};
 pub use services::{OAuthClient, PLATFORM, ServiceCredential, service_credential_id};
 pub use tenancy::{Member, Membership, NewUser, TokenOwner, User, Workspace};
 pub use vault::{SealedValue, VaultRewrite};

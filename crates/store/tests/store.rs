@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chatterfly_domain::{ConnectionDraft, ConnectionInput, WorkspaceRole, WorkspaceSlug};
+use chatterfly_domain::{ConnectionDraft, ConnectionInput, SourceDocument, SourceKind, WorkspaceRole, WorkspaceSlug};
 use chatterfly_store::{NewAuditEvent, NewConnection, NewUser, PLATFORM, SealedUpdate, Store, StoreError};
 use chatterfly_testkit::{Db, db_tests, fresh_database};
 use serde_json::json;
@@ -143,6 +143,47 @@ db_tests! {
         assert!(matches!(s.delete_connection(&w1.id, "api_renamed").await, Err(StoreError::NotFound)));
         assert!(s.operations_of("c1").await.unwrap().is_empty());
         assert_eq!(s.get_connection(&w2.id, "api").await.unwrap().unwrap().operation_count, 450);
+    }
+
+    async fn imported_operations_keep_their_mapping_and_source(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        let doc = "openapi: 3.0.0\ninfo: {title: T, version: '1'}\npaths: {}\n".to_owned();
+        let input: ConnectionInput = serde_json::from_value(json!({
+            "name": "Pets", "slug": "pets", "service_type": "openapi", "base_url": "https://api.example.com",
+            "operations": [{"name": "add_pet", "method": "POST", "path": "/pets/{{id}}",
+                "input_schema": {"type": "object", "properties": {"id": {}, "x_trace": {}, "at_type": {}}},
+                "request": {"arguments": {"id": {"in": "path"}, "x_trace": {"in": "header", "name": "X-Trace"},
+                    "at_type": {"in": "body", "name": "@type"}}, "credentials": false}}],
+            "source": {"type": "openapi", "document": doc}}))
+        .unwrap();
+        let d = ConnectionDraft::parse(input).unwrap().0;
+        let rec = s.insert_connection(NewConnection { id: "c1", workspace_id: &w.id, draft: &d, auth_sealed: None, created_by: None })
+            .await
+            .unwrap();
+        let mut expected = d.clone();
+        expected.source = None;
+        let got = s.get_connection(&w.id, "pets").await.unwrap().unwrap();
+        assert_eq!(got.draft, expected);
+        let mapping = got.draft.operations[0].request.as_ref().unwrap();
+        assert!(!mapping.credentials);
+        assert_eq!(mapping.arguments["at_type"].name.as_deref(), Some("@type"));
+        let (_, op) = s.connection_tool(&w.id, "pets", "add_pet").await.unwrap().unwrap();
+        assert_eq!(op.unwrap().request.as_ref(), Some(mapping));
+        let meta = s.source_meta(&rec.id).await.unwrap().unwrap();
+        assert_eq!(meta.size, doc.len() as i64);
+        assert_eq!(meta.sha256.len(), 64);
+        assert_eq!(s.source_document(&rec.id).await.unwrap().unwrap().document, doc);
+        // an update without a source keeps it; with one replaces it
+        s.update_connection("c1", &w.id, &expected, SealedUpdate::Keep, false).await.unwrap();
+        assert_eq!(s.source_document("c1").await.unwrap().unwrap().document, doc);
+        let mut re = expected.clone();
+        re.source = Some(SourceDocument { kind: SourceKind::Openapi, document: "{}".into() });
+        s.update_connection("c1", &w.id, &re, SealedUpdate::Keep, false).await.unwrap();
+        assert_eq!(s.source_meta("c1").await.unwrap().unwrap().size, 2);
+        s.delete_connection(&w.id, "pets").await.unwrap();
+        assert!(s.source_meta("c1").await.unwrap().is_none());
     }
 
     async fn sealed_values_are_listed_and_rewritten_atomically(db: Db) {

@@ -223,7 +223,12 @@ impl Tools {
             ))
         })?;
         self.validate(&conn, &op, &call.arguments)?;
-        let secrets = self.credentials(&conn, call.credentials.as_ref())?;
+        let needs_credentials = op.request.as_ref().is_none_or(|m| m.credentials);
+        let secrets = if needs_credentials {
+            self.credentials(&conn, call.credentials.as_ref())?
+        } else {
+            SecretFields::default()
+        };
         match conn.draft.service_type {
             ServiceType::Http | ServiceType::Openapi => self.call_http(&conn, &op, &call.arguments, &secrets).await,
             other => Err(ToolError::Unsupported(format!(
@@ -285,20 +290,42 @@ impl Tools {
             return Err(ToolError::Internal("an HTTP operation without method or path".into()));
         };
         let empty = Map::new();
-        let built = build_request(&conn.draft.base_url, method, path, args.as_object().unwrap_or(&empty))?;
+        let mapping = op.request.as_ref();
+        let built = build_request(
+            &conn.draft.base_url,
+            method,
+            path,
+            args.as_object().unwrap_or(&empty),
+            mapping,
+        )?;
         let mut req = OutboundRequest::new(to_http_method(method), built.url);
         req.headers.insert(
             http::header::ACCEPT,
             http::HeaderValue::from_static("application/json, */*;q=0.5"),
         );
-        if let Some(body) = built.json_body {
-            req.headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            req.body = Some(bytes::Bytes::from(body.to_string()));
+        for (name, value) in &built.headers {
+            // names were checked when the operation was saved; values by build_request
+            let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) else {
+                return Err(ToolError::InvalidArguments {
+                    pointer: String::new(),
+                    detail: format!("header `{}` cannot carry that value", short(name)),
+                });
+            };
+            req.headers.append(name, value);
         }
-        credentials::inject(conn.draft.auth_type, &conn.draft.auth_public, secrets, &mut req)?;
+        if let Some(body) = built.body {
+            let ct = http::HeaderValue::from_str(&body.content_type)
+                .map_err(|_| ToolError::Internal("stored content type is not a header value".into()))?;
+            req.headers.insert(http::header::CONTENT_TYPE, ct);
+            req.body = Some(bytes::Bytes::from(body.bytes));
+        }
+        // `security: []` in the source document: this operation is called without credentials
+        if mapping.is_none_or(|m| m.credentials) {
+            credentials::inject(conn.draft.auth_type, &conn.draft.auth_public, secrets, &mut req)?;
+        }
         let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets);
         let resp = self.egress.send(req, self.limits_for(conn)).await?;
         Ok(redactor.output(resp.status.as_u16(), &resp.headers, &resp.body))
