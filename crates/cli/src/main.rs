@@ -2,11 +2,18 @@
 //! configuration flags and environment as `serve`, so `chatterfly keys rotate --data-dir D`
 //! works on the data of `chatterfly serve --data-dir D`.
 
+mod inspect;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chatterfly_server::{App, Config};
 use chatterfly_vault::{ExposeSecret, Key};
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the server and the importer allocate many small, short-lived objects.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +38,21 @@ enum Command {
     /// Administration without a running server.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// OpenAPI documents.
+    #[command(subcommand)]
+    Openapi(OpenapiCommand),
+}
+
+#[derive(Subcommand)]
+enum OpenapiCommand {
+    /// Print what importing FILE (OpenAPI 3.0/3.1 or Swagger 2.0, JSON or YAML) would
+    /// produce: operations, auth, base URL, warnings. Needs no server.
+    Inspect {
+        file: PathBuf,
+        /// The import endpoint's answer as JSON (`summary`, `draft`, `warnings`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -59,6 +81,16 @@ enum AdminCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // pure computation: no logging, no runtime
+    if let Command::Openapi(OpenapiCommand::Inspect { file, json }) = &cli.command {
+        return match inspect::run(file, *json, cli.config.max_spec_bytes) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -111,6 +143,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let label = if id == current { " (current)" } else { "" };
                 println!("{n} sealed with key {id}{label}");
             }
+        }
+        Command::Openapi(OpenapiCommand::Inspect { file, json }) => {
+            inspect::run(&file, json, cli.config.max_spec_bytes)?
         }
         Command::Admin(AdminCommand::CreateToken { user, name }) => {
             let app = App::open(cli.config).await?;

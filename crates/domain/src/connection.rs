@@ -176,10 +176,17 @@ impl FromStr for SourceKind {
     }
 }
 
-fn check_source(service: ServiceType, source: Option<SourceDocument>, errors: &mut FieldErrors) -> Option<SourceDocument> {
+fn check_source(
+    service: ServiceType,
+    source: Option<SourceDocument>,
+    errors: &mut FieldErrors,
+) -> Option<SourceDocument> {
     let source = source?;
     if service != ServiceType::Openapi {
-        errors.push("/source", format!("only openapi connections keep a source document, not {service}"));
+        errors.push(
+            "/source",
+            format!("only openapi connections keep a source document, not {service}"),
+        );
         return None;
     }
     if source.document.trim().is_empty() {

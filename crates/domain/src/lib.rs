@@ -18,13 +18,12 @@ pub mod template;
 pub use auth::{AuthSpec, AuthType, SecretFields, auth_response};
 pub use connection::{
     ConnectionDraft, ConnectionInput, ConnectionLimits, ConnectionPatch, Fulfillment, SecretsChange, ServiceType,
-    SourceDocument, SourceKind,
-    builtin_operations, check_http_url,
+    SourceDocument, SourceKind, builtin_operations, check_http_url,
 };
 pub use error::{FieldError, FieldErrors};
+pub use mapping::{ArgumentTarget, Location, QueryStyle, RequestMapping};
 pub use names::{NameError, OperationName, ParticipantRole, Slug, ToolName, WorkspaceRole, WorkspaceSlug};
 pub use operation::{HttpMethod, Operation, OperationInput, OperationKind};
-pub use mapping::{ArgumentTarget, Location, QueryStyle, RequestMapping};
 pub use request::{Body, BuildError, BuiltRequest, build_request, encode_component};
 pub use service::{OAuthProvider, Service};
 pub use template::PathTemplate;

@@ -150,7 +150,20 @@ fn valid_header_name(name: &str) -> bool {
             b.is_ascii_alphanumeric()
                 || matches!(
                     b,
-                    b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
                 )
         })
 }
@@ -213,7 +226,10 @@ impl RequestMapping {
                 }
                 Location::Header => {
                     if !valid_header_name(wire) {
-                        errors.push(format!("{at}/name"), format!("`{}` is not a valid header name", shorten(wire)));
+                        errors.push(
+                            format!("{at}/name"),
+                            format!("`{}` is not a valid header name", shorten(wire)),
+                        );
                     } else if !header_allowed(wire) {
                         errors.push(
                             format!("{at}/name"),
@@ -232,7 +248,10 @@ impl RequestMapping {
                 Location::Query => {}
             }
             if (target.style.is_some() || target.explode.is_some()) && target.location != Location::Query {
-                errors.push(format!("{at}/style"), "`style` and `explode` apply to query arguments only");
+                errors.push(
+                    format!("{at}/style"),
+                    "`style` and `explode` apply to query arguments only",
+                );
             }
             if matches!(target.location, Location::Query | Location::Header | Location::Body) {
                 let key = (
@@ -308,7 +327,10 @@ mod tests {
     fn round_trip_keeps_defaults_out() {
         let m = mapping(json!({"arguments": {"a": {"in": "query"}}}));
         assert!(m.credentials);
-        assert_eq!(serde_json::to_value(&m).unwrap(), json!({"arguments": {"a": {"in": "query"}}}));
+        assert_eq!(
+            serde_json::to_value(&m).unwrap(),
+            json!({"arguments": {"a": {"in": "query"}}})
+        );
         let m = mapping(json!({"credentials": false, "content_type": "application/x-www-form-urlencoded"}));
         assert_eq!(
             serde_json::to_value(&m).unwrap(),
@@ -355,7 +377,8 @@ mod tests {
     #[test]
     fn two_arguments_cannot_share_a_wire_name() {
         let schema = json!({"type": "object", "properties": {"a": {}, "b": {}}});
-        let m = mapping(json!({"arguments": {"a": {"in": "header", "name": "X-A"}, "b": {"in": "header", "name": "x-a"}}}));
+        let m =
+            mapping(json!({"arguments": {"a": {"in": "header", "name": "X-A"}, "b": {"in": "header", "name": "x-a"}}}));
         assert_eq!(m.check(None, &schema).0.len(), 1);
         let m = mapping(json!({"arguments": {"a": {"in": "query", "name": "x"}, "b": {"in": "header", "name": "x"}}}));
         assert!(m.check(None, &schema).is_empty());

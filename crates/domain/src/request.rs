@@ -252,12 +252,7 @@ fn query_pairs(
 /// and `multipart/form-data` from an object's fields (arrays repeat the field, objects are
 /// sent as JSON text); any other type takes a string as it is and anything else as JSON.
 fn encode_body(content_type: &str, value: Value) -> Body {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let fields = |value: &Value| -> Vec<(String, String)> {
         match value {
             Value::Object(map) => map
@@ -303,7 +298,10 @@ fn multipart(fields: &[(String, String)]) -> Body {
     let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
     let boundary = loop {
         let candidate = format!("chatterfly-{n:016x}");
-        if !fields.iter().any(|(k, v)| k.contains(&candidate) || v.contains(&candidate)) {
+        if !fields
+            .iter()
+            .any(|(k, v)| k.contains(&candidate) || v.contains(&candidate))
+        {
             break candidate;
         }
         n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
@@ -311,7 +309,9 @@ fn multipart(fields: &[(String, String)]) -> Body {
     let mut out = Vec::new();
     for (name, value) in fields {
         let name = name.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A");
-        out.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+        out.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+        );
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -402,7 +402,10 @@ mod tests {
             json!({"id": 3, "force": true}),
         )
         .unwrap();
-        assert_eq!((r.url.as_str(), r.json_body()), ("https://a.io/items/3?force=true", None));
+        assert_eq!(
+            (r.url.as_str(), r.json_body()),
+            ("https://a.io/items/3?force=true", None)
+        );
         let r = build("https://a.io", HttpMethod::Post, "/ping", json!({})).unwrap();
         assert_eq!(r.body, None);
     }
@@ -473,7 +476,10 @@ mod tests {
             "https://a.io/v1/orgs/a%20b/items?per_page=5&filter%5Bname%5D=x%26y"
         );
         assert_eq!(r.headers, [("X-Api-Version".to_owned(), "2022-11-28".to_owned())]);
-        assert_eq!(r.json_body(), Some(json!({"@type": "Item", "title": "t", "unmapped": 1})));
+        assert_eq!(
+            r.json_body(),
+            Some(json!({"@type": "Item", "title": "t", "unmapped": 1}))
+        );
         assert_eq!(r.body.unwrap().content_type, "application/json");
     }
 
@@ -504,11 +510,23 @@ mod tests {
             .to_owned()
         };
         assert_eq!(q(json!({"in": "query"}), json!(["a", "b"])), "v=a&v=b");
-        assert_eq!(q(json!({"in": "query", "explode": false}), json!(["a", "b"])), "v=a%2Cb");
-        assert_eq!(q(json!({"in": "query", "style": "space_delimited"}), json!(["a", "b"])), "v=a%20b");
-        assert_eq!(q(json!({"in": "query", "style": "pipe_delimited"}), json!(["a", "b"])), "v=a%7Cb");
         assert_eq!(
-            q(json!({"in": "query", "style": "deep_object"}), json!({"x": 1, "y": "z"})),
+            q(json!({"in": "query", "explode": false}), json!(["a", "b"])),
+            "v=a%2Cb"
+        );
+        assert_eq!(
+            q(json!({"in": "query", "style": "space_delimited"}), json!(["a", "b"])),
+            "v=a%20b"
+        );
+        assert_eq!(
+            q(json!({"in": "query", "style": "pipe_delimited"}), json!(["a", "b"])),
+            "v=a%7Cb"
+        );
+        assert_eq!(
+            q(
+                json!({"in": "query", "style": "deep_object"}),
+                json!({"x": 1, "y": "z"})
+            ),
             "v%5Bx%5D=1&v%5By%5D=z"
         );
         assert_eq!(q(json!({"in": "query"}), json!({"x": 1, "y": "z"})), "x=1&y=z");
@@ -533,7 +551,11 @@ mod tests {
             json!({"name": "pet", "meta": {"a": 1}}),
         );
         let body = r.body.unwrap();
-        let boundary = body.content_type.strip_prefix("multipart/form-data; boundary=").unwrap().to_owned();
+        let boundary = body
+            .content_type
+            .strip_prefix("multipart/form-data; boundary=")
+            .unwrap()
+            .to_owned();
         let text = String::from_utf8(body.bytes).unwrap();
         assert_eq!(
             text,

@@ -24,6 +24,11 @@ pub struct Problem {
     /// Field-level problems, each with a JSON pointer into the request body.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldProblem>,
+    /// Where in an imported document the problem is (`invalid_spec`): 1-based line and column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,6 +58,9 @@ pub enum ApiError {
         code: &'static str,
         detail: String,
     },
+    /// An OpenAPI document that cannot be imported (422 `invalid_spec`), with where.
+    #[error("{0}")]
+    InvalidSpec(chatterfly_openapi::ImportError),
     /// A tool call that failed, with its own code.
     #[error("{0}")]
     Tool(chatterfly_tools::ToolError),
@@ -74,6 +82,7 @@ impl ApiError {
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             Self::Coded { status, code, .. } => (*status, code),
+            Self::InvalidSpec(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec"),
             Self::Tool(e) => (tool_status(e), e.code()),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -142,7 +151,21 @@ impl IntoResponse for ApiError {
             Self::Validation(errors) => errors.summary(),
             other => other.to_string(),
         };
+        let (line, column) = match &self {
+            Self::InvalidSpec(e) => (e.line, e.column),
+            _ => (None, None),
+        };
         let errors = match self {
+            Self::InvalidSpec(e) => e
+                .pointer
+                .clone()
+                .map(|pointer| {
+                    vec![FieldProblem {
+                        pointer,
+                        detail: e.message.clone(),
+                    }]
+                })
+                .unwrap_or_default(),
             Self::Tool(chatterfly_tools::ToolError::InvalidArguments { pointer, detail }) => vec![FieldProblem {
                 pointer: format!("/arguments{pointer}"),
                 detail,
@@ -164,6 +187,8 @@ impl IntoResponse for ApiError {
             detail,
             code: code.to_owned(),
             errors,
+            line,
+            column,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
         let mut resp = (status, body).into_response();

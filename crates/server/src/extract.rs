@@ -44,8 +44,9 @@ impl FromRequestParts<AppState> for Caller {
 /// a well-formed body of the wrong shape (with the path of the offending field).
 pub struct ApiJson<T>(pub T);
 
-/// Like [`ApiJson`], with the larger `--max-spec-bytes` limit: connection documents with
-/// many operations (an imported API can have thousands).
+/// Like [`ApiJson`], for connection documents: three times `--max-spec-bytes`, because an
+/// imported draft carries its source document (up to the spec cap) and the operations made
+/// from it (an imported API can have thousands).
 pub struct LargeJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
@@ -60,7 +61,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for LargeJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        read_json(req, state.limits.max_spec).await.map(Self)
+        read_json(req, state.limits.max_spec.saturating_mul(3)).await.map(Self)
     }
 }
 

@@ -382,7 +382,12 @@ pub struct SourceMeta {
     pub updated_at: String,
 }
 
-async fn write_source(tx: &mut Transaction<'_, Any>, connection_id: &str, source: &SourceDocument, at: &str) -> Result<()> {
+async fn write_source(
+    tx: &mut Transaction<'_, Any>,
+    connection_id: &str,
+    source: &SourceDocument,
+    at: &str,
+) -> Result<()> {
     let sha = hex_sha256(source.document.as_bytes());
     let size = i64::try_from(source.document.len()).unwrap_or(i64::MAX);
     sqlx::query("DELETE FROM connection_sources WHERE connection_id = $1")

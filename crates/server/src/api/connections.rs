@@ -6,10 +6,12 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use chatterfly_domain::{
     ConnectionDraft, ConnectionInput, ConnectionPatch, Operation, SecretFields, SecretsChange, auth_response,
 };
-use chatterfly_store::{ConnectionRecord, NewConnection, SealedUpdate, StoreError, aad, new_id};
+use chatterfly_store::{ConnectionRecord, NewConnection, SealedUpdate, SourceMeta, StoreError, aad, new_id};
 use chatterfly_vault::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,6 +36,13 @@ pub struct OperationView {
     pub input_schema: Value,
     #[schema(value_type = Option<Object>)]
     pub output_schema: Option<Value>,
+    /// Where each argument goes (`arguments`: name → `{"in": "path"|"query"|"header"|"body"|
+    /// "whole_body", "name"?, "style"?, "explode"?}`), the body's `content_type`, and
+    /// `credentials: false` for operations called without the connection's credentials.
+    /// Left out: the default rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub request: Option<Value>,
 }
 
 impl From<&Operation> for OperationView {
@@ -45,6 +54,7 @@ impl From<&Operation> for OperationView {
             description: o.description.clone(),
             input_schema: o.input_schema.clone(),
             output_schema: o.output_schema.clone(),
+            request: o.request.as_ref().and_then(|r| serde_json::to_value(r).ok()),
         }
     }
 }
@@ -73,8 +83,35 @@ pub struct ConnectionView {
     /// operator's values.
     #[schema(value_type = Option<Object>)]
     pub limits: Option<chatterfly_domain::ConnectionLimits>,
+    /// The document an openapi connection was imported from (its text at `…/source`);
+    /// shown when reading one connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceView>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// What is kept of an imported document.
+#[derive(Serialize, ToSchema)]
+pub struct SourceView {
+    /// `openapi`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: i64,
+    pub updated_at: String,
+}
+
+impl From<SourceMeta> for SourceView {
+    fn from(m: SourceMeta) -> Self {
+        Self {
+            kind: m.kind.as_str().to_owned(),
+            sha256: m.sha256,
+            size: m.size,
+            updated_at: m.updated_at,
+        }
+    }
 }
 
 impl ConnectionView {
@@ -93,6 +130,7 @@ impl ConnectionView {
             operations: with_operations.then(|| d.operations.iter().map(OperationView::from).collect()),
             operation_count: rec.operation_count,
             limits: d.limits,
+            source: None,
             created_at: rec.created_at.clone(),
             updated_at: rec.updated_at.clone(),
         }
@@ -120,6 +158,10 @@ pub struct ConnectionBody {
     /// `{"timeout_ms", "max_response_bytes", "max_redirects"}`, each optional.
     #[schema(value_type = Option<Object>)]
     limits: Option<Value>,
+    /// openapi only: `{"type": "openapi", "document": "<the imported text>"}`, kept for a
+    /// later re-import (the import endpoint's draft carries it).
+    #[schema(value_type = Option<Object>)]
+    source: Option<Value>,
 }
 
 fn slug_taken(slug: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
@@ -188,7 +230,11 @@ pub async fn create_connection(
         .await
         .map_err(slug_taken(draft.slug.as_str()))?;
     tracing::info!(workspace = %access.workspace.slug, connection = %draft.slug, service_type = %draft.service_type, "connection created");
-    Ok((StatusCode::CREATED, Json(ConnectionView::new(&rec, true))))
+    let mut view = ConnectionView::new(&rec, true);
+    if draft.source.is_some() {
+        view.source = state.store.source_meta(&rec.id).await?.map(SourceView::from);
+    }
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// Read one connection with its operations (any member).
@@ -205,7 +251,37 @@ pub async fn get_connection(
         .get_connection(&access.workspace.id, &slug)
         .await?
         .ok_or_else(|| connection_not_found(&slug))?;
-    Ok(Json(ConnectionView::new(&rec, true)))
+    let mut view = ConnectionView::new(&rec, true);
+    view.source = state.store.source_meta(&rec.id).await?.map(SourceView::from);
+    Ok(Json(view))
+}
+
+/// The document an openapi connection was imported from, as it was imported (any member).
+#[utoipa::path(get, path = "/api/workspaces/{ws}/connections/{slug}/source", params(("ws" = String, Path), ("slug" = String, Path)),
+    responses((status = 200, description = "The document, JSON or YAML", content_type = "application/yaml", body = String),
+        (status = 404, body = Problem)))]
+pub async fn get_connection_source(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, slug)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    let rec = state
+        .store
+        .connection_head(&access.workspace.id, &slug)
+        .await?
+        .ok_or_else(|| connection_not_found(&slug))?;
+    let source = state
+        .store
+        .source_document(&rec.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("connection `{}` has no source document", short(&slug))))?;
+    let media = if source.document.trim_start().starts_with(['{', '[']) {
+        "application/json"
+    } else {
+        "application/yaml"
+    };
+    Ok(([(header::CONTENT_TYPE, media)], source.document).into_response())
 }
 
 /// Edit a connection (workspace admins). Fields left out stay as they are; a secret field
@@ -273,7 +349,9 @@ pub async fn patch_connection(
         updated_at,
         ..rec
     };
-    Ok(Json(ConnectionView::new(&rec, true)))
+    let mut view = ConnectionView::new(&rec, true);
+    view.source = state.store.source_meta(&rec.id).await?.map(SourceView::from);
+    Ok(Json(view))
 }
 
 /// Delete a connection (workspace admins). Its tools stop resolving at once.

@@ -4,6 +4,7 @@
 
 mod access;
 mod connections;
+mod import;
 mod me;
 mod services;
 mod system;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub tools: Arc<chatterfly_tools::Tools>,
     pub app_url: Arc<str>,
     pub limits: Limits,
+    /// OpenAPI imports running at once (CPU and memory heavy): one per core.
+    pub imports: Arc<tokio::sync::Semaphore>,
 }
 
 /// Inbound body limits, in bytes.
@@ -62,6 +65,9 @@ impl AppState {
                 max_body: app.config.max_body_bytes,
                 max_spec: app.config.max_spec_bytes,
             },
+            imports: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            )),
         }
     }
 }
@@ -103,6 +109,8 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(users::create_user, users::list_users))
         .routes(routes!(users::create_token))
         .routes(routes!(connections::list_connections, connections::create_connection))
+        .routes(routes!(import::import_openapi))
+        .routes(routes!(connections::get_connection_source))
         .routes(routes!(
             connections::get_connection,
             connections::patch_connection,

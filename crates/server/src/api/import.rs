@@ -1,0 +1,251 @@
+//! OpenAPI import: a document in, a draft connection and warnings out; nothing saved. The
+//! client reviews and edits the draft, then creates it (the draft carries the source
+//! document, which the connection keeps for a later re-import).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chatterfly_domain::{SourceDocument, SourceKind};
+use chatterfly_openapi::{Draft, ImportError, Options, Summary, Warning, import};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::access::{WorkspaceAccess, short};
+use crate::error::{ApiError, Problem};
+use crate::extract::Caller;
+
+/// What an import produces.
+#[derive(Serialize, ToSchema)]
+pub struct ImportView {
+    /// A connection in exactly the shape `POST …/connections` takes (`service_type:
+    /// "openapi"`, the source document included). Fill in the secret fields of `auth`
+    /// (and `base_url` when a warning says so), edit as you like, and create it.
+    #[schema(value_type = Object)]
+    pub draft: Draft,
+    /// What did not map exactly, each with a JSON pointer into the document.
+    #[schema(value_type = Vec<Object>)]
+    pub warnings: Vec<Warning>,
+    /// Version, syntax, title and operation count.
+    #[schema(value_type = Object)]
+    pub summary: Summary,
+}
+
+/// Media types a raw document may be sent as.
+const RAW_TYPES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    "application/x-yaml",
+    "text/yaml",
+    "text/x-yaml",
+    "text/plain",
+    "application/octet-stream",
+    "application/vnd.oai.openapi",
+    "application/vnd.oai.openapi+json",
+];
+
+/// Import an OpenAPI 3.0/3.1 or Swagger 2.0 document (workspace admins). The body is the
+/// document itself (JSON, YAML or text content type) or a `multipart/form-data` upload with
+/// a `file` part (and optional `name` and `slug` parts); `?name=` and `?slug=` choose the
+/// connection's name and slug. Saves nothing.
+#[utoipa::path(post, path = "/api/workspaces/{ws}/connections/import/openapi",
+    params(("ws" = String, Path), ("name" = Option<String>, Query), ("slug" = Option<String>, Query)),
+    request_body(content = String, content_type = "application/yaml",
+        description = "The document (JSON or YAML), or multipart/form-data with a `file` part"),
+    responses((status = 200, body = ImportView), (status = 403, body = Problem), (status = 413, body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem)))]
+pub async fn import_openapi(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    RawQuery(query): RawQuery,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    access.require_admin("import connections")?;
+    let mut options = Options::default();
+    for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "name" => options.name = Some(v.into_owned()),
+            "slug" => options.slug = Some(v.into_owned()),
+            other => {
+                return Err(ApiError::Coded {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "invalid_query",
+                    detail: format!("unknown query parameter `{}`: use `name` and `slug`", short(other)),
+                });
+            }
+        }
+    }
+
+    // the document may be up to the spec cap; multipart framing gets a little room
+    let limit = state.limits.max_spec;
+    DefaultBodyLimit::max(limit.saturating_add(64 * 1024)).apply(&mut req);
+    let media = media_type(req.headers());
+    let text = if media == "multipart/form-data" {
+        let multipart = Multipart::from_request(req, &state)
+            .await
+            .map_err(|e| ApiError::Coded {
+                status: StatusCode::BAD_REQUEST,
+                code: "unreadable_body",
+                detail: format!("the upload could not be read: {}", e.body_text()),
+            })?;
+        read_upload(multipart, &mut options, limit).await?
+    } else if media.is_empty() || RAW_TYPES.contains(&media.as_str()) {
+        let bytes = Bytes::from_request(req, &state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(limit)
+            } else {
+                ApiError::Coded {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "unreadable_body",
+                    detail: format!("the request body could not be read: {}", rejection.body_text()),
+                }
+            }
+        })?;
+        if bytes.len() > limit {
+            return Err(too_large(limit));
+        }
+        utf8(bytes.to_vec())?
+    } else {
+        return Err(ApiError::Coded {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            detail: format!(
+                "send the document as JSON, YAML or text (Content-Type application/json, application/yaml or text/plain), or as a multipart/form-data upload; not `{}`",
+                short(&media)
+            ),
+        });
+    };
+    if let Some(slug) = &options.slug
+        && let Err(e) = slug.parse::<chatterfly_domain::Slug>()
+    {
+        return Err(chatterfly_domain::FieldErrors::single("/slug", e.0).into());
+    }
+    if let Some(name) = &options.name
+        && (name.trim().is_empty() || name.chars().any(char::is_control))
+    {
+        return Err(chatterfly_domain::FieldErrors::single(
+            "/name",
+            "`name` must not be blank or hold control characters",
+        )
+        .into());
+    }
+
+    // parsing a large document is CPU work: off the async workers, a few at a time
+    let _permit = state
+        .imports
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Internal("import queue closed".into()))?;
+    let result = tokio::task::spawn_blocking(move || {
+        let result = import(&text, &options);
+        (result, text)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("import task failed: {e}")))?;
+    let (draft, warnings, summary) = match result {
+        (Ok(parts), text) => {
+            let (mut draft, warnings, summary) = parts;
+            draft.source = Some(SourceDocument {
+                kind: SourceKind::Openapi,
+                document: text,
+            });
+            (draft, warnings, summary)
+        }
+        (Err(e), _) => return Err(invalid_spec(e)),
+    };
+    tracing::info!(
+        workspace = %access.workspace.slug,
+        operations = summary.operations,
+        warnings = warnings.len(),
+        version = %summary.version,
+        "openapi document imported (draft)"
+    );
+    Ok(Json(ImportView {
+        draft,
+        warnings,
+        summary,
+    })
+    .into_response())
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::Coded {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "body_too_large",
+        detail: format!("the document is larger than {limit} bytes (CHATTERFLY_MAX_SPEC_BYTES)"),
+    }
+}
+
+fn utf8(bytes: Vec<u8>) -> Result<String, ApiError> {
+    String::from_utf8(bytes).map_err(|e| {
+        invalid_spec(ImportError {
+            message: format!(
+                "the document is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+            line: None,
+            column: None,
+            pointer: None,
+        })
+    })
+}
+
+fn invalid_spec(e: ImportError) -> ApiError {
+    ApiError::InvalidSpec(e)
+}
+
+/// The `file` part (or the first part with a file name) and optional `name` / `slug` parts.
+async fn read_upload(mut multipart: Multipart, options: &mut Options, limit: usize) -> Result<String, ApiError> {
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(limit)
+        } else {
+            ApiError::Coded {
+                status: StatusCode::BAD_REQUEST,
+                code: "unreadable_body",
+                detail: format!("the upload could not be read: {}", e.body_text()),
+            }
+        }
+    };
+    let mut document = None;
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+        let field_name = field.name().unwrap_or("").to_owned();
+        let is_file = field.file_name().is_some();
+        match field_name.as_str() {
+            "name" | "slug" if !is_file => {
+                let value = field.text().await.map_err(unreadable)?;
+                if field_name == "name" {
+                    options.name = Some(value);
+                } else {
+                    options.slug = Some(value);
+                }
+            }
+            _ if (field_name == "file" || is_file) && document.is_none() => {
+                let bytes = field.bytes().await.map_err(unreadable)?;
+                if bytes.len() > limit {
+                    return Err(too_large(limit));
+                }
+                document = Some(utf8(bytes.to_vec())?);
+            }
+            _ => {}
+        }
+    }
+    document.ok_or_else(|| ApiError::Coded {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "invalid_body",
+        detail: "the upload has no `file` part holding the document".into(),
+    })
+}
