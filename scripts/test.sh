@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: formatting, lints, then every unit and
 # integration test, each store and API test on SQLite and on a throwaway PostgreSQL that
-# this script installs (Debian's postgresql, when missing and run as root) and starts, and
-# the tool-call tests against httpbin (PyPI, pinned), which it installs and starts too.
+# this script installs (Debian's postgresql, when missing and run as root) and starts, the
+# tool-call tests against httpbin (PyPI, pinned), which it installs and starts too, and the
+# importer tests on a corpus of real OpenAPI documents (npm, pinned; scripts/specs.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,14 @@ httpbin_line=$(scripts/httpbin.sh "$(free_port)") || {
 read -r CHATTERFLY_TEST_HTTPBIN_URL httpbin_pid <<<"$httpbin_line"
 export CHATTERFLY_TEST_HTTPBIN_URL
 echo "httpbin at $CHATTERFLY_TEST_HTTPBIN_URL"
+
+echo "== OpenAPI corpus"
+CHATTERFLY_TEST_SPECS_DIR=$(scripts/specs.sh) || {
+  echo "test.sh: the OpenAPI corpus could not be installed; the importer tests need it" >&2
+  exit 1
+}
+export CHATTERFLY_TEST_SPECS_DIR
+echo "corpus in $CHATTERFLY_TEST_SPECS_DIR"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

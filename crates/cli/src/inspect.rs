@@ -61,7 +61,7 @@ pub fn run(file: &Path, json_out: bool, max_bytes: usize) -> anyhow::Result<()> 
         let kind = if s.version == "2.0" { "Swagger" } else { "OpenAPI" };
         writeln!(
             out,
-            "{} ({kind} {}, {:?}): {} operations",
+            "{} ({kind} {}, {}): {} operations",
             importer.name, s.version, s.format, s.operations
         )?;
         writeln!(out, "slug:     {}", importer.slug)?;

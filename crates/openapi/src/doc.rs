@@ -180,6 +180,15 @@ pub enum Format {
     Yaml,
 }
 
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Json => "JSON",
+            Self::Yaml => "YAML",
+        })
+    }
+}
+
 /// Why a document could not be read, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {

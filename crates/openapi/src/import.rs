@@ -595,8 +595,12 @@ impl<'d, 'a> Importer<'d, 'a> {
                 self.conv.warn(p_at, "a parameter without a `name`; skipped");
                 continue;
             }
-            if location == "header" && !header_allowed(name) {
-                if !name.eq_ignore_ascii_case("accept") && !name.eq_ignore_ascii_case("content-type") {
+            // OpenAPI: header parameters named Accept, Content-Type or Authorization are ignored
+            let described_elsewhere = ["accept", "content-type", "authorization"]
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h));
+            if location == "header" && (described_elsewhere || !header_allowed(name)) {
+                if !described_elsewhere {
                     self.conv.warn(
                         p_at,
                         format!(

@@ -61,6 +61,29 @@ pub fn httpbin_url() -> String {
         })
 }
 
+const SPECS_ENV: &str = "CHATTERFLY_TEST_SPECS_DIR";
+
+/// The `node_modules` directory holding the OpenAPI corpus (scripts/specs.sh); panics with
+/// instructions when the test command did not install it.
+pub fn specs_dir() -> std::path::PathBuf {
+    let dir = std::env::var(SPECS_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{SPECS_ENV} is not set. The importer tests need the OpenAPI corpus, which scripts/test.sh installs; \
+             run the suite with `scripts/test.sh` (or export {SPECS_ENV}=$(scripts/specs.sh))"
+            )
+        });
+    let dir = std::path::PathBuf::from(dir);
+    assert!(
+        dir.join("@readme/oas-examples").is_dir(),
+        "{SPECS_ENV}={} holds no @readme/oas-examples; run scripts/specs.sh",
+        dir.display()
+    );
+    dir
+}
+
 /// Creates a fresh database of the given kind.
 pub async fn fresh_database(kind: Db) -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
