@@ -114,7 +114,11 @@ fn every_corpus_document_imports_into_an_acceptable_draft() {
         assert_eq!(got, expected, "{}: operations per method", doc.display());
         assert_eq!(summary.operations, draft.operations.len(), "{}", doc.display());
         for w in &warnings {
-            assert!(w.pointer.is_empty() || w.pointer.starts_with('/'), "{}: {w:?}", doc.display());
+            assert!(
+                w.pointer.is_empty() || w.pointer.starts_with('/'),
+                "{}: {w:?}",
+                doc.display()
+            );
         }
         let accepted = accept(serde_json::to_value(&draft).unwrap());
         assert_eq!(accepted.operations.len(), draft.operations.len());
@@ -128,7 +132,12 @@ fn every_corpus_document_imports_into_an_acceptable_draft() {
 fn yaml_and_json_forms_give_the_same_draft() {
     let dir = specs_dir();
     let oas = dir.join("@readme/oas-examples");
-    for (version, name) in [("2.0", "petstore"), ("3.0", "petstore"), ("3.1", "petstore"), ("3.0", "parameters-style")] {
+    for (version, name) in [
+        ("2.0", "petstore"),
+        ("3.0", "petstore"),
+        ("3.1", "petstore"),
+        ("3.0", "parameters-style"),
+    ] {
         let json_text = std::fs::read_to_string(oas.join(version).join("json").join(format!("{name}.json"))).unwrap();
         let yaml_text = std::fs::read_to_string(oas.join(version).join("yaml").join(format!("{name}.yaml"))).unwrap();
         let (a, _, _) = import(&json_text, &Options::default()).unwrap();

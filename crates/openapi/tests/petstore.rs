@@ -40,18 +40,40 @@ fn petstore_in_every_version() {
         assert_eq!(d.operations.len(), 20, "{at}");
         // oauth2 is the scheme most operations ask for: a bearer token, with warnings saying so
         assert_eq!(d.auth, json!({"type": "bearer"}), "{at}");
-        assert!(warnings.iter().any(|w| w.reason.contains("oauth2 becomes a bearer token")), "{at}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.reason.contains("oauth2 becomes a bearer token")),
+            "{at}"
+        );
         assert!(warnings.iter().any(|w| w.pointer == "/security"), "{at}");
 
         let names: Vec<&str> = d.operations.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!(&names[..5], ["addPet", "updatePet", "findPetsByStatus", "findPetsByTags", "getPetById"], "{at}");
+        assert_eq!(
+            &names[..5],
+            [
+                "addPet",
+                "updatePet",
+                "findPetsByStatus",
+                "findPetsByTags",
+                "getPetById"
+            ],
+            "{at}"
+        );
 
         // path parameter → placeholder; `api_key` header; both required where the document says
         let del = op(&d, "deletePet");
-        assert_eq!((del.method.as_str(), del.path.as_str()), ("DELETE", "/pet/{{petId}}"), "{at}");
+        assert_eq!(
+            (del.method.as_str(), del.path.as_str()),
+            ("DELETE", "/pet/{{petId}}"),
+            "{at}"
+        );
         assert_eq!(del.input_schema["required"], json!(["petId"]), "{at}");
         assert_eq!(del.input_schema["properties"]["petId"]["type"], "integer", "{at}");
-        assert_eq!(del.input_schema["properties"]["petId"]["description"], "Pet id to delete", "{at}");
+        assert_eq!(
+            del.input_schema["properties"]["petId"]["description"], "Pet id to delete",
+            "{at}"
+        );
         assert_eq!(
             mapping(del),
             json!({"arguments": {"api_key": {"in": "header"}, "petId": {"in": "path"}}}),
@@ -75,7 +97,10 @@ fn petstore_in_every_version() {
         let out = get.output_schema.as_ref().unwrap();
         assert_eq!(out["type"], "object", "{at}");
         assert_eq!(out["required"], json!(["name", "photoUrls"]), "{at}");
-        assert_eq!(out["properties"]["category"]["properties"]["name"]["type"], "string", "{at}");
+        assert_eq!(
+            out["properties"]["category"]["properties"]["name"]["type"], "string",
+            "{at}"
+        );
         assert_eq!(op(&d, "deleteOrder").output_schema, None, "{at}");
 
         // a JSON body (Pet) is flattened; `readOnly` id is not an argument in 3.x
@@ -100,7 +125,10 @@ fn petstore_in_every_version() {
     let (d, _) = petstore("2.0", "json");
     let upload = op(&d, "uploadFile");
     assert_eq!(mapping(upload)["content_type"], "multipart/form-data");
-    assert_eq!(upload.input_schema["properties"]["file"], json!({"description": "file to upload", "type": "string", "format": "binary"}));
+    assert_eq!(
+        upload.input_schema["properties"]["file"],
+        json!({"description": "file to upload", "type": "string", "format": "binary"})
+    );
     assert!(op(&d, "addPet").input_schema["properties"].get("id").is_some());
     // 3.x: `id` is readOnly, so it is no argument
     let (d, _) = petstore("3.0", "yaml");
@@ -115,14 +143,42 @@ fn draft_of(doc: Value) -> (Draft, Vec<Warning>) {
 #[test]
 fn security_schemes_map_to_auth_types() {
     let cases = [
-        (json!({"type": "apiKey", "in": "header", "name": "X-Key"}), json!({"type": "api_key_header", "header": "X-Key"}), false),
-        (json!({"type": "apiKey", "in": "query", "name": "api_key"}), json!({"type": "api_key_query", "param": "api_key"}), false),
-        (json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}), json!({"type": "bearer"}), false),
-        (json!({"type": "http", "scheme": "Basic"}), json!({"type": "basic"}), false),
-        (json!({"type": "openIdConnect", "openIdConnectUrl": "https://x/.well-known"}), json!({"type": "bearer"}), true),
+        (
+            json!({"type": "apiKey", "in": "header", "name": "X-Key"}),
+            json!({"type": "api_key_header", "header": "X-Key"}),
+            false,
+        ),
+        (
+            json!({"type": "apiKey", "in": "query", "name": "api_key"}),
+            json!({"type": "api_key_query", "param": "api_key"}),
+            false,
+        ),
+        (
+            json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}),
+            json!({"type": "bearer"}),
+            false,
+        ),
+        (
+            json!({"type": "http", "scheme": "Basic"}),
+            json!({"type": "basic"}),
+            false,
+        ),
+        (
+            json!({"type": "openIdConnect", "openIdConnectUrl": "https://x/.well-known"}),
+            json!({"type": "bearer"}),
+            true,
+        ),
         (json!({"type": "oauth2", "flows": {}}), json!({"type": "bearer"}), true),
-        (json!({"type": "apiKey", "in": "cookie", "name": "sid"}), json!({"type": "none"}), true),
-        (json!({"type": "http", "scheme": "digest"}), json!({"type": "none"}), true),
+        (
+            json!({"type": "apiKey", "in": "cookie", "name": "sid"}),
+            json!({"type": "none"}),
+            true,
+        ),
+        (
+            json!({"type": "http", "scheme": "digest"}),
+            json!({"type": "none"}),
+            true,
+        ),
     ];
     for (scheme, auth, warns) in cases {
         let (d, w) = draft_of(json!({"openapi": "3.0.3", "info": {"title": "T", "version": "1"},
@@ -134,10 +190,12 @@ fn security_schemes_map_to_auth_types() {
         assert_eq!(d.base_url, "https://api.example.com/v1");
     }
     // Swagger 2.0 basic; an operation with `security: []` is called without credentials
-    let (d, _) = draft_of(json!({"swagger": "2.0", "info": {"title": "T", "version": "1"}, "host": "api.example.com",
+    let (d, _) = draft_of(
+        json!({"swagger": "2.0", "info": {"title": "T", "version": "1"}, "host": "api.example.com",
         "schemes": ["http", "https"], "basePath": "/v2",
         "securityDefinitions": {"b": {"type": "basic"}}, "security": [{"b": []}],
-        "paths": {"/public": {"get": {"security": [], "responses": {}}}, "/private": {"get": {"responses": {}}}}}));
+        "paths": {"/public": {"get": {"security": [], "responses": {}}}, "/private": {"get": {"responses": {}}}}}),
+    );
     assert_eq!(d.auth, json!({"type": "basic"}));
     assert_eq!(d.base_url, "https://api.example.com/v2");
     assert_eq!(mapping(&d.operations[0]), json!({"credentials": false}));
@@ -157,10 +215,18 @@ fn base_urls() {
         "variables": {"region": {"default": "eu", "enum": ["eu", "us"]}, "port": {"default": "8443"}, "base": {"default": "v2"}}}]));
     assert_eq!(d.base_url, "https://eu.example.com:8443/v2");
     assert!(w.is_empty(), "{w:?}");
-    for servers in [json!([{"url": "/api/v3"}]), json!([]), json!([{"url": "ftp://example.com"}])] {
+    for servers in [
+        json!([{"url": "/api/v3"}]),
+        json!([]),
+        json!([{"url": "ftp://example.com"}]),
+    ] {
         let (d, w) = doc(servers.clone());
         assert_eq!(d.base_url, "", "{servers}");
-        assert!(w.iter().any(|w| w.pointer.starts_with("/servers") && w.reason.contains("fill in the base URL")), "{servers}: {w:?}");
+        assert!(
+            w.iter()
+                .any(|w| w.pointer.starts_with("/servers") && w.reason.contains("fill in the base URL")),
+            "{servers}: {w:?}"
+        );
     }
     // 2.0 without a host
     let (d, w) = draft_of(json!({"swagger": "2.0", "info": {"title": "T", "version": "1"}, "paths": {}}));
@@ -170,7 +236,8 @@ fn base_urls() {
 
 #[test]
 fn operations_parameters_and_bodies() {
-    let (d, w) = draft_of(json!({"openapi": "3.0.3", "info": {"title": "Shop API", "version": "1"},
+    let (d, w) = draft_of(
+        json!({"openapi": "3.0.3", "info": {"title": "Shop API", "version": "1"},
         "servers": [{"url": "https://shop.example.com"}],
         "paths": {
             "/orgs/{org}/items/{item-id}": {
@@ -206,7 +273,8 @@ fn operations_parameters_and_bodies() {
                 }
             },
             "/": {"delete": {"responses": {}}}
-        }}));
+        }}),
+    );
     let get = &d.operations[0];
     assert_eq!(get.name, "items_get");
     assert_eq!(get.path, "/orgs/{{org}}/items/{{item-id}}");
@@ -224,8 +292,14 @@ fn operations_parameters_and_bodies() {
     );
     assert!(get.input_schema["properties"].get("session").is_none());
     assert!(get.input_schema["properties"].get("Accept").is_none());
-    assert!(w.iter().any(|w| w.reason.contains("cookie parameter `session`")), "{w:?}");
-    assert_eq!(get.output_schema.as_ref().unwrap()["properties"]["id"]["type"], "integer");
+    assert!(
+        w.iter().any(|w| w.reason.contains("cookie parameter `session`")),
+        "{w:?}"
+    );
+    assert_eq!(
+        get.output_schema.as_ref().unwrap()["properties"]["id"]["type"],
+        "integer"
+    );
 
     // same operationId: a deterministic suffix; a body property colliding with a path
     // parameter keeps the body whole under `body`
@@ -236,7 +310,10 @@ fn operations_parameters_and_bodies() {
     // allOf of objects is merged and flattened; `@type` becomes `type` on the wire
     let put = &d.operations[2];
     assert_eq!(put.name, "put_orgs_org_items_item-id");
-    assert_eq!(mapping(put)["arguments"]["type"], json!({"in": "body", "name": "@type"}));
+    assert_eq!(
+        mapping(put)["arguments"]["type"],
+        json!({"in": "body", "name": "@type"})
+    );
     assert_eq!(mapping(put)["arguments"]["name"], json!({"in": "body"}));
     // the body is optional, so none of its properties is required
     assert_eq!(put.input_schema["required"], json!(["org", "item-id"]));
@@ -246,8 +323,10 @@ fn operations_parameters_and_bodies() {
 
 #[test]
 fn undeclared_placeholders_and_odd_paths() {
-    let (d, w) = draft_of(json!({"swagger": "2.0", "info": {"title": "T", "version": "1"}, "host": "x.io",
-        "paths": {"/files/{name}.json": {"get": {"responses": {}}}, "/a b#c": {"get": {"responses": {}}}}}));
+    let (d, w) = draft_of(
+        json!({"swagger": "2.0", "info": {"title": "T", "version": "1"}, "host": "x.io",
+        "paths": {"/files/{name}.json": {"get": {"responses": {}}}, "/a b#c": {"get": {"responses": {}}}}}),
+    );
     assert_eq!(d.operations[0].path, "/files/{{name}}.json");
     assert_eq!(d.operations[0].input_schema["required"], json!(["name"]));
     assert!(w.iter().any(|w| w.reason.contains("no path parameter declares it")));
@@ -269,9 +348,16 @@ fn refused_documents_say_where() {
     }
     let mut paths = serde_json::Map::new();
     for i in 0..1001 {
-        paths.insert(format!("/p{i}"), json!({"get": {}, "put": {}, "post": {}, "delete": {}, "patch": {}}));
+        paths.insert(
+            format!("/p{i}"),
+            json!({"get": {}, "put": {}, "post": {}, "delete": {}, "patch": {}}),
+        );
     }
-    let err = import(&json!({"openapi": "3.0.0", "paths": paths}).to_string(), &Options::default()).unwrap_err();
+    let err = import(
+        &json!({"openapi": "3.0.0", "paths": paths}).to_string(),
+        &Options::default(),
+    )
+    .unwrap_err();
     assert!(err.message.contains("5005 operations"), "{err}");
     let err = import("openapi: 3.0.0\npaths:\n  /a: [unclosed\n", &Options::default()).unwrap_err();
     assert!(err.line.is_some(), "{err}");
@@ -285,7 +371,10 @@ fn external_references_are_never_fetched() {
             "responses": {}}}}}));
     assert_eq!(d.operations[0].input_schema["properties"]["a"], json!({}));
     let warning = w.iter().find(|w| w.reason.contains("never fetched")).unwrap();
-    assert_eq!(warning.pointer, "/paths/~1x/post/requestBody/content/application~1json/schema");
+    assert_eq!(
+        warning.pointer,
+        "/paths/~1x/post/requestBody/content/application~1json/schema"
+    );
 }
 
 #[test]
@@ -293,6 +382,13 @@ fn names_and_slugs_can_be_chosen() {
     let doc = json!({"openapi": "3.0.0", "info": {"title": "Ünïcode API!", "version": "1"}, "paths": {}}).to_string();
     let (d, _, _) = import(&doc, &Options::default()).unwrap();
     assert_eq!((d.name.as_str(), d.slug.as_str()), ("Ünïcode API!", "n_code_api"));
-    let (d, _, _) = import(&doc, &Options { name: Some("Mine".into()), slug: Some("mine".into()) }).unwrap();
+    let (d, _, _) = import(
+        &doc,
+        &Options {
+            name: Some("Mine".into()),
+            slug: Some("mine".into()),
+        },
+    )
+    .unwrap();
     assert_eq!((d.name.as_str(), d.slug.as_str()), ("Mine", "mine"));
 }

@@ -55,7 +55,7 @@ db_tests! {
         assert!(b.contains("fulfilment"), "{b}");
         let (st, _, b) = s.raw(Method::POST, CONN, json, b"[1, 2]".to_vec()).await;
         assert_eq!(st, 422, "{b}");
-        // limits: small routes take 4 KiB, connection routes 2 MB
+        // limits: small routes take 4 KiB, connection routes 3 × the 2 MB spec cap
         let (st, ct, b) = s.raw(Method::POST, "/api/workspaces", json, vec![b' '; 5000]).await;
         assert_eq!(st, 413);
         is_problem(&ct, &b, 413, "body_too_large");
@@ -64,7 +64,7 @@ db_tests! {
         let padded = format!("{}{}", big, " ".repeat(100_000));
         let (st, _, b) = s.raw(Method::POST, CONN, json, padded.into_bytes()).await;
         assert_eq!(st, 201, "100 KB fits the connection limit: {b}");
-        let (st, ct, b) = s.raw(Method::POST, CONN, json, vec![b' '; 2_500_000]).await;
+        let (st, ct, b) = s.raw(Method::POST, CONN, json, vec![b' '; 6_500_000]).await;
         assert_eq!(st, 413);
         is_problem(&ct, &b, 413, "body_too_large");
     }

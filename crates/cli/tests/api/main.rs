@@ -6,6 +6,7 @@
 mod canary;
 mod connections;
 mod errors;
+mod import;
 mod keys;
 mod openapi;
 mod replicas;

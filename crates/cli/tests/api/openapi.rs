@@ -21,6 +21,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/workspaces/{ws}/connections/{slug}"),
     ("patch", "/api/workspaces/{ws}/connections/{slug}"),
     ("delete", "/api/workspaces/{ws}/connections/{slug}"),
+    ("post", "/api/workspaces/{ws}/connections/import/openapi"),
+    ("get", "/api/workspaces/{ws}/connections/{slug}/source"),
     ("get", "/api/workspaces/{ws}/tools"),
     ("post", "/api/workspaces/{ws}/tools/{tool_name}/invoke"),
     ("get", "/api/workspaces/{ws}/audit"),
