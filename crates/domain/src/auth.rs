@@ -242,7 +242,8 @@ fn expected_fields(t: AuthType) -> String {
     }
 }
 
-fn check_public(t: AuthType, field: &str, v: &str) -> Result<(), String> {
+/// Checks one public auth field (a header name, a query parameter name, a subject).
+pub fn check_public(t: AuthType, field: &str, v: &str) -> Result<(), String> {
     if v.is_empty() {
         return Err(format!("`{field}` must not be blank"));
     }

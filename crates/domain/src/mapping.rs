@@ -138,12 +138,18 @@ const RESERVED_HEADERS: &[&str] = &[
     "upgrade",
 ];
 
+/// A query parameter or body field name: 1 to 256 bytes, no control characters.
+pub fn valid_wire_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 256 && !name.chars().any(char::is_control)
+}
+
 /// Whether an argument may set header `name` (case-insensitive).
 pub fn header_allowed(name: &str) -> bool {
     !RESERVED_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
-fn valid_header_name(name: &str) -> bool {
+/// An HTTP header name (RFC 9110 token), at most 256 bytes.
+pub fn valid_header_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 256
         && name.bytes().all(|b| {
@@ -170,7 +176,7 @@ fn valid_header_name(name: &str) -> bool {
 
 /// A media type the body may be sent as: `type/subtype` with optional parameters, printable
 /// ASCII only (it becomes a header value).
-fn valid_media_type(ct: &str) -> bool {
+pub fn valid_media_type(ct: &str) -> bool {
     let essence = ct.split(';').next().unwrap_or("").trim();
     let mut parts = essence.split('/');
     let ok = |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && valid_header_name(s));
@@ -203,7 +209,7 @@ impl RequestMapping {
                 );
             }
             let wire = target.wire_name(arg);
-            if wire.is_empty() || wire.len() > 256 || wire.chars().any(char::is_control) {
+            if !valid_wire_name(wire) {
                 errors.push(
                     format!("{at}/name"),
                     "a wire name is 1 to 256 characters without control characters",

@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use chatterfly_domain::auth::check_public;
 use chatterfly_domain::error::pointer_token;
 use chatterfly_domain::mapping::{
-    ArgumentTarget, Location, QueryStyle, RequestMapping, header_allowed, is_json_media_type,
+    ArgumentTarget, Location, QueryStyle, RequestMapping, header_allowed, is_json_media_type, valid_header_name,
+    valid_media_type, valid_wire_name,
 };
 use chatterfly_domain::operation::{MAX_DESCRIPTION, MAX_OPERATIONS};
-use chatterfly_domain::{SourceDocument, check_http_url};
+use chatterfly_domain::{AuthType, SourceDocument, check_http_url};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -341,9 +343,22 @@ impl<'d, 'a> Importer<'d, 'a> {
         match kind {
             "apiKey" => {
                 let param = scheme.str_at("name").unwrap_or("");
+                let usable = |t: AuthType, field: &str| check_public(t, field, param);
                 match scheme.str_at("in") {
-                    Some("header") if !param.is_empty() => Some(json!({"type": "api_key_header", "header": param})),
-                    Some("query") if !param.is_empty() => Some(json!({"type": "api_key_query", "param": param})),
+                    Some(place @ ("header" | "query")) if !param.is_empty() => {
+                        let (t, field) = if place == "header" {
+                            (AuthType::ApiKeyHeader, "header")
+                        } else {
+                            (AuthType::ApiKeyQuery, "param")
+                        };
+                        match usable(t, field) {
+                            Ok(()) => Some(json!({"type": t.as_str(), field: param})),
+                            Err(e) => {
+                                self.conv.warn(at, format!("the API key scheme cannot be used: {e}"));
+                                None
+                            }
+                        }
+                    }
                     Some("cookie") => {
                         self.conv.warn(
                             at,
@@ -595,6 +610,20 @@ impl<'d, 'a> Importer<'d, 'a> {
                 self.conv.warn(p_at, "a parameter without a `name`; skipped");
                 continue;
             }
+            let sendable = match location {
+                "header" => valid_header_name(name),
+                _ => valid_wire_name(name),
+            };
+            if !sendable {
+                self.conv.warn(
+                    p_at,
+                    format!(
+                        "parameter name `{}` cannot be sent as a {location} parameter; skipped",
+                        names::cut(name, 100)
+                    ),
+                );
+                continue;
+            }
             // OpenAPI: header parameters named Accept, Content-Type or Authorization are ignored
             let described_elsewhere = ["accept", "content-type", "authorization"]
                 .iter()
@@ -636,7 +665,10 @@ impl<'d, 'a> Importer<'d, 'a> {
         let body_schema = if let Some((param, p_at)) = body_param {
             body_required = param.get("required").and_then(Node::as_bool) == Some(true);
             let consumes = op_consumes(op).unwrap_or_else(|| self.consumes.clone());
-            content_type = consumes.iter().find(|c| is_json_media_type(c)).map(|c| (*c).to_owned());
+            content_type = consumes
+                .iter()
+                .find(|c| is_json_media_type(c) && valid_media_type(c))
+                .map(|c| (*c).to_owned());
             param.get("schema").map(|s| {
                 self.conv
                     .schema(s, Direction::Request, Bounds::REQUEST, &format!("{p_at}/schema"))
@@ -678,7 +710,15 @@ impl<'d, 'a> Importer<'d, 'a> {
                                 None => json!({}),
                             })
                         }
-                        None => None,
+                        None => {
+                            if rb.get("content").is_some() {
+                                self.conv.warn(
+                                    format!("{rb_at}/content"),
+                                    "the request body has no usable media type; it is left out",
+                                );
+                            }
+                            None
+                        }
                     }
                 }
                 None => {
@@ -850,6 +890,7 @@ impl<'d, 'a> Importer<'d, 'a> {
     /// declares become string arguments (with a warning). Characters a template cannot hold
     /// are percent-encoded.
     fn template(&mut self, path: &str, args: &mut Args, at: &str) -> String {
+        let mut used: HashSet<String> = HashSet::new();
         let mut out = String::with_capacity(path.len() + 8);
         if !path.starts_with('/') {
             out.push('/');
@@ -878,6 +919,7 @@ impl<'d, 'a> Importer<'d, 'a> {
                 out.push_str("{{");
                 out.push_str(&arg);
                 out.push_str("}}");
+                used.insert(arg);
                 rest = &after[end + 1..];
                 continue;
             }
@@ -893,6 +935,23 @@ impl<'d, 'a> Importer<'d, 'a> {
                 out.push(c);
             }
             rest = &rest[c.len_utf8()..];
+        }
+        // a declared path parameter the path does not use cannot be sent anywhere
+        let unused: Vec<(String, String)> = args
+            .path_args
+            .iter()
+            .filter(|(_, arg)| !used.contains(*arg))
+            .map(|(w, a)| (w.clone(), a.clone()))
+            .collect();
+        for (wire, arg) in unused {
+            self.conv.warn(
+                at,
+                format!(
+                    "path parameter `{}` does not appear in the path; it is left out",
+                    names::cut(&wire, 100)
+                ),
+            );
+            args.remove(&wire, &arg);
         }
         out
     }
@@ -995,25 +1054,22 @@ fn op_consumes<'d>(op: &'d Object<'_>) -> Option<Vec<&'d str>> {
 /// then whatever comes first.
 fn choose_media_type<'d, 'a>(content: Option<&'d Node<'a>>) -> Option<(&'d str, &'d Node<'a>)> {
     let content = content?.as_object()?;
-    content
+    // `*/*` and `application/*` cannot go in a Content-Type header: JSON is sent for them
+    let usable: Vec<(&'d str, &'d Node<'a>)> = content
         .iter()
-        .find(|(ct, _)| is_json_media_type(ct))
-        .or_else(|| {
-            content
-                .iter()
-                .find(|(ct, _)| *ct == "application/x-www-form-urlencoded")
-        })
-        .or_else(|| content.iter().find(|(ct, _)| *ct == "multipart/form-data"))
-        .or_else(|| content.iter().find(|(ct, _)| !ct.contains('*')))
-        .or_else(|| content.iter().next())
-        .map(|(ct, m)| {
-            // `*/*` and `application/*` cannot go in a Content-Type header
+        .filter_map(|(ct, m)| {
             if ct.contains('*') {
-                ("application/json", m)
+                Some(("application/json", m))
             } else {
-                (ct, m)
+                valid_media_type(ct).then_some((ct, m))
             }
         })
+        .collect();
+    let find = |pred: &dyn Fn(&str) -> bool| usable.iter().find(|(ct, _)| pred(ct)).copied();
+    find(&|ct| is_json_media_type(ct))
+        .or_else(|| find(&|ct| ct == "application/x-www-form-urlencoded"))
+        .or_else(|| find(&|ct| ct == "multipart/form-data"))
+        .or_else(|| usable.first().copied())
 }
 
 fn description_of(op: &Object<'_>) -> String {
@@ -1100,6 +1156,13 @@ impl Args {
         self.push(name, ArgumentTarget::new(Location::Path), schema, true);
     }
 
+    fn remove(&mut self, wire: &str, arg: &str) {
+        self.path_args.remove(wire);
+        self.properties.shift_remove(arg);
+        self.targets.remove(arg);
+        self.required.retain(|r| r != arg);
+    }
+
     fn path_argument(&self, wire: &str) -> Option<String> {
         self.path_args.get(wire).cloned()
     }
@@ -1116,6 +1179,9 @@ impl Args {
         }
         let mut names = HashSet::new();
         for wire in props.keys() {
+            if !valid_wire_name(wire) {
+                return false;
+            }
             let arg = names::argument_name(wire);
             if self.taken(&arg) || !names.insert(arg) {
                 return false;
