@@ -9,7 +9,9 @@ use serde_json::json;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok((draft, _, _)) = import(text, &Options::default()) else { return };
+    let Ok((draft, _, _)) = import(text, &Options::default()) else {
+        return;
+    };
     let mut v = serde_json::to_value(&draft).expect("a draft serializes");
     let t = v["auth"]["type"].as_str().unwrap_or("none").to_owned();
     let secrets: &[&str] = match t.as_str() {

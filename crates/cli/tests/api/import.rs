@@ -109,6 +109,37 @@ db_tests! {
         assert_eq!((v["output"]["status"].as_u64(), &v["output"]["body"]["authenticated"]), (Some(200), &json!(true)), "{v}");
     }
 
+    async fn githubs_description_imports_saves_and_lists(db: Db) {
+        // 13 MB, 1,223 operations: through the import endpoint, created as drafted, every
+        // tool listed, one of them called (against httpbin standing in for api.github.com)
+        let s = TestServer::start_with(BIN, db, opts(&[])).await;
+        let path = chatterfly_testkit::specs_dir().join("@octokit/openapi/generated/api.github.com.json");
+        let text = std::fs::read_to_string(path).unwrap();
+        let (st, _, body) = s.raw(Method::POST, &format!("{IMPORT}?slug=github"), Some("application/json"), text.into_bytes()).await;
+        assert_eq!(st, 200, "{}", &body[..body.len().min(2000)]);
+        let mut imported = json_of(&body);
+        assert_eq!(imported["summary"]["operations"], 1223);
+        let draft = &mut imported["draft"];
+        assert_eq!(draft["base_url"], "https://api.github.com");
+        draft["base_url"] = json!(httpbin_url());
+        let (st, created) = s.call(Method::POST, CONN, Some(draft.clone())).await;
+        assert_eq!(st, 201, "{}", created.to_string().chars().take(2000).collect::<String>());
+        assert_eq!(created["operation_count"], 1223);
+        let (st, tools) = s.call(Method::GET, "/api/workspaces/default/tools", None).await;
+        assert_eq!(st, 200);
+        let listed = tools["connections"].as_array().unwrap().iter()
+            .filter(|t| t["name"].as_str().unwrap().starts_with("github.")).count();
+        assert_eq!(listed, 1223);
+        // `GET /` (meta/root): httpbin answers its index page
+        let (st, v) = invoke(&s, "github.meta_root", json!({})).await;
+        assert_eq!((st, v["output"]["status"].as_u64()), (200, Some(200)), "{v}");
+        // a header parameter and a query parameter of a real GitHub operation
+        let issues = draft["operations"].as_array().unwrap().iter().find(|o| o["name"] == "issues_list-for-repo").unwrap();
+        assert_eq!(issues["path"], "/repos/{{owner}}/{{repo}}/issues");
+        assert_eq!(issues["request"]["arguments"]["per_page"], json!({"in": "query"}));
+        assert_eq!(issues["input_schema"]["required"], json!(["owner", "repo"]));
+    }
+
     async fn documents_arrive_as_json_yaml_text_or_upload(db: Db) {
         let s = TestServer::start(BIN, db).await;
         let yaml = "openapi: 3.0.3\ninfo: {title: Tiny API, version: '1'}\nservers: [{url: 'https://tiny.example.com'}]\n\

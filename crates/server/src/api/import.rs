@@ -2,7 +2,6 @@
 //! client reviews and edits the draft, then creates it (the draft carries the source
 //! document, which the connection keeps for a later re-import).
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -140,36 +139,38 @@ pub async fn import_openapi(
         .acquire()
         .await
         .map_err(|_| ApiError::Internal("import queue closed".into()))?;
+    // the answer (tens of MB for a large API) is serialized on the blocking thread too
     let result = tokio::task::spawn_blocking(move || {
-        let result = import(&text, &options);
-        (result, text)
+        let (mut draft, warnings, summary) = import(&text, &options)?;
+        draft.source = Some(SourceDocument {
+            kind: SourceKind::Openapi,
+            document: text,
+        });
+        let (operations, warning_count, version) = (summary.operations, warnings.len(), summary.version.clone());
+        let view = ImportView {
+            draft,
+            warnings,
+            summary,
+        };
+        let body = serde_json::to_vec(&view).map_err(|e| ImportError {
+            message: format!("the draft could not be written: {e}"),
+            line: None,
+            column: None,
+            pointer: None,
+        })?;
+        Ok::<_, ImportError>((body, operations, warning_count, version))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("import task failed: {e}")))?;
-    let (draft, warnings, summary) = match result {
-        (Ok(parts), text) => {
-            let (mut draft, warnings, summary) = parts;
-            draft.source = Some(SourceDocument {
-                kind: SourceKind::Openapi,
-                document: text,
-            });
-            (draft, warnings, summary)
-        }
-        (Err(e), _) => return Err(invalid_spec(e)),
-    };
+    let (body, operations, warnings, version) = result.map_err(invalid_spec)?;
     tracing::info!(
         workspace = %access.workspace.slug,
-        operations = summary.operations,
-        warnings = warnings.len(),
-        version = %summary.version,
+        operations,
+        warnings,
+        version = %version,
         "openapi document imported (draft)"
     );
-    Ok(Json(ImportView {
-        draft,
-        warnings,
-        summary,
-    })
-    .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 fn media_type(headers: &HeaderMap) -> String {
