@@ -49,6 +49,26 @@ impl<'a> Object<'a> {
         self.0.is_empty()
     }
 
+    /// An object from entries in document order; a repeated key keeps its last value (as
+    /// serde_json does), at the place of its first.
+    fn from_entries(mut entries: Vec<(Cow<'a, str>, Node<'a>)>) -> Self {
+        let has_duplicates = if entries.len() <= 8 {
+            (1..entries.len()).any(|i| entries[..i].iter().any(|(k, _)| *k == entries[i].0))
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(entries.len());
+            !entries.iter().all(|(k, _)| seen.insert(k.as_ref()))
+        };
+        if !has_duplicates {
+            entries.shrink_to_fit();
+            return Self(entries);
+        }
+        let mut out = Self(Vec::with_capacity(entries.len()));
+        for (k, v) in entries {
+            out.insert(k, v);
+        }
+        out
+    }
+
     fn insert(&mut self, key: Cow<'a, str>, value: Node<'a>) {
         // a repeated key replaces the earlier value, as serde_json does
         if let Some(slot) = self.0.iter_mut().find(|(k, _)| *k == key) {
@@ -326,12 +346,12 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        let mut out = Object::default();
+        let mut entries = Vec::new();
         while let Some(Key(k)) = map.next_key()? {
             let v = map.next_value()?;
-            out.insert(k, v);
+            entries.push((k, v));
         }
-        Ok(Node::Object(out))
+        Ok(Node::Object(Object::from_entries(entries)))
     }
 }
 
@@ -636,6 +656,17 @@ mod tests {
             node.get("n").unwrap().to_value(),
             serde_json::json!([1, -2, 3.5, true, null])
         );
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_value() {
+        let small = load(r#"{"a": 1, "b": 2, "a": 3}"#, 10).unwrap().0;
+        assert_eq!(small.to_value(), serde_json::json!({"a": 3, "b": 2}));
+        let keys: Vec<String> = (0..20).map(|i| format!("\"k{i}\": {i}")).collect();
+        let big = format!("{{{}, \"k3\": 99}}", keys.join(", "));
+        let node = load(&big, 100).unwrap().0;
+        assert_eq!(node.as_object().unwrap().len(), 20);
+        assert_eq!(node.get("k3").unwrap().to_value(), serde_json::json!(99));
     }
 
     #[test]

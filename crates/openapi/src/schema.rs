@@ -12,7 +12,8 @@
 //!   keywords (`discriminator`, `xml`, `externalDocs`, `x-…`) and keywords with values JSON
 //!   Schema would refuse (a negative `minLength`, a `pattern` that does not compile) are left
 //!   out, so every schema produced compiles.
-//! - Request schemas leave out `readOnly` properties; response schemas `writeOnly` ones.
+//! - Request schemas leave out `readOnly` properties; response schemas `writeOnly` ones
+//!   and examples.
 
 use std::collections::HashMap;
 
@@ -52,10 +53,12 @@ impl Bounds {
         max_repeat: 1,
         max_nodes: 4000,
     };
+    /// Output schemas only tell an agent what comes back: kept shorter (GitHub's event
+    /// lists would otherwise describe 150 KB each).
     pub const RESPONSE: Self = Self {
-        max_ref_depth: 6,
+        max_ref_depth: 4,
         max_repeat: 1,
-        max_nodes: 1500,
+        max_nodes: 400,
     };
 }
 
@@ -379,6 +382,8 @@ impl<'d, 'a> Converter<'d, 'a> {
                 "const" | "default" => {
                     out.insert(k.to_owned(), v.to_value());
                 }
+                // examples teach an agent what to send; a response needs none
+                "example" | "examples" if w.direction == Direction::Response => {}
                 "example" if !o.iter().any(|(k, _)| k == "examples") => {
                     out.insert("examples".into(), json!([v.to_value()]));
                 }
