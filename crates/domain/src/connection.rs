@@ -193,6 +193,13 @@ fn check_source(
         errors.push("/source/document", "the source document is empty");
         return None;
     }
+    if source.document.contains('\0') {
+        errors.push(
+            "/source/document",
+            "the source document must not contain NUL characters",
+        );
+        return None;
+    }
     Some(source)
 }
 

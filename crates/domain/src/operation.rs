@@ -174,6 +174,9 @@ impl Operation {
         };
 
         let description = input.description.unwrap_or_default();
+        if description.contains('\0') {
+            errors.push("/description", "description must not contain NUL characters");
+        }
         if description.len() > MAX_DESCRIPTION {
             errors.push(
                 "/description",

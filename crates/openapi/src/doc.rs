@@ -256,6 +256,11 @@ pub fn load(text: &str, max_nodes: usize) -> Result<(Node<'_>, Format), SyntaxEr
     if first.is_none() {
         return Err(SyntaxError::plain("the document is empty"));
     }
+    if let Some(at) = text.find('\0') {
+        let line = text[..at].matches('\n').count() + 1;
+        let column = text[..at].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        return Err(SyntaxError::at("the document contains a NUL character", line, column));
+    }
     if matches!(first, Some('{' | '[')) {
         let second = text.trim_start()[1..].trim_start().chars().next();
         let looks_like_json = match first {
@@ -724,6 +729,8 @@ mod tests {
     fn errors_say_where() {
         let err = load("{\n  \"a\": 1,\n  \"b\": }\n", 100).unwrap_err();
         assert_eq!((err.line, err.column), (Some(3), Some(8)), "{err}");
+        let err = load("a: 1\nb: x\0y\n", 100).unwrap_err();
+        assert_eq!((err.line, err.column), (Some(2), Some(5)), "{err}");
         let err = load("a: 1\nb: [1, 2\nc: 3\n", 100).unwrap_err();
         assert!(err.line.is_some(), "{err}");
         assert!(load("   ", 100).is_err());

@@ -1088,7 +1088,8 @@ fn description_of(op: &Object<'_>) -> String {
     if op.get("deprecated").and_then(Node::as_bool) == Some(true) {
         text = format!("(Deprecated) {text}");
     }
-    names::cut(&text, MAX_DESCRIPTION)
+    // NUL (possible through a JSON `\u0000` escape) cannot be stored as text
+    names::cut(&text.replace('\0', ""), MAX_DESCRIPTION)
 }
 
 fn describe(schema: &mut Value, text: &str) {

@@ -250,5 +250,12 @@ db_tests! {
         let (st, v) = s.call(Method::POST, CONN, Some(json!({"name": "H2", "slug": "h2", "service_type": "http", "base_url": "https://h.example.com",
             "source": {"type": "openapi", "document": "x"}}))).await;
         assert_eq!((st, v["errors"][0]["pointer"].as_str()), (422, Some("/source")), "{v}");
+        // NUL cannot be stored as text (PostgreSQL refuses it): a clear 422, never a 500
+        let (st, v) = s.call(Method::POST, CONN, Some(json!({"name": "O", "slug": "o", "service_type": "openapi", "base_url": "https://h.example.com",
+            "operations": [{"name": "x", "method": "GET", "path": "/", "description": "a\u{0}b"}],
+            "source": {"type": "openapi", "document": "openapi: 3.0.0\u{0}"}}))).await;
+        assert_eq!(st, 422, "{v}");
+        let pointers: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+        assert_eq!(pointers, ["/operations/0/description", "/source/document"], "{v}");
     }
 }
