@@ -11,10 +11,6 @@ use chatterfly_server::{App, Config};
 use chatterfly_vault::{ExposeSecret, Key};
 use clap::{Parser, Subcommand};
 
-/// mimalloc: the server and the importer allocate many small, short-lived objects.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "chatterfly",
