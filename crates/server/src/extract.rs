@@ -83,25 +83,32 @@ async fn read_json<T: DeserializeOwned>(mut req: Request, limit: usize) -> Resul
                 detail: "send the body as JSON with `Content-Type: application/json`".into(),
             });
         }
-        DefaultBodyLimit::max(limit).apply(&mut req);
-        let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
-            let status = rejection.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::Coded {
-                    status,
-                    code: "body_too_large",
-                    detail: "the request body is larger than this endpoint accepts".into(),
-                }
-            } else {
-                ApiError::Coded {
-                    status: StatusCode::BAD_REQUEST,
-                    code: "unreadable_body",
-                    detail: format!("the request body could not be read: {}", rejection.body_text()),
-                }
-            }
-        })?;
+        let bytes = read_bytes(&mut req, limit).await?;
         parse_json(&bytes)
     }
+}
+
+/// The whole body, at most `limit` bytes: 413 `body_too_large` past it, 400
+/// `unreadable_body` when it cannot be read.
+pub async fn read_bytes(req: &mut Request, limit: usize) -> Result<Bytes, ApiError> {
+    DefaultBodyLimit::max(limit).apply(req);
+    let req = std::mem::take(req);
+    Bytes::from_request(req, &()).await.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::Coded {
+                status,
+                code: "body_too_large",
+                detail: format!("the request body is larger than this endpoint accepts ({limit} bytes)"),
+            }
+        } else {
+            ApiError::Coded {
+                status: StatusCode::BAD_REQUEST,
+                code: "unreadable_body",
+                detail: format!("the request body could not be read: {}", rejection.body_text()),
+            }
+        }
+    })
 }
 
 /// Parses JSON, telling syntax errors (400) from shape errors (422).

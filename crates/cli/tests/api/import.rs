@@ -3,21 +3,12 @@
 //! where; who may import.
 
 use chatterfly_testkit::httpbin_url;
-use chatterfly_testkit::server::{Options, test_client};
+use chatterfly_testkit::server::test_client;
 
 use super::*;
 
 const IMPORT: &str = "/api/workspaces/default/connections/import/openapi";
 const CONN: &str = "/api/workspaces/default/connections";
-
-fn opts(extra: &[(&str, &str)]) -> Options {
-    let mut env = vec![("CHATTERFLY_ALLOW_PRIVATE".to_owned(), "127.0.0.1,localhost".to_owned())];
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    Options {
-        env,
-        ..Options::default()
-    }
-}
 
 async fn invoke(s: &TestServer, tool: &str, args: Value) -> (u16, Value) {
     s.call(
@@ -34,7 +25,7 @@ fn json_of(text: &str) -> Value {
 
 db_tests! {
     async fn httpbins_own_description_is_imported_saved_and_called(db: Db) {
-        let s = TestServer::start_with(BIN, db, opts(&[])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         let base = httpbin_url();
         let spec = test_client().get(format!("{base}/spec.json")).send().await.unwrap().text().await.unwrap();
         // counted independently: every path × method of the document
@@ -112,7 +103,7 @@ db_tests! {
     async fn githubs_description_imports_saves_and_lists(db: Db) {
         // 13 MB, 1,223 operations: through the import endpoint, created as drafted, every
         // tool listed, one of them called (against httpbin standing in for api.github.com)
-        let s = TestServer::start_with(BIN, db, opts(&[])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         let path = chatterfly_testkit::specs_dir().join("@octokit/openapi/generated/api.github.com.json");
         let text = std::fs::read_to_string(path).unwrap();
         let (st, _, body) = s.raw(Method::POST, &format!("{IMPORT}?slug=github"), Some("application/json"), text.into_bytes()).await;
@@ -182,7 +173,7 @@ db_tests! {
     }
 
     async fn bad_documents_are_refused_with_where(db: Db) {
-        let s = TestServer::start_with(BIN, db, opts(&[("CHATTERFLY_MAX_SPEC_BYTES", "4096")])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_MAX_SPEC_BYTES", "4096")])).await;
         let problem = |st: u16, ct: &str, body: &str| -> Value {
             assert!(ct.starts_with("application/problem+json"), "{st} {ct} {body}");
             json_of(body)

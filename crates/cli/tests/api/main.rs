@@ -20,3 +20,14 @@ pub use chatterfly_testkit::server::TestServer;
 pub use chatterfly_testkit::{Db, db_tests};
 pub use reqwest::Method;
 pub use serde_json::{Value, json};
+
+/// Server options for tests whose upstreams listen on this machine: loopback is allowed
+/// past the SSRF guard (only here), plus any extra environment.
+pub fn local_upstreams(extra: &[(&str, &str)]) -> chatterfly_testkit::server::Options {
+    let mut env = vec![("CHATTERFLY_ALLOW_PRIVATE".to_owned(), "127.0.0.1,localhost".to_owned())];
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    chatterfly_testkit::server::Options {
+        env,
+        ..chatterfly_testkit::server::Options::default()
+    }
+}

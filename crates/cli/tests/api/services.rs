@@ -9,7 +9,6 @@ use axum::Router;
 use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::routing::get;
-use chatterfly_testkit::server::Options;
 
 use super::*;
 
@@ -50,15 +49,6 @@ async fn fake_brave() -> (String, Seen) {
     (format!("http://{addr}"), seen)
 }
 
-fn opts(extra: &[(&str, &str)]) -> Options {
-    let mut env = vec![("CHATTERFLY_ALLOW_PRIVATE".to_owned(), "127.0.0.1".to_owned())];
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    Options {
-        env,
-        ..Options::default()
-    }
-}
-
 async fn search(s: &TestServer, token: &str, ws: &str) -> (u16, Value) {
     s.call_as(
         token,
@@ -80,7 +70,7 @@ fn last_key(seen: &Seen) -> String {
 db_tests! {
     async fn precedence_matrix_through_web_search(db: Db) {
         let (brave, seen) = fake_brave().await;
-        let s = TestServer::start_with(BIN, db, opts(&[])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         let admin = s.token.clone();
         // the base URL only: no platform key yet
         let (st, v) = s.call(Method::PUT, "/api/admin/service-credentials/brave", Some(json!({"base_url": brave}))).await;
@@ -144,7 +134,7 @@ db_tests! {
 
     async fn telegram_is_platform_only_blank_keeps_removal_reverts(db: Db) {
         let (brave, seen) = fake_brave().await;
-        let s = TestServer::start_with(BIN, db, opts(&[])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         let (st, p) = s.call(Method::PUT, "/api/workspaces/default/services/telegram", Some(json!({"api_key": "123:abc"}))).await;
         assert_eq!((st, p["code"].as_str()), (422, Some("not_overridable")), "{p}");
         assert_eq!(s.call(Method::PUT, "/api/admin/service-credentials/telegram", Some(json!({"api_key": "123:platform"}))).await.0, 200);
@@ -176,7 +166,7 @@ db_tests! {
     }
 
     async fn members_and_other_workspaces_cannot_touch_keys(db: Db) {
-        let s = TestServer::start_with(BIN, db, opts(&[])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         let (mid, member) = s.user("m@example.com").await;
         let (oid, other) = s.user("o@example.com").await;
         s.call(Method::PUT, &format!("/api/workspaces/default/members/{mid}"), Some(json!({"role": "member"}))).await;
@@ -206,7 +196,7 @@ db_tests! {
     }
 
     async fn oauth_registry_then_environment_then_nothing(db: Db) {
-        let s = TestServer::start_with(BIN, db, opts(&[
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[
             ("APP_URL", "https://chatterfly.example.com/"),
             ("CONNECT_GITHUB_CLIENT_ID", "env-github-id"),
             ("CONNECT_GITHUB_CLIENT_SECRET", "env-github-secret-6666"),

@@ -3,20 +3,10 @@
 //! resolution errors and the audit log.
 
 use chatterfly_testkit::httpbin_url;
-use chatterfly_testkit::server::Options;
 
 use super::*;
 
 const CONN: &str = "/api/workspaces/default/connections";
-
-fn opts(extra: &[(&str, &str)]) -> Options {
-    let mut env = vec![("CHATTERFLY_ALLOW_PRIVATE".to_owned(), "127.0.0.1,localhost".to_owned())];
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    Options {
-        env,
-        ..Options::default()
-    }
-}
 
 fn op(name: &str, method: &str, path: &str, props: &[&str]) -> Value {
     let properties: serde_json::Map<String, Value> = props
@@ -61,7 +51,7 @@ async fn invoke(s: &TestServer, tool: &str, args: Value) -> (u16, Value) {
 
 db_tests! {
     async fn every_auth_type_reaches_httpbin(db: Db) {
-        let s = TestServer::start_with(BIN, db, opts(&[])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         connection(&s, "hb_basic", json!({"type": "basic", "username": "alice-user", "password": "s3cret-pass"}), "static").await;
         connection(&s, "hb_bearer", json!({"type": "bearer", "token": "tok-abcdef-123"}), "static").await;
         connection(&s, "hb_header", json!({"type": "api_key_header", "header": "X-Api-Key", "key": "hdr-key-98765"}), "static").await;
@@ -107,7 +97,7 @@ db_tests! {
     }
 
     async fn caller_credentials_are_per_call(db: Db) {
-        let s = TestServer::start_with(BIN, db, opts(&[])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         connection(&s, "mine", json!({"type": "bearer"}), "caller").await;
         let url = "/api/workspaces/default/tools/mine.bearer/invoke";
         let (st, p) = s.call(Method::POST, url, Some(json!({"arguments": {}}))).await;
@@ -129,7 +119,7 @@ db_tests! {
     }
 
     async fn redirects_keep_or_drop_authorization(db: Db) {
-        let s = TestServer::start_with(BIN, db, opts(&[])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         connection(&s, "hb", json!({"type": "bearer", "token": "tok-redirect-1"}), "static").await;
         // same origin: Authorization travels (and comes back redacted)
         let (_, v) = invoke(&s, "hb.redirect", json!({"url": "/headers"})).await;
@@ -145,7 +135,7 @@ db_tests! {
     }
 
     async fn limits_are_clean_errors(db: Db) {
-        let s = TestServer::start_with(BIN, db, opts(&[
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[
             ("CHATTERFLY_EGRESS_TIMEOUT_MS", "1000"),
             ("CHATTERFLY_EGRESS_MAX_RESPONSE_BYTES", "50000"),
         ])).await;
@@ -162,7 +152,7 @@ db_tests! {
     }
 
     async fn connection_limits_within_the_operators(db: Db) {
-        let s = TestServer::start_with(BIN, db, opts(&[("CHATTERFLY_EGRESS_TIMEOUT_MS", "1500")])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_EGRESS_TIMEOUT_MS", "1500")])).await;
         let body = json!({"name": "hb", "slug": "hb", "service_type": "http", "base_url": httpbin_url(),
             "limits": {"timeout_ms": 300, "max_response_bytes": 2000, "max_redirects": 0}, "operations": httpbin_ops()});
         let (st, c) = s.call(Method::POST, CONN, Some(body)).await;
@@ -209,7 +199,7 @@ db_tests! {
     }
 
     async fn resolution_validation_and_audit(db: Db) {
-        let s = TestServer::start_with(BIN, db, opts(&[])).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         connection(&s, "hb", json!({"type": "none"}), "static").await;
         let (st, tools) = s.call(Method::GET, "/api/workspaces/default/tools", None).await;
         assert_eq!(st, 200);

@@ -2,7 +2,6 @@
 //! client reviews and edits the draft, then creates it (the draft carries the source
 //! document, which the connection keeps for a later re-import).
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::Caller;
+use crate::extract::{Caller, read_bytes};
 
 /// What an import produces.
 #[derive(Serialize, ToSchema)]
@@ -79,11 +78,11 @@ pub async fn import_openapi(
         }
     }
 
-    // the document may be up to the spec cap; multipart framing gets a little room
     let limit = state.limits.max_spec;
-    DefaultBodyLimit::max(limit.saturating_add(64 * 1024)).apply(&mut req);
     let media = media_type(req.headers());
     let text = if media == "multipart/form-data" {
+        // the document may be up to the spec cap; multipart framing gets a little room
+        DefaultBodyLimit::max(limit.saturating_add(64 * 1024)).apply(&mut req);
         let multipart = Multipart::from_request(req, &state)
             .await
             .map_err(|e| ApiError::Coded {
@@ -93,21 +92,7 @@ pub async fn import_openapi(
             })?;
         read_upload(multipart, &mut options, limit).await?
     } else if media.is_empty() || RAW_TYPES.contains(&media.as_str()) {
-        let bytes = Bytes::from_request(req, &state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large(limit)
-            } else {
-                ApiError::Coded {
-                    status: StatusCode::BAD_REQUEST,
-                    code: "unreadable_body",
-                    detail: format!("the request body could not be read: {}", rejection.body_text()),
-                }
-            }
-        })?;
-        if bytes.len() > limit {
-            return Err(too_large(limit));
-        }
-        utf8(bytes.to_vec())?
+        utf8(read_bytes(&mut req, limit).await?.to_vec())?
     } else {
         return Err(ApiError::Coded {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
