@@ -10,15 +10,6 @@ use super::*;
 const IMPORT: &str = "/api/workspaces/default/connections/import/openapi";
 const CONN: &str = "/api/workspaces/default/connections";
 
-async fn invoke(s: &TestServer, tool: &str, args: Value) -> (u16, Value) {
-    s.call(
-        Method::POST,
-        &format!("/api/workspaces/default/tools/{tool}/invoke"),
-        Some(json!({"arguments": args})),
-    )
-    .await
-}
-
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }

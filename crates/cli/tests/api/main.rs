@@ -31,3 +31,13 @@ pub fn local_upstreams(extra: &[(&str, &str)]) -> chatterfly_testkit::server::Op
         ..chatterfly_testkit::server::Options::default()
     }
 }
+
+/// Calls a tool in workspace `default` as the bootstrap admin.
+pub async fn invoke(s: &TestServer, tool: &str, args: Value) -> (u16, Value) {
+    s.call(
+        Method::POST,
+        &format!("/api/workspaces/default/tools/{tool}/invoke"),
+        Some(json!({"arguments": args})),
+    )
+    .await
+}

@@ -40,15 +40,6 @@ async fn connection(s: &TestServer, slug: &str, auth: Value, fulfillment: &str) 
     assert_eq!(st, 201, "{c}");
 }
 
-async fn invoke(s: &TestServer, tool: &str, args: Value) -> (u16, Value) {
-    s.call(
-        Method::POST,
-        &format!("/api/workspaces/default/tools/{tool}/invoke"),
-        Some(json!({"arguments": args})),
-    )
-    .await
-}
-
 db_tests! {
     async fn every_auth_type_reaches_httpbin(db: Db) {
         let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
