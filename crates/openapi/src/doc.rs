@@ -62,20 +62,18 @@ impl<'a> Object<'a> {
             entries.shrink_to_fit();
             return Self(entries);
         }
-        let mut out = Self(Vec::with_capacity(entries.len()));
+        let mut at: HashMap<Cow<'a, str>, usize> = HashMap::with_capacity(entries.len());
+        let mut out: Vec<(Cow<'a, str>, Node<'a>)> = Vec::with_capacity(entries.len());
         for (k, v) in entries {
-            out.insert(k, v);
+            match at.get(&k) {
+                Some(&i) => out[i].1 = v,
+                None => {
+                    at.insert(k.clone(), out.len());
+                    out.push((k, v));
+                }
+            }
         }
-        out
-    }
-
-    fn insert(&mut self, key: Cow<'a, str>, value: Node<'a>) {
-        // a repeated key replaces the earlier value, as serde_json does
-        if let Some(slot) = self.0.iter_mut().find(|(k, _)| *k == key) {
-            slot.1 = value;
-        } else {
-            self.0.push((key, value));
-        }
+        Self(out)
     }
 }
 
@@ -150,8 +148,7 @@ impl<'a> Node<'a> {
         let rest = pointer.strip_prefix('/')?;
         let mut node = self;
         for raw in rest.split('/') {
-            let decoded = percent_decode(raw);
-            let token = decoded.replace("~1", "/").replace("~0", "~");
+            let token = unescape_token(raw);
             node = match node {
                 Self::Object(o) => o.get(&token)?,
                 Self::Array(a) => a.get(token.parse::<usize>().ok()?)?,
@@ -160,6 +157,12 @@ impl<'a> Node<'a> {
         }
         Some(node)
     }
+}
+
+/// One reference token of a JSON pointer in a URI fragment: percent-decoded, then `~1` →
+/// `/` and `~0` → `~`.
+pub fn unescape_token(raw: &str) -> String {
+    percent_decode(raw).replace("~1", "/").replace("~0", "~")
 }
 
 /// Decodes `%XX` escapes (a `$ref` is a URI reference); invalid escapes stay as written.
@@ -393,7 +396,8 @@ enum Open<'a> {
         nodes: usize,
     },
     Map {
-        map: Object<'a>,
+        /// Entries in document order; repeated keys are resolved when the mapping ends.
+        map: Vec<(Cow<'a, str>, Node<'a>)>,
         key: Option<Cow<'a, str>>,
         anchor: usize,
         nodes: usize,
@@ -467,7 +471,7 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
                     }
                 } else {
                     Open::Map {
-                        map: Object::default(),
+                        map: Vec::new(),
                         key: None,
                         anchor,
                         nodes: 1,
@@ -482,16 +486,22 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
             },
             Event::MappingEnd => match stack.pop() {
                 Some(Open::Map {
-                    mut map,
+                    map,
                     anchor,
                     nodes,
                     merges,
                     ..
                 }) => {
-                    for source in merges {
-                        for (k, v) in source.0 {
-                            if map.get(&k).is_none() {
-                                map.0.push((k, v));
+                    let mut map = Object::from_entries(map);
+                    if !merges.is_empty() {
+                        // merged keys come after the mapping's own, which win
+                        let mut present: std::collections::HashSet<String> =
+                            map.0.iter().map(|(k, _)| k.to_string()).collect();
+                        for source in merges {
+                            for (k, v) in source.0 {
+                                if present.insert(k.to_string()) {
+                                    map.0.push((k, v));
+                                }
                             }
                         }
                     }
@@ -552,9 +562,9 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
                                 }
                             }
                         }
-                        other => map.insert(k, other),
+                        other => map.push((k, other)),
                     },
-                    Some(k) => map.insert(k, node),
+                    Some(k) => map.push((k, node)),
                 }
             }
         }

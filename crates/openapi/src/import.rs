@@ -500,7 +500,7 @@ impl<'d, 'a> Importer<'d, 'a> {
         let Some(paths) = root.get("paths").and_then(Node::as_object) else {
             return;
         };
-        let mut taken = HashSet::new();
+        let mut taken = names::Taken::default();
         for (path, item) in paths.iter() {
             let item_at = format!("/paths/{}", pointer_token(path));
             let Some(item) = self.conv.deref(item, &item_at) else {
@@ -564,7 +564,7 @@ impl<'d, 'a> Importer<'d, 'a> {
         item: &'d Node<'a>,
         op: &'d Object<'a>,
         at: &str,
-        taken: &mut HashSet<String>,
+        taken: &mut names::Taken,
     ) -> DraftOperation {
         let mut args = Args::default();
         let params = self.parameters(item, op, at);
@@ -793,7 +793,9 @@ impl<'d, 'a> Importer<'d, 'a> {
     /// `$ref` followed; with the pointer of each.
     fn parameters(&mut self, item: &'d Node<'a>, op: &'d Object<'a>, at: &str) -> Vec<(&'d Node<'a>, String)> {
         let item_at = &at[..at.rfind('/').unwrap_or(0)];
-        let mut out: Vec<(&'d Node<'a>, String)> = Vec::new();
+        // a later parameter with the same location and name replaces the earlier one
+        let mut out: Vec<Option<(&'d Node<'a>, String)>> = Vec::new();
+        let mut at_index: HashMap<(Option<&'d str>, Option<&'d str>), usize> = HashMap::new();
         let lists = [
             (item.get("parameters"), format!("{item_at}/parameters")),
             (op.get("parameters"), format!("{at}/parameters")),
@@ -812,11 +814,13 @@ impl<'d, 'a> Importer<'d, 'a> {
                     continue;
                 }
                 let key = (p.str_at("in"), p.str_at("name"));
-                out.retain(|(q, _)| (q.str_at("in"), q.str_at("name")) != key);
-                out.push((p, p_at));
+                if let Some(old) = at_index.insert(key, out.len()) {
+                    out[old] = None;
+                }
+                out.push(Some((p, p_at)));
             }
         }
-        out
+        out.into_iter().flatten().collect()
     }
 
     /// A parameter's schema: 3.x `schema` or `content`, 2.0 the parameter itself; with the
@@ -1106,6 +1110,8 @@ struct Args {
     targets: BTreeMap<String, ArgumentTarget>,
     /// path parameter wire name → argument name
     path_args: HashMap<String, String>,
+    /// the next number to try after each name (so many clashes stay linear)
+    next_suffix: HashMap<String, usize>,
 }
 
 impl Args {
@@ -1114,17 +1120,21 @@ impl Args {
     }
 
     /// `preferred`, else `alternative`, else `alternative_2`, …
-    fn free_name(&self, preferred: &str, alternative: &str) -> String {
+    fn free_name(&mut self, preferred: &str, alternative: &str) -> String {
         if !self.taken(preferred) {
             return preferred.to_owned();
         }
         if !self.taken(alternative) {
             return alternative.to_owned();
         }
-        (2..)
-            .map(|n| format!("{alternative}_{n}"))
-            .find(|c| !self.taken(c))
-            .unwrap_or_else(|| alternative.to_owned())
+        let next = self.next_suffix.entry(alternative.to_owned()).or_insert(2);
+        loop {
+            let candidate = format!("{alternative}_{next}");
+            *next += 1;
+            if !self.properties.contains_key(&candidate) {
+                return candidate;
+            }
+        }
     }
 
     fn add(&mut self, wire: &str, loc: Location, mut target: ArgumentTarget, schema: Value, required: bool) {

@@ -50,20 +50,29 @@ pub fn operation_name(operation_id: Option<&str>, method: &str, path: &str) -> S
     sanitize(&base, MAX_OPERATION_NAME)
 }
 
+/// Names already given, and the next suffix to try after each (so that many repeats of
+/// one name stay linear).
+#[derive(Debug, Default)]
+pub struct Taken {
+    names: HashSet<String>,
+    next: std::collections::HashMap<String, u32>,
+}
+
 /// Makes `name` unique in `taken` with `_2`, `_3`, … (cut to fit `max`), and records it.
-pub fn unique(name: String, taken: &mut HashSet<String>, max: usize) -> String {
-    if taken.insert(name.clone()) {
+pub fn unique(name: String, taken: &mut Taken, max: usize) -> String {
+    if taken.names.insert(name.clone()) {
         return name;
     }
-    for n in 2u32.. {
-        let suffix = format!("_{n}");
+    let next = taken.next.entry(name.clone()).or_insert(2);
+    loop {
+        let suffix = format!("_{next}");
+        *next += 1;
         let keep = max.saturating_sub(suffix.len());
         let candidate = format!("{}{suffix}", &name[..floor_char_boundary(&name, keep)]);
-        if taken.insert(candidate.clone()) {
+        if taken.names.insert(candidate.clone()) {
             return candidate;
         }
     }
-    name
 }
 
 fn floor_char_boundary(s: &str, at: usize) -> usize {
@@ -129,7 +138,7 @@ mod tests {
 
     #[test]
     fn uniqueness_is_deterministic() {
-        let mut taken = HashSet::new();
+        let mut taken = Taken::default();
         assert_eq!(unique("a".into(), &mut taken, 128), "a");
         assert_eq!(unique("a".into(), &mut taken, 128), "a_2");
         assert_eq!(unique("a".into(), &mut taken, 128), "a_3");

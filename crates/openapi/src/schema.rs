@@ -86,6 +86,9 @@ pub struct Converter<'d, 'a> {
     root: &'d Node<'a>,
     pub dialect: Dialect,
     refs: HashMap<&'d str, Target<'d, 'a>>,
+    /// Key indexes of the large objects references walk through (`components/schemas`
+    /// of a big API has thousands of entries), by the object's address.
+    indexes: HashMap<usize, HashMap<&'d str, &'d Node<'a>>>,
     patterns: HashMap<String, bool>,
     /// External or missing references already warned about.
     warned: std::collections::HashSet<String>,
@@ -109,6 +112,7 @@ impl<'d, 'a> Converter<'d, 'a> {
             root,
             dialect,
             refs: HashMap::new(),
+            indexes: HashMap::new(),
             patterns: HashMap::new(),
             warned: std::collections::HashSet::new(),
             warnings: Vec::new(),
@@ -159,11 +163,38 @@ impl<'d, 'a> Converter<'d, 'a> {
             return *t;
         }
         let t = match r.strip_prefix('#') {
-            Some(pointer) => self.root.pointer(pointer).map_or(Target::Missing, Target::Found),
+            Some(pointer) => self.resolve(pointer).map_or(Target::Missing, Target::Found),
             None => Target::External,
         };
         self.refs.insert(r, t);
         t
+    }
+
+    /// Follows a local JSON pointer (`~0`/`~1` escapes, percent-encoding) from the root,
+    /// looking keys of large objects up through an index built on first use, so that
+    /// thousands of references into one object stay linear.
+    fn resolve(&mut self, pointer: &str) -> Option<&'d Node<'a>> {
+        const INDEXED: usize = 32;
+        if pointer.is_empty() {
+            return Some(self.root);
+        }
+        let mut node: &'d Node<'a> = self.root;
+        for raw in pointer.strip_prefix('/')?.split('/') {
+            let token = crate::doc::unescape_token(raw);
+            node = match node {
+                Node::Object(o) if o.len() > INDEXED => {
+                    let index = self
+                        .indexes
+                        .entry(std::ptr::from_ref(o) as usize)
+                        .or_insert_with(|| o.iter().collect());
+                    index.get(token.as_str()).copied()?
+                }
+                Node::Object(o) => o.get(&token)?,
+                Node::Array(a) => a.get(token.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(node)
     }
 
     /// Converts the schema at `node`; `at` is its document pointer (for warnings).

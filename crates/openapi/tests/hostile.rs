@@ -231,6 +231,51 @@ proptest! {
     }
 }
 
+/// Inputs that a quadratic step would turn into a hang: they must import in linear time
+/// (this test would take hours otherwise).
+#[test]
+fn large_documents_stay_linear() {
+    // a YAML mapping of 200,000 keys, one of them repeated
+    let mut yaml = String::from("openapi: 3.0.0\ninfo: {title: T, version: '1'}\npaths: {}\nx-big:\n");
+    for i in 0..200_000 {
+        yaml.push_str(&format!("  k{i}: {i}\n"));
+    }
+    yaml.push_str("  k7: last\n");
+    let (d, _, _) = import(&yaml, &Options::default()).unwrap();
+    assert!(d.operations.is_empty());
+
+    // 100,000 schemas, one operation referring to every one of them; 100,000 query
+    // parameters whose names all sanitize to `a`; the same parameter 50,000 times
+    let n = 100_000;
+    let schemas: Map<String, Value> = (0..n).map(|i| (format!("S{i}"), json!({"type": "integer"}))).collect();
+    let props: Map<String, Value> = (0..n)
+        .map(|i| (format!("p{i}"), json!({"$ref": format!("#/components/schemas/S{i}")})))
+        .collect();
+    let mut params: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("a{}", char::from_u32(0x1_0000 + i).unwrap()), "in": "query"}))
+        .collect();
+    params.extend((0..50_000).map(|_| json!({"name": "same", "in": "header"})));
+    let doc = json!({"openapi": "3.0.0", "info": {"title": "T", "version": "1"},
+        "components": {"schemas": schemas},
+        "paths": {"/x": {"post": {"parameters": params,
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": props}}}}}}}});
+    let (d, _, _) = import(&doc.to_string(), &Options::default()).unwrap();
+    let args = d.operations[0].input_schema["properties"].as_object().unwrap();
+    assert!(args.contains_key("a") && args.contains_key("query_a") && args.contains_key("query_a_99999"));
+    assert!(args.contains_key("same"));
+    // the body is flattened (its names collide with nothing); the references past the
+    // node budget are cut, not expanded
+    assert_eq!(args.len(), n as usize + 1 + n as usize);
+
+    // 5,000 operations with one operationId
+    let paths: Map<String, Value> = (0..5000)
+        .map(|i| (format!("/p{i}"), json!({"get": {"operationId": "same"}})))
+        .collect();
+    let doc = json!({"openapi": "3.0.0", "info": {"title": "T", "version": "1"}, "paths": paths});
+    let (d, _, _) = import(&doc.to_string(), &Options::default()).unwrap();
+    assert_eq!(d.operations[4999].name, "same_5000");
+}
+
 const PETSTORE_JSON: &str = r##"{"openapi": "3.0.0", "info": {"title": "Pets", "version": "1"},
  "servers": [{"url": "https://{env}.pets.example.com/v1", "variables": {"env": {"default": "api"}}}],
  "components": {"securitySchemes": {"k": {"type": "apiKey", "in": "header", "name": "X-Key"}},
