@@ -124,12 +124,13 @@ pub struct Importer<'d, 'a> {
     pub auth: Value,
     /// The security scheme the connection's auth stands for.
     scheme: Option<String>,
-    /// Global requirement is optional (`{}` among the alternatives).
+    /// Path × method pairs in the document.
     operation_pairs: usize,
+    /// Operations asking for another scheme, and naming their own servers (one warning each).
     foreign_security: usize,
     foreign_servers: usize,
     dropped_warnings: usize,
-    /// Global `consumes` / `produces` (Swagger 2.0).
+    /// Global `consumes` (Swagger 2.0).
     consumes: Vec<&'d str>,
 }
 
