@@ -124,8 +124,6 @@ pub struct Importer<'d, 'a> {
     pub auth: Value,
     /// The security scheme the connection's auth stands for.
     scheme: Option<String>,
-    /// Path × method pairs in the document.
-    operation_pairs: usize,
     /// Operations asking for another scheme, and naming their own servers (one warning each).
     foreign_security: usize,
     foreign_servers: usize,
@@ -210,7 +208,6 @@ impl<'d, 'a> Importer<'d, 'a> {
             base_url: String::new(),
             auth: json!({"type": "none"}),
             scheme: None,
-            operation_pairs,
             foreign_security: 0,
             foreign_servers: 0,
             dropped_warnings: 0,
@@ -457,7 +454,7 @@ impl<'d, 'a> Importer<'d, 'a> {
                             "the document has no global security requirement; the connection uses `{}`, which {} of {} operations ask for",
                             names::cut(best, 100),
                             counts[best],
-                            self.operation_pairs
+                            self.summary.operations
                         ),
                     );
                     self.auth = auth;

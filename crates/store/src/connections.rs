@@ -344,22 +344,16 @@ impl Store {
     pub async fn delete_connection(&self, workspace_id: &str, slug: &str) -> Result<()> {
         let mut tx = self.write_tx().await?;
         // Explicit, so it holds on SQLite connections opened without foreign keys too.
-        sqlx::query(
-            "DELETE FROM connection_operations WHERE connection_id IN \
-             (SELECT id FROM connections WHERE workspace_id = $1 AND slug = $2)",
-        )
-        .bind(workspace_id)
-        .bind(slug)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM connection_sources WHERE connection_id IN \
-             (SELECT id FROM connections WHERE workspace_id = $1 AND slug = $2)",
-        )
-        .bind(workspace_id)
-        .bind(slug)
-        .execute(&mut *tx)
-        .await?;
+        for child in ["connection_operations", "connection_sources"] {
+            sqlx::query(sql!(
+                "DELETE FROM {child} WHERE connection_id IN \
+                 (SELECT id FROM connections WHERE workspace_id = $1 AND slug = $2)"
+            ))
+            .bind(workspace_id)
+            .bind(slug)
+            .execute(&mut *tx)
+            .await?;
+        }
         let done = sqlx::query("DELETE FROM connections WHERE workspace_id = $1 AND slug = $2")
             .bind(workspace_id)
             .bind(slug)

@@ -223,14 +223,16 @@ impl Tools {
             ))
         })?;
         self.validate(&conn, &op, &call.arguments)?;
-        let needs_credentials = op.request.as_ref().is_none_or(|m| m.credentials);
-        let secrets = if needs_credentials {
-            self.credentials(&conn, call.credentials.as_ref())?
+        // `security: []` in the source document: this operation is called without credentials
+        let secrets = if op.request.as_ref().is_none_or(|m| m.credentials) {
+            Some(self.credentials(&conn, call.credentials.as_ref())?)
         } else {
-            SecretFields::default()
+            None
         };
         match conn.draft.service_type {
-            ServiceType::Http | ServiceType::Openapi => self.call_http(&conn, &op, &call.arguments, &secrets).await,
+            ServiceType::Http | ServiceType::Openapi => {
+                self.call_http(&conn, &op, &call.arguments, secrets.as_ref()).await
+            }
             other => Err(ToolError::Unsupported(format!(
                 "calling {other} connections is not available yet; only http and openapi tools can be called"
             ))),
@@ -284,7 +286,7 @@ impl Tools {
         conn: &ConnectionRecord,
         op: &Operation,
         args: &Value,
-        secrets: &SecretFields,
+        secrets: Option<&SecretFields>,
     ) -> Result<Value, ToolError> {
         let (Some(method), Some(path)) = (op.method, op.path.as_ref()) else {
             return Err(ToolError::Internal("an HTTP operation without method or path".into()));
@@ -322,11 +324,11 @@ impl Tools {
             req.headers.insert(http::header::CONTENT_TYPE, ct);
             req.body = Some(bytes::Bytes::from(body.bytes));
         }
-        // `security: []` in the source document: this operation is called without credentials
-        if mapping.is_none_or(|m| m.credentials) {
+        let none = SecretFields::default();
+        if let Some(secrets) = secrets {
             credentials::inject(conn.draft.auth_type, &conn.draft.auth_public, secrets, &mut req)?;
         }
-        let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets);
+        let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets.unwrap_or(&none));
         let resp = self.egress.send(req, self.limits_for(conn)).await?;
         Ok(redactor.output(resp.status.as_u16(), &resp.headers, &resp.body))
     }

@@ -147,7 +147,7 @@ pub async fn import_openapi(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("import task failed: {e}")))?;
-    let (body, operations, warnings, version) = result.map_err(invalid_spec)?;
+    let (body, operations, warnings, version) = result.map_err(ApiError::InvalidSpec)?;
     tracing::info!(
         workspace = %access.workspace.slug,
         operations,
@@ -177,7 +177,7 @@ fn too_large(limit: usize) -> ApiError {
 
 fn utf8(bytes: Vec<u8>) -> Result<String, ApiError> {
     String::from_utf8(bytes).map_err(|e| {
-        invalid_spec(ImportError {
+        ApiError::InvalidSpec(ImportError {
             message: format!(
                 "the document is not UTF-8 text (invalid byte at offset {})",
                 e.utf8_error().valid_up_to()
@@ -187,10 +187,6 @@ fn utf8(bytes: Vec<u8>) -> Result<String, ApiError> {
             pointer: None,
         })
     })
-}
-
-fn invalid_spec(e: ImportError) -> ApiError {
-    ApiError::InvalidSpec(e)
 }
 
 /// The `file` part (or the first part with a file name) and optional `name` / `slug` parts.
