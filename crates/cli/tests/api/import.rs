@@ -122,6 +122,32 @@ db_tests! {
         assert_eq!(issues["input_schema"]["required"], json!(["owner", "repo"]));
     }
 
+    async fn operations_without_security_send_no_credentials(db: Db) {
+        // `security: []` in a document becomes `request.credentials: false`: nothing is sent,
+        // and a `caller` connection does not ask the caller for credentials
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let ops = json!([
+            {"name": "public", "method": "GET", "path": "/headers", "request": {"credentials": false}},
+            {"name": "private", "method": "GET", "path": "/headers"}
+        ]);
+        for (slug, fulfillment, auth) in [
+            ("st", "static", json!({"type": "bearer", "token": "static-token-123"})),
+            ("ca", "caller", json!({"type": "bearer"})),
+        ] {
+            let body = json!({"name": slug, "slug": slug, "service_type": "openapi", "base_url": httpbin_url(),
+                "fulfillment": fulfillment, "auth": auth, "operations": ops});
+            let (st, c) = s.call(Method::POST, CONN, Some(body)).await;
+            assert_eq!(st, 201, "{c}");
+            let (st, v) = invoke(&s, &format!("{slug}.public"), json!({})).await;
+            assert_eq!((st, v["output"]["status"].as_u64()), (200, Some(200)), "{v}");
+            assert!(v["output"]["body"]["headers"].get("Authorization").is_none(), "{v}");
+        }
+        let (_, v) = invoke(&s, "st.private", json!({})).await;
+        assert_eq!(v["output"]["body"]["headers"]["Authorization"], "Bearer [REDACTED]", "{v}");
+        let (st, v) = invoke(&s, "ca.private", json!({})).await;
+        assert_eq!((st, v["code"].as_str()), (422, Some("credentials_required")), "{v}");
+    }
+
     async fn documents_arrive_as_json_yaml_text_or_upload(db: Db) {
         let s = TestServer::start(BIN, db).await;
         let yaml = "openapi: 3.0.3\ninfo: {title: Tiny API, version: '1'}\nservers: [{url: 'https://tiny.example.com'}]\n\
