@@ -82,6 +82,61 @@ impl fmt::Display for ServiceType {
     }
 }
 
+/// How an `mcp` connection talks to its server. `auto` tries Streamable HTTP first and
+/// falls back to the older HTTP+SSE transport (the MCP specification's backwards-
+/// compatibility rule); discovery stores the transport it found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum McpTransport {
+    #[default]
+    Auto,
+    StreamableHttp,
+    Sse,
+}
+
+impl McpTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::StreamableHttp => "streamable_http",
+            Self::Sse => "sse",
+        }
+    }
+}
+
+impl FromStr for McpTransport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "streamable_http" => Ok(Self::StreamableHttp),
+            "sse" => Ok(Self::Sse),
+            _ => Err(format!(
+                "`{}` is not an MCP transport: use auto, streamable_http or sse",
+                shorten(s)
+            )),
+        }
+    }
+}
+
+impl fmt::Display for McpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an MCP server said about itself when it was last discovered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct McpServerInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub version: String,
+    pub protocol_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+}
+
 /// Where a call's credentials come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -139,6 +194,9 @@ pub struct ConnectionInput {
     /// later re-import.
     #[serde(default)]
     pub source: Option<SourceDocument>,
+    /// `mcp` connections: the transport (default `auto`).
+    #[serde(default)]
+    pub transport: Option<McpTransport>,
 }
 
 /// The document an `openapi` connection was imported from.
@@ -201,6 +259,21 @@ fn check_source(
         return None;
     }
     Some(source)
+}
+
+fn check_transport(
+    service: ServiceType,
+    given: Option<McpTransport>,
+    stored: Option<McpTransport>,
+    errors: &mut FieldErrors,
+) -> Option<McpTransport> {
+    if service != ServiceType::Mcp {
+        if given.is_some() {
+            errors.push("/transport", format!("only mcp connections have a `transport`, not {service}"));
+        }
+        return None;
+    }
+    Some(given.or(stored).unwrap_or_default())
 }
 
 /// A connection's own bounds on its outbound calls; each is capped by the operator's
@@ -268,6 +341,9 @@ pub struct ConnectionPatch {
     /// A new source document (a re-import); the stored one is kept when absent.
     #[serde(default)]
     pub source: Option<SourceDocument>,
+    /// `mcp` connections: a new transport.
+    #[serde(default)]
+    pub transport: Option<McpTransport>,
 }
 
 fn double_option_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<ConnectionLimits>>, D::Error> {
@@ -295,6 +371,10 @@ pub struct ConnectionDraft {
     /// A source document to store with this write; `None` leaves the stored one as it is
     /// (and is what a connection read back from the store carries).
     pub source: Option<SourceDocument>,
+    /// `mcp` connections: the transport (`Some` exactly for them).
+    pub transport: Option<McpTransport>,
+    /// `mcp` connections: the server as last discovered (set by discovery, not by clients).
+    pub mcp_server: Option<McpServerInfo>,
 }
 
 /// What happens to the sealed secrets when a connection is written.
@@ -334,6 +414,7 @@ impl ConnectionDraft {
         let operations = check_operations(service_type, input.operations, &mut errors);
         let limits = input.limits.filter(|l| !l.is_empty()).map(|l| l.check(&mut errors));
         let source = check_source(service_type, input.source, &mut errors);
+        let transport = check_transport(service_type, input.transport, None, &mut errors);
 
         let Some(auth) = auth else { return Err(errors) };
         check_auth_fits(service_type, fulfillment, auth.auth_type, &mut errors);
@@ -363,6 +444,8 @@ impl ConnectionDraft {
                     operations,
                     limits: limits.flatten(),
                     source,
+                    transport,
+                    mcp_server: None,
                 },
                 auth.secrets,
             )),
@@ -412,6 +495,7 @@ impl ConnectionDraft {
             None => self.limits,
         };
         let source = check_source(self.service_type, patch.source, &mut errors);
+        let transport = check_transport(self.service_type, patch.transport, self.transport, &mut errors);
         let ops_changed = patch.operations.is_some();
         let operations = match patch.operations {
             Some(ops) => check_operations(self.service_type, Some(ops), &mut errors),
@@ -473,6 +557,8 @@ impl ConnectionDraft {
                     operations,
                     limits,
                     source,
+                    transport,
+                    mcp_server: self.mcp_server.clone(),
                 },
                 change,
                 ops_changed,

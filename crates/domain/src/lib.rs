@@ -17,13 +17,14 @@ pub mod template;
 
 pub use auth::{AuthSpec, AuthType, SecretFields, auth_response};
 pub use connection::{
-    ConnectionDraft, ConnectionInput, ConnectionLimits, ConnectionPatch, Fulfillment, SecretsChange, ServiceType,
+    ConnectionDraft, ConnectionInput, ConnectionLimits, ConnectionPatch, Fulfillment, McpServerInfo, McpTransport,
+    SecretsChange, ServiceType,
     SourceDocument, SourceKind, builtin_operations, check_http_url,
 };
 pub use error::{FieldError, FieldErrors};
 pub use mapping::{ArgumentTarget, Location, QueryStyle, RequestMapping};
 pub use names::{NameError, OperationName, ParticipantRole, Slug, ToolName, WorkspaceRole, WorkspaceSlug};
-pub use operation::{HttpMethod, Operation, OperationInput, OperationKind};
+pub use operation::{HttpMethod, Operation, OperationInput, OperationKind, check_mcp_tool_name};
 pub use request::{Body, BuildError, BuiltRequest, build_request, encode_component};
 pub use service::{OAuthProvider, Service};
 pub use template::PathTemplate;

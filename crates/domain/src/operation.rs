@@ -92,6 +92,9 @@ pub struct OperationInput {
     /// Where each argument goes (HTTP operations); the default rule when absent.
     #[serde(default)]
     pub request: Option<RequestMapping>,
+    /// MCP tools: the server's exact tool name, sent with `tools/call` (defaults to `name`).
+    #[serde(default)]
+    pub mcp_tool: Option<String>,
 }
 
 /// A valid operation.
@@ -109,6 +112,9 @@ pub struct Operation {
     pub output_schema: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestMapping>,
+    /// MCP tools: the server's exact tool name (`None` for HTTP operations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_tool: Option<String>,
 }
 
 fn ser_method<S: serde::Serializer>(m: &Option<HttpMethod>, s: S) -> Result<S::Ok, S::Error> {
@@ -133,6 +139,8 @@ pub enum OperationKind {
 }
 
 pub const MAX_OPERATIONS: usize = 5_000;
+/// The longest MCP tool name kept (the MCP specification asks for at most 128 characters).
+pub const MAX_MCP_TOOL_NAME: usize = 1024;
 pub const MAX_DESCRIPTION: usize = 16 * 1024;
 
 impl Operation {
@@ -225,6 +233,21 @@ impl Operation {
             }
         };
 
+        let mcp_tool = match (kind, input.mcp_tool) {
+            (OperationKind::Http, None) => None,
+            (OperationKind::Http, Some(_)) => {
+                errors.push("/mcp_tool", "only MCP tools have an `mcp_tool`; leave it out");
+                None
+            }
+            (OperationKind::McpTool, None) => name.as_ref().map(|n: &OperationName| n.to_string()),
+            (OperationKind::McpTool, Some(t)) => {
+                if let Err(e) = check_mcp_tool_name(&t) {
+                    errors.push("/mcp_tool", e);
+                }
+                Some(t)
+            }
+        };
+
         match (name, errors.is_empty()) {
             (Some(name), true) => Ok(Self {
                 name,
@@ -234,6 +257,7 @@ impl Operation {
                 input_schema,
                 output_schema,
                 request,
+                mcp_tool,
             }),
             _ => Err(errors),
         }
@@ -250,6 +274,7 @@ impl Operation {
         input_schema: Value,
         output_schema: Option<Value>,
         request: Option<RequestMapping>,
+        mcp_tool: Option<String>,
     ) -> Result<Self, String> {
         Ok(Self {
             name: name.parse().map_err(|e: crate::names::NameError| e.0)?,
@@ -259,6 +284,7 @@ impl Operation {
             input_schema,
             output_schema,
             request,
+            mcp_tool,
         })
     }
 
@@ -290,6 +316,21 @@ impl Operation {
         }
         errors.into_result(out)
     }
+}
+
+/// An MCP tool name as a server may send it: not empty, at most [`MAX_MCP_TOOL_NAME`]
+/// bytes, no control characters (it travels in JSON only, so anything else is kept as is).
+pub fn check_mcp_tool_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an MCP tool name must not be empty".into());
+    }
+    if name.len() > MAX_MCP_TOOL_NAME {
+        return Err(format!("an MCP tool name is at most {MAX_MCP_TOOL_NAME} bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("an MCP tool name must not contain control characters".into());
+    }
+    Ok(())
 }
 
 /// A schema must be a JSON object that compiles as JSON Schema; an input schema must

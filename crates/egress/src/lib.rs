@@ -205,6 +205,42 @@ impl Egress {
         self.max
     }
 
+    /// The guarded client itself, for protocols that hold a response stream open (MCP's
+    /// Streamable HTTP and HTTP+SSE transports) and so cannot go through [`Egress::send`].
+    /// Host names are checked by the guarded resolver on every new connection; it follows
+    /// no redirects and uses no proxy. IP literals never reach a resolver: the caller must
+    /// pass every URL it will request through [`Egress::check_target`] first (the MCP
+    /// client checks the server URL, and the SSE transport keeps its POST endpoint on the
+    /// same origin). There is no total timeout: the caller bounds each exchange.
+    pub fn streaming_client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+
+    /// The guard's own error inside an error chain from the streaming client (a refused
+    /// address, a failed connect, a timeout), if there is one.
+    pub fn classify(error: &(dyn std::error::Error + 'static), url: &Url) -> Option<EgressError> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(s) = source {
+            if let Some(inner) = s.downcast_ref::<EgressError>() {
+                return Some(inner.clone());
+            }
+            if let Some(e) = s.downcast_ref::<reqwest::Error>() {
+                if e.is_connect() || e.is_timeout() {
+                    let limits = Limits::default();
+                    return Some(match map_reqwest_ref(e, url, limits) {
+                        EgressError::Timeout(_) => EgressError::Connect {
+                            host: host_of(url),
+                            message: "the connection timed out".into(),
+                        },
+                        other => other,
+                    });
+                }
+            }
+            source = s.source();
+        }
+        None
+    }
+
     /// Checks a target without calling it: the scheme, and every address the host is or
     /// resolves to. Returns the addresses.
     pub async fn check_target(&self, url: &Url) -> Result<Vec<IpAddr>, EgressError> {
@@ -354,7 +390,11 @@ fn host_of(url: &Url) -> String {
 
 /// Maps a client error, finding the guard's own error inside a failed connect.
 fn map_reqwest(e: reqwest::Error, url: &Url, limits: Limits) -> EgressError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    map_reqwest_ref(&e, url, limits)
+}
+
+fn map_reqwest_ref(e: &reqwest::Error, url: &Url, limits: Limits) -> EgressError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(inner) = s.downcast_ref::<EgressError>() {
             return inner.clone();
@@ -364,14 +404,24 @@ fn map_reqwest(e: reqwest::Error, url: &Url, limits: Limits) -> EgressError {
     if e.is_timeout() {
         return EgressError::Timeout(limits.connect_timeout);
     }
-    let e = e.without_url();
+    // root causes never include the URL: reqwest puts it only in its own top-level message
     if e.is_connect() {
         return EgressError::Connect {
             host: host_of(url),
-            message: root_cause(&e),
+            message: root_cause_below(e),
         };
     }
-    EgressError::Http(root_cause(&e))
+    EgressError::Http(root_cause_below(e))
+}
+
+/// The deepest cause of a reqwest error, leaving out reqwest's own message (which names
+/// the URL, query included).
+fn root_cause_below(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    match e.source() {
+        Some(s) => root_cause(s),
+        None => if e.is_connect() { "connection failed" } else { "request failed" }.to_owned(),
+    }
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -37,7 +37,9 @@ pub struct ConnectionRecord {
 
 const COLS: &str = "c.id, c.workspace_id, c.slug, c.name, c.service_type, c.base_url, c.auth_type, c.auth_public, \
     c.auth_sealed, c.fulfillment, c.participant_role, c.created_by, c.created_at, c.updated_at, \
-    (SELECT COUNT(*) FROM connection_operations o2 WHERE o2.connection_id = c.id), c.limits";
+    (SELECT COUNT(*) FROM connection_operations o2 WHERE o2.connection_id = c.id), c.limits, c.transport, c.mcp_server";
+/// The number of columns in [`COLS`].
+const COLS_COUNT: usize = 18;
 
 fn corrupt(what: &str) -> impl FnOnce(String) -> StoreError + '_ {
     move |e| StoreError::Corrupt(format!("{what}: {e}"))
@@ -69,6 +71,16 @@ fn record(row: &AnyRow) -> Result<ConnectionRecord> {
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("limits: {e}")))?,
         source: None,
+        transport: row
+            .try_get::<Option<String>, _>(16)?
+            .map(|t| t.parse())
+            .transpose()
+            .map_err(corrupt("transport"))?,
+        mcp_server: row
+            .try_get::<Option<String>, _>(17)?
+            .map(|l| serde_json::from_str(&l))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("mcp_server: {e}")))?,
     };
     Ok(ConnectionRecord {
         id: text(0)?,
@@ -87,11 +99,11 @@ fn operation(row: &AnyRow) -> Result<Operation> {
 }
 
 /// The operation columns, in the order [`operation_at`] reads them.
-const OP_COLS: &str = "o.name, o.method, o.path, o.description, o.input_schema, o.output_schema, o.request";
-const OP_COUNT: usize = 7;
+const OP_COLS: &str = "o.name, o.method, o.path, o.description, o.input_schema, o.output_schema, o.request, o.mcp_tool";
+const OP_COUNT: usize = 8;
 
-/// An operation from seven columns starting at `at`: name, method, path, description,
-/// input schema, output schema, request mapping.
+/// An operation from eight columns starting at `at`: name, method, path, description,
+/// input schema, output schema, request mapping, MCP tool name.
 fn operation_at(row: &AnyRow, at: usize) -> Result<Operation> {
     let json = |s: String| serde_json::from_str::<Value>(&s).map_err(|e| StoreError::Corrupt(format!("schema: {e}")));
     let output: Option<String> = row.try_get(at + 5)?;
@@ -108,25 +120,27 @@ fn operation_at(row: &AnyRow, at: usize) -> Result<Operation> {
         json(row.try_get(at + 4)?)?,
         output.map(json).transpose()?,
         request,
+        row.try_get::<Option<String>, _>(at + 7)?,
     )
     .map_err(corrupt("operation"))
 }
 
-/// Rows per INSERT statement: 9 parameters each stays far below both databases' limits.
+/// Rows per INSERT statement: 10 parameters each stays far below both databases' limits.
 const OPS_PER_INSERT: usize = 200;
 
 async fn insert_operations(tx: &mut Transaction<'_, Any>, connection_id: &str, ops: &[Operation]) -> Result<()> {
     for (chunk_no, chunk) in ops.chunks(OPS_PER_INSERT).enumerate() {
         let mut sql = String::from(
             "INSERT INTO connection_operations \
-             (connection_id, position, name, method, path, description, input_schema, output_schema, request) VALUES ",
+             (connection_id, position, name, method, path, description, input_schema, output_schema, request, mcp_tool) \
+             VALUES ",
         );
         for i in 0..chunk.len() {
-            let b = i * 9;
+            let b = i * 10;
             if i > 0 {
                 sql.push_str(", ");
             }
-            let params: Vec<String> = (1..=9).map(|k| format!("${}", b + k)).collect();
+            let params: Vec<String> = (1..=10).map(|k| format!("${}", b + k)).collect();
             sql.push('(');
             sql.push_str(&params.join(", "));
             sql.push(')');
@@ -143,7 +157,8 @@ async fn insert_operations(tx: &mut Transaction<'_, Any>, connection_id: &str, o
                 .bind(op.description.clone())
                 .bind(op.input_schema.to_string())
                 .bind(op.output_schema.as_ref().map(Value::to_string))
-                .bind(op.request.as_ref().and_then(|r| serde_json::to_string(r).ok()));
+                .bind(op.request.as_ref().and_then(|r| serde_json::to_string(r).ok()))
+                .bind(op.mcp_tool.clone());
         }
         q.execute(&mut **tx).await?;
     }
@@ -163,8 +178,8 @@ impl Store {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO connections (id, workspace_id, slug, name, service_type, base_url, auth_type, auth_public, \
-             auth_sealed, fulfillment, participant_role, created_by, created_at, updated_at, limits) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
+             auth_sealed, fulfillment, participant_role, created_by, created_at, updated_at, limits, transport, mcp_server) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)",
         )
         .bind(new.id)
         .bind(new.workspace_id)
@@ -180,6 +195,8 @@ impl Store {
         .bind(new.created_by)
         .bind(&at)
         .bind(limits_json(d))
+        .bind(d.transport.map(|t| t.as_str()))
+        .bind(server_json(d))
         .execute(&mut *tx)
         .await
         .map_err(conflict("slug"))?;
@@ -219,7 +236,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE connections SET slug = $3, name = $4, base_url = $5, auth_type = $6, auth_public = $7, \
              auth_sealed = CASE WHEN $8 = 1 THEN $9 ELSE auth_sealed END, fulfillment = $10, participant_role = $11, \
-             updated_at = $12, limits = $13 WHERE id = $1 AND workspace_id = $2",
+             updated_at = $12, limits = $13, transport = $14, mcp_server = $15 WHERE id = $1 AND workspace_id = $2",
         )
         .bind(id)
         .bind(workspace_id)
@@ -234,6 +251,8 @@ impl Store {
         .bind(d.participant_role.as_ref().map(|r| r.as_str()))
         .bind(&at)
         .bind(limits_json(d))
+        .bind(d.transport.map(|t| t.as_str()))
+        .bind(server_json(d))
         .execute(&mut *tx)
         .await
         .map_err(conflict("slug"))?;
@@ -275,6 +294,19 @@ impl Store {
         row.as_ref().map(record).transpose()
     }
 
+    /// A connection with all its operations, by id (a refresh started by the server itself).
+    pub async fn connection_by_id(&self, id: &str) -> Result<Option<ConnectionRecord>> {
+        let row = sqlx::query(sql!("SELECT {COLS} FROM connections c WHERE c.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(mut rec) = row.as_ref().map(record).transpose()? else {
+            return Ok(None);
+        };
+        rec.draft.operations = self.operations_of(&rec.id).await?;
+        Ok(Some(rec))
+    }
+
     /// A connection (without its operations) and one of its operations, in one query: the
     /// tool-call path. `None` when there is no such connection; the operation is `None`
     /// when the connection has no operation of that name.
@@ -296,9 +328,9 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let rec = record(&row)?;
-        let op = match row.try_get::<Option<String>, _>(16)? {
+        let op = match row.try_get::<Option<String>, _>(COLS_COUNT)? {
             None => None,
-            Some(_) => Some(operation_at(&row, 16)?),
+            Some(_) => Some(operation_at(&row, COLS_COUNT)?),
         };
         Ok(Some((rec, op)))
     }
@@ -444,6 +476,10 @@ impl Store {
 
 fn limits_json(d: &ConnectionDraft) -> Option<String> {
     d.limits.as_ref().and_then(|l| serde_json::to_string(l).ok())
+}
+
+fn server_json(d: &ConnectionDraft) -> Option<String> {
+    d.mcp_server.as_ref().and_then(|s| serde_json::to_string(s).ok())
 }
 
 fn public_json(d: &ConnectionDraft) -> String {

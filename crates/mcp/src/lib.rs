@@ -1,0 +1,607 @@
+//! Chatterfly's MCP client, on the official Rust SDK (`rmcp`).
+//!
+//! Both transports run under the same rmcp client service, so sessions, discovery and tool
+//! calls are one code path: Streamable HTTP is rmcp's own transport over the guarded
+//! egress client ([`chatterfly_egress::Egress::streaming_client`]); HTTP+SSE is
+//! [`sse::SseTransport`]. `auto` tries Streamable HTTP first and falls back to SSE when
+//! the server answers the `initialize` POST with an error (the MCP specification's
+//! backwards-compatibility rule).
+//!
+//! The SSRF guard applies to every request: the server URL is checked before a session
+//! opens (names are checked again by the guarded resolver on every connection), rmcp only
+//! ever sends to that URL, no redirect is followed, and the SSE transport's announced
+//! message endpoint must stay on the URL's origin.
+//!
+//! [`McpClient::call`] keeps initialized sessions in a pool ([`pool`]) keyed by connection
+//! and credentials; [`McpClient::discover`] always uses a fresh session.
+
+mod pool;
+pub mod sse;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatterfly_domain::{McpServerInfo, McpTransport, OperationInput, OperationName};
+use chatterfly_egress::{Egress, EgressError};
+use http::HeaderValue;
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, PaginatedRequestParams, Tool,
+};
+use rmcp::service::{ClientInitializeError, NotificationContext, Peer, RunningService, ServiceError};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::{
+    AuthRequiredError, InsufficientScopeError, StreamableHttpClientTransportConfig, StreamableHttpError,
+};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use url::Url;
+
+pub use pool::PoolSettings;
+
+/// The most tools one server may list (a connection's operation cap).
+pub const MAX_TOOLS: usize = chatterfly_domain::operation::MAX_OPERATIONS;
+/// The most `tools/list` pages followed.
+const MAX_PAGES: usize = 500;
+
+/// Where and how to reach one MCP server.
+#[derive(Clone)]
+pub struct Target {
+    pub url: Url,
+    /// The bearer token, when the connection has one. Lives only as long as the session.
+    pub bearer: Option<String>,
+    pub transport: McpTransport,
+    /// Bounds: `total_timeout` for opening a session and for each request,
+    /// `max_response_bytes` for each message.
+    pub limits: chatterfly_egress::Limits,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("origin", &self.url.origin().ascii_serialization())
+            .field("bearer", &self.bearer.as_ref().map(|_| "[REDACTED]"))
+            .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+/// One tool as the server announced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    pub name: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub input_schema: Value,
+    pub output_schema: Option<Value>,
+    pub annotations: Option<Value>,
+}
+
+impl ToolDef {
+    fn from_rmcp(t: Tool) -> Self {
+        let title = t.title.or_else(|| t.annotations.as_ref().and_then(|a| a.title.clone()));
+        Self {
+            name: t.name.into_owned(),
+            title,
+            description: t.description.map(|d| d.into_owned()),
+            input_schema: Value::Object((*t.input_schema).clone()),
+            output_schema: t.output_schema.map(|s| Value::Object((*s).clone())),
+            annotations: t.annotations.and_then(|a| serde_json::to_value(a).ok()),
+        }
+    }
+
+    /// The tool as the API shows it.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
+        });
+        if let (Some(a), Some(o)) = (&self.annotations, v.as_object_mut()) {
+            o.insert("annotations".into(), a.clone());
+        }
+        v
+    }
+}
+
+/// What discovery found.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub server: McpServerInfo,
+    /// The transport that worked (never `auto`).
+    pub transport: McpTransport,
+    pub tools: Vec<ToolDef>,
+}
+
+/// A tool list the server announced changed on a live session, listed again on that
+/// session.
+#[derive(Debug, Clone)]
+pub struct ToolsChanged {
+    pub connection_id: String,
+    pub tools: Vec<ToolDef>,
+}
+
+/// Why an MCP exchange failed. Messages never carry a credential or a URL's query.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    #[error("{0}")]
+    Egress(#[from] EgressError),
+    #[error("the MCP server refused the credentials (HTTP {0}); check the connection's token")]
+    Unauthorized(u16),
+    #[error("the MCP server did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the MCP server answered with JSON-RPC error {code}: {message}")]
+    Rpc { code: i32, message: String },
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl McpError {
+    /// The stable problem code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Egress(e) => e.code(),
+            Self::Unauthorized(_) => "upstream_unauthorized",
+            Self::Timeout(_) => "upstream_timeout",
+            Self::Rpc { .. } => "mcp_error",
+            Self::Protocol(_) => "mcp_protocol_error",
+        }
+    }
+
+    /// Whether `auto` should try the other transport after this failure of Streamable
+    /// HTTP: the server was reached and did not speak it.
+    fn falls_back(&self) -> bool {
+        matches!(self, Self::Protocol(_) | Self::Rpc { .. })
+    }
+}
+
+/// The result of `tools/call` as agents get it.
+pub fn call_output(result: rmcp::model::CallToolResult) -> Value {
+    json!({
+        "content": serde_json::to_value(&result.content).unwrap_or(Value::Array(Vec::new())),
+        "structured_content": result.structured_content.unwrap_or(Value::Null),
+        "is_error": result.is_error.unwrap_or(false),
+    })
+}
+
+/// The client handler every session runs: reports `notifications/tools/list_changed`.
+#[derive(Clone)]
+struct Handler {
+    info: ClientConfig,
+    /// Set for pooled sessions of a stored connection.
+    changes: Option<(Arc<str>, mpsc::UnboundedSender<ToolsChanged>)>,
+}
+
+impl ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+
+    fn on_tool_list_changed(
+        &self,
+        context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        if let Some((id, tx)) = self.changes.clone() {
+            let peer = context.peer;
+            // listed in a task of its own: the session's message loop is waiting for us
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(60), list_tools(&peer)).await {
+                    Ok(Ok(tools)) => {
+                        let _ = tx.send(ToolsChanged {
+                            connection_id: id.to_string(),
+                            tools,
+                        });
+                    }
+                    Ok(Err(e)) => tracing::warn!(connection = %id, error = %e, "cannot list the changed MCP tools"),
+                    Err(_) => tracing::warn!(connection = %id, "listing the changed MCP tools timed out"),
+                }
+            });
+        }
+        std::future::ready(())
+    }
+}
+
+type Session = RunningService<RoleClient, Handler>;
+
+/// The MCP client: discovery and pooled tool calls. Cheap to share behind an `Arc`.
+pub struct McpClient {
+    egress: Egress,
+    pool: pool::Pool,
+    changes: mpsc::UnboundedSender<ToolsChanged>,
+    info: ClientConfig,
+}
+
+impl McpClient {
+    /// A client and the receiver of tool-list changes seen on live sessions. Must be
+    /// called inside a tokio runtime (it starts the pool's idle reaper).
+    pub fn new(egress: Egress, settings: PoolSettings) -> (Arc<Self>, mpsc::UnboundedReceiver<ToolsChanged>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("chatterfly", env!("CARGO_PKG_VERSION")),
+        );
+        let client = Arc::new(Self {
+            egress,
+            pool: pool::Pool::new(settings),
+            changes: tx,
+            info,
+        });
+        pool::Pool::start_reaper(Arc::downgrade(&client));
+        (client, rx)
+    }
+
+    /// Opens a fresh session, reads the server's identity and every tool, and closes it.
+    pub async fn discover(&self, target: &Target) -> Result<Discovery, McpError> {
+        let handler = Handler {
+            info: self.info.clone(),
+            changes: None,
+        };
+        let (session, transport) = self.open(target, handler).await?;
+        let result = self.describe(&session, transport, target).await;
+        let _ = session.cancel().await;
+        result
+    }
+
+    async fn describe(&self, session: &Session, transport: McpTransport, target: &Target) -> Result<Discovery, McpError> {
+        let info = session
+            .peer_info()
+            .ok_or_else(|| McpError::Protocol("the MCP server sent no initialize result".into()))?;
+        let server = McpServerInfo {
+            name: info.server_info.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
+            title: info.server_info.as_ref().and_then(|i| i.title.clone()),
+            version: info.server_info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
+            protocol_version: info.protocol_version.as_str().to_owned(),
+            instructions: info.instructions.clone(),
+        };
+        let tools = within(target.limits.total_timeout, list_tools(session.peer())).await?;
+        Ok(Discovery {
+            server,
+            transport,
+            tools,
+        })
+    }
+
+    /// Calls one tool on a pooled session of the connection `connection_id`. A session the
+    /// server dropped (restart, expiry, closed stream) is replaced and the call sent once
+    /// more; rmcp itself re-initializes a Streamable HTTP session the server answers 404
+    /// for.
+    pub async fn call(&self, connection_id: &str, target: &Target, tool: &str, args: Map<String, Value>) -> Result<Value, McpError> {
+        let key = pool::Key::new(connection_id, target);
+        for attempt in 0..2 {
+            let lease = self.pool.session(&key, || self.open_pooled(connection_id, target)).await?;
+            let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.clone());
+            let result = tokio::time::timeout(target.limits.total_timeout, lease.peer.call_tool(params)).await;
+            match result {
+                Err(_) => return Err(McpError::Timeout(target.limits.total_timeout)),
+                Ok(Ok(r)) => return Ok(call_output(r)),
+                Ok(Err(e)) => {
+                    let err = service_error(e, &target.url, target.limits);
+                    let session_lost = matches!(err, McpError::Protocol(_) | McpError::Egress(EgressError::Connect { .. }));
+                    if session_lost {
+                        self.pool.forget(&key, lease.generation).await;
+                    }
+                    if session_lost && !lease.fresh && attempt == 0 {
+                        tracing::debug!(connection = connection_id, error = %err, "MCP session lost; opening a new one");
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Err(McpError::Protocol("the MCP session could not be re-established".into()))
+    }
+
+    async fn open_pooled(&self, connection_id: &str, target: &Target) -> Result<Session, McpError> {
+        let handler = Handler {
+            info: self.info.clone(),
+            changes: Some((Arc::from(connection_id), self.changes.clone())),
+        };
+        self.open(target, handler).await.map(|(s, _)| s)
+    }
+
+    /// Opens an initialized session with the target's transport (`auto`: Streamable HTTP,
+    /// then SSE).
+    async fn open(&self, target: &Target, handler: Handler) -> Result<(Session, McpTransport), McpError> {
+        self.egress.check_target(&target.url).await?;
+        match target.transport {
+            McpTransport::StreamableHttp => Ok((self.open_streamable(target, handler).await?, McpTransport::StreamableHttp)),
+            McpTransport::Sse => Ok((self.open_sse(target, handler).await?, McpTransport::Sse)),
+            McpTransport::Auto => match self.open_streamable(target, handler.clone()).await {
+                Ok(s) => Ok((s, McpTransport::StreamableHttp)),
+                Err(first) if first.falls_back() => match self.open_sse(target, handler).await {
+                    Ok(s) => Ok((s, McpTransport::Sse)),
+                    Err(McpError::Protocol(second)) => Err(McpError::Protocol(format!(
+                        "the server speaks neither MCP transport: Streamable HTTP: {first}; HTTP+SSE: {second}"
+                    ))),
+                    Err(other) => Err(other),
+                },
+                Err(first) => Err(first),
+            },
+        }
+    }
+
+    async fn open_streamable(&self, target: &Target, handler: Handler) -> Result<Session, McpError> {
+        let mut config = StreamableHttpClientTransportConfig::with_uri(target.url.as_str());
+        config.auth_header = target.bearer.clone();
+        config.max_sse_event_size = target.limits.max_response_bytes;
+        config.max_json_response_size = target.limits.max_response_bytes;
+        config.reinit_on_expired_session = true;
+        let transport = StreamableHttpClientTransport::with_client(self.egress.streaming_client(), config);
+        within(target.limits.total_timeout, async {
+            handler.serve(transport).await.map_err(|e| init_error(e, &target.url, target.limits))
+        })
+        .await
+    }
+
+    async fn open_sse(&self, target: &Target, handler: Handler) -> Result<Session, McpError> {
+        let auth = match &target.bearer {
+            None => None,
+            Some(t) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| McpError::Protocol("the bearer token cannot be sent in a header".into()))?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+        };
+        within(target.limits.total_timeout, async {
+            let transport = sse::SseTransport::connect(
+                self.egress.streaming_client(),
+                &target.url,
+                auth,
+                target.limits.max_response_bytes,
+                target.limits.total_timeout,
+            )
+            .await
+            .map_err(|e| sse_error(e, &target.url))?;
+            handler.serve(transport).await.map_err(|e| init_error(e, &target.url, target.limits))
+        })
+        .await
+    }
+
+    /// Closes every pooled session (shutdown, tests).
+    pub async fn close_all(&self) {
+        self.pool.clear().await;
+    }
+
+    /// How many sessions are open.
+    pub async fn open_sessions(&self) -> usize {
+        self.pool.len().await
+    }
+}
+
+async fn within<T>(limit: Duration, f: impl Future<Output = Result<T, McpError>>) -> Result<T, McpError> {
+    tokio::time::timeout(limit, f).await.unwrap_or(Err(McpError::Timeout(limit)))
+}
+
+/// Every tool, following `nextCursor`, bounded in pages and tools.
+async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, McpError> {
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut seen = HashSet::new();
+    for _ in 0..MAX_PAGES {
+        let params = PaginatedRequestParams::default().with_cursor(cursor.take());
+        let page = peer
+            .list_tools(Some(params))
+            .await
+            .map_err(|e| McpError::Protocol(format!("tools/list failed: {}", short(&e.to_string()))))?;
+        tools.extend(page.tools.into_iter().map(ToolDef::from_rmcp));
+        if tools.len() > MAX_TOOLS {
+            return Err(McpError::Protocol(format!("the server lists more than {MAX_TOOLS} tools")));
+        }
+        match page.next_cursor {
+            None => return Ok(tools),
+            Some(c) => {
+                if !seen.insert(c.clone()) {
+                    return Err(McpError::Protocol("the server repeated a tools/list cursor".into()));
+                }
+                cursor = Some(c);
+            }
+        }
+    }
+    Err(McpError::Protocol(format!("the server's tool list has more than {MAX_PAGES} pages")))
+}
+
+/// Finds what went wrong inside an rmcp error chain.
+fn classify_chain(e: &(dyn std::error::Error + 'static), url: &Url, limits: chatterfly_egress::Limits) -> Option<McpError> {
+    if let Some(g) = Egress::classify(e, url) {
+        return Some(McpError::Egress(g));
+    }
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<AuthRequiredError>() {
+            return Some(McpError::Unauthorized(401));
+        }
+        if s.is::<InsufficientScopeError>() {
+            return Some(McpError::Unauthorized(403));
+        }
+        if let Some(StreamableHttpError::<reqwest::Error>::ResponseBodyTooLarge { .. }) = s.downcast_ref() {
+            return Some(McpError::Egress(EgressError::TooLarge {
+                limit: limits.max_response_bytes,
+            }));
+        }
+        if let Some(sse::SseError::EventTooLarge(n)) = s.downcast_ref() {
+            return Some(McpError::Egress(EgressError::TooLarge { limit: *n }));
+        }
+        if let Some(sse::SseError::OtherOrigin(o)) = s.downcast_ref() {
+            return Some(McpError::Egress(EgressError::Blocked {
+                host: o.clone(),
+                addr: None,
+                reason: "another origin than the MCP server URL (the SSE message endpoint must stay on it)",
+            }));
+        }
+        if let Some(sse::SseError::Status(401 | 403) | sse::SseError::PostStatus(401 | 403)) = s.downcast_ref() {
+            return Some(McpError::Unauthorized(401));
+        }
+        source = s.source();
+    }
+    None
+}
+
+fn init_error(e: ClientInitializeError, url: &Url, limits: chatterfly_egress::Limits) -> McpError {
+    if let Some(found) = classify_chain(&e, url, limits) {
+        return found;
+    }
+    match e {
+        ClientInitializeError::JsonRpcError(d) => McpError::Rpc {
+            code: d.code.0,
+            message: short(&d.message),
+        },
+        other => McpError::Protocol(format!("initialize failed: {}", short(&other.to_string()))),
+    }
+}
+
+fn sse_error(e: sse::SseError, url: &Url) -> McpError {
+    classify_chain(&e, url, chatterfly_egress::Limits::default())
+        .unwrap_or_else(|| McpError::Protocol(short(&e.to_string())))
+}
+
+fn service_error(e: ServiceError, url: &Url, limits: chatterfly_egress::Limits) -> McpError {
+    match e {
+        ServiceError::McpError(d) => McpError::Rpc {
+            code: d.code.0,
+            message: short(&d.message),
+        },
+        ServiceError::Timeout { timeout } => McpError::Timeout(timeout),
+        ServiceError::TransportClosed => McpError::Protocol("the MCP server closed the session".into()),
+        other => classify_chain(&other, url, limits)
+            .unwrap_or_else(|| McpError::Protocol(format!("the MCP exchange failed: {}", short(&other.to_string())))),
+    }
+}
+
+fn short(s: &str) -> String {
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Turns a server's tools into operations: the operation name is the tool name when it is
+/// a valid operation name, else the name with every other character replaced by `_` (made
+/// unique); the exact name is kept in `mcp_tool` for the call. Returns warnings for names
+/// changed and schemas replaced.
+pub fn operations_from_tools(tools: &[ToolDef]) -> (Vec<OperationInput>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut taken: HashSet<String> = tools
+        .iter()
+        .filter(|t| t.name.parse::<OperationName>().is_ok())
+        .map(|t| t.name.clone())
+        .collect();
+    let mut ops = Vec::with_capacity(tools.len());
+    for t in tools {
+        if chatterfly_domain::check_mcp_tool_name(&t.name).is_err() {
+            warnings.push(format!(
+                "tool `{}` was left out: its name is empty, too long or has control characters",
+                short(&t.name.escape_debug().to_string())
+            ));
+            continue;
+        }
+        let name = if t.name.parse::<OperationName>().is_ok() {
+            t.name.clone()
+        } else {
+            let base: String = t
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
+                .take(120)
+                .collect();
+            let mut candidate = base.clone();
+            let mut n = 2;
+            while !taken.insert(candidate.clone()) {
+                candidate = format!("{base}_{n}");
+                n += 1;
+            }
+            warnings.push(format!("tool `{}` is called `{candidate}` here (its name has characters tool names cannot have)", short(&t.name)));
+            candidate
+        };
+        let description = t.description.clone().or_else(|| t.title.clone()).unwrap_or_default();
+        let input_schema = usable_schema(&t.input_schema, true).unwrap_or_else(|| {
+            warnings.push(format!("tool `{name}`: its input schema is not a valid JSON Schema object; arguments are passed unchecked"));
+            json!({"type": "object"})
+        });
+        let output_schema = match &t.output_schema {
+            None => None,
+            Some(s) => usable_schema(s, false).or_else(|| {
+                warnings.push(format!("tool `{name}`: its output schema is not a valid JSON Schema and was left out"));
+                None
+            }),
+        };
+        ops.push(OperationInput {
+            name,
+            method: None,
+            path: None,
+            description: Some(truncate_bytes(description, chatterfly_domain::operation::MAX_DESCRIPTION)),
+            input_schema: Some(input_schema),
+            output_schema,
+            request: None,
+            mcp_tool: Some(t.name.clone()),
+        });
+    }
+    (ops, warnings)
+}
+
+fn usable_schema(schema: &Value, input: bool) -> Option<Value> {
+    let probe = OperationInput {
+        name: "probe".into(),
+        method: None,
+        path: None,
+        description: None,
+        input_schema: Some(if input { schema.clone() } else { json!({"type": "object"}) }),
+        output_schema: if input { None } else { Some(schema.clone()) },
+        request: None,
+        mcp_tool: None,
+    };
+    chatterfly_domain::Operation::parse(probe, chatterfly_domain::OperationKind::McpTool)
+        .ok()
+        .map(|_| schema.clone())
+}
+
+fn truncate_bytes(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s.replace('\0', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(name: &str) -> ToolDef {
+        ToolDef {
+            name: name.into(),
+            title: None,
+            description: Some("d".into()),
+            input_schema: json!({"type": "object", "properties": {}}),
+            output_schema: None,
+            annotations: None,
+        }
+    }
+
+    #[test]
+    fn tool_names_map_to_operation_names() {
+        let (ops, warnings) = operations_from_tools(&[tool("get-roots-list"), tool("a.b"), tool("say hi"), tool("say_hi"), tool("")]);
+        let names: Vec<_> = ops.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["get-roots-list", "a.b", "say_hi_2", "say_hi"]);
+        assert_eq!(ops[2].mcp_tool.as_deref(), Some("say hi"));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+    }
+
+    #[test]
+    fn bad_schemas_are_replaced_with_warnings() {
+        let mut t = tool("x");
+        t.input_schema = json!({"type": "string"});
+        t.output_schema = Some(json!({"type": 12}));
+        let (ops, warnings) = operations_from_tools(&[t]);
+        assert_eq!(ops[0].input_schema, Some(json!({"type": "object"})));
+        assert_eq!(ops[0].output_schema, None);
+        assert_eq!(warnings.len(), 2);
+    }
+}
