@@ -89,8 +89,19 @@ impl ApiError {
     }
 }
 
-fn tool_status(e: &chatterfly_tools::ToolError) -> StatusCode {
+fn egress_status(e: &chatterfly_egress::EgressError) -> StatusCode {
     use chatterfly_egress::EgressError as E;
+    match e {
+        E::Blocked { .. } => StatusCode::FORBIDDEN,
+        E::InvalidUrl(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        E::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        E::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+fn tool_status(e: &chatterfly_tools::ToolError) -> StatusCode {
+    use chatterfly_mcp::McpError as M;
     use chatterfly_tools::ToolError as T;
     match e {
         T::NotFound(_) => StatusCode::NOT_FOUND,
@@ -101,11 +112,9 @@ fn tool_status(e: &chatterfly_tools::ToolError) -> StatusCode {
         | T::NotConfigured(_) => StatusCode::UNPROCESSABLE_ENTITY,
         T::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         T::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        T::Egress(E::Blocked { .. }) => StatusCode::FORBIDDEN,
-        T::Egress(E::InvalidUrl(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-        T::Egress(E::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
-        T::Egress(E::Setup(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-        T::Egress(_) => StatusCode::BAD_GATEWAY,
+        T::Egress(e) | T::Mcp(M::Egress(e)) => egress_status(e),
+        T::Mcp(M::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+        T::Mcp(_) => StatusCode::BAD_GATEWAY,
     }
 }
 

@@ -12,6 +12,7 @@
 mod audit;
 mod builtin;
 mod credentials;
+pub mod mcp;
 mod redact;
 mod search;
 pub mod services;
@@ -63,6 +64,8 @@ pub enum ToolError {
     Egress(#[from] EgressError),
     #[error("{0}")]
     NotConfigured(String),
+    #[error("{0}")]
+    Mcp(#[from] chatterfly_mcp::McpError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -78,6 +81,7 @@ impl ToolError {
             Self::Unsupported(_) => "not_supported",
             Self::Egress(e) => e.code(),
             Self::NotConfigured(_) => "not_configured",
+            Self::Mcp(e) => e.code(),
             Self::Internal(_) => "internal",
         }
     }
@@ -118,19 +122,28 @@ pub struct Tools {
     egress: Egress,
     validators: Mutex<HashMap<ValidatorKey, Arc<jsonschema::Validator>>>,
     audit: audit::AuditWriter,
+    mcp: Arc<chatterfly_mcp::McpClient>,
 }
 
 const VALIDATOR_CACHE: usize = 4096;
 
 impl Tools {
-    /// Must be called inside a tokio runtime (it starts the audit writer).
+    /// Must be called inside a tokio runtime (it starts the audit writer, the MCP session
+    /// reaper and the listener for MCP tool-list changes).
     pub fn new(store: Store, keys: Arc<KeyRing>, egress: Egress) -> Self {
+        Self::with_mcp_pool(store, keys, egress, chatterfly_mcp::PoolSettings::default())
+    }
+
+    pub fn with_mcp_pool(store: Store, keys: Arc<KeyRing>, egress: Egress, pool: chatterfly_mcp::PoolSettings) -> Self {
+        let (mcp, changes) = chatterfly_mcp::McpClient::new(egress.clone(), pool);
+        mcp::start_listener(store.clone(), changes);
         Self {
             audit: audit::AuditWriter::start(store.clone()),
             store,
             keys,
             egress,
             validators: Mutex::new(HashMap::new()),
+            mcp,
         }
     }
 
@@ -139,9 +152,11 @@ impl Tools {
         self.audit.flush().await;
     }
 
-    /// Writes the queued audit rows and stops the writer (on shutdown).
+    /// Writes the queued audit rows and stops the writer, and closes MCP sessions (on
+    /// shutdown).
     pub async fn close(&self) {
         self.audit.close().await;
+        self.mcp.close_all().await;
     }
 
     /// The tool picker's view of a workspace.
@@ -233,8 +248,13 @@ impl Tools {
             ServiceType::Http | ServiceType::Openapi => {
                 self.call_http(&conn, &op, &call.arguments, secrets.as_ref()).await
             }
+            ServiceType::Mcp => {
+                let none = SecretFields::default();
+                self.call_mcp(&conn, &op, &call.arguments, secrets.as_ref().unwrap_or(&none))
+                    .await
+            }
             other => Err(ToolError::Unsupported(format!(
-                "calling {other} connections is not available yet; only http and openapi tools can be called"
+                "calling {other} connections is not available yet; only http, openapi and mcp tools can be called"
             ))),
         }
     }

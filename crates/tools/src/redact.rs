@@ -74,7 +74,8 @@ impl Redactor {
         out
     }
 
-    fn value(&self, v: Value) -> Value {
+    /// Every string (and key) of a JSON value, redacted.
+    pub fn value(&self, v: Value) -> Value {
         match v {
             Value::String(s) => Value::String(self.text(&s)),
             Value::Array(a) => Value::Array(a.into_iter().map(|v| self.value(v)).collect()),

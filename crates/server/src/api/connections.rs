@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chatterfly_domain::{
-    ConnectionDraft, ConnectionInput, ConnectionPatch, Operation, SecretFields, SecretsChange, auth_response,
+    ConnectionDraft, ConnectionInput, ConnectionPatch, McpTransport, Operation, SecretFields, SecretsChange,
+    ServiceType, auth_response,
 };
 use chatterfly_store::{ConnectionRecord, NewConnection, SealedUpdate, SourceMeta, StoreError, aad, new_id};
 use chatterfly_vault::ExposeSecret;
@@ -43,6 +44,9 @@ pub struct OperationView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub request: Option<Value>,
+    /// MCP tools: the server's exact tool name, sent with `tools/call`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_tool: Option<String>,
 }
 
 impl From<&Operation> for OperationView {
@@ -55,6 +59,7 @@ impl From<&Operation> for OperationView {
             input_schema: o.input_schema.clone(),
             output_schema: o.output_schema.clone(),
             request: o.request.as_ref().and_then(|r| serde_json::to_value(r).ok()),
+            mcp_tool: o.mcp_tool.clone(),
         }
     }
 }
@@ -87,6 +92,14 @@ pub struct ConnectionView {
     /// shown when reading one connection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceView>,
+    /// mcp connections: `auto`, `streamable_http` or `sse` (discovery stores the one found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// mcp connections: the server as last discovered (`name`, `title`, `version`,
+    /// `protocol_version`, `instructions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub mcp_server: Option<chatterfly_domain::McpServerInfo>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -115,7 +128,7 @@ impl From<SourceMeta> for SourceView {
 }
 
 impl ConnectionView {
-    fn new(rec: &ConnectionRecord, with_operations: bool) -> Self {
+    pub(crate) fn new(rec: &ConnectionRecord, with_operations: bool) -> Self {
         let d = &rec.draft;
         let sealed = rec.auth_sealed.is_some();
         Self {
@@ -131,6 +144,8 @@ impl ConnectionView {
             operation_count: rec.operation_count,
             limits: d.limits,
             source: None,
+            transport: d.transport.map(|t| t.as_str().to_owned()),
+            mcp_server: d.mcp_server.clone(),
             created_at: rec.created_at.clone(),
             updated_at: rec.updated_at.clone(),
         }
@@ -162,6 +177,8 @@ pub struct ConnectionBody {
     /// later re-import (the import endpoint's draft carries it).
     #[schema(value_type = Option<Object>)]
     source: Option<Value>,
+    /// mcp only: `auto` (default), `streamable_http` or `sse`.
+    transport: Option<String>,
 }
 
 fn slug_taken(slug: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
@@ -174,7 +191,7 @@ fn slug_taken(slug: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
     }
 }
 
-fn connection_not_found(slug: &str) -> ApiError {
+pub(crate) fn connection_not_found(slug: &str) -> ApiError {
     ApiError::NotFound(format!("connection `{}` not found in this workspace", short(slug)))
 }
 
@@ -214,7 +231,28 @@ pub async fn create_connection(
 ) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("create connections")?;
-    let (draft, secrets) = ConnectionDraft::parse(input)?;
+    let operations_given = input.operations.is_some();
+    let (mut draft, secrets) = ConnectionDraft::parse(input)?;
+    if draft.service_type == ServiceType::Mcp
+        && (!operations_given || draft.transport.is_none_or(|t| t == McpTransport::Auto))
+    {
+        // the tools the server offers now, and the transport it speaks
+        let found = state
+            .tools
+            .discover_mcp(
+                &draft.base_url,
+                draft.transport.unwrap_or_default(),
+                draft.auth_type,
+                &secrets,
+                None,
+            )
+            .await?;
+        if !operations_given {
+            draft.operations = found.operations;
+        }
+        draft.transport = Some(found.discovery.transport);
+        draft.mcp_server = Some(found.discovery.server);
+    }
     let id = new_id();
     let sealed = seal(&state, &id, &secrets)?;
     drop(secrets);

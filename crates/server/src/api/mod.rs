@@ -5,6 +5,7 @@
 mod access;
 mod connections;
 mod import;
+mod mcp;
 mod me;
 mod services;
 mod system;
@@ -110,6 +111,8 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(users::create_token))
         .routes(routes!(connections::list_connections, connections::create_connection))
         .routes(routes!(import::import_openapi))
+        .routes(routes!(mcp::discover_mcp))
+        .routes(routes!(mcp::refresh_connection))
         .routes(routes!(connections::get_connection_source))
         .routes(routes!(
             connections::get_connection,
