@@ -15,6 +15,7 @@
 //! [`McpClient::call`] keeps initialized sessions in a pool ([`pool`]) keyed by connection
 //! and credentials; [`McpClient::discover`] always uses a fresh session.
 
+mod guarded_http;
 mod pool;
 pub mod sse;
 
@@ -329,7 +330,7 @@ impl McpClient {
         config.max_sse_event_size = target.limits.max_response_bytes;
         config.max_json_response_size = target.limits.max_response_bytes;
         config.reinit_on_expired_session = true;
-        let transport = StreamableHttpClientTransport::with_client(self.egress.streaming_client(), config);
+        let transport = StreamableHttpClientTransport::with_client(guarded_http::GuardedHttp(self.egress.streaming_client()), config);
         within(target.limits.total_timeout, async {
             handler.serve(transport).await.map_err(|e| init_error(e, &target.url, target.limits))
         })

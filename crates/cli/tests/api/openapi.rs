@@ -23,6 +23,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("delete", "/api/workspaces/{ws}/connections/{slug}"),
     ("post", "/api/workspaces/{ws}/connections/import/openapi"),
     ("get", "/api/workspaces/{ws}/connections/{slug}/source"),
+    ("post", "/api/workspaces/{ws}/connections/discover/mcp"),
+    ("post", "/api/workspaces/{ws}/connections/{slug}/refresh"),
     ("get", "/api/workspaces/{ws}/tools"),
     ("post", "/api/workspaces/{ws}/tools/{tool_name}/invoke"),
     ("get", "/api/workspaces/{ws}/audit"),

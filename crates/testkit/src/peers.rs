@@ -1,0 +1,125 @@
+//! MCP servers no one here wrote, started for one test each on a free loopback port by the
+//! project's scripts (`scripts/mcp-everything.sh`, `scripts/python-mcp.sh`), which install
+//! them (pinned) on first use. A peer that cannot be installed or started fails the test.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Which server, on which transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McpPeerKind {
+    /// `@modelcontextprotocol/server-everything`, Streamable HTTP at `/mcp`.
+    EverythingHttp,
+    /// The same, HTTP+SSE at `/sse`.
+    EverythingSse,
+    /// The Python SDK server (`scripts/python_mcp_server.py`), Streamable HTTP at `/mcp`.
+    PythonHttp,
+    /// The same, HTTP+SSE at `/sse`.
+    PythonSse,
+}
+
+impl McpPeerKind {
+    pub const ALL: [McpPeerKind; 4] = [Self::EverythingHttp, Self::EverythingSse, Self::PythonHttp, Self::PythonSse];
+
+    fn script_and_mode(self) -> (&'static str, &'static str) {
+        match self {
+            Self::EverythingHttp => ("mcp-everything.sh", "streamableHttp"),
+            Self::EverythingSse => ("mcp-everything.sh", "sse"),
+            Self::PythonHttp => ("python-mcp.sh", "streamable-http"),
+            Self::PythonSse => ("python-mcp.sh", "sse"),
+        }
+    }
+
+    pub fn is_python(self) -> bool {
+        matches!(self, Self::PythonHttp | Self::PythonSse)
+    }
+
+    pub fn is_sse(self) -> bool {
+        matches!(self, Self::EverythingSse | Self::PythonSse)
+    }
+}
+
+/// A running peer; stopped when dropped.
+pub struct McpPeer {
+    pub kind: McpPeerKind,
+    pub url: String,
+    pub port: u16,
+    pid: u32,
+    extra: Vec<String>,
+}
+
+fn scripts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts")
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl McpPeer {
+    pub fn start(kind: McpPeerKind) -> Self {
+        Self::start_with(kind, &[])
+    }
+
+    /// `extra`: more arguments for the script (the Python server takes a session idle
+    /// timeout in seconds).
+    pub fn start_with(kind: McpPeerKind, extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let (url, pid, port) = launch(kind, free_port(), &extra);
+        Self {
+            kind,
+            url,
+            port,
+            pid,
+            extra,
+        }
+    }
+
+    /// Stops the server and starts it again on the same port: every session it had is gone.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (url, pid, _) = launch(self.kind, self.port, &self.extra);
+        self.url = url;
+        self.pid = pid;
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
+    }
+}
+
+fn launch(kind: McpPeerKind, port: u16, extra: &[String]) -> (String, u32, u16) {
+    let (script, mode) = kind.script_and_mode();
+    let out = Command::new("bash")
+        .arg(scripts_dir().join(script))
+        .arg(mode)
+        .arg(port.to_string())
+        .args(extra)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "scripts/{script} {mode} {port} failed (the MCP peer is needed; it installs from npm/PyPI):\n{}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut parts = stdout.split_whitespace();
+    let url = parts.next().expect("the script prints URL PID").to_owned();
+    let pid = parts.next().and_then(|p| p.parse().ok()).expect("the script prints URL PID");
+    (url, pid, port)
+}
+
+impl Drop for McpPeer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
