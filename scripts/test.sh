@@ -3,7 +3,9 @@
 # integration test, each store and API test on SQLite and on a throwaway PostgreSQL that
 # this script installs (Debian's postgresql, when missing and run as root) and starts, the
 # tool-call tests against httpbin (PyPI, pinned), which it installs and starts too, and the
-# importer tests on a corpus of real OpenAPI documents (npm, pinned; scripts/specs.sh).
+# importer tests on a corpus of real OpenAPI documents (npm, pinned; scripts/specs.sh), and
+# the MCP tests against the reference server (npm) and a Python SDK server (PyPI), both
+# pinned, which each test starts on its own port (installed here first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +44,17 @@ CHATTERFLY_TEST_SPECS_DIR=$(scripts/specs.sh) || {
 }
 export CHATTERFLY_TEST_SPECS_DIR
 echo "corpus in $CHATTERFLY_TEST_SPECS_DIR"
+
+echo "== MCP peers"
+scripts/mcp-everything.sh install || {
+  echo "test.sh: @modelcontextprotocol/server-everything could not be installed; the MCP tests need it" >&2
+  exit 1
+}
+scripts/python-mcp.sh install || {
+  echo "test.sh: the Python MCP SDK could not be installed; the MCP tests need it" >&2
+  exit 1
+}
+echo "server-everything and the Python SDK server installed"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -269,7 +269,10 @@ fn check_transport(
 ) -> Option<McpTransport> {
     if service != ServiceType::Mcp {
         if given.is_some() {
-            errors.push("/transport", format!("only mcp connections have a `transport`, not {service}"));
+            errors.push(
+                "/transport",
+                format!("only mcp connections have a `transport`, not {service}"),
+            );
         }
         return None;
     }

@@ -18,8 +18,7 @@ pub mod template;
 pub use auth::{AuthSpec, AuthType, SecretFields, auth_response};
 pub use connection::{
     ConnectionDraft, ConnectionInput, ConnectionLimits, ConnectionPatch, Fulfillment, McpServerInfo, McpTransport,
-    SecretsChange, ServiceType,
-    SourceDocument, SourceKind, builtin_operations, check_http_url,
+    SecretsChange, ServiceType, SourceDocument, SourceKind, builtin_operations, check_http_url,
 };
 pub use error::{FieldError, FieldErrors};
 pub use mapping::{ArgumentTarget, Location, QueryStyle, RequestMapping};

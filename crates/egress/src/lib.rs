@@ -224,17 +224,16 @@ impl Egress {
             if let Some(inner) = s.downcast_ref::<EgressError>() {
                 return Some(inner.clone());
             }
-            if let Some(e) = s.downcast_ref::<reqwest::Error>() {
-                if e.is_connect() || e.is_timeout() {
-                    let limits = Limits::default();
-                    return Some(match map_reqwest_ref(e, url, limits) {
-                        EgressError::Timeout(_) => EgressError::Connect {
-                            host: host_of(url),
-                            message: "the connection timed out".into(),
-                        },
-                        other => other,
-                    });
-                }
+            if let Some(e) = s.downcast_ref::<reqwest::Error>()
+                && (e.is_connect() || e.is_timeout())
+            {
+                return Some(match map_reqwest_ref(e, url, Limits::default()) {
+                    EgressError::Timeout(_) => EgressError::Connect {
+                        host: host_of(url),
+                        message: "the connection timed out".into(),
+                    },
+                    other => other,
+                });
             }
             source = s.source();
         }
@@ -420,7 +419,12 @@ fn root_cause_below(e: &reqwest::Error) -> String {
     use std::error::Error as _;
     match e.source() {
         Some(s) => root_cause(s),
-        None => if e.is_connect() { "connection failed" } else { "request failed" }.to_owned(),
+        None => if e.is_connect() {
+            "connection failed"
+        } else {
+            "request failed"
+        }
+        .to_owned(),
     }
 }
 

@@ -102,7 +102,9 @@ impl StreamableHttpClient for GuardedHttp {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), StreamableHttpError<reqwest::Error>> {
-        self.0.delete_session(uri, session_id, auth_header, custom_headers).await
+        self.0
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
     }
 
     async fn get_stream(

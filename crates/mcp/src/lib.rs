@@ -181,10 +181,7 @@ impl ClientHandler for Handler {
         self.info.clone()
     }
 
-    fn on_tool_list_changed(
-        &self,
-        context: NotificationContext<RoleClient>,
-    ) -> impl Future<Output = ()> + Send + '_ {
+    fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) -> impl Future<Output = ()> + Send + '_ {
         if let Some((id, tx)) = self.changes.clone() {
             let peer = context.peer;
             // listed in a task of its own: the session's message loop is waiting for us
@@ -246,7 +243,12 @@ impl McpClient {
         result
     }
 
-    async fn describe(&self, session: &Session, transport: McpTransport, target: &Target) -> Result<Discovery, McpError> {
+    async fn describe(
+        &self,
+        session: &Session,
+        transport: McpTransport,
+        target: &Target,
+    ) -> Result<Discovery, McpError> {
         let info = session
             .peer_info()
             .ok_or_else(|| McpError::Protocol("the MCP server sent no initialize result".into()))?;
@@ -269,10 +271,19 @@ impl McpClient {
     /// server dropped (restart, expiry, closed stream) is replaced and the call sent once
     /// more; rmcp itself re-initializes a Streamable HTTP session the server answers 404
     /// for.
-    pub async fn call(&self, connection_id: &str, target: &Target, tool: &str, args: Map<String, Value>) -> Result<Value, McpError> {
+    pub async fn call(
+        &self,
+        connection_id: &str,
+        target: &Target,
+        tool: &str,
+        args: Map<String, Value>,
+    ) -> Result<Value, McpError> {
         let key = pool::Key::new(connection_id, target);
         for attempt in 0..2 {
-            let lease = self.pool.session(&key, || self.open_pooled(connection_id, target)).await?;
+            let lease = self
+                .pool
+                .session(&key, || self.open_pooled(connection_id, target))
+                .await?;
             let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.clone());
             let result = tokio::time::timeout(target.limits.total_timeout, lease.peer.call_tool(params)).await;
             match result {
@@ -280,7 +291,10 @@ impl McpClient {
                 Ok(Ok(r)) => return Ok(call_output(r)),
                 Ok(Err(e)) => {
                     let err = service_error(e, &target.url, target.limits);
-                    let session_lost = matches!(err, McpError::Protocol(_) | McpError::Egress(EgressError::Connect { .. }));
+                    let session_lost = matches!(
+                        err,
+                        McpError::Protocol(_) | McpError::Egress(EgressError::Connect { .. })
+                    );
                     if session_lost {
                         self.pool.forget(&key, lease.generation).await;
                     }
@@ -308,7 +322,10 @@ impl McpClient {
     async fn open(&self, target: &Target, handler: Handler) -> Result<(Session, McpTransport), McpError> {
         self.egress.check_target(&target.url).await?;
         match target.transport {
-            McpTransport::StreamableHttp => Ok((self.open_streamable(target, handler).await?, McpTransport::StreamableHttp)),
+            McpTransport::StreamableHttp => Ok((
+                self.open_streamable(target, handler).await?,
+                McpTransport::StreamableHttp,
+            )),
             McpTransport::Sse => Ok((self.open_sse(target, handler).await?, McpTransport::Sse)),
             McpTransport::Auto => match self.open_streamable(target, handler.clone()).await {
                 Ok(s) => Ok((s, McpTransport::StreamableHttp)),
@@ -330,9 +347,15 @@ impl McpClient {
         config.max_sse_event_size = target.limits.max_response_bytes;
         config.max_json_response_size = target.limits.max_response_bytes;
         config.reinit_on_expired_session = true;
-        let transport = StreamableHttpClientTransport::with_client(guarded_http::GuardedHttp(self.egress.streaming_client()), config);
+        let transport = StreamableHttpClientTransport::with_client(
+            guarded_http::GuardedHttp(self.egress.streaming_client()),
+            config,
+        );
         within(target.limits.total_timeout, async {
-            handler.serve(transport).await.map_err(|e| init_error(e, &target.url, target.limits))
+            handler
+                .serve(transport)
+                .await
+                .map_err(|e| init_error(e, &target.url, target.limits))
         })
         .await
     }
@@ -357,7 +380,10 @@ impl McpClient {
             )
             .await
             .map_err(|e| sse_error(e, &target.url))?;
-            handler.serve(transport).await.map_err(|e| init_error(e, &target.url, target.limits))
+            handler
+                .serve(transport)
+                .await
+                .map_err(|e| init_error(e, &target.url, target.limits))
         })
         .await
     }
@@ -374,7 +400,9 @@ impl McpClient {
 }
 
 async fn within<T>(limit: Duration, f: impl Future<Output = Result<T, McpError>>) -> Result<T, McpError> {
-    tokio::time::timeout(limit, f).await.unwrap_or(Err(McpError::Timeout(limit)))
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or(Err(McpError::Timeout(limit)))
 }
 
 /// Every tool, following `nextCursor`, bounded in pages and tools.
@@ -390,7 +418,9 @@ async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, McpError> {
             .map_err(|e| McpError::Protocol(format!("tools/list failed: {}", short(&e.to_string()))))?;
         tools.extend(page.tools.into_iter().map(ToolDef::from_rmcp));
         if tools.len() > MAX_TOOLS {
-            return Err(McpError::Protocol(format!("the server lists more than {MAX_TOOLS} tools")));
+            return Err(McpError::Protocol(format!(
+                "the server lists more than {MAX_TOOLS} tools"
+            )));
         }
         match page.next_cursor {
             None => return Ok(tools),
@@ -402,11 +432,17 @@ async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, McpError> {
             }
         }
     }
-    Err(McpError::Protocol(format!("the server's tool list has more than {MAX_PAGES} pages")))
+    Err(McpError::Protocol(format!(
+        "the server's tool list has more than {MAX_PAGES} pages"
+    )))
 }
 
 /// Finds what went wrong inside an rmcp error chain.
-fn classify_chain(e: &(dyn std::error::Error + 'static), url: &Url, limits: chatterfly_egress::Limits) -> Option<McpError> {
+fn classify_chain(
+    e: &(dyn std::error::Error + 'static),
+    url: &Url,
+    limits: chatterfly_egress::Limits,
+) -> Option<McpError> {
     if let Some(g) = Egress::classify(e, url) {
         return Some(McpError::Egress(g));
     }
@@ -506,7 +542,13 @@ pub fn operations_from_tools(tools: &[ToolDef]) -> (Vec<OperationInput>, Vec<Str
             let base: String = t
                 .name
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .take(120)
                 .collect();
             let mut candidate = base.clone();
@@ -515,18 +557,25 @@ pub fn operations_from_tools(tools: &[ToolDef]) -> (Vec<OperationInput>, Vec<Str
                 candidate = format!("{base}_{n}");
                 n += 1;
             }
-            warnings.push(format!("tool `{}` is called `{candidate}` here (its name has characters tool names cannot have)", short(&t.name)));
+            warnings.push(format!(
+                "tool `{}` is called `{candidate}` here (its name has characters tool names cannot have)",
+                short(&t.name)
+            ));
             candidate
         };
         let description = t.description.clone().or_else(|| t.title.clone()).unwrap_or_default();
         let input_schema = usable_schema(&t.input_schema, true).unwrap_or_else(|| {
-            warnings.push(format!("tool `{name}`: its input schema is not a valid JSON Schema object; arguments are passed unchecked"));
+            warnings.push(format!(
+                "tool `{name}`: its input schema is not a valid JSON Schema object; arguments are passed unchecked"
+            ));
             json!({"type": "object"})
         });
         let output_schema = match &t.output_schema {
             None => None,
             Some(s) => usable_schema(s, false).or_else(|| {
-                warnings.push(format!("tool `{name}`: its output schema is not a valid JSON Schema and was left out"));
+                warnings.push(format!(
+                    "tool `{name}`: its output schema is not a valid JSON Schema and was left out"
+                ));
                 None
             }),
         };
@@ -534,7 +583,10 @@ pub fn operations_from_tools(tools: &[ToolDef]) -> (Vec<OperationInput>, Vec<Str
             name,
             method: None,
             path: None,
-            description: Some(truncate_bytes(description, chatterfly_domain::operation::MAX_DESCRIPTION)),
+            description: Some(truncate_bytes(
+                description,
+                chatterfly_domain::operation::MAX_DESCRIPTION,
+            )),
             input_schema: Some(input_schema),
             output_schema,
             request: None,
@@ -550,7 +602,11 @@ fn usable_schema(schema: &Value, input: bool) -> Option<Value> {
         method: None,
         path: None,
         description: None,
-        input_schema: Some(if input { schema.clone() } else { json!({"type": "object"}) }),
+        input_schema: Some(if input {
+            schema.clone()
+        } else {
+            json!({"type": "object"})
+        }),
         output_schema: if input { None } else { Some(schema.clone()) },
         request: None,
         mcp_tool: None,
@@ -588,7 +644,13 @@ mod tests {
 
     #[test]
     fn tool_names_map_to_operation_names() {
-        let (ops, warnings) = operations_from_tools(&[tool("get-roots-list"), tool("a.b"), tool("say hi"), tool("say_hi"), tool("")]);
+        let (ops, warnings) = operations_from_tools(&[
+            tool("get-roots-list"),
+            tool("a.b"),
+            tool("say hi"),
+            tool("say_hi"),
+            tool(""),
+        ]);
         let names: Vec<_> = ops.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(names, ["get-roots-list", "a.b", "say_hi_2", "say_hi"]);
         assert_eq!(ops[2].mcp_tool.as_deref(), Some("say hi"));

@@ -112,7 +112,9 @@ impl Pool {
         tokio::spawn(async move {
             loop {
                 let every = match client.upgrade() {
-                    Some(c) => (c.pool.settings.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15)),
+                    Some(c) => {
+                        (c.pool.settings.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15))
+                    }
                     None => return,
                 };
                 tokio::time::sleep(every).await;
@@ -139,10 +141,7 @@ impl Pool {
         let slot = {
             let mut slots = self.slots.lock().await;
             if !slots.contains_key(key) && slots.len() >= self.settings.max_sessions {
-                let oldest = slots
-                    .iter()
-                    .max_by_key(|(_, s)| s.idle_for())
-                    .map(|(k, _)| k.clone());
+                let oldest = slots.iter().max_by_key(|(_, s)| s.idle_for()).map(|(k, _)| k.clone());
                 if let Some(k) = oldest {
                     slots.remove(&k);
                 }

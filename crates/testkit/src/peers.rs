@@ -19,7 +19,12 @@ pub enum McpPeerKind {
 }
 
 impl McpPeerKind {
-    pub const ALL: [McpPeerKind; 4] = [Self::EverythingHttp, Self::EverythingSse, Self::PythonHttp, Self::PythonSse];
+    pub const ALL: [McpPeerKind; 4] = [
+        Self::EverythingHttp,
+        Self::EverythingSse,
+        Self::PythonHttp,
+        Self::PythonSse,
+    ];
 
     fn script_and_mode(self) -> (&'static str, &'static str) {
         match self {
@@ -114,7 +119,10 @@ fn launch(kind: McpPeerKind, port: u16, extra: &[String]) -> (String, u32, u16) 
     );
     let mut parts = stdout.split_whitespace();
     let url = parts.next().expect("the script prints URL PID").to_owned();
-    let pid = parts.next().and_then(|p| p.parse().ok()).expect("the script prints URL PID");
+    let pid = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the script prints URL PID");
     (url, pid, port)
 }
 

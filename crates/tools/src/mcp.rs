@@ -56,9 +56,17 @@ fn mcp_error(e: McpError, redactor: &Redactor) -> ToolError {
 }
 
 impl Tools {
-    fn mcp_target(&self, conn_url: &str, transport: McpTransport, bearer: Option<String>, conn: Option<&ConnectionRecord>) -> Result<Target, ToolError> {
+    fn mcp_target(
+        &self,
+        conn_url: &str,
+        transport: McpTransport,
+        bearer: Option<String>,
+        conn: Option<&ConnectionRecord>,
+    ) -> Result<Target, ToolError> {
         let url = url::Url::parse(conn_url).map_err(|e| ToolError::Internal(format!("stored MCP URL: {e}")))?;
-        let limits = conn.and_then(|c| self.limits_for(c)).unwrap_or(self.egress.max_limits());
+        let limits = conn
+            .and_then(|c| self.limits_for(c))
+            .unwrap_or(self.egress.max_limits());
         Ok(Target {
             url,
             bearer,
@@ -75,7 +83,12 @@ impl Tools {
         secrets: &SecretFields,
     ) -> Result<Value, ToolError> {
         let transport = conn.draft.transport.unwrap_or_default();
-        let target = self.mcp_target(&conn.draft.base_url, transport, bearer(conn.draft.auth_type, secrets), Some(conn))?;
+        let target = self.mcp_target(
+            &conn.draft.base_url,
+            transport,
+            bearer(conn.draft.auth_type, secrets),
+            Some(conn),
+        )?;
         let tool = op.mcp_tool.as_deref().unwrap_or(op.name.as_str());
         let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets);
         let args = args.as_object().cloned().unwrap_or_default();
@@ -136,7 +149,14 @@ impl Tools {
                 Some(conn),
             )
             .await?;
-        apply(&self.store, conn, found.operations, Some((found.discovery.server, found.discovery.transport)), found.warnings).await
+        apply(
+            &self.store,
+            conn,
+            found.operations,
+            Some((found.discovery.server, found.discovery.transport)),
+            found.warnings,
+        )
+        .await
     }
 }
 
@@ -162,7 +182,11 @@ pub(crate) async fn apply(
             Some(_) => {}
         }
     }
-    report.removed = old.keys().filter(|n| !new.contains_key(*n)).map(|n| (*n).to_owned()).collect();
+    report.removed = old
+        .keys()
+        .filter(|n| !new.contains_key(*n))
+        .map(|n| (*n).to_owned())
+        .collect();
     let mut draft = conn.draft.clone();
     let mut meta_changed = false;
     if let Some((info, transport)) = server {
@@ -174,7 +198,11 @@ pub(crate) async fn apply(
         meta_changed |= draft.mcp_server.as_ref() != Some(&info);
         draft.mcp_server = Some(info);
     }
-    let ops_changed = !report.is_empty() || operations.iter().map(|o| o.name.as_str()).ne(conn.draft.operations.iter().map(|o| o.name.as_str()));
+    let ops_changed = !report.is_empty()
+        || operations
+            .iter()
+            .map(|o| o.name.as_str())
+            .ne(conn.draft.operations.iter().map(|o| o.name.as_str()));
     draft.operations = operations;
     draft.source = None;
     if !ops_changed && !meta_changed {

@@ -16,7 +16,9 @@ const CONN: &str = "/api/workspaces/default/connections";
 const DISCOVER: &str = "/api/workspaces/default/connections/discover/mcp";
 
 fn python_tools() -> BTreeSet<String> {
-    ["echo", "add", "fail", "big", "grow", "auth_seen"].map(String::from).into()
+    ["echo", "add", "fail", "big", "grow", "auth_seen"]
+        .map(String::from)
+        .into()
 }
 
 fn names(list: &Value, field: &str) -> BTreeSet<String> {
@@ -28,7 +30,10 @@ fn names(list: &Value, field: &str) -> BTreeSet<String> {
 }
 
 fn text(output: &Value) -> String {
-    output["content"][0]["text"].as_str().unwrap_or_else(|| panic!("no text content: {output}")).to_owned()
+    output["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text content: {output}"))
+        .to_owned()
 }
 
 async fn create(s: &TestServer, slug: &str, url: &str, extra: Value) -> Value {
@@ -42,7 +47,10 @@ async fn create(s: &TestServer, slug: &str, url: &str, extra: Value) -> Value {
 }
 
 fn sha_hex(s: &str) -> String {
-    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 db_tests! {
@@ -198,7 +206,10 @@ db_tests! {
         let (st, gone) = invoke(&s, "py.gone", json!({})).await;
         assert_eq!((st, gone["code"].as_str()), (404, Some("tool_not_found")));
 
-        // a tool the server adds while a session is live: list_changed → stored
+        // a tool the server adds while a session is live: list_changed → stored (a call
+        // first, so the session's event stream, where the server sends it, is open)
+        let (st, _) = invoke(&s, "py.echo", json!({"text": "warm"})).await;
+        assert_eq!(st, 200);
         let (st, v) = invoke(&s, "py.grow", json!({"name": "ns.sprout"})).await;
         assert_eq!(st, 200, "{v}");
         let mut found = false;
@@ -272,7 +283,7 @@ db_tests! {
             format!("http://2130706433:{port}/mcp"),
             format!("http://0x7f.1:{port}/mcp"),
             format!("http://[::ffff:127.0.0.1]:{port}/mcp"),
-            format!("http://169.254.169.254/mcp"),
+            "http://169.254.169.254/mcp".to_owned(),
         ] {
             for transport in ["auto", "sse"] {
                 let (st, e) = s.call(Method::POST, DISCOVER, Some(json!({"url": url, "transport": transport}))).await;

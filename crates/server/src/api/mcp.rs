@@ -96,13 +96,24 @@ pub async fn discover_mcp(
     }
     let found = state
         .tools
-        .discover_mcp(&url, body.transport.unwrap_or_default(), auth.auth_type, &auth.secrets, None)
+        .discover_mcp(
+            &url,
+            body.transport.unwrap_or_default(),
+            auth.auth_type,
+            &auth.secrets,
+            None,
+        )
         .await?;
     drop(auth);
     Ok(Json(DiscoveryView {
         server: found.discovery.server.into(),
         transport: found.discovery.transport.as_str().to_owned(),
-        tools: found.discovery.tools.iter().map(chatterfly_mcp::ToolDef::to_json).collect(),
+        tools: found
+            .discovery
+            .tools
+            .iter()
+            .map(chatterfly_mcp::ToolDef::to_json)
+            .collect(),
         operations: found.operations.iter().map(OperationView::from).collect(),
         warnings: found.warnings,
     }))
