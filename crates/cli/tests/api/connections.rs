@@ -62,7 +62,7 @@ db_tests! {
                 "auth": {"type": "bearer", "token": "t5"}, "operations": []}),
                 json!({"type": "bearer", "token_set": true}), Some(json!({"token": "t5"}))),
             (json!({"name": "MCP", "slug": "mcp", "service_type": "mcp", "base_url": "https://mcp.example.com/mcp",
-                "auth": {"type": "bearer", "token": "t6"},
+                "auth": {"type": "bearer", "token": "t6"}, "transport": "streamable_http",
                 "operations": [{"name": "get-roots-list", "description": "roots", "input_schema": {"type": "object"}}]}),
                 json!({"type": "bearer", "token_set": true}), Some(json!({"token": "t6"}))),
             (json!({"name": "Mail", "slug": "mail", "service_type": "gmail",
