@@ -239,7 +239,10 @@ impl McpClient {
         };
         let (session, transport) = self.open(target, handler).await?;
         let result = self.describe(&session, transport, target).await;
-        let _ = session.cancel().await;
+        // closing (a DELETE of the session) need not hold up the answer
+        tokio::spawn(async move {
+            let _ = session.cancel().await;
+        });
         result
     }
 

@@ -277,12 +277,12 @@ mod tests {
 
     #[test]
     fn limiter_counts_one_event_at_a_time() {
-        let mut l = Limited::new(futures::stream::empty::<Result<Bytes, reqwest::Error>>(), 10);
+        let mut l = Limited::new(futures::stream::empty::<Result<Bytes, reqwest::Error>>(), 12);
         assert!(l.observe(b"data: 12345\n\n"));
         assert!(l.observe(b"data: 1234\r\n\r\ndata: 1\n"));
         assert!(!l.observe(b"data: 123456"));
-        let mut l = Limited::new(futures::stream::empty::<Result<Bytes, reqwest::Error>>(), 10);
-        // split across chunks, lines of one event add up
+        let mut l = Limited::new(futures::stream::empty::<Result<Bytes, reqwest::Error>>(), 15);
+        // split across chunks, lines of one event add up (7 + 4, then 11 + 7 > 15)
         assert!(l.observe(b"data: 1"));
         assert!(l.observe(b"\ndata"));
         assert!(!l.observe(b": 12345\n"));

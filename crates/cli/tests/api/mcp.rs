@@ -170,6 +170,17 @@ db_tests! {
                 assert_eq!(st, 200, "{kind:?} after the server expired the session: {v}");
                 assert_eq!(text(&v["output"]), want);
             }
+            if kind == McpPeerKind::EverythingHttp {
+                // a slow call times out with the connection's limit; the session stays usable
+                let slow = format!("{slug}_slow");
+                create(&s, &slow, &peer.url, json!({"limits": {"timeout_ms": 1000}})).await;
+                let started = std::time::Instant::now();
+                let (st, v) = invoke(&s, &format!("{slow}.trigger-long-running-operation"), json!({"duration": 4, "steps": 2})).await;
+                assert_eq!((st, v["code"].as_str()), (504, Some("upstream_timeout")), "{v}");
+                assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+                let (st, v) = invoke(&s, &format!("{slow}.echo"), json!({"message": "still here"})).await;
+                assert_eq!((st, text(&v["output"])), (200, "Echo: still here".to_owned()), "{v}");
+            }
             peer.restart();
             let (st, v) = invoke(&s, &tool, args.clone()).await;
             assert_eq!(st, 200, "{kind:?} after a server restart: {v}");
