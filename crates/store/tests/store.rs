@@ -186,6 +186,44 @@ db_tests! {
         assert!(s.source_meta("c1").await.unwrap().is_none());
     }
 
+    async fn mcp_connections_keep_transport_server_and_tool_names(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        let input: ConnectionInput = serde_json::from_value(json!({
+            "name": "M", "slug": "m", "service_type": "mcp", "base_url": "https://mcp.example.com/sse",
+            "transport": "sse", "operations": [
+                {"name": "get-roots-list", "input_schema": {"type": "object"}},
+                {"name": "say_hi", "mcp_tool": "say hi", "input_schema": {"type": "object"}}]}))
+        .unwrap();
+        let mut d = ConnectionDraft::parse(input).unwrap().0;
+        assert_eq!(d.operations[0].mcp_tool.as_deref(), Some("get-roots-list"), "defaults to the name");
+        d.mcp_server = Some(chatterfly_domain::McpServerInfo {
+            name: "srv".into(), title: None, version: "1.0".into(), protocol_version: "2025-11-25".into(),
+            instructions: Some("be nice".into()),
+        });
+        let rec = s.insert_connection(NewConnection { id: "m1", workspace_id: &w.id, draft: &d, auth_sealed: None, created_by: None })
+            .await
+            .unwrap();
+        let got = s.get_connection(&w.id, "m").await.unwrap().unwrap();
+        assert_eq!(got.draft, d);
+        assert_eq!(got.draft.transport, Some(chatterfly_domain::McpTransport::Sse));
+        let (_, op) = s.connection_tool(&w.id, "m", "say_hi").await.unwrap().unwrap();
+        assert_eq!(op.unwrap().mcp_tool.as_deref(), Some("say hi"));
+        let by_id = s.connection_by_id(&rec.id).await.unwrap().unwrap();
+        assert_eq!(by_id.draft, d);
+        assert!(s.connection_by_id("nope").await.unwrap().is_none());
+        // a refresh writes the transport and server found
+        let mut next = d.clone();
+        next.transport = Some(chatterfly_domain::McpTransport::StreamableHttp);
+        next.mcp_server = None;
+        next.operations.truncate(1);
+        s.update_connection("m1", &w.id, &next, SealedUpdate::Keep, true).await.unwrap();
+        let got = s.get_connection(&w.id, "m").await.unwrap().unwrap();
+        assert_eq!(got.draft, next);
+        assert_eq!(got.operation_count, 1);
+    }
+
     async fn sealed_values_are_listed_and_rewritten_atomically(db: Db) {
         let (s, _t) = store(db).await;
         let a = s.create_user(&user("a@x.io")).await.unwrap();
