@@ -36,7 +36,7 @@ esac
 read -r mcp_url mcp_pid <<<"$line"; pids+=("$mcp_pid")
 
 cargo build --release --quiet -p chatterfly
-port=$(free_port); token="cft_bench_$RANDOM$RANDOM"
+port=$(free_port); token="cft_bench_$(date +%s%N)"
 db_args=(--data-dir "$work/data")
 if [ -n "$pg" ]; then
   name="bench_$RANDOM$RANDOM"
