@@ -7,7 +7,8 @@
 # Starts the chosen MCP server (server-everything's `echo`, or the Python SDK server's
 # `echo`), a release `chatterfly serve` on a fresh SQLite data dir (or a fresh PostgreSQL
 # database) with loopback allowed, creates an `mcp` connection `bench`, and runs
-# bench/mcp.mjs, which prints p50/p99 of both paths and their ratio.
+# bench/mcp.mjs, which prints p50/p99 of both paths and their ratio; then, for the
+# breakdown, Chatterfly's MCP client alone (crates/mcp/examples/mcp_calls.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server=${1:-everything}; calls=${2:-2000}
@@ -36,6 +37,7 @@ esac
 read -r mcp_url mcp_pid <<<"$line"; pids+=("$mcp_pid")
 
 cargo build --release --quiet -p chatterfly
+cargo build --release --quiet -p chatterfly-mcp --example mcp_calls
 port=$(free_port); token="cft_bench_$(date +%s%N)"
 db_args=(--data-dir "$work/data")
 if [ -n "$pg" ]; then
@@ -57,3 +59,5 @@ echo "server=$server calls=$calls database=${pg:+postgres}${pg:-sqlite} sdk=$sdk
 # ES modules resolve packages from the script's own folder
 cp bench/mcp.mjs "$sdk_dir/mcp.mjs"
 node "$sdk_dir/mcp.mjs" "$mcp_url" "$cf" "$token" echo "$args" "$calls"
+# for the breakdown: Chatterfly's own MCP client calling the server with no server between
+target/release/examples/mcp_calls "$mcp_url" echo "$args" "$calls"
