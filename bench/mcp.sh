@@ -14,14 +14,10 @@ cd "$(dirname "$0")/.."
 server=${1:-everything}; calls=${2:-2000}
 pg=
 if [ "${3:-}" = --postgres ]; then pg=${4:?admin url}; fi
-home="${CHATTERFLY_PEERS_HOME:-$HOME/.cache/chatterfly-peers}"
-sdk_dir="$home/mcp-ts-sdk"
+. scripts/peers-lib.sh
 sdk="@modelcontextprotocol/sdk@1.32.2"
-mkdir -p "$sdk_dir"
-if [ ! -f "$sdk_dir/.installed-$(echo "$sdk" | md5sum | cut -c1-8)" ]; then
-  (cd "$sdk_dir" && npm install --silent --no-audit --no-fund "$sdk") >&2
-  touch "$sdk_dir/.installed-$(echo "$sdk" | md5sum | cut -c1-8)"
-fi
+npm_install mcp-ts-sdk "$sdk"
+sdk_dir="$PEERS_HOME/mcp-ts-sdk"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 work=$(mktemp -d -t chatterfly-bench.XXXXXX)

@@ -5,17 +5,10 @@
 #   scripts/httpbin.sh PORT     prints: URL PID
 set -euo pipefail
 port=${1:?port}
-home="${CHATTERFLY_PEERS_HOME:-$HOME/.cache/chatterfly-peers}"
+. "$(cd "$(dirname "$0")" && pwd)/peers-lib.sh"
+home=$PEERS_HOME
 venv="$home/httpbin-venv"
-pins="httpbin==0.10.4 flasgger==0.9.7.1 gunicorn==23.0.0"
-stamp="$venv/.installed-$(echo "$pins" | md5sum | cut -c1-8)"
-mkdir -p "$home"
-if [ ! -f "$stamp" ]; then
-  python3 -m venv "$venv" >&2
-  # shellcheck disable=SC2086
-  "$venv/bin/pip" install -q $pins >&2
-  touch "$stamp"
-fi
+venv_install httpbin-venv httpbin==0.10.4 flasgger==0.9.7.1 gunicorn==23.0.0
 nohup "$venv/bin/gunicorn" -b "127.0.0.1:$port" -w 2 -k gthread --threads 16 --access-logfile - httpbin:app >"$home/httpbin-$port.log" 2>&1 &
 pid=$!
 for _ in $(seq 300); do

@@ -36,6 +36,21 @@ pub struct DiscoveredServer {
     pub warnings: Vec<String>,
 }
 
+/// A server's tools as valid operations, with warnings for what was renamed, replaced or
+/// left out.
+fn operations_of(tools: &[ToolDef]) -> (Vec<Operation>, Vec<String>) {
+    let (inputs, mut warnings) = operations_from_tools(tools);
+    let mut operations = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let name = input.name.clone();
+        match Operation::parse(input, OperationKind::McpTool) {
+            Ok(op) => operations.push(op),
+            Err(e) => warnings.push(format!("tool `{name}` was left out: {}", e.summary())),
+        }
+    }
+    (operations, warnings)
+}
+
 pub(crate) fn bearer(auth: AuthType, secrets: &SecretFields) -> Option<String> {
     match auth {
         AuthType::Bearer => secrets.get("token").map(|t| t.expose_secret().to_owned()),
@@ -110,15 +125,7 @@ impl Tools {
         let target = self.mcp_target(url, transport, bearer(auth, secrets), conn)?;
         let redactor = Redactor::for_secrets(auth, secrets);
         let discovery = self.mcp.discover(&target).await.map_err(|e| mcp_error(e, &redactor))?;
-        let (inputs, mut warnings) = operations_from_tools(&discovery.tools);
-        let mut operations = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let name = input.name.clone();
-            match Operation::parse(input, OperationKind::McpTool) {
-                Ok(op) => operations.push(op),
-                Err(e) => warnings.push(format!("tool `{name}` was left out: {}", e.summary())),
-            }
-        }
+        let (operations, warnings) = operations_of(&discovery.tools);
         Ok(DiscoveredServer {
             discovery,
             operations,
@@ -229,15 +236,7 @@ async fn apply_change(store: &Store, connection_id: &str, tools: &[ToolDef]) -> 
     let Some(conn) = store.connection_by_id(connection_id).await? else {
         return Ok(()); // deleted meanwhile
     };
-    let (inputs, mut warnings) = operations_from_tools(tools);
-    let mut operations = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let name = input.name.clone();
-        match Operation::parse(input, OperationKind::McpTool) {
-            Ok(op) => operations.push(op),
-            Err(e) => warnings.push(format!("tool `{name}` was left out: {}", e.summary())),
-        }
-    }
+    let (operations, warnings) = operations_of(tools);
     let (report, _, _) = apply(store, &conn, operations, None, warnings).await?;
     tracing::info!(
         connection = %conn.draft.slug,
