@@ -51,7 +51,7 @@ status=$(curl -s -o "$work/create.json" -w '%{http_code}' -X POST "$cf/api/works
   -H "authorization: Bearer $token" -H 'content-type: application/json' \
   -d "{\"name\":\"bench\",\"slug\":\"bench\",\"service_type\":\"mcp\",\"base_url\":\"$mcp_url\"}")
 [ "$status" = 201 ] || { echo "create failed: $status $(cat "$work/create.json")" >&2; exit 1; }
-echo "server=$server calls=$calls database=${pg:+postgres}${pg:-sqlite} sdk=$sdk" >&2
+echo "server=$server calls=$calls database=$([ -n "$pg" ] && echo postgres || echo sqlite) sdk=$sdk" >&2
 # ES modules resolve packages from the script's own folder
 cp bench/mcp.mjs "$sdk_dir/mcp.mjs"
 node "$sdk_dir/mcp.mjs" "$mcp_url" "$cf" "$token" echo "$args" "$calls"
