@@ -21,6 +21,7 @@ pub mod sse;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use chatterfly_domain::{McpServerInfo, McpTransport, OperationInput, OperationName};
@@ -174,6 +175,20 @@ struct Handler {
     info: ClientConfig,
     /// Set for pooled sessions of a stored connection.
     changes: Option<(Arc<str>, mpsc::UnboundedSender<ToolsChanged>)>,
+    /// 0: no listing running; 1: one running; 2: one running and another notification
+    /// came meanwhile (list once more). A server repeating the notification gets at most
+    /// one listing at a time per session.
+    listing: Arc<AtomicU8>,
+}
+
+impl Handler {
+    fn new(info: ClientConfig, changes: Option<(Arc<str>, mpsc::UnboundedSender<ToolsChanged>)>) -> Self {
+        Self {
+            info,
+            changes,
+            listing: Arc::new(AtomicU8::new(0)),
+        }
+    }
 }
 
 impl ClientHandler for Handler {
@@ -183,18 +198,36 @@ impl ClientHandler for Handler {
 
     fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) -> impl Future<Output = ()> + Send + '_ {
         if let Some((id, tx)) = self.changes.clone() {
+            let state = self.listing.clone();
+            // already listing: ask for one more round and leave it to the running task
+            if state
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                let _ = state.compare_exchange(1, 2, Ordering::AcqRel, Ordering::Acquire);
+                return std::future::ready(());
+            }
             let peer = context.peer;
             // listed in a task of its own: the session's message loop is waiting for us
             tokio::spawn(async move {
-                match tokio::time::timeout(Duration::from_secs(60), list_tools(&peer)).await {
-                    Ok(Ok(tools)) => {
-                        let _ = tx.send(ToolsChanged {
-                            connection_id: id.to_string(),
-                            tools,
-                        });
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(60), list_tools(&peer)).await {
+                        Ok(Ok(tools)) => {
+                            let _ = tx.send(ToolsChanged {
+                                connection_id: id.to_string(),
+                                tools,
+                            });
+                        }
+                        Ok(Err(e)) => tracing::warn!(connection = %id, error = %e, "cannot list the changed MCP tools"),
+                        Err(_) => tracing::warn!(connection = %id, "listing the changed MCP tools timed out"),
                     }
-                    Ok(Err(e)) => tracing::warn!(connection = %id, error = %e, "cannot list the changed MCP tools"),
-                    Err(_) => tracing::warn!(connection = %id, "listing the changed MCP tools timed out"),
+                    if state
+                        .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                    state.store(1, Ordering::Release);
                 }
             });
         }
@@ -233,10 +266,7 @@ impl McpClient {
 
     /// Opens a fresh session, reads the server's identity and every tool, and closes it.
     pub async fn discover(&self, target: &Target) -> Result<Discovery, McpError> {
-        let handler = Handler {
-            info: self.info.clone(),
-            changes: None,
-        };
+        let handler = Handler::new(self.info.clone(), None);
         let (session, transport) = self.open(target, handler).await?;
         let result = self.describe(&session, transport, target).await;
         // closing (a DELETE of the session) need not hold up the answer
@@ -313,10 +343,10 @@ impl McpClient {
     }
 
     async fn open_pooled(&self, connection_id: &str, target: &Target) -> Result<Session, McpError> {
-        let handler = Handler {
-            info: self.info.clone(),
-            changes: Some((Arc::from(connection_id), self.changes.clone())),
-        };
+        let handler = Handler::new(
+            self.info.clone(),
+            Some((Arc::from(connection_id), self.changes.clone())),
+        );
         self.open(target, handler).await.map(|(s, _)| s)
     }
 
