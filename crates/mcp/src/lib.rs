@@ -323,11 +323,10 @@ impl McpClient {
                 Err(_) => return Err(McpError::Timeout(target.limits.total_timeout)),
                 Ok(Ok(r)) => return Ok(call_output(r)),
                 Ok(Err(e)) => {
+                    // the session itself failed (stream closed, server gone or restarted),
+                    // as opposed to an answer the server gave
+                    let session_lost = matches!(e, ServiceError::TransportClosed | ServiceError::TransportSend(_));
                     let err = service_error(e, &target.url, target.limits);
-                    let session_lost = matches!(
-                        err,
-                        McpError::Protocol(_) | McpError::Egress(EgressError::Connect { .. })
-                    );
                     if session_lost {
                         self.pool.forget(&key, lease.generation).await;
                     }
