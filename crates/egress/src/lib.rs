@@ -224,16 +224,17 @@ impl Egress {
             if let Some(inner) = s.downcast_ref::<EgressError>() {
                 return Some(inner.clone());
             }
-            if let Some(e) = s.downcast_ref::<reqwest::Error>()
-                && (e.is_connect() || e.is_timeout())
-            {
-                return Some(match map_reqwest_ref(e, url, Limits::default()) {
-                    EgressError::Timeout(_) => EgressError::Connect {
+            if let Some(e) = s.downcast_ref::<reqwest::Error>() {
+                // the streaming client has only a connect timeout
+                if e.is_timeout() {
+                    return Some(EgressError::Connect {
                         host: host_of(url),
                         message: "the connection timed out".into(),
-                    },
-                    other => other,
-                });
+                    });
+                }
+                if e.is_connect() {
+                    return Some(map_reqwest_ref(e, url, Limits::default()));
+                }
             }
             source = s.source();
         }
