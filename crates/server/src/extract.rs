@@ -21,6 +21,31 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let BearerHash(hash) = BearerHash::from_request_parts(parts, state).await?;
+        Self::from_hash(state, &hash).await
+    }
+}
+
+impl Caller {
+    /// The holder of the token whose hash is `hash`.
+    pub async fn from_hash(state: &AppState, hash: &str) -> Result<Self, ApiError> {
+        let owner = state
+            .store
+            .user_by_token_hash(hash)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Self { user: owner.user })
+    }
+}
+
+/// The hash of the request's `Authorization: Bearer` token, not yet looked up (for handlers
+/// that read the token's holder together with other rows). 401 without one.
+pub struct BearerHash(pub String);
+
+impl FromRequestParts<AppState> for BearerHash {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -30,12 +55,7 @@ impl FromRequestParts<AppState> for Caller {
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(ApiError::Unauthorized);
         }
-        let owner = state
-            .store
-            .user_by_token_hash(&tokens::hash(token.trim()))
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        Ok(Self { user: owner.user })
+        Ok(Self(tokens::hash(token.trim())))
     }
 }
 

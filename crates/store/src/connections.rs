@@ -35,21 +35,26 @@ pub struct ConnectionRecord {
     pub updated_at: String,
 }
 
-const COLS: &str = "c.id, c.workspace_id, c.slug, c.name, c.service_type, c.base_url, c.auth_type, c.auth_public, \
+pub(crate) const COLS: &str = "c.id, c.workspace_id, c.slug, c.name, c.service_type, c.base_url, c.auth_type, c.auth_public, \
     c.auth_sealed, c.fulfillment, c.participant_role, c.created_by, c.created_at, c.updated_at, \
     (SELECT COUNT(*) FROM connection_operations o2 WHERE o2.connection_id = c.id), c.limits, c.transport, c.mcp_server";
 /// The number of columns in [`COLS`].
-const COLS_COUNT: usize = 18;
+pub(crate) const COLS_COUNT: usize = 18;
 
 fn corrupt(what: &str) -> impl FnOnce(String) -> StoreError + '_ {
     move |e| StoreError::Corrupt(format!("{what}: {e}"))
 }
 
 fn record(row: &AnyRow) -> Result<ConnectionRecord> {
-    let text = |i: usize| row.try_get::<String, _>(i);
+    record_at(row, 0)
+}
+
+/// A connection from the [`COLS_COUNT`] columns of [`COLS`] starting at `at`.
+pub(crate) fn record_at(row: &AnyRow, at: usize) -> Result<ConnectionRecord> {
+    let text = |i: usize| row.try_get::<String, _>(at + i);
     let auth_public: BTreeMap<String, String> =
         serde_json::from_str(&text(7)?).map_err(|e| StoreError::Corrupt(format!("auth_public: {e}")))?;
-    let role: Option<String> = row.try_get(10)?;
+    let role: Option<String> = row.try_get(at + 10)?;
     let draft = ConnectionDraft {
         slug: text(2)?
             .parse()
@@ -66,18 +71,18 @@ fn record(row: &AnyRow) -> Result<ConnectionRecord> {
             .map_err(|e: chatterfly_domain::NameError| StoreError::Corrupt(e.0))?,
         operations: Vec::new(),
         limits: row
-            .try_get::<Option<String>, _>(15)?
+            .try_get::<Option<String>, _>(at + 15)?
             .map(|l| serde_json::from_str(&l))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("limits: {e}")))?,
         source: None,
         transport: row
-            .try_get::<Option<String>, _>(16)?
+            .try_get::<Option<String>, _>(at + 16)?
             .map(|t| t.parse())
             .transpose()
             .map_err(corrupt("transport"))?,
         mcp_server: row
-            .try_get::<Option<String>, _>(17)?
+            .try_get::<Option<String>, _>(at + 17)?
             .map(|l| serde_json::from_str(&l))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("mcp_server: {e}")))?,
@@ -86,11 +91,11 @@ fn record(row: &AnyRow) -> Result<ConnectionRecord> {
         id: text(0)?,
         workspace_id: text(1)?,
         draft,
-        auth_sealed: row.try_get(8)?,
-        created_by: row.try_get(11)?,
+        auth_sealed: row.try_get(at + 8)?,
+        created_by: row.try_get(at + 11)?,
         created_at: text(12)?,
         updated_at: text(13)?,
-        operation_count: row.try_get(14)?,
+        operation_count: row.try_get(at + 14)?,
     })
 }
 
@@ -99,12 +104,13 @@ fn operation(row: &AnyRow) -> Result<Operation> {
 }
 
 /// The operation columns, in the order [`operation_at`] reads them.
-const OP_COLS: &str = "o.name, o.method, o.path, o.description, o.input_schema, o.output_schema, o.request, o.mcp_tool";
+pub(crate) const OP_COLS: &str =
+    "o.name, o.method, o.path, o.description, o.input_schema, o.output_schema, o.request, o.mcp_tool";
 const OP_COUNT: usize = 8;
 
 /// An operation from eight columns starting at `at`: name, method, path, description,
 /// input schema, output schema, request mapping, MCP tool name.
-fn operation_at(row: &AnyRow, at: usize) -> Result<Operation> {
+pub(crate) fn operation_at(row: &AnyRow, at: usize) -> Result<Operation> {
     let json = |s: String| serde_json::from_str::<Value>(&s).map_err(|e| StoreError::Corrupt(format!("schema: {e}")));
     let output: Option<String> = row.try_get(at + 5)?;
     let request = row

@@ -17,6 +17,7 @@ macro_rules! sql {
 
 pub mod aad;
 mod audit;
+mod calls;
 mod connections;
 mod services;
 mod tenancy;
@@ -29,6 +30,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEvent, NewAuditEvent};
+pub use calls::CallContext;
 pub use connections::{ConnectionRecord, NewConnection, SealedUpdate, SourceMeta};
 pub use services::{OAuthClient, PLATFORM, ServiceCredential, service_credential_id};
 pub use tenancy::{Member, Membership, NewUser, TokenOwner, User, Workspace};

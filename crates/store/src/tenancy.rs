@@ -54,10 +54,10 @@ pub struct TokenOwner {
     pub token_id: String,
 }
 
-const USER_COLS: &str = "u.id, u.email, u.name, u.platform_admin, u.created_at";
-const WS_COLS: &str = "w.id, w.slug, w.name, w.created_at";
+pub(crate) const USER_COLS: &str = "u.id, u.email, u.name, u.platform_admin, u.created_at";
+pub(crate) const WS_COLS: &str = "w.id, w.slug, w.name, w.created_at";
 
-fn user(row: &AnyRow) -> Result<User> {
+pub(crate) fn user(row: &AnyRow) -> Result<User> {
     Ok(User {
         id: row.try_get(0)?,
         email: row.try_get(1)?,
@@ -67,7 +67,7 @@ fn user(row: &AnyRow) -> Result<User> {
     })
 }
 
-fn workspace(row: &AnyRow, at: usize) -> Result<Workspace> {
+pub(crate) fn workspace(row: &AnyRow, at: usize) -> Result<Workspace> {
     let slug: String = row.try_get(at + 1)?;
     Ok(Workspace {
         id: row.try_get(at)?,
@@ -79,7 +79,7 @@ fn workspace(row: &AnyRow, at: usize) -> Result<Workspace> {
     })
 }
 
-fn role(text: &str) -> Result<WorkspaceRole> {
+pub(crate) fn role(text: &str) -> Result<WorkspaceRole> {
     text.parse().map_err(|_| StoreError::Corrupt(format!("role `{text}`")))
 }
 

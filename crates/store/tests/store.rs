@@ -368,4 +368,68 @@ db_tests! {
         s.delete_oauth_client("gmail").await.unwrap();
         assert!(s.oauth_client("gmail").await.unwrap().is_none());
     }
+
+    async fn call_context_reads_token_role_connection_and_operation_at_once(db: Db) {
+        let (s, _t) = store(db).await;
+        let admin = s.create_user(&user("admin@example.com")).await.unwrap();
+        let member = s.create_user(&user("member@example.com")).await.unwrap();
+        let outsider = s.create_user(&user("outsider@example.com")).await.unwrap();
+        s.create_token(&admin.id, "a", "hash-admin").await.unwrap();
+        s.create_token(&member.id, "m", "hash-member").await.unwrap();
+        s.create_token(&outsider.id, "o", "hash-outsider").await.unwrap();
+        let w1 = s.create_workspace(&ws("acme"), "Acme", &admin.id).await.unwrap();
+        let w2 = s.create_workspace(&ws("other"), "Other", &outsider.id).await.unwrap();
+        s.set_member(&w1.id, &member.id, WorkspaceRole::Member).await.unwrap();
+        let d = draft("api", 3);
+        s.insert_connection(NewConnection { id: "c1", workspace_id: &w1.id, draft: &d, auth_sealed: Some("sealed-1"), created_by: None })
+            .await
+            .unwrap();
+        // the same slug in another workspace must never be what acme's caller gets
+        s.insert_connection(NewConnection { id: "c2", workspace_id: &w2.id, draft: &draft("api", 5), auth_sealed: None, created_by: None })
+            .await
+            .unwrap();
+
+        // an unknown token: nothing at all
+        assert!(s.call_context("hash-nobody", "acme", "api", "op_0001").await.unwrap().is_none());
+
+        // a member: role, connection (as get_connection reads it) and operation
+        let ctx = s.call_context("hash-member", "acme", "api", "op_0001").await.unwrap().unwrap();
+        assert_eq!(ctx.caller.user.id, member.id);
+        let (w, role) = ctx.workspace.clone().unwrap();
+        assert_eq!(w.id, w1.id);
+        assert_eq!(role, Some(WorkspaceRole::Member));
+        let (conn, op) = ctx.connection.unwrap();
+        let direct = s.get_connection(&w1.id, "api").await.unwrap().unwrap();
+        assert_eq!(conn.id, "c1");
+        assert_eq!(conn.draft.base_url, direct.draft.base_url);
+        assert_eq!(conn.auth_sealed.as_deref(), Some("sealed-1"));
+        assert_eq!(conn.operation_count, 3);
+        assert_eq!(conn.updated_at, direct.updated_at);
+        let op = op.unwrap();
+        assert_eq!(op.name.as_str(), "op_0001");
+        assert_eq!(op.path.as_ref().map(|p| p.as_str()), Some("/items/1"));
+        let (_, lookup_op) = s.connection_tool(&w1.id, "api", "op_0001").await.unwrap().unwrap();
+        assert_eq!(Some(op), lookup_op);
+
+        // an operation the connection does not have; a connection the workspace does not have
+        let ctx = s.call_context("hash-admin", "acme", "api", "op_0009").await.unwrap().unwrap();
+        assert_eq!(ctx.workspace.unwrap().1, Some(WorkspaceRole::Admin));
+        let (conn, op) = ctx.connection.unwrap();
+        assert_eq!(conn.id, "c1");
+        assert!(op.is_none());
+        let ctx = s.call_context("hash-admin", "acme", "nope", "op_0001").await.unwrap().unwrap();
+        assert!(ctx.workspace.is_some() && ctx.connection.is_none());
+
+        // not a member: the workspace without a role (the API answers 404 from that)
+        let ctx = s.call_context("hash-outsider", "acme", "api", "op_0001").await.unwrap().unwrap();
+        assert_eq!(ctx.caller.user.id, outsider.id);
+        assert_eq!(ctx.workspace.unwrap().1, None);
+        // in their own workspace the outsider gets that workspace's connection, not acme's
+        let ctx = s.call_context("hash-outsider", "other", "api", "op_0004").await.unwrap().unwrap();
+        assert_eq!(ctx.connection.unwrap().0.id, "c2");
+
+        // no such workspace
+        let ctx = s.call_context("hash-admin", "ghost", "api", "op_0001").await.unwrap().unwrap();
+        assert!(ctx.workspace.is_none() && ctx.connection.is_none());
+    }
 }

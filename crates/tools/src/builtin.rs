@@ -13,6 +13,10 @@ pub fn all() -> Vec<ToolInfo> {
     }]
 }
 
+pub fn is_builtin(name: &str) -> bool {
+    name == "current_time"
+}
+
 /// `Some` when `name` is a built-in.
 pub fn call(name: &str, args: &Value) -> Option<Result<Value, ToolError>> {
     match name {

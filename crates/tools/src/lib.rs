@@ -103,6 +103,23 @@ pub struct Call<'a> {
     pub arguments: Value,
     /// Credentials passed with the call (`caller` fulfillment): used for this call only.
     pub credentials: Option<Map<String, Value>>,
+    /// The connection and operation of a `slug.operation` tool, when the caller has read
+    /// them already (the API reads them in the same query as the caller's token and role);
+    /// `None`: looked up here.
+    pub resolved: Option<ConnectionLookup>,
+}
+
+/// A connection of the workspace with the tool's operation, if it has one; `None`: the
+/// workspace has no connection of that slug.
+pub type ConnectionLookup = Option<(ConnectionRecord, Option<Operation>)>;
+
+/// Whether `tool` names a connection's tool (`slug.operation`), not a standard one; the
+/// parts of the name when it does. A name that is neither fails later, in `invoke`.
+pub fn connection_tool_name(tool: &str) -> Option<ToolName> {
+    if builtin::is_builtin(tool) || search::kind(tool).is_some() {
+        return None;
+    }
+    tool.parse().ok()
 }
 
 /// The result of a successful call.
@@ -178,10 +195,10 @@ impl Tools {
     }
 
     /// Calls a tool and records the call in the audit log.
-    pub async fn invoke(&self, call: Call<'_>) -> Result<Output, ToolError> {
+    pub async fn invoke(&self, mut call: Call<'_>) -> Result<Output, ToolError> {
         let started = Instant::now();
         let mut slug = None;
-        let result = self.dispatch(&call, &mut slug).await;
+        let result = self.dispatch(&mut call, &mut slug).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (ok, http_status, code) = match &result {
             Ok(v) => (
@@ -208,7 +225,7 @@ impl Tools {
         result.map(|output| Output { output, duration_ms })
     }
 
-    async fn dispatch(&self, call: &Call<'_>, slug_out: &mut Option<String>) -> Result<Value, ToolError> {
+    async fn dispatch(&self, call: &mut Call<'_>, slug_out: &mut Option<String>) -> Result<Value, ToolError> {
         if let Some(result) = builtin::call(call.tool, &call.arguments) {
             return result;
         }
@@ -221,16 +238,20 @@ impl Tools {
             ToolError::NotFound(format!("tool `{}` not found: {}", short(call.tool), e.0))
         })?;
         *slug_out = Some(name.slug.to_string());
-        let (conn, op) = self
-            .store
-            .connection_tool(call.workspace_id, name.slug.as_str(), name.operation.as_str())
-            .await?
-            .ok_or_else(|| {
-                ToolError::NotFound(format!(
-                    "tool `{name}` not found: there is no connection `{}` in this workspace (renamed or deleted?)",
-                    name.slug
-                ))
-            })?;
+        let found = match call.resolved.take() {
+            Some(found) => found,
+            None => {
+                self.store
+                    .connection_tool(call.workspace_id, name.slug.as_str(), name.operation.as_str())
+                    .await?
+            }
+        };
+        let (conn, op) = found.ok_or_else(|| {
+            ToolError::NotFound(format!(
+                "tool `{name}` not found: there is no connection `{}` in this workspace (renamed or deleted?)",
+                name.slug
+            ))
+        })?;
         let op = op.ok_or_else(|| {
             ToolError::NotFound(format!(
                 "tool `{name}` not found: connection `{}` has no operation `{}`",

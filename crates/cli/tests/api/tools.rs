@@ -244,5 +244,26 @@ db_tests! {
         assert_eq!(st, 403);
         let (st, _) = s.call_as(&member, Method::POST, "/api/workspaces/default/tools/hb2.get/invoke", Some(json!({"arguments": {}}))).await;
         assert_eq!(st, 200, "members call tools");
+
+        // who may call: the connection-tool path reads token, role and connection in one
+        // query; its answers must be the same as everywhere else
+        let (_, stranger) = s.user("stranger@example.com").await;
+        for tool in ["hb2.get", "hb2.nope", "nope.get", "current_time"] {
+            let url = format!("/api/workspaces/default/tools/{tool}/invoke");
+            let (st, p) = s.call_as(&stranger, Method::POST, &url, Some(json!({"arguments": {}}))).await;
+            assert_eq!((st, p["code"].as_str()), (404, Some("not_found")), "a non-member calling {tool}: {p}");
+            assert!(p["detail"].as_str().unwrap().contains("workspace `default`"), "{p}");
+            let (st, _) = s.call_as("cft_not-a-real-token-at-all", Method::POST, &url, Some(json!({"arguments": {}}))).await;
+            assert_eq!(st, 401, "an unknown token calling {tool}");
+            let (st, _) = s.call_as("", Method::POST, &url, Some(json!({"arguments": {}}))).await;
+            assert_eq!(st, 401, "no token calling {tool}");
+            // the token is judged before the body
+            let (st, _) = s.call_as("cft_not-a-real-token-at-all", Method::POST, &url, Some(json!({"nonsense": 1}))).await;
+            assert_eq!(st, 401, "an unknown token with a bad body calling {tool}");
+        }
+        let (st, p) = s.call(Method::POST, "/api/workspaces/ghost/tools/hb2.get/invoke", Some(json!({"arguments": {}}))).await;
+        assert_eq!((st, p["code"].as_str()), (404, Some("not_found")), "{p}");
+        let (st, p) = s.call(Method::POST, "/api/workspaces/default/tools/hb2.get/invoke", Some(json!({"nonsense": 1}))).await;
+        assert_eq!((st, p["code"].as_str()), (422, Some("invalid_body")), "{p}");
     }
 }

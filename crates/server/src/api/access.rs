@@ -18,6 +18,12 @@ impl WorkspaceAccess {
     /// workspace; anyone else must be a member.
     pub async fn resolve(state: &AppState, user: &User, ws: &str) -> Result<Self, ApiError> {
         let found = state.store.workspace_role(ws, &user.id).await?;
+        Self::check(user, ws, found)
+    }
+
+    /// The same decision from a workspace and role already read (`None`: no workspace has
+    /// the slug `ws`).
+    pub fn check(user: &User, ws: &str, found: Option<(Workspace, Option<WorkspaceRole>)>) -> Result<Self, ApiError> {
         match found {
             Some((workspace, Some(role))) => Ok(Self { workspace, role }),
             Some((workspace, None)) if user.platform_admin => Ok(Self {

@@ -1,8 +1,12 @@
 //! Tools: the picker's list, invocation, and the audit log of calls.
 
 use axum::Json;
+use axum::extract::FromRequestParts;
 use axum::extract::{Path, Query, State};
-use chatterfly_tools::{Call, ToolInfo};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use chatterfly_store::User;
+use chatterfly_tools::{Call, ConnectionLookup, ToolInfo, connection_tool_name};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -10,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::access::WorkspaceAccess;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Caller, LargeJson};
+use crate::extract::{BearerHash, Caller, LargeJson};
 
 #[derive(Serialize, ToSchema)]
 pub struct ToolView {
@@ -90,26 +94,73 @@ pub struct InvokeView {
         (status = 422, body = Problem), (status = 502, body = Problem), (status = 504, body = Problem)))]
 pub async fn invoke(
     State(state): State<AppState>,
-    caller: Caller,
-    Path((ws, tool_name)): Path<(String, String)>,
+    target: InvokeTarget,
     LargeJson(body): LargeJson<InvokeBody>,
 ) -> Result<Json<InvokeView>, ApiError> {
-    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     let out = state
         .tools
         .invoke(Call {
-            workspace_id: &access.workspace.id,
-            workspace_slug: access.workspace.slug.as_str(),
-            user_id: Some(&caller.user.id),
-            tool: &tool_name,
+            workspace_id: &target.access.workspace.id,
+            workspace_slug: target.access.workspace.slug.as_str(),
+            user_id: Some(&target.user.id),
+            tool: &target.tool_name,
             arguments: body.arguments,
             credentials: body.credentials,
+            resolved: target.resolved,
         })
         .await?;
     Ok(Json(InvokeView {
         output: out.output,
         duration_ms: out.duration_ms,
     }))
+}
+
+/// Who calls which tool where, resolved from the path and the bearer token before the body
+/// is read (so an unknown token costs no body). For a connection's tool the caller, their
+/// role and the connection with its operation come from one query: this is the path agents
+/// take thousands of times a day.
+pub struct InvokeTarget {
+    user: User,
+    access: WorkspaceAccess,
+    tool_name: String,
+    resolved: Option<ConnectionLookup>,
+}
+
+impl FromRequestParts<AppState> for InvokeTarget {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let BearerHash(token_hash) = BearerHash::from_request_parts(parts, state).await?;
+        let Path((ws, tool_name)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::Coded {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_path",
+                detail: e.body_text(),
+            })?;
+        let Some(name) = connection_tool_name(&tool_name) else {
+            let caller = Caller::from_hash(state, &token_hash).await?;
+            let access = WorkspaceAccess::resolve(state, &caller.user, &ws).await?;
+            return Ok(Self {
+                user: caller.user,
+                access,
+                tool_name,
+                resolved: None,
+            });
+        };
+        let ctx = state
+            .store
+            .call_context(&token_hash, &ws, name.slug.as_str(), name.operation.as_str())
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        let access = WorkspaceAccess::check(&ctx.caller.user, &ws, ctx.workspace)?;
+        Ok(Self {
+            user: ctx.caller.user,
+            access,
+            tool_name,
+            resolved: Some(ctx.connection),
+        })
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
