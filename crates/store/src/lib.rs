@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use calls::CallContext;
@@ -42,6 +42,9 @@ pub enum Backend {
     Sqlite,
     Postgres,
 }
+
+/// A pooled PostgreSQL connection idle this long is pinged before it is used again.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
 
 /// What went wrong in the store, in the store's own terms.
 #[derive(Debug, thiserror::Error)]
@@ -91,18 +94,36 @@ impl Store {
             )));
         };
         let options = AnyConnectOptions::from_str(url)?;
+        // sqlx pings every connection it hands out unless told otherwise: a second round trip
+        // (PostgreSQL) or thread hop (SQLite) for every query. Connections are pinged when
+        // they go back to the pool anyway, so a SQLite file's are never re-tested, and a
+        // PostgreSQL connection only after it sat idle for a while (the server may have
+        // restarted or dropped it since).
         let pool_options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new().max_connections(8).after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; \
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(8)
+                .test_before_acquire(false)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; \
                          PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            }),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                }),
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_AFTER_IDLE {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                }),
         };
         let pool = pool_options
             .acquire_timeout(Duration::from_secs(10))

@@ -4,7 +4,7 @@
 
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, SourceDocument, SourceKind, WorkspaceRole, WorkspaceSlug};
 use chatterfly_store::{NewAuditEvent, NewConnection, NewUser, PLATFORM, SealedUpdate, Store, StoreError};
-use chatterfly_testkit::{Db, db_tests, fresh_database};
+use chatterfly_testkit::{Db, db_tests, fresh_database, terminate_other_sessions};
 use serde_json::json;
 
 async fn store(db: Db) -> (Store, chatterfly_testkit::TestDb) {
@@ -431,5 +431,21 @@ db_tests! {
         // no such workspace
         let ctx = s.call_context("hash-admin", "ghost", "api", "op_0001").await.unwrap().unwrap();
         assert!(ctx.workspace.is_none() && ctx.connection.is_none());
+    }
+
+    async fn pooled_connections_lost_while_idle_are_replaced(db: Db) {
+        // Connections are not pinged each time they are handed out (that doubled every
+        // query's round trips); one that sat idle long enough is, so a PostgreSQL restart
+        // or a dropped connection costs no request.
+        let (s, t) = store(db).await;
+        let a = s.create_user(&user("a@example.com")).await.unwrap();
+        if db == Db::Postgres {
+            assert!(terminate_other_sessions(&t).await >= 1, "the pool holds an idle connection");
+            tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
+        }
+        for _ in 0..20 {
+            assert_eq!(s.get_user(&a.id).await.unwrap().unwrap().email, "a@example.com");
+        }
+        assert_eq!(s.count_users().await.unwrap(), 1);
     }
 }

@@ -113,6 +113,21 @@ pub async fn fresh_database(kind: Db) -> TestDb {
     }
 }
 
+/// PostgreSQL only: ends every other session on the test's database (what a server restart
+/// or a dropped network connection does to a pool's idle connections); the number ended.
+pub async fn terminate_other_sessions(db: &TestDb) -> i64 {
+    assert_eq!(db.kind, Db::Postgres, "only PostgreSQL has sessions to end");
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("terminate");
+    ended.iter().filter(|(ok,)| *ok).count() as i64
+}
+
 /// Declares each `async fn name(db: Db) { … }` as two tests, `name::sqlite` and
 /// `name::postgres`.
 #[macro_export]
