@@ -142,6 +142,32 @@ pub const MAX_OPERATIONS: usize = 5_000;
 /// The longest MCP tool name kept (the MCP specification asks for at most 128 characters).
 pub const MAX_MCP_TOOL_NAME: usize = 1024;
 pub const MAX_DESCRIPTION: usize = 16 * 1024;
+/// The largest input or output schema of one operation, as JSON text. Reading a
+/// connection back (its tools listed for every agent run) must stay cheap.
+pub const MAX_SCHEMA_BYTES: usize = 256 * 1024;
+/// The most a connection's operations may hold together, as JSON text (schemas,
+/// descriptions, mappings). GitHub's 1,223 operations take about a fifth of it.
+pub const MAX_OPERATIONS_BYTES: usize = 24 * 1024 * 1024;
+
+/// The length of `v` written as compact JSON, without writing it anywhere.
+pub fn json_len<T: serde::Serialize + ?Sized>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // writing to a counter cannot fail; a value that cannot be serialized counts as huge
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
+    }
+}
 
 impl Operation {
     /// Validates one operation; errors carry pointers relative to the operation.
@@ -196,10 +222,12 @@ impl Operation {
             .input_schema
             .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
         check_schema(&input_schema, "/input_schema", true, &mut errors);
+        check_schema_size(&input_schema, "/input_schema", &mut errors);
         let output_schema = match input.output_schema {
             None | Some(Value::Null) => None,
             Some(s) => {
                 check_schema(&s, "/output_schema", false, &mut errors);
+                check_schema_size(&s, "/output_schema", &mut errors);
                 Some(s)
             }
         };
@@ -263,6 +291,22 @@ impl Operation {
         }
     }
 
+    /// What the operation takes up stored, as JSON text (near enough: names, description,
+    /// schemas and mapping).
+    pub fn stored_len(&self) -> usize {
+        let mut n = self.name.as_str().len() + self.description.len() + json_len(&self.input_schema) + 64;
+        if let Some(o) = &self.output_schema {
+            n = n.saturating_add(json_len(o));
+        }
+        if let Some(r) = &self.request {
+            n = n.saturating_add(json_len(r));
+        }
+        if let Some(p) = &self.path {
+            n += p.as_str().len();
+        }
+        n
+    }
+
     /// Rebuilds an operation read back from the store. Names and paths are parsed again
     /// (cheap); schemas and the mapping were validated when written and are taken as they are.
     #[allow(clippy::too_many_arguments)]
@@ -297,9 +341,20 @@ impl Operation {
         }
         let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(inputs.len());
+        let mut total = 0usize;
         for (i, input) in inputs.into_iter().enumerate() {
             match Self::parse(input, kind) {
                 Ok(op) => {
+                    total = total.saturating_add(op.stored_len());
+                    if total > MAX_OPERATIONS_BYTES {
+                        errors.push(
+                            format!("/{i}"),
+                            format!(
+                                "the operations hold more than {MAX_OPERATIONS_BYTES} bytes of JSON together (from this one on); keep fewer operations or smaller schemas"
+                            ),
+                        );
+                        return Err(errors);
+                    }
                     if !seen.insert(op.name.as_str().to_owned()) {
                         errors.push(
                             format!("/{i}/name"),
@@ -335,6 +390,16 @@ pub fn check_mcp_tool_name(name: &str) -> Result<(), String> {
 
 /// A schema must be a JSON object that compiles as JSON Schema; an input schema must
 /// describe an object (its properties are the tool's arguments).
+fn check_schema_size(schema: &Value, at: &str, errors: &mut FieldErrors) {
+    let n = json_len(schema);
+    if n > MAX_SCHEMA_BYTES {
+        errors.push(
+            at,
+            format!("the schema is {n} bytes of JSON; at most {MAX_SCHEMA_BYTES} are kept per schema"),
+        );
+    }
+}
+
 fn check_schema(schema: &Value, pointer: &str, must_be_object_type: bool, errors: &mut FieldErrors) {
     let Some(obj) = schema.as_object() else {
         errors.push(pointer, "a schema must be a JSON object");

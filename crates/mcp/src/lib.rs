@@ -179,14 +179,22 @@ struct Handler {
     /// came meanwhile (list once more). A server repeating the notification gets at most
     /// one listing at a time per session.
     listing: Arc<AtomicU8>,
+    /// The session's bearer token stays listed for the log's redaction while the session
+    /// lives (rmcp's worker may log a server's error body that echoes it).
+    _in_play: Option<chatterfly_egress::in_play::SecretGuard>,
 }
 
 impl Handler {
-    fn new(info: ClientConfig, changes: Option<(Arc<str>, mpsc::UnboundedSender<ToolsChanged>)>) -> Self {
+    fn new(
+        info: ClientConfig,
+        changes: Option<(Arc<str>, mpsc::UnboundedSender<ToolsChanged>)>,
+        target: &Target,
+    ) -> Self {
         Self {
             info,
             changes,
             listing: Arc::new(AtomicU8::new(0)),
+            _in_play: target.bearer.as_deref().map(|b| chatterfly_egress::in_play::hold([b])),
         }
     }
 }
@@ -266,7 +274,7 @@ impl McpClient {
 
     /// Opens a fresh session, reads the server's identity and every tool, and closes it.
     pub async fn discover(&self, target: &Target) -> Result<Discovery, McpError> {
-        let handler = Handler::new(self.info.clone(), None);
+        let handler = Handler::new(self.info.clone(), None, target);
         let (session, transport) = self.open(target, handler).await?;
         let result = self.describe(&session, transport, target).await;
         // closing (a DELETE of the session) need not hold up the answer
@@ -345,6 +353,7 @@ impl McpClient {
         let handler = Handler::new(
             self.info.clone(),
             Some((Arc::from(connection_id), self.changes.clone())),
+            target,
         );
         self.open(target, handler).await.map(|(s, _)| s)
     }

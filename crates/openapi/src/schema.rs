@@ -45,13 +45,23 @@ pub struct Bounds {
     pub max_repeat: usize,
     /// Schema objects produced for one operation's schema.
     pub max_nodes: usize,
+    /// About how many bytes of JSON one schema may grow to before its references are no
+    /// longer expanded.
+    pub max_bytes: usize,
 }
+
+/// What all the schemas of one document may expand into together, in bytes of JSON: past
+/// it, schemas are no longer expanded (a permissive schema and a warning). A small document
+/// whose schemas refer to each other many times over can otherwise expand into gigabytes;
+/// GitHub's 1,223 operations take about 6 MB.
+pub const DOCUMENT_BUDGET: usize = 12 * 1024 * 1024;
 
 impl Bounds {
     pub const REQUEST: Self = Self {
         max_ref_depth: 12,
         max_repeat: 1,
         max_nodes: 4000,
+        max_bytes: 160 * 1024,
     };
     /// Output schemas only tell an agent what comes back: kept shorter (GitHub's event
     /// lists would otherwise describe 150 KB each).
@@ -59,6 +69,7 @@ impl Bounds {
         max_ref_depth: 4,
         max_repeat: 1,
         max_nodes: 400,
+        max_bytes: 48 * 1024,
     };
 }
 
@@ -93,6 +104,11 @@ pub struct Converter<'d, 'a> {
     /// External or missing references already warned about.
     warned: std::collections::HashSet<String>,
     pub warnings: Vec<Warning>,
+    /// Bytes of JSON the document's schemas have expanded into so far.
+    spent: usize,
+    budget: usize,
+    /// Schemas left unexpanded because the budget ran out.
+    pub unexpanded: usize,
 }
 
 /// The state of one schema's conversion.
@@ -101,6 +117,8 @@ struct Walk<'d, 's> {
     bounds: Bounds,
     stack: Vec<&'d str>,
     nodes: usize,
+    /// About how many bytes this schema has grown to.
+    bytes: usize,
     depth: usize,
     /// Where the schema being converted sits in the document, for warnings.
     at: &'s str,
@@ -116,7 +134,16 @@ impl<'d, 'a> Converter<'d, 'a> {
             patterns: HashMap::new(),
             warned: std::collections::HashSet::new(),
             warnings: Vec::new(),
+            spent: 0,
+            budget: DOCUMENT_BUDGET,
+            unexpanded: 0,
         }
+    }
+
+    /// Sets the document budget (tests).
+    pub fn with_budget(mut self, bytes: usize) -> Self {
+        self.budget = bytes;
+        self
     }
 
     pub fn warn(&mut self, pointer: impl Into<String>, reason: impl Into<String>) {
@@ -198,16 +225,49 @@ impl<'d, 'a> Converter<'d, 'a> {
     }
 
     /// Converts the schema at `node`; `at` is its document pointer (for warnings).
-    pub fn schema(&mut self, node: &'d Node<'a>, direction: Direction, bounds: Bounds, at: &str) -> Value {
+    ///
+    /// Once the document's schemas have expanded into [`DOCUMENT_BUDGET`] bytes, later
+    /// schemas are not converted at all: they accept any value, and one warning says so.
+    /// A schema larger than the store keeps (`MAX_SCHEMA_BYTES`) is replaced the same way.
+    pub fn schema(&mut self, node: &'d Node<'a>, direction: Direction, mut bounds: Bounds, at: &str) -> Value {
+        let left = self.budget.saturating_sub(self.spent);
+        if left == 0 {
+            if self.unexpanded == 0 {
+                self.warn(
+                    at,
+                    format!(
+                        "the document's schemas expand into more than {} bytes together; this schema and every later one accept any value",
+                        self.budget
+                    ),
+                );
+            }
+            self.unexpanded += 1;
+            return not_expanded("the document's schemas are too large together");
+        }
+        bounds.max_bytes = bounds.max_bytes.min(left);
         let mut walk = Walk {
             direction,
             bounds,
             stack: Vec::new(),
             nodes: 0,
+            bytes: 0,
             depth: 0,
             at,
         };
-        self.convert(node, &mut walk)
+        let v = self.convert(node, &mut walk);
+        let n = chatterfly_domain::operation::json_len(&v);
+        self.spent = self.spent.saturating_add(n.max(walk.bytes));
+        if n > chatterfly_domain::operation::MAX_SCHEMA_BYTES {
+            self.warn(
+                at,
+                format!(
+                    "the schema expands into {n} bytes, more than a tool's schema may hold ({}); any value is accepted there",
+                    chatterfly_domain::operation::MAX_SCHEMA_BYTES
+                ),
+            );
+            return not_expanded("too large");
+        }
+        v
     }
 
     fn convert(&mut self, node: &'d Node<'a>, w: &mut Walk<'d, '_>) -> Value {
@@ -276,6 +336,7 @@ impl<'d, 'a> Converter<'d, 'a> {
                 if repeats > w.bounds.max_repeat
                     || w.stack.len() >= w.bounds.max_ref_depth
                     || w.nodes >= w.bounds.max_nodes
+                    || w.bytes >= w.bounds.max_bytes
                 {
                     return stub(target, r, repeats > 0);
                 }
@@ -317,6 +378,8 @@ impl<'d, 'a> Converter<'d, 'a> {
     /// A schema object without `$ref`.
     fn plain(&mut self, o: &'d Object<'a>, w: &mut Walk<'d, '_>, apply_nullable: bool) -> Value {
         w.nodes += 1;
+        // this object's own text (its children charge theirs): keys, strings, literal values
+        w.bytes = w.bytes.saturating_add(16 + own_size(o));
         let mut out = Map::new();
         let mut hidden: Vec<&str> = Vec::new();
         let mut exclusive_min = false;
@@ -530,6 +593,31 @@ impl<'d, 'a> Converter<'d, 'a> {
 
 /// What stands at a cut: the target's type when it has a simple one, and a description
 /// naming what was not expanded.
+/// About how many bytes an object's own keys and literal values take, without its child
+/// schemas.
+fn own_size(o: &Object<'_>) -> usize {
+    o.iter()
+        .map(|(k, v)| {
+            k.len()
+                + 4
+                + match k {
+                    "properties" | "patternProperties" | "dependentSchemas" => v
+                        .as_object()
+                        .map_or(0, |p| p.iter().map(|(name, _)| name.len() + 4).sum()),
+                    "enum" | "const" | "default" | "examples" | "example" | "dependentRequired" | "required" => {
+                        chatterfly_domain::operation::json_len(&v.to_value())
+                    }
+                    _ => v.as_str().map_or(8, str::len),
+                }
+        })
+        .sum()
+}
+
+/// The permissive schema put where a schema was not expanded.
+fn not_expanded(why: &str) -> Value {
+    json!({"description": format!("not expanded: {why}")})
+}
+
 fn stub(target: &Node<'_>, r: &str, recursive: bool) -> Value {
     let name = r.rsplit('/').next().unwrap_or(r);
     let why = if recursive { "recursive" } else { "nested too deep" };

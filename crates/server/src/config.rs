@@ -36,6 +36,35 @@ pub struct Config {
     #[arg(long, env = "CHATTERFLY_MAX_SPEC_BYTES", default_value_t = 32 * 1024 * 1024, global = true)]
     pub max_spec_bytes: usize,
 
+    /// Request bodies of all requests in flight together, in bytes: a request waits for room
+    /// (at most the body read timeout, then 503) rather than push the server past it
+    /// (default: four times the spec cap).
+    #[arg(long, env = "CHATTERFLY_MAX_INFLIGHT_BODY_BYTES", global = true)]
+    pub max_inflight_body_bytes: Option<usize>,
+
+    /// Most client connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "CHATTERFLY_MAX_CONNECTIONS", default_value_t = 4096, global = true)]
+    pub max_connections: usize,
+
+    /// Time a client has to send a request's headers (and that an idle keep-alive
+    /// connection stays open), in milliseconds.
+    #[arg(
+        long,
+        env = "CHATTERFLY_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub header_read_timeout_ms: u64,
+
+    /// Time a client has to send a request's whole body, in milliseconds (408 after it).
+    #[arg(
+        long,
+        env = "CHATTERFLY_BODY_READ_TIMEOUT_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub body_read_timeout_ms: u64,
+
     /// The operator's exceptions to SSRF protection: comma-separated CIDRs, addresses and
     /// host names (`*.corp.example` for a whole domain). Empty by default.
     #[arg(long, env = "CHATTERFLY_ALLOW_PRIVATE", default_value = "", global = true)]
@@ -105,6 +134,13 @@ impl Config {
             max_response_bytes: self.egress_max_response_bytes,
             max_redirects: self.egress_max_redirects,
         }
+    }
+
+    /// Request bodies in flight together, in bytes.
+    pub fn inflight_body_bytes(&self) -> usize {
+        self.max_inflight_body_bytes
+            .unwrap_or_else(|| self.max_spec_bytes.saturating_mul(4))
+            .max(self.max_spec_bytes)
     }
 
     pub fn key_file(&self) -> PathBuf {

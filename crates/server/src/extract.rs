@@ -4,9 +4,12 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use chatterfly_store::User;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::AppState;
 use crate::error::ApiError;
@@ -59,60 +62,77 @@ impl FromRequestParts<AppState> for BearerHash {
     }
 }
 
-/// A JSON request body of at most `--max-body-bytes`. Rejections: 415 without a JSON
-/// content type, 413 past the limit, 400 for malformed JSON (with line and column), 422 for
-/// a well-formed body of the wrong shape (with the path of the offending field).
-pub struct ApiJson<T>(pub T);
+/// A request body not read yet. Handlers decide who is asking, and whether they may,
+/// before they read it: an unknown token, another workspace or a member where an admin is
+/// needed costs the server no body. Reading reserves room in the in-flight body budget
+/// (held until the handler ends), refuses a declared length over the cap at once (413),
+/// and gives the client `--body-read-timeout-ms` to send it (408).
+///
+/// Rejections when read as JSON: 415 without a JSON content type, 413 past the limit, 400
+/// for malformed JSON (with line and column), 422 for a well-formed body of the wrong shape
+/// (with the path of the offending field).
+pub struct Body {
+    req: Option<Request>,
+    _room: Option<OwnedSemaphorePermit>,
+}
 
-/// Like [`ApiJson`], for connection documents: three times `--max-spec-bytes`, because an
-/// imported draft carries its source document (up to the spec cap) and the operations made
-/// from it (an imported API can have thousands).
-pub struct LargeJson<T>(pub T);
-
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+impl FromRequest<AppState> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        read_json(req, state.limits.max_body).await.map(Self)
+    async fn from_request(req: Request, _state: &AppState) -> Result<Self, ApiError> {
+        Ok(Self {
+            req: Some(req),
+            _room: None,
+        })
     }
 }
 
-/// Like [`ApiJson`] for endpoints whose body may be left out: an empty body (with or
-/// without a content type) is `T::default()`.
-pub struct OptionalJson<T>(pub T);
+impl Body {
+    fn headers(&self) -> Option<&HeaderMap> {
+        self.req.as_ref().map(Request::headers)
+    }
 
-impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let empty = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
+    /// The media type of the body, lowercased, without parameters (empty when none).
+    pub fn media_type(&self) -> String {
+        self.headers()
+            .and_then(|h| h.get(header::CONTENT_TYPE))
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() == "0")
-            || (req.headers().get(header::CONTENT_TYPE).is_none()
-                && req.headers().get(header::CONTENT_LENGTH).is_none()
-                && req.headers().get(header::TRANSFER_ENCODING).is_none());
+            .and_then(|v| v.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+
+    /// A JSON body of at most `--max-body-bytes`.
+    pub async fn json<T: DeserializeOwned>(&mut self, state: &AppState) -> Result<T, ApiError> {
+        self.read_json(state, state.limits.max_body).await
+    }
+
+    /// A connection document (create, edit): at most [`Limits::max_connection`].
+    pub async fn connection_json<T: DeserializeOwned>(&mut self, state: &AppState) -> Result<T, ApiError> {
+        self.read_json(state, state.limits.max_connection).await
+    }
+
+    /// Like [`Body::json`] for endpoints whose body may be left out: an empty body (with
+    /// or without a content type) is `T::default()`.
+    pub async fn optional_json<T: DeserializeOwned + Default>(&mut self, state: &AppState) -> Result<T, ApiError> {
+        let empty = self.headers().is_none_or(|h| {
+            h.get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() == "0")
+                || (h.get(header::CONTENT_TYPE).is_none()
+                    && h.get(header::CONTENT_LENGTH).is_none()
+                    && h.get(header::TRANSFER_ENCODING).is_none())
+        });
         if empty {
-            return Ok(Self(T::default()));
+            return Ok(T::default());
         }
-        read_json(req, state.limits.max_body).await.map(Self)
+        self.json(state).await
     }
-}
 
-impl<T: DeserializeOwned> FromRequest<AppState> for LargeJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        read_json(req, state.limits.max_spec.saturating_mul(3)).await.map(Self)
-    }
-}
-
-async fn read_json<T: DeserializeOwned>(mut req: Request, limit: usize) -> Result<T, ApiError> {
-    {
-        let is_json = req
+    async fn read_json<T: DeserializeOwned>(&mut self, state: &AppState, limit: usize) -> Result<T, ApiError> {
+        let is_json = self
             .headers()
-            .get(header::CONTENT_TYPE)
+            .and_then(|h| h.get(header::CONTENT_TYPE))
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|mime| {
@@ -126,32 +146,107 @@ async fn read_json<T: DeserializeOwned>(mut req: Request, limit: usize) -> Resul
                 detail: "send the body as JSON with `Content-Type: application/json`".into(),
             });
         }
-        let bytes = read_bytes(&mut req, limit).await?;
+        let bytes = self.bytes(state, limit).await?;
         parse_json(&bytes)
+    }
+
+    /// The request, with room for a body of up to `limit` bytes reserved, for readers of
+    /// their own (multipart). A declared length over `limit` is refused here.
+    pub async fn reserve(&mut self, state: &AppState, limit: usize) -> Result<Request, ApiError> {
+        let req = self
+            .req
+            .take()
+            .ok_or_else(|| ApiError::Internal("the body was read twice".into()))?;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(n) = declared
+            && n > limit as u64
+        {
+            return Err(too_large(limit));
+        }
+        let want = declared
+            .map_or(limit, |n| usize::try_from(n).unwrap_or(limit))
+            .min(limit);
+        self._room = Some(state.bodies.reserve(want, state.limits.body_read_timeout).await?);
+        Ok(req)
+    }
+
+    /// The whole body, at most `limit` bytes: 413 `body_too_large` past it, 408
+    /// `body_timeout` when it is not all sent in time, 400 `unreadable_body` when it cannot
+    /// be read.
+    pub async fn bytes(&mut self, state: &AppState, limit: usize) -> Result<Bytes, ApiError> {
+        let mut req = self.reserve(state, limit).await?;
+        DefaultBodyLimit::max(limit).apply(&mut req);
+        let read = Bytes::from_request(req, &());
+        let result = tokio::time::timeout(state.limits.body_read_timeout, read)
+            .await
+            .map_err(|_| body_timeout(state.limits.body_read_timeout))?;
+        result.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(limit)
+            } else {
+                ApiError::Coded {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "unreadable_body",
+                    detail: format!("the request body could not be read: {}", rejection.body_text()),
+                }
+            }
+        })
     }
 }
 
-/// The whole body, at most `limit` bytes: 413 `body_too_large` past it, 400
-/// `unreadable_body` when it cannot be read.
-pub async fn read_bytes(req: &mut Request, limit: usize) -> Result<Bytes, ApiError> {
-    DefaultBodyLimit::max(limit).apply(req);
-    let req = std::mem::take(req);
-    Bytes::from_request(req, &()).await.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::Coded {
-                status,
-                code: "body_too_large",
-                detail: format!("the request body is larger than this endpoint accepts ({limit} bytes)"),
-            }
-        } else {
-            ApiError::Coded {
-                status: StatusCode::BAD_REQUEST,
-                code: "unreadable_body",
-                detail: format!("the request body could not be read: {}", rejection.body_text()),
-            }
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::Coded {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "body_too_large",
+        detail: format!("the request body is larger than this endpoint accepts ({limit} bytes)"),
+    }
+}
+
+pub fn body_timeout(t: Duration) -> ApiError {
+    ApiError::Coded {
+        status: StatusCode::REQUEST_TIMEOUT,
+        code: "body_timeout",
+        detail: format!("the request body was not sent within {t:?}"),
+    }
+}
+
+/// Room for the request bodies in flight, together: each reading request reserves its
+/// declared length (or its cap) before it reads, and gives it back when it is done.
+#[derive(Clone)]
+pub struct BodyBudget {
+    /// In KiB, so that a u32 count of permits covers any budget.
+    kib: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> Self {
+        let total_kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX >> 3).max(1);
+        Self {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
         }
-    })
+    }
+
+    /// Waits up to `wait` for room for `bytes`: 503 `server_busy` after that.
+    async fn reserve(&self, bytes: usize, wait: Duration) -> Result<OwnedSemaphorePermit, ApiError> {
+        let want = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib);
+        match tokio::time::timeout(wait, self.kib.clone().acquire_many_owned(want)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(ApiError::Internal("the body budget is closed".into())),
+            Err(_) => Err(ApiError::Coded {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "server_busy",
+                detail: "too many large requests are being received at once; try again shortly".into(),
+            }),
+        }
+    }
 }
 
 /// Parses JSON, telling syntax errors (400) from shape errors (422).

@@ -9,6 +9,8 @@ pub mod api;
 pub mod config;
 pub mod error;
 mod extract;
+mod listen;
+pub mod logging;
 pub mod startup;
 pub mod tokens;
 

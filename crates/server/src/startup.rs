@@ -282,10 +282,13 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         Bootstrap::AlreadyDone => {}
     }
     println!("Chatterfly Connections listening on {url}");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|source| StartupError::Bind { addr: url, source })?;
+    crate::listen::run(
+        listener,
+        router,
+        crate::listen::Settings::from(&app.config),
+        shutdown_signal(),
+    )
+    .await;
     tools.close().await;
     app.store.close().await;
     Ok(())

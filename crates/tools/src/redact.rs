@@ -12,9 +12,11 @@ use serde_json::{Map, Value, json};
 
 pub const MARK: &str = "[REDACTED]";
 
-/// The needles to hide, longest first.
+/// The needles to hide, longest first. While it lives, the secrets are also listed as in
+/// play, so that no log line (a dependency's included) shows them.
 pub struct Redactor {
     needles: Vec<String>,
+    _in_play: chatterfly_egress::in_play::SecretGuard,
 }
 
 impl Redactor {
@@ -38,7 +40,14 @@ impl Redactor {
         }
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
         needles.dedup();
-        Self { needles }
+        let mut raw: Vec<&str> = secrets.0.values().map(|v| v.expose_secret()).collect();
+        let pair = match (secrets.get("username"), secrets.get("password")) {
+            (Some(u), Some(p)) if t == AuthType::Basic => Some(format!("{}:{}", u.expose_secret(), p.expose_secret())),
+            _ => None,
+        };
+        raw.extend(pair.as_deref());
+        let _in_play = chatterfly_egress::in_play::hold(raw);
+        Self { needles, _in_play }
     }
 
     pub fn text(&self, s: &str) -> String {

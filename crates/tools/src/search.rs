@@ -71,6 +71,7 @@ impl Tools {
         let name = http::HeaderName::from_static("x-subscription-token");
         req.headers.insert(name.clone(), token);
         req.credential_headers.push(name);
+        let _in_play = chatterfly_egress::in_play::hold([key.key.expose_secret()]);
         let resp = self.egress.send(req, None).await?;
         if !resp.status.is_success() {
             return Err(ToolError::Egress(chatterfly_egress::EgressError::Http(format!(

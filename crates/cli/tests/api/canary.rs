@@ -255,3 +255,156 @@ db_tests! {
         }
     }
 }
+
+/// An MCP server that answers every request with an error echoing the request's
+/// Authorization header, in the body and in headers (as a careless or hostile server
+/// might): `/e400/…` 400, `/e401/…` 401 with the token in `WWW-Authenticate`, `/e500/…`
+/// 500. Whatever a client library logs of such an answer must not show the token.
+async fn echoing_mcp_server() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    async fn echo(uri: Uri, headers: HeaderMap) -> axum::response::Response {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bare = auth.strip_prefix("Bearer ").unwrap_or(&auth).to_owned();
+        let status = if uri.path().starts_with("/e401") {
+            StatusCode::UNAUTHORIZED
+        } else if uri.path().starts_with("/e500") {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let mut resp = (status, format!("auth={auth} token={bare}")).into_response();
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&format!("token={bare}")) {
+            h.insert("x-echo", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "Bearer realm=\"mcp\", error=\"invalid_token\", error_description=\"{bare} is not valid\""
+        )) {
+            h.insert("www-authenticate", v);
+        }
+        resp
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(echo);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, task)
+}
+
+async fn mcp_echo_leaks_nothing(db: Db, rust_log: &str) {
+    let (base, server) = echoing_mcp_server().await;
+    let mut options = local_upstreams(&[]);
+    options.rust_log = rust_log.to_owned();
+    let s = TestServer::start_with(BIN, db, options).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let c = |field: &str| format!("MCPCANARY{run}{field}");
+    let secrets = [c("disc"), c("stored"), c("callr"), c("patched")];
+    let forms = forms(&secrets);
+    let mut responses = String::new();
+    let op = json!([{"name": "echo", "description": "echo", "input_schema": {"type": "object"}}]);
+    let mut n = 0;
+    for status in ["e400", "e401", "e500"] {
+        for (transport, path) in [("streamable_http", "mcp"), ("auto", "mcp"), ("sse", "sse")] {
+            n += 1;
+            let url = format!("{base}/{status}/{path}");
+            // discovery with a token used for this request only
+            let (st, v) = s
+                .call(
+                    Method::POST,
+                    "/api/workspaces/default/connections/discover/mcp",
+                    Some(json!({"url": url, "transport": transport, "auth": {"type": "bearer", "token": c("disc")}})),
+                )
+                .await;
+            assert!(
+                (400..600).contains(&st) && st != 500,
+                "discover {url} {transport}: {st} {v}"
+            );
+            responses.push_str(&format!("{v}\n"));
+            // a stored token: create (no discovery: the operations are given), call, refresh
+            let slug = format!("s{n}");
+            let (st, v) = s
+                .call(
+                    Method::POST,
+                    "/api/workspaces/default/connections",
+                    Some(json!({
+                "name": slug, "slug": slug, "service_type": "mcp", "base_url": url,
+                "transport": if transport == "auto" { "streamable_http" } else { transport },
+                "auth": {"type": "bearer", "token": c("stored")}, "operations": op})),
+                )
+                .await;
+            assert_eq!(st, 201, "{v}");
+            let (st, v) = invoke(&s, &format!("{slug}.echo"), json!({})).await;
+            assert!((400..600).contains(&st) && st != 500, "call {url}: {st} {v}");
+            responses.push_str(&format!("{v}\n"));
+            let (st, v) = s
+                .call(
+                    Method::POST,
+                    &format!("/api/workspaces/default/connections/{slug}/refresh"),
+                    None,
+                )
+                .await;
+            assert!((400..600).contains(&st) && st != 500, "refresh {url}: {st} {v}");
+            responses.push_str(&format!("{v}\n"));
+            // a token edited in, then used
+            let (st, v) = s
+                .call(
+                    Method::PATCH,
+                    &format!("/api/workspaces/default/connections/{slug}"),
+                    Some(json!({"auth": {"type": "bearer", "token": c("patched")}})),
+                )
+                .await;
+            assert_eq!(st, 200, "{v}");
+            let (st, v) = invoke(&s, &format!("{slug}.echo"), json!({})).await;
+            assert!(st >= 400, "{v}");
+            responses.push_str(&format!("{v}\n"));
+            // a caller's token, passed with the call
+            let slug = format!("c{n}");
+            let (st, v) = s
+                .call(
+                    Method::POST,
+                    "/api/workspaces/default/connections",
+                    Some(json!({
+                "name": slug, "slug": slug, "service_type": "mcp", "base_url": url, "fulfillment": "caller",
+                "transport": if transport == "auto" { "streamable_http" } else { transport },
+                "auth": {"type": "bearer"}, "operations": op})),
+                )
+                .await;
+            assert_eq!(st, 201, "{v}");
+            let (st, v) = s
+                .call(
+                    Method::POST,
+                    &format!("/api/workspaces/default/tools/{slug}.echo/invoke"),
+                    Some(json!({"arguments": {}, "credentials": {"token": c("callr")}})),
+                )
+                .await;
+            assert!((400..600).contains(&st) && st != 500, "caller call {url}: {st} {v}");
+            responses.push_str(&format!("{v}\n"));
+        }
+    }
+    assert_clean("the API responses", &responses, &forms);
+    // the errors reached the server and were written about: the check can fail
+    let (_db, logs) = s.stop();
+    server.abort();
+    assert!(
+        logs.contains("[REDACTED]"),
+        "the echoed tokens were logged, redacted:\n{logs}"
+    );
+    assert_clean("the server logs", &logs, &forms);
+}
+
+db_tests! {
+    async fn mcp_servers_echoing_tokens_leak_nothing_at_the_default_level(db: Db) {
+        mcp_echo_leaks_nothing(db, "info,sqlx=warn").await;
+    }
+
+    async fn mcp_servers_echoing_tokens_leak_nothing_at_trace_level(db: Db) {
+        mcp_echo_leaks_nothing(db, "trace").await;
+    }
+}

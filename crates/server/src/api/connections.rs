@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Caller, LargeJson};
+use crate::extract::{Body, Caller};
 
 /// One operation (tool) of a connection.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -227,10 +227,11 @@ pub async fn create_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(ws): Path<String>,
-    LargeJson(input): LargeJson<ConnectionInput>,
+    mut body: Body,
 ) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("create connections")?;
+    let input: ConnectionInput = body.connection_json(&state).await?;
     let operations_given = input.operations.is_some();
     let (mut draft, secrets) = ConnectionDraft::parse(input)?;
     if draft.service_type == ServiceType::Mcp
@@ -331,7 +332,7 @@ pub async fn patch_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, slug)): Path<(String, String)>,
-    LargeJson(patch): LargeJson<ConnectionPatch>,
+    mut body: Body,
 ) -> Result<Json<ConnectionView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("edit connections")?;
@@ -340,6 +341,7 @@ pub async fn patch_connection(
         .get_connection(&access.workspace.id, &slug)
         .await?
         .ok_or_else(|| connection_not_found(&slug))?;
+    let patch: ConnectionPatch = body.connection_json(&state).await?;
     let stored: BTreeSet<String> = match rec.auth_sealed {
         Some(_) => rec
             .draft

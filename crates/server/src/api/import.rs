@@ -2,8 +2,8 @@
 //! client reviews and edits the draft, then creates it (the draft carries the source
 //! document, which the connection keeps for a later re-import).
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, RawQuery, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chatterfly_domain::{SourceDocument, SourceKind};
 use chatterfly_openapi::{Draft, ImportError, Options, Summary, Warning, import};
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Caller, read_bytes};
+use crate::extract::{Body, Caller, body_timeout, too_large};
 
 /// What an import produces.
 #[derive(Serialize, ToSchema)]
@@ -59,7 +59,7 @@ pub async fn import_openapi(
     caller: Caller,
     Path(ws): Path<String>,
     RawQuery(query): RawQuery,
-    mut req: Request,
+    mut body: Body,
 ) -> Result<Response, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("import connections")?;
@@ -79,10 +79,12 @@ pub async fn import_openapi(
     }
 
     let limit = state.limits.max_spec;
-    let media = media_type(req.headers());
+    let media = body.media_type();
     let text = if media == "multipart/form-data" {
         // the document may be up to the spec cap; multipart framing gets a little room
-        DefaultBodyLimit::max(limit.saturating_add(64 * 1024)).apply(&mut req);
+        let framed = limit.saturating_add(64 * 1024);
+        let mut req = body.reserve(&state, framed).await?;
+        DefaultBodyLimit::max(framed).apply(&mut req);
         let multipart = Multipart::from_request(req, &state)
             .await
             .map_err(|e| ApiError::Coded {
@@ -90,9 +92,12 @@ pub async fn import_openapi(
                 code: "unreadable_body",
                 detail: format!("the upload could not be read: {}", e.body_text()),
             })?;
-        read_upload(multipart, &mut options, limit).await?
+        let wait = state.limits.body_read_timeout;
+        tokio::time::timeout(wait, read_upload(multipart, &mut options, limit))
+            .await
+            .map_err(|_| body_timeout(wait))??
     } else if media.is_empty() || RAW_TYPES.contains(&media.as_str()) {
-        utf8(read_bytes(&mut req, limit).await?.to_vec())?
+        utf8(body.bytes(&state, limit).await?.to_vec())?
     } else {
         return Err(ApiError::Coded {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -156,23 +161,6 @@ pub async fn import_openapi(
         "openapi document imported (draft)"
     );
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-fn media_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
-fn too_large(limit: usize) -> ApiError {
-    ApiError::Coded {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: "body_too_large",
-        detail: format!("the document is larger than {limit} bytes (CHATTERFLY_MAX_SPEC_BYTES)"),
-    }
 }
 
 fn utf8(bytes: Vec<u8>) -> Result<String, ApiError> {

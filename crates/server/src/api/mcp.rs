@@ -11,7 +11,7 @@ use super::AppState;
 use super::access::WorkspaceAccess;
 use super::connections::{ConnectionView, OperationView, connection_not_found};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, Caller, OptionalJson};
+use crate::extract::{Body, Caller};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,10 +75,11 @@ pub async fn discover_mcp(
     State(state): State<AppState>,
     caller: Caller,
     Path(ws): Path<String>,
-    ApiJson(body): ApiJson<DiscoverBody>,
+    mut body: Body,
 ) -> Result<Json<DiscoveryView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("discover MCP servers")?;
+    let body: DiscoverBody = body.json(&state).await?;
     let url = check_http_url(&body.url).map_err(|e| FieldErrors::single("/url", e.replace("`base_url`", "`url`")))?;
     let auth = match &body.auth {
         None | Some(Value::Null) => AuthSpec::none(),
@@ -151,10 +152,11 @@ pub async fn refresh_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, slug)): Path<(String, String)>,
-    OptionalJson(body): OptionalJson<RefreshBody>,
+    mut body: Body,
 ) -> Result<Json<RefreshView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("refresh connections")?;
+    let body: RefreshBody = body.optional_json(&state).await?;
     let rec = state
         .store
         .get_connection(&access.workspace.id, &slug)

@@ -39,6 +39,8 @@ pub struct AppState {
     pub limits: Limits,
     /// OpenAPI imports running at once (CPU and memory heavy): one per core.
     pub imports: Arc<tokio::sync::Semaphore>,
+    /// Room for request bodies in flight, together.
+    pub bodies: crate::extract::BodyBudget,
 }
 
 /// Inbound body limits, in bytes.
@@ -46,8 +48,13 @@ pub struct AppState {
 pub struct Limits {
     /// Ordinary JSON bodies.
     pub max_body: usize,
-    /// Connection documents (create, edit, import).
+    /// Imported documents.
     pub max_spec: usize,
+    /// Connection create and edit bodies: a document of up to `max_spec` plus its
+    /// operations (at most [`chatterfly_domain::operation::MAX_OPERATIONS_BYTES`]).
+    pub max_connection: usize,
+    /// Time a client has to send a whole body.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -65,7 +72,19 @@ impl AppState {
             limits: Limits {
                 max_body: app.config.max_body_bytes,
                 max_spec: app.config.max_spec_bytes,
+                max_connection: app
+                    .config
+                    .max_spec_bytes
+                    .saturating_add(chatterfly_domain::operation::MAX_OPERATIONS_BYTES),
+                body_read_timeout: std::time::Duration::from_millis(app.config.body_read_timeout_ms.max(1)),
             },
+            bodies: crate::extract::BodyBudget::new(
+                app.config.inflight_body_bytes().max(
+                    app.config
+                        .max_spec_bytes
+                        .saturating_add(chatterfly_domain::operation::MAX_OPERATIONS_BYTES),
+                ),
+            ),
             imports: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             )),

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, require_platform_admin, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{Body, Caller};
 
 fn service(name: &str) -> Result<Service, ApiError> {
     name.parse().map_err(|e: String| ApiError::NotFound(e))
@@ -92,9 +92,10 @@ pub async fn put_platform_service(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    ApiJson(body): ApiJson<PutPlatformService>,
+    mut body: Body,
 ) -> Result<Json<PlatformServiceView>, ApiError> {
     require_platform_admin(&caller.user, "manage platform service credentials")?;
+    let body: PutPlatformService = body.json(&state).await?;
     let s = service(&name)?;
     let base_url = match body.base_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
         Some(u) => Some(check_http_url(u).map_err(|e| FieldErrors::single("/base_url", e))?),
@@ -230,10 +231,11 @@ pub async fn put_workspace_service(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, name)): Path<(String, String)>,
-    ApiJson(body): ApiJson<PutWorkspaceService>,
+    mut body: Body,
 ) -> Result<Json<WorkspaceServiceView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("manage workspace service keys")?;
+    let body: PutWorkspaceService = body.json(&state).await?;
     let s = service(&name)?;
     if !s.overridable() {
         return Err(ApiError::Coded {
@@ -344,9 +346,10 @@ pub async fn put_oauth_provider(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<PutOAuthProvider>,
+    mut body: Body,
 ) -> Result<Json<OAuthProviderView>, ApiError> {
     require_platform_admin(&caller.user, "manage OAuth providers")?;
+    let body: PutOAuthProvider = body.json(&state).await?;
     let p = provider(&id)?;
     let client_id = body.client_id.trim();
     if client_id.is_empty() || client_id.len() > 512 || client_id.chars().any(|c| c.is_control() || c.is_whitespace()) {

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::access::WorkspaceAccess;
 use crate::error::{ApiError, Problem};
-use crate::extract::{BearerHash, Caller, LargeJson};
+use crate::extract::{BearerHash, Body, Caller};
 
 #[derive(Serialize, ToSchema)]
 pub struct ToolView {
@@ -95,8 +95,9 @@ pub struct InvokeView {
 pub async fn invoke(
     State(state): State<AppState>,
     target: InvokeTarget,
-    LargeJson(body): LargeJson<InvokeBody>,
+    mut body: Body,
 ) -> Result<Json<InvokeView>, ApiError> {
+    let body: InvokeBody = body.json(&state).await?;
     let out = state
         .tools
         .invoke(Call {

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{require_platform_admin, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{Body, Caller};
 use crate::tokens;
 
 #[derive(Serialize, ToSchema)]
@@ -53,9 +53,10 @@ pub struct CreateUser {
 pub async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<CreateUser>,
+    mut body: Body,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     require_platform_admin(&caller.user, "create users")?;
+    let body: CreateUser = body.json(&state).await?;
     let mut errors = FieldErrors::new();
     let email = body.email.trim().to_lowercase();
     let valid_email = email.len() <= 320
@@ -129,13 +130,14 @@ pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<CreateToken>,
+    mut body: Body,
 ) -> Result<(StatusCode, Json<TokenView>), ApiError> {
     let not_found = || ApiError::NotFound(format!("user `{}` not found", short(&id)));
     if caller.user.id != id && !caller.user.platform_admin {
         // Another user's id is not confirmed to exist.
         return Err(not_found());
     }
+    let body: CreateToken = body.json(&state).await?;
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(FieldErrors::single("/name", "`name` must be 1 to 100 characters").into());

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, require_platform_admin, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{Body, Caller};
 
 #[derive(Serialize, ToSchema)]
 pub struct WorkspaceView {
@@ -50,9 +50,10 @@ pub struct CreateWorkspace {
 pub async fn create_workspace(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<CreateWorkspace>,
+    mut body: Body,
 ) -> Result<(StatusCode, Json<WorkspaceView>), ApiError> {
     require_platform_admin(&caller.user, "create workspaces")?;
+    let body: CreateWorkspace = body.json(&state).await?;
     let mut errors = FieldErrors::new();
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -178,10 +179,11 @@ pub async fn set_member(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, user_id)): Path<(String, String)>,
-    ApiJson(body): ApiJson<SetMember>,
+    mut body: Body,
 ) -> Result<Json<MemberView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("manage members")?;
+    let body: SetMember = body.json(&state).await?;
     let user = state
         .store
         .get_user(&user_id)

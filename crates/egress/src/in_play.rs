@@ -1,0 +1,315 @@
+//! The secrets in play: every credential this process is about to send, or has sent
+//! within the last minute, in every form a dependency could print it (as is, percent- and
+//! form-encoded, base64 in both alphabets, Rust's debug escaping). The log writer
+//! ([`redact_log`]) replaces them in every line, whoever wrote it: our code never formats a
+//! secret, but a dependency (an HTTP or MCP client logging a server's error body that echoes
+//! the Authorization header) can.
+//!
+//! Whoever opens or receives a credential for a call holds a [`SecretGuard`] for as long as
+//! the credential is in use (an HTTP call, an MCP session); once the last guard is dropped
+//! the secret stays listed for [`GRACE`] more, for the lines a closing connection writes
+//! after its owner let go. Nothing here is ever written anywhere: it lives only in memory,
+//! like the credential itself.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+
+/// How long a secret stays listed after its last guard was dropped.
+pub const GRACE: Duration = Duration::from_secs(60);
+/// What replaces a secret.
+pub const MARK: &str = "[REDACTED]";
+/// Shorter values are not listed: they would blank out ordinary words, and no credential is
+/// that short.
+const MIN_LEN: usize = 4;
+
+struct Entry {
+    refs: usize,
+    released: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<Arc<str>, Entry>,
+    /// Bumped whenever the set of needles changes.
+    version: u64,
+    /// The matcher built for `version`.
+    matcher: Option<(u64, Arc<AhoCorasick>)>,
+}
+
+static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| Mutex::new(State::default()));
+
+fn state() -> MutexGuard<'static, State> {
+    // A poisoned lock only means another thread panicked while holding it; the map is
+    // still consistent (every change is a single insert or field write).
+    STATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Keeps a secret listed while it is alive (and for [`GRACE`] after).
+pub struct SecretGuard {
+    keys: Vec<Arc<str>>,
+}
+
+impl std::fmt::Debug for SecretGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretGuard({} forms)", self.keys.len())
+    }
+}
+
+impl Clone for SecretGuard {
+    fn clone(&self) -> Self {
+        let mut st = state();
+        for k in &self.keys {
+            if let Some(e) = st.entries.get_mut(k) {
+                e.refs += 1;
+                e.released = None;
+            }
+        }
+        Self {
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+impl Drop for SecretGuard {
+    fn drop(&mut self) {
+        let mut st = state();
+        let now = Instant::now();
+        for k in &self.keys {
+            if let Some(e) = st.entries.get_mut(k) {
+                e.refs = e.refs.saturating_sub(1);
+                if e.refs == 0 {
+                    e.released = Some(now);
+                }
+            }
+        }
+    }
+}
+
+/// The forms a dependency might print `value` in.
+fn forms(value: &str) -> Vec<String> {
+    let mut out = vec![
+        value.to_owned(),
+        url::form_urlencoded::byte_serialize(value.as_bytes()).collect(),
+        percent_encoded(value),
+        STANDARD.encode(value),
+        STANDARD_NO_PAD.encode(value),
+        URL_SAFE.encode(value),
+        URL_SAFE_NO_PAD.encode(value),
+    ];
+    let debug = format!("{value:?}");
+    if let Some(inner) = debug.strip_prefix('"').and_then(|d| d.strip_suffix('"')) {
+        out.push(inner.to_owned());
+    }
+    out.retain(|f| f.len() >= MIN_LEN);
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn percent_encoded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Lists `values` (one credential's secret parts; a Basic pair is listed as `user:pass` too
+/// by the caller) until the guard and its clones are dropped, plus [`GRACE`].
+pub fn hold<'a>(values: impl IntoIterator<Item = &'a str>) -> SecretGuard {
+    let mut keys: Vec<Arc<str>> = Vec::new();
+    for v in values {
+        if v.len() < MIN_LEN {
+            continue;
+        }
+        keys.extend(forms(v).into_iter().map(Arc::from));
+    }
+    keys.sort();
+    keys.dedup();
+    let mut st = state();
+    let now = Instant::now();
+    prune(&mut st, now);
+    for k in &keys {
+        match st.entries.get_mut(k) {
+            Some(e) => {
+                e.refs += 1;
+                e.released = None;
+            }
+            None => {
+                st.entries.insert(
+                    k.clone(),
+                    Entry {
+                        refs: 1,
+                        released: None,
+                    },
+                );
+                st.version += 1;
+            }
+        }
+    }
+    SecretGuard { keys }
+}
+
+fn prune(st: &mut State, now: Instant) {
+    let before = st.entries.len();
+    st.entries
+        .retain(|_, e| e.refs > 0 || e.released.is_none_or(|t| now.duration_since(t) < GRACE));
+    if st.entries.len() != before {
+        st.version += 1;
+    }
+}
+
+fn matcher() -> Option<Arc<AhoCorasick>> {
+    let mut st = state();
+    prune(&mut st, Instant::now());
+    if st.entries.is_empty() {
+        return None;
+    }
+    if let Some((v, m)) = &st.matcher
+        && *v == st.version
+    {
+        return Some(m.clone());
+    }
+    let needles: Vec<&str> = st.entries.keys().map(|k| &**k).collect();
+    let built = AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(needles)
+        .ok()
+        .map(Arc::new)?;
+    let version = st.version;
+    st.matcher = Some((version, built.clone()));
+    Some(built)
+}
+
+/// `line` with every secret in play replaced by [`MARK`], and any `Bearer …` / `Basic …`
+/// credential too (a defence for secrets no guard announced).
+pub fn redact_log(line: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(line);
+    if let Some(m) = matcher()
+        && m.is_match(line)
+    {
+        out = Cow::Owned(m.replace_all(line, &vec![MARK; m.patterns_len()]));
+    }
+    match scrub_auth_schemes(&out) {
+        Some(s) => Cow::Owned(s),
+        None => out,
+    }
+}
+
+/// Replaces the credential after `Bearer ` / `Basic ` (any case), as an Authorization header
+/// value would show it, however it got into the text.
+fn scrub_auth_schemes(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains("bearer") && !lower.contains("basic") {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        let rest = &lower[i..];
+        let scheme = if rest.starts_with("bearer") {
+            6
+        } else if rest.starts_with("basic") {
+            5
+        } else {
+            0
+        };
+        let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        if scheme > 0 && word_start {
+            // one or more spaces (or `=`/`:` with optional spaces), then the credential
+            let mut j = i + scheme;
+            let mut sep = 0;
+            while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t') {
+                j += 1;
+                sep += 1;
+            }
+            let start = j;
+            while j < bytes.len() && is_token_byte(bytes[j]) {
+                j += 1;
+            }
+            if sep > 0 && looks_like_credential(&text[start..j]) {
+                out.push_str(&text[copied..start]);
+                out.push_str(MARK);
+                copied = j;
+                changed = true;
+                i = j;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+/// Not an ordinary word ("a bearer token was refused"): long, or with a digit or a
+/// symbol in it.
+fn looks_like_credential(s: &str) -> bool {
+    s.len() >= 20 || (s.len() >= 8 && s.bytes().any(|b| !b.is_ascii_alphabetic()))
+}
+
+/// Characters of RFC 6750's `b64token` (and of base64).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_secrets_are_replaced_in_every_form_until_released() {
+        let secret = "tok/en+Secret value-12345";
+        let g = hold([secret]);
+        for form in forms(secret) {
+            let line = format!("ERROR worker quit: HTTP 400: auth={form} and more");
+            let out = redact_log(&line);
+            assert!(!out.contains(&form), "{form} survived: {out}");
+            assert!(out.contains(MARK), "{out}");
+        }
+        let g2 = g.clone();
+        drop(g);
+        assert!(redact_log(secret).contains(MARK), "a clone keeps it listed");
+        drop(g2);
+        // released: still listed during the grace period
+        assert!(redact_log(secret).contains(MARK));
+    }
+
+    #[test]
+    fn short_values_are_not_listed() {
+        let _g = hold(["ab"]);
+        assert_eq!(redact_log("ab cd"), "ab cd");
+    }
+
+    #[test]
+    fn authorization_values_are_scrubbed_without_a_guard() {
+        for (input, expected) in [
+            ("auth=Bearer abcdef123", "auth=Bearer [REDACTED]"),
+            ("Authorization: basic dXNlcjpwYXNz==", "Authorization: basic [REDACTED]"),
+            ("BEARER  x.y.z-w.v", "BEARER  [REDACTED]"),
+            ("Bearer abcdefghijklmnopqrstuvwxyz", "Bearer [REDACTED]"),
+            ("a bearer token was refused", "a bearer token was refused"),
+            ("basic auth", "basic auth"),
+            ("Bearer [REDACTED]", "Bearer [REDACTED]"),
+            ("no credential here", "no credential here"),
+        ] {
+            assert_eq!(redact_log(input), expected, "{input}");
+        }
+    }
+}
