@@ -380,6 +380,27 @@ pub struct ConnectionDraft {
     pub mcp_server: Option<McpServerInfo>,
 }
 
+impl ConnectionDraft {
+    /// A copy without the operations and the source document (which can be large).
+    pub fn header(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            slug: self.slug.clone(),
+            service_type: self.service_type,
+            base_url: self.base_url.clone(),
+            auth_type: self.auth_type,
+            auth_public: self.auth_public.clone(),
+            fulfillment: self.fulfillment,
+            participant_role: self.participant_role.clone(),
+            operations: Vec::new(),
+            limits: self.limits,
+            source: None,
+            transport: self.transport,
+            mcp_server: self.mcp_server.clone(),
+        }
+    }
+}
+
 /// What happens to the sealed secrets when a connection is written.
 #[derive(Debug)]
 pub enum SecretsChange {

@@ -300,3 +300,18 @@ fn without_string_values(msg: &str) -> String {
 fn strip_position(msg: &str) -> &str {
     msg.rsplit_once(" at line ").map_or(msg, |(m, _)| m)
 }
+
+/// A JSON response written into a buffer of exactly its size (axum's `Json` grows its
+/// buffer by doubling: a large API's 12 MB answer would briefly take 24 MB more).
+pub struct ExactJson<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for ExactJson<T> {
+    fn into_response(self) -> axum::response::Response {
+        let len = chatterfly_domain::operation::json_len(&self.0);
+        let mut buf = Vec::with_capacity(len);
+        match serde_json::to_writer(&mut buf, &self.0) {
+            Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
+            Err(e) => ApiError::Internal(format!("cannot write the answer: {e}")).into_response(),
+        }
+    }
+}

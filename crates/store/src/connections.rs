@@ -178,6 +178,9 @@ pub enum SealedUpdate<'a> {
 }
 
 impl Store {
+    /// Writes a new connection with its operations and source document, in one
+    /// transaction. The record returned carries neither (its `operation_count` is set):
+    /// the caller has them, and a large API is not copied.
     pub async fn insert_connection(&self, new: NewConnection<'_>) -> Result<ConnectionRecord> {
         let d = new.draft;
         let at = now();
@@ -214,7 +217,7 @@ impl Store {
         Ok(ConnectionRecord {
             id: new.id.to_owned(),
             workspace_id: new.workspace_id.to_owned(),
-            draft: d.clone(),
+            draft: d.header(),
             operation_count: i64::try_from(d.operations.len()).unwrap_or(i64::MAX),
             auth_sealed: new.auth_sealed.map(str::to_owned),
             created_by: new.created_by.map(str::to_owned),

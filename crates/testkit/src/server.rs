@@ -188,6 +188,11 @@ impl TestServer {
         })
     }
 
+    /// The server's process id (for reading its memory and open files under /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server printed so far (stdout and stderr).
     pub fn output(&self) -> String {
         self.output.lock().expect("log lock").clone()

@@ -392,11 +392,11 @@ async fn mcp_echo_leaks_nothing(db: Db, rust_log: &str) {
     // the errors reached the server and were written about: the check can fail
     let (_db, logs) = s.stop();
     server.abort();
+    assert_clean("the server logs", &logs, &forms);
     assert!(
         logs.contains("[REDACTED]"),
         "the echoed tokens were logged, redacted:\n{logs}"
     );
-    assert_clean("the server logs", &logs, &forms);
 }
 
 db_tests! {

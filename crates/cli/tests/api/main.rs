@@ -8,6 +8,7 @@ mod connections;
 mod errors;
 mod import;
 mod keys;
+mod limits;
 mod mcp;
 mod openapi;
 mod replicas;

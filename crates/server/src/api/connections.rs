@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Caller};
+use crate::extract::{Body, Caller, ExactJson};
 
 /// One operation (tool) of a connection.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -47,6 +47,22 @@ pub struct OperationView {
     /// MCP tools: the server's exact tool name, sent with `tools/call`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_tool: Option<String>,
+}
+
+impl From<Operation> for OperationView {
+    /// Moves the schemas: a large API's operations are never copied to be shown.
+    fn from(o: Operation) -> Self {
+        Self {
+            name: o.name.to_string(),
+            method: o.method.map(|m| m.as_str().to_owned()),
+            path: o.path.as_ref().map(|p| p.as_str().to_owned()),
+            request: o.request.as_ref().and_then(|r| serde_json::to_value(r).ok()),
+            description: o.description,
+            input_schema: o.input_schema,
+            output_schema: o.output_schema,
+            mcp_tool: o.mcp_tool,
+        }
+    }
 }
 
 impl From<&Operation> for OperationView {
@@ -128,11 +144,13 @@ impl From<SourceMeta> for SourceView {
 }
 
 impl ConnectionView {
-    pub(crate) fn new(rec: &ConnectionRecord, with_operations: bool) -> Self {
-        let d = &rec.draft;
+    /// The view of a record, its operations moved in (`with_operations`) or left out.
+    pub(crate) fn new(rec: ConnectionRecord, with_operations: bool) -> Self {
+        let mut d = rec.draft;
         let sealed = rec.auth_sealed.is_some();
+        let operations = std::mem::take(&mut d.operations);
         Self {
-            id: rec.id.clone(),
+            id: rec.id,
             name: d.name.clone(),
             slug: d.slug.to_string(),
             service_type: d.service_type.as_str().to_owned(),
@@ -140,14 +158,14 @@ impl ConnectionView {
             auth: auth_response(d.auth_type, &d.auth_public, |_| sealed),
             fulfillment: d.fulfillment.as_str().to_owned(),
             participant_role: d.participant_role.as_ref().map(ToString::to_string),
-            operations: with_operations.then(|| d.operations.iter().map(OperationView::from).collect()),
+            operations: with_operations.then(|| operations.into_iter().map(OperationView::from).collect()),
             operation_count: rec.operation_count,
             limits: d.limits,
             source: None,
             transport: d.transport.map(|t| t.as_str().to_owned()),
-            mcp_server: d.mcp_server.clone(),
-            created_at: rec.created_at.clone(),
-            updated_at: rec.updated_at.clone(),
+            mcp_server: d.mcp_server,
+            created_at: rec.created_at,
+            updated_at: rec.updated_at,
         }
     }
 }
@@ -217,7 +235,7 @@ pub async fn list_connections(
 ) -> Result<Json<Vec<ConnectionView>>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     let list = state.store.list_connections(&access.workspace.id).await?;
-    Ok(Json(list.iter().map(|r| ConnectionView::new(r, false)).collect()))
+    Ok(Json(list.into_iter().map(|r| ConnectionView::new(r, false)).collect()))
 }
 
 /// Create a connection (workspace admins).
@@ -228,7 +246,7 @@ pub async fn create_connection(
     caller: Caller,
     Path(ws): Path<String>,
     mut body: Body,
-) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
+) -> Result<(StatusCode, ExactJson<ConnectionView>), ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("create connections")?;
     let input: ConnectionInput = body.connection_json(&state).await?;
@@ -269,11 +287,15 @@ pub async fn create_connection(
         .await
         .map_err(slug_taken(draft.slug.as_str()))?;
     tracing::info!(workspace = %access.workspace.slug, connection = %draft.slug, service_type = %draft.service_type, "connection created");
-    let mut view = ConnectionView::new(&rec, true);
+    let id = rec.id.clone();
+    // the record carries no operations (the store does not copy them): the view takes the
+    // draft's
+    let mut view = ConnectionView::new(rec, false);
+    view.operations = Some(draft.operations.into_iter().map(OperationView::from).collect());
     if draft.source.is_some() {
-        view.source = state.store.source_meta(&rec.id).await?.map(SourceView::from);
+        view.source = state.store.source_meta(&id).await?.map(SourceView::from);
     }
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, ExactJson(view)))
 }
 
 /// Read one connection with its operations (any member).
@@ -283,16 +305,17 @@ pub async fn get_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, slug)): Path<(String, String)>,
-) -> Result<Json<ConnectionView>, ApiError> {
+) -> Result<ExactJson<ConnectionView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     let rec = state
         .store
         .get_connection(&access.workspace.id, &slug)
         .await?
         .ok_or_else(|| connection_not_found(&slug))?;
-    let mut view = ConnectionView::new(&rec, true);
-    view.source = state.store.source_meta(&rec.id).await?.map(SourceView::from);
-    Ok(Json(view))
+    let meta = state.store.source_meta(&rec.id).await?;
+    let mut view = ConnectionView::new(rec, true);
+    view.source = meta.map(SourceView::from);
+    Ok(ExactJson(view))
 }
 
 /// The document an openapi connection was imported from, as it was imported (any member).
@@ -333,7 +356,7 @@ pub async fn patch_connection(
     caller: Caller,
     Path((ws, slug)): Path<(String, String)>,
     mut body: Body,
-) -> Result<Json<ConnectionView>, ApiError> {
+) -> Result<ExactJson<ConnectionView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("edit connections")?;
     let rec = state
@@ -389,9 +412,10 @@ pub async fn patch_connection(
         updated_at,
         ..rec
     };
-    let mut view = ConnectionView::new(&rec, true);
-    view.source = state.store.source_meta(&rec.id).await?.map(SourceView::from);
-    Ok(Json(view))
+    let meta = state.store.source_meta(&rec.id).await?;
+    let mut view = ConnectionView::new(rec, true);
+    view.source = meta.map(SourceView::from);
+    Ok(ExactJson(view))
 }
 
 /// Delete a connection (workspace admins). Its tools stop resolving at once.

@@ -176,6 +176,6 @@ pub async fn refresh_connection(
         changed: report.changed,
         removed: report.removed,
         warnings: report.warnings,
-        connection: ConnectionView::new(&rec, true),
+        connection: ConnectionView::new(rec, true),
     }))
 }

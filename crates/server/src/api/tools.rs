@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::access::WorkspaceAccess;
 use crate::error::{ApiError, Problem};
-use crate::extract::{BearerHash, Body, Caller};
+use crate::extract::{BearerHash, Body, Caller, ExactJson};
 
 #[derive(Serialize, ToSchema)]
 pub struct ToolView {
@@ -50,10 +50,10 @@ pub async fn list_tools(
     State(state): State<AppState>,
     caller: Caller,
     Path(ws): Path<String>,
-) -> Result<Json<ToolsView>, ApiError> {
+) -> Result<ExactJson<ToolsView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     let catalog = state.tools.catalog(&access.workspace.id).await?;
-    Ok(Json(ToolsView {
+    Ok(ExactJson(ToolsView {
         standard: catalog.standard.into_iter().map(Into::into).collect(),
         connections: catalog.connections.into_iter().map(Into::into).collect(),
     }))

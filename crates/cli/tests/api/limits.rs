@@ -1,0 +1,175 @@
+//! Attacks on the server's inbound limits, over raw TCP where a well-behaved client would
+//! not go: headers that never end, bodies declared larger than the cap or never finished,
+//! big bodies from people who may not send them, and what a large request costs in memory.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::*;
+
+fn addr(s: &TestServer) -> String {
+    s.url.trim_start_matches("http://").to_owned()
+}
+
+/// Sends `head` (and `body`) on a fresh connection and reads the status line of the answer,
+/// waiting at most `wait`. `None` when no answer came in time or the connection closed.
+async fn status_of(s: &TestServer, head: &str, body: &[u8], wait: Duration) -> Option<u16> {
+    let mut c = TcpStream::connect(addr(s)).await.unwrap();
+    c.write_all(head.as_bytes()).await.unwrap();
+    if !body.is_empty() {
+        c.write_all(body).await.unwrap();
+    }
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(wait, c.read(&mut buf)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn post_head(path: &str, token: &str, length: u64) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+/// The server's open file descriptors.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// The server's peak resident memory so far, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+db_tests! {
+    async fn slow_headers_are_cut_off_while_others_are_served(db: Db) {
+        let s = TestServer::start_with(BIN, db, chatterfly_testkit::server::Options {
+            env: vec![
+                ("CHATTERFLY_HEADER_READ_TIMEOUT_MS".into(), "1000".into()),
+                ("CHATTERFLY_MAX_CONNECTIONS".into(), "100".into()),
+            ],
+            ..Default::default()
+        }).await;
+        let before = open_fds(s.pid());
+        // 300 clients that start a request and never finish its headers
+        let mut slow = Vec::new();
+        for _ in 0..300 {
+            let mut c = TcpStream::connect(addr(&s)).await.unwrap();
+            c.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+            slow.push(c);
+        }
+        // meanwhile ordinary requests are answered (at most a header timeout late)
+        for _ in 0..5 {
+            let started = Instant::now();
+            let (st, v) = s.call(Method::GET, "/api/me", None).await;
+            assert_eq!(st, 200, "{v}");
+            assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        }
+        assert!(open_fds(s.pid()) <= before + 100 + 16, "at most 100 connections open: {} fds", open_fds(s.pid()));
+        // every slow client is closed by the server
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for mut c in slow {
+            let mut buf = [0u8; 512];
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, c.read(&mut buf)).await {
+                Ok(Ok(_) | Err(_)) => {} // answered (408) and closed, or reset
+                Err(_) => panic!("a connection that never sent its headers is still open after 10 s"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(open_fds(s.pid()) <= before + 8, "descriptors back to {before}: {}", open_fds(s.pid()));
+        let (st, _) = s.call(Method::GET, "/api/me", None).await;
+        assert_eq!(st, 200);
+    }
+
+    async fn bodies_are_read_only_for_those_who_may_send_them(db: Db) {
+        let s = TestServer::start_with(BIN, db, chatterfly_testkit::server::Options {
+            env: vec![("CHATTERFLY_BODY_READ_TIMEOUT_MS".into(), "1500".into())],
+            ..Default::default()
+        }).await;
+        let (member_id, member) = s.user("member@example.com").await;
+        let (st, v) = s.call(Method::PUT, &format!("/api/workspaces/default/members/{member_id}"), Some(json!({"role": "member"}))).await;
+        assert_eq!(st, 200, "{v}");
+        let (outsider_id, outsider) = s.user("outsider@example.com").await;
+        let (st, v) = s.call(Method::POST, "/api/workspaces", Some(json!({"name": "Other", "slug": "other"}))).await;
+        assert_eq!(st, 201, "{v}");
+        let (st, v) = s.call(Method::PUT, &format!("/api/workspaces/other/members/{outsider_id}"), Some(json!({"role": "admin"}))).await;
+        assert_eq!(st, 200, "{v}");
+        let create = "/api/workspaces/default/connections";
+        let wait = Duration::from_secs(3);
+        // 50 MB declared, 1 KiB sent: each is answered at once, no body read
+        let partial = vec![b' '; 1024];
+        let len = 50_000_000;
+        for (who, token, expected) in [("no token", "nope", 401), ("another workspace's admin", outsider.as_str(), 404), ("a member", member.as_str(), 403)] {
+            let started = Instant::now();
+            let st = status_of(&s, &post_head(create, token, len), &partial, wait).await;
+            assert_eq!(st, Some(expected), "{who}");
+            assert!(started.elapsed() < Duration::from_secs(2), "{who}: {:?}", started.elapsed());
+        }
+        // a declared length over the cap: 413 before any body
+        let st = status_of(&s, &post_head(create, &s.token, 1 << 40), b"", wait).await;
+        assert_eq!(st, Some(413));
+        // a tool call takes the ordinary cap (1 MiB)
+        let st = status_of(&s, &post_head("/api/workspaces/default/tools/current_time/invoke", &s.token, 2 << 20), b"", wait).await;
+        assert_eq!(st, Some(413));
+        let big = format!("{{\"arguments\": {{}}, \"pad\": \"{}\"}}", "x".repeat(2 << 20));
+        let (st, ct, _) = s.raw(Method::POST, "/api/workspaces/default/tools/current_time/invoke", Some("application/json"), big.into_bytes()).await;
+        assert_eq!((st, ct.as_str()), (413, "application/problem+json"));
+        // an admin who never finishes the body: 408 after the body read timeout
+        let started = Instant::now();
+        let st = status_of(&s, &post_head(create, &s.token, 10_000), &partial, Duration::from_secs(5)).await;
+        assert_eq!(st, Some(408));
+        assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+        // and the server carries on
+        let (st, _) = s.call(Method::GET, "/api/me", None).await;
+        assert_eq!(st, 200);
+    }
+
+    async fn a_large_connection_costs_a_bounded_multiple_of_its_size(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        // 2,000 operations with schemas of about 4 KB each: about 9 MB of JSON
+        let props: serde_json::Map<String, Value> = (0..60)
+            .map(|i| (format!("field_{i}"), json!({"type": "string", "description": format!("the field number {i} of this operation"), "maxLength": 100})))
+            .collect();
+        let ops: Vec<Value> = (0..2000)
+            .map(|i| json!({"name": format!("op_{i}"), "method": "POST", "path": format!("/things/{i}"),
+                "description": "x".repeat(200), "input_schema": {"type": "object", "properties": props}}))
+            .collect();
+        let body = json!({"name": "Big", "slug": "big", "service_type": "http", "base_url": "https://api.example.com", "operations": ops});
+        let bytes = serde_json::to_vec(&body).unwrap();
+        assert!(bytes.len() > 8_000_000, "{}", bytes.len());
+        let base = peak_rss_kib(s.pid());
+        let (st, _, text) = s.raw(Method::POST, "/api/workspaces/default/connections", Some("application/json"), bytes.clone()).await;
+        assert_eq!(st, 201, "{}", &text[..text.len().min(500)]);
+        let created = peak_rss_kib(s.pid());
+        let ratio = (created.saturating_sub(base) * 1024) as f64 / bytes.len() as f64;
+        eprintln!("creating a {} byte connection: peak RSS grew {ratio:.1}x", bytes.len());
+        assert!(ratio <= 10.0, "creating it cost {ratio:.1}x the body in memory");
+        // reading it back (every member lists the tools) stays cheap too
+        let (st, v) = s.call(Method::GET, "/api/workspaces/default/tools", None).await;
+        assert_eq!(st, 200);
+        assert_eq!(v["connections"].as_array().unwrap().len(), 2000);
+        let (st, _) = s.call(Method::GET, "/api/workspaces/default/connections/big", None).await;
+        assert_eq!(st, 200);
+        let read = (peak_rss_kib(s.pid()).saturating_sub(created) * 1024) as f64 / bytes.len() as f64;
+        eprintln!("reading it back: peak RSS grew {read:.1}x more");
+        // (the schemas are parsed to be listed: about ten times their text, and the
+        // allocator keeps what the create freed on other threads)
+        assert!(read <= 12.0, "reading it back cost {read:.1}x the body more");
+        // past the per-schema cap: refused with the operation's pointer
+        let huge: serde_json::Map<String, Value> = (0..20_000).map(|i| (format!("f{i}"), json!({"type": "string"}))).collect();
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections", Some(json!({
+            "name": "Huge", "slug": "huge", "service_type": "http", "base_url": "https://api.example.com",
+            "operations": [{"name": "op", "method": "POST", "path": "/x", "input_schema": {"type": "object", "properties": huge}}]}))).await;
+        assert_eq!(st, 422, "{v}");
+        assert_eq!(v["errors"][0]["pointer"], "/operations/0/input_schema", "{v}");
+    }
+}
