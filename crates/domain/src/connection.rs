@@ -592,6 +592,12 @@ impl ConnectionDraft {
     }
 }
 
+/// A name shown to people (connections, users, workspaces, tokens): trimmed, 1 to 200
+/// characters, no control characters (NUL, terminal escapes, line breaks).
+pub fn check_display_name(name: &str, errors: &mut FieldErrors) -> Option<String> {
+    check_name(name, errors)
+}
+
 fn check_name(name: &str, errors: &mut FieldErrors) -> Option<String> {
     let name = name.trim();
     if name.is_empty() {
@@ -638,6 +644,9 @@ pub fn check_http_url(raw: &str) -> Result<String, String> {
     let raw = raw.trim();
     if raw.len() > 2048 {
         return Err("`base_url` is longer than 2048 bytes".into());
+    }
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("`base_url` must not contain spaces or control characters (percent-encode them)".into());
     }
     let parsed = url::Url::parse(raw).map_err(|e| format!("`{}` is not an absolute URL ({e})", shorten(raw)))?;
     if !matches!(parsed.scheme(), "http" | "https") {

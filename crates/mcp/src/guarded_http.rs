@@ -19,7 +19,41 @@ use rmcp::transport::streamable_http_client::{
 use sse_stream::Sse;
 
 #[derive(Clone)]
-pub(crate) struct GuardedHttp(pub(crate) reqwest::Client);
+pub(crate) struct GuardedHttp(pub(crate) reqwest::Client, pub(crate) Refusal);
+
+/// The HTTP status of the last answer that refused a POST (0: none). rmcp flattens the
+/// refusal into text inside its worker, so the status is kept here for the error that the
+/// session's owner reports (a 401 is `upstream_unauthorized`, not a protocol error).
+#[derive(Clone, Default)]
+pub(crate) struct Refusal(Arc<std::sync::atomic::AtomicU16>);
+
+impl Refusal {
+    pub(crate) fn status(&self) -> Option<u16> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+
+    fn note(&self, result: &PostResult) {
+        let status = match result {
+            Err(StreamableHttpError::AuthRequired(_)) => 401,
+            Err(StreamableHttpError::InsufficientScope(_)) => 403,
+            Err(StreamableHttpError::UnexpectedServerResponse(text)) => {
+                match text
+                    .strip_prefix("HTTP ")
+                    .and_then(|t| t.get(..3))
+                    .and_then(|c| c.parse().ok())
+                {
+                    Some(code) => code,
+                    None => return,
+                }
+            }
+            _ => return,
+        };
+        self.0.store(status, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
 
@@ -44,12 +78,12 @@ impl StreamableHttpClient for GuardedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> PostResult {
         let session = session_id.is_some();
-        forgotten_session(
-            session,
-            self.0
-                .post_message(uri, message, session_id, auth_header, custom_headers)
-                .await,
-        )
+        let result = self
+            .0
+            .post_message(uri, message, session_id, auth_header, custom_headers)
+            .await;
+        self.1.note(&result);
+        forgotten_session(session, result)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -62,19 +96,19 @@ impl StreamableHttpClient for GuardedHttp {
         max_sse_event_size: usize,
     ) -> PostResult {
         let session = session_id.is_some();
-        forgotten_session(
-            session,
-            self.0
-                .post_message_with_max_sse_event_size(
-                    uri,
-                    message,
-                    session_id,
-                    auth_header,
-                    custom_headers,
-                    max_sse_event_size,
-                )
-                .await,
-        )
+        let result = self
+            .0
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await;
+        self.1.note(&result);
+        forgotten_session(session, result)
     }
 
     async fn post_message_with_response_limits(
@@ -87,12 +121,12 @@ impl StreamableHttpClient for GuardedHttp {
         limits: StreamableHttpResponseLimits,
     ) -> PostResult {
         let session = session_id.is_some();
-        forgotten_session(
-            session,
-            self.0
-                .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
-                .await,
-        )
+        let result = self
+            .0
+            .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
+            .await;
+        self.1.note(&result);
+        forgotten_session(session, result)
     }
 
     async fn delete_session(

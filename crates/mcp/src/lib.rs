@@ -388,15 +388,30 @@ impl McpClient {
         config.max_sse_event_size = target.limits.max_response_bytes;
         config.max_json_response_size = target.limits.max_response_bytes;
         config.reinit_on_expired_session = true;
+        let refusal = guarded_http::Refusal::default();
         let transport = StreamableHttpClientTransport::with_client(
-            guarded_http::GuardedHttp(self.egress.streaming_client()),
+            guarded_http::GuardedHttp(self.egress.streaming_client(), refusal.clone()),
             config,
         );
         within(target.limits.total_timeout, async {
-            handler
-                .serve(transport)
-                .await
-                .map_err(|e| init_error(e, &target.url, target.limits))
+            handler.serve(transport).await.map_err(|e| {
+                let err = init_error(e, &target.url, target.limits);
+                match (refusal.status(), err) {
+                    (Some(code @ (401 | 403)), _) => McpError::Unauthorized(code),
+                    (Some(code), McpError::Protocol(_)) => McpError::Protocol(
+                        format!(
+                            "initialize failed: the MCP server answered HTTP {code} {}",
+                            http::StatusCode::from_u16(code)
+                                .ok()
+                                .and_then(|s| s.canonical_reason())
+                                .unwrap_or("")
+                        )
+                        .trim_end()
+                        .to_owned(),
+                    ),
+                    (_, err) => err,
+                }
+            })
         })
         .await
     }
@@ -513,6 +528,10 @@ fn classify_chain(
         if let Some(sse::SseError::Status(401 | 403) | sse::SseError::PostStatus(401 | 403)) = s.downcast_ref() {
             return Some(McpError::Unauthorized(401));
         }
+        // rmcp reports a refusal of the Streamable HTTP POST as text (`HTTP 401 …`)
+        if let Some((code @ (401 | 403), _)) = http_status_in(&s.to_string()) {
+            return Some(McpError::Unauthorized(code));
+        }
         source = s.source();
     }
     None
@@ -527,7 +546,57 @@ fn init_error(e: ClientInitializeError, url: &Url, limits: chatterfly_egress::Li
             code: d.code.0,
             message: short(&d.message),
         },
-        other => McpError::Protocol(format!("initialize failed: {}", short(&other.to_string()))),
+        other => McpError::Protocol(format!("initialize failed: {}", plain_reason(&other))),
+    }
+}
+
+/// The HTTP status an rmcp error reports for the server's answer (`HTTP 401 …`), found in
+/// the error's text: the typed error is flattened into a string inside rmcp's worker.
+fn http_status_in(text: &str) -> Option<(u16, String)> {
+    let mut rest = text;
+    while let Some(i) = rest.find("HTTP ") {
+        let after = &rest[i + 5..];
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        if digits.len() == 3
+            && let Ok(code) = digits.parse::<u16>()
+        {
+            let reason = http::StatusCode::from_u16(code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            return Some((code, reason.to_owned()));
+        }
+        rest = after;
+    }
+    None
+}
+
+/// What went wrong, for a person: the server's HTTP status when there was one, else the
+/// innermost error's own words when they are plain (no Rust type names, no server text).
+fn plain_reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut source = Some(e);
+    let mut innermost = e.to_string();
+    while let Some(s) = source {
+        text.push_str(&s.to_string());
+        text.push('\n');
+        innermost = s.to_string();
+        source = s.source();
+    }
+    if let Some((code, reason)) = http_status_in(&text) {
+        return format!("the MCP server answered HTTP {code} {reason}")
+            .trim_end()
+            .to_owned();
+    }
+    let plain = innermost.len() <= 200
+        && !innermost.contains("::")
+        && !innermost.contains('<')
+        && !innermost.contains('(')
+        && !innermost.contains('"');
+    if plain {
+        innermost
+    } else {
+        "the server's answer is not MCP".into()
     }
 }
 
@@ -545,7 +614,7 @@ fn service_error(e: ServiceError, url: &Url, limits: chatterfly_egress::Limits) 
         ServiceError::Timeout { timeout } => McpError::Timeout(timeout),
         ServiceError::TransportClosed => McpError::Protocol("the MCP server closed the session".into()),
         other => classify_chain(&other, url, limits)
-            .unwrap_or_else(|| McpError::Protocol(format!("the MCP exchange failed: {}", short(&other.to_string())))),
+            .unwrap_or_else(|| McpError::Protocol(format!("the MCP exchange failed: {}", plain_reason(&other)))),
     }
 }
 

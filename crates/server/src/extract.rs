@@ -153,12 +153,9 @@ impl Body {
     /// The request, with room for a body of up to `limit` bytes reserved, for readers of
     /// their own (multipart). A declared length over `limit` is refused here.
     pub async fn reserve(&mut self, state: &AppState, limit: usize) -> Result<Request, ApiError> {
-        let req = self
-            .req
-            .take()
-            .ok_or_else(|| ApiError::Internal("the body was read twice".into()))?;
-        let declared = req
+        let declared = self
             .headers()
+            .ok_or_else(|| ApiError::Internal("the body was read twice".into()))?
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
@@ -171,7 +168,9 @@ impl Body {
             .map_or(limit, |n| usize::try_from(n).unwrap_or(limit))
             .min(limit);
         self._room = Some(state.bodies.reserve(want, state.limits.body_read_timeout).await?);
-        Ok(req)
+        self.req
+            .take()
+            .ok_or_else(|| ApiError::Internal("the body was read twice".into()))
     }
 
     /// The whole body, at most `limit` bytes: 413 `body_too_large` past it, 408
@@ -195,6 +194,35 @@ impl Body {
                 }
             }
         })
+    }
+}
+
+/// How long, and how much of, a body that was refused unread is still taken in and thrown
+/// away, so that a client still sending it reads the answer (a "lingering close"); past
+/// either bound the connection is closed.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 8 * 1024 * 1024;
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        let Some(req) = self.req.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            use http_body_util::BodyExt;
+            let mut body = req.into_body();
+            let drain = async {
+                let mut seen = 0usize;
+                while let Some(Ok(frame)) = body.frame().await {
+                    seen += frame.data_ref().map_or(0, Bytes::len);
+                    if seen > LINGER_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+        });
     }
 }
 
@@ -313,5 +341,42 @@ impl<T: serde::Serialize> axum::response::IntoResponse for ExactJson<T> {
             Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
             Err(e) => ApiError::Internal(format!("cannot write the answer: {e}")).into_response(),
         }
+    }
+}
+
+/// axum's `Path`, with its rejections as problem documents (400 `invalid_path`): a segment
+/// that does not decode (`%ff`) is bad input, not plain text.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Self(v))
+            .map_err(|e| ApiError::Coded {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_path",
+                detail: format!("the URL path cannot be read: {}", e.body_text()),
+            })
+    }
+}
+
+/// axum's `Query`, with its rejections as problem documents (400 `invalid_query`).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Self(v))
+            .map_err(|e| ApiError::Coded {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_query",
+                detail: format!("the query string cannot be read: {}", e.body_text()),
+            })
     }
 }

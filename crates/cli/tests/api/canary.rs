@@ -326,6 +326,9 @@ async fn mcp_echo_leaks_nothing(db: Db, rust_log: &str) {
                 (400..600).contains(&st) && st != 500,
                 "discover {url} {transport}: {st} {v}"
             );
+            if status == "e401" {
+                assert_eq!(v["code"], "upstream_unauthorized", "discover {url} {transport}: {v}");
+            }
             responses.push_str(&format!("{v}\n"));
             // a stored token: create (no discovery: the operations are given), call, refresh
             let slug = format!("s{n}");
@@ -342,6 +345,9 @@ async fn mcp_echo_leaks_nothing(db: Db, rust_log: &str) {
             assert_eq!(st, 201, "{v}");
             let (st, v) = invoke(&s, &format!("{slug}.echo"), json!({})).await;
             assert!((400..600).contains(&st) && st != 500, "call {url}: {st} {v}");
+            if status == "e401" {
+                assert_eq!(v["code"], "upstream_unauthorized", "call {url} {transport}: {v}");
+            }
             responses.push_str(&format!("{v}\n"));
             let (st, v) = s
                 .call(
@@ -389,6 +395,16 @@ async fn mcp_echo_leaks_nothing(db: Db, rust_log: &str) {
         }
     }
     assert_clean("the API responses", &responses, &forms);
+    // errors speak of the server's answer, not of the client library's types
+    for needle in [
+        "rmcp",
+        "::",
+        "WorkerTransport",
+        "GuardedHttp",
+        "UnexpectedServerResponse",
+    ] {
+        assert!(!responses.contains(needle), "a response shows `{needle}`:\n{responses}");
+    }
     // the errors reached the server and were written about: the check can fail
     let (_db, logs) = s.stop();
     server.abort();

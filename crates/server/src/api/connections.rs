@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Caller, ExactJson};
+use crate::extract::{Body, Caller, ExactJson, Path};
 
 /// One operation (tool) of a connection.
 #[derive(Serialize, Deserialize, ToSchema)]

@@ -2,7 +2,7 @@
 //! client reviews and edits the draft, then creates it (the draft carries the source
 //! document, which the connection keeps for a later re-import).
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chatterfly_domain::{SourceDocument, SourceKind};
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Caller, body_timeout, too_large};
+use crate::extract::{Body, Caller, Path, body_timeout, too_large};
 
 /// What an import produces.
 #[derive(Serialize, ToSchema)]

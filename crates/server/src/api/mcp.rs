@@ -1,7 +1,7 @@
 //! MCP servers: discovery before a connection exists, and refreshing a connection's tools.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chatterfly_domain::{AuthSpec, AuthType, FieldErrors, McpServerInfo, McpTransport, ServiceType, check_http_url};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -11,7 +11,7 @@ use super::AppState;
 use super::access::WorkspaceAccess;
 use super::connections::{ConnectionView, OperationView, connection_not_found};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Caller};
+use crate::extract::{Body, Caller, Path};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

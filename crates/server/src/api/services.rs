@@ -4,7 +4,7 @@
 //! keeps the stored one.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chatterfly_domain::{FieldErrors, OAuthProvider, Service, check_http_url};
 use chatterfly_store::{PLATFORM, StoreError, aad, service_credential_id};
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, require_platform_admin, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Caller};
+use crate::extract::{Body, Caller, Path};
 
 fn service(name: &str) -> Result<Service, ApiError> {
     name.parse().map_err(|e: String| ApiError::NotFound(e))

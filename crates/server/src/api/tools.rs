@@ -2,8 +2,7 @@
 
 use axum::Json;
 use axum::extract::FromRequestParts;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use axum::http::request::Parts;
 use chatterfly_store::User;
 use chatterfly_tools::{Call, ConnectionLookup, ToolInfo, connection_tool_name};
@@ -14,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::access::WorkspaceAccess;
 use crate::error::{ApiError, Problem};
-use crate::extract::{BearerHash, Body, Caller, ExactJson};
+use crate::extract::{BearerHash, Body, Caller, ExactJson, Path, Query};
 
 #[derive(Serialize, ToSchema)]
 pub struct ToolView {
@@ -132,13 +131,7 @@ impl FromRequestParts<AppState> for InvokeTarget {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let BearerHash(token_hash) = BearerHash::from_request_parts(parts, state).await?;
-        let Path((ws, tool_name)) = Path::<(String, String)>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::Coded {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid_path",
-                detail: e.body_text(),
-            })?;
+        let Path((ws, tool_name)) = Path::<(String, String)>::from_request_parts(parts, state).await?;
         let Some(name) = connection_tool_name(&tool_name) else {
             let caller = Caller::from_hash(state, &token_hash).await?;
             let access = WorkspaceAccess::resolve(state, &caller.user, &ws).await?;
@@ -201,13 +194,8 @@ pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,
     Path(ws): Path<String>,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::Coded {
-        status: axum::http::StatusCode::BAD_REQUEST,
-        code: "invalid_query",
-        detail: e.body_text(),
-    })?;
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("read the audit log")?;
     // Rows of this replica's recent calls are written in the background; wait for them so

@@ -1,7 +1,7 @@
 //! Platform users and their API tokens.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chatterfly_domain::FieldErrors;
 use chatterfly_store::{NewUser, StoreError, User};
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{require_platform_admin, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Caller};
+use crate::extract::{Body, Caller, Path};
 use crate::tokens;
 
 #[derive(Serialize, ToSchema)]
@@ -67,10 +67,7 @@ pub async fn create_user(
     if !valid_email {
         errors.push("/email", "`email` must be an email address such as ada@example.com");
     }
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        errors.push("/name", "`name` must be 1 to 200 characters");
-    }
+    let name = chatterfly_domain::connection::check_display_name(&body.name, &mut errors).unwrap_or_default();
     let password = body.password.filter(|p| !p.is_empty());
     if password.as_ref().is_some_and(|p| p.chars().count() < 12) {
         errors.push("/password", "`password` must be at least 12 characters");
@@ -139,8 +136,10 @@ pub async fn create_token(
     }
     let body: CreateToken = body.json(&state).await?;
     let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(FieldErrors::single("/name", "`name` must be 1 to 100 characters").into());
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(
+            FieldErrors::single("/name", "`name` must be 1 to 100 characters without control characters").into(),
+        );
     }
     let user = state.store.get_user(&id).await?.ok_or_else(not_found)?;
     let token = tokens::generate();

@@ -1,7 +1,7 @@
 //! Workspaces and their members.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chatterfly_domain::{FieldErrors, WorkspaceRole, WorkspaceSlug};
 use chatterfly_store::{StoreError, Workspace};
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, require_platform_admin, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Caller};
+use crate::extract::{Body, Caller, Path};
 
 #[derive(Serialize, ToSchema)]
 pub struct WorkspaceView {
@@ -55,10 +55,8 @@ pub async fn create_workspace(
     require_platform_admin(&caller.user, "create workspaces")?;
     let body: CreateWorkspace = body.json(&state).await?;
     let mut errors = FieldErrors::new();
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        errors.push("/name", "`name` must be 1 to 200 characters");
-    }
+    let name = chatterfly_domain::connection::check_display_name(&body.name, &mut errors).unwrap_or_default();
+    let name = name.as_str();
     let slug = body
         .slug
         .parse::<WorkspaceSlug>()
