@@ -209,20 +209,24 @@ pub fn redact_log(line: &str) -> Cow<'_, str> {
 /// Replaces the credential after `Bearer ` / `Basic ` (any case), as an Authorization header
 /// value would show it, however it got into the text.
 fn scrub_auth_schemes(text: &str) -> Option<String> {
-    let lower = text.to_ascii_lowercase();
-    if !lower.contains("bearer") && !lower.contains("basic") {
+    let bytes = text.as_bytes();
+    let at = |i: usize, word: &[u8]| {
+        bytes
+            .get(i..i + word.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(word))
+    };
+    if !(0..bytes.len()).any(|i| at(i, b"bearer") || at(i, b"basic")) {
         return None;
     }
-    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut changed = false;
     let mut i = 0;
     let mut copied = 0;
     while i < bytes.len() {
-        let rest = &lower[i..];
-        let scheme = if rest.starts_with("bearer") {
+        // bytes, not string slices: the text is any UTF-8, the words looked for are ASCII
+        let scheme = if at(i, b"bearer") {
             6
-        } else if rest.starts_with("basic") {
+        } else if at(i, b"basic") {
             5
         } else {
             0
@@ -308,8 +312,25 @@ mod tests {
             ("basic auth", "basic auth"),
             ("Bearer [REDACTED]", "Bearer [REDACTED]"),
             ("no credential here", "no credential here"),
+            (
+                "summary=\"select …\" uri=/x/basic-auth_user_passwd/é",
+                "summary=\"select …\" uri=/x/basic-auth_user_passwd/é",
+            ),
+            ("é Bearer ééééé1234 …", "é Bearer ééééé1234 …"),
+            ("…Bearer abc123def…", "…Bearer [REDACTED]…"),
         ] {
             assert_eq!(redact_log(input), expected, "{input}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_redacted_without_panicking(text in "\\PC{0,200}", secret in "[a-zA-Z0-9]{8,20}") {
+            let _g = hold([secret.as_str()]);
+            let line = format!("{text}{secret}{text}");
+            let out = redact_log(&line);
+            proptest::prop_assert!(!out.contains(secret.as_str()));
+            let _ = redact_log(&text);
         }
     }
 }

@@ -1284,6 +1284,69 @@ pub fn import(text: &str, options: &Options) -> Result<(Draft, Vec<Warning>, Sum
     Ok((draft, warnings, importer.summary.clone()))
 }
 
+/// The import answer, `{"draft": {…, "operations": […], "source": …}, "warnings": […],
+/// "summary": {…}}`, written to `out` one operation at a time: the draft is never held
+/// whole, so a large API costs about its answer's size in memory. Returns the summary and
+/// the number of warnings.
+pub fn import_json(
+    text: &str,
+    options: &Options,
+    source: &impl Serialize,
+    out: &mut Vec<u8>,
+) -> Result<(Summary, usize), ImportError> {
+    use std::io::Write;
+    let written = |e: std::io::Error| ImportError {
+        message: format!("the draft could not be written: {e}"),
+        line: None,
+        column: None,
+        pointer: None,
+    };
+    let json = |e: serde_json::Error| ImportError {
+        message: format!("the draft could not be written: {e}"),
+        line: None,
+        column: None,
+        pointer: None,
+    };
+    let (root, format) = crate::doc::load(text, max_nodes_for(text.len()))?;
+    let mut importer = Importer::new(&root, format, options)?;
+    write!(
+        out,
+        "{{\"draft\":{{\"name\":{},\"slug\":{},\"service_type\":\"openapi\",\"base_url\":{},\"auth\":{},\"fulfillment\":\"static\",\"operations\":[",
+        serde_json::to_string(&importer.name).map_err(json)?,
+        serde_json::to_string(&importer.slug).map_err(json)?,
+        serde_json::to_string(&importer.base_url).map_err(json)?,
+        importer.auth,
+    )
+    .map_err(written)?;
+    let mut count = 0usize;
+    let mut failed = None;
+    importer.each_operation(|op| {
+        if failed.is_some() {
+            return;
+        }
+        if count > 0 {
+            out.push(b',');
+        }
+        count += 1;
+        if let Err(e) = serde_json::to_writer(&mut *out, &op) {
+            failed = Some(e);
+        }
+    });
+    if let Some(e) = failed {
+        return Err(json(e));
+    }
+    importer.summary.operations = count;
+    let warnings = importer.warnings();
+    out.extend_from_slice(b"],\"source\":");
+    serde_json::to_writer(&mut *out, source).map_err(json)?;
+    out.extend_from_slice(b"},\"warnings\":");
+    serde_json::to_writer(&mut *out, &warnings).map_err(json)?;
+    out.extend_from_slice(b",\"summary\":");
+    serde_json::to_writer(&mut *out, &importer.summary).map_err(json)?;
+    out.push(b'}');
+    Ok((importer.summary.clone(), warnings.len()))
+}
+
 /// How many nodes a YAML document of `len` bytes may expand to through aliases: generous for
 /// real documents (anchors reused a few times), far below what an alias bomb needs.
 pub fn max_nodes_for(len: usize) -> usize {

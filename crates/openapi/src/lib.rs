@@ -16,5 +16,7 @@ mod names;
 pub mod schema;
 
 pub use doc::{Format, MAX_DEPTH, Node, SyntaxError, load};
-pub use import::{Draft, DraftOperation, ImportError, Importer, METHODS, Options, Summary, import, max_nodes_for};
+pub use import::{
+    Draft, DraftOperation, ImportError, Importer, METHODS, Options, Summary, import, import_json, max_nodes_for,
+};
 pub use schema::{Dialect, Warning};

@@ -256,7 +256,7 @@ impl<'d, 'a> Converter<'d, 'a> {
         };
         let v = self.convert(node, &mut walk);
         let n = chatterfly_domain::operation::json_len(&v);
-        self.spent = self.spent.saturating_add(n.max(walk.bytes));
+        self.spent = self.spent.saturating_add(n);
         if n > chatterfly_domain::operation::MAX_SCHEMA_BYTES {
             self.warn(
                 at,

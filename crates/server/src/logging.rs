@@ -54,7 +54,12 @@ impl Drop for EventWriter {
             return;
         }
         let text = String::from_utf8_lossy(&self.0);
-        let clean = chatterfly_egress::in_play::redact_log(&text);
+        // A fault in redaction must neither show the line nor take down the thread that
+        // logged (a database worker, say): the line is withheld instead.
+        let clean = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            chatterfly_egress::in_play::redact_log(&text).into_owned()
+        }))
+        .unwrap_or_else(|_| "[a log line was withheld: it could not be checked for secrets]\n".to_owned());
         // Nowhere to report a failed write to stderr.
         let _ = std::io::stderr().lock().write_all(clean.as_bytes());
     }

@@ -173,3 +173,55 @@ db_tests! {
         assert_eq!(v["errors"][0]["pointer"], "/operations/0/input_schema", "{v}");
     }
 }
+
+/// A small document whose schemas refer to each other four ways at each of twelve levels
+/// (`S0` → 4 × `S1` → … → `S11`), used by every operation: fully inlined, one operation's
+/// schema would be 4^11 objects.
+fn reference_chain(operations: usize) -> String {
+    let mut schemas = serde_json::Map::new();
+    for i in 0..12 {
+        let next = if i < 11 {
+            json!({"$ref": format!("#/components/schemas/S{}", i + 1)})
+        } else {
+            json!({"type": "string"})
+        };
+        let props: serde_json::Map<String, Value> = (0..4).map(|j| (format!("p{j}"), next.clone())).collect();
+        schemas.insert(
+            format!("S{i}"),
+            json!({"type": "object", "description": format!("level {i}"), "properties": props}),
+        );
+    }
+    let mut paths = serde_json::Map::new();
+    for k in 0..operations {
+        let body = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/S0"}}}});
+        paths.insert(format!("/op{k}"), json!({"post": {"operationId": format!("op{k}"), "requestBody": body,
+            "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/S0"}}}}}}}));
+    }
+    json!({"openapi": "3.0.3", "info": {"title": "chain", "version": "1"}, "servers": [{"url": "https://api.example.com"}],
+        "paths": paths, "components": {"schemas": schemas}}).to_string()
+}
+
+db_tests! {
+    async fn a_reference_chain_cannot_blow_up_an_import(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        let doc = reference_chain(5000);
+        assert!(doc.len() < 2_000_000, "{}", doc.len());
+        let base = peak_rss_kib(s.pid());
+        let started = Instant::now();
+        let (st, _, text) = s.raw(Method::POST, "/api/workspaces/default/connections/import/openapi",
+            Some("application/json"), doc.into_bytes()).await;
+        let took = started.elapsed();
+        assert_eq!(st, 200, "{}", &text[..text.len().min(400)]);
+        let grown = peak_rss_kib(s.pid()).saturating_sub(base) / 1024;
+        eprintln!("5,000 operations over a reference chain: {} bytes of answer, {took:?}, peak RSS +{grown} MiB", text.len());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["draft"]["operations"].as_array().unwrap().len(), 5000);
+        assert!(text.len() < 40_000_000, "the draft is bounded: {} bytes", text.len());
+        assert!(grown < 100, "peak memory grew {grown} MiB");
+        assert!(v["warnings"].as_array().unwrap().iter().any(|w| w["reason"].as_str().unwrap().contains("expand into more than")), "{}", v["warnings"]);
+        // the draft is a connection the server accepts as it is
+        let (st, c) = s.call(Method::POST, "/api/workspaces/default/connections", Some(v["draft"].clone())).await;
+        assert_eq!(st, 201, "{}", c.to_string().chars().take(400).collect::<String>());
+        assert_eq!(c["operation_count"], 5000);
+    }
+}

@@ -5,8 +5,8 @@
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chatterfly_domain::{SourceDocument, SourceKind};
-use chatterfly_openapi::{Draft, ImportError, Options, Summary, Warning, import};
+use chatterfly_domain::SourceKind;
+use chatterfly_openapi::{Draft, ImportError, Options, Summary, Warning, import_json};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -14,6 +14,14 @@ use super::AppState;
 use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, Caller, Path, body_timeout, too_large};
+
+/// The source document as the answer shows it (borrowed: a large document is not copied).
+#[derive(Serialize)]
+struct SourceRef<'a> {
+    #[serde(rename = "type")]
+    kind: SourceKind,
+    document: &'a str,
+}
 
 /// What an import produces.
 #[derive(Serialize, ToSchema)]
@@ -131,24 +139,14 @@ pub async fn import_openapi(
         .map_err(|_| ApiError::Internal("import queue closed".into()))?;
     // the answer (tens of MB for a large API) is serialized on the blocking thread too
     let result = tokio::task::spawn_blocking(move || {
-        let (mut draft, warnings, summary) = import(&text, &options)?;
-        draft.source = Some(SourceDocument {
+        // the answer is written operation by operation: the draft is never held whole
+        let mut body = Vec::with_capacity(text.len().saturating_mul(2));
+        let source = SourceRef {
             kind: SourceKind::Openapi,
-            document: text,
-        });
-        let (operations, warning_count, version) = (summary.operations, warnings.len(), summary.version.clone());
-        let view = ImportView {
-            draft,
-            warnings,
-            summary,
+            document: &text,
         };
-        let body = serde_json::to_vec(&view).map_err(|e| ImportError {
-            message: format!("the draft could not be written: {e}"),
-            line: None,
-            column: None,
-            pointer: None,
-        })?;
-        Ok::<_, ImportError>((body, operations, warning_count, version))
+        let (summary, warning_count) = import_json(&text, &options, &source, &mut body)?;
+        Ok::<_, ImportError>((body, summary.operations, warning_count, summary.version))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("import task failed: {e}")))?;
