@@ -92,6 +92,37 @@ db_tests! {
         assert!(s.workspace_role("nope", &a.id).await.unwrap().is_none());
     }
 
+    async fn invitations_are_accepted_once_by_their_address(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let b = s.create_user(&user("b@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("acme"), "Acme", &a.id).await.unwrap();
+        let later = "2999-01-01T00:00:00.000Z";
+        let first = s.invite(&w.id, "b@x.io", WorkspaceRole::Admin, &a.id, later).await.unwrap();
+        // inviting again renews the same invitation with the new role
+        let again = s.invite(&w.id, "b@x.io", WorkspaceRole::Member, &a.id, later).await.unwrap();
+        assert_eq!(first.id, again.id);
+        assert_eq!(again.role, WorkspaceRole::Member);
+        s.invite(&w.id, "ghost@x.io", WorkspaceRole::Member, &a.id, "2000-01-01T00:00:00.000Z").await.unwrap();
+        assert_eq!(s.invitations_of_workspace(&w.id).await.unwrap().len(), 2);
+        let now = chatterfly_store::now();
+        assert_eq!(s.invitations_for("b@x.io", &now).await.unwrap().len(), 1);
+        assert_eq!(s.invitations_for("ghost@x.io", &now).await.unwrap().len(), 0, "expired");
+        // only the addressee accepts, once
+        assert!(matches!(s.accept_invitation(&again.id, &a.id, "a@x.io", &now).await, Err(StoreError::NotFound)));
+        let inv = s.accept_invitation(&again.id, &b.id, "b@x.io", &now).await.unwrap();
+        assert_eq!(inv.workspace_slug.as_str(), "acme");
+        assert_eq!(s.workspace_role("acme", &b.id).await.unwrap().unwrap().1, Some(WorkspaceRole::Member));
+        assert!(matches!(s.accept_invitation(&again.id, &b.id, "b@x.io", &now).await, Err(StoreError::NotFound)));
+        // an admin invited as a member stays admin
+        let own = s.invite(&w.id, "a@x.io", WorkspaceRole::Member, &a.id, later).await.unwrap();
+        s.accept_invitation(&own.id, &a.id, "a@x.io", &now).await.unwrap();
+        assert_eq!(s.workspace_role("acme", &a.id).await.unwrap().unwrap().1, Some(WorkspaceRole::Admin));
+        let ghost = &s.invitations_of_workspace(&w.id).await.unwrap()[0];
+        s.delete_invitation(&w.id, &ghost.id).await.unwrap();
+        assert!(matches!(s.delete_invitation(&w.id, &ghost.id).await, Err(StoreError::NotFound)));
+    }
+
     async fn connections_round_trip(db: Db) {
         let (s, _t) = store(db).await;
         let a = s.create_user(&user("a@x.io")).await.unwrap();

@@ -147,4 +147,76 @@ db_tests! {
         let (_, c) = s.call_as(&a, Method::GET, "/api/workspaces/wa/connections/shared_name", None).await;
         assert_eq!(c["name"], "Secret API");
     }
+
+    async fn people_join_by_invitation_and_ids_leak_nothing(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        // a workspace admin who is not a platform admin
+        let (st, _) = s.call(Method::POST, "/api/workspaces", Some(json!({"name": "Acme", "slug": "acme"}))).await;
+        assert_eq!(st, 201);
+        let (wa_id, wa) = s.user("wa@example.com").await;
+        let (st, _) = s.call(Method::PUT, &format!("/api/workspaces/acme/members/{wa_id}"), Some(json!({"role": "admin"}))).await;
+        assert_eq!(st, 200);
+        let (ada_id, ada) = s.user("ada@example.com").await;
+        let (_, other) = s.user("other@example.com").await;
+        // adding by id: an existing user and an unknown id answer alike, without an e-mail
+        let put = |id: String| {
+            let s = &s;
+            let wa = wa.clone();
+            async move { s.call_as(&wa, Method::PUT, &format!("/api/workspaces/acme/members/{id}"), Some(json!({"role": "member"}))).await }
+        };
+        let (st_known, known) = put(ada_id.clone()).await;
+        let (st_unknown, unknown) = put(uuid::Uuid::now_v7().to_string()).await;
+        assert_eq!((st_known, st_unknown), (404, 404), "{known} {unknown}");
+        assert_eq!(known["code"], unknown["code"]);
+        for v in [&known, &unknown] {
+            assert!(!v.to_string().contains("ada@example.com"), "{v}");
+            assert!(v["detail"].as_str().unwrap().contains("invitations"), "{v}");
+        }
+        // inviting: the same answer whether or not the address has an account
+        let (st1, a) = s.call_as(&wa, Method::POST, "/api/workspaces/acme/invitations", Some(json!({"email": "Ada@Example.com"}))).await;
+        let (st2, b) = s.call_as(&wa, Method::POST, "/api/workspaces/acme/invitations", Some(json!({"email": "nobody@example.com", "role": "admin"}))).await;
+        assert_eq!((st1, st2), (201, 201), "{a} {b}");
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&a), keys(&b));
+        assert_eq!(a["email"], "ada@example.com");
+        assert_eq!(a["role"], "member");
+        assert!(!a.to_string().contains(&ada_id), "{a}");
+        let (st, v) = s.call_as(&wa, Method::POST, "/api/workspaces/acme/invitations", Some(json!({"email": "not an address"}))).await;
+        assert_eq!((st, v["errors"][0]["pointer"].as_str()), (422, Some("/email")), "{v}");
+        // members may not invite; other workspaces see nothing
+        let (st, _) = s.call_as(&ada, Method::POST, "/api/workspaces/acme/invitations", Some(json!({"email": "x@example.com"}))).await;
+        assert_eq!(st, 404);
+        let (st, list) = s.call_as(&wa, Method::GET, "/api/workspaces/acme/invitations", None).await;
+        assert_eq!(st, 200);
+        assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+        // the invited user sees it and accepts; someone else cannot
+        let (st, mine) = s.call_as(&ada, Method::GET, "/api/me/invitations", None).await;
+        assert_eq!(st, 200);
+        assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+        assert_eq!(mine[0]["workspace"], "acme");
+        let (_, theirs) = s.call_as(&other, Method::GET, "/api/me/invitations", None).await;
+        assert_eq!(theirs.as_array().unwrap().len(), 0, "{theirs}");
+        let id = a["id"].as_str().unwrap();
+        let (st, _) = s.call_as(&other, Method::POST, &format!("/api/me/invitations/{id}/accept"), None).await;
+        assert_eq!(st, 404);
+        let (st, _) = s.call_as(&ada, Method::GET, "/api/workspaces/acme", None).await;
+        assert_eq!(st, 404, "not a member before accepting");
+        let (st, v) = s.call_as(&ada, Method::POST, &format!("/api/me/invitations/{id}/accept"), None).await;
+        assert_eq!((st, v["role"].as_str(), v["workspace"].as_str()), (200, Some("member"), Some("acme")), "{v}");
+        let (st, _) = s.call_as(&ada, Method::GET, "/api/workspaces/acme", None).await;
+        assert_eq!(st, 200);
+        let (st, _) = s.call_as(&ada, Method::POST, &format!("/api/me/invitations/{id}/accept"), None).await;
+        assert_eq!(st, 404, "an invitation is used once");
+        // now a member: the admin may change the role by id
+        let (st, v) = put(ada_id.clone()).await;
+        assert_eq!((st, v["email"].as_str()), (200, Some("ada@example.com")), "{v}");
+        // withdrawing
+        let bid = b["id"].as_str().unwrap();
+        let (st, _) = s.call_as(&wa, Method::DELETE, &format!("/api/workspaces/acme/invitations/{bid}"), None).await;
+        assert_eq!(st, 204);
+        let (st, _) = s.call_as(&wa, Method::DELETE, &format!("/api/workspaces/acme/invitations/{bid}"), None).await;
+        assert_eq!(st, 404);
+        let (_, list) = s.call_as(&wa, Method::GET, "/api/workspaces/acme/invitations", None).await;
+        assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+    }
 }

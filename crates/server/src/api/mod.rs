@@ -5,6 +5,7 @@
 mod access;
 mod connections;
 mod import;
+mod invitations;
 mod mcp;
 mod me;
 mod services;
@@ -126,6 +127,10 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(workspaces::get_workspace))
         .routes(routes!(workspaces::list_members))
         .routes(routes!(workspaces::set_member, workspaces::remove_member))
+        .routes(routes!(invitations::invite, invitations::list_invitations))
+        .routes(routes!(invitations::delete_invitation))
+        .routes(routes!(invitations::my_invitations))
+        .routes(routes!(invitations::accept_invitation))
         .routes(routes!(users::create_user, users::list_users))
         .routes(routes!(users::create_token))
         .routes(routes!(connections::list_connections, connections::create_connection))

@@ -58,15 +58,10 @@ pub async fn create_user(
     require_platform_admin(&caller.user, "create users")?;
     let body: CreateUser = body.json(&state).await?;
     let mut errors = FieldErrors::new();
-    let email = body.email.trim().to_lowercase();
-    let valid_email = email.len() <= 320
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !valid_email {
+    let email = super::invitations::parse_email(&body.email).unwrap_or_else(|| {
         errors.push("/email", "`email` must be an email address such as ada@example.com");
-    }
+        String::new()
+    });
     let name = chatterfly_domain::connection::check_display_name(&body.name, &mut errors).unwrap_or_default();
     let password = body.password.filter(|p| !p.is_empty());
     if password.as_ref().is_some_and(|p| p.chars().count() < 12) {

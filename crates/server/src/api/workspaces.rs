@@ -169,7 +169,9 @@ fn last_admin(e: StoreError) -> ApiError {
     }
 }
 
-/// Add a member or change a member's role (workspace admins).
+/// Change a member's role (workspace admins). People are added by invitation (`POST
+/// …/invitations`); only a platform admin, who sees every user anyway, adds a user here
+/// directly. A user who is not a member answers 404 whether or not the id exists.
 #[utoipa::path(put, path = "/api/workspaces/{ws}/members/{user_id}", request_body = SetMember,
     params(("ws" = String, Path), ("user_id" = String, Path)),
     responses((status = 200, body = MemberView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -182,11 +184,24 @@ pub async fn set_member(
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("manage members")?;
     let body: SetMember = body.json(&state).await?;
-    let user = state
-        .store
-        .get_user(&user_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("user `{}` not found", short(&user_id))))?;
+    let not_member = || {
+        ApiError::NotFound(format!(
+            "`{}` is not a member of this workspace; add people by inviting their e-mail address (POST /api/workspaces/{}/invitations)",
+            short(&user_id),
+            access.workspace.slug
+        ))
+    };
+    if !caller.user.platform_admin {
+        let role = state
+            .store
+            .workspace_role(access.workspace.slug.as_str(), &user_id)
+            .await?
+            .and_then(|(_, r)| r);
+        if role.is_none() {
+            return Err(not_member());
+        }
+    }
+    let user = state.store.get_user(&user_id).await?.ok_or_else(not_member)?;
     state
         .store
         .set_member(&access.workspace.id, &user.id, body.role)
