@@ -66,7 +66,7 @@ echo "== cargo test"
 # cargo prints one closing line per test binary, the last of them often a doc-test run
 # with nothing in it; the totals line at the end counts every test that ran.
 set +e
-cargo test --workspace --locked 2>&1 | tee "$work/test.log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$work/test.log"
 status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
