@@ -126,7 +126,8 @@ impl Body {
         if empty {
             return Ok(T::default());
         }
-        self.json(state).await
+        // `null` is the body left out, too
+        Ok(self.json::<Option<T>>(state).await?.unwrap_or_default())
     }
 
     async fn read_json<T: DeserializeOwned>(&mut self, state: &AppState, limit: usize) -> Result<T, ApiError> {

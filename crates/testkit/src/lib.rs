@@ -62,6 +62,30 @@ pub fn httpbin_url() -> String {
         })
 }
 
+const API_DOC_ENV: &str = "CHATTERFLY_TEST_API_DOC_TOOLS";
+
+/// The directory holding the tools that check the API description (scripts/api-doc-tools.sh:
+/// `node/node_modules` and `venv`); panics with instructions when it is not installed.
+pub fn api_doc_tools() -> std::path::PathBuf {
+    let dir = std::env::var(API_DOC_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{API_DOC_ENV} is not set. The API description tests need swagger-parser, openapi-spec-validator and openapi-typescript, which scripts/test.sh installs; \
+             run the suite with `scripts/test.sh` (or export {API_DOC_ENV}=$(scripts/api-doc-tools.sh))"
+            )
+        });
+    let dir = std::path::PathBuf::from(dir);
+    assert!(
+        dir.join("node/node_modules/openapi-typescript").is_dir()
+            && dir.join("venv/bin/openapi-spec-validator").is_file(),
+        "{API_DOC_ENV}={} does not hold the tools; run scripts/api-doc-tools.sh",
+        dir.display()
+    );
+    dir
+}
+
 const SPECS_ENV: &str = "CHATTERFLY_TEST_SPECS_DIR";
 
 /// The `node_modules` directory holding the OpenAPI corpus (scripts/specs.sh); panics with

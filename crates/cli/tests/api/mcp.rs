@@ -241,7 +241,7 @@ db_tests! {
             "base_url": "https://example.com", "operations": []}))).await;
         assert_eq!(st, 201);
         let (st, e) = s.call(Method::POST, &format!("{CONN}/h/refresh"), None).await;
-        assert_eq!((st, e["code"].as_str()), (501, Some("not_supported")), "{e}");
+        assert_eq!((st, e["code"].as_str()), (422, Some("not_mcp")), "{e}");
         let (st, _) = s.call(Method::POST, &format!("{CONN}/nope/refresh"), None).await;
         assert_eq!(st, 404);
     }

@@ -85,3 +85,87 @@ db_tests! {
         }
     }
 }
+
+/// Runs a command to completion; panics with its output when it fails.
+fn run_ok(what: &str, cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what} failed ({:?}):\n{text}", out.status.code());
+    text
+}
+
+const VALIDATE: &str = r#"
+import SwaggerParser from "@apidevtools/swagger-parser";
+const api = await SwaggerParser.validate(process.argv[2]);
+console.log("VALID", api.openapi, Object.keys(api.paths).length);
+"#;
+
+/// A client as a user would write it: the types generated from the document, the calls
+/// made with openapi-fetch. `tsc --strict` must accept it, and it must work.
+const CLIENT: &str = r#"
+import createClient from "openapi-fetch";
+import type { paths } from "./api.js";
+
+declare const process: { env: Record<string, string | undefined> };
+
+const client = createClient<paths>({
+  baseUrl: process.env.BASE,
+  headers: { Authorization: `Bearer ${process.env.TOKEN}` },
+});
+const ws = { path: { ws: "default" } };
+const created = await client.POST("/api/workspaces/{ws}/connections", {
+  params: ws,
+  body: {
+    name: "Echo", slug: "echo", service_type: "http", base_url: process.env.UPSTREAM,
+    auth: { type: "bearer", token: "generated-client-secret" },
+    operations: [{ name: "anything", method: "POST", path: "/anything/{{id}}", description: "echo",
+      input_schema: { type: "object", properties: { id: { type: "string" } }, required: ["id"] } }],
+  },
+});
+if (created.error || created.response.status !== 201) throw new Error("create: " + JSON.stringify(created.error));
+const slug: string = created.data.slug;
+const called = await client.POST("/api/workspaces/{ws}/tools/{tool_name}/invoke", {
+  params: { path: { ws: "default", tool_name: `${slug}.anything` } },
+  body: { arguments: { id: "abc" } },
+});
+if (called.error) throw new Error("invoke: " + JSON.stringify(called.error));
+const output = called.data.output as { status: number; body: { url: string } };
+if (output.status !== 200 || !output.body.url.endsWith("/anything/abc")) throw new Error("output: " + JSON.stringify(output));
+const missing = await client.GET("/api/workspaces/{ws}/connections/{slug}", { params: { path: { ws: "default", slug: "nope" } } });
+if (missing.response.status !== 404 || missing.error?.code !== "not_found") throw new Error("404: " + JSON.stringify(missing.error));
+console.log("CLIENT OK", slug, called.data.duration_ms >= 0);
+"#;
+
+db_tests! {
+    async fn the_document_validates_and_a_generated_client_works(db: Db) {
+        let tools = chatterfly_testkit::api_doc_tools();
+        let node_modules = tools.join("node/node_modules");
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let (st, _, text) = s.raw(Method::GET, "/api/openapi.json", None, Vec::new()).await;
+        assert_eq!(st, 200);
+        let dir = tempfile::tempdir().unwrap();
+        let doc = dir.path().join("openapi.json");
+        std::fs::write(&doc, &text).unwrap();
+        std::os::unix::fs::symlink(&node_modules, dir.path().join("node_modules")).unwrap();
+        std::fs::write(dir.path().join("validate.mjs"), VALIDATE).unwrap();
+        let out = run_ok("swagger-parser", std::process::Command::new("node").arg("validate.mjs").arg(&doc).current_dir(dir.path()));
+        assert!(out.contains("VALID 3.1"), "{out}");
+        let out = run_ok("openapi-spec-validator", std::process::Command::new(tools.join("venv/bin/openapi-spec-validator")).arg(&doc));
+        assert!(out.contains("OK"), "{out}");
+        run_ok("openapi-typescript", std::process::Command::new("node")
+            .arg(node_modules.join("openapi-typescript/bin/cli.js")).arg(&doc).arg("-o").arg(dir.path().join("api.d.ts")));
+        std::fs::write(dir.path().join("client.mts"), CLIENT).unwrap();
+        run_ok("tsc --strict on the generated types and a client", std::process::Command::new("node")
+            .arg(node_modules.join("typescript/bin/tsc"))
+            .args(["--strict", "--target", "es2022", "--module", "nodenext", "--moduleResolution", "nodenext", "client.mts"])
+            .current_dir(dir.path()));
+        let out = run_ok("the generated client", std::process::Command::new("node").arg("client.mjs")
+            .env("BASE", &s.url).env("TOKEN", &s.token).env("UPSTREAM", chatterfly_testkit::httpbin_url())
+            .current_dir(dir.path()));
+        assert!(out.contains("CLIENT OK echo true"), "{out}");
+    }
+}

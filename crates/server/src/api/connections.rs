@@ -240,7 +240,9 @@ pub async fn list_connections(
 
 /// Create a connection (workspace admins).
 #[utoipa::path(post, path = "/api/workspaces/{ws}/connections", params(("ws" = String, Path)), request_body = ConnectionBody,
-    responses((status = 201, body = ConnectionView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = ConnectionView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 502, description = "mcp: the server could not be reached or did not speak MCP", body = Problem),
+        (status = 504, description = "mcp: the server did not answer in time", body = Problem)))]
 pub async fn create_connection(
     State(state): State<AppState>,
     caller: Caller,
@@ -320,7 +322,8 @@ pub async fn get_connection(
 
 /// The document an openapi connection was imported from, as it was imported (any member).
 #[utoipa::path(get, path = "/api/workspaces/{ws}/connections/{slug}/source", params(("ws" = String, Path), ("slug" = String, Path)),
-    responses((status = 200, description = "The document, JSON or YAML", content_type = "application/yaml", body = String),
+    responses((status = 200, description = "The document as imported: JSON (`application/json`) or YAML (`application/yaml`)",
+        content((serde_json::Value = "application/json"), (serde_json::Value = "application/yaml"))),
         (status = 404, body = Problem)))]
 pub async fn get_connection_source(
     State(state): State<AppState>,

@@ -15,6 +15,19 @@ use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, Caller, Path, body_timeout, too_large};
 
+/// A multipart upload of a document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ImportUpload {
+    /// The document, JSON or YAML.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// The connection's name (default: the document's title).
+    name: Option<String>,
+    /// The connection's slug (default: made from the name).
+    slug: Option<String>,
+}
+
 /// The source document as the answer shows it (borrowed: a large document is not copied).
 #[derive(Serialize)]
 struct SourceRef<'a> {
@@ -58,10 +71,13 @@ const RAW_TYPES: &[&str] = &[
 /// connection's name and slug. Saves nothing.
 #[utoipa::path(post, path = "/api/workspaces/{ws}/connections/import/openapi",
     params(("ws" = String, Path), ("name" = Option<String>, Query), ("slug" = Option<String>, Query)),
-    request_body(content = String, content_type = "application/yaml",
-        description = "The document (JSON or YAML), or multipart/form-data with a `file` part"),
-    responses((status = 200, body = ImportView), (status = 403, body = Problem), (status = 413, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)))]
+    request_body(description = "The document, JSON or YAML (also as `application/x-yaml`, `text/yaml`, `text/x-yaml`, `application/octet-stream`, `application/vnd.oai.openapi[+json]`), or a multipart/form-data upload with a `file` part and optional `name` and `slug` parts",
+        content((serde_json::Value = "application/json"), (String = "application/yaml"), (String = "text/plain"),
+            (ImportUpload = "multipart/form-data"))),
+    responses((status = 200, body = ImportView), (status = 403, body = Problem), (status = 408, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 422, description = "Not an OpenAPI 3.0/3.1 or Swagger 2.0 document (`invalid_spec`, with line and column or a pointer), or a bad `name` or `slug`", body = Problem),
+        (status = 503, body = Problem)))]
 pub async fn import_openapi(
     State(state): State<AppState>,
     caller: Caller,

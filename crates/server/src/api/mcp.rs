@@ -145,9 +145,9 @@ pub struct RefreshView {
 /// List an MCP connection's tools again and store them; reports what changed (workspace
 /// admins).
 #[utoipa::path(post, path = "/api/workspaces/{ws}/connections/{slug}/refresh", params(("ws" = String, Path), ("slug" = String, Path)),
-    request_body(content = Option<RefreshBody>),
+    request_body(content = RefreshBody, description = "Optional: leave the body out (or send `null` or `{}`) to use the connection's own credentials"),
     responses((status = 200, body = RefreshView), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem), (status = 501, body = Problem), (status = 502, body = Problem), (status = 504, body = Problem)))]
+        (status = 422, description = "Not an mcp connection (`not_mcp`), or a bad body", body = Problem), (status = 502, body = Problem), (status = 504, body = Problem)))]
 pub async fn refresh_connection(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,6 +162,17 @@ pub async fn refresh_connection(
         .get_connection(&access.workspace.id, &slug)
         .await?
         .ok_or_else(|| connection_not_found(&slug))?;
+    if rec.draft.service_type != chatterfly_domain::ServiceType::Mcp {
+        // the client asked for something this connection cannot do: not a server fault
+        return Err(ApiError::Coded {
+            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            code: "not_mcp",
+            detail: format!(
+                "only mcp connections can be refreshed; `{}` is {}",
+                rec.draft.slug, rec.draft.service_type
+            ),
+        });
+    }
     let (report, draft, updated_at) = state.tools.refresh_mcp(&rec, body.credentials.as_ref()).await?;
     tracing::info!(workspace = %access.workspace.slug, connection = %draft.slug,
         added = report.added.len(), changed = report.changed.len(), removed = report.removed.len(), "MCP tools refreshed");

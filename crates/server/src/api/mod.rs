@@ -4,6 +4,7 @@
 
 mod access;
 mod connections;
+mod document;
 mod import;
 mod invitations;
 mod mcp;
@@ -170,12 +171,14 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api(state);
-    let doc = Arc::new(doc);
+    // serialized once: the finished document is the same for every request
+    let doc = serde_json::to_value(&doc).map(document::finish).unwrap_or_default();
+    let doc: Arc<[u8]> = serde_json::to_vec(&doc).unwrap_or_default().into();
     api.route(
         "/api/openapi.json",
         get(move || {
             let doc = doc.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.to_vec()) }
         }),
     )
     .fallback(|| async { ApiError::NotFound("no such route; see /api/openapi.json for the API".into()) })

@@ -90,7 +90,8 @@ pub struct InvokeView {
 #[utoipa::path(post, path = "/api/workspaces/{ws}/tools/{tool_name}/invoke",
     params(("ws" = String, Path), ("tool_name" = String, Path)), request_body = InvokeBody,
     responses((status = 200, body = InvokeView), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem), (status = 502, body = Problem), (status = 504, body = Problem)))]
+        (status = 422, body = Problem), (status = 501, description = "gmail and telegram tools (`not_supported`)", body = Problem),
+        (status = 502, body = Problem), (status = 504, body = Problem)))]
 pub async fn invoke(
     State(state): State<AppState>,
     target: InvokeTarget,
@@ -158,6 +159,7 @@ impl FromRequestParts<AppState> for InvokeTarget {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// The `id` of the last event of the previous page.
     pub before: Option<String>,

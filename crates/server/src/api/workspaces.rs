@@ -46,7 +46,7 @@ pub struct CreateWorkspace {
 
 /// Create a workspace (platform admins); the creator becomes its admin.
 #[utoipa::path(post, path = "/api/workspaces", request_body = CreateWorkspace,
-    responses((status = 201, body = WorkspaceView), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = WorkspaceView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_workspace(
     State(state): State<AppState>,
     caller: Caller,
