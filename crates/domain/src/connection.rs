@@ -599,11 +599,13 @@ pub fn check_display_name(name: &str, errors: &mut FieldErrors) -> Option<String
 }
 
 fn check_name(name: &str, errors: &mut FieldErrors) -> Option<String> {
+    // the length counts what was sent (as the API description says), spaces included
+    let long = name.chars().count() > 200;
     let name = name.trim();
     if name.is_empty() {
         errors.push("/name", "`name` must not be blank");
         None
-    } else if name.chars().count() > 200 {
+    } else if long {
         errors.push("/name", "`name` is longer than 200 characters");
         None
     } else if name.chars().any(char::is_control) {

@@ -171,32 +171,141 @@ impl ConnectionView {
 }
 
 /// The body of a create request (documentation of the shape; see SPEC "A connection").
-#[derive(ToSchema)]
+#[derive(ToSchema, Deserialize)]
 #[allow(dead_code)]
+#[serde(deny_unknown_fields)]
 pub struct ConnectionBody {
+    /// 1 to 200 characters, no control characters.
+    #[schema(min_length = 1)]
     name: String,
-    /// `^[a-z][a-z0-9_]{0,62}$`, unique in the workspace.
+    /// Unique in the workspace.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,62}$")]
     slug: String,
-    service_type: String,
-    /// Required for http, openapi and mcp; defaults for gmail and telegram.
+    service_type: ServiceTypeName,
+    /// Required for http, openapi and mcp; defaults for gmail and telegram. An absolute
+    /// http(s) URL without user, password, fragment, spaces or control characters.
+    #[schema(max_length = 2048)]
     base_url: Option<String>,
     /// One of the auth shapes; secret fields are write-only.
     #[schema(value_type = Option<Object>)]
     auth: Option<Value>,
-    /// `static` (default), `caller` or `participant`.
-    fulfillment: Option<String>,
+    fulfillment: Option<FulfillmentName>,
     /// Required with participant fulfillment.
+    #[schema(pattern = "^[a-z][a-z0-9_-]{0,62}$")]
     participant_role: Option<String>,
-    operations: Option<Vec<OperationView>>,
-    /// `{"timeout_ms", "max_response_bytes", "max_redirects"}`, each optional.
+    operations: Option<Vec<OperationBody>>,
+    limits: Option<LimitsBody>,
+    /// openapi only: kept for a later re-import (the import endpoint's draft carries it).
+    source: Option<SourceBody>,
+    transport: Option<TransportName>,
+}
+
+/// An edit: every field optional; left out (or `null`) keeps the stored value, except
+/// `participant_role` and `limits`, which `null` clears. The service type cannot change.
+#[derive(ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionPatchBody {
+    #[schema(min_length = 1)]
+    name: Option<String>,
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,62}$")]
+    slug: Option<String>,
+    /// Must be the connection's own service type.
+    service_type: Option<ServiceTypeName>,
+    #[schema(max_length = 2048)]
+    base_url: Option<String>,
+    /// A secret field left out or blank keeps the stored secret.
     #[schema(value_type = Option<Object>)]
-    limits: Option<Value>,
-    /// openapi only: `{"type": "openapi", "document": "<the imported text>"}`, kept for a
-    /// later re-import (the import endpoint's draft carries it).
+    auth: Option<Value>,
+    fulfillment: Option<FulfillmentName>,
+    #[schema(pattern = "^[a-z][a-z0-9_-]{0,62}$")]
+    participant_role: Option<String>,
+    /// Replaces every operation.
+    operations: Option<Vec<OperationBody>>,
+    limits: Option<LimitsBody>,
+    source: Option<SourceBody>,
+    transport: Option<TransportName>,
+}
+
+/// One operation as written (create and edit): only `name` is required.
+#[derive(ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct OperationBody {
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,128}$")]
+    name: String,
+    /// HTTP operations: `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD` or `OPTIONS`.
+    method: Option<String>,
+    /// HTTP operations: a path template with `{{param}}` placeholders.
+    path: Option<String>,
+    #[schema(max_length = 16384)]
+    description: Option<String>,
+    /// JSON Schema of the arguments, an object schema (default: no arguments); at most
+    /// 256 KiB of JSON.
     #[schema(value_type = Option<Object>)]
-    source: Option<Value>,
-    /// mcp only: `auto` (default), `streamable_http` or `sse`.
-    transport: Option<String>,
+    input_schema: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    output_schema: Option<Value>,
+    /// Where each argument goes; see the import rules.
+    #[schema(value_type = Option<Object>)]
+    request: Option<Value>,
+    /// MCP tools: the server's exact tool name.
+    mcp_tool: Option<String>,
+}
+
+/// A connection's own bounds on outbound calls, each capped by the operator's maximum.
+#[derive(ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsBody {
+    #[schema(minimum = 1, maximum = 600000)]
+    timeout_ms: Option<u64>,
+    #[schema(minimum = 1, maximum = 1073741824)]
+    max_response_bytes: Option<u64>,
+    #[schema(minimum = 0, maximum = 20)]
+    max_redirects: Option<u32>,
+}
+
+/// The document an openapi connection was imported from.
+#[derive(ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct SourceBody {
+    #[serde(rename = "type")]
+    #[schema(pattern = "^openapi$")]
+    kind: String,
+    /// The document's text, JSON or YAML.
+    #[schema(min_length = 1)]
+    document: String,
+}
+
+#[derive(ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceTypeName {
+    Http,
+    Openapi,
+    Mcp,
+    Gmail,
+    Telegram,
+}
+
+#[derive(ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(rename_all = "snake_case")]
+pub enum FulfillmentName {
+    Static,
+    Caller,
+    Participant,
+}
+
+#[derive(ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportName {
+    Auto,
+    StreamableHttp,
+    Sse,
 }
 
 fn slug_taken(slug: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
@@ -352,7 +461,7 @@ pub async fn get_connection_source(
 /// Edit a connection (workspace admins). Fields left out stay as they are; a secret field
 /// left out or blank keeps the stored value; `operations`, when given, replaces the list.
 #[utoipa::path(patch, path = "/api/workspaces/{ws}/connections/{slug}", params(("ws" = String, Path), ("slug" = String, Path)),
-    request_body = ConnectionBody,
+    request_body = ConnectionPatchBody,
     responses((status = 200, body = ConnectionView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn patch_connection(
     State(state): State<AppState>,

@@ -25,9 +25,9 @@ pub struct Invite {
     /// The address of the person to add; they accept once they have an account with it.
     #[schema(max_length = 320)]
     pub email: String,
-    /// `admin` or `member` (default).
+    /// Default `member`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<super::workspaces::RoleName>)]
     pub role: Option<WorkspaceRole>,
 }
 

@@ -38,9 +38,13 @@ impl From<User> for UserView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// An address such as `ada@example.com`; stored lowercased.
+    #[schema(max_length = 320, pattern = "^[^@\\s]+@[^@\\s]+$")]
     pub email: String,
+    /// Up to 200 characters, not blank, no control characters.
+    #[schema(pattern = "\\S", max_length = 200)]
     pub name: String,
-    /// Optional; at least 12 characters. Stored as an Argon2id hash.
+    /// Optional (empty: none); otherwise at least 12 characters. Stored as an Argon2id hash.
     #[serde(default)]
     pub password: Option<String>,
     #[serde(default)]
@@ -103,7 +107,8 @@ pub async fn list_users(State(state): State<AppState>, caller: Caller) -> Result
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// What the token is for, e.g. `ci` or `laptop`.
+    /// What the token is for, e.g. `ci` or `laptop`: up to 100 characters, not blank.
+    #[schema(pattern = "\\S", max_length = 100)]
     pub name: String,
 }
 
@@ -130,8 +135,9 @@ pub async fn create_token(
         return Err(not_found());
     }
     let body: CreateToken = body.json(&state).await?;
+    let long = body.name.chars().count() > 100;
     let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if name.is_empty() || long || name.chars().any(char::is_control) {
         return Err(
             FieldErrors::single("/name", "`name` must be 1 to 100 characters without control characters").into(),
         );

@@ -39,8 +39,10 @@ impl WorkspaceView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
+    /// Up to 200 characters, not blank, no control characters.
+    #[schema(pattern = "\\S", max_length = 200)]
     pub name: String,
-    /// `^[a-z][a-z0-9_-]{0,62}$`
+    #[schema(pattern = "^[a-z][a-z0-9_-]{0,62}$")]
     pub slug: String,
 }
 
@@ -153,9 +155,17 @@ pub async fn list_members(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetMember {
-    /// `admin` or `member`
-    #[schema(value_type = String)]
+    #[schema(value_type = RoleName)]
     pub role: WorkspaceRole,
+}
+
+/// A role in a workspace.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum RoleName {
+    Admin,
+    Member,
 }
 
 fn last_admin(e: StoreError) -> ApiError {
