@@ -175,8 +175,11 @@ impl ConnectionView {
 #[allow(dead_code)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionBody {
-    /// 1 to 200 characters, no control characters.
-    #[schema(min_length = 1)]
+    /// Up to 200 characters, not blank, no control characters.
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u0085][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 200
+    )]
     name: String,
     /// Unique in the workspace.
     #[schema(pattern = "^[a-z][a-z0-9_]{0,62}$")]
@@ -206,7 +209,10 @@ pub struct ConnectionBody {
 #[allow(dead_code)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionPatchBody {
-    #[schema(min_length = 1)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u0085][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 200
+    )]
     name: Option<String>,
     #[schema(pattern = "^[a-z][a-z0-9_]{0,62}$")]
     slug: Option<String>,

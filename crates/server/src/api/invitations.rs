@@ -23,7 +23,10 @@ const VALID_FOR_DAYS: i64 = 14;
 #[serde(deny_unknown_fields)]
 pub struct Invite {
     /// The address of the person to add; they accept once they have an account with it.
-    #[schema(max_length = 320)]
+    #[schema(
+        max_length = 320,
+        pattern = "^[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+@[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub email: String,
     /// Default `member`.
     #[serde(default)]

@@ -39,10 +39,16 @@ impl From<User> for UserView {
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// An address such as `ada@example.com`; stored lowercased.
-    #[schema(max_length = 320, pattern = "^[^@\\s]+@[^@\\s]+$")]
+    #[schema(
+        max_length = 320,
+        pattern = "^[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+@[^@\\s\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub email: String,
     /// Up to 200 characters, not blank, no control characters.
-    #[schema(pattern = "\\S", max_length = 200)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u0085][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 200
+    )]
     pub name: String,
     /// Optional (empty: none); otherwise at least 12 characters. Stored as an Argon2id hash.
     #[serde(default)]
@@ -108,7 +114,10 @@ pub async fn list_users(State(state): State<AppState>, caller: Caller) -> Result
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// What the token is for, e.g. `ci` or `laptop`: up to 100 characters, not blank.
-    #[schema(pattern = "\\S", max_length = 100)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u0085][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 100
+    )]
     pub name: String,
 }
 

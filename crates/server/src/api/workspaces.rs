@@ -40,7 +40,10 @@ impl WorkspaceView {
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     /// Up to 200 characters, not blank, no control characters.
-    #[schema(pattern = "\\S", max_length = 200)]
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u0085][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        max_length = 200
+    )]
     pub name: String,
     #[schema(pattern = "^[a-z][a-z0-9_-]{0,62}$")]
     pub slug: String,
