@@ -10,7 +10,7 @@ use chatterfly_domain::mapping::{
     ArgumentTarget, Location, QueryStyle, RequestMapping, header_allowed, is_json_media_type, valid_header_name,
     valid_media_type, valid_wire_name,
 };
-use chatterfly_domain::operation::{MAX_DESCRIPTION, MAX_OPERATIONS};
+use chatterfly_domain::operation::{MAX_DESCRIPTION, MAX_OPERATIONS, MAX_SCHEMA_BYTES, json_len};
 use chatterfly_domain::{AuthType, SourceDocument, check_http_url};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -519,6 +519,18 @@ impl<'d, 'a> Importer<'d, 'a> {
                     continue;
                 };
                 let draft = self.operation(path, method, item, op_obj, &at, &mut taken);
+                // a tool's schema holds at most MAX_SCHEMA_BYTES: an operation whose
+                // arguments alone (their names) take more cannot be a tool
+                if json_len(&draft.input_schema) > MAX_SCHEMA_BYTES {
+                    self.conv.warn(
+                        at.clone(),
+                        format!(
+                            "operation `{}` has too many arguments to be a tool (its input schema would be over {MAX_SCHEMA_BYTES} bytes); left out",
+                            names::cut(&draft.name, 100)
+                        ),
+                    );
+                    continue;
+                }
                 f(draft);
             }
         }
@@ -768,7 +780,15 @@ impl<'d, 'a> Importer<'d, 'a> {
         );
         let description = description_of(op);
 
-        let (input_schema, arguments) = args.finish();
+        let (mut input_schema, arguments) = args.finish();
+        if json_len(&input_schema) > MAX_SCHEMA_BYTES && shrink_arguments(&mut input_schema) {
+            self.conv.warn(
+                at,
+                format!(
+                    "the arguments' schemas together are over {MAX_SCHEMA_BYTES} bytes; the largest accept any value"
+                ),
+            );
+        }
         let content_type = content_type.filter(|c| !c.eq_ignore_ascii_case("application/json"));
         let mapping = RequestMapping {
             arguments,
@@ -1282,6 +1302,29 @@ pub fn import(text: &str, options: &Options) -> Result<(Draft, Vec<Warning>, Sum
         source: None,
     };
     Ok((draft, warnings, importer.summary.clone()))
+}
+
+/// Replaces the largest argument schemas of an object schema with permissive ones until
+/// the whole fits in [`MAX_SCHEMA_BYTES`]; whether anything was replaced.
+fn shrink_arguments(schema: &mut Value) -> bool {
+    let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    let mut sizes: Vec<(usize, String)> = props.iter().map(|(k, v)| (json_len(v), k.clone())).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    let mut total: usize = sizes.iter().map(|(n, k)| n + k.len() + 4).sum();
+    let mut changed = false;
+    for (n, k) in sizes {
+        if total <= MAX_SCHEMA_BYTES - 4096 || n <= 64 {
+            break;
+        }
+        if let Some(v) = props.get_mut(&k) {
+            *v = json!({"description": "not expanded: the arguments are too large together"});
+            total = total.saturating_sub(n) + 64;
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// The import answer, `{"draft": {…, "operations": […], "source": …}, "warnings": […],
