@@ -381,3 +381,32 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_body_budget_makes_late_requests_wait_then_refuses_them() {
+        let budget = BodyBudget::new(64 * 1024);
+        let first = budget.reserve(48 * 1024, Duration::from_millis(50)).await;
+        assert!(first.is_ok());
+        // no room for another 32 KiB while the first holds 48 of 64
+        match budget.reserve(32 * 1024, Duration::from_millis(50)).await {
+            Err(ApiError::Coded { status, code, .. }) => {
+                assert_eq!((status, code), (StatusCode::SERVICE_UNAVAILABLE, "server_busy"));
+            }
+            _ => panic!("a second large body fitted in the budget"),
+        }
+        // a small one fits beside it
+        assert!(budget.reserve(8 * 1024, Duration::from_millis(50)).await.is_ok());
+        // a request waiting for room gets it when the first one ends
+        let waiting = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.reserve(32 * 1024, Duration::from_secs(5)).await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(first);
+        assert!(matches!(waiting.await, Ok(true)));
+    }
+}
