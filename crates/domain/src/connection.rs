@@ -592,6 +592,15 @@ impl ConnectionDraft {
     }
 }
 
+/// Characters that change how text around them is shown without being seen themselves:
+/// direction overrides and isolates (which can make a name read backwards), zero-width
+/// characters, the byte-order mark, line and paragraph separators, soft hyphens.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
 /// A name shown to people (connections, users, workspaces, tokens): trimmed, 1 to 200
 /// characters, no control characters (NUL, terminal escapes, line breaks).
 pub fn check_display_name(name: &str, errors: &mut FieldErrors) -> Option<String> {
@@ -608,8 +617,11 @@ fn check_name(name: &str, errors: &mut FieldErrors) -> Option<String> {
     } else if long {
         errors.push("/name", "`name` is longer than 200 characters");
         None
-    } else if name.chars().any(char::is_control) {
-        errors.push("/name", "`name` must not contain control characters");
+    } else if name.chars().any(|c| c.is_control() || is_invisible_format(c)) {
+        errors.push(
+            "/name",
+            "`name` must not contain control characters or invisible formatting (direction overrides, zero-width characters)",
+        );
         None
     } else {
         Some(name.to_owned())
@@ -647,7 +659,10 @@ pub fn check_http_url(raw: &str) -> Result<String, String> {
     if raw.len() > 2048 {
         return Err("`base_url` is longer than 2048 bytes".into());
     }
-    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if raw
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || is_invisible_format(c))
+    {
         return Err("`base_url` must not contain spaces or control characters (percent-encode them)".into());
     }
     let parsed = url::Url::parse(raw).map_err(|e| format!("`{}` is not an absolute URL ({e})", shorten(raw)))?;

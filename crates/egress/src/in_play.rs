@@ -223,10 +223,13 @@ fn scrub_auth_schemes(text: &str) -> Option<String> {
     let mut i = 0;
     let mut copied = 0;
     while i < bytes.len() {
-        // bytes, not string slices: the text is any UTF-8, the words looked for are ASCII
-        let scheme = if at(i, b"bearer") {
+        // bytes, not string slices: the text is any UTF-8, the words looked for are ASCII;
+        // the scheme as an Authorization header writes it (`Bearer`, `BASIC`), so that a
+        // connection named `basic` does not blank the next field of a line
+        let exact = |w: &[u8]| bytes.get(i..i + w.len()) == Some(w);
+        let scheme = if exact(b"Bearer") || exact(b"BEARER") {
             6
-        } else if at(i, b"basic") {
+        } else if exact(b"Basic") || exact(b"BASIC") {
             5
         } else {
             0
@@ -309,6 +312,10 @@ mod tests {
             ("BEARER  x.y.z-w.v", "BEARER  [REDACTED]"),
             ("Bearer abcdefghijklmnopqrstuvwxyz", "Bearer [REDACTED]"),
             ("a bearer token was refused", "a bearer token was refused"),
+            (
+                "connection=basic service_type=http",
+                "connection=basic service_type=http",
+            ),
             ("basic auth", "basic auth"),
             ("Bearer [REDACTED]", "Bearer [REDACTED]"),
             ("no credential here", "no credential here"),

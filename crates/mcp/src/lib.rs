@@ -46,6 +46,10 @@ pub use pool::PoolSettings;
 pub const MAX_TOOLS: usize = chatterfly_domain::operation::MAX_OPERATIONS;
 /// The most `tools/list` pages followed.
 const MAX_PAGES: usize = 500;
+/// The most a server's tool list may hold, as JSON (after each description is cut to the
+/// stored length and each schema past what a tool may hold is dropped): what a
+/// connection's operations may hold.
+const MAX_TOOLS_BYTES: usize = chatterfly_domain::operation::MAX_OPERATIONS_BYTES;
 
 /// Where and how to reach one MCP server.
 #[derive(Clone)]
@@ -466,13 +470,24 @@ async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, McpError> {
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
     let mut seen = HashSet::new();
+    let mut total = 0usize;
     for _ in 0..MAX_PAGES {
         let params = PaginatedRequestParams::default().with_cursor(cursor.take());
         let page = peer
             .list_tools(Some(params))
             .await
             .map_err(|e| McpError::Protocol(format!("tools/list failed: {}", short(&e.to_string()))))?;
-        tools.extend(page.tools.into_iter().map(ToolDef::from_rmcp));
+        for tool in page.tools {
+            let mut t = ToolDef::from_rmcp(tool);
+            bound_tool(&mut t);
+            total = total.saturating_add(chatterfly_domain::operation::json_len(&t.to_json()));
+            if total > MAX_TOOLS_BYTES {
+                return Err(McpError::Protocol(format!(
+                    "the server's tool list is larger than {MAX_TOOLS_BYTES} bytes"
+                )));
+            }
+            tools.push(t);
+        }
         if tools.len() > MAX_TOOLS {
             return Err(McpError::Protocol(format!(
                 "the server lists more than {MAX_TOOLS} tools"
@@ -491,6 +506,30 @@ async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, McpError> {
     Err(McpError::Protocol(format!(
         "the server's tool list has more than {MAX_PAGES} pages"
     )))
+}
+
+/// Cuts what a server says of one tool to what a connection keeps: the description to the
+/// stored length, schemas past what a tool may hold left out (a permissive input schema).
+fn bound_tool(t: &mut ToolDef) {
+    use chatterfly_domain::operation::{MAX_DESCRIPTION, MAX_SCHEMA_BYTES, json_len};
+    for text in [&mut t.description, &mut t.title].into_iter().flatten() {
+        if text.len() > MAX_DESCRIPTION {
+            let mut end = MAX_DESCRIPTION;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+    }
+    if json_len(&t.input_schema) > MAX_SCHEMA_BYTES {
+        t.input_schema = json!({"type": "object", "description": "not kept: the server's schema is too large"});
+    }
+    if t.output_schema.as_ref().is_some_and(|o| json_len(o) > MAX_SCHEMA_BYTES) {
+        t.output_schema = None;
+    }
+    if t.annotations.as_ref().is_some_and(|a| json_len(a) > MAX_SCHEMA_BYTES) {
+        t.annotations = None;
+    }
 }
 
 /// Finds what went wrong inside an rmcp error chain.

@@ -2,7 +2,7 @@
 //! documents that say where the body went wrong (line and column, or the field's path).
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use chatterfly_store::User;
@@ -74,6 +74,7 @@ impl FromRequestParts<AppState> for BearerHash {
 pub struct Body {
     req: Option<Request>,
     _room: Option<OwnedSemaphorePermit>,
+    _heavy: Option<OwnedSemaphorePermit>,
 }
 
 impl FromRequest<AppState> for Body {
@@ -83,6 +84,7 @@ impl FromRequest<AppState> for Body {
         Ok(Self {
             req: Some(req),
             _room: None,
+            _heavy: None,
         })
     }
 }
@@ -90,6 +92,11 @@ impl FromRequest<AppState> for Body {
 impl Body {
     fn headers(&self) -> Option<&HeaderMap> {
         self.req.as_ref().map(Request::headers)
+    }
+
+    /// The body's `Content-Type` header as sent.
+    pub fn content_type(&self) -> Option<axum::http::HeaderValue> {
+        self.headers().and_then(|h| h.get(header::CONTENT_TYPE)).cloned()
     }
 
     /// The media type of the body, lowercased, without parameters (empty when none).
@@ -151,9 +158,14 @@ impl Body {
         parse_json(&bytes)
     }
 
-    /// The request, with room for a body of up to `limit` bytes reserved, for readers of
-    /// their own (multipart). A declared length over `limit` is refused here.
-    pub async fn reserve(&mut self, state: &AppState, limit: usize) -> Result<Request, ApiError> {
+    /// The whole body, at most `limit` bytes: 413 `body_too_large` past it (at once when
+    /// the declared length is over it), 408 `body_timeout` when it is not all sent in time,
+    /// 503 `server_busy` when no room frees in the in-flight budget meanwhile, 400
+    /// `unreadable_body` when it cannot be read. Room in the budget is taken as bytes
+    /// arrive, not for what a client declares: a client that declares much and sends
+    /// nothing holds nothing.
+    pub async fn bytes(&mut self, state: &AppState, limit: usize) -> Result<Bytes, ApiError> {
+        use http_body_util::BodyExt;
         let declared = self
             .headers()
             .ok_or_else(|| ApiError::Internal("the body was read twice".into()))?
@@ -165,36 +177,45 @@ impl Body {
         {
             return Err(too_large(limit));
         }
-        let want = declared
-            .map_or(limit, |n| usize::try_from(n).unwrap_or(limit))
-            .min(limit);
-        self._room = Some(state.bodies.reserve(want, state.limits.body_read_timeout).await?);
-        self.req
+        let req = self
+            .req
             .take()
-            .ok_or_else(|| ApiError::Internal("the body was read twice".into()))
-    }
-
-    /// The whole body, at most `limit` bytes: 413 `body_too_large` past it, 408
-    /// `body_timeout` when it is not all sent in time, 400 `unreadable_body` when it cannot
-    /// be read.
-    pub async fn bytes(&mut self, state: &AppState, limit: usize) -> Result<Bytes, ApiError> {
-        let mut req = self.reserve(state, limit).await?;
-        DefaultBodyLimit::max(limit).apply(&mut req);
-        let read = Bytes::from_request(req, &());
-        let result = tokio::time::timeout(state.limits.body_read_timeout, read)
-            .await
-            .map_err(|_| body_timeout(state.limits.body_read_timeout))?;
-        result.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large(limit)
-            } else {
-                ApiError::Coded {
-                    status: StatusCode::BAD_REQUEST,
-                    code: "unreadable_body",
-                    detail: format!("the request body could not be read: {}", rejection.body_text()),
+            .ok_or_else(|| ApiError::Internal("the body was read twice".into()))?;
+        let wait = state.limits.body_read_timeout;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut body = req.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut room: Option<OwnedSemaphorePermit> = None;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) => return Err(body_timeout(wait)),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(ApiError::Coded {
+                        status: StatusCode::BAD_REQUEST,
+                        code: "unreadable_body",
+                        detail: format!("the request body could not be read: {e}"),
+                    });
                 }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            if buf.len() + data.len() > limit {
+                return Err(too_large(limit));
             }
-        })
+            let more = state.bodies.reserve_until(data.len(), deadline).await?;
+            match &mut room {
+                Some(r) => r.merge(more),
+                None => room = Some(more),
+            }
+            buf.extend_from_slice(&data);
+        }
+        self._room = room;
+        if buf.len() > state.limits.max_body {
+            // parsed, a large body takes many times its size: a few at a time
+            self._heavy = Some(state.heavy_turn().await?);
+        }
+        Ok(Bytes::from(buf))
     }
 }
 
@@ -243,11 +264,10 @@ pub fn body_timeout(t: Duration) -> ApiError {
     }
 }
 
-/// Room for the request bodies in flight, together: each reading request reserves its
-/// declared length (or its cap) before it reads, and gives it back when it is done.
+/// Room for the request bodies in flight, together: each reading request takes room for
+/// the bytes it has received (in KiB), and gives it back when the request ends.
 #[derive(Clone)]
 pub struct BodyBudget {
-    /// In KiB, so that a u32 count of permits covers any budget.
     kib: Arc<Semaphore>,
     total_kib: u32,
 }
@@ -261,12 +281,17 @@ impl BodyBudget {
         }
     }
 
-    /// Waits up to `wait` for room for `bytes`: 503 `server_busy` after that.
-    async fn reserve(&self, bytes: usize, wait: Duration) -> Result<OwnedSemaphorePermit, ApiError> {
+    /// Room for `bytes` more (rounded up to KiB), waiting until `deadline` at most: 503
+    /// `server_busy` after that.
+    async fn reserve_until(
+        &self,
+        bytes: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<OwnedSemaphorePermit, ApiError> {
         let want = u32::try_from(bytes.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .clamp(1, self.total_kib);
-        match tokio::time::timeout(wait, self.kib.clone().acquire_many_owned(want)).await {
+        match tokio::time::timeout_at(deadline, self.kib.clone().acquire_many_owned(want)).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(ApiError::Internal("the body budget is closed".into())),
             Err(_) => Err(ApiError::Coded {
@@ -275,6 +300,11 @@ impl BodyBudget {
                 detail: "too many large requests are being received at once; try again shortly".into(),
             }),
         }
+    }
+
+    #[cfg(test)]
+    async fn reserve(&self, bytes: usize, wait: Duration) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.reserve_until(bytes, tokio::time::Instant::now() + wait).await
     }
 }
 

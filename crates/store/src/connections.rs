@@ -178,6 +178,20 @@ pub enum SealedUpdate<'a> {
 }
 
 impl Store {
+    /// How many operations the workspace's connections have: all of them (`slug` `None`)
+    /// or one connection's. Cheap: counts rows, reads none.
+    pub async fn operation_total(&self, workspace_id: &str, slug: Option<&str>) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM connection_operations o JOIN connections c ON c.id = o.connection_id \
+             WHERE c.workspace_id = $1 AND ($2 = '' OR c.slug = $2)",
+        )
+        .bind(workspace_id)
+        .bind(slug.unwrap_or(""))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
     /// Writes a new connection with its operations and source document, in one
     /// transaction. The record returned carries neither (its `operation_count` is set):
     /// the caller has them, and a large API is not copied.

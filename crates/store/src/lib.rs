@@ -109,7 +109,7 @@ impl Store {
                     Box::pin(async move {
                         conn.execute(
                             "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; \
-                         PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
+                         PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL;",
                         )
                         .await?;
                         Ok(())

@@ -58,6 +58,26 @@ pub(crate) fn bearer(auth: AuthType, secrets: &SecretFields) -> Option<String> {
     }
 }
 
+/// Every text the server sent about itself and its tools (not the tool names, which calls
+/// need exactly), with the call's credentials replaced.
+fn redact_discovery(d: &mut chatterfly_mcp::Discovery, r: &Redactor) {
+    let s = &mut d.server;
+    s.name = r.text(&s.name);
+    s.version = r.text(&s.version);
+    s.protocol_version = r.text(&s.protocol_version);
+    for text in [&mut s.title, &mut s.instructions].into_iter().flatten() {
+        *text = r.text(text);
+    }
+    for t in &mut d.tools {
+        for text in [&mut t.title, &mut t.description].into_iter().flatten() {
+            *text = r.text(text);
+        }
+        t.input_schema = r.value(std::mem::take(&mut t.input_schema));
+        t.output_schema = t.output_schema.take().map(|v| r.value(v));
+        t.annotations = t.annotations.take().map(|v| r.value(v));
+    }
+}
+
 fn mcp_error(e: McpError, redactor: &Redactor) -> ToolError {
     // server-sent text may echo what it was sent
     match e {
@@ -124,7 +144,10 @@ impl Tools {
     ) -> Result<DiscoveredServer, ToolError> {
         let target = self.mcp_target(url, transport, bearer(auth, secrets), conn)?;
         let redactor = Redactor::for_secrets(auth, secrets);
-        let discovery = self.mcp.discover(&target).await.map_err(|e| mcp_error(e, &redactor))?;
+        let mut discovery = self.mcp.discover(&target).await.map_err(|e| mcp_error(e, &redactor))?;
+        // what the server says of itself is stored and shown to every member: a server
+        // that echoes the token it was sent must not get it stored
+        redact_discovery(&mut discovery, &redactor);
         let (operations, warnings) = operations_of(&discovery.tools);
         Ok(DiscoveredServer {
             discovery,

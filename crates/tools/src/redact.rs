@@ -12,6 +12,30 @@ use serde_json::{Map, Value, json};
 
 pub const MARK: &str = "[REDACTED]";
 
+/// The part of `value`'s base64 that is the same wherever `value` sits in the encoded text
+/// (each of the three alignments, standard and URL-safe alphabets, padded or not): a secret
+/// echoed base64-encoded inside something larger (`Basic …`, a JSON blob) is found too.
+fn base64_cores(value: &[u8]) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut out = Vec::new();
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        for k in 0..3usize {
+            let mut padded = vec![0u8; k];
+            padded.extend_from_slice(value);
+            let encoded = engine.encode(&padded);
+            // characters whose 6 bits all come from `value`
+            let start = (k * 8).div_ceil(6);
+            let end = ((k + value.len()) * 8) / 6;
+            if end > start + 8
+                && let Some(core) = encoded.get(start..end)
+            {
+                out.push(core.to_owned());
+            }
+        }
+    }
+    out
+}
+
 /// The needles to hide, longest first. While it lives, the secrets are also listed as in
 /// play, so that no log line (a dependency's included) shows them.
 pub struct Redactor {
@@ -21,32 +45,56 @@ pub struct Redactor {
 
 impl Redactor {
     pub fn for_secrets(t: AuthType, secrets: &SecretFields) -> Self {
+        let mut values: Vec<String> = secrets.0.values().map(|v| v.expose_secret().to_owned()).collect();
+        if t == AuthType::Basic
+            && let (Some(u), Some(p)) = (secrets.get("username"), secrets.get("password"))
+        {
+            values.push(format!("{}:{}", u.expose_secret(), p.expose_secret()));
+        }
+        let mut r = Self::for_values(values);
+        if let Some(token) = secrets.get("token") {
+            // what an Authorization header carried, base64-encoded whole (as is, it shows as
+            // `Bearer [REDACTED]`)
+            let header = format!("Bearer {}", token.expose_secret());
+            r.needles.push(STANDARD.encode(&header));
+            r.needles.extend(base64_cores(header.as_bytes()));
+            r.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+            r.needles.dedup();
+        }
+        r
+    }
+
+    /// Hides each of `values` (a service key, say) in every form below.
+    pub fn for_values(values: Vec<String>) -> Self {
         let mut needles = Vec::new();
-        for (_, v) in secrets.0.iter() {
-            let v = v.expose_secret();
+        for v in &values {
             // Very short values would blank out ordinary text; credentials are not that short.
             if v.len() < 4 {
                 continue;
             }
-            needles.push(v.to_owned());
+            needles.push(v.clone());
             needles.push(encode_component(v));
             needles.push(url::form_urlencoded::byte_serialize(v.as_bytes()).collect());
+            let lower = v.to_lowercase();
+            if lower != *v {
+                // header names and host names come back lowercased
+                needles.push(lower);
+            }
+            if let Ok(quoted) = serde_json::to_string(v)
+                && let Some(inner) = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"'))
+                && inner != v
+            {
+                needles.push(inner.to_owned());
+            }
+            // whole encodings first (longest needles go first), then the alignment-free cores
             needles.push(STANDARD.encode(v));
+            needles.push(base64::engine::general_purpose::URL_SAFE.encode(v));
+            needles.extend(base64_cores(v.as_bytes()));
         }
-        if t == AuthType::Basic
-            && let (Some(u), Some(p)) = (secrets.get("username"), secrets.get("password"))
-        {
-            needles.push(STANDARD.encode(format!("{}:{}", u.expose_secret(), p.expose_secret())));
-        }
+        needles.retain(|n| n.len() >= 4);
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
         needles.dedup();
-        let mut raw: Vec<&str> = secrets.0.values().map(|v| v.expose_secret()).collect();
-        let pair = match (secrets.get("username"), secrets.get("password")) {
-            (Some(u), Some(p)) if t == AuthType::Basic => Some(format!("{}:{}", u.expose_secret(), p.expose_secret())),
-            _ => None,
-        };
-        raw.extend(pair.as_deref());
-        let _in_play = chatterfly_egress::in_play::hold(raw);
+        let _in_play = chatterfly_egress::in_play::hold(values.iter().map(String::as_str));
         Self { needles, _in_play }
     }
 
@@ -163,6 +211,30 @@ mod tests {
         assert_eq!(out["headers"]["x-echo"], "Basic [REDACTED]");
         assert_eq!(out["body"]["user"], MARK);
         assert_eq!(out["body"]["u"], MARK, "a unicode escape does not hide it");
+    }
+
+    #[test]
+    fn encoded_lowercased_and_escaped_forms_are_hidden() {
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        let token = "Tok\"en/+Ab_CdEfGh-1234567";
+        let r = Redactor::for_secrets(AuthType::Bearer, &secrets(&[("token", token)]));
+        for (form, text) in [
+            ("base64 of the header value", STANDARD.encode(format!("Bearer {token}"))),
+            ("unpadded base64", STANDARD_NO_PAD.encode(token)),
+            ("URL-safe base64", URL_SAFE_NO_PAD.encode(token)),
+            (
+                "base64 inside something larger",
+                STANDARD.encode(format!("{{\"k\":\"x{token}y\"}}")),
+            ),
+            ("lowercased", token.to_lowercase()),
+            ("JSON-escaped", serde_json::to_string(token).unwrap()),
+        ] {
+            let out = r.text(&format!("echo: {text}"));
+            assert!(out.contains(MARK), "{form}: {out}");
+            for piece in [&STANDARD_NO_PAD.encode(token)[2..14], "Ab_CdEfGh", "ab_cdefgh"] {
+                assert!(!out.contains(piece), "{form}: {piece} survived in {out}");
+            }
+        }
     }
 
     #[test]

@@ -71,7 +71,8 @@ impl Tools {
         let name = http::HeaderName::from_static("x-subscription-token");
         req.headers.insert(name.clone(), token);
         req.credential_headers.push(name);
-        let _in_play = chatterfly_egress::in_play::hold([key.key.expose_secret()]);
+        // the results go to the caller: a service that echoes the key must not hand it over
+        let redactor = crate::redact::Redactor::for_values(vec![key.key.expose_secret().to_owned()]);
         let resp = self.egress.send(req, None).await?;
         if !resp.status.is_success() {
             return Err(ToolError::Egress(chatterfly_egress::EgressError::Http(format!(
@@ -101,6 +102,6 @@ impl Tools {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Value::Array(list))
+        Ok(redactor.value(Value::Array(list)))
     }
 }

@@ -128,6 +128,21 @@ db_tests! {
         let st = status_of(&s, &post_head(create, &s.token, 10_000), &partial, Duration::from_secs(5)).await;
         assert_eq!(st, Some(408));
         assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+        // declaring large bodies and sending nothing holds no room: others' bodies are read
+        let mut idle = Vec::new();
+        for _ in 0..20 {
+            let mut c = TcpStream::connect(addr(&s)).await.unwrap();
+            c.write_all(post_head(create, &s.token, 50_000_000).as_bytes()).await.unwrap();
+            idle.push(c);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let (st, v) = s.call_as(&member, Method::POST, "/api/me/invitations/none/accept", None).await;
+        assert_eq!(st, 404, "{v}");
+        let (st, v) = s.call(Method::POST, "/api/workspaces", Some(json!({"name": "Third", "slug": "third"}))).await;
+        assert_eq!(st, 201, "{v}");
+        assert!(started.elapsed() < Duration::from_secs(2), "a small body waited {:?}", started.elapsed());
+        drop(idle);
         // and the server carries on
         let (st, _) = s.call(Method::GET, "/api/me", None).await;
         assert_eq!(st, 200);

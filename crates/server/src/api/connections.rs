@@ -424,6 +424,11 @@ pub async fn get_connection(
     Path((ws, slug)): Path<(String, String)>,
 ) -> Result<ExactJson<ConnectionView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    let _turn = if state.store.operation_total(&access.workspace.id, Some(&slug)).await? > super::HEAVY_OPERATIONS {
+        Some(state.heavy_turn().await?)
+    } else {
+        None
+    };
     let rec = state
         .store
         .get_connection(&access.workspace.id, &slug)

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Caller, Path, body_timeout, too_large};
+use crate::extract::{Body, Caller, Path, too_large};
 
 /// A multipart upload of a document.
 #[derive(ToSchema)]
@@ -107,7 +107,13 @@ pub async fn import_openapi(
     let text = if media == "multipart/form-data" {
         // the document may be up to the spec cap; multipart framing gets a little room
         let framed = limit.saturating_add(64 * 1024);
-        let mut req = body.reserve(&state, framed).await?;
+        let content_type = body.content_type();
+        // read whole (within the budget and the read timeout), then taken apart in memory
+        let raw = body.bytes(&state, framed).await?;
+        let mut req = axum::extract::Request::new(axum::body::Body::from(raw));
+        if let Some(ct) = content_type {
+            req.headers_mut().insert(axum::http::header::CONTENT_TYPE, ct);
+        }
         DefaultBodyLimit::max(framed).apply(&mut req);
         let multipart = Multipart::from_request(req, &state)
             .await
@@ -116,10 +122,7 @@ pub async fn import_openapi(
                 code: "unreadable_body",
                 detail: format!("the upload could not be read: {}", e.body_text()),
             })?;
-        let wait = state.limits.body_read_timeout;
-        tokio::time::timeout(wait, read_upload(multipart, &mut options, limit))
-            .await
-            .map_err(|_| body_timeout(wait))??
+        read_upload(multipart, &mut options, limit).await?
     } else if media.is_empty() || RAW_TYPES.contains(&media.as_str()) {
         utf8(body.bytes(&state, limit).await?.to_vec())?
     } else {

@@ -77,7 +77,9 @@ pub(crate) fn parse_email(raw: &str) -> Option<String> {
         && email
             .split_once('@')
             .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'))
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || chatterfly_domain::connection::is_invisible_format(c));
     valid.then_some(email)
 }
 

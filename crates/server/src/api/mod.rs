@@ -43,7 +43,30 @@ pub struct AppState {
     pub imports: Arc<tokio::sync::Semaphore>,
     /// Room for request bodies in flight, together.
     pub bodies: crate::extract::BodyBudget,
+    /// Requests that parse or build large JSON (a body over the ordinary cap, a large
+    /// connection read back) run a few at a time: one per core. Parsed JSON takes many
+    /// times its text in memory, so this, not the body budget, bounds their sum.
+    pub heavy: Arc<tokio::sync::Semaphore>,
 }
+
+impl AppState {
+    /// A turn among the heavy requests, waiting at most the body read timeout (then 503
+    /// `server_busy`).
+    pub async fn heavy_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(self.limits.body_read_timeout, self.heavy.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(ApiError::Internal("the heavy-request queue is closed".into())),
+            Err(_) => Err(ApiError::Coded {
+                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                code: "server_busy",
+                detail: "too many large requests at once; try again shortly".into(),
+            }),
+        }
+    }
+}
+
+/// Operations above which reading connections back counts as a heavy request.
+pub const HEAVY_OPERATIONS: i64 = 500;
 
 /// Inbound body limits, in bytes.
 #[derive(Clone, Copy, Debug)]
@@ -88,6 +111,9 @@ impl AppState {
                 ),
             ),
             imports: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            )),
+            heavy: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             )),
         }

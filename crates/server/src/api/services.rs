@@ -352,7 +352,12 @@ pub async fn put_oauth_provider(
     let body: PutOAuthProvider = body.json(&state).await?;
     let p = provider(&id)?;
     let client_id = body.client_id.trim();
-    if client_id.is_empty() || client_id.len() > 512 || client_id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if client_id.is_empty()
+        || client_id.len() > 512
+        || client_id
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || chatterfly_domain::connection::is_invisible_format(c))
+    {
         return Err(FieldErrors::single("/client_id", "`client_id` must be 1 to 512 characters without spaces").into());
     }
     let sealed = match secret_input(body.client_secret, "client_secret")? {

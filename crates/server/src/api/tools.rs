@@ -51,6 +51,12 @@ pub async fn list_tools(
     Path(ws): Path<String>,
 ) -> Result<ExactJson<ToolsView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    // thousands of operations are read and written whole: a few such reads at a time
+    let _turn = if state.store.operation_total(&access.workspace.id, None).await? > super::HEAVY_OPERATIONS {
+        Some(state.heavy_turn().await?)
+    } else {
+        None
+    };
     let catalog = state.tools.catalog(&access.workspace.id).await?;
     Ok(ExactJson(ToolsView {
         standard: catalog.standard.into_iter().map(Into::into).collect(),

@@ -146,7 +146,12 @@ pub async fn create_token(
     let body: CreateToken = body.json(&state).await?;
     let long = body.name.chars().count() > 100;
     let name = body.name.trim().to_owned();
-    if name.is_empty() || long || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || long
+        || name
+            .chars()
+            .any(|c| c.is_control() || chatterfly_domain::connection::is_invisible_format(c))
+    {
         return Err(
             FieldErrors::single("/name", "`name` must be 1 to 100 characters without control characters").into(),
         );
