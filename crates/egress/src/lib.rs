@@ -310,6 +310,12 @@ impl Egress {
                 let mut next = url
                     .join(&location)
                     .map_err(|e| EgressError::InvalidUrl(format!("the redirect target is not a URL: {e}")))?;
+                // user info in a redirect would become an Authorization header the
+                // connection never had: an upstream cannot choose what credentials are sent
+                if !next.username().is_empty() || next.password().is_some() {
+                    let _ = next.set_username("");
+                    let _ = next.set_password(None);
+                }
                 if next.origin() != url.origin() {
                     for h in [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE]
                         .iter()

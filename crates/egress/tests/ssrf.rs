@@ -429,6 +429,16 @@ async fn credentials_are_dropped_when_the_origin_changes() {
     assert_eq!(resp.redirects, 2);
     assert!(echoed(&resp.body)["headers"].get("authorization").is_none());
 
+    // user info in a redirect never becomes credentials the call did not have
+    let with_user = format!("http://mallory:pw@127.0.0.1:{port}/echo");
+    let url = format!(
+        "{base}/redirect?to={}",
+        url::form_urlencoded::byte_serialize(with_user.as_bytes()).collect::<String>()
+    );
+    let plain = chatterfly_egress::OutboundRequest::new(Method::GET, Url::parse(&url).unwrap());
+    let v = echoed(&guard.send(plain, None).await.unwrap().body);
+    assert!(v["headers"].get("authorization").is_none(), "{v}");
+
     // 303 turns a POST into a GET without its body; 307 keeps the method
     let mut post = with_credentials(&format!("{base}/redirect?status=303&to=/echo"));
     post.method = Method::POST;
