@@ -308,7 +308,7 @@ mod tests {
     fn authorization_values_are_scrubbed_without_a_guard() {
         for (input, expected) in [
             ("auth=Bearer abcdef123", "auth=Bearer [REDACTED]"),
-            ("Authorization: basic dXNlcjpwYXNz==", "Authorization: basic [REDACTED]"),
+            ("Authorization: Basic dXNlcjpwYXNz==", "Authorization: Basic [REDACTED]"),
             ("BEARER  x.y.z-w.v", "BEARER  [REDACTED]"),
             ("Bearer abcdefghijklmnopqrstuvwxyz", "Bearer [REDACTED]"),
             ("a bearer token was refused", "a bearer token was refused"),
