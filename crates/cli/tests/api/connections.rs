@@ -106,11 +106,23 @@ db_tests! {
         let (s, key) = server_with_key(db).await;
         let (status, _) = s.call(Method::POST, BASE, Some(http("api", json!({"type": "basic", "username": "u", "password": "p"})))).await;
         assert_eq!(status, 201);
-        // rename and edit without auth: secrets kept
-        let (status, c) = s.call(Method::PATCH, &format!("{BASE}/api"), Some(json!({"name": "Renamed", "base_url": "https://api2.example.com"}))).await;
+        // rename and edit without auth on the same host: secrets kept
+        let (_, before) = s.call(Method::GET, &format!("{BASE}/api"), None).await;
+        let same_host = format!("{}/v2", before["base_url"].as_str().unwrap().trim_end_matches('/'));
+        let (status, c) = s.call(Method::PATCH, &format!("{BASE}/api"), Some(json!({"name": "Renamed", "base_url": same_host}))).await;
         assert_eq!(status, 200, "{c}");
         assert_eq!(c["name"], "Renamed");
         assert_eq!(stored_secrets(&s, &key, "api").await, Some(json!({"username": "u", "password": "p"})));
+        // another host: the stored credentials do not follow unless given again
+        let (status, p) = s.call(Method::PATCH, &format!("{BASE}/api"), Some(json!({"base_url": "https://attacker.example.net"}))).await;
+        assert_eq!((status, p["errors"][0]["pointer"].as_str()), (422, Some("/auth")), "{p}");
+        let (status, p) = s.call(Method::PATCH, &format!("{BASE}/api"),
+            Some(json!({"base_url": "https://attacker.example.net", "auth": {"type": "basic", "username": "", "password": "p9"}}))).await;
+        assert_eq!(status, 422, "a partial edit keeps a stored field: {p}");
+        assert_eq!(stored_secrets(&s, &key, "api").await, Some(json!({"username": "u", "password": "p"})));
+        let (status, c) = s.call(Method::PATCH, &format!("{BASE}/api"),
+            Some(json!({"base_url": "https://api2.example.com", "auth": {"type": "basic", "username": "u", "password": "p"}}))).await;
+        assert_eq!(status, 200, "{c}");
         // blank username keeps it, new password replaces only the password
         let (status, _) = s.call(Method::PATCH, &format!("{BASE}/api"),
             Some(json!({"auth": {"type": "basic", "username": "", "password": "p2"}}))).await;

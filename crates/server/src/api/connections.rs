@@ -498,7 +498,23 @@ pub async fn patch_connection(
             .collect(),
         None => BTreeSet::new(),
     };
+    let origin = |u: &str| url::Url::parse(u).map(|u| u.origin().ascii_serialization()).ok();
+    let old_origin = origin(&rec.draft.base_url);
     let (draft, change, ops_changed) = rec.draft.apply_patch(patch, &stored)?;
+    // stored credentials follow a connection to another host only when given again: an
+    // admin cannot point someone else's key at a server of their own
+    let given_again = match &change {
+        SecretsChange::Replace(_) => true,
+        SecretsChange::Merge(new) => draft.auth_type.secret_fields().iter().all(|f| new.get(f).is_some()),
+        SecretsChange::Keep => false,
+    };
+    if rec.auth_sealed.is_some() && !given_again && origin(&draft.base_url) != old_origin {
+        return Err(chatterfly_domain::FieldErrors::single(
+            "/auth",
+            "`base_url` moves the connection to another host: give its credentials again in `auth` (the stored ones are only sent where they were given for)",
+        )
+        .into());
+    }
     let sealed = match change {
         SecretsChange::Keep => None,
         SecretsChange::Replace(secrets) => Some(seal(&state, &rec.id, &secrets)?),
