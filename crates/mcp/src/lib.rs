@@ -186,6 +186,9 @@ struct Handler {
     /// The session's bearer token stays listed for the log's redaction while the session
     /// lives (rmcp's worker may log a server's error body that echoes it).
     _in_play: Option<chatterfly_egress::in_play::SecretGuard>,
+    /// The forms of the session's token to take out of tool lists the server announces
+    /// (they are stored, and shown to every member).
+    scrub: Arc<Vec<String>>,
 }
 
 impl Handler {
@@ -199,6 +202,7 @@ impl Handler {
             changes,
             listing: Arc::new(AtomicU8::new(0)),
             _in_play: target.bearer.as_deref().map(|b| chatterfly_egress::in_play::hold([b])),
+            scrub: Arc::new(target.bearer.as_deref().map(scrub_forms).unwrap_or_default()),
         }
     }
 }
@@ -220,11 +224,15 @@ impl ClientHandler for Handler {
                 return std::future::ready(());
             }
             let peer = context.peer;
+            let scrub = self.scrub.clone();
             // listed in a task of its own: the session's message loop is waiting for us
             tokio::spawn(async move {
                 loop {
                     match tokio::time::timeout(Duration::from_secs(60), list_tools(&peer)).await {
-                        Ok(Ok(tools)) => {
+                        Ok(Ok(mut tools)) => {
+                            for t in &mut tools {
+                                scrub_tool(t, &scrub);
+                            }
                             let _ = tx.send(ToolsChanged {
                                 connection_id: id.to_string(),
                                 tools,
@@ -506,6 +514,96 @@ async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, McpError> {
     Err(McpError::Protocol(format!(
         "the server's tool list has more than {MAX_PAGES} pages"
     )))
+}
+
+/// The forms in which a server could echo the session's token: as is, and base64 of it and
+/// of the Authorization header that carried it.
+fn scrub_forms(token: &str) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let header = format!("Bearer {token}");
+    let mut out = vec![
+        token.to_owned(),
+        STANDARD_NO_PAD.encode(token),
+        URL_SAFE_NO_PAD.encode(token),
+        STANDARD_NO_PAD.encode(&header),
+    ];
+    out.retain(|f| f.len() >= 4);
+    out.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    out
+}
+
+/// Every text of a tool announced on a live session (not its name), without the session's
+/// token.
+fn scrub_tool(t: &mut ToolDef, forms: &[String]) {
+    fn text(s: &str, forms: &[String]) -> String {
+        let mut out = s.to_owned();
+        for f in forms {
+            if out.contains(f.as_str()) {
+                out = out.replace(f.as_str(), "[REDACTED]");
+            }
+        }
+        out
+    }
+    fn value(v: &mut Value, forms: &[String]) {
+        match v {
+            Value::String(s) => *s = text(s, forms),
+            Value::Array(a) => a.iter_mut().for_each(|x| value(x, forms)),
+            Value::Object(o) => {
+                let keys: Vec<String> = o.keys().cloned().collect();
+                for k in keys {
+                    if let Some(mut x) = o.remove(&k) {
+                        value(&mut x, forms);
+                        o.insert(text(&k, forms), x);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if forms.is_empty() {
+        return;
+    }
+    for s in [&mut t.title, &mut t.description].into_iter().flatten() {
+        *s = text(s, forms);
+    }
+    value(&mut t.input_schema, forms);
+    if let Some(o) = &mut t.output_schema {
+        value(o, forms);
+    }
+    if let Some(a) = &mut t.annotations {
+        value(a, forms);
+    }
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::*;
+
+    #[test]
+    fn announced_tools_lose_the_session_token() {
+        let token = "sess-token-0123456789";
+        let forms = scrub_forms(token);
+        let mut t = ToolDef {
+            name: "t".into(),
+            title: Some(format!("about {token}")),
+            description: Some(format!(
+                "auth={} b64={}",
+                token,
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("Bearer {token}"))
+            )),
+            input_schema: json!({"type": "object", "properties": {token: {"default": token}}}),
+            output_schema: None,
+            annotations: Some(json!({"x": [token]})),
+        };
+        scrub_tool(&mut t, &forms);
+        let all = format!(
+            "{:?} {:?} {} {:?}",
+            t.title, t.description, t.input_schema, t.annotations
+        );
+        assert!(!all.contains(token) && !all.contains("c2Vzcy10b2tlbi0w"), "{all}");
+        assert!(all.contains("[REDACTED]"));
+    }
 }
 
 /// Cuts what a server says of one tool to what a connection keeps: the description to the
