@@ -180,7 +180,7 @@ pub struct ConnectionInput {
     pub service_type: ServiceType,
     #[serde(default)]
     pub base_url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_auth")]
     pub auth: Option<Value>,
     #[serde(default)]
     pub fulfillment: Option<Fulfillment>,
@@ -330,7 +330,7 @@ pub struct ConnectionPatch {
     pub service_type: Option<ServiceType>,
     #[serde(default)]
     pub base_url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_auth")]
     pub auth: Option<Value>,
     #[serde(default)]
     pub fulfillment: Option<Fulfillment>,
@@ -599,6 +599,13 @@ pub fn is_invisible_format(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
         | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// The most an `auth` object may hold, as JSON (a Google service account key is a few KB).
+pub const MAX_AUTH_BYTES: usize = 64 * 1024;
+
+fn bounded_auth<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    crate::operation::bounded_json(d, MAX_AUTH_BYTES, "`auth`")
 }
 
 /// A name shown to people (connections, users, workspaces, tokens): trimmed, 1 to 200

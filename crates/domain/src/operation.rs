@@ -85,9 +85,9 @@ pub struct OperationInput {
     pub path: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_schema")]
     pub input_schema: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded_schema")]
     pub output_schema: Option<Value>,
     /// Where each argument goes (HTTP operations); the default rule when absent.
     #[serde(default)]
@@ -148,6 +148,30 @@ pub const MAX_SCHEMA_BYTES: usize = 256 * 1024;
 /// The most a connection's operations may hold together, as JSON text (schemas,
 /// descriptions, mappings). GitHub's 1,223 operations take about a fifth of it.
 pub const MAX_OPERATIONS_BYTES: usize = 24 * 1024 * 1024;
+
+/// Reads a JSON value only when its text is at most `limit` bytes: parsed, JSON takes many
+/// times its text, so an oversized field is refused before it is parsed.
+pub fn bounded_json<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    limit: usize,
+    what: &str,
+) -> Result<Option<Value>, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    let raw: Option<Box<serde_json::value::RawValue>> = Option::deserialize(d)?;
+    match raw {
+        None => Ok(None),
+        Some(r) if r.get().len() > limit => Err(D::Error::custom(format!(
+            "{what} is {} bytes of JSON; at most {limit} are taken",
+            r.get().len()
+        ))),
+        Some(r) => serde_json::from_str(r.get()).map(Some).map_err(D::Error::custom),
+    }
+}
+
+fn bounded_schema<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    bounded_json(d, MAX_SCHEMA_BYTES, "a schema")
+}
 
 /// The length of `v` written as compact JSON, without writing it anywhere.
 pub fn json_len<T: serde::Serialize + ?Sized>(v: &T) -> usize {
