@@ -64,9 +64,10 @@ impl FromRequestParts<AppState> for BearerHash {
 
 /// A request body not read yet. Handlers decide who is asking, and whether they may,
 /// before they read it: an unknown token, another workspace or a member where an admin is
-/// needed costs the server no body. Reading reserves room in the in-flight body budget
-/// (held until the handler ends), refuses a declared length over the cap at once (413),
-/// and gives the client `--body-read-timeout-ms` to send it (408).
+/// needed costs the server no body. Reading refuses a declared length over the cap at once
+/// (413), takes room in the in-flight body budget as bytes arrive (held until the handler
+/// ends), gives the client `--body-read-timeout-ms` to send it all (408), and makes a body
+/// over the ordinary cap wait for a heavy turn (one per core).
 ///
 /// Rejections when read as JSON: 415 without a JSON content type, 413 past the limit, 400
 /// for malformed JSON (with line and column), 422 for a well-formed body of the wrong shape
