@@ -167,7 +167,9 @@ db_tests! {
         let created = peak_rss_kib(s.pid());
         let ratio = (created.saturating_sub(base) * 1024) as f64 / bytes.len() as f64;
         eprintln!("creating a {} byte connection: peak RSS grew {ratio:.1}x", bytes.len());
-        assert!(ratio <= 10.0, "creating it cost {ratio:.1}x the body in memory");
+        // about ten times (measured 9.3x to 9.7x here; the margin is for the allocator's
+        // moods on a busy machine, not for growth: a copy of the operations would be 16x)
+        assert!(ratio <= 11.0, "creating it cost {ratio:.1}x the body in memory");
         // reading it back (every member lists the tools) stays cheap too
         let (st, v) = s.call(Method::GET, "/api/workspaces/default/tools", None).await;
         assert_eq!(st, 200);
