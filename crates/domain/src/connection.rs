@@ -417,7 +417,7 @@ impl ConnectionDraft {
     /// fulfillment and empty otherwise.
     pub fn parse(input: ConnectionInput) -> Result<(Self, SecretFields), FieldErrors> {
         let mut errors = FieldErrors::new();
-        let name = check_name(&input.name, &mut errors);
+        let name = check_display_name(&input.name, &mut errors);
         let slug = input.slug.parse::<Slug>().map_err(|e| errors.push("/slug", e.0)).ok();
         let service_type = input.service_type;
         let base_url = check_base_url(service_type, input.base_url.as_deref(), &mut errors);
@@ -495,7 +495,7 @@ impl ConnectionDraft {
             );
         }
         let name = match &patch.name {
-            Some(n) => check_name(n, &mut errors),
+            Some(n) => check_display_name(n, &mut errors),
             None => Some(self.name.clone()),
         };
         let slug = match &patch.slug {
@@ -611,18 +611,19 @@ fn bounded_auth<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>,
 /// A name shown to people (connections, users, workspaces, tokens): trimmed, 1 to 200
 /// characters, no control characters (NUL, terminal escapes, line breaks).
 pub fn check_display_name(name: &str, errors: &mut FieldErrors) -> Option<String> {
-    check_name(name, errors)
+    check_name_within(name, 200, errors)
 }
 
-fn check_name(name: &str, errors: &mut FieldErrors) -> Option<String> {
+/// [`check_display_name`] with another longest length (token names take 100).
+pub fn check_name_within(name: &str, max: usize, errors: &mut FieldErrors) -> Option<String> {
     // the length counts what was sent (as the API description says), spaces included
-    let long = name.chars().count() > 200;
+    let long = name.chars().count() > max;
     let name = name.trim();
     if name.is_empty() {
         errors.push("/name", "`name` must not be blank");
         None
     } else if long {
-        errors.push("/name", "`name` is longer than 200 characters");
+        errors.push("/name", format!("`name` is longer than {max} characters"));
         None
     } else if name.chars().any(|c| c.is_control() || is_invisible_format(c)) {
         errors.push(

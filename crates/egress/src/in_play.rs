@@ -40,6 +40,8 @@ struct State {
     version: u64,
     /// The matcher built for `version`.
     matcher: Option<(u64, Arc<AhoCorasick>)>,
+    /// When released secrets past their grace were last dropped.
+    pruned: Option<Instant>,
 }
 
 static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| Mutex::new(State::default()));
@@ -160,7 +162,17 @@ pub fn hold<'a>(values: impl IntoIterator<Item = &'a str>) -> SecretGuard {
     SecretGuard { keys }
 }
 
+/// Drops released secrets past their grace, at most once a second: `hold` runs on every
+/// tool call, and a walk over every listed secret each time would put the whole set on
+/// the call path (keeping one a little longer only redacts more).
 fn prune(st: &mut State, now: Instant) {
+    if st
+        .pruned
+        .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+    {
+        return;
+    }
+    st.pruned = Some(now);
     let before = st.entries.len();
     st.entries
         .retain(|_, e| e.refs > 0 || e.released.is_none_or(|t| now.duration_since(t) < GRACE));

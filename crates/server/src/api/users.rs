@@ -145,18 +145,9 @@ pub async fn create_token(
         return Err(not_found());
     }
     let body: CreateToken = body.json(&state).await?;
-    let long = body.name.chars().count() > 100;
-    let name = body.name.trim().to_owned();
-    if name.is_empty()
-        || long
-        || name
-            .chars()
-            .any(|c| c.is_control() || chatterfly_domain::connection::is_invisible_format(c))
-    {
-        return Err(
-            FieldErrors::single("/name", "`name` must be 1 to 100 characters without control characters").into(),
-        );
-    }
+    let mut errors = FieldErrors::new();
+    let name = chatterfly_domain::connection::check_name_within(&body.name, 100, &mut errors);
+    let name = errors.into_result(name)?.unwrap_or_default();
     let user = state.store.get_user(&id).await?.ok_or_else(not_found)?;
     let token = tokens::generate();
     let token_id = state.store.create_token(&user.id, &name, &tokens::hash(&token)).await?;
