@@ -188,11 +188,11 @@ pub struct ConnectionInput {
     pub participant_role: Option<String>,
     #[serde(default)]
     pub operations: Option<Vec<OperationInput>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub limits: Option<ConnectionLimits>,
     /// The document the operations were imported from (openapi connections), kept for a
     /// later re-import.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub source: Option<SourceDocument>,
     /// `mcp` connections: the transport (default `auto`).
     #[serde(default)]
@@ -342,7 +342,7 @@ pub struct ConnectionPatch {
     #[serde(default, deserialize_with = "double_option_limits")]
     pub limits: Option<Option<ConnectionLimits>>,
     /// A new source document (a re-import); the stored one is kept when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub source: Option<SourceDocument>,
     /// `mcp` connections: a new transport.
     #[serde(default)]
@@ -350,7 +350,22 @@ pub struct ConnectionPatch {
 }
 
 fn double_option_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<ConnectionLimits>>, D::Error> {
-    Option::<ConnectionLimits>::deserialize(d).map(Some)
+    optional_object(d).map(Some)
+}
+
+/// An optional object field. serde's derived structs read arrays too (the fields in
+/// order); these small objects are read as a map first so that `[…]` is refused.
+fn optional_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match Option::<serde_json::Map<String, Value>>::deserialize(d)? {
+        None => Ok(None),
+        Some(map) => T::deserialize(Value::Object(map))
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {

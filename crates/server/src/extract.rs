@@ -156,7 +156,17 @@ impl Body {
             });
         }
         let bytes = self.bytes(state, limit).await?;
-        parse_json(&bytes)
+        let value = parse_json(&bytes)?;
+        // serde reads a struct from an array too (its fields in order): every body here
+        // is an object (or `null` where it may be left out)
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{' | b'n') => Ok(value),
+            _ => Err(ApiError::Coded {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_body",
+                detail: "the body must be a JSON object".into(),
+            }),
+        }
     }
 
     /// The whole body, at most `limit` bytes: 413 `body_too_large` past it (at once when

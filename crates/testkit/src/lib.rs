@@ -72,14 +72,15 @@ pub fn api_doc_tools() -> std::path::PathBuf {
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| {
             panic!(
-                "{API_DOC_ENV} is not set. The API description tests need swagger-parser, openapi-spec-validator and openapi-typescript, which scripts/test.sh installs; \
+                "{API_DOC_ENV} is not set. The API description tests need swagger-parser, openapi-spec-validator, openapi-typescript and schemathesis, which scripts/test.sh installs; \
              run the suite with `scripts/test.sh` (or export {API_DOC_ENV}=$(scripts/api-doc-tools.sh))"
             )
         });
     let dir = std::path::PathBuf::from(dir);
     assert!(
         dir.join("node/node_modules/openapi-typescript").is_dir()
-            && dir.join("venv/bin/openapi-spec-validator").is_file(),
+            && dir.join("venv/bin/openapi-spec-validator").is_file()
+            && dir.join("venv/bin/st").is_file(),
         "{API_DOC_ENV}={} does not hold the tools; run scripts/api-doc-tools.sh",
         dir.display()
     );

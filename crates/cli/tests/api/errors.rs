@@ -57,6 +57,26 @@ db_tests! {
         assert!(b.contains("fulfilment"), "{b}");
         let (st, _, b) = s.raw(Method::POST, CONN, json, b"[1, 2]".to_vec()).await;
         assert_eq!(st, 422, "{b}");
+        // serde reads a struct from an array (its fields in order, `[]` when all are
+        // optional): found by schemathesis, an array is refused wherever an object goes
+        for (method, path) in [
+            (Method::POST, "/api/workspaces/default/tools/current_time/invoke"),
+            (Method::PUT, "/api/workspaces/default/services/brave"),
+            (Method::PUT, "/api/admin/service-credentials/brave"),
+            (Method::POST, "/api/workspaces/default/connections/discover/mcp"),
+        ] {
+            let (st, ct, b) = s.raw(method.clone(), path, json, b" []".to_vec()).await;
+            assert_eq!(st, 422, "{method} {path}: {b}");
+            is_problem(&ct, &b, 422, "invalid_body");
+        }
+        let (st, _, b) = s.raw(Method::POST, CONN, json,
+            br#"{"name": "x", "slug": "arr", "service_type": "http", "base_url": "https://a.io", "limits": [5]}"#.to_vec()).await;
+        assert_eq!(st, 422, "{b}");
+        assert!(b.contains("limits"), "{b}");
+        let (st, _, b) = s.raw(Method::POST, CONN, json,
+            br#"{"name": "x", "slug": "arr", "service_type": "openapi", "base_url": "https://a.io", "source": ["openapi", "{}"]}"#.to_vec()).await;
+        assert_eq!(st, 422, "{b}");
+        assert!(b.contains("source"), "{b}");
         // limits: small routes take 4 KiB, connection routes 3 × the 2 MB spec cap
         let (st, ct, b) = s.raw(Method::POST, "/api/workspaces", json, vec![b' '; 5000]).await;
         assert_eq!(st, 413);

@@ -179,6 +179,11 @@ db_tests! {
         let empty = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"slug\"\r\n\r\nx\r\n--{boundary}--\r\n");
         let (st, _, body) = s.raw(Method::POST, IMPORT, Some(&format!("multipart/form-data; boundary={boundary}")), empty.into_bytes()).await;
         assert_eq!(st, 422, "{body}");
+        // parts other than file, name and slug are refused, not ignored (found by schemathesis)
+        let extra = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nx\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.yaml\"\r\n\r\n{yaml}\r\n--{boundary}--\r\n");
+        let (st, _, body) = s.raw(Method::POST, IMPORT, Some(&format!("multipart/form-data; boundary={boundary}")), extra.into_bytes()).await;
+        assert_eq!(st, 422, "{body}");
+        assert!(body.contains("unknown part `title`"), "{body}");
         // the server's own description imports too (OpenAPI 3.1 from utoipa)
         let (_, own) = s.call(Method::GET, "/api/openapi.json", None).await;
         let (st, _, body) = s.raw(Method::POST, &format!("{IMPORT}?slug=chatterfly"), Some("application/json"), own.to_string().into_bytes()).await;

@@ -12,6 +12,7 @@ mod limits;
 mod mcp;
 mod openapi;
 mod replicas;
+mod schemathesis;
 mod services;
 mod tenancy;
 mod tools;

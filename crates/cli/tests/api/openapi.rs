@@ -4,7 +4,7 @@
 use super::*;
 
 /// The routes of SPEC section 4 built so far, plus the extras this server adds.
-const EXPECTED: &[(&str, &str)] = &[
+pub const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/health"),
     ("get", "/api/me"),
     ("post", "/api/workspaces"),

@@ -187,7 +187,10 @@ pub struct ConnectionBody {
     service_type: ServiceTypeName,
     /// Required for http, openapi and mcp; defaults for gmail and telegram. An absolute
     /// http(s) URL without user, password, fragment, spaces or control characters.
-    #[schema(max_length = 2048)]
+    #[schema(
+        pattern = "^[hH][tT][tT][pP][sS]?://([A-Za-z0-9][A-Za-z0-9-]*\\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?([/?][^\\s\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb#]*)?$",
+        max_length = 2048
+    )]
     base_url: Option<String>,
     /// One of the auth shapes; secret fields are write-only.
     #[schema(value_type = Option<Object>)]
@@ -218,7 +221,10 @@ pub struct ConnectionPatchBody {
     slug: Option<String>,
     /// Must be the connection's own service type.
     service_type: Option<ServiceTypeName>,
-    #[schema(max_length = 2048)]
+    #[schema(
+        pattern = "^[hH][tT][tT][pP][sS]?://([A-Za-z0-9][A-Za-z0-9-]*\\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?([/?][^\\s\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb#]*)?$",
+        max_length = 2048
+    )]
     base_url: Option<String>,
     /// A secret field left out or blank keeps the stored secret.
     #[schema(value_type = Option<Object>)]

@@ -30,7 +30,82 @@ pub fn finish(mut doc: Value) -> Value {
         }
     }
     open_free_form_objects(&mut doc);
+    add_links(&mut doc);
     doc
+}
+
+/// OpenAPI links: where the answer of a create leads (clients and test generators follow
+/// them). `source` is left out: only connections imported from a document have one.
+type Link = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+const LINKS: &[(&str, &str, &[Link])] = &[
+    (
+        "/api/workspaces/{ws}/connections",
+        "post",
+        &[
+            (
+                "get",
+                "get_connection",
+                &[("ws", "$request.path.ws"), ("slug", "$response.body#/slug")],
+            ),
+            (
+                "edit",
+                "patch_connection",
+                &[("ws", "$request.path.ws"), ("slug", "$response.body#/slug")],
+            ),
+            (
+                "delete",
+                "delete_connection",
+                &[("ws", "$request.path.ws"), ("slug", "$response.body#/slug")],
+            ),
+        ],
+    ),
+    (
+        "/api/workspaces",
+        "post",
+        &[("get", "get_workspace", &[("ws", "$response.body#/slug")])],
+    ),
+    (
+        "/api/users",
+        "post",
+        &[("token", "create_token", &[("id", "$response.body#/id")])],
+    ),
+    (
+        "/api/workspaces/{ws}/invitations",
+        "post",
+        &[(
+            "withdraw",
+            "delete_invitation",
+            &[("ws", "$request.path.ws"), ("id", "$response.body#/id")],
+        )],
+    ),
+];
+
+fn add_links(doc: &mut Value) {
+    for (path, method, links) in LINKS {
+        let Some(created) = doc
+            .get_mut("paths")
+            .and_then(|p| p.get_mut(*path))
+            .and_then(|i| i.get_mut(*method))
+            .and_then(|o| o.get_mut("responses"))
+            .and_then(|r| r.get_mut("201"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let mut out = Map::new();
+        for (name, operation_id, params) in *links {
+            let parameters: Map<String, Value> = params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+                .collect();
+            out.insert(
+                (*name).to_owned(),
+                json!({"operationId": operation_id, "parameters": parameters}),
+            );
+        }
+        created.insert("links".into(), Value::Object(out));
+    }
 }
 
 fn problem(description: &str) -> Value {

@@ -15,9 +15,11 @@ use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, Caller, Path, too_large};
 
-/// A multipart upload of a document.
-#[derive(ToSchema)]
+/// A multipart upload of a document: a `file` part and optional `name` and `slug` parts,
+/// nothing else.
+#[derive(ToSchema, serde::Deserialize)]
 #[allow(dead_code)]
+#[serde(deny_unknown_fields)]
 pub struct ImportUpload {
     /// The document, JSON or YAML.
     #[schema(value_type = String, format = Binary)]
@@ -70,7 +72,8 @@ const RAW_TYPES: &[&str] = &[
 /// a `file` part (and optional `name` and `slug` parts); `?name=` and `?slug=` choose the
 /// connection's name and slug. Saves nothing.
 #[utoipa::path(post, path = "/api/workspaces/{ws}/connections/import/openapi",
-    params(("ws" = String, Path), ("name" = Option<String>, Query), ("slug" = Option<String>, Query)),
+    params(("ws" = String, Path), ("name" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb]*[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\u0085][^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb]*$"),
+        ("slug" = Option<String>, Query, pattern = "^[a-z][a-z0-9_]{0,62}$")),
     request_body(description = "The document, JSON or YAML (also as `application/x-yaml`, `text/yaml`, `text/x-yaml`, `application/octet-stream`, `application/vnd.oai.openapi[+json]`), or a multipart/form-data upload with a `file` part and optional `name` and `slug` parts",
         content((serde_json::Value = "application/json"), (String = "application/yaml"), (String = "text/plain"),
             (ImportUpload = "multipart/form-data"))),
@@ -227,7 +230,23 @@ async fn read_upload(mut multipart: Multipart, options: &mut Options, limit: usi
                 }
                 document = Some(utf8(bytes.to_vec())?);
             }
-            _ => {}
+            _ if is_file => {
+                return Err(ApiError::Coded {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    code: "invalid_body",
+                    detail: "the upload holds more than one file; send the document alone".into(),
+                });
+            }
+            other => {
+                return Err(ApiError::Coded {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    code: "invalid_body",
+                    detail: format!(
+                        "the upload has an unknown part `{}`: send `file`, and optionally `name` and `slug`",
+                        short(other)
+                    ),
+                });
+            }
         }
     }
     document.ok_or_else(|| ApiError::Coded {

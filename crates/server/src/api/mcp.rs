@@ -18,6 +18,10 @@ use crate::extract::{Body, Caller, Path};
 pub struct DiscoverBody {
     /// The MCP server's URL (Streamable HTTP endpoint such as `…/mcp`, or an SSE stream
     /// such as `…/sse`).
+    #[schema(
+        pattern = "^[hH][tT][tT][pP][sS]?://([A-Za-z0-9][A-Za-z0-9-]*\\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?([/?][^\\s\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb#]*)?$",
+        max_length = 2048
+    )]
     pub url: String,
     /// `{"type": "none"}` (default) or `{"type": "bearer", "token": …}`; used for this
     /// request only, never stored.
@@ -26,7 +30,7 @@ pub struct DiscoverBody {
     pub auth: Option<Value>,
     /// `auto` (default: Streamable HTTP, then SSE), `streamable_http` or `sse`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::api::connections::TransportName>)]
     pub transport: Option<McpTransport>,
 }
 
