@@ -73,6 +73,13 @@ enum AdminCommand {
         #[arg(long, default_value = "cli")]
         name: String,
     },
+    /// Set a user's password (for signing in to the web UI), read from standard input
+    /// (the first line); ends the user's web sessions.
+    SetPassword {
+        /// The user's email or id.
+        #[arg(long, default_value = "admin@localhost")]
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -135,6 +142,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Openapi(OpenapiCommand::Inspect { file, json }) => {
             inspect::run(&file, json, cli.config.max_spec_bytes)?
+        }
+        Command::Admin(AdminCommand::SetPassword { user }) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            let app = App::open(cli.config).await?;
+            app.set_password(&user, password).await?;
+            println!("password set for {user}");
         }
         Command::Admin(AdminCommand::CreateToken { user, name }) => {
             let app = App::open(cli.config).await?;

@@ -15,7 +15,9 @@ use crate::api::AppState;
 use crate::error::ApiError;
 use crate::tokens;
 
-/// The user behind the request's `Authorization: Bearer` token.
+/// The user behind the request: its `Authorization: Bearer` token, or else the web UI's
+/// session cookie (with the session's CSRF token in `X-CSRF-Token` on every request that
+/// is not a GET, HEAD or OPTIONS).
 pub struct Caller {
     pub user: User,
 }
@@ -24,8 +26,12 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let BearerHash(hash) = BearerHash::from_request_parts(parts, state).await?;
-        Self::from_hash(state, &hash).await
+        match Credential::from_parts(parts)? {
+            Credential::Bearer(hash) => Self::from_hash(state, &hash).await,
+            Credential::Session(hash) => Ok(Self {
+                user: session_owner(parts, state, &hash).await?.user,
+            }),
+        }
     }
 }
 
@@ -41,25 +47,79 @@ impl Caller {
     }
 }
 
-/// The hash of the request's `Authorization: Bearer` token, not yet looked up (for handlers
-/// that read the token's holder together with other rows). 401 without one.
-pub struct BearerHash(pub String);
+/// The web UI's session cookie.
+pub const SESSION_COOKIE: &str = "chatterfly_session";
+/// The header that carries a session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
-impl FromRequestParts<AppState> for BearerHash {
-    type Rejection = ApiError;
+/// How a request says who sends it, not yet looked up: the hash of its bearer token, or of
+/// its session cookie. A bearer token wins when both are sent. 401 with neither.
+pub enum Credential {
+    Bearer(String),
+    Session(String),
+}
 
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(ApiError::Unauthorized);
+impl Credential {
+    pub fn from_parts(parts: &Parts) -> Result<Self, ApiError> {
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let value = value.to_str().map_err(|_| ApiError::Unauthorized)?;
+            let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
+            if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+                return Err(ApiError::Unauthorized);
+            }
+            return Ok(Self::Bearer(tokens::hash(token.trim())));
         }
-        Ok(Self(tokens::hash(token.trim())))
+        session_cookie(&parts.headers)
+            .map(|v| Self::Session(tokens::hash(v)))
+            .ok_or(ApiError::Unauthorized)
     }
+}
+
+/// The value of the session cookie, if the request carries one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// The live session whose cookie hashes to `hash`; a request that changes anything must
+/// carry the session's CSRF token (403 `csrf_failed` otherwise).
+pub async fn session_owner(
+    parts: &Parts,
+    state: &AppState,
+    hash: &str,
+) -> Result<chatterfly_store::SessionOwner, ApiError> {
+    let owner = state
+        .store
+        .user_by_session_hash(hash)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe {
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .map(axum::http::HeaderValue::as_bytes)
+            .unwrap_or_default();
+        let expected = owner.csrf_token.as_bytes();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(sent, expected)) {
+            return Err(ApiError::Coded {
+                status: StatusCode::FORBIDDEN,
+                code: "csrf_failed",
+                detail: "this request needs the session's CSRF token in `X-CSRF-Token`; reload the page".into(),
+            });
+        }
+    }
+    Ok(owner)
 }
 
 /// A request body not read yet. Handlers decide who is asking, and whether they may,

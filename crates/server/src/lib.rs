@@ -13,6 +13,7 @@ mod listen;
 pub mod logging;
 pub mod startup;
 pub mod tokens;
+pub mod web;
 
 pub use config::Config;
 pub use startup::{App, StartupError, serve};

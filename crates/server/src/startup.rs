@@ -111,6 +111,24 @@ impl App {
         Ok(token)
     }
 
+    /// Sets a user's password (by email or id); ends the user's web sessions. The same
+    /// rule as the users API: at least 12 characters.
+    pub async fn set_password(&self, user: &str, password: &str) -> Result<(), StartupError> {
+        if password.chars().count() < 12 {
+            return Err(StartupError::Config(
+                "the password must have at least 12 characters".into(),
+            ));
+        }
+        let users = self.store.list_users().await?;
+        let found = users
+            .iter()
+            .find(|u| u.id == user || u.email.eq_ignore_ascii_case(user))
+            .ok_or_else(|| StartupError::Config(format!("no user with email or id `{user}`")))?;
+        let hash = tokens::hash_password(password).map_err(StartupError::Config)?;
+        self.store.set_password(&found.id, Some(&hash)).await?;
+        Ok(())
+    }
+
     /// Re-seals every stored secret under the current key, in one transaction.
     pub async fn rotate_keys(&self) -> Result<VaultRewrite, StartupError> {
         let keys = &self.keys;

@@ -28,6 +28,16 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot hash the password: {e}"))
 }
 
+/// Whether `password` matches an Argon2id PHC string (false for a malformed one).
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::password_hash::PasswordVerifier;
+    argon2::password_hash::phc::PasswordHash::new(phc).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +60,8 @@ mod tests {
         );
         assert!(x.starts_with("$argon2id$"));
         assert_ne!(x, y);
+        assert!(verify_password("correct horse", &x) && verify_password("correct horse", &y));
+        assert!(!verify_password("correct horse!", &x));
+        assert!(!verify_password("correct horse", "not a hash"));
     }
 }

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use crate::connections::{COLS, COLS_COUNT, OP_COLS, operation_at, record_at};
 use crate::tenancy::{USER_COLS, WS_COLS, role, user, workspace};
-use crate::{ConnectionRecord, Result, Store, TokenOwner, Workspace};
+use crate::{ConnectionRecord, Result, Store, TokenOwner, Workspace, now};
 
 /// What one tool call needs from the database. `workspace` is absent when no workspace has
 /// the slug; `connection` when the workspace has no connection of that slug (or there is no
@@ -29,29 +29,39 @@ const OP_AT: usize = CONN_AT + COLS_COUNT;
 
 impl Store {
     /// Resolves a call of `{connection_slug}.{operation}` in workspace `{workspace_slug}` by
-    /// the holder of the token whose hash is `token_hash`. `None`: no such token.
+    /// the holder of the token whose hash is `token_hash` (`session`: of the live web
+    /// session whose cookie hashes to it). `None`: no such token or session.
     pub async fn call_context(
         &self,
         token_hash: &str,
+        session: bool,
         workspace_slug: &str,
         connection_slug: &str,
         operation: &str,
     ) -> Result<Option<CallContext>> {
-        let row = sqlx::query(sql!(
+        let (from, live) = if session {
+            ("sessions", " AND t.expires_at > $5")
+        } else {
+            ("api_tokens", "")
+        };
+        let query = sql!(
             "SELECT {USER_COLS}, t.id, {WS_COLS}, m.role, {COLS}, {OP_COLS} \
-             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             FROM {from} t JOIN users u ON u.id = t.user_id \
              LEFT JOIN workspaces w ON w.slug = $2 \
              LEFT JOIN memberships m ON m.workspace_id = w.id AND m.user_id = u.id \
              LEFT JOIN connections c ON c.workspace_id = w.id AND c.slug = $3 \
              LEFT JOIN connection_operations o ON o.connection_id = c.id AND o.name = $4 \
-             WHERE t.token_hash = $1"
-        ))
-        .bind(token_hash)
-        .bind(workspace_slug)
-        .bind(connection_slug)
-        .bind(operation)
-        .fetch_optional(&self.pool)
-        .await?;
+             WHERE t.token_hash = $1{live}"
+        );
+        let mut q = sqlx::query(query)
+            .bind(token_hash)
+            .bind(workspace_slug)
+            .bind(connection_slug)
+            .bind(operation);
+        if session {
+            q = q.bind(now());
+        }
+        let row = q.fetch_optional(&self.pool).await?;
         let Some(r) = row else { return Ok(None) };
         let caller = TokenOwner {
             user: user(&r)?, // columns 0..5

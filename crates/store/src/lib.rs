@@ -21,6 +21,7 @@ mod calls;
 mod connections;
 mod invitations;
 mod services;
+mod sessions;
 mod tenancy;
 mod vault;
 
@@ -35,6 +36,7 @@ pub use calls::CallContext;
 pub use connections::{ConnectionRecord, NewConnection, SealedUpdate, SourceMeta};
 pub use invitations::Invitation;
 pub use services::{OAuthClient, PLATFORM, ServiceCredential, service_credential_id};
+pub use sessions::SessionOwner;
 pub use tenancy::{Member, Membership, NewUser, TokenOwner, User, Workspace};
 pub use vault::{SealedValue, VaultRewrite};
 

@@ -123,6 +123,30 @@ db_tests! {
         assert!(matches!(s.delete_invitation(&w.id, &ghost.id).await, Err(StoreError::NotFound)));
     }
 
+    async fn sessions_expire_end_and_follow_passwords(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let later = "2999-01-01T00:00:00.000Z";
+        s.create_session(&a.id, "hash-live", "csrf-1", later).await.unwrap();
+        s.create_session(&a.id, "hash-old", "csrf-2", "2000-01-01T00:00:00.000Z").await.unwrap();
+        let live = s.user_by_session_hash("hash-live").await.unwrap().unwrap();
+        assert_eq!((live.user.id.as_str(), live.csrf_token.as_str()), (a.id.as_str(), "csrf-1"));
+        assert!(s.user_by_session_hash("hash-old").await.unwrap().is_none(), "expired");
+        assert!(s.user_by_session_hash("nope").await.unwrap().is_none());
+        // a new session sweeps the expired ones away
+        s.create_session(&a.id, "hash-2", "csrf-3", later).await.unwrap();
+        assert!(!s.delete_session("hash-old").await.unwrap());
+        assert!(s.delete_session("hash-2").await.unwrap());
+        assert!(s.user_by_session_hash("hash-2").await.unwrap().is_none(), "signed out");
+        // a password change ends every session of the user
+        assert_eq!(s.user_with_password("a@x.io").await.unwrap().unwrap().1, None);
+        assert!(s.set_password(&a.id, Some("$argon2id$x")).await.unwrap());
+        assert_eq!(s.user_with_password("a@x.io").await.unwrap().unwrap().1.as_deref(), Some("$argon2id$x"));
+        assert!(s.user_by_session_hash("hash-live").await.unwrap().is_none());
+        assert!(!s.set_password("no-such-user", None).await.unwrap());
+        assert!(s.user_with_password("b@x.io").await.unwrap().is_none());
+    }
+
     async fn connections_round_trip(db: Db) {
         let (s, _t) = store(db).await;
         let a = s.create_user(&user("a@x.io")).await.unwrap();
@@ -421,10 +445,18 @@ db_tests! {
             .unwrap();
 
         // an unknown token: nothing at all
-        assert!(s.call_context("hash-nobody", "acme", "api", "op_0001").await.unwrap().is_none());
+        assert!(s.call_context("hash-nobody", false, "acme", "api", "op_0001").await.unwrap().is_none());
+        // a web session resolves the same way while it lives; a token hash is not a session
+        s.create_session(&member.id, "sess-member", "csrf", "2999-01-01T00:00:00.000Z").await.unwrap();
+        s.create_session(&member.id, "sess-expired", "csrf", "2000-01-01T00:00:00.000Z").await.unwrap();
+        let by_session = s.call_context("sess-member", true, "acme", "api", "op_0001").await.unwrap().unwrap();
+        assert_eq!(by_session.caller.user.id, member.id);
+        assert!(s.call_context("sess-expired", true, "acme", "api", "op_0001").await.unwrap().is_none());
+        assert!(s.call_context("hash-member", true, "acme", "api", "op_0001").await.unwrap().is_none());
+        assert!(s.call_context("sess-member", false, "acme", "api", "op_0001").await.unwrap().is_none());
 
         // a member: role, connection (as get_connection reads it) and operation
-        let ctx = s.call_context("hash-member", "acme", "api", "op_0001").await.unwrap().unwrap();
+        let ctx = s.call_context("hash-member", false, "acme", "api", "op_0001").await.unwrap().unwrap();
         assert_eq!(ctx.caller.user.id, member.id);
         let (w, role) = ctx.workspace.clone().unwrap();
         assert_eq!(w.id, w1.id);
@@ -443,24 +475,24 @@ db_tests! {
         assert_eq!(Some(op), lookup_op);
 
         // an operation the connection does not have; a connection the workspace does not have
-        let ctx = s.call_context("hash-admin", "acme", "api", "op_0009").await.unwrap().unwrap();
+        let ctx = s.call_context("hash-admin", false, "acme", "api", "op_0009").await.unwrap().unwrap();
         assert_eq!(ctx.workspace.unwrap().1, Some(WorkspaceRole::Admin));
         let (conn, op) = ctx.connection.unwrap();
         assert_eq!(conn.id, "c1");
         assert!(op.is_none());
-        let ctx = s.call_context("hash-admin", "acme", "nope", "op_0001").await.unwrap().unwrap();
+        let ctx = s.call_context("hash-admin", false, "acme", "nope", "op_0001").await.unwrap().unwrap();
         assert!(ctx.workspace.is_some() && ctx.connection.is_none());
 
         // not a member: the workspace without a role (the API answers 404 from that)
-        let ctx = s.call_context("hash-outsider", "acme", "api", "op_0001").await.unwrap().unwrap();
+        let ctx = s.call_context("hash-outsider", false, "acme", "api", "op_0001").await.unwrap().unwrap();
         assert_eq!(ctx.caller.user.id, outsider.id);
         assert_eq!(ctx.workspace.unwrap().1, None);
         // in their own workspace the outsider gets that workspace's connection, not acme's
-        let ctx = s.call_context("hash-outsider", "other", "api", "op_0004").await.unwrap().unwrap();
+        let ctx = s.call_context("hash-outsider", false, "other", "api", "op_0004").await.unwrap().unwrap();
         assert_eq!(ctx.connection.unwrap().0.id, "c2");
 
         // no such workspace
-        let ctx = s.call_context("hash-admin", "ghost", "api", "op_0001").await.unwrap().unwrap();
+        let ctx = s.call_context("hash-admin", false, "ghost", "api", "op_0001").await.unwrap().unwrap();
         assert!(ctx.workspace.is_none() && ctx.connection.is_none());
     }
 

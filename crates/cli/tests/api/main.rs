@@ -16,6 +16,7 @@ mod schemathesis;
 mod services;
 mod tenancy;
 mod tools;
+mod web;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatterfly");
 

@@ -7,6 +7,9 @@ use super::*;
 pub const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/health"),
     ("get", "/api/me"),
+    ("post", "/api/auth/login"),
+    ("get", "/api/auth/session"),
+    ("post", "/api/auth/logout"),
     ("post", "/api/workspaces"),
     ("get", "/api/workspaces"),
     ("get", "/api/workspaces/{ws}"),

@@ -146,6 +146,8 @@ fn finish_operation(path: &str, op: &mut Map<String, Value>) {
     };
     if !public {
         add("401", "No API token, or an unknown one (`unauthorized`)");
+    }
+    if !public || json_body {
         add(
             "400",
             "A path segment, the query or the body that cannot be read (`invalid_path`, `invalid_query`, `malformed_json`, `unreadable_body`)",

@@ -22,9 +22,13 @@ pub struct MeView {
 /// The authenticated caller.
 #[utoipa::path(get, path = "/api/me", responses((status = 200, body = MeView), (status = 401, body = Problem)))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeView>, ApiError> {
-    let memberships = state.store.memberships_of(&caller.user.id).await?;
-    let u = caller.user;
-    Ok(Json(MeView {
+    Ok(Json(me_view(&state, caller.user).await?))
+}
+
+/// A user with their workspaces and roles.
+pub async fn me_view(state: &AppState, u: chatterfly_store::User) -> Result<MeView, ApiError> {
+    let memberships = state.store.memberships_of(&u.id).await?;
+    Ok(MeView {
         id: u.id,
         email: u.email,
         name: u.name,
@@ -33,5 +37,5 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
             .into_iter()
             .map(|m| WorkspaceView::new(m.workspace, Some(m.role)))
             .collect(),
-    }))
+    })
 }

@@ -3,6 +3,7 @@
 //! exactly the routes that exist.
 
 mod access;
+mod auth;
 mod connections;
 mod document;
 mod import;
@@ -150,6 +151,9 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::health))
         .routes(routes!(me::me))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::session))
+        .routes(routes!(auth::logout))
         .routes(routes!(workspaces::create_workspace, workspaces::list_workspaces))
         .routes(routes!(workspaces::get_workspace))
         .routes(routes!(workspaces::list_members))
@@ -207,6 +211,7 @@ pub fn router(state: AppState) -> Router {
             async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.to_vec()) }
         }),
     )
+    .merge(crate::web::router())
     .fallback(|| async { ApiError::NotFound("no such route; see /api/openapi.json for the API".into()) })
     .method_not_allowed_fallback(|| async {
         ApiError::Coded {

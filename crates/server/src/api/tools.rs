@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::access::WorkspaceAccess;
 use crate::error::{ApiError, Problem};
-use crate::extract::{BearerHash, Body, Caller, ExactJson, Path, Query};
+use crate::extract::{Body, Caller, Credential, ExactJson, Path, Query, session_owner};
 
 #[derive(Serialize, ToSchema)]
 pub struct ToolView {
@@ -137,13 +137,25 @@ impl FromRequestParts<AppState> for InvokeTarget {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let BearerHash(token_hash) = BearerHash::from_request_parts(parts, state).await?;
+        let credential = Credential::from_parts(parts)?;
         let Path((ws, tool_name)) = Path::<(String, String)>::from_request_parts(parts, state).await?;
+        let (hash, session_user) = match credential {
+            Credential::Bearer(hash) => (hash, None),
+            // the session's life and its CSRF token are checked before anything else
+            Credential::Session(hash) => {
+                let owner = session_owner(parts, state, &hash).await?;
+                (hash, Some(owner.user))
+            }
+        };
+        let session = session_user.is_some();
         let Some(name) = connection_tool_name(&tool_name) else {
-            let caller = Caller::from_hash(state, &token_hash).await?;
-            let access = WorkspaceAccess::resolve(state, &caller.user, &ws).await?;
+            let user = match session_user {
+                Some(user) => user,
+                None => Caller::from_hash(state, &hash).await?.user,
+            };
+            let access = WorkspaceAccess::resolve(state, &user, &ws).await?;
             return Ok(Self {
-                user: caller.user,
+                user,
                 access,
                 tool_name,
                 resolved: None,
@@ -151,7 +163,7 @@ impl FromRequestParts<AppState> for InvokeTarget {
         };
         let ctx = state
             .store
-            .call_context(&token_hash, &ws, name.slug.as_str(), name.operation.as_str())
+            .call_context(&hash, session, &ws, name.slug.as_str(), name.operation.as_str())
             .await?
             .ok_or(ApiError::Unauthorized)?;
         let access = WorkspaceAccess::check(&ctx.caller.user, &ws, ctx.workspace)?;

@@ -1,0 +1,311 @@
+//! The web UI: sessions and CSRF over HTTP, then pages driven in real headless Chromium
+//! through WebDriver, clicking and typing as a person would, against the real binary.
+
+use chatterfly_testkit::browser::Browser;
+use fantoccini::Locator;
+
+use super::*;
+
+const XSS: &str = "<img src=x onerror=alert(1)>";
+
+/// A request with a cookie (and optionally a CSRF token): (status, body).
+async fn with_cookie(
+    s: &TestServer,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String) {
+    let mut req = chatterfly_testkit::server::test_client()
+        .request(method, format!("{}{path}", s.url))
+        .header("cookie", cookie);
+    if let Some(c) = csrf {
+        req = req.header("x-csrf-token", c);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let st = resp.status().as_u16();
+    (st, resp.text().await.unwrap())
+}
+
+db_tests! {
+    async fn sessions_sign_in_csrf_and_sign_out(db: Db) {
+        // a known key: `chatterfly admin set-password` below opens the same database
+        let key = chatterfly_testkit::server::random_key();
+        let s = TestServer::start_with(BIN, db, chatterfly_testkit::server::Options {
+            env: vec![("INTEGRATION_ENCRYPTION_KEY".into(), key.clone())],
+            ..Default::default()
+        }).await;
+        // a user with a password, by the users API
+        let (st, u) = s.call(Method::POST, "/api/users", Some(json!({"email": "Pat@Example.com", "name": "Pat", "password": "correct horse battery"}))).await;
+        assert_eq!(st, 201, "{u}");
+        let login = |body: Value| {
+            let s = &s;
+            async move {
+                let resp = http().post(format!("{}/api/auth/login", s.url)).json(&body).send().await.unwrap();
+                let st = resp.status().as_u16();
+                let cookie = resp.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned());
+                (st, cookie, resp.text().await.unwrap())
+            }
+        };
+        for wrong in [json!({"token": "cft_nope"}), json!({"email": "pat@example.com", "password": "wrong password!"}),
+            json!({"email": "nobody@example.com", "password": "correct horse battery"})] {
+            let (st, cookie, body) = login(wrong.clone()).await;
+            assert_eq!(st, 401, "{wrong}: {body}");
+            assert!(body.contains("invalid_credentials") && cookie.is_none(), "{body}");
+        }
+        let (st, _, body) = login(json!({"token": s.token, "email": "pat@example.com"})).await;
+        assert_eq!(st, 422, "{body}");
+        // e-mail (any case) and password
+        let (st, cookie, body) = login(json!({"email": "pat@EXAMPLE.com", "password": "correct horse battery"})).await;
+        assert_eq!(st, 200, "{body}");
+        assert!(cookie.is_some_and(|c| c.starts_with("chatterfly_session=")));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["user"]["email"], "pat@example.com");
+        // the API token signs in too
+        let (st, cookie_admin, body) = login(json!({"token": s.token})).await;
+        assert_eq!(st, 200, "{body}");
+        let set = cookie_admin.unwrap();
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/") && !set.contains("Secure"), "{set}");
+        let cookie = set.split(';').next().unwrap().to_owned();
+        assert!(!cookie.contains(&s.token), "the cookie is a session, not the token");
+        let (st, body) = with_cookie(&s, Method::GET, "/api/auth/session", &cookie, None, None).await;
+        assert_eq!(st, 200, "{body}");
+        let csrf = serde_json::from_str::<Value>(&body).unwrap()["csrf_token"].as_str().unwrap().to_owned();
+        // reads need no CSRF token; changes do
+        let (st, _) = with_cookie(&s, Method::GET, "/api/me", &cookie, None, None).await;
+        assert_eq!(st, 200);
+        let ws = json!({"name": "Made", "slug": "made"});
+        let (st, body) = with_cookie(&s, Method::POST, "/api/workspaces", &cookie, None, Some(ws.clone())).await;
+        assert_eq!(st, 403, "{body}");
+        assert!(body.contains("csrf_failed"), "{body}");
+        let (st, _) = with_cookie(&s, Method::POST, "/api/workspaces", &cookie, Some("not-the-token"), Some(ws.clone())).await;
+        assert_eq!(st, 403);
+        let (st, body) = with_cookie(&s, Method::POST, "/api/workspaces/default/tools/current_time/invoke", &cookie, None, Some(json!({"arguments": {}}))).await;
+        assert_eq!(st, 403, "invoke with the cookie alone: {body}");
+        let (st, body) = with_cookie(&s, Method::POST, "/api/workspaces", &cookie, Some(&csrf), Some(ws)).await;
+        assert_eq!(st, 201, "{body}");
+        let (st, body) = with_cookie(&s, Method::POST, "/api/workspaces/default/tools/current_time/invoke", &cookie, Some(&csrf), Some(json!({"arguments": {}}))).await;
+        assert_eq!(st, 200, "{body}");
+        // signing out needs the CSRF token, then the cookie is worthless
+        let (st, _) = with_cookie(&s, Method::POST, "/api/auth/logout", &cookie, None, None).await;
+        assert_eq!(st, 403);
+        let (st, _) = with_cookie(&s, Method::POST, "/api/auth/logout", &cookie, Some(&csrf), None).await;
+        assert_eq!(st, 204);
+        for path in ["/api/me", "/api/auth/session"] {
+            let (st, _) = with_cookie(&s, Method::GET, path, &cookie, None, None).await;
+            assert_eq!(st, 401, "{path}");
+        }
+        // `chatterfly admin set-password` sets a password (and ends the user's sessions)
+        let (st, c2, _) = login(json!({"email": "pat@example.com", "password": "correct horse battery"})).await;
+        assert_eq!(st, 200);
+        let pat_cookie = c2.unwrap().split(';').next().unwrap().to_owned();
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("--data-dir").arg(s.db.dir.path()).args(["admin", "set-password", "--user", "pat@example.com"]);
+        if s.db.kind == Db::Postgres {
+            cmd.arg("--database-url").arg(&s.db.url);
+        }
+        cmd.env("INTEGRATION_ENCRYPTION_KEY", &key);
+        let out = run_with_stdin(cmd, "a brand new password\n");
+        assert!(out.0, "{}", out.1);
+        let (st, _) = with_cookie(&s, Method::GET, "/api/me", &pat_cookie, None, None).await;
+        assert_eq!(st, 401, "the old session ended");
+        let (st, _, _) = login(json!({"email": "pat@example.com", "password": "correct horse battery"})).await;
+        assert_eq!(st, 401);
+        let (st, _, _) = login(json!({"email": "pat@example.com", "password": "a brand new password"})).await;
+        assert_eq!(st, 200);
+
+        // every page is the same shell with the browser protections; assets are versioned
+        for page in ["/", "/login", "/connections", "/connections/new", "/connections/some_slug", "/tools", "/admin/users", "/admin/workspaces"] {
+            let resp = http().get(format!("{}{page}", s.url)).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{page}");
+            let h = resp.headers().clone();
+            let csp = h.get("content-security-policy").unwrap().to_str().unwrap().to_owned();
+            assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline") && csp.contains("frame-ancestors 'none'"), "{page}: {csp}");
+            assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
+            assert_eq!(h.get("referrer-policy").unwrap(), "same-origin");
+            assert!(h.get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
+            let html = resp.text().await.unwrap();
+            let asset = html.split("src=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+            let js = http().get(format!("{}{asset}", s.url)).send().await.unwrap();
+            assert_eq!(js.status(), 200, "{asset}");
+            assert!(js.headers().get("cache-control").unwrap().to_str().unwrap().contains("immutable"));
+        }
+        let stale = http().get(format!("{}/assets/0000000000000000/app.js", s.url)).send().await.unwrap();
+        assert_eq!(stale.status(), 404);
+    }
+
+    async fn pages_in_chromium_sign_in_create_try_edit_and_stay_safe(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let upstream = chatterfly_testkit::httpbin_url();
+        // a connection whose name and descriptions are HTML
+        let (st, c) = s.call(Method::POST, "/api/workspaces/default/connections", Some(json!({
+            "name": XSS, "slug": "xss", "service_type": "http", "base_url": upstream,
+            "operations": [{"name": "get", "method": "GET", "path": "/get", "description": XSS}]}))).await;
+        assert_eq!(st, 201, "{c}");
+
+        let b = Browser::open().await;
+        b.client.goto(&format!("{}/connections", s.url)).await.unwrap();
+        b.wait_path("/login").await;
+        b.screenshot("login").await;
+        b.fill("#token", &s.token).await;
+        b.click("#token-form button[type=submit]").await;
+        b.wait_path("/connections").await;
+        let row = b.wait("tr[data-slug=xss]").await;
+        let text = row.text().await.unwrap();
+        assert!(text.contains(XSS), "the name shows as text: {text}");
+        assert!(b.client.find_all(Locator::Css("#connections img")).await.unwrap().is_empty(), "no element was made from the name");
+        assert!(!b.dialog_open().await);
+        // search narrows the list
+        b.fill("#search", "nothing-matches-this").await;
+        b.wait_text(".count", "0 of 1").await;
+        b.fill("#search", "xss").await;
+        b.wait_text(".count", "1 of 1").await;
+        assert!(b.client.find(Locator::Css("#platform-admin")).await.is_ok(), "a platform admin sees Platform Admin");
+        b.screenshot("hub").await;
+
+        // the wizard: an HTTP API with bearer auth against httpbin
+        b.click("#new-connection").await;
+        b.wait_path("/connections/new").await;
+        b.fill("#name", "Echo Bin").await;
+        let slug = b.wait("#slug").await.prop("value").await.unwrap().unwrap_or_default();
+        assert_eq!(slug, "echo_bin", "the slug is suggested from the name");
+        b.fill("#base-url", &upstream).await;
+        b.wait("#auth-type").await.select_by_value("bearer").await.unwrap();
+        b.fill("#auth-token", "wizard-secret-123").await;
+        b.fill(".op-name", "anything").await;
+        b.wait(".op-method").await.select_by_value("POST").await.unwrap();
+        b.fill(".op-path", "/anything/{{id}}").await;
+        b.fill(".op-input", r#"{"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}"#).await;
+        // an error from the API shows next to its field: a path parameter the schema lacks
+        b.fill(".op-path", "/anything/{{missing}}").await;
+        b.click("#save").await;
+        let err = b.wait(".field-error").await.text().await.unwrap();
+        assert!(err.contains("missing"), "{err}");
+        b.fill(".op-path", "/anything/{{id}}").await;
+        b.screenshot("wizard").await;
+        b.click("#save").await;
+        b.wait_path("/connections/echo_bin").await;
+
+        // try it: a form built from the input schema, sent through invoke
+        b.click("details[data-tool='echo_bin.anything'] summary").await;
+        b.fill("#arg-id", "abc").await;
+        b.click("form[data-tool='echo_bin.anything'] button[type=submit]").await;
+        let out = b.wait_text("form[data-tool='echo_bin.anything'] .result", "/anything/abc").await;
+        assert!(out.contains("HTTP 200") && out.contains("[REDACTED]"), "{out}");
+        assert!(!out.contains("wizard-secret-123"));
+        let dom = b.client.source().await.unwrap();
+        assert!(!dom.contains("wizard-secret-123") && dom.contains("[REDACTED]"), "no secret anywhere in the page");
+        b.screenshot("connection").await;
+
+        // edit with the secret left blank: the old secret is kept and still sent
+        b.client.execute("document.querySelector('section details').open = true", vec![]).await.unwrap();
+        let placeholder = b.wait("#auth-token").await.attr("placeholder").await.unwrap().unwrap_or_default();
+        assert!(placeholder.contains("a value is set"), "{placeholder}");
+        b.fill("#edit-name", "Echo Bin Renamed").await;
+        b.click("#edit-form button[type=submit]").await;
+        b.wait_text("h1", "Echo Bin Renamed").await;
+        let (st, v) = invoke(&s, "echo_bin.anything", json!({"id": "kept"})).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["output"]["body"]["headers"]["Authorization"], "Bearer [REDACTED]", "{v}");
+
+        // the tool picker as agents see it, with the HTML description as text
+        b.client.goto(&format!("{}/tools", s.url)).await.unwrap();
+        b.wait("#standard-tools details.tool").await;
+        let xss_tool = b.wait("details[data-tool='xss.get']").await.text().await.unwrap();
+        assert!(xss_tool.contains(XSS), "{xss_tool}");
+        assert!(b.client.find_all(Locator::Css("main img")).await.unwrap().is_empty());
+        b.screenshot("tools").await;
+
+        // delete asks for the slug
+        b.client.goto(&format!("{}/connections/echo_bin", s.url)).await.unwrap();
+        let delete = b.wait("#delete-connection").await;
+        assert!(!delete.is_enabled().await.unwrap(), "disabled until the slug is typed");
+        b.fill("#confirm-slug", "echo_bin").await;
+        b.click("#delete-connection").await;
+        b.wait_path("/connections").await;
+        let (st, _) = s.call(Method::GET, "/api/workspaces/default/connections/echo_bin", None).await;
+        assert_eq!(st, 404);
+        assert!(!b.dialog_open().await, "no script ran from the names");
+
+        // signing out makes the old cookie useless
+        let cookie = b.client.get_named_cookie("chatterfly_session").await.unwrap();
+        let old = format!("chatterfly_session={}", cookie.value());
+        let (st, _) = with_cookie(&s, Method::GET, "/api/me", &old, None, None).await;
+        assert_eq!(st, 200);
+        b.click("#sign-out").await;
+        b.wait_path("/login").await;
+        let (st, _) = with_cookie(&s, Method::GET, "/api/me", &old, None, None).await;
+        assert_eq!(st, 401);
+        b.close().await;
+        // no secret reached a page or the log
+        assert!(!s.output().contains("wizard-secret-123"));
+    }
+
+    async fn a_members_pages_have_no_admin_controls(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let (st, u) = s.call(Method::POST, "/api/users", Some(json!({"email": "m@example.com", "name": "Mem", "password": "member password 1"}))).await;
+        assert_eq!(st, 201, "{u}");
+        let id = u["id"].as_str().unwrap();
+        let (st, _) = s.call(Method::PUT, &format!("/api/workspaces/default/members/{id}"), Some(json!({"role": "member"}))).await;
+        assert_eq!(st, 200);
+        let (st, _) = s.call(Method::POST, "/api/workspaces/default/connections", Some(json!({
+            "name": "Bin", "slug": "bin", "service_type": "http", "base_url": chatterfly_testkit::httpbin_url(),
+            "operations": [{"name": "get", "method": "GET", "path": "/get"}]}))).await;
+        assert_eq!(st, 201);
+        let b = Browser::open_sized(420, 900).await; // a narrow screen
+        b.client.goto(&format!("{}/login", s.url)).await.unwrap();
+        b.fill("#email", "m@example.com").await;
+        b.fill("#password", "member password 1").await;
+        b.click("#password-form button[type=submit]").await;
+        b.wait_path("/connections").await;
+        b.wait("tr[data-slug=bin]").await;
+        for admin_only in ["#new-connection", "#platform-admin"] {
+            assert!(b.client.find(Locator::Css(admin_only)).await.is_err(), "{admin_only} shown to a member");
+        }
+        b.screenshot("hub-member-narrow").await;
+        b.client.goto(&format!("{}/connections/bin", s.url)).await.unwrap();
+        b.wait("details[data-tool='bin.get']").await;
+        for admin_only in ["#edit-form", "#delete-connection", "#refresh"] {
+            assert!(b.client.find(Locator::Css(admin_only)).await.is_err(), "{admin_only} shown to a member");
+        }
+        // a member can still try a tool
+        b.click("details[data-tool='bin.get'] summary").await;
+        b.click("form[data-tool='bin.get'] button[type=submit]").await;
+        b.wait_text("form[data-tool='bin.get'] .result", "HTTP 200").await;
+        // the admin pages' API refuses them, and the page says so in words
+        b.client.goto(&format!("{}/admin/users", s.url)).await.unwrap();
+        let msg = b.wait(".notice.error").await.text().await.unwrap();
+        assert!(!msg.contains('{'), "a human message, not JSON: {msg}");
+        b.client.goto(&format!("{}/connections/new", s.url)).await.unwrap();
+        b.wait_text("main", "Only workspace admins").await;
+        b.close().await;
+    }
+}
+
+fn http() -> reqwest::Client {
+    chatterfly_testkit::server::test_client()
+}
+
+/// Runs `chatterfly` with `input` on stdin and the server's database settings.
+fn run_with_stdin(mut cmd: std::process::Command, input: &str) -> (bool, String) {
+    use std::io::Write;
+    cmd.env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn chatterfly");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

@@ -1,0 +1,117 @@
+// Chatterfly's pages: plain ES modules over the JSON API (no second path to the data).
+// Every page load reads the session (and its CSRF token); a page without one goes to
+// /login. The workspace chosen in the header is remembered in this browser.
+
+import { api, setCsrf } from "./api.js";
+import { h, clear, notice } from "./dom.js";
+import { loginPage } from "./login.js";
+import { hubPage } from "./hub.js";
+import { connectionPage } from "./connection.js";
+import { wizardPage } from "./wizard.js";
+import { toolsPage } from "./tools.js";
+import { adminWorkspacesPage, adminUsersPage } from "./admin.js";
+
+const ROUTES = [
+  [/^\/(connections\/?)?$/, hubPage],
+  [/^\/connections\/new$/, wizardPage],
+  [/^\/connections\/([a-z][a-z0-9_]{0,62})$/, connectionPage],
+  [/^\/tools$/, toolsPage],
+  [/^\/admin\/workspaces$/, adminWorkspacesPage],
+  [/^\/admin\/users$/, adminUsersPage],
+];
+
+const WS_KEY = "chatterfly.workspace";
+
+function chooseWorkspace(user) {
+  const names = user.workspaces.map((w) => w.slug);
+  const fromUrl = new URLSearchParams(location.search).get("ws");
+  const saved = localStorage.getItem(WS_KEY);
+  const slug = [fromUrl, saved, names[0]].find((s) => s && names.includes(s));
+  if (slug) localStorage.setItem(WS_KEY, slug);
+  return user.workspaces.find((w) => w.slug === slug) || null;
+}
+
+function header(ctx) {
+  const { user, workspace } = ctx;
+  const link = (href, text) =>
+    h("a", { href, class: location.pathname === href ? "current" : null, "aria-current": location.pathname === href ? "page" : null }, text);
+  const switcher = h(
+    "select",
+    {
+      id: "workspace-switcher",
+      "aria-label": "Workspace",
+      onchange: (e) => {
+        localStorage.setItem(WS_KEY, e.target.value);
+        location.assign("/connections");
+      },
+    },
+    user.workspaces.map((w) => h("option", { value: w.slug, selected: workspace && w.slug === workspace.slug }, `${w.name} (${w.slug})`)),
+  );
+  const signOut = h("button", {
+    type: "button",
+    id: "sign-out",
+    class: "link",
+    onclick: async () => {
+      try {
+        await api("POST", "/api/auth/logout");
+      } finally {
+        location.assign("/login");
+      }
+    },
+  }, "Sign out");
+  return h(
+    "header",
+    { class: "top" },
+    h("a", { href: "/connections", class: "brand" }, "Chatterfly"),
+    h(
+      "nav",
+      { "aria-label": "Main" },
+      link("/connections", "Connections"),
+      link("/tools", "Tools"),
+      user.platform_admin ? h("span", { class: "admin-nav", id: "platform-admin" }, "Platform Admin: ", link("/admin/workspaces", "Workspaces"), " ", link("/admin/users", "Users")) : null,
+    ),
+    h("div", { class: "who" }, user.workspaces.length ? switcher : null, h("span", { class: "user" }, user.name), signOut),
+  );
+}
+
+async function start() {
+  const root = document.getElementById("app");
+  if (location.pathname === "/login") {
+    clear(root, loginPage());
+    return;
+  }
+  let session;
+  try {
+    session = await api("GET", "/api/auth/session");
+  } catch (e) {
+    if (e.status === 401) {
+      location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+      return;
+    }
+    clear(root, notice("error", e.message));
+    return;
+  }
+  setCsrf(session.csrf_token);
+  const user = session.user;
+  const workspace = chooseWorkspace(user);
+  const ctx = { user, workspace, isAdmin: !!workspace && workspace.role === "admin" };
+  const main = h("main", { id: "main" });
+  clear(root, header(ctx), main);
+  const route = ROUTES.find(([re]) => re.test(location.pathname));
+  if (!route) {
+    clear(main, h("h1", {}, "Not found"), h("p", {}, "There is no page here. ", h("a", { href: "/connections" }, "Go to Connections.")));
+    return;
+  }
+  if (!workspace && !location.pathname.startsWith("/admin/")) {
+    clear(main, h("h1", {}, "No workspace"), h("p", {}, "You are not a member of any workspace yet. Ask a workspace admin to invite you."));
+    return;
+  }
+  const match = location.pathname.match(route[0]);
+  try {
+    await route[1](main, ctx, ...match.slice(1));
+  } catch (e) {
+    main.append(notice("error", e.message));
+  }
+}
+
+start();

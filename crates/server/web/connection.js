@@ -1,0 +1,231 @@
+// A connection's page: its settings (secrets write-only), its tools with a try-it panel,
+// refresh for MCP connections, delete with a confirmation naming the slug.
+
+import { api, ws } from "./api.js";
+import { h, clear, notice, pretty, when, fieldErrors } from "./dom.js";
+import { authFields, readAuth } from "./wizard.js";
+
+function formFor(schema) {
+  // a form for the top-level properties of simple types; anything else goes as raw JSON
+  const props = (schema && schema.properties) || {};
+  const required = new Set((schema && schema.required) || []);
+  const simple = Object.entries(props).every(([, p]) => ["string", "integer", "number", "boolean"].includes(p && p.type));
+  if (!simple || Object.keys(props).length === 0) return null;
+  const inputs = Object.entries(props).map(([name, p]) => {
+    const id = `arg-${name}`;
+    const input = p.type === "boolean"
+      ? h("input", { type: "checkbox", id, name })
+      : h("input", { type: p.type === "string" ? "text" : "number", step: p.type === "integer" ? "1" : "any", id, name, required: required.has(name) });
+    return { name, p, input, row: h("div", { class: "field" }, h("label", { for: id }, name, required.has(name) ? " *" : ""), input, p.description ? h("p", { class: "hint" }, p.description) : null) };
+  });
+  return {
+    rows: inputs.map((i) => i.row),
+    read: () => {
+      const out = {};
+      for (const { name, p, input } of inputs) {
+        if (p.type === "boolean") {
+          if (input.checked) out[name] = true;
+        } else if (input.value !== "") {
+          out[name] = p.type === "string" ? input.value : Number(input.value);
+        }
+      }
+      return out;
+    },
+  };
+}
+
+function tryIt(ctx, connection, op) {
+  const toolName = `${connection.slug}.${op.name}`;
+  const form = formFor(op.input_schema);
+  const raw = h("textarea", { class: "json", rows: 6, "aria-label": `Arguments of ${toolName} as JSON` }, "{}");
+  const useRaw = h("input", { type: "checkbox", id: `raw-${op.name}`, checked: !form });
+  const result = h("div", { class: "result", "aria-live": "polite" });
+  const send = h("button", { type: "submit" }, "Send");
+  const formArea = h("div", { class: "form-area" }, form ? form.rows : null);
+  const rawArea = h("div", { class: "raw-area" }, raw);
+  const sync = () => {
+    formArea.hidden = useRaw.checked || !form;
+    rawArea.hidden = !useRaw.checked && !!form;
+  };
+  useRaw.addEventListener("change", sync);
+  sync();
+  return h(
+    "form",
+    {
+      class: "try-it",
+      "data-tool": toolName,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        let args;
+        if (useRaw.checked || !form) {
+          try {
+            args = JSON.parse(raw.value || "{}");
+          } catch (err) {
+            clear(result, notice("error", `The arguments are not valid JSON: ${err.message}`));
+            return;
+          }
+        } else {
+          args = form.read();
+        }
+        send.disabled = true;
+        clear(result, h("p", { role: "status" }, "Calling…"));
+        const started = performance.now();
+        try {
+          const out = await api("POST", `${ws(ctx.workspace.slug)}/tools/${encodeURIComponent(toolName)}/invoke`, { arguments: args });
+          const status = out.output && typeof out.output.status === "number" ? `HTTP ${out.output.status}, ` : "";
+          clear(result, h("p", { class: "meta" }, `${status}${out.duration_ms} ms`), h("pre", { class: "output" }, pretty(out.output)));
+        } catch (err) {
+          clear(result, notice("error", err.message), h("p", { class: "meta" }, `${err.status || "no answer"} after ${Math.round(performance.now() - started)} ms`));
+        } finally {
+          send.disabled = false;
+        }
+      },
+    },
+    form ? h("label", { class: "inline" }, useRaw, " Raw JSON") : null,
+    formArea,
+    rawArea,
+    send,
+    result,
+  );
+}
+
+function settings(ctx, c, reload) {
+  const rows = [
+    ["Slug", h("code", {}, c.slug)],
+    ["Service", c.service_type],
+    ["Base URL", c.base_url],
+    ["Auth", c.auth.type],
+    ["Fulfillment", c.fulfillment],
+    ["Changed", when(c.updated_at)],
+  ];
+  for (const [k, v] of Object.entries(c.auth)) {
+    if (k.endsWith("_set")) rows.push([k.slice(0, -4), v ? "a value is set" : "not set"]);
+    else if (k !== "type") rows.push([k, String(v)]);
+  }
+  const view = h("dl", { class: "settings" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  if (!ctx.isAdmin) return h("section", {}, h("h2", {}, "Settings"), view);
+  const name = h("input", { id: "edit-name", value: c.name });
+  const baseUrl = h("input", { id: "edit-base-url", value: c.base_url, type: "url" });
+  const auth = authFields(c.auth.type, c.auth);
+  const message = h("div", { "aria-live": "polite" });
+  const form = h(
+    "form",
+    {
+      id: "edit-form",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        message.replaceChildren();
+        try {
+          const patch = { name: name.value, base_url: baseUrl.value, auth: readAuth(auth) };
+          await api("PATCH", `${ws(ctx.workspace.slug)}/connections/${c.slug}`, patch);
+          message.append(notice("ok", "Saved."));
+          await reload();
+        } catch (err) {
+          message.append(notice("error", err.message));
+          for (const [pointer, list] of fieldErrors(err)) message.append(notice("error", `${pointer}: ${list.join("; ")}`));
+        }
+      },
+    },
+    h("div", { class: "field" }, h("label", { for: "edit-name" }, "Name"), name),
+    h("div", { class: "field" }, h("label", { for: "edit-base-url" }, "Base URL"), baseUrl),
+    auth.element,
+    h("button", { type: "submit" }, "Save"),
+    message,
+  );
+  return h("section", {}, h("h2", {}, "Settings"), view, h("details", {}, h("summary", {}, "Edit"), form));
+}
+
+function dangerZone(ctx, c) {
+  const confirm = h("input", { id: "confirm-slug", autocomplete: "off", "aria-label": `Type ${c.slug} to confirm` });
+  const message = h("div", { "aria-live": "polite" });
+  const button = h("button", { type: "submit", class: "danger", id: "delete-connection", disabled: true }, `Delete ${c.slug}`);
+  confirm.addEventListener("input", () => (button.disabled = confirm.value !== c.slug));
+  return h(
+    "section",
+    { class: "danger-zone" },
+    h("h2", {}, "Delete"),
+    h(
+      "form",
+      {
+        onsubmit: async (e) => {
+          e.preventDefault();
+          if (confirm.value !== c.slug) return;
+          try {
+            await api("DELETE", `${ws(ctx.workspace.slug)}/connections/${c.slug}`);
+            location.assign("/connections");
+          } catch (err) {
+            clear(message, notice("error", err.message));
+          }
+        },
+      },
+      h("p", {}, "Agents and workflows that call its tools will fail. Type ", h("code", {}, c.slug), " to confirm."),
+      confirm,
+      button,
+      message,
+    ),
+  );
+}
+
+function refresher(ctx, c, reload) {
+  const out = h("div", { "aria-live": "polite" });
+  return h(
+    "section",
+    {},
+    h("h2", {}, "MCP server"),
+    c.mcp_server ? h("p", {}, `${c.mcp_server.name} ${c.mcp_server.version} (protocol ${c.mcp_server.protocol_version}), ${c.transport}`) : null,
+    h("button", {
+      type: "button",
+      id: "refresh",
+      onclick: async (e) => {
+        e.target.disabled = true;
+        clear(out, h("p", { role: "status" }, "Asking the server for its tools…"));
+        try {
+          const r = await api("POST", `${ws(ctx.workspace.slug)}/connections/${c.slug}/refresh`);
+          const line = (label, list) => h("p", {}, `${label}: `, list.length ? list.join(", ") : "none");
+          clear(out, line("Added", r.added || []), line("Changed", r.changed || []), line("Removed", r.removed || []));
+          await reload(out);
+        } catch (err) {
+          clear(out, notice("error", err.message));
+        } finally {
+          e.target.disabled = false;
+        }
+      },
+    }, "Refresh tools"),
+    out,
+  );
+}
+
+export async function connectionPage(main, ctx, slug) {
+  clear(main, h("h1", {}, slug), h("p", { role: "status" }, "Loading…"));
+  const load = async (keep) => {
+    const c = await api("GET", `${ws(ctx.workspace.slug)}/connections/${slug}`);
+    const tools = h(
+      "section",
+      { id: "tools" },
+      h("h2", {}, `Tools (${c.operations.length})`),
+      c.operations.map((op) =>
+        h(
+          "details",
+          { class: "tool", "data-tool": `${c.slug}.${op.name}` },
+          h("summary", {}, h("code", {}, `${c.slug}.${op.name}`), op.method ? ` ${op.method} ${op.path}` : "", " ", h("span", { class: "desc" }, op.description || "")),
+          h("h3", {}, "Input schema"),
+          h("pre", { class: "schema" }, pretty(op.input_schema || {})),
+          op.output_schema ? [h("h3", {}, "Output schema"), h("pre", { class: "schema" }, pretty(op.output_schema))] : null,
+          h("h3", {}, "Try it"),
+          tryIt(ctx, c, op),
+        ),
+      ),
+    );
+    clear(
+      main,
+      h("p", {}, h("a", { href: "/connections" }, "← Connections")),
+      h("h1", {}, c.name),
+      settings(ctx, c, () => load()),
+      c.service_type === "mcp" && ctx.isAdmin ? refresher(ctx, c, (keep) => load(keep)) : null,
+      tools,
+      ctx.isAdmin ? dangerZone(ctx, c) : null,
+      keep || null,
+    );
+  };
+  await load();
+}

@@ -1,0 +1,54 @@
+// Building the page from data: text is always set as text (never parsed as HTML).
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "value") el.value = v;
+    else if (k === "checked") el.checked = !!v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+export function clear(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+/// A message area: errors from the API shown as their human text.
+export function notice(kind, text) {
+  return h("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
+}
+
+export function when(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return isNaN(d) ? iso : d.toLocaleString();
+}
+
+export function pretty(value) {
+  return JSON.stringify(value, null, 2);
+}
+
+/// The field errors of a problem document, by JSON pointer.
+export function fieldErrors(err) {
+  const out = new Map();
+  for (const e of (err && err.errors) || []) {
+    const list = out.get(e.pointer) || [];
+    list.push(e.detail);
+    out.set(e.pointer, list);
+  }
+  return out;
+}

@@ -1,0 +1,184 @@
+// New Connection: an HTTP API defined by hand. The API checks everything on save; its
+// field errors are shown next to the field they concern.
+
+import { api, ws } from "./api.js";
+import { h, clear, notice, fieldErrors } from "./dom.js";
+
+const AUTH_TYPES = {
+  none: { label: "None", public: [], secret: [] },
+  bearer: { label: "Bearer token", public: [], secret: ["token"] },
+  api_key_header: { label: "API key in a header", public: ["header"], secret: ["key"] },
+  api_key_query: { label: "API key in the query", public: ["param"], secret: ["key"] },
+  basic: { label: "Basic (user name and password)", public: [], secret: ["username", "password"] },
+};
+
+/// The auth fields for `type`; with `current` (an existing connection's auth view) the
+/// secret fields show whether a value is set and blank keeps it.
+export function authFields(type, current) {
+  const select = h("select", { id: "auth-type", "aria-label": "Auth type" }, Object.entries(AUTH_TYPES).map(([k, v]) => h("option", { value: k, selected: k === type }, v.label)));
+  const fields = h("div", { class: "auth-fields" });
+  const inputs = new Map();
+  const render = () => {
+    inputs.clear();
+    const spec = AUTH_TYPES[select.value] || AUTH_TYPES.none;
+    clear(
+      fields,
+      [...spec.public, ...spec.secret].map((name) => {
+        const secret = spec.secret.includes(name);
+        const isSet = current && current.type === select.value && current[`${name}_set`];
+        const input = h("input", {
+          id: `auth-${name}`,
+          name,
+          type: secret ? "password" : "text",
+          autocomplete: "off",
+          value: !secret && current && current.type === select.value ? current[name] : null,
+          placeholder: secret && isSet ? "a value is set; leave blank to keep it" : null,
+        });
+        inputs.set(name, input);
+        return h("div", { class: "field", "data-pointer": `/auth/${name}` }, h("label", { for: `auth-${name}` }, name, secret ? " (write-only)" : ""), input, secret && isSet ? h("p", { class: "hint set" }, "A value is set.") : null);
+      }),
+    );
+  };
+  select.addEventListener("change", render);
+  render();
+  return { element: h("fieldset", {}, h("legend", {}, "Auth"), h("div", { class: "field" }, h("label", { for: "auth-type" }, "Type"), select), fields), select, inputs };
+}
+
+export function readAuth(auth) {
+  const out = { type: auth.select.value };
+  for (const [name, input] of auth.inputs) if (input.value !== "") out[name] = input.value;
+  return out;
+}
+
+export function suggestSlug(name) {
+  let s = name.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "");
+  if (!/^[a-z]/.test(s)) s = `c_${s}`;
+  return s.slice(0, 63).replace(/_+$/, "") || "connection";
+}
+
+function operationRow(index, remove) {
+  const field = (label, input, pointer) => h("div", { class: "field", "data-pointer": pointer }, h("label", {}, label, input));
+  const name = h("input", { class: "op-name", required: true });
+  const method = h("select", { class: "op-method" }, ["GET", "POST", "PUT", "PATCH", "DELETE"].map((m) => h("option", { value: m }, m)));
+  const path = h("input", { class: "op-path", placeholder: "/items/{{id}}" });
+  const description = h("input", { class: "op-description" });
+  const input = h("textarea", { class: "op-input json", rows: 4, placeholder: '{"type": "object", "properties": {"id": {"type": "string"}}}' });
+  const output = h("textarea", { class: "op-output json", rows: 2, placeholder: "optional" });
+  const at = `/operations/${index}`;
+  const element = h(
+    "fieldset",
+    { class: "operation" },
+    h("legend", {}, `Operation ${index + 1}`),
+    field("Name ", name, `${at}/name`),
+    field("Method ", method, `${at}/method`),
+    field("Path ", path, `${at}/path`),
+    field("Description ", description, `${at}/description`),
+    field("Input schema (JSON) ", input, `${at}/input_schema`),
+    field("Output schema (JSON) ", output, `${at}/output_schema`),
+    h("button", { type: "button", class: "link", onclick: remove }, "Remove operation"),
+  );
+  const json = (area, label) => {
+    if (!area.value.trim()) return undefined;
+    try {
+      return JSON.parse(area.value);
+    } catch (e) {
+      throw new Error(`${label} of operation ${index + 1} is not valid JSON: ${e.message}`);
+    }
+  };
+  return {
+    element,
+    read: () => ({
+      name: name.value,
+      method: method.value,
+      path: path.value,
+      description: description.value || undefined,
+      input_schema: json(input, "The input schema"),
+      output_schema: json(output, "The output schema"),
+    }),
+  };
+}
+
+/// The field a JSON pointer concerns: the pointer itself, else its nearest parent.
+export function closestField(form, pointer) {
+  const parts = pointer.split("/");
+  while (parts.length > 1) {
+    const at = form.querySelector(`[data-pointer="${CSS.escape(parts.join("/"))}"]`);
+    if (at) return at;
+    parts.pop();
+  }
+  return null;
+}
+
+export async function wizardPage(main, ctx) {
+  if (!ctx.isAdmin) {
+    clear(main, h("h1", {}, "New Connection"), notice("error", "Only workspace admins create connections."));
+    return;
+  }
+  const name = h("input", { id: "name", required: true, autocomplete: "off" });
+  const slug = h("input", { id: "slug", required: true, autocomplete: "off", pattern: "[a-z][a-z0-9_]{0,62}" });
+  let slugEdited = false;
+  name.addEventListener("input", () => {
+    if (!slugEdited) slug.value = suggestSlug(name.value);
+  });
+  slug.addEventListener("input", () => (slugEdited = true));
+  const baseUrl = h("input", { id: "base-url", type: "url", required: true, placeholder: "https://api.example.com" });
+  const auth = authFields("none");
+  const ops = [];
+  const opsArea = h("div", { id: "operations" });
+  const renumber = () => {
+    const kept = ops.map((o) => o.read);
+    clear(opsArea, ops.map((o) => o.element));
+    return kept;
+  };
+  const addOp = () => {
+    const row = operationRow(ops.length, () => {
+      ops.splice(ops.indexOf(row), 1);
+      renumber();
+    });
+    ops.push(row);
+    renumber();
+  };
+  const message = h("div", { id: "wizard-message", "aria-live": "polite" });
+  const form = h(
+    "form",
+    {
+      id: "http-form",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        for (const el of form.querySelectorAll(".field-error")) el.remove();
+        message.replaceChildren();
+        let body;
+        try {
+          body = { name: name.value, slug: slug.value, service_type: "http", base_url: baseUrl.value, auth: readAuth(auth), operations: ops.map((o) => o.read()) };
+        } catch (err) {
+          message.append(notice("error", err.message));
+          return;
+        }
+        try {
+          const created = await api("POST", `${ws(ctx.workspace.slug)}/connections`, body);
+          location.assign(`/connections/${created.slug}`);
+        } catch (err) {
+          message.append(notice("error", err.message));
+          for (const [pointer, list] of fieldErrors(err)) {
+            const at = closestField(form, pointer);
+            const note = h("p", { class: "field-error", role: "alert" }, list.join("; "));
+            if (at) at.append(note);
+            else message.append(notice("error", `${pointer}: ${list.join("; ")}`));
+          }
+        }
+      },
+    },
+    h("div", { class: "field", "data-pointer": "/name" }, h("label", { for: "name" }, "Name"), name),
+    h("div", { class: "field", "data-pointer": "/slug" }, h("label", { for: "slug" }, "Slug"), slug, h("p", { class: "hint" }, "Tools are named slug.operation.")),
+    h("div", { class: "field", "data-pointer": "/base_url" }, h("label", { for: "base-url" }, "Base URL"), baseUrl),
+    h("div", { "data-pointer": "/auth" }, auth.element),
+    h("h2", {}, "Operations"),
+    opsArea,
+    h("button", { type: "button", id: "add-operation", onclick: addOp }, "Add operation"),
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "save" }, "Save connection")),
+    message,
+  );
+  addOp();
+  clear(main, h("p", {}, h("a", { href: "/connections" }, "← Connections")), h("h1", {}, "New Connection: HTTP API"), form);
+  name.focus();
+}
