@@ -23,6 +23,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("hub.js", JS, include_str!("../web/hub.js")),
     ("connection.js", JS, include_str!("../web/connection.js")),
     ("wizard.js", JS, include_str!("../web/wizard.js")),
+    ("openapi.js", JS, include_str!("../web/openapi.js")),
+    ("mcp.js", JS, include_str!("../web/mcp.js")),
     ("tools.js", JS, include_str!("../web/tools.js")),
     ("admin.js", JS, include_str!("../web/admin.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),

@@ -36,6 +36,7 @@ export async function hubPage(main, ctx) {
       : `${shown.length} of ${list.length} connection${list.length === 1 ? "" : "s"}`;
   };
   search.addEventListener("input", render);
+  search.addEventListener("change", render);
   render();
   clear(
     main,

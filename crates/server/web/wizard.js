@@ -3,6 +3,8 @@
 
 import { api, ws } from "./api.js";
 import { h, clear, notice, fieldErrors } from "./dom.js";
+import { openapiForm } from "./openapi.js";
+import { mcpForm } from "./mcp.js";
 
 const AUTH_TYPES = {
   none: { label: "None", public: [], secret: [] },
@@ -109,9 +111,30 @@ export function closestField(form, pointer) {
   return null;
 }
 
+const KINDS = [
+  ["http", "HTTP API"],
+  ["openapi", "OpenAPI"],
+  ["mcp", "MCP Server"],
+];
+
 export async function wizardPage(main, ctx) {
   if (!ctx.isAdmin) {
     clear(main, h("h1", {}, "New Connection"), notice("error", "Only workspace admins create connections."));
+    return;
+  }
+  const kind = new URLSearchParams(location.search).get("type") || "http";
+  const tabs = h(
+    "nav",
+    { class: "tabs", "aria-label": "Kind of connection" },
+    KINDS.map(([k, label]) => h("a", { href: `/connections/new?type=${k}`, id: `kind-${k}`, class: k === kind ? "current" : null, "aria-current": k === kind ? "page" : null }, label)),
+  );
+  const back = h("p", {}, h("a", { href: "/connections" }, "← Connections"));
+  if (kind === "openapi") {
+    clear(main, back, h("h1", {}, "New Connection: OpenAPI"), tabs, openapiForm(main, ctx));
+    return;
+  }
+  if (kind === "mcp") {
+    clear(main, back, h("h1", {}, "New Connection: MCP Server"), tabs, mcpForm(main, ctx));
     return;
   }
   const name = h("input", { id: "name", required: true, autocomplete: "off" });
@@ -179,6 +202,6 @@ export async function wizardPage(main, ctx) {
     message,
   );
   addOp();
-  clear(main, h("p", {}, h("a", { href: "/connections" }, "← Connections")), h("h1", {}, "New Connection: HTTP API"), form);
+  clear(main, back, h("h1", {}, "New Connection: HTTP API"), tabs, form);
   name.focus();
 }

@@ -86,9 +86,14 @@ impl Browser {
         }
     }
 
-    /// Waits (up to 15 s) until the page's text contains `text`.
+    /// Waits (up to 15 s) until the text of the element matching `css` contains `text`.
     pub async fn wait_text(&self, css: &str, text: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        self.wait_text_within(css, text, 15).await
+    }
+
+    /// [`Browser::wait_text`] with a longer wait, for slow work such as a big import.
+    pub async fn wait_text_within(&self, css: &str, text: &str, seconds: u64) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
         loop {
             let now = match self.client.find(Locator::Css(css)).await {
                 Ok(el) => el.text().await.unwrap_or_default(),
@@ -104,6 +109,26 @@ impl Browser {
         }
     }
 
+    /// Waits (up to 15 s) until exactly `n` elements match `css`.
+    pub async fn wait_count(&self, css: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = self
+                .client
+                .find_all(Locator::Css(css))
+                .await
+                .map(|v| v.len())
+                .unwrap_or(0);
+            if now == n {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{now} elements match `{css}`, not {n}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits (up to 15 s) for the URL's path to be `path`.
     pub async fn wait_path(&self, path: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -113,7 +138,19 @@ impl Browser {
                 return;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("still at {url} instead of {path}");
+                let text = match self.client.find(Locator::Css("body")).await {
+                    Ok(b) => b.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                let tail: String = text
+                    .chars()
+                    .rev()
+                    .take(1500)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                panic!("still at {url} instead of {path}; the page ends with:\n{tail}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

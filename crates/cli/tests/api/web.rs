@@ -309,3 +309,176 @@ fn run_with_stdin(mut cmd: std::process::Command, input: &str) -> (bool, String)
         ),
     )
 }
+
+const PETSTORE: &str = "@readme/oas-examples/3.0/yaml/petstore.yaml";
+
+/// The operation names a document imports into (the API's own answer).
+async fn imported_names(s: &TestServer, text: &str) -> Vec<(String, String)> {
+    let (st, _, body) = s
+        .raw(
+            Method::POST,
+            "/api/workspaces/default/connections/import/openapi",
+            Some("text/plain"),
+            text.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["draft"]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["name"].as_str().unwrap().to_owned(),
+                o["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The draft's secret field, whichever the document's scheme made it.
+async fn fill_secret(b: &Browser) {
+    for field in ["#auth-token", "#auth-key"] {
+        if b.client.find(Locator::Css(field)).await.is_ok() {
+            b.fill(field, "petstore-secret-123").await;
+            return;
+        }
+    }
+    panic!("the review shows no secret field");
+}
+
+async fn stored_names(s: &TestServer, slug: &str) -> Vec<String> {
+    let (st, c) = s
+        .call(
+            Method::GET,
+            &format!("/api/workspaces/default/connections/{slug}"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    let mut names: Vec<String> = c["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+db_tests! {
+    async fn an_openapi_document_is_pasted_or_uploaded_reviewed_and_saved(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        let path = chatterfly_testkit::specs_dir().join(PETSTORE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let all = imported_names(&s, &text).await;
+        assert!(all.len() > 10, "{all:?}");
+        let b = Browser::open().await;
+        b.client.goto(&format!("{}/login", s.url)).await.unwrap();
+        b.fill("#token", &s.token).await;
+        b.click("#token-form button[type=submit]").await;
+        b.wait_path("/connections").await;
+        b.click("#new-connection").await;
+        b.click("#kind-openapi").await;
+
+        // paste: keep only the /pet operations, less one
+        b.wait("#spec-text").await;
+        b.client.execute("const t = document.querySelector('#spec-text'); t.value = arguments[0]; t.dispatchEvent(new Event('input'));", vec![json!(text)]).await.unwrap();
+        b.click("#import").await;
+        b.wait("#op-list .op-row").await;
+        b.wait_text("#op-count", &format!("{n} of {n} operations selected", n = all.len())).await;
+        b.click("#select-none").await;
+        b.wait_text("#op-count", &format!("0 of {}", all.len())).await;
+        b.fill("#op-search", "/pet").await;
+        let pets: Vec<&(String, String)> = all.iter().filter(|(_, p)| p.contains("/pet")).collect();
+        b.wait_count("#op-list .op-row", pets.len()).await;
+        b.click("#select-all").await;
+        b.wait_text("#op-count", &format!("{} of {}", pets.len(), all.len())).await;
+        let dropped = &pets[0].0;
+        b.click(&format!(".op-row[data-op='{dropped}'] input[type=checkbox]")).await;
+        b.wait_text("#op-count", &format!("{} of {}", pets.len() - 1, all.len())).await;
+        b.fill("#review-slug", "pets_pasted").await;
+        // without the secret the API's answer shows next to the field
+        b.click("#save-import").await;
+        let err = b.wait("[data-pointer='/auth/token'] .field-error, [data-pointer='/auth/key'] .field-error").await.text().await.unwrap();
+        assert!(err.contains("needs"), "{err}");
+        fill_secret(&b).await;
+        b.screenshot("openapi-review").await;
+        b.click("#save-import").await;
+        b.wait_path("/connections/pets_pasted").await;
+        let mut want: Vec<String> = pets.iter().map(|(n, _)| n.clone()).filter(|n| n != dropped).collect();
+        want.sort();
+        assert_eq!(stored_names(&s, "pets_pasted").await, want, "exactly the kept operations");
+
+        // upload: everything but one
+        b.client.goto(&format!("{}/connections/new?type=openapi", s.url)).await.unwrap();
+        b.wait("#spec-file").await.send_keys(path.to_str().unwrap()).await.unwrap();
+        b.click("#import").await;
+        b.wait("#op-list .op-row").await;
+        let last = &all[all.len() - 1].0;
+        b.click(&format!(".op-row[data-op='{last}'] input[type=checkbox]")).await;
+        b.fill("#review-slug", "pets_uploaded").await;
+        fill_secret(&b).await;
+        b.click("#save-import").await;
+        b.wait_path("/connections/pets_uploaded").await;
+        let mut want: Vec<String> = all.iter().map(|(n, _)| n.clone()).filter(|n| n != last).collect();
+        want.sort();
+        assert_eq!(stored_names(&s, "pets_uploaded").await, want);
+
+        // GitHub's description (1,200+ operations) stays usable: searchable, select/deselect all
+        let github = chatterfly_testkit::specs_dir().join("@octokit/openapi/generated/api.github.com.json");
+        b.client.goto(&format!("{}/connections/new?type=openapi", s.url)).await.unwrap();
+        b.wait("#spec-file").await.send_keys(github.to_str().unwrap()).await.unwrap();
+        b.click("#import").await;
+        let count = b.wait_text_within("#op-count", "operations selected", 120).await;
+        let total: usize = count.split(" of ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+        assert!(total > 1000, "{count}");
+        b.fill("#op-search", "/readme").await;
+        b.wait_text("#op-list", "/readme").await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await; // the list settles
+        let shown = b.client.find_all(Locator::Css("#op-list .op-row")).await.unwrap().len();
+        assert!((1..20).contains(&shown), "search narrows the list: {shown}");
+        b.click("#select-none").await;
+        b.wait_text("#op-count", &format!("{} of {total}", total - shown)).await;
+        b.fill("#op-search", "").await;
+        b.wait_count("#op-list .op-row", total).await;
+        b.click("#select-none").await;
+        b.wait_text("#op-count", &format!("0 of {total}")).await;
+        b.click("#select-all").await;
+        b.wait_text("#op-count", &format!("{total} of {total}")).await;
+        b.screenshot("openapi-github").await;
+        b.close().await;
+    }
+
+    async fn an_mcp_server_is_discovered_saved_and_called(db: Db) {
+        use chatterfly_testkit::peers::{McpPeer, McpPeerKind};
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let peer = McpPeer::start(McpPeerKind::PythonHttp);
+        let b = Browser::open().await;
+        b.client.goto(&format!("{}/login", s.url)).await.unwrap();
+        b.fill("#token", &s.token).await;
+        b.click("#token-form button[type=submit]").await;
+        b.wait_path("/connections").await;
+        b.client.goto(&format!("{}/connections/new?type=mcp", s.url)).await.unwrap();
+        b.fill("#mcp-url", &peer.url).await;
+        b.click("#discover").await;
+        b.wait("#mcp-preview details[data-tool='add']").await;
+        let preview = b.wait("#mcp-preview").await.text().await.unwrap();
+        assert!(preview.contains("peer-python-sdk") && preview.contains("streamable_http"), "{preview}");
+        b.fill("#mcp-slug", "py").await;
+        b.screenshot("mcp-preview").await;
+        b.click("#save-mcp").await;
+        b.wait_path("/connections/py").await;
+        b.click("details[data-tool='py.add'] summary").await;
+        b.fill("#arg-a", "2").await;
+        b.fill("#arg-b", "40").await;
+        b.click("form[data-tool='py.add'] button[type=submit]").await;
+        let out = b.wait_text("form[data-tool='py.add'] .result", "42").await;
+        assert!(out.contains("ms"), "{out}");
+        // refresh reports what changed (nothing, right after saving)
+        b.click("#refresh").await;
+        b.wait_text("main", "Added: none").await;
+        b.close().await;
+    }
+}
