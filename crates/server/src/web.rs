@@ -27,6 +27,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("mcp.js", JS, include_str!("../web/mcp.js")),
     ("tools.js", JS, include_str!("../web/tools.js")),
     ("admin.js", JS, include_str!("../web/admin.js")),
+    ("services.js", JS, include_str!("../web/services.js")),
+    ("audit.js", JS, include_str!("../web/audit.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
@@ -41,6 +43,10 @@ const PAGES: &[&str] = &[
     "/tools",
     "/admin/workspaces",
     "/admin/users",
+    "/admin/service-credentials",
+    "/admin/oauth-providers",
+    "/settings/workspace/services",
+    "/audit",
 ];
 
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \

@@ -9,7 +9,9 @@ import { hubPage } from "./hub.js";
 import { connectionPage } from "./connection.js";
 import { wizardPage } from "./wizard.js";
 import { toolsPage } from "./tools.js";
-import { adminWorkspacesPage, adminUsersPage } from "./admin.js";
+import { adminWorkspacesPage, adminUsersPage, adminServicesPage, adminProvidersPage } from "./admin.js";
+import { servicesPage } from "./services.js";
+import { auditPage } from "./audit.js";
 
 const ROUTES = [
   [/^\/(connections\/?)?$/, hubPage],
@@ -18,6 +20,10 @@ const ROUTES = [
   [/^\/tools$/, toolsPage],
   [/^\/admin\/workspaces$/, adminWorkspacesPage],
   [/^\/admin\/users$/, adminUsersPage],
+  [/^\/admin\/service-credentials$/, adminServicesPage],
+  [/^\/admin\/oauth-providers$/, adminProvidersPage],
+  [/^\/settings\/workspace\/services$/, servicesPage],
+  [/^\/audit$/, auditPage],
 ];
 
 const WS_KEY = "chatterfly.workspace";
@@ -68,7 +74,12 @@ function header(ctx) {
       { "aria-label": "Main" },
       link("/connections", "Connections"),
       link("/tools", "Tools"),
-      user.platform_admin ? h("span", { class: "admin-nav", id: "platform-admin" }, "Platform Admin: ", link("/admin/workspaces", "Workspaces"), " ", link("/admin/users", "Users")) : null,
+      ctx.isAdmin ? link("/audit", "Audit") : null,
+      link("/settings/workspace/services", "AI & Services"),
+      user.platform_admin
+        ? h("span", { class: "admin-nav", id: "platform-admin" }, "Platform Admin: ", link("/admin/workspaces", "Workspaces"), " ", link("/admin/users", "Users"), " ",
+          link("/admin/service-credentials", "Service Credentials"), " ", link("/admin/oauth-providers", "OAuth Providers"))
+        : null,
     ),
     h("div", { class: "who" }, user.workspaces.length ? switcher : null, h("span", { class: "user" }, user.name), signOut),
   );

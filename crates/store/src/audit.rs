@@ -21,6 +21,16 @@ pub struct AuditEvent {
     pub created_at: String,
 }
 
+/// Which events to list (every set field must match).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub tool: Option<String>,
+    pub connection: Option<String>,
+    /// `ok` or `error`.
+    pub outcome: Option<String>,
+    pub user_id: Option<String>,
+}
+
 /// What to record.
 #[derive(Debug, Clone)]
 pub struct NewAuditEvent {
@@ -93,15 +103,29 @@ impl Store {
         Ok(())
     }
 
-    /// Newest first; `before` is the id of the last event of the previous page.
-    pub async fn list_audit(&self, workspace_id: &str, before: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>> {
+    /// Newest first; `before` is the id of the last event of the previous page; each set
+    /// field of `filter` must match exactly.
+    pub async fn list_audit(
+        &self,
+        workspace_id: &str,
+        before: Option<&str>,
+        limit: i64,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>> {
         let rows = sqlx::query(
             "SELECT id, user_id, tool, connection_slug, outcome, http_status, error_code, duration_ms, created_at \
-             FROM audit_events WHERE workspace_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+             FROM audit_events WHERE workspace_id = $1 AND ($2 IS NULL OR id < $2) \
+             AND ($4 IS NULL OR tool = $4) AND ($5 IS NULL OR connection_slug = $5) \
+             AND ($6 IS NULL OR outcome = $6) AND ($7 IS NULL OR user_id = $7) \
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(workspace_id)
         .bind(before)
         .bind(limit)
+        .bind(filter.tool.as_deref())
+        .bind(filter.connection.as_deref())
+        .bind(filter.outcome.as_deref())
+        .bind(filter.user_id.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event).collect()

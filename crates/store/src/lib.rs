@@ -31,7 +31,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
-pub use audit::{AuditEvent, NewAuditEvent};
+pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use calls::CallContext;
 pub use connections::{ConnectionRecord, NewConnection, SealedUpdate, SourceMeta};
 pub use invitations::Invitation;

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, SourceDocument, SourceKind, WorkspaceRole, WorkspaceSlug};
-use chatterfly_store::{NewAuditEvent, NewConnection, NewUser, PLATFORM, SealedUpdate, Store, StoreError};
+use chatterfly_store::{AuditFilter, NewAuditEvent, NewConnection, NewUser, PLATFORM, SealedUpdate, Store, StoreError};
 use chatterfly_testkit::{Db, db_tests, fresh_database, terminate_other_sessions};
 use serde_json::json;
 
@@ -370,20 +370,29 @@ db_tests! {
         }
         s.record_audit(&NewAuditEvent { workspace_id: other.id.clone(), user_id: None, tool: "x".into(), connection_slug: None, ok: true,
             http_status: None, error_code: None, duration_ms: 1 }).await.unwrap();
-        let page1 = s.list_audit(&w.id, None, 3).await.unwrap();
+        let page1 = s.list_audit(&w.id, None, 3, &AuditFilter::default()).await.unwrap();
         assert_eq!(page1.iter().map(|e| e.duration_ms).collect::<Vec<_>>(), [6, 5, 4]);
         assert_eq!(page1[1].error_code.as_deref(), Some("upstream_error"));
         assert_eq!(page1[0].outcome, "ok");
-        let page2 = s.list_audit(&w.id, Some(&page1[2].id), 3).await.unwrap();
+        let page2 = s.list_audit(&w.id, Some(&page1[2].id), 3, &AuditFilter::default()).await.unwrap();
         assert_eq!(page2.iter().map(|e| e.duration_ms).collect::<Vec<_>>(), [3, 2, 1]);
-        let page3 = s.list_audit(&w.id, Some(&page2[2].id), 3).await.unwrap();
+        let page3 = s.list_audit(&w.id, Some(&page2[2].id), 3, &AuditFilter::default()).await.unwrap();
         assert_eq!(page3.len(), 1);
-        assert_eq!(s.list_audit(&other.id, None, 10).await.unwrap().len(), 1);
+        assert_eq!(s.list_audit(&other.id, None, 10, &AuditFilter::default()).await.unwrap().len(), 1);
         // a batch larger than one statement keeps every row
         let batch: Vec<_> = (0..250).map(|i| NewAuditEvent { workspace_id: other.id.clone(), user_id: None, tool: format!("t{i}"),
             connection_slug: None, ok: true, http_status: None, error_code: None, duration_ms: 0 }).collect();
         s.record_audit_batch(&batch).await.unwrap();
-        assert_eq!(s.list_audit(&other.id, None, 500).await.unwrap().len(), 251);
+        assert_eq!(s.list_audit(&other.id, None, 500, &AuditFilter::default()).await.unwrap().len(), 251);
+        // filters: each set field must match
+        let only = |f: AuditFilter| { let s = &s; let w = w.id.clone(); async move { s.list_audit(&w, None, 100, &f).await.unwrap() } };
+        let errors = only(AuditFilter { outcome: Some("error".into()), ..Default::default() }).await;
+        assert_eq!(errors.iter().map(|e| e.duration_ms).collect::<Vec<_>>(), [5, 3, 1]);
+        assert_eq!(only(AuditFilter { tool: Some("api.get".into()), ..Default::default() }).await.len(), 7);
+        assert_eq!(only(AuditFilter { tool: Some("api.other".into()), ..Default::default() }).await.len(), 0);
+        assert_eq!(only(AuditFilter { connection: Some("api".into()), outcome: Some("ok".into()), ..Default::default() }).await.len(), 4);
+        assert_eq!(only(AuditFilter { user_id: Some(a.id.clone()), ..Default::default() }).await.len(), 7);
+        assert_eq!(only(AuditFilter { user_id: Some("someone-else".into()), ..Default::default() }).await.len(), 0);
     }
 
     async fn service_keys_and_oauth_clients(db: Db) {

@@ -282,6 +282,14 @@ db_tests! {
         assert!(!msg.contains('{'), "a human message, not JSON: {msg}");
         b.client.goto(&format!("{}/connections/new", s.url)).await.unwrap();
         b.wait_text("main", "Only workspace admins").await;
+        assert!(b.client.find(Locator::Css("a[href='/audit']")).await.is_err(), "no audit link for a member");
+        // AI & Services: what is in effect, but nothing to change
+        b.client.goto(&format!("{}/settings/workspace/services", s.url)).await.unwrap();
+        b.wait_text("tr[data-service=openai] .in-effect", "Not configured").await;
+        assert!(b.client.find(Locator::Css("#save-openai")).await.is_err());
+        b.client.goto(&format!("{}/audit", s.url)).await.unwrap();
+        let msg = b.wait(".notice.error").await.text().await.unwrap();
+        assert!(msg.contains("admin"), "{msg}");
         b.close().await;
     }
 }
@@ -479,6 +487,89 @@ db_tests! {
         // refresh reports what changed (nothing, right after saving)
         b.click("#refresh").await;
         b.wait_text("main", "Added: none").await;
+        b.close().await;
+    }
+}
+
+async fn sign_in(b: &Browser, s: &TestServer) {
+    b.client.goto(&format!("{}/login", s.url)).await.unwrap();
+    b.fill("#token", &s.token).await;
+    b.click("#token-form button[type=submit]").await;
+    b.wait_path("/connections").await;
+}
+
+db_tests! {
+    async fn services_platform_admin_and_audit_pages(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let b = Browser::open().await;
+        sign_in(&b, &s).await;
+
+        // a platform key, then the workspace's own: the key in effect follows
+        b.client.goto(&format!("{}/settings/workspace/services", s.url)).await.unwrap();
+        b.wait_text("tr[data-service=brave] .in-effect", "Not configured").await;
+        b.client.goto(&format!("{}/admin/service-credentials", s.url)).await.unwrap();
+        b.fill("#platform-key-brave", "platform-brave-key-1").await;
+        b.click("section[data-service=brave] button[type=submit]").await;
+        b.wait_text("section[data-service=brave] .meta", "A key is set").await;
+        b.client.goto(&format!("{}/settings/workspace/services", s.url)).await.unwrap();
+        b.wait_text("tr[data-service=brave] .in-effect", "Platform key").await;
+        b.fill("#key-brave", "workspace-brave-key-2").await;
+        b.click("#save-brave").await;
+        b.wait_text("tr[data-service=brave] .in-effect", "Workspace key").await;
+        b.screenshot("services").await;
+        b.click("#remove-brave").await;
+        b.wait_text("tr[data-service=brave] .in-effect", "Platform key").await;
+        let dom = b.client.source().await.unwrap();
+        assert!(!dom.contains("brave-key"), "keys are write-only");
+
+        // OAuth providers: the redirect URI to copy, a client saved
+        b.client.goto(&format!("{}/admin/oauth-providers", s.url)).await.unwrap();
+        let redirect = b.wait("#redirect-gmail").await.prop("value").await.unwrap().unwrap_or_default();
+        assert_eq!(redirect, format!("{}/api/auth/connect/gmail/callback", s.url));
+        b.fill("#client-id-gmail", "gmail-client-id.apps.example").await;
+        b.fill("#client-secret-gmail", "gmail-client-secret-3").await;
+        b.click("section[data-provider=gmail] button[type=submit]").await;
+        b.wait_text("section[data-provider=gmail] .meta", "Configured here").await;
+        assert!(!b.client.source().await.unwrap().contains("gmail-client-secret-3"));
+        b.screenshot("oauth-providers").await;
+
+        // users and workspaces: create both, make the user a member
+        b.client.goto(&format!("{}/admin/users", s.url)).await.unwrap();
+        b.fill("#new-user-email", "newbie@example.com").await;
+        b.fill("#new-user-name", "Newbie").await;
+        b.click("#create-user button[type=submit]").await;
+        b.wait("tr[data-user='newbie@example.com']").await;
+        b.client.goto(&format!("{}/admin/workspaces", s.url)).await.unwrap();
+        b.fill("#new-ws-name", "Second").await;
+        b.fill("#new-ws-slug", "second").await;
+        b.click("#create-workspace button[type=submit]").await;
+        b.click("details[data-workspace=second] summary").await;
+        let add = b.wait("details[data-workspace=second] .inline-form").await;
+        add.find(Locator::Css("select")).await.unwrap().select_by_label("newbie@example.com").await.unwrap();
+        add.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+        b.wait("details[data-workspace=second] tr[data-user='newbie@example.com']").await;
+        let (_, members) = s.call(Method::GET, "/api/workspaces/second/members", None).await;
+        assert!(members.to_string().contains("newbie@example.com"), "{members}");
+
+        // the audit log shows calls, filtered
+        let (st, _) = invoke(&s, "current_time", json!({})).await;
+        assert_eq!(st, 200);
+        let (st, _) = s.call(Method::POST, "/api/workspaces/default/connections", Some(json!({
+            "name": "Bin", "slug": "bin", "service_type": "http", "base_url": "http://127.0.0.1:9",
+            "operations": [{"name": "fail", "method": "GET", "path": "/nothing-listens-here"}]}))).await;
+        assert_eq!(st, 201);
+        let (st, v) = invoke(&s, "bin.fail", json!({})).await;
+        assert!(st >= 500, "{st} {v}");
+        b.client.goto(&format!("{}/audit", s.url)).await.unwrap();
+        b.wait_text("#audit", "current_time").await;
+        b.wait("#filter-outcome").await.select_by_value("error").await.unwrap();
+        b.click("#apply-filters").await;
+        let only_errors = b.wait_text("#audit tbody", "bin.fail").await;
+        assert!(!only_errors.contains("current_time"), "{only_errors}");
+        b.fill("#filter-tool", "nothing.here").await;
+        b.click("#apply-filters").await;
+        b.wait_text(".count", "No calls match").await;
+        b.screenshot("audit").await;
         b.close().await;
     }
 }

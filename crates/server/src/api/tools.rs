@@ -181,8 +181,17 @@ impl FromRequestParts<AppState> for InvokeTarget {
 pub struct AuditQuery {
     /// The `id` of the last event of the previous page.
     pub before: Option<String>,
-    /// Events per page, 1 to 500 (default 100).
+    /// Events per page, 1 to 500 (default 100; values outside are brought within).
     pub limit: Option<i64>,
+    /// Only calls of this tool (`slug.operation` or a standard tool's name).
+    pub tool: Option<String>,
+    /// Only calls of this connection's tools (its slug).
+    pub connection: Option<String>,
+    /// Only `ok` or only `error` calls.
+    #[param(pattern = "^(ok|error)?$")]
+    pub outcome: Option<String>,
+    /// Only calls by this user.
+    pub user_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -222,9 +231,26 @@ pub async fn audit(
     // a caller reads its own calls.
     state.tools.flush_audit().await;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    if q.outcome.as_deref().is_some_and(|o| !matches!(o, "" | "ok" | "error")) {
+        return Err(ApiError::Coded {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            detail: "`outcome` is `ok` or `error`".into(),
+        });
+    }
     let events = state
         .store
-        .list_audit(&access.workspace.id, q.before.as_deref(), limit)
+        .list_audit(
+            &access.workspace.id,
+            q.before.as_deref(),
+            limit,
+            &chatterfly_store::AuditFilter {
+                tool: q.tool.filter(|t| !t.is_empty()),
+                connection: q.connection.filter(|c| !c.is_empty()),
+                outcome: q.outcome.filter(|o| !o.is_empty()),
+                user_id: q.user_id.filter(|u| !u.is_empty()),
+            },
+        )
         .await?;
     let next_before = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.id.clone()))
