@@ -106,7 +106,8 @@ function settings(ctx, c, reload) {
   if (!ctx.isAdmin) return h("section", {}, h("h2", {}, "Settings"), view);
   const name = h("input", { id: "edit-name", value: c.name });
   const baseUrl = h("input", { id: "edit-base-url", value: c.base_url, type: "url" });
-  const auth = authFields(c.auth.type, c.auth);
+  const allowed = { gmail: ["service_account", "oauth"], telegram: ["bot_token"] }[c.service_type];
+  const auth = authFields(c.auth.type, c.auth, allowed);
   const message = h("div", { "aria-live": "polite" });
   const form = h(
     "form",

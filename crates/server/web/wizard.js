@@ -12,12 +12,18 @@ const AUTH_TYPES = {
   api_key_header: { label: "API key in a header", public: ["header"], secret: ["key"] },
   api_key_query: { label: "API key in the query", public: ["param"], secret: ["key"] },
   basic: { label: "Basic (user name and password)", public: [], secret: ["username", "password"] },
+  service_account: { label: "Google service account", public: ["subject"], secret: ["service_account_json"] },
+  oauth: { label: "Personal account (OAuth, per run)", public: [], secret: [] },
+  bot_token: { label: "Bot token", public: [], secret: ["token"] },
 };
 
-/// The auth fields for `type`; with `current` (an existing connection's auth view) the
-/// secret fields show whether a value is set and blank keeps it.
-export function authFields(type, current) {
-  const select = h("select", { id: "auth-type", "aria-label": "Auth type" }, Object.entries(AUTH_TYPES).map(([k, v]) => h("option", { value: k, selected: k === type }, v.label)));
+const HTTP_AUTH = ["none", "bearer", "api_key_header", "api_key_query", "basic"];
+
+/// The auth fields for `type` among `allowed`; with `current` (an existing connection's
+/// auth view) the secret fields show whether a value is set and blank keeps it.
+export function authFields(type, current, allowed) {
+  const kinds = allowed || (AUTH_TYPES[type] && !HTTP_AUTH.includes(type) ? [type] : HTTP_AUTH);
+  const select = h("select", { id: "auth-type", "aria-label": "Auth type" }, kinds.map((k) => h("option", { value: k, selected: k === type }, AUTH_TYPES[k].label)));
   const fields = h("div", { class: "auth-fields" });
   const inputs = new Map();
   const render = () => {
@@ -28,13 +34,16 @@ export function authFields(type, current) {
       [...spec.public, ...spec.secret].map((name) => {
         const secret = spec.secret.includes(name);
         const isSet = current && current.type === select.value && current[`${name}_set`];
-        const input = h("input", {
+        const big = name === "service_account_json";
+        const input = h(big ? "textarea" : "input", {
           id: `auth-${name}`,
           name,
-          type: secret ? "password" : "text",
+          type: big ? null : secret ? "password" : "text",
+          rows: big ? 4 : null,
+          class: big ? "json secret" : null,
           autocomplete: "off",
           value: !secret && current && current.type === select.value ? current[name] : null,
-          placeholder: secret && isSet ? "a value is set; leave blank to keep it" : null,
+          placeholder: secret && isSet ? "a value is set; leave blank to keep it" : big ? "the service account's JSON key file" : null,
         });
         inputs.set(name, input);
         return h("div", { class: "field", "data-pointer": `/auth/${name}` }, h("label", { for: `auth-${name}` }, name, secret ? " (write-only)" : ""), input, secret && isSet ? h("p", { class: "hint set" }, "A value is set.") : null);
@@ -115,7 +124,64 @@ const KINDS = [
   ["http", "HTTP API"],
   ["openapi", "OpenAPI"],
   ["mcp", "MCP Server"],
+  ["gmail", "Gmail"],
+  ["telegram", "Telegram"],
 ];
+
+const BUILT_IN = {
+  gmail: { title: "Gmail", auth: ["service_account", "oauth"], hint: "Sends and reads mail as a Google Workspace user through a service account with domain-wide delegation, or as each run's own account (OAuth, connected under My Accounts)." },
+  telegram: { title: "Telegram", auth: ["bot_token"], hint: "A bot made with @BotFather; its token stays encrypted." },
+};
+
+/// Where a call's credentials come from, and the participant role when participants
+/// bring them.
+export function fulfillmentFields() {
+  const select = h("select", { id: "fulfillment" },
+    [["static", "Stored here (static)"], ["caller", "Each caller brings them (per run)"], ["participant", "Each participant brings them"]].map(([v, t]) => h("option", { value: v }, t)));
+  const role = h("input", { id: "participant-role", placeholder: "customer" });
+  const roleField = h("div", { class: "field", "data-pointer": "/participant_role", hidden: true }, h("label", { for: "participant-role" }, "Participant role"), role);
+  select.addEventListener("change", () => (roleField.hidden = select.value !== "participant"));
+  return {
+    element: h("div", {}, h("div", { class: "field", "data-pointer": "/fulfillment" }, h("label", { for: "fulfillment" }, "Credentials"), select), roleField),
+    read: () => (select.value === "participant" ? { fulfillment: "participant", participant_role: role.value } : { fulfillment: select.value }),
+  };
+}
+
+function builtInForm(ctx, kind) {
+  const spec = BUILT_IN[kind];
+  const name = h("input", { id: "name", required: true, value: spec.title });
+  const slug = h("input", { id: "slug", required: true, value: kind });
+  const auth = authFields(spec.auth[0], null, spec.auth);
+  const fulfillment = fulfillmentFields();
+  const message = h("div", { id: "wizard-message", "aria-live": "polite" });
+  const form = h("form", {
+    id: `${kind}-form`,
+    onsubmit: async (e) => {
+      e.preventDefault();
+      for (const el of form.querySelectorAll(".field-error")) el.remove();
+      message.replaceChildren();
+      const body = { name: name.value, slug: slug.value, service_type: kind, auth: readAuth(auth), ...fulfillment.read() };
+      try {
+        const created = await api("POST", `${ws(ctx.workspace.slug)}/connections`, body);
+        location.assign(`/connections/${created.slug}`);
+      } catch (err) {
+        message.append(notice("error", err.message));
+        for (const [pointer, list] of fieldErrors(err)) {
+          const at = closestField(form, pointer);
+          if (at) at.append(h("p", { class: "field-error", role: "alert" }, list.join("; ")));
+        }
+      }
+    },
+  },
+  h("p", { class: "hint" }, spec.hint),
+  h("div", { class: "field", "data-pointer": "/name" }, h("label", { for: "name" }, "Name"), name),
+  h("div", { class: "field", "data-pointer": "/slug" }, h("label", { for: "slug" }, "Slug"), slug),
+  h("div", { "data-pointer": "/auth" }, auth.element),
+  fulfillment.element,
+  h("div", { class: "actions" }, h("button", { type: "submit", id: "save" }, "Save connection")),
+  message);
+  return form;
+}
 
 export async function wizardPage(main, ctx) {
   if (!ctx.isAdmin) {
@@ -137,6 +203,10 @@ export async function wizardPage(main, ctx) {
     clear(main, back, h("h1", {}, "New Connection: MCP Server"), tabs, mcpForm(main, ctx));
     return;
   }
+  if (BUILT_IN[kind]) {
+    clear(main, back, h("h1", {}, `New Connection: ${BUILT_IN[kind].title}`), tabs, builtInForm(ctx, kind));
+    return;
+  }
   const name = h("input", { id: "name", required: true, autocomplete: "off" });
   const slug = h("input", { id: "slug", required: true, autocomplete: "off", pattern: "[a-z][a-z0-9_]{0,62}" });
   let slugEdited = false;
@@ -146,6 +216,7 @@ export async function wizardPage(main, ctx) {
   slug.addEventListener("input", () => (slugEdited = true));
   const baseUrl = h("input", { id: "base-url", type: "url", required: true, placeholder: "https://api.example.com" });
   const auth = authFields("none");
+  const fulfillment = fulfillmentFields();
   const ops = [];
   const opsArea = h("div", { id: "operations" });
   const renumber = () => {
@@ -162,6 +233,42 @@ export async function wizardPage(main, ctx) {
     renumber();
   };
   const message = h("div", { id: "wizard-message", "aria-live": "polite" });
+  const readBody = () => ({ name: name.value, slug: slug.value, service_type: "http", base_url: baseUrl.value, auth: readAuth(auth), ...fulfillment.read(), operations: ops.map((o) => o.read()) });
+  const showErrors = (err, cls) => {
+    for (const [pointer, list] of fieldErrors(err)) {
+      const at = closestField(form, pointer);
+      const note = h("p", { class: `field-error ${cls}`, role: "alert" }, list.join("; "));
+      if (at) at.append(note);
+      else message.append(notice("error", `${pointer}: ${list.join("; ")}`));
+    }
+    if (!fieldErrors(err).size && err.code === "slug_taken") closestField(form, "/slug").append(h("p", { class: `field-error ${cls}`, role: "alert" }, err.message));
+  };
+  // checked as you type, by the API's own rules (nothing is saved)
+  let seq = 0;
+  let timer;
+  const check = async () => {
+    const mine = ++seq;
+    let body;
+    try {
+      body = readBody();
+    } catch (err) {
+      for (const el of form.querySelectorAll(".field-error.live")) el.remove();
+      message.replaceChildren(notice("error", err.message));
+      return;
+    }
+    try {
+      await api("POST", `${ws(ctx.workspace.slug)}/connections/validate`, body);
+      if (mine !== seq) return;
+      for (const el of form.querySelectorAll(".field-error")) el.remove();
+      message.replaceChildren(h("p", { class: "hint", id: "looks-good" }, "Looks good."));
+    } catch (err) {
+      if (mine !== seq) return;
+      for (const el of form.querySelectorAll(".field-error")) el.remove();
+      message.replaceChildren();
+      if (err.status === 422 || err.status === 409) showErrors(err, "live");
+      else message.append(notice("error", err.message));
+    }
+  };
   const form = h(
     "form",
     {
@@ -171,8 +278,10 @@ export async function wizardPage(main, ctx) {
         for (const el of form.querySelectorAll(".field-error")) el.remove();
         message.replaceChildren();
         let body;
+        clearTimeout(timer);
+        seq++;
         try {
-          body = { name: name.value, slug: slug.value, service_type: "http", base_url: baseUrl.value, auth: readAuth(auth), operations: ops.map((o) => o.read()) };
+          body = readBody();
         } catch (err) {
           message.append(notice("error", err.message));
           return;
@@ -182,12 +291,7 @@ export async function wizardPage(main, ctx) {
           location.assign(`/connections/${created.slug}`);
         } catch (err) {
           message.append(notice("error", err.message));
-          for (const [pointer, list] of fieldErrors(err)) {
-            const at = closestField(form, pointer);
-            const note = h("p", { class: "field-error", role: "alert" }, list.join("; "));
-            if (at) at.append(note);
-            else message.append(notice("error", `${pointer}: ${list.join("; ")}`));
-          }
+          showErrors(err, "");
         }
       },
     },
@@ -195,12 +299,21 @@ export async function wizardPage(main, ctx) {
     h("div", { class: "field", "data-pointer": "/slug" }, h("label", { for: "slug" }, "Slug"), slug, h("p", { class: "hint" }, "Tools are named slug.operation.")),
     h("div", { class: "field", "data-pointer": "/base_url" }, h("label", { for: "base-url" }, "Base URL"), baseUrl),
     h("div", { "data-pointer": "/auth" }, auth.element),
+    fulfillment.element,
     h("h2", {}, "Operations"),
     opsArea,
     h("button", { type: "button", id: "add-operation", onclick: addOp }, "Add operation"),
     h("div", { class: "actions" }, h("button", { type: "submit", id: "save" }, "Save connection")),
     message,
   );
+  form.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(check, 400);
+  });
+  form.addEventListener("change", () => {
+    clearTimeout(timer);
+    timer = setTimeout(check, 400);
+  });
   addOp();
   clear(main, back, h("h1", {}, "New Connection: HTTP API"), tabs, form);
   name.focus();

@@ -30,6 +30,7 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("patch", "/api/workspaces/{ws}/connections/{slug}"),
     ("delete", "/api/workspaces/{ws}/connections/{slug}"),
     ("post", "/api/workspaces/{ws}/connections/import/openapi"),
+    ("post", "/api/workspaces/{ws}/connections/validate"),
     ("get", "/api/workspaces/{ws}/connections/{slug}/source"),
     ("post", "/api/workspaces/{ws}/connections/discover/mcp"),
     ("post", "/api/workspaces/{ws}/connections/{slug}/refresh"),

@@ -32,6 +32,29 @@ async fn with_cookie(
 }
 
 db_tests! {
+    async fn validate_checks_without_saving(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        const V: &str = "/api/workspaces/default/connections/validate";
+        let good = json!({"name": "A", "slug": "a", "service_type": "http", "base_url": "https://a.example",
+            "operations": [{"name": "get", "method": "GET", "path": "/x/{{id}}", "input_schema": {"type": "object", "properties": {"id": {"type": "string"}}}}]});
+        let (st, v) = s.call(Method::POST, V, Some(good.clone())).await;
+        assert_eq!((st, &v), (200, &json!({"valid": true})));
+        let (_, list) = s.call(Method::GET, "/api/workspaces/default/connections", None).await;
+        assert_eq!(list, json!([]), "nothing saved");
+        let mut bad = good.clone();
+        bad["operations"][0]["path"] = json!("/x/{{nope}}");
+        bad["base_url"] = json!("ftp://a.example");
+        let (st, v) = s.call(Method::POST, V, Some(bad)).await;
+        assert_eq!(st, 422, "{v}");
+        let pointers: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+        assert!(pointers.contains(&"/base_url") && pointers.iter().any(|p| p.starts_with("/operations/0")), "{v}");
+        let (st, _) = s.call(Method::POST, "/api/workspaces/default/connections", Some(good.clone())).await;
+        assert_eq!(st, 201);
+        let (st, v) = s.call(Method::POST, V, Some(good)).await;
+        assert_eq!(st, 409, "{v}");
+        assert_eq!(v["code"], "slug_taken");
+    }
+
     async fn sessions_sign_in_csrf_and_sign_out(db: Db) {
         // a known key: `chatterfly admin set-password` below opens the same database
         let key = chatterfly_testkit::server::random_key();
@@ -181,11 +204,13 @@ db_tests! {
         b.fill(".op-path", "/anything/{{id}}").await;
         b.fill(".op-input", r#"{"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}"#).await;
         // an error from the API shows next to its field: a path parameter the schema lacks
+        // checked as you type through the API's own validation, the error next to its field
         b.fill(".op-path", "/anything/{{missing}}").await;
-        b.click("#save").await;
-        let err = b.wait(".field-error").await.text().await.unwrap();
+        let err = b.wait(".operation .field-error.live").await.text().await.unwrap();
         assert!(err.contains("missing"), "{err}");
         b.fill(".op-path", "/anything/{{id}}").await;
+        b.wait("#looks-good").await;
+        assert!(b.client.find(Locator::Css(".field-error")).await.is_err(), "the error went away");
         b.screenshot("wizard").await;
         b.click("#save").await;
         b.wait_path("/connections/echo_bin").await;
@@ -570,6 +595,38 @@ db_tests! {
         b.click("#apply-filters").await;
         b.wait_text(".count", "No calls match").await;
         b.screenshot("audit").await;
+        b.close().await;
+    }
+}
+
+db_tests! {
+    async fn gmail_and_telegram_are_set_up_from_the_wizard(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        let b = Browser::open().await;
+        sign_in(&b, &s).await;
+        // Telegram: a bot token, stored encrypted, never shown
+        b.client.goto(&format!("{}/connections/new?type=telegram", s.url)).await.unwrap();
+        b.fill("#auth-token", "123456:telegram-bot-secret").await;
+        b.click("#save").await;
+        b.wait_path("/connections/telegram").await;
+        b.wait("#tools details.tool").await;
+        let page = b.client.source().await.unwrap();
+        assert!(!page.contains("telegram-bot-secret") && page.contains("a value is set"), "write-only");
+        let (_, c) = s.call(Method::GET, "/api/workspaces/default/connections/telegram", None).await;
+        assert_eq!((c["service_type"].as_str(), c["auth"]["type"].as_str(), c["auth"]["token_set"].as_bool()), (Some("telegram"), Some("bot_token"), Some(true)), "{c}");
+        assert!(c["operations"].as_array().unwrap().len() >= 2, "built-in operations: {c}");
+        // Gmail: each run's own account, so per-caller credentials
+        b.client.goto(&format!("{}/connections/new?type=gmail", s.url)).await.unwrap();
+        b.wait("#auth-type").await.select_by_value("oauth").await.unwrap();
+        // static fulfillment does not fit OAuth: the API says so next to the field
+        b.click("#save").await;
+        let err = b.wait("[data-pointer='/fulfillment'] .field-error").await.text().await.unwrap();
+        assert!(err.contains("caller"), "{err}");
+        b.wait("#fulfillment").await.select_by_value("caller").await.unwrap();
+        b.click("#save").await;
+        b.wait_path("/connections/gmail").await;
+        let (_, c) = s.call(Method::GET, "/api/workspaces/default/connections/gmail", None).await;
+        assert_eq!((c["auth"]["type"].as_str(), c["fulfillment"].as_str()), (Some("oauth"), Some("caller")), "{c}");
         b.close().await;
     }
 }

@@ -421,6 +421,39 @@ pub async fn create_connection(
     Ok((StatusCode::CREATED, ExactJson(view)))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct ValidationView {
+    /// Always true: an invalid body is a 422 that names each problem.
+    pub valid: bool,
+}
+
+/// Check a connection as `POST …/connections` would, saving nothing and calling nothing:
+/// the same rules, the same 422 with a JSON pointer per problem, 409 when the slug is
+/// taken (workspace admins). The web UI checks a form with it as the user types.
+#[utoipa::path(post, path = "/api/workspaces/{ws}/connections/validate", params(("ws" = String, Path)), request_body = ConnectionBody,
+    responses((status = 200, body = ValidationView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn validate_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    mut body: Body,
+) -> Result<Json<ValidationView>, ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    access.require_admin("create connections")?;
+    let input: ConnectionInput = body.connection_json(&state).await?;
+    let (draft, secrets) = ConnectionDraft::parse(input)?;
+    drop(secrets);
+    if state
+        .store
+        .connection_head(&access.workspace.id, draft.slug.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(slug_taken(draft.slug.as_str())(StoreError::Conflict { what: "slug" }));
+    }
+    Ok(Json(ValidationView { valid: true }))
+}
+
 /// Read one connection with its operations (any member).
 #[utoipa::path(get, path = "/api/workspaces/{ws}/connections/{slug}", params(("ws" = String, Path), ("slug" = String, Path)),
     responses((status = 200, body = ConnectionView), (status = 404, body = Problem)))]

@@ -166,6 +166,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(users::create_token))
         .routes(routes!(connections::list_connections, connections::create_connection))
         .routes(routes!(import::import_openapi))
+        .routes(routes!(connections::validate_connection))
         .routes(routes!(mcp::discover_mcp))
         .routes(routes!(mcp::refresh_connection))
         .routes(routes!(connections::get_connection_source))
