@@ -147,4 +147,5 @@ function renderReview(root, ctx, result) {
   render();
   updateCount();
   clear(root, form);
+  document.documentElement.dataset.reviewed = String(Math.round(performance.now()));
 }

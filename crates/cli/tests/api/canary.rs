@@ -220,6 +220,37 @@ db_tests! {
             let (st, v) = s.call_as(&member, Method::GET, &path, None).await;
             record(&path, st, &v);
         }
+        // the web UI: signed in with a session, every page and every module it loads, and
+        // the session's own answers (pages are drawn from the API, checked above)
+        let login = chatterfly_testkit::server::test_client()
+            .post(format!("{}/api/auth/login", s.url))
+            .json(&json!({"token": s.token}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 200);
+        let cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+        responses.push_str(&login.text().await.unwrap());
+        let web = chatterfly_testkit::server::test_client();
+        let mut pages = String::new();
+        for page in ["/", "/login", "/connections", "/connections/new", "/connections/h", "/connections/b", "/tools", "/audit",
+            "/settings/workspace/services", "/admin/service-credentials", "/admin/oauth-providers", "/admin/users", "/admin/workspaces"] {
+            let html = web.get(format!("{}{page}", s.url)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+            for asset in html.split("/assets/").skip(1).filter_map(|a| a.split('"').next()) {
+                let text = web.get(format!("{}/assets/{asset}", s.url)).send().await.unwrap().text().await.unwrap();
+                for module in text.lines().filter_map(|l| l.split("from \"./").nth(1)).filter_map(|m| m.split('"').next()) {
+                    let dir = asset.rsplit_once('/').map_or("", |(d, _)| d);
+                    pages.push_str(&web.get(format!("{}/assets/{dir}/{module}", s.url)).send().await.unwrap().text().await.unwrap());
+                }
+                pages.push_str(&text);
+            }
+            pages.push_str(&html);
+        }
+        let session = web.get(format!("{}/api/auth/session", s.url)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+        pages.push_str(&session);
+        assert!(pages.contains("Chatterfly") && pages.contains("csrf_token") && pages.len() > 20_000, "the pages were read");
+        assert_clean("the web UI's pages and modules", &pages, &forms);
+
         let (st, _) = s.call(Method::DELETE, "/api/workspaces/default/connections/q", None).await;
         assert_eq!(st, 204);
 
