@@ -174,8 +174,8 @@ db_tests! {
         b.client.goto(&format!("{}/connections", s.url)).await.unwrap();
         b.wait_path("/login").await;
         b.screenshot("login").await;
-        b.fill("#token", &s.token).await;
-        b.click("#token-form button[type=submit]").await;
+        // with the keyboard: the token, then Enter
+        b.fill("#token", &format!("{}\u{E007}", s.token)).await;
         b.wait_path("/connections").await;
         let row = b.wait("tr[data-slug=xss]").await;
         let text = row.text().await.unwrap();
