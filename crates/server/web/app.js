@@ -5,25 +5,20 @@
 import { api, setCsrf } from "./api.js";
 import { h, clear, notice } from "./dom.js";
 import { loginPage } from "./login.js";
-import { hubPage } from "./hub.js";
-import { connectionPage } from "./connection.js";
-import { wizardPage } from "./wizard.js";
-import { toolsPage } from "./tools.js";
-import { adminWorkspacesPage, adminUsersPage, adminServicesPage, adminProvidersPage } from "./admin.js";
-import { servicesPage } from "./services.js";
-import { auditPage } from "./audit.js";
 
+// each page's module is loaded when it is visited
+const page = (file, name) => async (...args) => (await import(file))[name](...args);
 const ROUTES = [
-  [/^\/(connections\/?)?$/, hubPage],
-  [/^\/connections\/new$/, wizardPage],
-  [/^\/connections\/([a-z][a-z0-9_]{0,62})$/, connectionPage],
-  [/^\/tools$/, toolsPage],
-  [/^\/admin\/workspaces$/, adminWorkspacesPage],
-  [/^\/admin\/users$/, adminUsersPage],
-  [/^\/admin\/service-credentials$/, adminServicesPage],
-  [/^\/admin\/oauth-providers$/, adminProvidersPage],
-  [/^\/settings\/workspace\/services$/, servicesPage],
-  [/^\/audit$/, auditPage],
+  [/^\/(connections\/?)?$/, page("./hub.js", "hubPage")],
+  [/^\/connections\/new$/, page("./wizard.js", "wizardPage")],
+  [/^\/connections\/([a-z][a-z0-9_]{0,62})$/, page("./connection.js", "connectionPage")],
+  [/^\/tools$/, page("./tools.js", "toolsPage")],
+  [/^\/admin\/workspaces$/, page("./admin.js", "adminWorkspacesPage")],
+  [/^\/admin\/users$/, page("./admin.js", "adminUsersPage")],
+  [/^\/admin\/service-credentials$/, page("./admin.js", "adminServicesPage")],
+  [/^\/admin\/oauth-providers$/, page("./admin.js", "adminProvidersPage")],
+  [/^\/settings\/workspace\/services$/, page("./services.js", "servicesPage")],
+  [/^\/audit$/, page("./audit.js", "auditPage")],
 ];
 
 const WS_KEY = "chatterfly.workspace";
@@ -91,6 +86,12 @@ async function start() {
     clear(root, loginPage());
     return;
   }
+  // the hub's list is asked for with the session, for the workspace chosen last time
+  const guess = localStorage.getItem(WS_KEY);
+  const early = guess && /^\/(connections\/?)?$/.test(location.pathname)
+    ? { path: `/api/workspaces/${encodeURIComponent(guess)}/connections`, answer: api("GET", `/api/workspaces/${encodeURIComponent(guess)}/connections`) }
+    : null;
+  if (early) early.answer.catch(() => {});
   let session;
   try {
     session = await api("GET", "/api/auth/session");
@@ -105,7 +106,13 @@ async function start() {
   setCsrf(session.csrf_token);
   const user = session.user;
   const workspace = chooseWorkspace(user);
-  const ctx = { user, workspace, isAdmin: !!workspace && workspace.role === "admin" };
+  const ctx = {
+    user,
+    workspace,
+    isAdmin: !!workspace && workspace.role === "admin",
+    // a GET already under way, else a new one
+    get: (path) => (early && early.path === path ? early.answer : api("GET", path)),
+  };
   const main = h("main", { id: "main" });
   clear(root, header(ctx), main);
   const route = ROUTES.find(([re]) => re.test(location.pathname));

@@ -32,10 +32,14 @@ export function notice(kind, text) {
   return h("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
 }
 
+// one formatter for the page: `toLocaleString` per call builds one each time (slow for
+// a table of a thousand rows)
+const FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
 export function when(iso) {
   if (!iso) return "";
   const d = new Date(iso);
-  return isNaN(d) ? iso : d.toLocaleString();
+  return isNaN(d) ? iso : FORMAT.format(d);
 }
 
 export function pretty(value) {

@@ -281,12 +281,25 @@ db_tests! {
             "name": "Bin", "slug": "bin", "service_type": "http", "base_url": chatterfly_testkit::httpbin_url(),
             "operations": [{"name": "get", "method": "GET", "path": "/get"}]}))).await;
         assert_eq!(st, 201);
+        // many connections: the hub lists a page of them at a time, search reaches all
+        for i in 0..120 {
+            let (st, _) = s.call(Method::POST, "/api/workspaces/default/connections", Some(json!({
+                "name": format!("Many {i:03}"), "slug": format!("many_{i:03}"), "service_type": "http", "base_url": "https://a.example"}))).await;
+            assert_eq!(st, 201);
+        }
         let b = Browser::open_sized(420, 900).await; // a narrow screen
         b.client.goto(&format!("{}/login", s.url)).await.unwrap();
         b.fill("#email", "m@example.com").await;
         b.fill("#password", "member password 1").await;
         b.click("#password-form button[type=submit]").await;
         b.wait_path("/connections").await;
+        b.wait_text(".count", "121 of 121 connections, the first 100 listed").await;
+        b.wait_count("#connections tbody tr", 100).await;
+        b.click("#show-more").await;
+        b.wait_count("#connections tbody tr", 121).await;
+        b.fill("#search", "many_119").await;
+        b.wait_count("#connections tbody tr", 1).await;
+        b.fill("#search", "").await;
         b.wait("tr[data-slug=bin]").await;
         for admin_only in ["#new-connection", "#platform-admin"] {
             assert!(b.client.find(Locator::Css(admin_only)).await.is_err(), "{admin_only} shown to a member");
