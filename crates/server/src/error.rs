@@ -64,6 +64,9 @@ pub enum ApiError {
     /// A tool call that failed, with its own code.
     #[error("{0}")]
     Tool(chatterfly_tools::ToolError),
+    /// Too many attempts: 429 `too_many_attempts` with `Retry-After` (seconds).
+    #[error("{detail}")]
+    TooManyRequests { retry_after: u64, detail: String },
     /// Something broke on our side; the text is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -84,6 +87,7 @@ impl ApiError {
             Self::Coded { status, code, .. } => (*status, code),
             Self::InvalidSpec(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec"),
             Self::Tool(e) => (tool_status(e), e.code()),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -160,6 +164,10 @@ impl IntoResponse for ApiError {
             Self::Validation(errors) => errors.summary(),
             other => other.to_string(),
         };
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let (line, column) = match &self {
             Self::InvalidSpec(e) => (e.line, e.column),
             _ => (None, None),
@@ -205,6 +213,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -199,6 +199,13 @@ impl Body {
     }
 
     async fn read_json<T: DeserializeOwned>(&mut self, state: &AppState, limit: usize) -> Result<T, ApiError> {
+        self.check_json_type()?;
+        let bytes = self.bytes(state, limit).await?;
+        object_json(&bytes)
+    }
+
+    /// 415 unless the body is sent as JSON.
+    fn check_json_type(&self) -> Result<(), ApiError> {
         let is_json = self
             .headers()
             .and_then(|h| h.get(header::CONTENT_TYPE))
@@ -208,24 +215,14 @@ impl Body {
                 let mime = mime.trim().to_ascii_lowercase();
                 mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
             });
-        if !is_json {
-            return Err(ApiError::Coded {
+        if is_json {
+            Ok(())
+        } else {
+            Err(ApiError::Coded {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 code: "unsupported_media_type",
                 detail: "send the body as JSON with `Content-Type: application/json`".into(),
-            });
-        }
-        let bytes = self.bytes(state, limit).await?;
-        let value = parse_json(&bytes)?;
-        // serde reads a struct from an array too (its fields in order): every body here
-        // is an object (or `null` where it may be left out)
-        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{' | b'n') => Ok(value),
-            _ => Err(ApiError::Coded {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "invalid_body",
-                detail: "the body must be a JSON object".into(),
-            }),
+            })
         }
     }
 
@@ -236,6 +233,23 @@ impl Body {
     /// arrive, not for what a client declares: a client that declares much and sends
     /// nothing holds nothing.
     pub async fn bytes(&mut self, state: &AppState, limit: usize) -> Result<Bytes, ApiError> {
+        self.bytes_within(state, limit, state.limits.body_read_timeout).await
+    }
+
+    /// A small JSON body read before anyone is known (signing in): its own small cap and
+    /// a short time to arrive, so that such bodies cannot hold the shared budget.
+    pub async fn small_json<T: DeserializeOwned>(
+        &mut self,
+        state: &AppState,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<T, ApiError> {
+        self.check_json_type()?;
+        let bytes = self.bytes_within(state, limit, wait).await?;
+        object_json(&bytes)
+    }
+
+    async fn bytes_within(&mut self, state: &AppState, limit: usize, wait: Duration) -> Result<Bytes, ApiError> {
         use http_body_util::BodyExt;
         let declared = self
             .headers()
@@ -252,7 +266,6 @@ impl Body {
             .req
             .take()
             .ok_or_else(|| ApiError::Internal("the body was read twice".into()))?;
-        let wait = state.limits.body_read_timeout;
         let deadline = tokio::time::Instant::now() + wait;
         let mut body = req.into_body();
         let mut buf: Vec<u8> = Vec::new();
@@ -376,6 +389,21 @@ impl BodyBudget {
     #[cfg(test)]
     async fn reserve(&self, bytes: usize, wait: Duration) -> Result<OwnedSemaphorePermit, ApiError> {
         self.reserve_until(bytes, tokio::time::Instant::now() + wait).await
+    }
+}
+
+/// Parses a JSON body that must be an object (or `null` where it may be left out).
+fn object_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = parse_json(bytes)?;
+    // serde reads a struct from an array too (its fields in order): every body here
+    // is an object (or `null` where it may be left out)
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{' | b'n') => Ok(value),
+        _ => Err(ApiError::Coded {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_body",
+            detail: "the body must be a JSON object".into(),
+        }),
     }
 }
 

@@ -5,14 +5,14 @@ import { api, ws } from "./api.js";
 import { h, clear, notice, pretty, when, fieldErrors } from "./dom.js";
 import { authFields, readAuth } from "./wizard.js";
 
-function formFor(schema) {
+function formFor(schema, prefix) {
   // a form for the top-level properties of simple types; anything else goes as raw JSON
   const props = (schema && schema.properties) || {};
   const required = new Set((schema && schema.required) || []);
   const simple = Object.entries(props).every(([, p]) => ["string", "integer", "number", "boolean"].includes(p && p.type));
   if (!simple || Object.keys(props).length === 0) return null;
   const inputs = Object.entries(props).map(([name, p]) => {
-    const id = `arg-${name}`;
+    const id = `${prefix}-arg-${name}`;
     const input = p.type === "boolean"
       ? h("input", { type: "checkbox", id, name })
       : h("input", { type: p.type === "string" ? "text" : "number", step: p.type === "integer" ? "1" : "any", id, name, required: required.has(name) });
@@ -34,11 +34,12 @@ function formFor(schema) {
   };
 }
 
-function tryIt(ctx, connection, op) {
+function tryIt(ctx, connection, op, index) {
   const toolName = `${connection.slug}.${op.name}`;
-  const form = formFor(op.input_schema);
+  // ids unique on the page: every tool has its own form
+  const form = formFor(op.input_schema, `t${index}`);
   const raw = h("textarea", { class: "json", rows: 6, "aria-label": `Arguments of ${toolName} as JSON` }, "{}");
-  const useRaw = h("input", { type: "checkbox", id: `raw-${op.name}`, checked: !form });
+  const useRaw = h("input", { type: "checkbox", id: `t${index}-raw`, checked: !form });
   const result = h("div", { class: "result", "aria-live": "polite" });
   const send = h("button", { type: "submit" }, "Send");
   const formArea = h("div", { class: "form-area" }, form ? form.rows : null);
@@ -204,7 +205,7 @@ export async function connectionPage(main, ctx, slug) {
       "section",
       { id: "tools" },
       h("h2", {}, `Tools (${c.operations.length})`),
-      c.operations.map((op) =>
+      c.operations.map((op, i) =>
         h(
           "details",
           { class: "tool", "data-tool": `${c.slug}.${op.name}` },
@@ -213,7 +214,7 @@ export async function connectionPage(main, ctx, slug) {
           h("pre", { class: "schema" }, pretty(op.input_schema || {})),
           op.output_schema ? [h("h3", {}, "Output schema"), h("pre", { class: "schema" }, pretty(op.output_schema))] : null,
           h("h3", {}, "Try it"),
-          tryIt(ctx, c, op),
+          tryIt(ctx, c, op, i),
         ),
       ),
     );

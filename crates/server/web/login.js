@@ -5,8 +5,15 @@ import { h, notice } from "./dom.js";
 
 function safeNext() {
   const next = new URLSearchParams(location.search).get("next") || "/connections";
-  // only a path on this site
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/connections";
+  // only a page of this site: resolved as the browser would (which drops tabs and line
+  // breaks, and reads `\` as `/`), then required to stay on this origin
+  try {
+    const url = new URL(next, location.origin);
+    if (url.origin === location.origin && next.startsWith("/")) return url.pathname + url.search + url.hash;
+  } catch (e) {
+    // not a URL at all
+  }
+  return "/connections";
 }
 
 export function loginPage() {

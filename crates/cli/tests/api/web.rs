@@ -55,6 +55,37 @@ db_tests! {
         assert_eq!(v["code"], "slug_taken");
     }
 
+    async fn platform_admins_stay_admins_and_audit_cursors_are_checked(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        let (st, u) = s.call(Method::POST, "/api/users", Some(json!({"email": "wa@example.com", "name": "WA"}))).await;
+        assert_eq!(st, 201);
+        let uid = u["id"].as_str().unwrap().to_owned();
+        let (_, t) = s.call(Method::POST, &format!("/api/users/{uid}/tokens"), Some(json!({"name": "t"}))).await;
+        let wa = t["token"].as_str().unwrap().to_owned();
+        let (st, _) = s.call(Method::PUT, &format!("/api/workspaces/default/members/{uid}"), Some(json!({"role": "admin"}))).await;
+        assert_eq!(st, 200);
+        // the workspace admin demotes the platform admin in this workspace...
+        let admin = s.call(Method::GET, "/api/me", None).await.1["id"].as_str().unwrap().to_owned();
+        let (st, v) = s.call_as(&wa, Method::PUT, &format!("/api/workspaces/default/members/{admin}"), Some(json!({"role": "member"}))).await;
+        assert_eq!(st, 200, "{v}");
+        // ...who stays an admin of every workspace
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections", Some(json!({
+            "name": "A", "slug": "a", "service_type": "http", "base_url": "https://a.example"}))).await;
+        assert_eq!(st, 201, "{v}");
+        let (st, _) = s.call(Method::GET, "/api/workspaces/default/audit", None).await;
+        assert_eq!(st, 200);
+        // audit cursors: empty is the first page, anything but an event id is refused
+        let (st, v) = s.call(Method::GET, "/api/workspaces/default/audit?before=", None).await;
+        assert_eq!(st, 200, "{v}");
+        for bad in ["zzz", "01a236eb-cf29-71f7-85e7-c95ee471d96", "01a236ebcf2971f785e7c95ee471d960"] {
+            let (st, v) = s.call(Method::GET, &format!("/api/workspaces/default/audit?before={bad}"), None).await;
+            assert_eq!(st, 400, "{bad}: {v}");
+            assert_eq!(v["code"], "invalid_query");
+        }
+        let (st, _) = s.call(Method::GET, "/api/workspaces/default/audit?before=01a236eb-cf29-71f7-85e7-c95ee471d960", None).await;
+        assert_eq!(st, 200);
+    }
+
     async fn sessions_sign_in_csrf_and_sign_out(db: Db) {
         // a known key: `chatterfly admin set-password` below opens the same database
         let key = chatterfly_testkit::server::random_key();
@@ -141,6 +172,28 @@ db_tests! {
         let (st, _, _) = login(json!({"email": "pat@example.com", "password": "a brand new password"})).await;
         assert_eq!(st, 200);
 
+        // a sign-in body is small and read quickly: no room to hold for anyone unknown
+        let big = json!({"email": "pat@example.com", "password": "x".repeat(20_000)});
+        let (st, _, body) = login(big).await;
+        assert_eq!(st, 413, "{body}");
+        // wrong passwords are counted per address: the 11th try within the window waits,
+        // whatever the password; an API token still signs in
+        for i in 0..10 {
+            let (st, _, _) = login(json!({"email": "pat@example.com", "password": format!("wrong password {i}")})).await;
+            assert_eq!(st, 401);
+        }
+        let resp = http().post(format!("{}/api/auth/login", s.url)).json(&json!({"email": "PAT@example.com", "password": "a brand new password"})).send().await.unwrap();
+        assert_eq!(resp.status(), 429);
+        let retry: u64 = resp.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+        assert!(retry > 0 && retry <= 900, "{retry}");
+        assert!(resp.text().await.unwrap().contains("too_many_attempts"));
+        let (st, _, _) = login(json!({"token": s.token})).await;
+        assert_eq!(st, 200);
+        // API answers are not cached and not sniffed
+        let me = http().get(format!("{}/api/me", s.url)).bearer_auth(&s.token).send().await.unwrap();
+        assert_eq!(me.headers().get("cache-control").unwrap(), "no-store");
+        assert_eq!(me.headers().get("x-content-type-options").unwrap(), "nosniff");
+
         // every page is the same shell with the browser protections; assets are versioned
         for page in ["/", "/login", "/connections", "/connections/new", "/connections/some_slug", "/tools", "/admin/users", "/admin/workspaces"] {
             let resp = http().get(format!("{}{page}", s.url)).send().await.unwrap();
@@ -171,6 +224,20 @@ db_tests! {
         assert_eq!(st, 201, "{c}");
 
         let b = Browser::open().await;
+        // `next` never leaves the site, however it is spelled (the browser drops tabs and
+        // line breaks: `/\t/host` would be `//host`)
+        for next in ["%2F%09%2F127.0.0.1%3A9%2Fpwn", "%2F%0A%2F127.0.0.1%3A9%2Fpwn", "%2F%5C127.0.0.1%3A9", "javascript%3Aalert(1)", "https%3A%2F%2F127.0.0.1%3A9%2F"] {
+            b.client.goto(&format!("{}/login?next={next}", s.url)).await.unwrap();
+            b.fill("#token", &s.token).await;
+            b.click("#token-form button[type=submit]").await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let url = b.client.current_url().await.unwrap();
+            assert_eq!(url.origin().ascii_serialization(), s.url, "{next} led to {url}");
+            assert!(!b.dialog_open().await);
+            b.wait("main h1").await;
+            b.click("#sign-out").await;
+            b.wait_path("/login").await;
+        }
         b.client.goto(&format!("{}/connections", s.url)).await.unwrap();
         b.wait_path("/login").await;
         b.screenshot("login").await;
@@ -217,7 +284,7 @@ db_tests! {
 
         // try it: a form built from the input schema, sent through invoke
         b.click("details[data-tool='echo_bin.anything'] summary").await;
-        b.fill("#arg-id", "abc").await;
+        b.fill("form[data-tool='echo_bin.anything'] input[name=id]", "abc").await;
         b.click("form[data-tool='echo_bin.anything'] button[type=submit]").await;
         let out = b.wait_text("form[data-tool='echo_bin.anything'] .result", "/anything/abc").await;
         assert!(out.contains("HTTP 200") && out.contains("[REDACTED]"), "{out}");
@@ -517,8 +584,8 @@ db_tests! {
         b.click("#save-mcp").await;
         b.wait_path("/connections/py").await;
         b.click("details[data-tool='py.add'] summary").await;
-        b.fill("#arg-a", "2").await;
-        b.fill("#arg-b", "40").await;
+        b.fill("form[data-tool='py.add'] input[name=a]", "2").await;
+        b.fill("form[data-tool='py.add'] input[name=b]", "40").await;
         b.click("form[data-tool='py.add'] button[type=submit]").await;
         let out = b.wait_text("form[data-tool='py.add'] .result", "42").await;
         assert!(out.contains("ms"), "{out}");

@@ -25,11 +25,13 @@ impl WorkspaceAccess {
     /// the slug `ws`).
     pub fn check(user: &User, ws: &str, found: Option<(Workspace, Option<WorkspaceRole>)>) -> Result<Self, ApiError> {
         match found {
-            Some((workspace, Some(role))) => Ok(Self { workspace, role }),
-            Some((workspace, None)) if user.platform_admin => Ok(Self {
+            // platform admins are admins of every workspace, whatever role a workspace
+            // gave them (a workspace admin cannot demote the operators)
+            Some((workspace, _)) if user.platform_admin => Ok(Self {
                 workspace,
                 role: WorkspaceRole::Admin,
             }),
+            Some((workspace, Some(role))) => Ok(Self { workspace, role }),
             _ => Err(ApiError::NotFound(format!("workspace `{}` not found", short(ws)))),
         }
     }

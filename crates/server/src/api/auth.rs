@@ -17,6 +17,61 @@ use crate::tokens;
 
 /// How long a session lives after signing in.
 pub const SESSION_HOURS: i64 = 12;
+/// A sign-in body is small; it is read before anyone is known, so it gets little room and
+/// little time.
+const LOGIN_BODY_BYTES: usize = 8 * 1024;
+const LOGIN_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Wrong passwords for one address before it must wait.
+const MAX_FAILURES: u32 = 10;
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Password checks: Argon2id takes ~19 MiB and a few ms of CPU each, so they run a few at
+/// a time (one per core), and wrong passwords are counted per address. The count is kept
+/// by each replica (with several replicas an address gets that many tries on each); a
+/// success clears it.
+pub struct PasswordGuard {
+    turns: tokio::sync::Semaphore,
+    failures: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+}
+
+impl Default for PasswordGuard {
+    fn default() -> Self {
+        Self {
+            turns: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get)),
+            failures: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl PasswordGuard {
+    /// When the address must wait, how long.
+    fn locked_for(&self, email: &str) -> Option<std::time::Duration> {
+        let map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (count, since) = map.get(email)?;
+        let elapsed = since.elapsed();
+        (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW).then(|| FAILURE_WINDOW - elapsed)
+    }
+
+    fn failed(&self, email: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() > 100_000 {
+            // bounded: forget the windows that are over
+            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        }
+        let entry = map.entry(email.to_owned()).or_insert((0, std::time::Instant::now()));
+        if entry.1.elapsed() >= FAILURE_WINDOW {
+            *entry = (0, std::time::Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    fn succeeded(&self, email: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(email);
+    }
+}
 
 /// `{"token"}`, or `{"email", "password"}`.
 #[derive(Deserialize, ToSchema)]
@@ -57,20 +112,55 @@ fn decoy_hash() -> &'static str {
 /// Sign in. Sets the session cookie and answers the session's CSRF token.
 #[utoipa::path(post, path = "/api/auth/login", request_body = LoginBody, security(()),
     responses((status = 200, body = SessionView, description = "Signed in; the `chatterfly_session` cookie is set"),
-        (status = 401, body = Problem, description = "Wrong token, address or password (`invalid_credentials`)")))]
+        (status = 401, body = Problem, description = "Wrong token, address or password (`invalid_credentials`)"),
+        (status = 429, body = Problem, description = "Too many wrong passwords for the address (`too_many_attempts`); `Retry-After` says how long"),
+        (status = 503, body = Problem, description = "Too many sign-ins at once (`server_busy`)")))]
 pub async fn login(State(state): State<AppState>, mut body: Body) -> Result<Response, ApiError> {
-    let body: LoginBody = body.json(&state).await?;
-    let user = match (body.token.as_deref().map(str::trim), body.email, body.password) {
+    let body: LoginBody = body.small_json(&state, LOGIN_BODY_BYTES, LOGIN_BODY_WAIT).await?;
+    for (field, value, max) in [
+        ("token", &body.token, 512),
+        ("email", &body.email, 320),
+        ("password", &body.password, 1024),
+    ] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return Err(ApiError::Coded {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "validation_failed",
+                detail: format!("`{field}` is longer than {max} characters"),
+            });
+        }
+    }
+    let (user, how) = match (body.token.as_deref().map(str::trim), body.email, body.password) {
         (Some(token), None, None) if !token.is_empty() => {
-            state
-                .store
-                .user_by_token_hash(&tokens::hash(token))
-                .await?
-                .ok_or_else(refused)?
-                .user
+            let owner = state.store.user_by_token_hash(&tokens::hash(token)).await?;
+            let Some(owner) = owner else {
+                tracing::info!(method = "token", "sign-in refused");
+                return Err(refused());
+            };
+            (owner.user, "token")
         }
         (None, Some(email), Some(password)) => {
             let email = email.trim().to_lowercase();
+            let guard = &state.passwords;
+            if let Some(wait) = guard.locked_for(&email) {
+                tracing::warn!(
+                    method = "password",
+                    "sign-in refused: too many wrong passwords for one address"
+                );
+                return Err(ApiError::TooManyRequests {
+                    retry_after: wait.as_secs().max(1),
+                    detail: "too many wrong passwords for this address; wait a while, or sign in with an API token"
+                        .into(),
+                });
+            }
+            let _turn = tokio::time::timeout(LOGIN_BODY_WAIT, guard.turns.acquire())
+                .await
+                .map_err(|_| ApiError::Coded {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "server_busy",
+                    detail: "too many sign-ins at once; try again shortly".into(),
+                })?
+                .map_err(|_| ApiError::Internal("the password queue is closed".into()))?;
             let found = state.store.user_with_password(&email).await?;
             let stored = found.as_ref().and_then(|(_, h)| h.clone());
             let hash = stored.clone().unwrap_or_else(|| decoy_hash().to_owned());
@@ -78,8 +168,15 @@ pub async fn login(State(state): State<AppState>, mut body: Body) -> Result<Resp
                 .await
                 .map_err(|e| ApiError::Internal(format!("password check: {e}")))?;
             match (found, stored, ok) {
-                (Some((user, _)), Some(_), true) => user,
-                _ => return Err(refused()),
+                (Some((user, _)), Some(_), true) => {
+                    guard.succeeded(&email);
+                    (user, "password")
+                }
+                _ => {
+                    guard.failed(&email);
+                    tracing::info!(method = "password", "sign-in refused");
+                    return Err(refused());
+                }
             }
         }
         _ => {
@@ -98,6 +195,7 @@ pub async fn login(State(state): State<AppState>, mut body: Body) -> Result<Resp
         .store
         .create_session(&user.id, &tokens::hash(&cookie_value), &csrf, &expires_at)
         .await?;
+    tracing::info!(user = %user.id, method = how, "signed in");
     let view = SessionView {
         user: me_view(&state, user).await?,
         csrf_token: csrf,
@@ -146,8 +244,9 @@ pub async fn session(State(state): State<AppState>, parts: axum::http::request::
 pub async fn logout(State(state): State<AppState>, parts: axum::http::request::Parts) -> Result<Response, ApiError> {
     let cookie = session_cookie(&parts.headers).ok_or(ApiError::Unauthorized)?;
     let hash = tokens::hash(cookie);
-    session_owner(&parts, &state, &hash).await?;
+    let owner = session_owner(&parts, &state, &hash).await?;
     state.store.delete_session(&hash).await?;
+    tracing::info!(user = %owner.user.id, "signed out");
     let mut headers = HeaderMap::new();
     headers.insert(
         header::SET_COOKIE,

@@ -197,7 +197,7 @@ pub struct ConnectionBody {
     auth: Option<Value>,
     fulfillment: Option<FulfillmentName>,
     /// Required with participant fulfillment.
-    #[schema(pattern = "^[a-z][a-z0-9_-]{0,62}$")]
+    #[schema(pattern = "^\\s*([a-z][a-z0-9_-]{0,62})?\\s*$")]
     participant_role: Option<String>,
     operations: Option<Vec<OperationBody>>,
     limits: Option<LimitsBody>,
@@ -230,7 +230,7 @@ pub struct ConnectionPatchBody {
     #[schema(value_type = Option<Object>)]
     auth: Option<Value>,
     fulfillment: Option<FulfillmentName>,
-    #[schema(pattern = "^[a-z][a-z0-9_-]{0,62}$")]
+    #[schema(pattern = "^\\s*([a-z][a-z0-9_-]{0,62})?\\s*$")]
     participant_role: Option<String>,
     /// Replaces every operation.
     operations: Option<Vec<OperationBody>>,

@@ -48,6 +48,8 @@ pub struct AppState {
     /// connection read back) run a few at a time: one per core. Parsed JSON takes many
     /// times its text in memory, so this, not the body budget, bounds their sum.
     pub heavy: Arc<tokio::sync::Semaphore>,
+    /// Password checks a few at a time, and wrong passwords counted per address.
+    pub passwords: Arc<auth::PasswordGuard>,
 }
 
 impl AppState {
@@ -117,6 +119,7 @@ impl AppState {
             heavy: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             )),
+            passwords: Arc::new(auth::PasswordGuard::default()),
         }
     }
 }
@@ -221,5 +224,18 @@ pub fn router(state: AppState) -> Router {
             detail: "this route does not take that method; see /api/openapi.json".into(),
         }
     })
+    .layer(axum::middleware::map_response(api_headers))
     .layer(TraceLayer::new_for_http())
+}
+
+/// Every answer is `nosniff`; API answers are not cached unless they say otherwise (they
+/// may carry a CSRF token or workspace data, and the cookie authenticates them).
+async fn api_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let h = response.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }

@@ -179,18 +179,22 @@ impl FromRequestParts<AppState> for InvokeTarget {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// The `id` of the last event of the previous page.
+    /// The `id` of the last event of the previous page (`next_before`).
+    #[param(pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     pub before: Option<String>,
     /// Events per page, 1 to 500 (default 100; values outside are brought within).
     pub limit: Option<i64>,
     /// Only calls of this tool (`slug.operation` or a standard tool's name).
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub tool: Option<String>,
     /// Only calls of this connection's tools (its slug).
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub connection: Option<String>,
     /// Only `ok` or only `error` calls.
     #[param(pattern = "^(ok|error)?$")]
     pub outcome: Option<String>,
     /// Only calls by this user.
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub user_id: Option<String>,
 }
 
@@ -231,6 +235,27 @@ pub async fn audit(
     // a caller reads its own calls.
     state.tools.flush_audit().await;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let before = q.before.as_deref().filter(|b| !b.is_empty());
+    if before.is_some_and(|b| b.len() != 36 || uuid::Uuid::parse_str(b).is_err()) {
+        return Err(ApiError::Coded {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            detail: "`before` is the `id` of an event (the `next_before` of the previous page)".into(),
+        });
+    }
+    for (name, value) in [
+        ("tool", &q.tool),
+        ("connection", &q.connection),
+        ("user_id", &q.user_id),
+    ] {
+        if value.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
+            return Err(ApiError::Coded {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                code: "invalid_query",
+                detail: format!("`{name}` must not contain control characters"),
+            });
+        }
+    }
     if q.outcome.as_deref().is_some_and(|o| !matches!(o, "" | "ok" | "error")) {
         return Err(ApiError::Coded {
             status: axum::http::StatusCode::BAD_REQUEST,
@@ -242,7 +267,7 @@ pub async fn audit(
         .store
         .list_audit(
             &access.workspace.id,
-            q.before.as_deref(),
+            before,
             limit,
             &chatterfly_store::AuditFilter {
                 tool: q.tool.filter(|t| !t.is_empty()),
