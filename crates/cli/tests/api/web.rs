@@ -567,31 +567,48 @@ db_tests! {
     async fn an_mcp_server_is_discovered_saved_and_called(db: Db) {
         use chatterfly_testkit::peers::{McpPeer, McpPeerKind};
         let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
-        let peer = McpPeer::start(McpPeerKind::PythonHttp);
+        // the MCP reference server (server-everything, npm)
+        let peer = McpPeer::start(McpPeerKind::EverythingHttp);
         let b = Browser::open().await;
-        b.client.goto(&format!("{}/login", s.url)).await.unwrap();
-        b.fill("#token", &s.token).await;
-        b.click("#token-form button[type=submit]").await;
-        b.wait_path("/connections").await;
+        sign_in(&b, &s).await;
         b.client.goto(&format!("{}/connections/new?type=mcp", s.url)).await.unwrap();
         b.fill("#mcp-url", &peer.url).await;
         b.click("#discover").await;
-        b.wait("#mcp-preview details[data-tool='add']").await;
+        b.wait("#mcp-preview details[data-tool='get-sum']").await;
         let preview = b.wait("#mcp-preview").await.text().await.unwrap();
-        assert!(preview.contains("peer-python-sdk") && preview.contains("streamable_http"), "{preview}");
-        b.fill("#mcp-slug", "py").await;
+        assert!(preview.contains("streamable_http") && preview.contains("echo"), "{preview}");
+        // the schemas are shown with each tool
+        b.click("#mcp-preview details[data-tool='get-sum'] summary .desc").await;
+        b.wait_text("#mcp-preview details[data-tool='get-sum'] pre", "\"a\"").await;
+        // keep all but one
+        b.click("#mcp-preview details[data-tool='echo'] input[type=checkbox]").await;
+        b.fill("#mcp-slug", "ev").await;
         b.screenshot("mcp-preview").await;
         b.click("#save-mcp").await;
-        b.wait_path("/connections/py").await;
-        b.click("details[data-tool='py.add'] summary").await;
-        b.fill("form[data-tool='py.add'] input[name=a]", "2").await;
-        b.fill("form[data-tool='py.add'] input[name=b]", "40").await;
-        b.click("form[data-tool='py.add'] button[type=submit]").await;
-        let out = b.wait_text("form[data-tool='py.add'] .result", "42").await;
+        b.wait_path("/connections/ev").await;
+        assert!(b.client.find(Locator::Css("details[data-tool='ev.echo']")).await.is_err(), "the deselected tool was left out");
+        b.click("details[data-tool='ev.get-sum'] summary").await;
+        b.fill("form[data-tool='ev.get-sum'] input[name=a]", "2").await;
+        b.fill("form[data-tool='ev.get-sum'] input[name=b]", "40").await;
+        b.click("form[data-tool='ev.get-sum'] button[type=submit]").await;
+        let out = b.wait_text("form[data-tool='ev.get-sum'] .result", "42").await;
         assert!(out.contains("ms"), "{out}");
-        // refresh reports what changed (nothing, right after saving)
+        // refresh reports what changed: the tool left out comes back as added
         b.click("#refresh").await;
-        b.wait_text("main", "Added: none").await;
+        b.wait_text("main", "Added: echo").await;
+
+        // an MCP tool described in HTML shows as text
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections", Some(json!({
+            "name": "Hostile MCP", "slug": "hostile", "service_type": "mcp", "base_url": peer.url, "transport": "streamable_http",
+            "operations": [{"name": "x_tool", "description": XSS, "input_schema": {"type": "object", "properties": {"q": {"type": "string", "description": XSS}}}}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        for page in ["/connections/hostile", "/tools"] {
+            b.client.goto(&format!("{}{page}", s.url)).await.unwrap();
+            let tool = b.wait("details[data-tool='hostile.x_tool']").await.text().await.unwrap();
+            assert!(tool.contains(XSS), "{page}: {tool}");
+            assert!(b.client.find_all(Locator::Css("main img")).await.unwrap().is_empty(), "{page}");
+            assert!(!b.dialog_open().await, "{page}");
+        }
         b.close().await;
     }
 }
@@ -655,6 +672,15 @@ db_tests! {
         b.wait("details[data-workspace=second] tr[data-user='newbie@example.com']").await;
         let (_, members) = s.call(Method::GET, "/api/workspaces/second/members", None).await;
         assert!(members.to_string().contains("newbie@example.com"), "{members}");
+        // the workspace switcher in the header: the hub of the other workspace
+        b.client.goto(&format!("{}/connections", s.url)).await.unwrap();
+        b.wait("#workspace-switcher option[value=second]").await.click().await.unwrap();
+        b.wait_path("/connections").await;
+        b.wait_text(".count", "No connections yet").await;
+        let chosen = b.wait("#workspace-switcher").await.prop("value").await.unwrap().unwrap_or_default();
+        assert_eq!(chosen, "second");
+        b.wait("#workspace-switcher option[value=default]").await.click().await.unwrap();
+        b.wait_text("#workspace-switcher", "Default").await;
 
         // the audit log shows calls, filtered
         let (st, _) = invoke(&s, "current_time", json!({})).await;
