@@ -99,6 +99,7 @@ pub async fn create_user(
             },
             other => other.into(),
         })?;
+    tracing::info!(by = %caller.user.id, user = %user.id, platform_admin = user.platform_admin, "user created");
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -151,6 +152,7 @@ pub async fn create_token(
     let user = state.store.get_user(&id).await?.ok_or_else(not_found)?;
     let token = tokens::generate();
     let token_id = state.store.create_token(&user.id, &name, &tokens::hash(&token)).await?;
+    tracing::info!(by = %caller.user.id, user = %user.id, token = %token_id, "API token minted");
     Ok((
         StatusCode::CREATED,
         Json(TokenView {

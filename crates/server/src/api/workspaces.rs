@@ -81,6 +81,7 @@ pub async fn create_workspace(
             },
             other => other.into(),
         })?;
+    tracing::info!(by = %caller.user.id, workspace = %ws.slug, "workspace created");
     Ok((
         StatusCode::CREATED,
         Json(WorkspaceView::new(ws, Some(WorkspaceRole::Admin))),
@@ -220,6 +221,7 @@ pub async fn set_member(
         .set_member(&access.workspace.id, &user.id, body.role)
         .await
         .map_err(last_admin)?;
+    tracing::info!(by = %caller.user.id, workspace = %access.workspace.slug, user = %user.id, role = body.role.as_str(), "membership set");
     Ok(Json(MemberView {
         user_id: user.id,
         email: user.email,
@@ -244,5 +246,6 @@ pub async fn remove_member(
         .remove_member(&access.workspace.id, &user_id)
         .await
         .map_err(last_admin)?;
+    tracing::info!(by = %caller.user.id, workspace = %access.workspace.slug, user = ?short(&user_id), "member removed");
     Ok(StatusCode::NO_CONTENT)
 }
