@@ -58,6 +58,13 @@ pub enum EgressError {
     TooManyRedirects { limit: usize },
     #[error("the HTTP exchange failed: {0}")]
     Http(String),
+    /// The body came in a content encoding this server cannot decode (gzip, deflate and br
+    /// are decoded): passed on as it is, a credential the upstream echoed in it could not
+    /// be redacted, so it is not passed on at all.
+    #[error(
+        "the upstream answered in the `{0}` content encoding, which Chatterfly does not decode; the body is withheld"
+    )]
+    UnsupportedEncoding(String),
     #[error("cannot build the HTTP client: {0}")]
     Setup(String),
 }
@@ -74,6 +81,7 @@ impl EgressError {
             Self::TooLarge { .. } => "upstream_too_large",
             Self::TooManyRedirects { .. } => "too_many_redirects",
             Self::Http(_) => "upstream_error",
+            Self::UnsupportedEncoding(_) => "upstream_encoding",
             Self::Setup(_) => "internal",
         }
     }
@@ -341,6 +349,15 @@ impl Egress {
                 continue;
             }
             let headers = resp.headers().clone();
+            // gzip, deflate and br are decoded on the way in (the header is gone then);
+            // anything still encoded could hide an echoed credential from redaction
+            if let Some(encoding) = headers
+                .get(reqwest::header::CONTENT_ENCODING)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase())
+                .filter(|e| !e.is_empty() && e != "identity")
+            {
+                return Err(EgressError::UnsupportedEncoding(encoding.chars().take(40).collect()));
+            }
             let body = read_capped(resp, limits.max_response_bytes, &url, limits).await?;
             return Ok(OutboundResponse {
                 status,

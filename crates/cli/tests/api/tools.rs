@@ -41,6 +41,30 @@ async fn connection(s: &TestServer, slug: &str, auth: Value, fulfillment: &str) 
 }
 
 db_tests! {
+    async fn compressed_answers_are_decoded_before_redaction(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let secret = "zip-secret-7f3a9c";
+        let body = json!({"name": "z", "slug": "z", "service_type": "http", "base_url": httpbin_url(),
+            "auth": {"type": "bearer", "token": secret},
+            "operations": [op("gzip", "GET", "/gzip", &[]), op("deflate", "GET", "/deflate", &[]), op("brotli", "GET", "/brotli", &[]),
+                op("zstd", "GET", "/response-headers?Content-Encoding=zstd&echo={{e}}", &["e"])]});
+        let (st, c) = s.call(Method::POST, CONN, Some(body)).await;
+        assert_eq!(st, 201, "{c}");
+        // httpbin echoes the request's headers, compressed: decoded, the token is redacted
+        for (tool, flag) in [("z.gzip", "gzipped"), ("z.deflate", "deflated"), ("z.brotli", "brotli")] {
+            let (st, v) = invoke(&s, tool, json!({})).await;
+            assert_eq!(st, 200, "{tool}: {v}");
+            assert_eq!(v["output"]["body"][flag], true, "{tool}: decoded JSON: {v}");
+            assert_eq!(v["output"]["body"]["headers"]["Authorization"], "Bearer [REDACTED]", "{tool}: {v}");
+            assert!(!v.to_string().contains(secret) && v["output"]["body"].get("base64").is_none(), "{tool}: {v}");
+        }
+        // an encoding that is not decoded is withheld, not passed on undecoded
+        let (st, v) = invoke(&s, "z.zstd", json!({"e": "x"})).await;
+        assert_eq!(st, 502, "{v}");
+        assert_eq!(v["code"], "upstream_encoding", "{v}");
+        assert!(!s.output().contains(secret));
+    }
+
     async fn every_auth_type_reaches_httpbin(db: Db) {
         let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         connection(&s, "hb_basic", json!({"type": "basic", "username": "alice-user", "password": "s3cret-pass"}), "static").await;
