@@ -619,8 +619,88 @@ pub fn is_invisible_format(c: char) -> bool {
 /// The most an `auth` object may hold, as JSON (a Google service account key is a few KB).
 pub const MAX_AUTH_BYTES: usize = 64 * 1024;
 
+/// `auth`, bounded before it is parsed, and refused when an object in it names a key
+/// twice (which value would be the secret is not for a parser to guess).
 fn bounded_auth<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    crate::operation::bounded_json(d, MAX_AUTH_BYTES, "`auth`")
+    use serde::de::Error;
+    let raw: Option<Box<serde_json::value::RawValue>> = Option::deserialize(d)?;
+    match raw {
+        None => Ok(None),
+        Some(r) if r.get().len() > MAX_AUTH_BYTES => Err(D::Error::custom(format!(
+            "`auth` is {} bytes of JSON; at most {MAX_AUTH_BYTES} are taken",
+            r.get().len()
+        ))),
+        Some(r) => serde_json::from_str::<Unique>(r.get())
+            .map(|u| Some(u.0))
+            .map_err(D::Error::custom),
+    }
+}
+
+/// A JSON value whose objects name each key once.
+struct Unique(Value);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Unique, E> {
+        Ok(Unique(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Unique, E> {
+        Ok(Unique(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Unique, E> {
+        Ok(Unique(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Unique, E> {
+        Ok(Unique(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Unique, E> {
+        Ok(Unique(Value::String(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Unique, E> {
+        Ok(Unique(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Unique, E> {
+        Ok(Unique(Value::Null))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Unique, D::Error> {
+        Unique::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Unique(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Unique(Value::Array(out)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key `{}` appears twice in `auth`; send it once",
+                    shorten(&key)
+                )));
+            }
+            let Unique(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Unique(Value::Object(out)))
+    }
 }
 
 /// A name shown to people (connections, users, workspaces, tokens): trimmed, 1 to 200

@@ -57,6 +57,12 @@ db_tests! {
         assert!(b.contains("fulfilment"), "{b}");
         let (st, _, b) = s.raw(Method::POST, CONN, json, b"[1, 2]".to_vec()).await;
         assert_eq!(st, 422, "{b}");
+        // a key named twice in `auth`: which one is the secret is not guessed
+        let twice = br#"{"name": "x", "slug": "dup", "service_type": "http", "base_url": "https://a.io",
+            "auth": {"type": "bearer", "token": "first-secret-1", "token": "second-secret-2"}}"#;
+        let (st, _, b) = s.raw(Method::POST, CONN, json, twice.to_vec()).await;
+        assert_eq!(st, 422, "{b}");
+        assert!(b.contains("appears twice") && !b.contains("secret-"), "{b}");
         // serde reads a struct from an array (its fields in order, `[]` when all are
         // optional): found by schemathesis, an array is refused wherever an object goes
         for (method, path) in [
