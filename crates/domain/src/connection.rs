@@ -663,7 +663,9 @@ impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
         Ok(Unique(Value::from(v)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Unique, E> {
-        Ok(Unique(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
+        Ok(Unique(
+            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        ))
     }
     fn visit_str<E>(self, v: &str) -> Result<Unique, E> {
         Ok(Unique(Value::String(v.to_owned())))

@@ -182,19 +182,54 @@ db_tests! {
         // allocator keeps what the create freed on other threads)
         assert!(read <= 12.0, "reading it back cost {read:.1}x the body more");
         // past the per-schema cap: refused with the operation's pointer
-        let huge: serde_json::Map<String, Value> = (0..20_000).map(|i| (format!("f{i}"), json!({"type": "string"}))).collect();
+        let huge: serde_json::Map<String, Value> = (0..20_000)
+            .map(|i| (format!("f{i}"), json!({"type": "string", "description": "one field of a very large schema"})))
+            .collect();
         let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections", Some(json!({
             "name": "Huge", "slug": "huge", "service_type": "http", "base_url": "https://api.example.com",
             "operations": [{"name": "op", "method": "POST", "path": "/x", "input_schema": {"type": "object", "properties": huge}}]}))).await;
         assert_eq!(st, 422, "{v}");
         // refused before it is parsed, naming the field
         assert!(v["detail"].as_str().unwrap().contains("operations[0].input_schema"), "{v}");
-        // an oversized `auth` (a huge array parses to many times its size) likewise
+        // an oversized `auth` likewise
         let big_auth = json!({"name": "A", "slug": "auth_big", "service_type": "http", "base_url": "https://api.example.com",
-            "auth": {"type": "bearer", "token": "t", "pad": vec![0; 100_000]}});
+            "auth": {"type": "bearer", "token": "t", "pad": "p".repeat(100_000)}});
         let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections", Some(big_auth)).await;
         assert_eq!((st, v["code"].as_str()), (422, Some("invalid_body")), "{v}");
         assert!(v["detail"].as_str().unwrap().contains("`auth`"), "{v}");
+        // long lists of tiny values (a huge array parses to many times its size): refused
+        // on the text, before it is parsed
+        let dense = json!({"name": "A", "slug": "dense", "service_type": "http", "base_url": "https://api.example.com",
+            "auth": {"type": "bearer", "token": "t", "pad": vec![0; 100_000]}});
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections", Some(dense)).await;
+        assert_eq!((st, v["code"].as_str()), (422, Some("too_many_values")), "{v}");
+    }
+
+    async fn enum_heavy_schemas_cost_a_bounded_multiple_of_their_size(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        // about the densest a connection may be: enums of short strings, 17 bytes per value
+        let values: Vec<String> = (0..4_000).map(|i| format!("value_{i:08}")).collect();
+        let ops: Vec<Value> = (0..60)
+            .map(|i| json!({"name": format!("op_{i}"), "method": "GET", "path": "/x",
+                "input_schema": {"type": "object", "properties": {"a": {"enum": values}, "b": {"enum": values}}}}))
+            .collect();
+        let body = json!({"name": "Enums", "slug": "enums", "service_type": "http", "base_url": "https://api.example.com", "operations": ops});
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let base = peak_rss_kib(s.pid());
+        let (st, _, text) = s.raw(Method::POST, "/api/workspaces/default/connections", Some("application/json"), bytes.clone()).await;
+        assert_eq!(st, 201, "{}", &text[..text.len().min(500)]);
+        let ratio = (peak_rss_kib(s.pid()).saturating_sub(base) * 1024) as f64 / bytes.len() as f64;
+        eprintln!("creating an enum-heavy {} byte connection: peak RSS grew {ratio:.1}x", bytes.len());
+        assert!(ratio <= 12.0, "creating it cost {ratio:.1}x the body in memory");
+        // denser than that is refused on the text, before it is parsed
+        let tiny: Vec<String> = (0..4_000).map(|i| format!("v{i}")).collect();
+        let ops: Vec<Value> = (0..20)
+            .map(|i| json!({"name": format!("op_{i}"), "method": "GET", "path": "/x",
+                "input_schema": {"type": "object", "properties": {"a": {"enum": tiny}}}}))
+            .collect();
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections", Some(json!({
+            "name": "Tiny", "slug": "tiny", "service_type": "http", "base_url": "https://api.example.com", "operations": ops}))).await;
+        assert_eq!((st, v["code"].as_str()), (422, Some("too_many_values")), "{v}");
     }
 }
 
