@@ -198,6 +198,12 @@ impl Egress {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
+            // bodies are decoded here, where every layer is seen (`body_coding`), never by
+            // the client behind our back (whatever features another crate turns on)
+            .no_gzip()
+            .no_deflate()
+            .no_brotli()
+            .no_zstd()
             .connect_timeout(max.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
@@ -348,17 +354,20 @@ impl Egress {
                 url = next;
                 continue;
             }
-            let headers = resp.headers().clone();
-            // gzip, deflate and br are decoded on the way in (the header is gone then);
-            // anything still encoded could hide an echoed credential from redaction
-            if let Some(encoding) = headers
-                .get(reqwest::header::CONTENT_ENCODING)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase())
-                .filter(|e| !e.is_empty() && e != "identity")
-            {
-                return Err(EgressError::UnsupportedEncoding(encoding.chars().take(40).collect()));
-            }
-            let body = read_capped(resp, limits.max_response_bytes, &url, limits).await?;
+            let mut headers = resp.headers().clone();
+            // a body still encoded could hide an echoed credential from redaction: it is
+            // decoded here (one layer of gzip, deflate or br) or withheld
+            let coding = body_coding(&headers)?;
+            let raw = read_capped(resp, limits.max_response_bytes, &url, limits).await?;
+            let body = match coding {
+                None => raw,
+                Some(c) => {
+                    let decoded = decode(c, &raw, limits.max_response_bytes)?;
+                    headers.remove(reqwest::header::CONTENT_ENCODING);
+                    headers.remove(CONTENT_LENGTH);
+                    decoded
+                }
+            };
             return Ok(OutboundResponse {
                 status,
                 headers,
@@ -463,6 +472,86 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     last
 }
 
+/// A content coding this server decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Gzip,
+    Deflate,
+    Brotli,
+}
+
+/// How the body is encoded, from every `Content-Encoding` and `Transfer-Encoding` line:
+/// nothing, or one layer this server decodes. Anything else (two layers, an unknown coding,
+/// a transfer coding other than `chunked`, which the HTTP client leaves in place) is
+/// refused.
+fn body_coding(headers: &reqwest::header::HeaderMap) -> Result<Option<Coding>, EgressError> {
+    let list = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .flat_map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .split(',')
+                    .map(|c| c.trim().to_ascii_lowercase())
+                    .filter(|c| !c.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let refuse = |what: &str| EgressError::UnsupportedEncoding(what.chars().take(60).collect());
+    let transfer = list(reqwest::header::TRANSFER_ENCODING);
+    if let Some(other) = transfer.iter().find(|c| c.as_str() != "chunked") {
+        return Err(refuse(other));
+    }
+    let content: Vec<String> = list(reqwest::header::CONTENT_ENCODING)
+        .into_iter()
+        .filter(|c| c != "identity")
+        .collect();
+    match content.as_slice() {
+        [] => Ok(None),
+        [one] => match one.as_str() {
+            "gzip" | "x-gzip" => Ok(Some(Coding::Gzip)),
+            "deflate" => Ok(Some(Coding::Deflate)),
+            "br" => Ok(Some(Coding::Brotli)),
+            other => Err(refuse(other)),
+        },
+        several => Err(refuse(&several.join(", "))),
+    }
+}
+
+/// Decodes one layer, at most `cap` bytes of output (a small body that inflates past the
+/// cap is refused like a large one).
+fn decode(coding: Coding, raw: &[u8], cap: usize) -> Result<Bytes, EgressError> {
+    use std::io::Read;
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    let mut out = Vec::new();
+    let read = match coding {
+        Coding::Gzip => flate2::read::MultiGzDecoder::new(raw).take(limit).read_to_end(&mut out),
+        Coding::Deflate => {
+            // `deflate` is zlib-wrapped by the standard; some servers send it bare
+            let zlib = flate2::read::ZlibDecoder::new(raw).take(limit).read_to_end(&mut out);
+            if zlib.is_err() {
+                out.clear();
+                flate2::read::DeflateDecoder::new(raw).take(limit).read_to_end(&mut out)
+            } else {
+                zlib
+            }
+        }
+        Coding::Brotli => brotli_decompressor::Decompressor::new(raw, 4096)
+            .take(limit)
+            .read_to_end(&mut out),
+    };
+    if read.is_err() {
+        return Err(EgressError::Http(format!(
+            "the upstream's {coding:?} body could not be decoded"
+        )));
+    }
+    if out.len() > cap {
+        return Err(EgressError::TooLarge { limit: cap });
+    }
+    Ok(Bytes::from(out))
+}
+
 async fn read_capped(mut resp: reqwest::Response, cap: usize, url: &Url, limits: Limits) -> Result<Bytes, EgressError> {
     if resp.content_length().is_some_and(|n| n > cap as u64) {
         return Err(EgressError::TooLarge { limit: cap });
@@ -475,4 +564,91 @@ async fn read_capped(mut resp: reqwest::Response, cap: usize, url: &Url, limits:
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod coding_tests {
+    use std::io::Write;
+
+    use reqwest::header::{CONTENT_ENCODING, HeaderMap, HeaderValue, TRANSFER_ENCODING};
+
+    use super::*;
+
+    fn headers(lines: &[(&reqwest::header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in lines {
+            h.append((*name).clone(), HeaderValue::from_str(value).unwrap());
+        }
+        h
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn one_layer_is_decoded_and_anything_more_is_refused() {
+        assert_eq!(body_coding(&headers(&[])).unwrap(), None);
+        assert_eq!(body_coding(&headers(&[(&CONTENT_ENCODING, "identity")])).unwrap(), None);
+        assert_eq!(body_coding(&headers(&[(&TRANSFER_ENCODING, "chunked")])).unwrap(), None);
+        assert_eq!(
+            body_coding(&headers(&[(&CONTENT_ENCODING, "GZIP")])).unwrap(),
+            Some(Coding::Gzip)
+        );
+        assert_eq!(
+            body_coding(&headers(&[(&CONTENT_ENCODING, "identity"), (&CONTENT_ENCODING, "br")])).unwrap(),
+            Some(Coding::Brotli)
+        );
+        // every line counts: two layers, on one line or two, are refused
+        for lines in [
+            vec![(&CONTENT_ENCODING, "gzip"), (&CONTENT_ENCODING, "gzip")],
+            vec![(&CONTENT_ENCODING, "gzip, gzip")],
+            vec![(&CONTENT_ENCODING, "deflate"), (&CONTENT_ENCODING, "deflate")],
+            vec![(&CONTENT_ENCODING, "zstd")],
+            vec![(&CONTENT_ENCODING, "bogus")],
+            // a transfer coding other than chunked is left in the body by the client
+            vec![(&TRANSFER_ENCODING, "gzip, chunked")],
+            vec![(&TRANSFER_ENCODING, "gzip"), (&CONTENT_ENCODING, "gzip")],
+        ] {
+            assert!(
+                matches!(body_coding(&headers(&lines)), Err(EgressError::UnsupportedEncoding(_))),
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn decoding_is_whole_and_capped() {
+        // a body of two gzip members is decoded whole
+        let mut two = gzip(b"first half, ");
+        two.extend(gzip(b"second half"));
+        assert_eq!(
+            &decode(Coding::Gzip, &two, 1000).unwrap()[..],
+            b"first half, second half"
+        );
+        // zlib-wrapped and bare deflate
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b"zlib body").unwrap();
+        assert_eq!(
+            &decode(Coding::Deflate, &z.finish().unwrap(), 100).unwrap()[..],
+            b"zlib body"
+        );
+        let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        d.write_all(b"bare body").unwrap();
+        assert_eq!(
+            &decode(Coding::Deflate, &d.finish().unwrap(), 100).unwrap()[..],
+            b"bare body"
+        );
+        // a bomb: 10 MB of zeros in about 10 KB, against a 1 MB cap
+        let bomb = gzip(&vec![0u8; 10_000_000]);
+        assert!(bomb.len() < 100_000);
+        assert!(matches!(
+            decode(Coding::Gzip, &bomb, 1_000_000),
+            Err(EgressError::TooLarge { .. })
+        ));
+        // not what it says it is
+        assert!(decode(Coding::Gzip, b"plain text", 100).is_err());
+    }
 }

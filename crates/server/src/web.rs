@@ -95,6 +95,13 @@ fn protect(mut response: Response, cache: &'static str) -> Response {
     response
 }
 
+/// Any other path outside `/api`: the shell with 404 (the page says there is nothing here).
+pub async fn not_found_page() -> Response {
+    let mut r = page().await;
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
 async fn page() -> Response {
     protect(
         ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], shell()).into_response(),

@@ -9,7 +9,9 @@ function safeNext() {
   // breaks, and reads `\` as `/`), then required to stay on this origin
   try {
     const url = new URL(next, location.origin);
-    if (url.origin === location.origin && next.startsWith("/")) return url.pathname + url.search + url.hash;
+    // the whole URL, not its path: a path that resolves to `//host` (`/.//host`) would
+    // be read as another site
+    if (url.origin === location.origin && next.startsWith("/") && !url.pathname.startsWith("//")) return url.href;
   } catch (e) {
     // not a URL at all
   }

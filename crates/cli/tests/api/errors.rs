@@ -99,6 +99,12 @@ db_tests! {
         let s = TestServer::start(BIN, db).await;
         let (st, ct, b) = s.raw(Method::GET, "/api/nope", None, Vec::new()).await;
         is_problem(&ct, &b, st, "not_found");
+        // outside /api a browser gets the page (404, with the browser protections)
+        let (st, ct, b) = s.raw(Method::GET, "/no/such/page", None, Vec::new()).await;
+        assert_eq!(st, 404);
+        assert!(ct.starts_with("text/html") && b.contains("/assets/"), "{ct} {b}");
+        let (st, ct, b) = s.raw(Method::POST, "/no/such/page", None, Vec::new()).await;
+        is_problem(&ct, &b, st, "not_found");
         let (st, ct, b) = s.raw(Method::PUT, "/api/me", None, Vec::new()).await;
         assert_eq!(st, 405);
         is_problem(&ct, &b, st, "method_not_allowed");

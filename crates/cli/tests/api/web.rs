@@ -86,6 +86,27 @@ db_tests! {
         assert_eq!(st, 200);
     }
 
+    async fn a_burst_of_password_guesses_is_counted_before_checking(db: Db) {
+        let s = TestServer::start(BIN, db).await;
+        let (st, _) = s.call(Method::POST, "/api/users", Some(json!({"email": "dave@example.com", "name": "Dave", "password": "daves real password"}))).await;
+        assert_eq!(st, 201);
+        // 40 guesses at once, the right one among them: at most ten are checked at all
+        let mut calls = Vec::new();
+        for i in 0..40 {
+            let url = format!("{}/api/auth/login", s.url);
+            let password = if i == 30 { "daves real password".to_owned() } else { format!("guess number {i}") };
+            calls.push(tokio::spawn(async move {
+                http().post(url).json(&json!({"email": "dave@example.com", "password": password})).send().await.unwrap().status().as_u16()
+            }));
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for c in calls {
+            *counts.entry(c.await.unwrap()).or_insert(0) += 1;
+        }
+        let checked = counts.get(&401).copied().unwrap_or(0) + counts.get(&200).copied().unwrap_or(0);
+        assert!(checked <= 10 && counts.get(&429).copied().unwrap_or(0) >= 30, "{counts:?}");
+    }
+
     async fn sessions_sign_in_csrf_and_sign_out(db: Db) {
         // a known key: `chatterfly admin set-password` below opens the same database
         let key = chatterfly_testkit::server::random_key();
@@ -226,7 +247,8 @@ db_tests! {
         let b = Browser::open().await;
         // `next` never leaves the site, however it is spelled (the browser drops tabs and
         // line breaks: `/\t/host` would be `//host`)
-        for next in ["%2F%09%2F127.0.0.1%3A9%2Fpwn", "%2F%0A%2F127.0.0.1%3A9%2Fpwn", "%2F%5C127.0.0.1%3A9", "javascript%3Aalert(1)", "https%3A%2F%2F127.0.0.1%3A9%2F"] {
+        for next in ["%2F%09%2F127.0.0.1%3A9%2Fpwn", "%2F%0A%2F127.0.0.1%3A9%2Fpwn", "%2F%5C127.0.0.1%3A9", "javascript%3Aalert(1)", "https%3A%2F%2F127.0.0.1%3A9%2F",
+            "%2F.%2F%2F127.0.0.1%3A9%2F", "%2F..%2F%2F127.0.0.1%3A9%2F", "%2Fx%2F..%2F%2F127.0.0.1%3A9%2F", "%2F%252e%2F%2F127.0.0.1%3A9%2F", "%2F.%5C%2F127.0.0.1%3A9%2F"] {
             b.client.goto(&format!("{}/login?next={next}", s.url)).await.unwrap();
             b.fill("#token", &s.token).await;
             b.click("#token-form button[type=submit]").await;

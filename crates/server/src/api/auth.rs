@@ -21,7 +21,8 @@ pub const SESSION_HOURS: i64 = 12;
 /// little time.
 const LOGIN_BODY_BYTES: usize = 8 * 1024;
 const LOGIN_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Wrong passwords for one address before it must wait.
+/// Password attempts for one address (counted before they are checked; a success clears
+/// them) before it must wait.
 const MAX_FAILURES: u32 = 10;
 const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
@@ -44,15 +45,10 @@ impl Default for PasswordGuard {
 }
 
 impl PasswordGuard {
-    /// When the address must wait, how long.
-    fn locked_for(&self, email: &str) -> Option<std::time::Duration> {
-        let map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (count, since) = map.get(email)?;
-        let elapsed = since.elapsed();
-        (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW).then(|| FAILURE_WINDOW - elapsed)
-    }
-
-    fn failed(&self, email: &str) {
+    /// Counts a password attempt for `email` before it is checked (so that a burst sent at
+    /// once is counted too); `Err` with how long to wait once the address has used up its
+    /// tries in the window.
+    fn attempt(&self, email: &str) -> Result<(), std::time::Duration> {
         let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() > 100_000 {
             // bounded: forget the windows that are over
@@ -62,7 +58,11 @@ impl PasswordGuard {
         if entry.1.elapsed() >= FAILURE_WINDOW {
             *entry = (0, std::time::Instant::now());
         }
+        if entry.0 >= MAX_FAILURES {
+            return Err(FAILURE_WINDOW.saturating_sub(entry.1.elapsed()));
+        }
         entry.0 += 1;
+        Ok(())
     }
 
     fn succeeded(&self, email: &str) {
@@ -142,7 +142,7 @@ pub async fn login(State(state): State<AppState>, mut body: Body) -> Result<Resp
         (None, Some(email), Some(password)) => {
             let email = email.trim().to_lowercase();
             let guard = &state.passwords;
-            if let Some(wait) = guard.locked_for(&email) {
+            if let Err(wait) = guard.attempt(&email) {
                 tracing::warn!(
                     method = "password",
                     "sign-in refused: too many wrong passwords for one address"
@@ -173,7 +173,6 @@ pub async fn login(State(state): State<AppState>, mut body: Body) -> Result<Resp
                     (user, "password")
                 }
                 _ => {
-                    guard.failed(&email);
                     tracing::info!(method = "password", "sign-in refused");
                     return Err(refused());
                 }

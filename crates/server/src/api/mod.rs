@@ -216,7 +216,16 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .merge(crate::web::router())
-    .fallback(|| async { ApiError::NotFound("no such route; see /api/openapi.json for the API".into()) })
+    .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+        // a person's browser gets a page; a client of the API a problem document
+        if method == axum::http::Method::GET && !uri.path().starts_with("/api/") && uri.path() != "/api" {
+            crate::web::not_found_page().await
+        } else {
+            axum::response::IntoResponse::into_response(ApiError::NotFound(
+                "no such route; see /api/openapi.json for the API".into(),
+            ))
+        }
+    })
     .method_not_allowed_fallback(|| async {
         ApiError::Coded {
             status: axum::http::StatusCode::METHOD_NOT_ALLOWED,

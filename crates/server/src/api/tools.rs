@@ -235,7 +235,9 @@ pub async fn audit(
     // a caller reads its own calls.
     state.tools.flush_audit().await;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let before = q.before.as_deref().filter(|b| !b.is_empty());
+    // ids are stored in lower case
+    let before_lower = q.before.as_deref().map(str::to_ascii_lowercase);
+    let before = before_lower.as_deref().filter(|b| !b.is_empty());
     if before.is_some_and(|b| b.len() != 36 || uuid::Uuid::parse_str(b).is_err()) {
         return Err(ApiError::Coded {
             status: axum::http::StatusCode::BAD_REQUEST,
