@@ -28,6 +28,10 @@ impl Resolver for SystemResolver {
     }
 }
 
+/// How long a name may take to resolve: the system resolver can wait out every
+/// nameserver and search domain (tens of seconds) for a name that does not exist.
+pub const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Resolves `host` and checks every address: one forbidden address refuses the whole host
 /// (an attacker's DNS can answer a public address first and a private one second).
 pub async fn resolve_checked(
@@ -35,10 +39,28 @@ pub async fn resolve_checked(
     allow: &AllowList,
     host: &str,
 ) -> Result<Vec<IpAddr>, EgressError> {
-    let addrs = resolver.lookup(host).await.map_err(|e| EgressError::Resolve {
-        host: host.to_owned(),
-        message: e.to_string(),
-    })?;
+    resolve_checked_within(resolver, allow, host, RESOLVE_TIMEOUT).await
+}
+
+/// [`resolve_checked`] with its own time limit.
+pub async fn resolve_checked_within(
+    resolver: &dyn Resolver,
+    allow: &AllowList,
+    host: &str,
+    limit: std::time::Duration,
+) -> Result<Vec<IpAddr>, EgressError> {
+    let addrs = match tokio::time::timeout(limit, resolver.lookup(host)).await {
+        Ok(found) => found.map_err(|e| EgressError::Resolve {
+            host: host.to_owned(),
+            message: e.to_string(),
+        })?,
+        Err(_) => {
+            return Err(EgressError::Resolve {
+                host: host.to_owned(),
+                message: format!("no answer within {limit:?}"),
+            });
+        }
+    };
     if addrs.is_empty() {
         return Err(EgressError::Resolve {
             host: host.to_owned(),
@@ -71,5 +93,36 @@ impl reqwest::dns::Resolve for GuardedResolver {
             let sockets: Vec<SocketAddr> = addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
             Ok(Box::new(sockets.into_iter()) as reqwest::dns::Addrs)
         })
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    struct Slow;
+
+    impl Resolver for Slow {
+        fn lookup<'a>(
+            &'a self,
+            _host: &'a str,
+        ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>> {
+            Box::pin(async {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                Ok(vec![])
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_takes_too_long_is_given_up() {
+        let started = std::time::Instant::now();
+        let allow = AllowList::default();
+        let r = resolve_checked_within(&Slow, &allow, "slow.example", std::time::Duration::from_millis(100)).await;
+        assert!(
+            matches!(r, Err(EgressError::Resolve { ref message, .. }) if message.contains("no answer")),
+            "{r:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }
