@@ -21,13 +21,5 @@ log="$PEERS_HOME/chromedriver-$port.log"
 mkdir -p "$PEERS_HOME"
 nohup chromedriver --port="$port" --allowed-ips=127.0.0.1 >"$log" 2>&1 &
 pid=$!
-for _ in $(seq 300); do
-  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/status', timeout=1)" 2>/dev/null; then
-    echo "http://127.0.0.1:$port $pid"
-    exit 0
-  fi
-  sleep 0.1
-done
-echo "chromedriver did not answer on 127.0.0.1:$port within 30 s; see $log" >&2
-kill "$pid" 2>/dev/null || true
-exit 1
+wait_listening "$port" "$pid" "$log" chromedriver
+echo "http://127.0.0.1:$port $pid"

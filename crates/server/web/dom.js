@@ -56,3 +56,25 @@ export function fieldErrors(err) {
   }
   return out;
 }
+
+/// The field a JSON pointer concerns in `form` (elements marked `data-pointer`): the
+/// pointer itself, else its nearest parent.
+export function closestField(form, pointer) {
+  const parts = pointer.split("/");
+  while (parts.length > 1) {
+    const at = form.querySelector(`[data-pointer="${CSS.escape(parts.join("/"))}"]`);
+    if (at) return at;
+    parts.pop();
+  }
+  return null;
+}
+
+/// A problem document's field errors, each next to the field it concerns (`box` takes
+/// those that concern no field on the form). `cls` marks them (e.g. `live`).
+export function showFieldErrors(form, box, err, cls = "") {
+  for (const [pointer, list] of fieldErrors(err)) {
+    const at = closestField(form, pointer);
+    if (at) at.append(h("p", { class: `field-error ${cls}`.trim(), role: "alert" }, list.join("; ")));
+    else box.append(notice("error", `${pointer}: ${list.join("; ")}`));
+  }
+}

@@ -4,8 +4,8 @@
 // schemas are drawn only when opened, and search narrows what "select all" touches.
 
 import { api, ws } from "./api.js";
-import { h, clear, notice, pretty, fieldErrors } from "./dom.js";
-import { authFields, readAuth, closestField } from "./wizard.js";
+import { h, clear, notice, pretty, showFieldErrors } from "./dom.js";
+import { authFields, readAuth } from "./wizard.js";
 
 const escapePointer = (s) => s.replace(/~/g, "~0").replace(/\//g, "~1");
 
@@ -121,12 +121,7 @@ function renderReview(root, ctx, result) {
           location.assign(`/connections/${created.slug}`);
         } catch (err) {
           clear(message, notice("error", err.message));
-          for (const [pointer, detail] of fieldErrors(err)) {
-            const at = closestField(form, pointer);
-            const note = h("p", { class: "field-error", role: "alert" }, detail.join("; "));
-            if (at) at.append(note);
-            else message.append(notice("error", `${pointer}: ${detail.join("; ")}`));
-          }
+          showFieldErrors(form, message, err);
         }
       },
     },

@@ -2,7 +2,7 @@
 // field errors are shown next to the field they concern.
 
 import { api, ws } from "./api.js";
-import { h, clear, notice, fieldErrors } from "./dom.js";
+import { h, clear, notice, fieldErrors, closestField, showFieldErrors } from "./dom.js";
 import { openapiForm } from "./openapi.js";
 import { mcpForm } from "./mcp.js";
 
@@ -109,17 +109,6 @@ function operationRow(index, remove) {
   };
 }
 
-/// The field a JSON pointer concerns: the pointer itself, else its nearest parent.
-export function closestField(form, pointer) {
-  const parts = pointer.split("/");
-  while (parts.length > 1) {
-    const at = form.querySelector(`[data-pointer="${CSS.escape(parts.join("/"))}"]`);
-    if (at) return at;
-    parts.pop();
-  }
-  return null;
-}
-
 const KINDS = [
   ["http", "HTTP API"],
   ["openapi", "OpenAPI"],
@@ -166,10 +155,7 @@ function builtInForm(ctx, kind) {
         location.assign(`/connections/${created.slug}`);
       } catch (err) {
         message.append(notice("error", err.message));
-        for (const [pointer, list] of fieldErrors(err)) {
-          const at = closestField(form, pointer);
-          if (at) at.append(h("p", { class: "field-error", role: "alert" }, list.join("; ")));
-        }
+        showFieldErrors(form, message, err);
       }
     },
   },
@@ -235,12 +221,7 @@ export async function wizardPage(main, ctx) {
   const message = h("div", { id: "wizard-message", "aria-live": "polite" });
   const readBody = () => ({ name: name.value, slug: slug.value, service_type: "http", base_url: baseUrl.value, auth: readAuth(auth), ...fulfillment.read(), operations: ops.map((o) => o.read()) });
   const showErrors = (err, cls) => {
-    for (const [pointer, list] of fieldErrors(err)) {
-      const at = closestField(form, pointer);
-      const note = h("p", { class: `field-error ${cls}`, role: "alert" }, list.join("; "));
-      if (at) at.append(note);
-      else message.append(notice("error", `${pointer}: ${list.join("; ")}`));
-    }
+    showFieldErrors(form, message, err, cls);
     if (!fieldErrors(err).size && err.code === "slug_taken") closestField(form, "/slug").append(h("p", { class: `field-error ${cls}`, role: "alert" }, err.message));
   };
   // checked as you type, by the API's own rules (nothing is saved)
