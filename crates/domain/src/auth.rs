@@ -60,7 +60,15 @@ impl AuthType {
         match self {
             Self::ApiKeyHeader => &["header"],
             Self::ApiKeyQuery => &["param"],
-            Self::ServiceAccount => &["subject"],
+            Self::ServiceAccount => &["subject", "tiers"],
+            _ => &[],
+        }
+    }
+
+    /// Public fields that may be left out.
+    pub fn optional_public_fields(self) -> &'static [&'static str] {
+        match self {
+            Self::ServiceAccount => &["tiers"],
             _ => &[],
         }
     }
@@ -185,7 +193,16 @@ impl AuthSpec {
             }
             let pointer = format!("/{}", crate::error::pointer_token(field));
             if auth_type.public_fields().contains(&field) {
-                match v {
+                // a list may be given as an array of strings (`tiers`)
+                let joined = match v {
+                    Value::Array(items) if auth_type.optional_public_fields().contains(&field) => items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                        .map(|parts| Value::String(parts.join(" "))),
+                    _ => None,
+                };
+                match joined.as_ref().unwrap_or(v) {
                     Value::String(s) => match check_public(auth_type, field, s.trim()) {
                         Ok(()) => {
                             public.insert(field.to_owned(), s.trim().to_owned());
@@ -216,6 +233,9 @@ impl AuthSpec {
             }
         }
         for field in auth_type.public_fields() {
+            if auth_type.optional_public_fields().contains(field) {
+                continue;
+            }
             if !public.contains_key(*field) && !obj.contains_key(*field) {
                 errors.push(format!("/{field}"), format!("auth type `{auth_type}` needs `{field}`"));
             }
@@ -281,8 +301,18 @@ pub fn check_public(t: AuthType, field: &str, v: &str) -> Result<(), String> {
             Ok(())
         }
         (AuthType::ServiceAccount, "subject") => {
-            if !v.contains('@') || v.len() > 320 || v.chars().any(char::is_whitespace) {
-                return Err("`subject` must be the email address of the user to act as".into());
+            if crate::email::check_address(v).is_err() {
+                return Err(format!(
+                    "`subject` must be the e-mail address of the user to act as; `{}` is not one",
+                    shorten(v)
+                ));
+            }
+            Ok(())
+        }
+        (AuthType::ServiceAccount, "tiers") => {
+            let tiers: Vec<&str> = v.split([' ', ',']).filter(|t| !t.is_empty()).collect();
+            if tiers.is_empty() || !tiers.iter().all(|t| ["send", "read", "full"].contains(t)) {
+                return Err("`tiers` must name Gmail tiers: send, read, full".into());
             }
             Ok(())
         }
@@ -399,8 +429,16 @@ mod tests {
                 "/username",
             ),
             (
-                json!({"type": "service_account", "subject": "a@b", "service_account_json": "{}"}),
+                json!({"type": "service_account", "subject": "a@b.co", "service_account_json": "{}"}),
                 "/service_account_json",
+            ),
+            (
+                json!({"type": "service_account", "subject": "not an address", "service_account_json": "{}"}),
+                "/subject",
+            ),
+            (
+                json!({"type": "service_account", "subject": "a@b.co", "tiers": ["send", "write"]}),
+                "/tiers",
             ),
         ] {
             let err = AuthSpec::parse(&v).unwrap_err();

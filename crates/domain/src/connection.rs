@@ -12,6 +12,7 @@ use crate::auth::{AuthSpec, AuthType, SecretFields};
 use crate::error::FieldErrors;
 use crate::names::{ParticipantRole, Slug, shorten};
 use crate::operation::{Operation, OperationInput, OperationKind};
+use crate::service::OAuthProvider;
 
 /// What kind of service a connection reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
@@ -197,6 +198,10 @@ pub struct ConnectionInput {
     /// `mcp` connections: the transport (default `auto`).
     #[serde(default)]
     pub transport: Option<McpTransport>,
+    /// `caller`/`participant` http and openapi connections with bearer auth: the OAuth
+    /// provider whose account gives the token (`github`, `gmail`).
+    #[serde(default)]
+    pub oauth_provider: Option<String>,
 }
 
 /// The document an `openapi` connection was imported from.
@@ -347,6 +352,9 @@ pub struct ConnectionPatch {
     /// `mcp` connections: a new transport.
     #[serde(default)]
     pub transport: Option<McpTransport>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    pub oauth_provider: Option<Option<String>>,
 }
 
 fn double_option_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<ConnectionLimits>>, D::Error> {
@@ -393,6 +401,9 @@ pub struct ConnectionDraft {
     pub transport: Option<McpTransport>,
     /// `mcp` connections: the server as last discovered (set by discovery, not by clients).
     pub mcp_server: Option<McpServerInfo>,
+    /// The OAuth provider whose account (the caller's or participant's) gives the bearer
+    /// token of a `caller`/`participant` http or openapi connection.
+    pub oauth_provider: Option<OAuthProvider>,
 }
 
 impl ConnectionDraft {
@@ -412,7 +423,17 @@ impl ConnectionDraft {
             source: None,
             transport: self.transport,
             mcp_server: self.mcp_server.clone(),
+            oauth_provider: self.oauth_provider,
         }
+    }
+
+    /// The provider whose account gives a call its token, if any: the connection's
+    /// `oauth_provider`, or Google for a Gmail connection with `oauth` auth.
+    pub fn account_provider(&self) -> Option<OAuthProvider> {
+        if self.service_type == ServiceType::Gmail && self.auth_type == AuthType::Oauth {
+            return Some(OAuthProvider::Gmail);
+        }
+        self.oauth_provider
     }
 }
 
@@ -457,6 +478,13 @@ impl ConnectionDraft {
 
         let Some(auth) = auth else { return Err(errors) };
         check_auth_fits(service_type, fulfillment, auth.auth_type, &mut errors);
+        let oauth_provider = check_oauth_provider(
+            service_type,
+            fulfillment,
+            auth.auth_type,
+            input.oauth_provider.as_deref(),
+            &mut errors,
+        );
         if fulfillment == Fulfillment::Static {
             for field in auth.auth_type.secret_fields() {
                 if auth.secrets.get(field).is_none() {
@@ -485,6 +513,7 @@ impl ConnectionDraft {
                     source,
                     transport,
                     mcp_server: None,
+                    oauth_provider,
                 },
                 auth.secrets,
             )),
@@ -551,6 +580,17 @@ impl ConnectionDraft {
         };
         let Some(auth) = auth else { return Err(errors) };
         check_auth_fits(self.service_type, fulfillment, auth.auth_type, &mut errors);
+        let provider_input = match &patch.oauth_provider {
+            Some(p) => p.clone(),
+            None => self.oauth_provider.map(|p| p.as_str().to_owned()),
+        };
+        let oauth_provider = check_oauth_provider(
+            self.service_type,
+            fulfillment,
+            auth.auth_type,
+            provider_input.as_deref(),
+            &mut errors,
+        );
 
         let change = if fulfillment != Fulfillment::Static {
             refuse_secrets(fulfillment, &auth.secrets, &mut errors);
@@ -598,6 +638,7 @@ impl ConnectionDraft {
                     source,
                     transport,
                     mcp_server: self.mcp_server.clone(),
+                    oauth_provider,
                 },
                 change,
                 ops_changed,
@@ -865,6 +906,45 @@ fn check_auth_fits(service: ServiceType, f: Fulfillment, t: AuthType, errors: &m
     }
 }
 
+fn check_oauth_provider(
+    service: ServiceType,
+    f: Fulfillment,
+    t: AuthType,
+    given: Option<&str>,
+    errors: &mut FieldErrors,
+) -> Option<OAuthProvider> {
+    let given = given?;
+    let provider = match given.parse::<OAuthProvider>() {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push("/oauth_provider", e);
+            return None;
+        }
+    };
+    if !matches!(service, ServiceType::Http | ServiceType::Openapi) {
+        errors.push(
+            "/oauth_provider",
+            format!("only http and openapi connections take `oauth_provider`, not {service}"),
+        );
+        return None;
+    }
+    if t != AuthType::Bearer {
+        errors.push(
+            "/oauth_provider",
+            "an account gives a bearer token: use auth {\"type\": \"bearer\"} with `oauth_provider`",
+        );
+        return None;
+    }
+    if f == Fulfillment::Static {
+        errors.push(
+            "/oauth_provider",
+            "`oauth_provider` takes each person's own account: use fulfillment `caller` or `participant`",
+        );
+        return None;
+    }
+    Some(provider)
+}
+
 fn refuse_secrets(f: Fulfillment, secrets: &SecretFields, errors: &mut FieldErrors) {
     for field in secrets.names() {
         errors.push(
@@ -879,26 +959,33 @@ fn refuse_secrets(f: Fulfillment, secrets: &SecretFields, errors: &mut FieldErro
 
 /// The operations that Gmail and Telegram connections have built in.
 pub fn builtin_operations(service: ServiceType) -> Vec<Operation> {
+    #[allow(non_snake_case)]
+    let ADDRESSES = json!({"type": ["string", "array"], "items": {"type": "string"}, "maxItems": 500,
+        "description": "Addresses: `a@example.com`, `Name <a@example.com>`, comma-separated or as an array"});
     let specs: Vec<Value> = match service {
         ServiceType::Gmail => vec![
             json!({"name": "send_email", "method": "POST", "path": "/gmail/v1/users/me/messages/send",
-                "description": "Send an email from the connected account.",
-                "input_schema": {"type": "object", "required": ["to", "subject", "body"], "properties": {
-                    "to": {"type": "string", "description": "Recipient addresses, comma-separated"},
-                    "cc": {"type": "string"}, "bcc": {"type": "string"},
-                    "subject": {"type": "string"}, "body": {"type": "string"},
-                    "html": {"type": "boolean", "description": "Send the body as HTML", "default": false}}}}),
+                "description": "Send an email from the connected account: text, HTML or both (sent as alternatives); a reply stays in its thread with `thread_id` and `in_reply_to`.",
+                "input_schema": {"type": "object", "required": ["to", "subject"], "additionalProperties": false, "properties": {
+                    "to": ADDRESSES, "cc": ADDRESSES, "bcc": ADDRESSES,
+                    "subject": {"type": "string", "maxLength": 3992},
+                    "text": {"type": "string", "description": "The plain-text body"},
+                    "html": {"type": "string", "description": "The HTML body"},
+                    "reply_to": {"type": "string", "description": "Where replies should go (`Name <address>` or an address)"},
+                    "thread_id": {"type": "string", "description": "Gmail thread to add the message to (a reply)"},
+                    "in_reply_to": {"type": "string", "description": "The Message-ID header of the message answered, e.g. `<abc@mail.example.com>`"}}}}),
             json!({"name": "list_messages", "method": "GET", "path": "/gmail/v1/users/me/messages",
-                "description": "List messages, optionally filtered with a Gmail search query.",
-                "input_schema": {"type": "object", "properties": {
-                    "q": {"type": "string", "description": "Gmail search query, e.g. `from:alice is:unread`"},
+                "description": "List messages (ids and thread ids), newest first, optionally filtered with a Gmail search query or labels.",
+                "input_schema": {"type": "object", "additionalProperties": false, "properties": {
+                    "query": {"type": "string", "description": "Gmail search query, e.g. `from:alice is:unread`"},
+                    "label_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 100, "description": "Only messages with all these labels, e.g. [\"INBOX\"]"},
                     "max_results": {"type": "integer", "minimum": 1, "maximum": 500},
                     "page_token": {"type": "string"}}}}),
             json!({"name": "get_message", "method": "GET", "path": "/gmail/v1/users/me/messages/{{id}}",
-                "description": "Get one message by id.",
-                "input_schema": {"type": "object", "required": ["id"], "properties": {
-                    "id": {"type": "string"},
-                    "format": {"type": "string", "enum": ["full", "metadata", "minimal", "raw"]}}}}),
+                "description": "Get one message by id, with its headers decoded and its text and HTML bodies.",
+                "input_schema": {"type": "object", "required": ["id"], "additionalProperties": false, "properties": {
+                    "id": {"type": "string", "minLength": 1, "maxLength": 256},
+                    "format": {"type": "string", "enum": ["full", "metadata", "minimal", "raw"], "default": "full"}}}}),
         ],
         ServiceType::Telegram => vec![
             json!({"name": "send_message", "method": "POST", "path": "/sendMessage",

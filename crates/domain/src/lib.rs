@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod connection;
+pub mod email;
 pub mod error;
 pub mod mapping;
 pub mod names;
@@ -25,5 +26,5 @@ pub use mapping::{ArgumentTarget, Location, QueryStyle, RequestMapping};
 pub use names::{NameError, OperationName, ParticipantRole, Slug, ToolName, WorkspaceRole, WorkspaceSlug};
 pub use operation::{HttpMethod, Operation, OperationInput, OperationKind, check_mcp_tool_name};
 pub use request::{Body, BuildError, BuiltRequest, build_request, encode_component};
-pub use service::{OAuthProvider, Service};
+pub use service::{Endpoints, OAuthProvider, Service, Tier, gmail_operation_scopes, split_scopes};
 pub use template::PathTemplate;

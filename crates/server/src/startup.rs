@@ -56,6 +56,18 @@ impl App {
         store
             .ensure_vault_check(|aad| keys.seal(b"chatterfly vault check", aad).ok())
             .await?;
+        // built-in operations follow this build's definitions (new arguments, schemas)
+        for st in [
+            chatterfly_domain::ServiceType::Gmail,
+            chatterfly_domain::ServiceType::Telegram,
+        ] {
+            let changed = store
+                .sync_builtin_operations(st.as_str(), &chatterfly_domain::builtin_operations(st))
+                .await?;
+            if changed > 0 {
+                tracing::info!(service_type = %st, changed, "built-in operations brought up to date");
+            }
+        }
         Ok(Self {
             config,
             store,

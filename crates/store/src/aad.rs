@@ -20,3 +20,18 @@ pub fn service_credential(id: &str) -> Vec<u8> {
 pub fn oauth_client(id: &str) -> Vec<u8> {
     format!("chatterfly:oauth_provider:{id}").into_bytes()
 }
+
+/// Associated data of an account's tokens; `id` is the account's row id.
+pub fn account_tokens(id: &str) -> Vec<u8> {
+    format!("chatterfly:account:{id}:tokens").into_bytes()
+}
+
+/// Associated data of a connect flow's PKCE verifier; `id` is the state's hash.
+pub fn oauth_state(id: &str) -> Vec<u8> {
+    format!("chatterfly:oauth_state:{id}").into_bytes()
+}
+
+/// Associated data of a person's key for a connection; `id` is '<user id>:<connection id>'.
+pub fn personal_credentials(id: &str) -> Vec<u8> {
+    format!("chatterfly:personal_credentials:{id}").into_bytes()
+}

@@ -37,9 +37,9 @@ pub struct ConnectionRecord {
 
 pub(crate) const COLS: &str = "c.id, c.workspace_id, c.slug, c.name, c.service_type, c.base_url, c.auth_type, c.auth_public, \
     c.auth_sealed, c.fulfillment, c.participant_role, c.created_by, c.created_at, c.updated_at, \
-    (SELECT COUNT(*) FROM connection_operations o2 WHERE o2.connection_id = c.id), c.limits, c.transport, c.mcp_server";
+    (SELECT COUNT(*) FROM connection_operations o2 WHERE o2.connection_id = c.id), c.limits, c.transport, c.mcp_server, c.oauth_provider";
 /// The number of columns in [`COLS`].
-pub(crate) const COLS_COUNT: usize = 18;
+pub(crate) const COLS_COUNT: usize = 19;
 
 fn corrupt(what: &str) -> impl FnOnce(String) -> StoreError + '_ {
     move |e| StoreError::Corrupt(format!("{what}: {e}"))
@@ -86,6 +86,11 @@ pub(crate) fn record_at(row: &AnyRow, at: usize) -> Result<ConnectionRecord> {
             .map(|l| serde_json::from_str(&l))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("mcp_server: {e}")))?,
+        oauth_provider: row
+            .try_get::<Option<String>, _>(at + 18)?
+            .map(|p| p.parse())
+            .transpose()
+            .map_err(corrupt("oauth_provider"))?,
     };
     Ok(ConnectionRecord {
         id: text(0)?,
@@ -171,6 +176,69 @@ async fn insert_operations(tx: &mut Transaction<'_, Any>, connection_id: &str, o
     Ok(())
 }
 
+impl Store {
+    /// Brings the stored built-in operations (Gmail's, Telegram's) of every connection of
+    /// `service_type` up to this build's definitions: each connection gets exactly `ops`, in
+    /// order. Run at start; connections already up to date are not touched. Returns how
+    /// many connections changed.
+    pub async fn sync_builtin_operations(&self, service_type: &str, ops: &[Operation]) -> Result<u64> {
+        let expected: Vec<(String, String, Option<String>, String)> = ops
+            .iter()
+            .map(|o| {
+                (
+                    o.name.as_str().to_owned(),
+                    o.input_schema.to_string(),
+                    o.path.as_ref().map(|p| p.as_str().to_owned()),
+                    o.description.clone(),
+                )
+            })
+            .collect();
+        let ids: Vec<String> = sqlx::query("SELECT id FROM connections WHERE service_type = $1")
+            .bind(service_type)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut changed = 0;
+        for id in ids {
+            let rows = sqlx::query(
+                "SELECT name, input_schema, path, description FROM connection_operations \
+                 WHERE connection_id = $1 ORDER BY position",
+            )
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await?;
+            let stored: Vec<(String, String, Option<String>, String)> = rows
+                .iter()
+                .map(|r| -> Result<_> {
+                    let schema: String = r.try_get(1)?;
+                    // compare parsed: the stored text may order keys differently
+                    let schema = serde_json::from_str::<Value>(&schema).map(|v| v.to_string()).unwrap_or(schema);
+                    Ok((r.try_get(0)?, schema, r.try_get(2)?, r.try_get::<Option<String>, _>(3)?.unwrap_or_default()))
+                })
+                .collect::<Result<_>>()?;
+            if stored == expected {
+                continue;
+            }
+            let mut tx = self.write_tx().await?;
+            sqlx::query("DELETE FROM connection_operations WHERE connection_id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            insert_operations(&mut tx, &id, ops).await?;
+            sqlx::query("UPDATE connections SET updated_at = $2 WHERE id = $1")
+                .bind(&id)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            changed += 1;
+        }
+        Ok(changed)
+    }
+}
+
 /// How an update treats the sealed credentials.
 pub enum SealedUpdate<'a> {
     Keep,
@@ -201,8 +269,8 @@ impl Store {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO connections (id, workspace_id, slug, name, service_type, base_url, auth_type, auth_public, \
-             auth_sealed, fulfillment, participant_role, created_by, created_at, updated_at, limits, transport, mcp_server) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)",
+             auth_sealed, fulfillment, participant_role, created_by, created_at, updated_at, limits, transport, mcp_server, oauth_provider) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17)",
         )
         .bind(new.id)
         .bind(new.workspace_id)
@@ -220,6 +288,7 @@ impl Store {
         .bind(limits_json(d))
         .bind(d.transport.map(|t| t.as_str()))
         .bind(server_json(d))
+        .bind(d.oauth_provider.map(|p| p.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(conflict("slug"))?;
@@ -259,7 +328,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE connections SET slug = $3, name = $4, base_url = $5, auth_type = $6, auth_public = $7, \
              auth_sealed = CASE WHEN $8 = 1 THEN $9 ELSE auth_sealed END, fulfillment = $10, participant_role = $11, \
-             updated_at = $12, limits = $13, transport = $14, mcp_server = $15 WHERE id = $1 AND workspace_id = $2",
+             updated_at = $12, limits = $13, transport = $14, mcp_server = $15, oauth_provider = $16 WHERE id = $1 AND workspace_id = $2",
         )
         .bind(id)
         .bind(workspace_id)
@@ -276,6 +345,7 @@ impl Store {
         .bind(limits_json(d))
         .bind(d.transport.map(|t| t.as_str()))
         .bind(server_json(d))
+        .bind(d.oauth_provider.map(|p| p.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(conflict("slug"))?;

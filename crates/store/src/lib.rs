@@ -15,6 +15,7 @@ macro_rules! sql {
     ($($t:tt)*) => { sqlx::AssertSqlSafe(format!($($t)*)) };
 }
 
+mod accounts;
 pub mod aad;
 mod audit;
 mod calls;
@@ -31,11 +32,12 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
+pub use accounts::{AccountRecord, AccountWrite, OAuthState, PersonalCredentials, StateTaken, personal_credentials_id};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use calls::CallContext;
 pub use connections::{ConnectionRecord, NewConnection, SealedUpdate, SourceMeta};
 pub use invitations::Invitation;
-pub use services::{OAuthClient, PLATFORM, ServiceCredential, service_credential_id};
+pub use services::{EndpointOverrides, OAuthClient, PLATFORM, ServiceCredential, service_credential_id};
 pub use sessions::SessionOwner;
 pub use tenancy::{Member, Membership, NewUser, TokenOwner, User, Workspace};
 pub use vault::{SealedValue, VaultRewrite};

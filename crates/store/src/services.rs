@@ -35,6 +35,16 @@ pub struct OAuthClient {
     pub client_id: String,
     pub client_secret_sealed: String,
     pub updated_at: String,
+    pub endpoints: EndpointOverrides,
+}
+
+/// A registry entry's own endpoints, each `None` for the provider's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointOverrides {
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub revoke_url: Option<String>,
+    pub api_base_url: Option<String>,
 }
 
 /// The row id (and sealing identity) of a service key.
@@ -58,6 +68,12 @@ fn client(row: &AnyRow) -> Result<OAuthClient> {
         id: row.try_get(0)?,
         client_id: row.try_get(1)?,
         client_secret_sealed: row.try_get(2)?,
+        endpoints: EndpointOverrides {
+            authorize_url: row.try_get(4)?,
+            token_url: row.try_get(5)?,
+            revoke_url: row.try_get(6)?,
+            api_base_url: row.try_get(7)?,
+        },
         updated_at: row.try_get(3)?,
     })
 }
@@ -159,7 +175,8 @@ impl Store {
 
     pub async fn oauth_client(&self, provider: &str) -> Result<Option<OAuthClient>> {
         let row =
-            sqlx::query("SELECT id, client_id, client_secret_sealed, updated_at FROM oauth_providers WHERE id = $1")
+            sqlx::query("SELECT id, client_id, client_secret_sealed, updated_at, authorize_url, token_url, revoke_url, \
+                 api_base_url FROM oauth_providers WHERE id = $1")
                 .bind(provider)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -167,17 +184,30 @@ impl Store {
     }
 
     /// Creates or replaces a provider's client; the secret is sealed with the provider id.
-    pub async fn put_oauth_client(&self, provider: &str, client_id: &str, secret_sealed: &str) -> Result<OAuthClient> {
+    pub async fn put_oauth_client(
+        &self,
+        provider: &str,
+        client_id: &str,
+        secret_sealed: &str,
+        endpoints: &EndpointOverrides,
+    ) -> Result<OAuthClient> {
         let at = now();
         sqlx::query(
-            "INSERT INTO oauth_providers (id, client_id, client_secret_sealed, updated_at) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO oauth_providers (id, client_id, client_secret_sealed, updated_at, authorize_url, token_url, \
+             revoke_url, api_base_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (id) DO UPDATE SET client_id = excluded.client_id, \
-             client_secret_sealed = excluded.client_secret_sealed, updated_at = excluded.updated_at",
+             client_secret_sealed = excluded.client_secret_sealed, updated_at = excluded.updated_at, \
+             authorize_url = excluded.authorize_url, token_url = excluded.token_url, \
+             revoke_url = excluded.revoke_url, api_base_url = excluded.api_base_url",
         )
         .bind(provider)
         .bind(client_id)
         .bind(secret_sealed)
         .bind(&at)
+        .bind(&endpoints.authorize_url)
+        .bind(&endpoints.token_url)
+        .bind(&endpoints.revoke_url)
+        .bind(&endpoints.api_base_url)
         .execute(&self.pool)
         .await?;
         Ok(OAuthClient {
@@ -185,6 +215,7 @@ impl Store {
             client_id: client_id.to_owned(),
             client_secret_sealed: secret_sealed.to_owned(),
             updated_at: at,
+            endpoints: endpoints.clone(),
         })
     }
 

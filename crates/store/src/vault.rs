@@ -33,6 +33,24 @@ const SEALED_COLUMNS: &[SealedColumn] = &[
         aad: aad::oauth_client,
     },
     SealedColumn {
+        table: "accounts",
+        id_column: "id",
+        column: "tokens_sealed",
+        aad: aad::account_tokens,
+    },
+    SealedColumn {
+        table: "oauth_states",
+        id_column: "id",
+        column: "verifier_sealed",
+        aad: aad::oauth_state,
+    },
+    SealedColumn {
+        table: "personal_credentials",
+        id_column: "id",
+        column: "secrets_sealed",
+        aad: aad::personal_credentials,
+    },
+    SealedColumn {
         table: "vault_check",
         id_column: "id",
         column: "sealed",

@@ -421,8 +421,8 @@ db_tests! {
         assert!(!s.service_credential(PLATFORM, "openai").await.unwrap().unwrap().has_key());
 
         assert!(s.oauth_client("gmail").await.unwrap().is_none());
-        s.put_oauth_client("gmail", "cid-1", "sealed-s1").await.unwrap();
-        s.put_oauth_client("gmail", "cid-2", "sealed-s2").await.unwrap();
+        s.put_oauth_client("gmail", "cid-1", "sealed-s1", &Default::default()).await.unwrap();
+        s.put_oauth_client("gmail", "cid-2", "sealed-s2", &Default::default()).await.unwrap();
         let c = s.oauth_client("gmail").await.unwrap().unwrap();
         assert_eq!((c.client_id.as_str(), c.client_secret_sealed.as_str()), ("cid-2", "sealed-s2"));
         // both are in the sealed-value list that start-up checks and rotation use

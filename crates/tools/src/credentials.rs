@@ -49,7 +49,7 @@ pub fn resolve(
             let shape: Vec<String> = t.secret_fields().iter().map(|f| format!("\"{f}\": …")).collect();
             let Some(passed) = passed.filter(|p| !p.is_empty()) else {
                 return Err(ToolError::CredentialsRequired(format!(
-                    "connection `{slug}` takes the caller's credentials: pass `credentials`: {{{}}}",
+                    "connection `{slug}` takes the caller's credentials: pass `credentials`: {{{}}}, or save your own for it under Settings → My Accounts (/settings/accounts)",
                     shape.join(", ")
                 )));
             };

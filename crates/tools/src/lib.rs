@@ -9,9 +9,11 @@
 //! value replaced by `[REDACTED]`. Every call leaves an audit record with names, outcome
 //! and timing only.
 
+pub mod accounts;
 mod audit;
 mod builtin;
 mod credentials;
+pub mod gmail;
 pub mod mcp;
 mod redact;
 mod search;
@@ -66,6 +68,18 @@ pub enum ToolError {
     NotConfigured(String),
     #[error("{0}")]
     Mcp(#[from] chatterfly_mcp::McpError),
+    /// The caller's account must be connected again (its refresh was refused).
+    #[error("{0}")]
+    AccountNeedsReconnect(String),
+    /// The account's token could not be refreshed (the provider was unreachable).
+    #[error("{0}")]
+    AccountRefresh(String),
+    /// The operation needs a permission tier the account did not grant.
+    #[error("{0}")]
+    InsufficientScope(String),
+    /// The upstream API answered with an error (built-in operations).
+    #[error("{message}")]
+    Upstream { status: u16, message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -82,6 +96,10 @@ impl ToolError {
             Self::Egress(e) => e.code(),
             Self::NotConfigured(_) => "not_configured",
             Self::Mcp(e) => e.code(),
+            Self::AccountNeedsReconnect(_) => "account_needs_reconnect",
+            Self::AccountRefresh(_) => "account_refresh_failed",
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::Upstream { .. } => "upstream_error",
             Self::Internal(_) => "internal",
         }
     }
@@ -140,6 +158,8 @@ pub struct Tools {
     validators: Mutex<HashMap<ValidatorKey, Arc<jsonschema::Validator>>>,
     audit: audit::AuditWriter,
     mcp: Arc<chatterfly_mcp::McpClient>,
+    refresh_locks: accounts::RefreshLocks,
+    sa_tokens: gmail::ServiceAccountTokens,
 }
 
 const VALIDATOR_CACHE: usize = 4096;
@@ -161,6 +181,18 @@ impl Tools {
             egress,
             validators: Mutex::new(HashMap::new()),
             mcp,
+            refresh_locks: accounts::RefreshLocks::default(),
+            sa_tokens: gmail::ServiceAccountTokens::default(),
+        }
+    }
+
+    /// My Accounts: the connect flow, access tokens, disconnecting.
+    pub fn accounts(&self) -> accounts::Accounts<'_> {
+        accounts::Accounts {
+            store: &self.store,
+            keys: &self.keys,
+            egress: &self.egress,
+            locks: &self.refresh_locks,
         }
     }
 
@@ -259,9 +291,14 @@ impl Tools {
             ))
         })?;
         self.validate(&conn, &op, &call.arguments)?;
+        if conn.draft.service_type == ServiceType::Gmail {
+            return self
+                .call_gmail(&conn, &op, &call.arguments, call.credentials.as_ref(), call.user_id)
+                .await;
+        }
         // `security: []` in the source document: this operation is called without credentials
         let secrets = if op.request.as_ref().is_none_or(|m| m.credentials) {
-            Some(self.credentials(&conn, call.credentials.as_ref())?)
+            Some(self.credentials(&conn, call.credentials.as_ref(), call.user_id).await?)
         } else {
             None
         };
@@ -275,7 +312,7 @@ impl Tools {
                     .await
             }
             other => Err(ToolError::Unsupported(format!(
-                "calling {other} connections is not available yet; only http, openapi and mcp tools can be called"
+                "calling {other} connections is not available yet; only http, openapi, mcp and gmail tools can be called"
             ))),
         }
     }
@@ -314,12 +351,119 @@ impl Tools {
         Ok(())
     }
 
-    fn credentials(
+    /// The call's credentials. `caller`: those passed with the call, else the caller's My
+    /// Accounts (the account of the connection's provider, or the key saved for the
+    /// connection), else `credentials_required`. Never another person's.
+    async fn credentials(
         &self,
         conn: &ConnectionRecord,
         passed: Option<&Map<String, Value>>,
+        user_id: Option<&str>,
     ) -> Result<SecretFields, ToolError> {
+        let none_passed = passed.is_none_or(Map::is_empty);
+        if conn.draft.fulfillment == chatterfly_domain::connection::Fulfillment::Caller
+            && none_passed
+            && let Some(user) = user_id
+        {
+            if let Some(provider) = conn.draft.account_provider() {
+                let t = self.accounts().access_token(user, provider, conn.draft.slug.as_str()).await?;
+                let mut fields = std::collections::BTreeMap::new();
+                fields.insert("token".to_owned(), t.token);
+                return Ok(SecretFields(fields));
+            }
+            if !conn.draft.auth_type.secret_fields().is_empty()
+                && let Some(saved) = self.store.personal_credentials(user, &conn.id).await?
+            {
+                let plain = self
+                    .keys
+                    .open_string(&saved.secrets_sealed, &chatterfly_store::aad::personal_credentials(&saved.id))
+                    .map_err(|e| ToolError::Internal(format!("personal credentials: {e}")))?;
+                return SecretFields::from_sealed_json(chatterfly_vault::ExposeSecret::expose_secret(&plain))
+                    .map_err(|e| ToolError::Internal(e.to_owned()));
+            }
+        }
         credentials::resolve(&self.keys, conn, passed)
+    }
+
+    /// A Gmail operation: a token from the service account or the caller's Google
+    /// account, the scope check, then the request.
+    async fn call_gmail(
+        &self,
+        conn: &ConnectionRecord,
+        op: &Operation,
+        args: &Value,
+        passed: Option<&Map<String, Value>>,
+        user_id: Option<&str>,
+    ) -> Result<Value, ToolError> {
+        use chatterfly_domain::AuthType;
+        use chatterfly_vault::ExposeSecret;
+        let slug = conn.draft.slug.as_str();
+        if passed.is_some_and(|p| !p.is_empty()) {
+            return Err(ToolError::InvalidCredentials(format!(
+                "Gmail connection `{slug}` takes no `credentials`: its token comes from {}",
+                if conn.draft.auth_type == AuthType::Oauth { "your Google account under My Accounts" } else { "its service account" }
+            )));
+        }
+        gmail::check_scope(op.name.as_str(), "").or_else(|e| match e {
+            ToolError::InsufficientScope(_) => Ok(()),
+            other => Err(other),
+        })?;
+        let (token, scopes) = match conn.draft.auth_type {
+            AuthType::ServiceAccount => {
+                let secrets = credentials::resolve(&self.keys, conn, None)?;
+                let key = secrets
+                    .get("service_account_json")
+                    .ok_or_else(|| ToolError::Internal(format!("connection `{slug}` has no service account key")))?;
+                let subject = conn
+                    .draft
+                    .auth_public
+                    .get("subject")
+                    .ok_or_else(|| ToolError::Internal(format!("connection `{slug}` has no subject")))?;
+                // the scope check needs no token: fail before the token request
+                let wanted = gmail::service_account_scopes(conn.draft.auth_public.get("tiers").map(String::as_str))
+                    .map_err(ToolError::InvalidCredentials)?;
+                gmail::check_scope(op.name.as_str(), &wanted)?;
+                self.sa_tokens
+                    .token(
+                        &self.egress,
+                        (conn.id.clone(), conn.updated_at.clone()),
+                        key.expose_secret(),
+                        subject,
+                        conn.draft.auth_public.get("tiers").map(String::as_str),
+                    )
+                    .await?
+            }
+            AuthType::Oauth => {
+                let user = user_id.ok_or_else(|| {
+                    ToolError::CredentialsRequired(format!(
+                        "connection `{slug}` uses the caller's own Google account; this call has no caller"
+                    ))
+                })?;
+                if conn.draft.fulfillment != chatterfly_domain::connection::Fulfillment::Caller {
+                    return Err(ToolError::CredentialsRequired(format!(
+                        "connection `{slug}` uses participant credentials, collected during participant onboarding, which is not available yet"
+                    )));
+                }
+                let t = self.accounts().access_token(user, chatterfly_domain::OAuthProvider::Gmail, slug).await?;
+                // before any request: the tiers this account granted
+                gmail::check_scope(op.name.as_str(), &t.scopes)?;
+                (t.token, t.scopes)
+            }
+            other => {
+                return Err(ToolError::Internal(format!("a Gmail connection with auth `{other}`")));
+            }
+        };
+        let empty = Map::new();
+        gmail::call(
+            &self.egress,
+            self.limits_for(conn),
+            &conn.draft.base_url,
+            op.name.as_str(),
+            args.as_object().unwrap_or(&empty),
+            &token,
+            &scopes,
+        )
+        .await
     }
 
     async fn call_http(

@@ -169,7 +169,7 @@ impl Tools {
                 conn.draft.slug, conn.draft.service_type
             )));
         }
-        let secrets = self.credentials(conn, passed)?;
+        let secrets = self.credentials(conn, passed, None).await?;
         let found = self
             .discover_mcp(
                 &conn.draft.base_url,

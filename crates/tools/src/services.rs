@@ -119,6 +119,8 @@ pub struct OAuthClientCredentials {
     pub client_id: String,
     pub client_secret: Secret,
     pub source: ClientSource,
+    /// The registry entry's endpoint overrides (none for a client from the environment).
+    pub endpoints: chatterfly_store::EndpointOverrides,
 }
 
 /// The environment's client id and secret for a provider, when both are set.
@@ -143,6 +145,7 @@ pub async fn oauth_client(
             client_id: row.client_id,
             client_secret: secret,
             source: ClientSource::Registry,
+            endpoints: row.endpoints,
         });
     }
     if let Some((client_id, client_secret)) = env_client(provider) {
@@ -150,6 +153,7 @@ pub async fn oauth_client(
             client_id,
             client_secret,
             source: ClientSource::Environment,
+            endpoints: chatterfly_store::EndpointOverrides::default(),
         });
     }
     let (id_var, secret_var) = provider.env_names();

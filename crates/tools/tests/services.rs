@@ -74,11 +74,11 @@ db_tests! {
             assert!(matches!(&err, ToolError::NotConfigured(m) if m.contains("CONNECT_GMAIL_CLIENT_ID")), "{err}");
         }
         let sealed = keys.seal(b"the-secret", &aad::oauth_client("gmail")).unwrap();
-        store.put_oauth_client("gmail", "cid", &sealed).await.unwrap();
+        store.put_oauth_client("gmail", "cid", &sealed, &Default::default()).await.unwrap();
         let c = oauth_client(&store, &keys, OAuthProvider::Gmail).await.unwrap();
         assert_eq!((c.client_id.as_str(), c.client_secret.expose_secret()), ("cid", "the-secret"));
         // a secret sealed for another provider does not open as this one
-        store.put_oauth_client("github", "x", &sealed).await.unwrap();
+        store.put_oauth_client("github", "x", &sealed, &Default::default()).await.unwrap();
         assert!(matches!(oauth_client(&store, &keys, OAuthProvider::Github).await, Err(ToolError::Internal(_))));
     }
 }

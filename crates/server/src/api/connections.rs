@@ -116,6 +116,10 @@ pub struct ConnectionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub mcp_server: Option<chatterfly_domain::McpServerInfo>,
+    /// `caller`/`participant` http and openapi connections: the OAuth provider (`github`,
+    /// `gmail`) whose account gives each call its bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth_provider: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -164,6 +168,7 @@ impl ConnectionView {
             source: None,
             transport: d.transport.map(|t| t.as_str().to_owned()),
             mcp_server: d.mcp_server,
+            oauth_provider: d.oauth_provider.map(|p| p.as_str().to_owned()),
             created_at: rec.created_at,
             updated_at: rec.updated_at,
         }
@@ -204,6 +209,18 @@ pub struct ConnectionBody {
     /// openapi only: kept for a later re-import (the import endpoint's draft carries it).
     source: Option<SourceBody>,
     transport: Option<TransportName>,
+    /// `caller`/`participant` http or openapi connections with bearer auth: `github` or
+    /// `gmail`, whose account (under My Accounts) gives each call its token.
+    oauth_provider: Option<OAuthProviderName>,
+}
+
+/// An OAuth provider.
+#[derive(ToSchema, Deserialize)]
+#[allow(dead_code)]
+#[serde(rename_all = "snake_case")]
+enum OAuthProviderName {
+    Gmail,
+    Github,
 }
 
 /// An edit: every field optional; left out (or `null`) keeps the stored value, except
@@ -237,6 +254,8 @@ pub struct ConnectionPatchBody {
     limits: Option<LimitsBody>,
     source: Option<SourceBody>,
     transport: Option<TransportName>,
+    /// `null` clears it.
+    oauth_provider: Option<OAuthProviderName>,
 }
 
 /// One operation as written (create and edit): only `name` is required.
@@ -334,6 +353,16 @@ pub(crate) fn connection_not_found(slug: &str) -> ApiError {
     ApiError::NotFound(format!("connection `{}` not found in this workspace", short(slug)))
 }
 
+/// A Gmail service account's key must be one Google would take: a key file with an RSA
+/// private key (checked here, where the vault's plaintext is at hand, before it is sealed).
+fn check_service_account(secrets: &SecretFields) -> Result<(), ApiError> {
+    if let Some(json) = secrets.get("service_account_json") {
+        chatterfly_tools::gmail::ServiceAccountKey::parse(json.expose_secret())
+            .map_err(|e| chatterfly_domain::FieldErrors::single("/auth/service_account_json", e))?;
+    }
+    Ok(())
+}
+
 fn seal(state: &AppState, connection_id: &str, secrets: &SecretFields) -> Result<Option<String>, ApiError> {
     if secrets.is_empty() {
         return Ok(None);
@@ -375,6 +404,7 @@ pub async fn create_connection(
     let input: ConnectionInput = body.connection_json(&state).await?;
     let operations_given = input.operations.is_some();
     let (mut draft, secrets) = ConnectionDraft::parse(input)?;
+    check_service_account(&secrets)?;
     if draft.service_type == ServiceType::Mcp
         && (!operations_given || draft.transport.is_none_or(|t| t == McpTransport::Auto))
     {
@@ -442,6 +472,7 @@ pub async fn validate_connection(
     access.require_admin("create connections")?;
     let input: ConnectionInput = body.connection_json(&state).await?;
     let (draft, secrets) = ConnectionDraft::parse(input)?;
+    check_service_account(&secrets)?;
     drop(secrets);
     if state
         .store
@@ -540,6 +571,9 @@ pub async fn patch_connection(
     let origin = |u: &str| url::Url::parse(u).map(|u| u.origin().ascii_serialization()).ok();
     let old_origin = origin(&rec.draft.base_url);
     let (draft, change, ops_changed) = rec.draft.apply_patch(patch, &stored)?;
+    if let SecretsChange::Replace(s) | SecretsChange::Merge(s) = &change {
+        check_service_account(s)?;
+    }
     // stored credentials follow a connection to another host only when given again: an
     // admin cannot point someone else's key at a server of their own
     let given_again = match &change {
@@ -578,6 +612,14 @@ pub async fn patch_connection(
         .update_connection(&rec.id, &access.workspace.id, &draft, update, ops_changed)
         .await
         .map_err(slug_taken(draft.slug.as_str()))?;
+    // people's own keys are only sent where they were given for: a new host or auth type
+    // drops them
+    if origin(&draft.base_url) != old_origin || draft.auth_type != rec.draft.auth_type {
+        let dropped = state.store.delete_personal_credentials_of(&rec.id).await?;
+        if dropped > 0 {
+            tracing::info!(connection = %draft.slug, dropped, "personal keys dropped: the connection moved");
+        }
+    }
     tracing::info!(workspace = %access.workspace.slug, connection = %draft.slug, "connection updated");
     // The response is what was just written; no second read of every operation.
     let rec = ConnectionRecord {

@@ -3,6 +3,7 @@
 //! exactly the routes that exist.
 
 mod access;
+mod accounts;
 mod auth;
 mod connections;
 mod document;
@@ -190,6 +191,16 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(
             services::put_workspace_service,
             services::delete_workspace_service
+        ))
+        .routes(routes!(accounts::list_accounts))
+        .routes(routes!(accounts::list_account_providers))
+        .routes(routes!(accounts::connect))
+        .routes(routes!(accounts::callback))
+        .routes(routes!(accounts::disconnect))
+        .routes(routes!(
+            accounts::get_my_credentials,
+            accounts::put_my_credentials,
+            accounts::delete_my_credentials
         ))
         .routes(routes!(
             services::get_oauth_provider,

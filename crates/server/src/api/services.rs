@@ -290,11 +290,34 @@ pub struct OAuthProviderView {
     /// Register this with the provider: `<APP_URL>/api/auth/connect/<provider>/callback`.
     pub redirect_uri: String,
     pub updated_at: Option<String>,
+    /// The registry's endpoint overrides (null: the provider's own).
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub revoke_url: Option<String>,
+    pub api_base_url: Option<String>,
+    /// The provider's own endpoints.
+    pub defaults: EndpointsView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointsView {
+    pub authorize_url: String,
+    pub token_url: String,
+    /// None for GitHub, whose grants are revoked through its API.
+    pub revoke_url: Option<String>,
+    pub api_base_url: String,
 }
 
 async fn provider_view(state: &AppState, p: OAuthProvider) -> Result<OAuthProviderView, ApiError> {
     let row = state.store.oauth_client(p.as_str()).await?;
-    let redirect_uri = format!("{}/api/auth/connect/{}/callback", state.app_url, p.as_str());
+    let redirect_uri = chatterfly_tools::accounts::redirect_uri(&state.app_url, p);
+    let d = p.default_endpoints();
+    let defaults = EndpointsView {
+        authorize_url: d.authorize_url.into(),
+        token_url: d.token_url.into(),
+        revoke_url: d.revoke_url.map(str::to_owned),
+        api_base_url: d.api_base_url.into(),
+    };
     Ok(match row {
         Some(r) => OAuthProviderView {
             id: p.as_str().into(),
@@ -303,6 +326,11 @@ async fn provider_view(state: &AppState, p: OAuthProvider) -> Result<OAuthProvid
             source: Some("registry".into()),
             redirect_uri,
             updated_at: Some(r.updated_at),
+            authorize_url: r.endpoints.authorize_url,
+            token_url: r.endpoints.token_url,
+            revoke_url: r.endpoints.revoke_url,
+            api_base_url: r.endpoints.api_base_url,
+            defaults,
         },
         None => {
             let env = env_client(p);
@@ -313,6 +341,11 @@ async fn provider_view(state: &AppState, p: OAuthProvider) -> Result<OAuthProvid
                 client_id: env.map(|(id, _)| id),
                 redirect_uri,
                 updated_at: None,
+                authorize_url: None,
+                token_url: None,
+                revoke_url: None,
+                api_base_url: None,
+                defaults,
             }
         }
     })
@@ -337,6 +370,27 @@ pub struct PutOAuthProvider {
     /// Write-only; blank or missing keeps the stored secret.
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// Endpoint overrides for compatible servers (GitHub Enterprise) and tests; missing or
+    /// blank: the provider's own. Each is an outbound target like any other (SSRF).
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub revoke_url: Option<String>,
+    #[serde(default)]
+    pub api_base_url: Option<String>,
+}
+
+fn endpoint_input(v: Option<String>, field: &str, errors: &mut FieldErrors) -> Option<String> {
+    let v = v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())?;
+    match check_http_url(&v) {
+        Ok(normalized) => Some(normalized),
+        Err(e) => {
+            errors.push(format!("/{field}"), e);
+            None
+        }
+    }
 }
 
 /// Register an OAuth client (platform admins); takes effect on the next use, everywhere.
@@ -371,7 +425,20 @@ pub async fn put_oauth_provider(
             }
         },
     };
-    state.store.put_oauth_client(p.as_str(), client_id, &sealed).await?;
+    let mut errors = FieldErrors::new();
+    let endpoints = chatterfly_store::EndpointOverrides {
+        authorize_url: endpoint_input(body.authorize_url, "authorize_url", &mut errors),
+        token_url: endpoint_input(body.token_url, "token_url", &mut errors),
+        revoke_url: endpoint_input(body.revoke_url, "revoke_url", &mut errors),
+        api_base_url: endpoint_input(body.api_base_url, "api_base_url", &mut errors),
+    };
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    state
+        .store
+        .put_oauth_client(p.as_str(), client_id, &sealed, &endpoints)
+        .await?;
     tracing::info!(provider = %p.as_str(), "OAuth client saved");
     Ok(Json(provider_view(&state, p).await?))
 }

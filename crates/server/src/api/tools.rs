@@ -93,10 +93,14 @@ pub struct InvokeView {
 /// Call a tool (any member). Upstream HTTP errors are outputs (`output.status`); a refused,
 /// failed or invalid call is a problem document with a stable code (`tool_not_found`,
 /// `invalid_arguments`, `credentials_required`, `ssrf_blocked`, `upstream_timeout`, …).
+/// Gmail tools answer with Gmail's result; an operation outside the tiers the account
+/// granted is 403 `insufficient_scope` (nothing sent), an account whose refresh the
+/// provider refused is 409 `account_needs_reconnect`.
 #[utoipa::path(post, path = "/api/workspaces/{ws}/tools/{tool_name}/invoke",
     params(("ws" = String, Path), ("tool_name" = String, Path)), request_body = InvokeBody,
     responses((status = 200, body = InvokeView), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem), (status = 501, description = "gmail and telegram tools (`not_supported`)", body = Problem),
+        (status = 409, body = Problem, description = "The caller's account must be connected again (`account_needs_reconnect`)"),
+        (status = 422, body = Problem), (status = 501, description = "telegram tools (`not_supported`)", body = Problem),
         (status = 502, body = Problem), (status = 504, body = Problem)))]
 pub async fn invoke(
     State(state): State<AppState>,
