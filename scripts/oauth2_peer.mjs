@@ -10,7 +10,8 @@
 // - GET /user answers GitHub's way ({"login","id"}) for the bearer's identity.
 // Test controls under /__test/: POST /__test/config {identity, expires_in, deny_next,
 // token_failures: [{status, body, content_type}], client_secret, refresh_delay_ms};
-// GET /__test/stats (token requests by grant type, revocations); POST /__test/reset.
+// GET /__test/stats (token requests by grant type, revocations, every token and code issued,
+// for the canary checks); POST /__test/reset.
 // usage: node oauth2_peer.mjs MODULE_DIR PORT
 import { pathToFileURL } from "node:url";
 import path from "node:path";
@@ -30,7 +31,7 @@ const fresh = () => ({
   refresh_delay_ms: 0,
 });
 let config = fresh();
-let stats = { token: {}, revoked: [], authorize: 0 };
+let stats = { token: {}, revoked: [], authorize: 0, issued: [], codes: [] };
 const codes = new Map(); // code -> {scope, identity}
 const refreshTokens = new Map(); // refresh token -> {scope, identity}
 const pending = new WeakMap(); // request -> {scope, identity}
@@ -50,6 +51,7 @@ service.on("beforeAuthorizeRedirect", (redirect, req) => {
     return;
   }
   const code = url.searchParams.get("code");
+  if (code) stats.codes.push(code);
   if (code) codes.set(code, { scope: req.query.scope ?? "", identity: { ...config.identity } });
 });
 
@@ -120,6 +122,9 @@ service.on("beforeResponse", (response, req) => {
     if (response.body.refresh_token) refreshTokens.set(response.body.refresh_token, grant);
   }
   response.body.expires_in = Number(config.expires_in);
+  for (const k of ["access_token", "refresh_token", "id_token"]) {
+    if (typeof response.body[k] === "string") stats.issued.push(response.body[k]);
+  }
 });
 
 // A refresh answered slowly widens the window in which concurrent calls all need it.
@@ -153,7 +158,7 @@ service.addRoute("POST", "/__test/config", (req, res) => {
 service.addRoute("GET", "/__test/stats", (_req, res) => json(res, 200, stats));
 service.addRoute("POST", "/__test/reset", (_req, res) => {
   config = fresh();
-  stats = { token: {}, revoked: [], authorize: 0 };
+  stats = { token: {}, revoked: [], authorize: 0, issued: [], codes: [] };
   json(res, 200, {});
 });
 

@@ -84,7 +84,10 @@ pub fn parse_mailbox(field: &str, text: &str) -> Result<Mailbox, String> {
         name = inner;
     }
     if name.contains(['<', '>', '"']) {
-        return Err(format!("`{field}`: the name in `{}` cannot contain <, > or \"", shorten(text)));
+        return Err(format!(
+            "`{field}`: the name in `{}` cannot contain <, > or \"",
+            shorten(text)
+        ));
     }
     Ok(Mailbox {
         name: (!name.is_empty()).then(|| name.to_owned()),
@@ -144,7 +147,9 @@ mod tests {
         for ok in ["a@b.co", "first.last+tag@mail.example.com", "x_y@a-b.io"] {
             check_address(ok).unwrap();
         }
-        for bad in ["", "a", "a@", "@b.co", "a@b", "a..b@c.d", ".a@b.co", "a b@c.d", "a@-b.co", "a@b..co", "é@b.co"] {
+        for bad in [
+            "", "a", "a@", "@b.co", "a@b", "a..b@c.d", ".a@b.co", "a b@c.d", "a@-b.co", "a@b..co", "é@b.co",
+        ] {
             assert!(check_address(bad).is_err(), "{bad}");
         }
     }
@@ -152,7 +157,10 @@ mod tests {
     #[test]
     fn mailboxes_and_lists() {
         let m = parse_mailbox("to", "\"Doe, Jane\" <jane@x.example>").unwrap();
-        assert_eq!((m.name.as_deref(), m.address.as_str()), (Some("Doe, Jane"), "jane@x.example"));
+        assert_eq!(
+            (m.name.as_deref(), m.address.as_str()),
+            (Some("Doe, Jane"), "jane@x.example")
+        );
         let list = parse_mailbox_list("to", Some(&json!("a@x.io, \"B, C\" <b@x.io>,c@x.io"))).unwrap();
         assert_eq!(list.len(), 3);
         assert_eq!(list[1].name.as_deref(), Some("B, C"));

@@ -93,14 +93,38 @@ impl OAuthProvider {
     pub fn tiers(self) -> &'static [Tier] {
         match self {
             Self::Gmail => &[
-                Tier { id: "send", scope: "https://www.googleapis.com/auth/gmail.send", label: "Send email" },
-                Tier { id: "read", scope: "https://www.googleapis.com/auth/gmail.readonly", label: "Read email" },
-                Tier { id: "full", scope: "https://mail.google.com/", label: "Full access to the mailbox" },
+                Tier {
+                    id: "send",
+                    scope: "https://www.googleapis.com/auth/gmail.send",
+                    label: "Send email",
+                },
+                Tier {
+                    id: "read",
+                    scope: "https://www.googleapis.com/auth/gmail.readonly",
+                    label: "Read email",
+                },
+                Tier {
+                    id: "full",
+                    scope: "https://mail.google.com/",
+                    label: "Full access to the mailbox",
+                },
             ],
             Self::Github => &[
-                Tier { id: "read", scope: "read:user", label: "Read your profile" },
-                Tier { id: "repo", scope: "repo", label: "Repositories (public and private)" },
-                Tier { id: "org", scope: "read:org", label: "Read organizations and teams" },
+                Tier {
+                    id: "read",
+                    scope: "read:user",
+                    label: "Read your profile",
+                },
+                Tier {
+                    id: "repo",
+                    scope: "repo",
+                    label: "Repositories (public and private)",
+                },
+                Tier {
+                    id: "org",
+                    scope: "read:org",
+                    label: "Read organizations and teams",
+                },
             ],
         }
     }
@@ -253,13 +277,33 @@ mod tests {
         let scopes = g.scopes_for(&["send".into(), "read".into(), "send".into()]).unwrap();
         assert_eq!(
             scopes,
-            ["openid", "email", "https://www.googleapis.com/auth/gmail.send", "https://www.googleapis.com/auth/gmail.readonly"]
+            [
+                "openid",
+                "email",
+                "https://www.googleapis.com/auth/gmail.send",
+                "https://www.googleapis.com/auth/gmail.readonly"
+            ]
         );
-        assert!(g.scopes_for(&["write".into()]).unwrap_err().contains("send, read, full"));
-        assert_eq!(g.tiers_granted("openid https://www.googleapis.com/auth/gmail.readonly"), ["read"]);
+        assert!(
+            g.scopes_for(&["write".into()])
+                .unwrap_err()
+                .contains("send, read, full")
+        );
+        assert_eq!(
+            g.tiers_granted("openid https://www.googleapis.com/auth/gmail.readonly"),
+            ["read"]
+        );
         assert_eq!(OAuthProvider::Github.tiers_granted("repo,read:user"), ["read", "repo"]);
         assert!(OAuthProvider::Github.tiers_granted("").is_empty());
-        assert!(gmail_operation_scopes("send_email").unwrap().contains(&"https://mail.google.com/"));
-        assert!(!gmail_operation_scopes("get_message").unwrap().contains(&"https://www.googleapis.com/auth/gmail.send"));
+        assert!(
+            gmail_operation_scopes("send_email")
+                .unwrap()
+                .contains(&"https://mail.google.com/")
+        );
+        assert!(
+            !gmail_operation_scopes("get_message")
+                .unwrap()
+                .contains(&"https://www.googleapis.com/auth/gmail.send")
+        );
     }
 }

@@ -29,6 +29,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("admin.js", JS, include_str!("../web/admin.js")),
     ("services.js", JS, include_str!("../web/services.js")),
     ("audit.js", JS, include_str!("../web/audit.js")),
+    ("accounts.js", JS, include_str!("../web/accounts.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
@@ -46,6 +47,7 @@ const PAGES: &[&str] = &[
     "/admin/service-credentials",
     "/admin/oauth-providers",
     "/settings/workspace/services",
+    "/settings/accounts",
     "/audit",
 ];
 

@@ -2,7 +2,7 @@
 // providers (platform admins only; the API refuses others and the page says so).
 
 import { api, ws } from "./api.js";
-import { h, clear, notice, when } from "./dom.js";
+import { h, clear, notice, when, showFieldErrors } from "./dom.js";
 
 const SERVICES = ["openai", "anthropic", "gemini", "brave", "telegram"];
 const PROVIDERS = ["gmail", "github"];
@@ -115,6 +115,12 @@ export async function adminProvidersPage(main) {
     const id = h("input", { id: `client-id-${v.id}`, value: v.client_id || "", required: true });
     const secret = h("input", { id: `client-secret-${v.id}`, type: "password", autocomplete: "off", placeholder: v.client_secret_set ? "a secret is set; blank keeps it" : "client secret" });
     const redirect = h("input", { id: `redirect-${v.id}`, value: v.redirect_uri, readonly: true });
+    const d = v.defaults || {};
+    // endpoint overrides (GitHub Enterprise, tests): blank is the provider's own
+    const urls = [["authorize_url", "Authorize URL"], ["token_url", "Token URL"], ["revoke_url", "Revoke URL"], ["api_base_url", "API base URL"]].map(([k, label]) => {
+      const input = h("input", { id: `${k.replace(/_/g, "-")}-${v.id}`, name: k, type: "url", value: v[k] || "", placeholder: d[k] || (k === "revoke_url" ? "none (revoked through the API)" : "default") });
+      return { k, input, row: h("div", { class: "field", "data-pointer": `/${k}` }, h("label", { for: input.id }, label), input) };
+    });
     const message = h("div", { "aria-live": "polite" });
     const copy = h("button", { type: "button", onclick: async () => {
       redirect.select();
@@ -126,11 +132,20 @@ export async function adminProvidersPage(main) {
       h("label", { for: redirect.id }, "Redirect URI (register it with the provider)"), h("div", { class: "copy-row" }, redirect, copy),
       h("form", { onsubmit: async (e) => {
         e.preventDefault();
+        const form = e.target;
+        for (const el of form.querySelectorAll(".field-error")) el.remove();
         const body = { client_id: id.value };
         if (secret.value) body.client_secret = secret.value;
-        if (await attempt(message, () => api("PUT", `/api/admin/oauth-providers/${v.id}`, body), "Saved.")) setTimeout(() => location.reload(), 400);
+        for (const u of urls) body[u.k] = u.input.value.trim();
+        const ok = await attempt(message, () => api("PUT", `/api/admin/oauth-providers/${v.id}`, body).catch((err) => { showFieldErrors(form, message, err); throw err; }), "Saved.");
+        if (ok) setTimeout(() => location.reload(), 400);
       } },
-      h("label", { for: id.id }, "Client ID"), id, h("label", { for: secret.id }, "Client secret (write-only)"), secret,
+      h("div", { class: "field", "data-pointer": "/client_id" }, h("label", { for: id.id }, "Client ID"), id),
+      h("div", { class: "field", "data-pointer": "/client_secret" }, h("label", { for: secret.id }, "Client secret (write-only)"), secret),
+      h("fieldset", { class: "endpoints" },
+        h("legend", {}, "Endpoints"),
+        h("p", { class: "hint" }, "Leave blank for the provider's own endpoint (shown greyed); fill in only for a compatible server such as GitHub Enterprise."),
+        urls.map((u) => u.row)),
       h("button", { type: "submit" }, "Save"),
       v.source === "registry" ? h("button", { type: "button", class: "link", onclick: async () => { if (await attempt(message, () => api("DELETE", `/api/admin/oauth-providers/${v.id}`), "Removed.")) setTimeout(() => location.reload(), 400); } }, " Remove") : null),
       message);

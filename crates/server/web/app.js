@@ -18,6 +18,7 @@ const ROUTES = [
   [/^\/admin\/service-credentials$/, page("./admin.js", "adminServicesPage")],
   [/^\/admin\/oauth-providers$/, page("./admin.js", "adminProvidersPage")],
   [/^\/settings\/workspace\/services$/, page("./services.js", "servicesPage")],
+  [/^\/settings\/accounts$/, page("./accounts.js", "accountsPage")],
   [/^\/audit$/, page("./audit.js", "auditPage")],
 ];
 
@@ -71,6 +72,7 @@ function header(ctx) {
       link("/tools", "Tools"),
       ctx.isAdmin ? link("/audit", "Audit") : null,
       link("/settings/workspace/services", "AI & Services"),
+      link("/settings/accounts", "My Accounts"),
       user.platform_admin
         ? h("span", { class: "admin-nav", id: "platform-admin" }, "Platform Admin: ", link("/admin/workspaces", "Workspaces"), " ", link("/admin/users", "Users"), " ",
           link("/admin/service-credentials", "Service Credentials"), " ", link("/admin/oauth-providers", "OAuth Providers"))
@@ -120,7 +122,8 @@ async function start() {
     clear(main, h("h1", {}, "Not found"), h("p", {}, "There is no page here. ", h("a", { href: "/connections" }, "Go to Connections.")));
     return;
   }
-  if (!workspace && !location.pathname.startsWith("/admin/")) {
+  // platform admin pages and My Accounts (a person's own) need no workspace
+  if (!workspace && !location.pathname.startsWith("/admin/") && location.pathname !== "/settings/accounts") {
     clear(main, h("h1", {}, "No workspace"), h("p", {}, "You are not a member of any workspace yet. Ask a workspace admin to invite you."));
     return;
   }

@@ -3,7 +3,10 @@
 
 import { api, ws } from "./api.js";
 import { h, clear, notice, pretty, when, fieldErrors } from "./dom.js";
-import { authFields, readAuth } from "./wizard.js";
+import { authFields, readAuth, tokenFromField } from "./wizard.js";
+import { takesPersonalKeys } from "./accounts.js";
+
+const ACCOUNT = { github: "Token from each person's GitHub account", gmail: "Token from each person's Google account" };
 
 function formFor(schema, prefix) {
   // a form for the top-level properties of simple types; anything else goes as raw JSON
@@ -103,12 +106,24 @@ function settings(ctx, c, reload) {
     if (k.endsWith("_set")) rows.push([k.slice(0, -4), v ? "a value is set" : "not set"]);
     else if (k !== "type") rows.push([k, String(v)]);
   }
+  const myAccounts = h("a", { href: "/settings/accounts" }, "My Accounts");
+  const provider = c.oauth_provider || (c.service_type === "gmail" && c.auth.type === "oauth" ? "gmail" : null);
+  if (provider) rows.push(["Token from", h("span", { id: "token-from", "data-provider": provider }, `${ACCOUNT[provider] || provider} (`, myAccounts, ")")]);
   const view = h("dl", { class: "settings" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-  if (!ctx.isAdmin) return h("section", {}, h("h2", {}, "Settings"), view);
+  const personal = takesPersonalKeys(c)
+    ? h("p", { class: "hint", id: "personal-key-hint" }, "Each caller brings the key. ", h("a", { href: "/settings/accounts" }, "Save your own key under My Accounts"), " to call it without passing one.")
+    : null;
+  if (!ctx.isAdmin) return h("section", {}, h("h2", {}, "Settings"), view, personal);
   const name = h("input", { id: "edit-name", value: c.name });
   const baseUrl = h("input", { id: "edit-base-url", value: c.base_url, type: "url" });
   const allowed = { gmail: ["service_account", "oauth"], telegram: ["bot_token"] }[c.service_type];
   const auth = authFields(c.auth.type, c.auth, allowed);
+  const tokenFrom = ["http", "openapi"].includes(c.service_type) ? tokenFromField(c.oauth_provider) : null;
+  if (tokenFrom) {
+    const sync = () => tokenFrom.sync(c.fulfillment, auth.select.value);
+    auth.select.addEventListener("change", sync);
+    sync();
+  }
   const message = h("div", { "aria-live": "polite" });
   const form = h(
     "form",
@@ -119,6 +134,9 @@ function settings(ctx, c, reload) {
         message.replaceChildren();
         try {
           const patch = { name: name.value, base_url: baseUrl.value, auth: readAuth(auth) };
+          // shown: what it says (empty clears); hidden: a stored one no longer applies
+          if (tokenFrom && !tokenFrom.element.hidden) patch.oauth_provider = tokenFrom.select.value || null;
+          else if (c.oauth_provider) patch.oauth_provider = null;
           await api("PATCH", `${ws(ctx.workspace.slug)}/connections/${c.slug}`, patch);
           message.append(notice("ok", "Saved."));
           await reload();
@@ -131,10 +149,11 @@ function settings(ctx, c, reload) {
     h("div", { class: "field" }, h("label", { for: "edit-name" }, "Name"), name),
     h("div", { class: "field" }, h("label", { for: "edit-base-url" }, "Base URL"), baseUrl),
     auth.element,
+    tokenFrom ? tokenFrom.element : null,
     h("button", { type: "submit" }, "Save"),
     message,
   );
-  return h("section", {}, h("h2", {}, "Settings"), view, h("details", {}, h("summary", {}, "Edit"), form));
+  return h("section", {}, h("h2", {}, "Settings"), view, personal, h("details", {}, h("summary", {}, "Edit"), form));
 }
 
 function dangerZone(ctx, c) {

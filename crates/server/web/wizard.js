@@ -18,6 +18,55 @@ const AUTH_TYPES = {
 };
 
 const HTTP_AUTH = ["none", "bearer", "api_key_header", "api_key_query", "basic"];
+const GMAIL_TIERS = [["send", "Send email"], ["read", "Read email"], ["full", "Full access to the mailbox"]];
+
+/// A Google service account: its JSON key file (uploaded or pasted), the user it acts as
+/// and the Gmail tiers it asks for (sent as `"tiers": "send read"`).
+function serviceAccountFields(current, inputs) {
+  const sa = current && current.type === "service_account" ? current : null;
+  const isSet = sa && sa.service_account_json_set;
+  const json = h("textarea", { id: "auth-service_account_json", name: "service_account_json", rows: 4, class: "json secret", autocomplete: "off",
+    placeholder: isSet ? "a value is set; leave blank to keep it" : "paste the JSON key file, or choose it above" });
+  const file = h("input", { type: "file", id: "sa-file", accept: ".json,application/json" });
+  const read = h("p", { class: "hint", "aria-live": "polite" });
+  file.addEventListener("change", () => {
+    const f = file.files && file.files[0];
+    if (!f) return;
+    if (f.size > 65536) {
+      read.textContent = `${f.name} is too large to be a key file.`;
+      return;
+    }
+    const reader = new FileReader();
+    reader.onload = () => {
+      json.value = String(reader.result);
+      read.textContent = `Read ${f.name}.`;
+      json.dispatchEvent(new Event("input", { bubbles: true }));
+    };
+    reader.onerror = () => (read.textContent = `Could not read ${f.name}.`);
+    reader.readAsText(f);
+  });
+  const subject = h("input", { id: "auth-subject", name: "subject", type: "email", autocomplete: "off", placeholder: "user@your-domain.com", value: sa ? sa.subject : null });
+  const had = sa && sa.tiers ? sa.tiers.split(/[ ,]+/) : ["send", "read"];
+  const boxes = GMAIL_TIERS.map(([t, label]) => h("label", { class: "inline", for: `sa-tier-${t}` },
+    h("input", { type: "checkbox", name: "sa-tier", id: `sa-tier-${t}`, value: t, checked: had.includes(t) }), ` ${label} (${t})`));
+  inputs.set("service_account_json", json);
+  inputs.set("subject", subject);
+  inputs.set("tiers", {
+    read: () => {
+      const on = boxes.map((b) => b.querySelector("input")).filter((b) => b.checked).map((b) => b.value);
+      if (!on.length) throw Object.assign(new Error("Choose at least one Gmail permission."), { errors: [{ pointer: "/auth/tiers", detail: "choose at least one of send, read, full" }] });
+      return on.join(" ");
+    },
+  });
+  return [
+    h("div", { class: "field", "data-pointer": "/auth/service_account_json" },
+      h("label", { for: "sa-file" }, "JSON key file (write-only)"), file, read,
+      h("label", { for: "auth-service_account_json" }, "or paste it"), json,
+      isSet ? h("p", { class: "hint set" }, "A value is set.") : null),
+    h("div", { class: "field", "data-pointer": "/auth/subject" }, h("label", { for: "auth-subject" }, "Act as (a user in your Google Workspace domain)"), subject),
+    h("fieldset", { class: "sa-tiers field", "data-pointer": "/auth/tiers" }, h("legend", {}, "Gmail permissions (domain-wide delegation must allow them)"), boxes),
+  ];
+}
 
 /// The auth fields for `type` among `allowed`; with `current` (an existing connection's
 /// auth view) the secret fields show whether a value is set and blank keeps it.
@@ -29,6 +78,11 @@ export function authFields(type, current, allowed) {
   const render = () => {
     inputs.clear();
     const spec = AUTH_TYPES[select.value] || AUTH_TYPES.none;
+    if (select.value === "service_account") return clear(fields, serviceAccountFields(current, inputs));
+    if (select.value === "oauth") {
+      return clear(fields, h("p", { class: "hint", id: "oauth-explain" }, "Each person who uses this connection connects their own Google account under ",
+        h("a", { href: "/settings/accounts" }, "My Accounts"), " and chooses what it may do; each call acts as the person making it."));
+    }
     clear(
       fields,
       [...spec.public, ...spec.secret].map((name) => {
@@ -57,8 +111,29 @@ export function authFields(type, current, allowed) {
 
 export function readAuth(auth) {
   const out = { type: auth.select.value };
-  for (const [name, input] of auth.inputs) if (input.value !== "") out[name] = input.value;
+  for (const [name, input] of auth.inputs) {
+    const v = input.read ? input.read() : input.value;
+    if (v !== "") out[name] = v;
+  }
   return out;
+}
+
+const TOKEN_FROM = [["", "Passed with each call or saved under My Accounts"], ["github", "Each person's GitHub account"], ["gmail", "Each person's Google account"]];
+
+/// Where a bearer token of a `caller`/`participant` connection comes from: passed with each
+/// call (or a saved key), or each person's account under My Accounts (`oauth_provider`).
+/// Shown only when it applies (`sync` with the fulfillment and auth type).
+export function tokenFromField(current) {
+  const select = h("select", { id: "oauth-provider" }, TOKEN_FROM.map(([v, t]) => h("option", { value: v, selected: v === (current || "") }, t)));
+  const element = h("div", { class: "field", "data-pointer": "/oauth_provider", hidden: true }, h("label", { for: "oauth-provider" }, "Token from"), select,
+    h("p", { class: "hint" }, "With an account, each person connects it under ", h("a", { href: "/settings/accounts" }, "My Accounts"), "."));
+  return {
+    element,
+    select,
+    sync: (fulfillment, authType) => (element.hidden = !(["caller", "participant"].includes(fulfillment) && authType === "bearer")),
+    // the value to send: left out when it does not apply or is empty
+    read: () => (!element.hidden && select.value ? { oauth_provider: select.value } : {}),
+  };
 }
 
 export function suggestSlug(name) {
@@ -129,10 +204,18 @@ export function fulfillmentFields() {
     [["static", "Stored here (static)"], ["caller", "Each caller brings them (per run)"], ["participant", "Each participant brings them"]].map(([v, t]) => h("option", { value: v }, t)));
   const role = h("input", { id: "participant-role", placeholder: "customer" });
   const roleField = h("div", { class: "field", "data-pointer": "/participant_role", hidden: true }, h("label", { for: "participant-role" }, "Participant role"), role);
-  select.addEventListener("change", () => (roleField.hidden = select.value !== "participant"));
+  const sync = () => (roleField.hidden = select.value !== "participant");
+  select.addEventListener("change", sync);
   return {
     element: h("div", {}, h("div", { class: "field", "data-pointer": "/fulfillment" }, h("label", { for: "fulfillment" }, "Credentials"), select), roleField),
+    select,
     read: () => (select.value === "participant" ? { fulfillment: "participant", participant_role: role.value } : { fulfillment: select.value }),
+    /// Only `allowed` may be chosen; `preferred` is chosen when the current one is not.
+    limit: (allowed, preferred) => {
+      for (const o of select.options) o.disabled = !allowed.includes(o.value);
+      if (!allowed.includes(select.value)) select.value = preferred;
+      sync();
+    },
   };
 }
 
@@ -142,6 +225,13 @@ function builtInForm(ctx, kind) {
   const slug = h("input", { id: "slug", required: true, value: kind });
   const auth = authFields(spec.auth[0], null, spec.auth);
   const fulfillment = fulfillmentFields();
+  // a service account is stored here; a personal account is each caller's own
+  const fit = () => {
+    if (auth.select.value === "oauth") fulfillment.limit(["caller", "participant"], "caller");
+    else if (auth.select.value === "service_account") fulfillment.limit(["static"], "static");
+  };
+  auth.select.addEventListener("change", fit);
+  fit();
   const message = h("div", { id: "wizard-message", "aria-live": "polite" });
   const form = h("form", {
     id: `${kind}-form`,
@@ -149,8 +239,8 @@ function builtInForm(ctx, kind) {
       e.preventDefault();
       for (const el of form.querySelectorAll(".field-error")) el.remove();
       message.replaceChildren();
-      const body = { name: name.value, slug: slug.value, service_type: kind, auth: readAuth(auth), ...fulfillment.read() };
       try {
+        const body = { name: name.value, slug: slug.value, service_type: kind, auth: readAuth(auth), ...fulfillment.read() };
         const created = await api("POST", `${ws(ctx.workspace.slug)}/connections`, body);
         location.assign(`/connections/${created.slug}`);
       } catch (err) {
@@ -203,6 +293,10 @@ export async function wizardPage(main, ctx) {
   const baseUrl = h("input", { id: "base-url", type: "url", required: true, placeholder: "https://api.example.com" });
   const auth = authFields("none");
   const fulfillment = fulfillmentFields();
+  const tokenFrom = tokenFromField();
+  const syncTokenFrom = () => tokenFrom.sync(fulfillment.select.value, auth.select.value);
+  auth.select.addEventListener("change", syncTokenFrom);
+  fulfillment.select.addEventListener("change", syncTokenFrom);
   const ops = [];
   const opsArea = h("div", { id: "operations" });
   const renumber = () => {
@@ -219,7 +313,7 @@ export async function wizardPage(main, ctx) {
     renumber();
   };
   const message = h("div", { id: "wizard-message", "aria-live": "polite" });
-  const readBody = () => ({ name: name.value, slug: slug.value, service_type: "http", base_url: baseUrl.value, auth: readAuth(auth), ...fulfillment.read(), operations: ops.map((o) => o.read()) });
+  const readBody = () => ({ name: name.value, slug: slug.value, service_type: "http", base_url: baseUrl.value, auth: readAuth(auth), ...fulfillment.read(), ...tokenFrom.read(), operations: ops.map((o) => o.read()) });
   const showErrors = (err, cls) => {
     showFieldErrors(form, message, err, cls);
     if (!fieldErrors(err).size && err.code === "slug_taken") closestField(form, "/slug").append(h("p", { class: `field-error ${cls}`, role: "alert" }, err.message));
@@ -281,6 +375,7 @@ export async function wizardPage(main, ctx) {
     h("div", { class: "field", "data-pointer": "/base_url" }, h("label", { for: "base-url" }, "Base URL"), baseUrl),
     h("div", { "data-pointer": "/auth" }, auth.element),
     fulfillment.element,
+    tokenFrom.element,
     h("h2", {}, "Operations"),
     opsArea,
     h("button", { type: "button", id: "add-operation", onclick: addOp }, "Add operation"),

@@ -131,10 +131,12 @@ impl Store {
             .bind(now())
             .execute(&self.pool)
             .await?;
-        let row = sqlx::query("SELECT id, user_id, provider, scopes, verifier_sealed, expires_at FROM oauth_states WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, user_id, provider, scopes, verifier_sealed, expires_at FROM oauth_states WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match (row, done.rows_affected()) {
             (None, _) => StateTaken::Unknown,
             (Some(_), 0) => StateTaken::Used,
@@ -150,30 +152,36 @@ impl Store {
     }
 
     pub async fn accounts_of(&self, user_id: &str) -> Result<Vec<AccountRecord>> {
-        let rows = sqlx::query(sql!("SELECT {ACCOUNT_COLS} FROM accounts WHERE user_id = $1 ORDER BY provider"))
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(sql!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE user_id = $1 ORDER BY provider"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(account).collect()
     }
 
     /// A person's account at a provider.
     pub async fn account_for(&self, user_id: &str, provider: &str) -> Result<Option<AccountRecord>> {
-        let row = sqlx::query(sql!("SELECT {ACCOUNT_COLS} FROM accounts WHERE user_id = $1 AND provider = $2"))
-            .bind(user_id)
-            .bind(provider)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sql!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE user_id = $1 AND provider = $2"
+        ))
+        .bind(user_id)
+        .bind(provider)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(account).transpose()
     }
 
     /// An account by id, only if it is this person's.
     pub async fn account(&self, user_id: &str, id: &str) -> Result<Option<AccountRecord>> {
-        let row = sqlx::query(sql!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1 AND user_id = $2"))
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sql!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(account).transpose()
     }
 
@@ -293,7 +301,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn personal_credentials(&self, user_id: &str, connection_id: &str) -> Result<Option<PersonalCredentials>> {
+    pub async fn personal_credentials(
+        &self,
+        user_id: &str,
+        connection_id: &str,
+    ) -> Result<Option<PersonalCredentials>> {
         let row = sqlx::query("SELECT id, secrets_sealed, updated_at FROM personal_credentials WHERE id = $1")
             .bind(personal_credentials_id(user_id, connection_id))
             .fetch_optional(&self.pool)

@@ -214,8 +214,15 @@ impl Store {
                 .map(|r| -> Result<_> {
                     let schema: String = r.try_get(1)?;
                     // compare parsed: the stored text may order keys differently
-                    let schema = serde_json::from_str::<Value>(&schema).map(|v| v.to_string()).unwrap_or(schema);
-                    Ok((r.try_get(0)?, schema, r.try_get(2)?, r.try_get::<Option<String>, _>(3)?.unwrap_or_default()))
+                    let schema = serde_json::from_str::<Value>(&schema)
+                        .map(|v| v.to_string())
+                        .unwrap_or(schema);
+                    Ok((
+                        r.try_get(0)?,
+                        schema,
+                        r.try_get(2)?,
+                        r.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+                    ))
                 })
                 .collect::<Result<_>>()?;
             if stored == expected {

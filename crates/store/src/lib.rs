@@ -15,8 +15,8 @@ macro_rules! sql {
     ($($t:tt)*) => { sqlx::AssertSqlSafe(format!($($t)*)) };
 }
 
-mod accounts;
 pub mod aad;
+mod accounts;
 mod audit;
 mod calls;
 mod connections;

@@ -174,12 +174,13 @@ impl Store {
     }
 
     pub async fn oauth_client(&self, provider: &str) -> Result<Option<OAuthClient>> {
-        let row =
-            sqlx::query("SELECT id, client_id, client_secret_sealed, updated_at, authorize_url, token_url, revoke_url, \
-                 api_base_url FROM oauth_providers WHERE id = $1")
-                .bind(provider)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT id, client_id, client_secret_sealed, updated_at, authorize_url, token_url, revoke_url, \
+                 api_base_url FROM oauth_providers WHERE id = $1",
+        )
+        .bind(provider)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(client).transpose()
     }
 

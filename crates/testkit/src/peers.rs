@@ -131,3 +131,72 @@ impl Drop for McpPeer {
         self.stop();
     }
 }
+
+/// A peer started by one of the project's scripts (`scripts/<script> PORT [ARGS…]`, which
+/// prints `URL PID`); stopped when dropped.
+pub struct ScriptPeer {
+    pub url: String,
+    pub port: u16,
+    pid: u32,
+}
+
+impl ScriptPeer {
+    /// Starts `scripts/<script>` on a free port with `args` after the port.
+    pub fn start(script: &str, args: &[&str]) -> Self {
+        let port = free_port();
+        let out = Command::new("bash")
+            .arg(scripts_dir().join(script))
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "scripts/{script} {port} failed (the peer is needed; it installs from npm/PyPI):\n{}{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut parts = stdout.split_whitespace();
+        let url = parts.next().expect("the script prints URL PID").to_owned();
+        let pid = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the script prints URL PID");
+        Self { url, port, pid }
+    }
+
+    /// The authorization server of the account tests (`scripts/oauth2.sh`).
+    pub fn oauth2() -> Self {
+        Self::start("oauth2.sh", &[])
+    }
+
+    /// The Gmail fake (`scripts/gmail-fake.sh`), checking tokens against `oauth_url`.
+    pub fn gmail(oauth_url: &str) -> Self {
+        Self::start("gmail-fake.sh", &[oauth_url])
+    }
+}
+
+impl Drop for ScriptPeer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+    }
+}
+
+/// The virtualenv Python of `scripts/gmail-discovery.sh` (google-auth, cryptography).
+pub fn gmail_python() -> String {
+    let out = Command::new("bash")
+        .arg(scripts_dir().join("gmail-discovery.sh"))
+        .output()
+        .expect("run scripts/gmail-discovery.sh");
+    assert!(
+        out.status.success(),
+        "scripts/gmail-discovery.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("the script prints DOC PYTHON")
+        .to_owned()
+}

@@ -100,7 +100,11 @@ pub fn endpoints(provider: OAuthProvider, over: &chatterfly_store::EndpointOverr
 
 /// The redirect URI registered with providers.
 pub fn redirect_uri(app_url: &str, provider: OAuthProvider) -> String {
-    format!("{}/api/auth/connect/{}/callback", app_url.trim_end_matches('/'), provider.as_str())
+    format!(
+        "{}/api/auth/connect/{}/callback",
+        app_url.trim_end_matches('/'),
+        provider.as_str()
+    )
 }
 
 /// What the callback received (raw query parameters).
@@ -120,7 +124,10 @@ struct Tokens {
 impl Tokens {
     fn seal(&self, keys: &KeyRing, account_id: &str) -> Result<String, ToolError> {
         let mut obj = Map::new();
-        obj.insert("access_token".into(), Value::String(self.access.expose_secret().to_owned()));
+        obj.insert(
+            "access_token".into(),
+            Value::String(self.access.expose_secret().to_owned()),
+        );
         if let Some(r) = &self.refresh {
             obj.insert("refresh_token".into(), Value::String(r.expose_secret().to_owned()));
         }
@@ -246,7 +253,10 @@ pub struct AccountToken {
 }
 
 impl Accounts<'_> {
-    async fn client(&self, provider: OAuthProvider) -> Result<(OAuthClientCredentials, ResolvedEndpoints), ConnectError> {
+    async fn client(
+        &self,
+        provider: OAuthProvider,
+    ) -> Result<(OAuthClientCredentials, ResolvedEndpoints), ConnectError> {
         let client = oauth_client(self.store, self.keys, provider).await?;
         let ep = endpoints(provider, &client.endpoints);
         Ok((client, ep))
@@ -286,7 +296,10 @@ impl Accounts<'_> {
             .map_err(|m| ConnectError::new("invalid_tiers", m))?;
         let (client, ep) = self.client(provider).await?;
         let mut url = Url::parse(&ep.authorize_url).map_err(|_| {
-            ConnectError::new("not_configured", format!("the authorize URL of `{provider}` is not a URL"))
+            ConnectError::new(
+                "not_configured",
+                format!("the authorize URL of `{provider}` is not a URL"),
+            )
         })?;
         let state = random_token();
         let verifier = random_token();
@@ -384,11 +397,17 @@ impl Accounts<'_> {
         }
         if let Some(error) = params.error {
             return Err(if error == "access_denied" {
-                ConnectError::new("access_denied", format!("consent was refused at {}: nothing was connected", provider.label()))
+                ConnectError::new(
+                    "access_denied",
+                    format!("consent was refused at {}: nothing was connected", provider.label()),
+                )
             } else {
                 ConnectError::new(
                     "provider_error",
-                    format!("{} answered with an error instead of a code; nothing was connected", provider.label()),
+                    format!(
+                        "{} answered with an error instead of a code; nothing was connected",
+                        provider.label()
+                    ),
                 )
             });
         }
@@ -476,7 +495,8 @@ impl Accounts<'_> {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
-        req.headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        req.headers
+            .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         req.body = Some(form_body(&all));
         let resp = match self.egress.send(req, provider_limits(self.egress)).await {
             Ok(r) => r,
@@ -499,14 +519,23 @@ impl Accounts<'_> {
             return Err(TokenFailure::Refused(format!("HTTP {}", resp.status.as_u16())));
         }
         if !resp.status.is_success() {
-            return Err(TokenFailure::Unreachable(format!("the token endpoint answered HTTP {}", resp.status.as_u16())));
+            return Err(TokenFailure::Unreachable(format!(
+                "the token endpoint answered HTTP {}",
+                resp.status.as_u16()
+            )));
         }
         let Some(Value::Object(body)) = body else {
-            return Err(TokenFailure::Garbage("the token endpoint's answer is not a JSON object".into()));
+            return Err(TokenFailure::Garbage(
+                "the token endpoint's answer is not a JSON object".into(),
+            ));
         };
         let access = match body.get("access_token") {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= 16 * 1024 && !s.chars().any(char::is_control) => s,
-            _ => return Err(TokenFailure::Garbage("the token endpoint's answer has no `access_token`".into())),
+            _ => {
+                return Err(TokenFailure::Garbage(
+                    "the token endpoint's answer has no `access_token`".into(),
+                ));
+            }
         };
         let held = in_play::hold(
             [access.as_str()]
@@ -517,7 +546,10 @@ impl Accounts<'_> {
         if let Some(t) = body.get("token_type").and_then(Value::as_str)
             && !t.eq_ignore_ascii_case("bearer")
         {
-            return Err(TokenFailure::Garbage(format!("the token type is `{}`, not bearer", short_code(t))));
+            return Err(TokenFailure::Garbage(format!(
+                "the token type is `{}`, not bearer",
+                short_code(t)
+            )));
         }
         let expires_in = match body.get("expires_in") {
             None | Some(Value::Null) => None,
@@ -526,7 +558,9 @@ impl Accounts<'_> {
                     .as_i64()
                     .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
                     .filter(|n| (0..=10 * 365 * 86_400).contains(n));
-                Some(n.ok_or_else(|| TokenFailure::Garbage("`expires_in` is not a non-negative number of seconds".into()))?)
+                Some(n.ok_or_else(|| {
+                    TokenFailure::Garbage("`expires_in` is not a non-negative number of seconds".into())
+                })?)
             }
         };
         let refresh = match body.get("refresh_token") {
@@ -554,7 +588,12 @@ impl Accounts<'_> {
     /// Google: the e-mail address in the id token (received straight from the token
     /// endpoint over TLS, so not re-verified; OpenID Connect Core 3.1.3.7), else Gmail's
     /// profile. GitHub: the login from `GET /user`.
-    async fn identity(&self, provider: OAuthProvider, ep: &ResolvedEndpoints, answer: &TokenAnswer) -> Result<String, String> {
+    async fn identity(
+        &self,
+        provider: OAuthProvider,
+        ep: &ResolvedEndpoints,
+        answer: &TokenAnswer,
+    ) -> Result<String, String> {
         match provider {
             OAuthProvider::Gmail => {
                 if let Some(email) = answer
@@ -567,7 +606,10 @@ impl Accounts<'_> {
                     return Ok(email);
                 }
                 let v = self
-                    .api_get(&format!("{}/gmail/v1/users/me/profile", ep.api_base_url), &answer.access)
+                    .api_get(
+                        &format!("{}/gmail/v1/users/me/profile", ep.api_base_url),
+                        &answer.access,
+                    )
                     .await?;
                 v.get("emailAddress")
                     .and_then(Value::as_str)
@@ -576,7 +618,9 @@ impl Accounts<'_> {
                     .ok_or_else(|| "Google did not tell which account this is (no e-mail address)".to_owned())
             }
             OAuthProvider::Github => {
-                let v = self.api_get(&format!("{}/user", ep.api_base_url), &answer.access).await?;
+                let v = self
+                    .api_get(&format!("{}/user", ep.api_base_url), &answer.access)
+                    .await?;
                 v.get("login")
                     .and_then(Value::as_str)
                     .filter(|l| !l.is_empty() && l.len() <= 100 && !l.chars().any(|c| c.is_control()))
@@ -593,42 +637,67 @@ impl Accounts<'_> {
             .map_err(|_| "the access token cannot be sent in a header".to_owned())?;
         auth.set_sensitive(true);
         req.headers.insert(header::AUTHORIZATION, auth);
-        req.headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        req.headers.insert(header::USER_AGENT, HeaderValue::from_static("chatterfly"));
+        req.headers
+            .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        req.headers
+            .insert(header::USER_AGENT, HeaderValue::from_static("chatterfly"));
         let resp = self
             .egress
             .send(req, provider_limits(self.egress))
             .await
             .map_err(|e| format!("asking the provider who this is failed: {e}"))?;
         if !resp.status.is_success() {
-            return Err(format!("asking the provider who this is failed: HTTP {}", resp.status.as_u16()));
+            return Err(format!(
+                "asking the provider who this is failed: HTTP {}",
+                resp.status.as_u16()
+            ));
         }
         serde_json::from_slice(&resp.body).map_err(|_| "the provider's answer about the account is not JSON".to_owned())
     }
 
     /// A valid access token of the person's account at `provider`, refreshed first when it
     /// is about to expire.
-    pub async fn access_token(&self, user_id: &str, provider: OAuthProvider, slug: &str) -> Result<AccountToken, ToolError> {
+    pub async fn access_token(
+        &self,
+        user_id: &str,
+        provider: OAuthProvider,
+        slug: &str,
+    ) -> Result<AccountToken, ToolError> {
         let missing = || {
             ToolError::CredentialsRequired(format!(
                 "connection `{slug}` uses your own {} account, and none is connected: connect it under Settings → My Accounts (/settings/accounts), or pass `credentials`",
                 provider.label()
             ))
         };
-        let account = self.store.account_for(user_id, provider.as_str()).await?.ok_or_else(missing)?;
-        if let Some(token) = self.usable(&account)? {
+        let account = self
+            .store
+            .account_for(user_id, provider.as_str())
+            .await?
+            .ok_or_else(missing)?;
+        if let Some(token) = self.usable(&account, false)? {
             return Ok(token);
         }
+        let seen = account.version;
         let lock = self.locks.lock_for(&account.id);
         let _one = lock.lock().await;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::try_from(LEASE_MS).unwrap_or(30_000) + 5_000);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(u64::try_from(LEASE_MS).unwrap_or(30_000) + 5_000);
         loop {
-            let account = self.store.account_for(user_id, provider.as_str()).await?.ok_or_else(missing)?;
-            if let Some(token) = self.usable(&account)? {
+            let account = self
+                .store
+                .account_for(user_id, provider.as_str())
+                .await?
+                .ok_or_else(missing)?;
+            // a token another call (or replica) refreshed meanwhile is used while it is valid
+            if let Some(token) = self.usable(&account, account.version != seen)? {
                 return Ok(token);
             }
             let now = now_ms();
-            if self.store.lease_refresh(&account.id, account.version, now, now + LEASE_MS).await? {
+            if self
+                .store
+                .lease_refresh(&account.id, account.version, now, now + LEASE_MS)
+                .await?
+            {
                 return self.refresh(provider, &account).await;
             }
             if tokio::time::Instant::now() > deadline {
@@ -641,8 +710,10 @@ impl Accounts<'_> {
         }
     }
 
-    /// The account's token when it can be used as it is; `None`: it needs a refresh.
-    fn usable(&self, account: &AccountRecord) -> Result<Option<AccountToken>, ToolError> {
+    /// The account's token when it can be used as it is; `None`: it needs a refresh. A
+    /// token refreshed since the caller first looked (`just_refreshed`) is used while it is
+    /// valid at all, so a short-lived token is not refreshed once per waiting call.
+    fn usable(&self, account: &AccountRecord, just_refreshed: bool) -> Result<Option<AccountToken>, ToolError> {
         if account.status != "connected" {
             return Err(ToolError::AccountNeedsReconnect(format!(
                 "the {} account `{}` must be connected again (the provider refused to refresh its token): reconnect it under Settings → My Accounts",
@@ -650,7 +721,8 @@ impl Accounts<'_> {
                 account.identity
             )));
         }
-        let fresh = account.expires_at.is_none_or(|e| e - now_secs() > REFRESH_MARGIN_SECS);
+        let margin = if just_refreshed { 5 } else { REFRESH_MARGIN_SECS };
+        let fresh = account.expires_at.is_none_or(|e| e - now_secs() > margin);
         if !fresh {
             return Ok(None);
         }
@@ -683,7 +755,10 @@ impl Accounts<'_> {
             .token_request(
                 &ep.token_url,
                 &client,
-                &[("grant_type", "refresh_token"), ("refresh_token", refresh.expose_secret())],
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.expose_secret()),
+                ],
             )
             .await;
         match result {
@@ -696,7 +771,13 @@ impl Accounts<'_> {
                 let sealed = new.seal(self.keys, &account.id)?;
                 let expires_at = answer.expires_in.map(|s| now_secs() + s);
                 self.store
-                    .store_refreshed(&account.id, account.version, &sealed, expires_at, answer.scope.as_deref())
+                    .store_refreshed(
+                        &account.id,
+                        account.version,
+                        &sealed,
+                        expires_at,
+                        answer.scope.as_deref(),
+                    )
                     .await?;
                 tracing::info!(account = %account.id, provider = %provider, "access token refreshed");
                 Ok(AccountToken {
@@ -746,8 +827,12 @@ impl Accounts<'_> {
     }
 
     async fn revoke(&self, provider: OAuthProvider, account: &AccountRecord) -> bool {
-        let Ok(tokens) = Tokens::open(self.keys, account) else { return false };
-        let Ok((client, ep)) = self.client(provider).await else { return false };
+        let Ok(tokens) = Tokens::open(self.keys, account) else {
+            return false;
+        };
+        let Ok((client, ep)) = self.client(provider).await else {
+            return false;
+        };
         let token = tokens.refresh.as_ref().unwrap_or(&tokens.access);
         let _held = in_play::hold([token.expose_secret(), tokens.access.expose_secret()]);
         let req = if let Some(revoke_url) = &ep.revoke_url {
@@ -779,12 +864,18 @@ impl Accounts<'_> {
                 client.client_id,
                 client.client_secret.expose_secret()
             ));
-            let Ok(mut v) = HeaderValue::from_str(&format!("Basic {basic}")) else { return false };
+            let Ok(mut v) = HeaderValue::from_str(&format!("Basic {basic}")) else {
+                return false;
+            };
             v.set_sensitive(true);
             req.headers.insert(header::AUTHORIZATION, v);
-            req.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            req.headers.insert(header::USER_AGENT, HeaderValue::from_static("chatterfly"));
-            req.body = Some(bytes::Bytes::from(json!({"access_token": tokens.access.expose_secret()}).to_string()));
+            req.headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            req.headers
+                .insert(header::USER_AGENT, HeaderValue::from_static("chatterfly"));
+            req.body = Some(bytes::Bytes::from(
+                json!({"access_token": tokens.access.expose_secret()}).to_string(),
+            ));
             req
         };
         matches!(self.egress.send(req, provider_limits(self.egress)).await, Ok(r) if r.status.is_success())
@@ -816,9 +907,17 @@ fn connect_failure(provider: OAuthProvider, f: TokenFailure) -> ConnectError {
                 "{label} refused Chatterfly's client id or secret; a platform admin must check the OAuth provider settings"
             ),
         ),
-        TokenFailure::Blocked(m) => ConnectError::new("ssrf_blocked", format!("the {label} token endpoint is not allowed: {m}")),
-        TokenFailure::Unreachable(m) => ConnectError::new("provider_unreachable", format!("{label} could not be reached: {m}")),
-        TokenFailure::Garbage(m) => ConnectError::new("provider_invalid", format!("{label} answered something that is not a token: {m}")),
+        TokenFailure::Blocked(m) => ConnectError::new(
+            "ssrf_blocked",
+            format!("the {label} token endpoint is not allowed: {m}"),
+        ),
+        TokenFailure::Unreachable(m) => {
+            ConnectError::new("provider_unreachable", format!("{label} could not be reached: {m}"))
+        }
+        TokenFailure::Garbage(m) => ConnectError::new(
+            "provider_invalid",
+            format!("{label} answered something that is not a token: {m}"),
+        ),
     }
 }
 

@@ -12,15 +12,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine;
-use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use chatterfly_domain::email::{Mailbox, check_header_text, parse_mailbox, parse_mailbox_list};
 use chatterfly_domain::{OAuthProvider, gmail_operation_scopes, split_scopes};
 use chatterfly_egress::{Egress, EgressError, Limits, OutboundRequest, in_play};
 use chatterfly_vault::{ExposeSecret, Secret};
 use http::{HeaderValue, Method, header};
 use mail_builder::MessageBuilder;
-use mail_builder::headers::address::Address as MbAddress;
 use mail_builder::headers::message_id::MessageId;
+use mail_builder::headers::raw::Raw;
 use mail_parser::{MessageParser, MimeHeaders};
 use ring::signature::RsaKeyPair;
 use rustls_pki_types::PrivateKeyDer;
@@ -129,7 +129,11 @@ pub fn service_account_scopes(tiers: Option<&str>) -> Result<String, String> {
         .collect();
     let all = OAuthProvider::Gmail.scopes_for(&tiers)?;
     let identity = OAuthProvider::Gmail.identity_scopes();
-    Ok(all.into_iter().filter(|s| !identity.contains(s)).collect::<Vec<_>>().join(" "))
+    Ok(all
+        .into_iter()
+        .filter(|s| !identity.contains(s))
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 /// Service-account tokens kept in memory, keyed by connection and its `updated_at` (an
@@ -187,13 +191,15 @@ impl ServiceAccountTokens {
         let now = chrono::Utc::now().timestamp();
         let assertion = key.assertion(subject, &scopes, now).map_err(ToolError::Internal)?;
         let _held = in_play::hold([assertion.as_str()]);
-        let url = Url::parse(&key.token_uri).map_err(|_| ToolError::InvalidCredentials("`token_uri` is not a URL".into()))?;
+        let url =
+            Url::parse(&key.token_uri).map_err(|_| ToolError::InvalidCredentials("`token_uri` is not a URL".into()))?;
         let mut req = OutboundRequest::new(Method::POST, url);
         req.headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
-        req.headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        req.headers
+            .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", JWT_BEARER)
             .append_pair("assertion", &assertion)
@@ -237,10 +243,7 @@ impl ServiceAccountTokens {
             .unwrap_or(3600);
         let cached = CachedToken {
             token: Secret::from(token.to_owned()),
-            scopes: body
-                .get("scope")
-                .and_then(Value::as_str)
-                .map_or(scopes, str::to_owned),
+            scopes: body.get("scope").and_then(Value::as_str).map_or(scopes, str::to_owned),
             expires_at: now + expires_in,
         };
         self.put(conn_key, cached.clone());
@@ -281,16 +284,43 @@ fn invalid(name: &str, detail: String) -> ToolError {
     }
 }
 
-fn mb_address(list: &[Mailbox]) -> MbAddress<'static> {
-    let items: Vec<MbAddress<'static>> = list
-        .iter()
-        .map(|m| MbAddress::new_address(m.name.clone(), m.address.clone()))
-        .collect();
-    if items.len() == 1 {
-        items.into_iter().next().unwrap_or_else(|| MbAddress::new_list(Vec::new()))
-    } else {
-        MbAddress::new_list(items)
+/// Header text as RFC 2047 encoded words where it is not plain ASCII: UTF-8, base64, each
+/// word at most 75 characters (45 bytes of text), split between characters, separated by
+/// spaces (which decoders drop between encoded words). Plain ASCII is returned as it is.
+fn encode_words(text: &str) -> String {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) && !text.contains("=?") {
+        return text.to_owned();
     }
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in text.chars() {
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(format!("=?utf-8?B?{}?=", STANDARD.encode(chunk.as_bytes())));
+            chunk.clear();
+        }
+        chunk.push(c);
+    }
+    if !chunk.is_empty() {
+        words.push(format!("=?utf-8?B?{}?=", STANDARD.encode(chunk.as_bytes())));
+    }
+    words.join(" ")
+}
+
+/// `Name <address>` as a header value: a plain name as a quoted string, any other as
+/// encoded words (never inside quotes, RFC 2047 section 5; mail-builder's own address
+/// writer quotes them, which mail parsers report as a defect).
+fn mailbox_text(m: &Mailbox) -> String {
+    match &m.name {
+        None => format!("<{}>", m.address),
+        Some(n) if n.bytes().all(|b| (0x20..0x7f).contains(&b)) && !n.contains("=?") => {
+            format!("\"{}\" <{}>", n.replace('\\', "\\\\").replace('"', "\\\""), m.address)
+        }
+        Some(n) => format!("{} <{}>", encode_words(n), m.address),
+    }
+}
+
+fn address_header(list: &[Mailbox]) -> Raw<'static> {
+    Raw::new(list.iter().map(mailbox_text).collect::<Vec<_>>().join(", "))
 }
 
 /// A Message-ID as given (`<id@host>` or `id@host`), without the angle brackets.
@@ -298,7 +328,10 @@ fn message_id_arg(name: &str, text: &str) -> Result<String, ToolError> {
     check_header_text(name, text).map_err(|e| invalid(name, e))?;
     let id = text.trim().trim_start_matches('<').trim_end_matches('>');
     if id.is_empty() || id.len() > 512 || id.contains(['<', '>', ' ', '\t']) || !id.contains('@') {
-        return Err(invalid(name, format!("`{name}` must be a Message-ID such as `<abc@mail.example.com>`")));
+        return Err(invalid(
+            name,
+            format!("`{name}` must be a Message-ID such as `<abc@mail.example.com>`"),
+        ));
     }
     Ok(id.to_owned())
 }
@@ -317,30 +350,42 @@ pub fn build_message(args: &Map<String, Value>) -> Result<(Vec<u8>, Option<Strin
     let text = string_arg(args, "text")?;
     let html = string_arg(args, "html")?;
     if text.is_none() && html.is_none() {
-        return Err(invalid("text", "give the message a body: `text`, `html` or both".into()));
+        return Err(invalid(
+            "text",
+            "give the message a body: `text`, `html` or both".into(),
+        ));
     }
     let reply_to = match string_arg(args, "reply_to")? {
         Some(r) => Some(parse_mailbox("reply_to", r).map_err(|e| invalid("reply_to", e))?),
         None => None,
     };
     let thread_id = match string_arg(args, "thread_id")? {
-        Some(t) if !t.is_empty() && t.len() <= 256 && t.chars().all(|c| c.is_ascii_alphanumeric()) => Some(t.to_owned()),
-        Some(_) => return Err(invalid("thread_id", "`thread_id` must be a Gmail thread id (letters and digits)".into())),
+        Some(t) if !t.is_empty() && t.len() <= 256 && t.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            Some(t.to_owned())
+        }
+        Some(_) => {
+            return Err(invalid(
+                "thread_id",
+                "`thread_id` must be a Gmail thread id (letters and digits)".into(),
+            ));
+        }
         None => None,
     };
     let in_reply_to = string_arg(args, "in_reply_to")?
         .map(|t| message_id_arg("in_reply_to", t))
         .transpose()?;
 
-    let mut m = MessageBuilder::new().to(mb_address(&to)).subject(subject.to_owned());
+    let mut m = MessageBuilder::new()
+        .header("To", address_header(&to))
+        .header("Subject", Raw::new(encode_words(subject)));
     if !cc.is_empty() {
-        m = m.cc(mb_address(&cc));
+        m = m.header("Cc", address_header(&cc));
     }
     if !bcc.is_empty() {
-        m = m.bcc(mb_address(&bcc));
+        m = m.header("Bcc", address_header(&bcc));
     }
     if let Some(r) = reply_to {
-        m = m.reply_to(MbAddress::new_address(r.name, r.address));
+        m = m.header("Reply-To", address_header(&[r]));
     }
     if let Some(id) = in_reply_to {
         m = m.in_reply_to(MessageId::new(id.clone())).references(MessageId::new(id));
@@ -370,7 +415,8 @@ async fn gmail_request(
         .map_err(|_| ToolError::InvalidCredentials("the access token cannot be sent in a header".into()))?;
     auth.set_sensitive(true);
     req.headers.insert(header::AUTHORIZATION, auth);
-    req.headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    req.headers
+        .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     let resp = egress.send(req, limits).await?;
     let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
     let body = redactor.value(body);
@@ -421,7 +467,8 @@ pub async fn call(
                 body["threadId"] = Value::String(t);
             }
             let mut req = OutboundRequest::new(Method::POST, api_url(base_url, "/gmail/v1/users/me/messages/send")?);
-            req.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            req.headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             req.body = Some(bytes::Bytes::from(body.to_string()));
             let answer = gmail_request(egress, limits, req, token, &redactor).await?;
             Ok(json!({
@@ -448,7 +495,8 @@ pub async fn call(
                     q.append_pair("pageToken", p);
                 }
             }
-            let answer = gmail_request(egress, limits, OutboundRequest::new(Method::GET, url), token, &redactor).await?;
+            let answer =
+                gmail_request(egress, limits, OutboundRequest::new(Method::GET, url), token, &redactor).await?;
             let messages: Vec<Value> = answer
                 .get("messages")
                 .and_then(Value::as_array)
@@ -470,10 +518,14 @@ pub async fn call(
             let wire_format = if format == "minimal" { "minimal" } else { "raw" };
             let mut url = api_url(
                 base_url,
-                &format!("/gmail/v1/users/me/messages/{}", chatterfly_domain::encode_component(id)),
+                &format!(
+                    "/gmail/v1/users/me/messages/{}",
+                    chatterfly_domain::encode_component(id)
+                ),
             )?;
             url.query_pairs_mut().append_pair("format", wire_format);
-            let answer = gmail_request(egress, limits, OutboundRequest::new(Method::GET, url), token, &redactor).await?;
+            let answer =
+                gmail_request(egress, limits, OutboundRequest::new(Method::GET, url), token, &redactor).await?;
             let mut out = json!({
                 "id": answer.get("id"), "thread_id": answer.get("threadId"),
                 "label_ids": answer.get("labelIds").cloned().unwrap_or_else(|| json!([])),
@@ -611,10 +663,38 @@ mod tests {
         assert_eq!(msg.subject(), Some("Grüße aus Köln 👋"));
         assert_eq!(msg.to().unwrap().first().unwrap().name(), Some("Zoë Ünlü"));
         assert_eq!(msg.cc().unwrap().first().unwrap().name(), Some("Doe, Jane"));
-        assert_eq!(msg.bcc().unwrap().first().unwrap().address(), Some("hidden@example.com"));
+        assert_eq!(
+            msg.bcc().unwrap().first().unwrap().address(),
+            Some("hidden@example.com")
+        );
         assert_eq!(msg.body_text(0).unwrap(), "Hallo");
         assert_eq!(msg.body_html(0).unwrap(), "<p>Hallo</p>");
         assert_eq!(msg.in_reply_to().as_text(), Some("orig@mail.example.com"));
+    }
+
+    #[test]
+    fn long_names_and_subjects_become_short_encoded_words() {
+        let long = "Ünïcödé ".repeat(30);
+        let (raw, _) = build_message(&args(json!({
+            "to": format!("{long} <a@example.com>"), "subject": long.clone(), "text": "x",
+        })))
+        .unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        for word in text.split(['\r', '\n', ' ', '\t']).filter(|w| w.starts_with("=?")) {
+            assert!(word.len() <= 75, "{word}");
+        }
+        assert!(!text.contains("\"=?"), "no encoded word inside quotes: {text}");
+        let msg = MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(msg.subject(), Some(long.as_str()));
+        assert_eq!(msg.to().unwrap().first().unwrap().name(), Some(long.trim_end()));
+        assert_eq!(encode_words("plain"), "plain");
+        assert_eq!(
+            mailbox_text(&Mailbox {
+                name: Some("A \"B\"".into()),
+                address: "a@b.co".into()
+            }),
+            "\"A \\\"B\\\"\" <a@b.co>"
+        );
     }
 
     #[test]
@@ -650,7 +730,10 @@ mod tests {
         for (json, needle) in [
             ("[]", "no `client_email`"),
             ("nope", "not JSON"),
-            (r#"{"client_email": "sa@p.iam.gserviceaccount.com"}"#, "no `private_key`"),
+            (
+                r#"{"client_email": "sa@p.iam.gserviceaccount.com"}"#,
+                "no `private_key`",
+            ),
             (
                 r#"{"client_email": "sa@p.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}"#,
                 "RSA",

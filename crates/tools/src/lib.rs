@@ -366,7 +366,10 @@ impl Tools {
             && let Some(user) = user_id
         {
             if let Some(provider) = conn.draft.account_provider() {
-                let t = self.accounts().access_token(user, provider, conn.draft.slug.as_str()).await?;
+                let t = self
+                    .accounts()
+                    .access_token(user, provider, conn.draft.slug.as_str())
+                    .await?;
                 let mut fields = std::collections::BTreeMap::new();
                 fields.insert("token".to_owned(), t.token);
                 return Ok(SecretFields(fields));
@@ -376,7 +379,10 @@ impl Tools {
             {
                 let plain = self
                     .keys
-                    .open_string(&saved.secrets_sealed, &chatterfly_store::aad::personal_credentials(&saved.id))
+                    .open_string(
+                        &saved.secrets_sealed,
+                        &chatterfly_store::aad::personal_credentials(&saved.id),
+                    )
                     .map_err(|e| ToolError::Internal(format!("personal credentials: {e}")))?;
                 return SecretFields::from_sealed_json(chatterfly_vault::ExposeSecret::expose_secret(&plain))
                     .map_err(|e| ToolError::Internal(e.to_owned()));
@@ -401,7 +407,11 @@ impl Tools {
         if passed.is_some_and(|p| !p.is_empty()) {
             return Err(ToolError::InvalidCredentials(format!(
                 "Gmail connection `{slug}` takes no `credentials`: its token comes from {}",
-                if conn.draft.auth_type == AuthType::Oauth { "your Google account under My Accounts" } else { "its service account" }
+                if conn.draft.auth_type == AuthType::Oauth {
+                    "your Google account under My Accounts"
+                } else {
+                    "its service account"
+                }
             )));
         }
         gmail::check_scope(op.name.as_str(), "").or_else(|e| match e {
@@ -444,7 +454,10 @@ impl Tools {
                         "connection `{slug}` uses participant credentials, collected during participant onboarding, which is not available yet"
                     )));
                 }
-                let t = self.accounts().access_token(user, chatterfly_domain::OAuthProvider::Gmail, slug).await?;
+                let t = self
+                    .accounts()
+                    .access_token(user, chatterfly_domain::OAuthProvider::Gmail, slug)
+                    .await?;
                 // before any request: the tiers this account granted
                 gmail::check_scope(op.name.as_str(), &t.scopes)?;
                 (t.token, t.scopes)

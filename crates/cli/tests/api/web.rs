@@ -746,15 +746,108 @@ db_tests! {
         // Gmail: each run's own account, so per-caller credentials
         b.client.goto(&format!("{}/connections/new?type=gmail", s.url)).await.unwrap();
         b.wait("#auth-type").await.select_by_value("oauth").await.unwrap();
-        // static fulfillment does not fit OAuth: the API says so next to the field
-        b.click("#save").await;
-        let err = b.wait("[data-pointer='/fulfillment'] .field-error").await.text().await.unwrap();
-        assert!(err.contains("caller"), "{err}");
-        b.wait("#fulfillment").await.select_by_value("caller").await.unwrap();
+        // OAuth means each person's own account: the wizard says where, and takes `caller`
+        b.wait_text("#oauth-explain", "My Accounts").await;
         b.click("#save").await;
         b.wait_path("/connections/gmail").await;
         let (_, c) = s.call(Method::GET, "/api/workspaces/default/connections/gmail", None).await;
         assert_eq!((c["auth"]["type"].as_str(), c["fulfillment"].as_str()), (Some("oauth"), Some("caller")), "{c}");
+        // Gmail with a service account: the key file uploaded, the subject, send only
+        let (private, _) = super::accounts::rsa_key_pair("rsa");
+        let key = super::accounts::key_file("robot@p.iam.gserviceaccount.com", &private, "https://oauth2.googleapis.com/token");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.json");
+        std::fs::write(&path, &key).unwrap();
+        b.client.goto(&format!("{}/connections/new?type=gmail", s.url)).await.unwrap();
+        b.fill("#name", "Team mail").await;
+        b.fill("#slug", "team_mail").await;
+        b.wait("#sa-file").await.send_keys(&path.display().to_string()).await.unwrap();
+        let mut loaded = String::new();
+        for _ in 0..50 {
+            loaded = b.wait("#auth-service_account_json").await.prop("value").await.unwrap().unwrap_or_default();
+            if loaded.contains("robot@p.iam.gserviceaccount.com") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(loaded.contains("robot@p.iam.gserviceaccount.com"), "the uploaded key file is read into the form");
+        b.fill("#auth-subject", "alice@example.com").await;
+        b.click("#sa-tier-read").await;
+        b.click("#save").await;
+        b.wait_path("/connections/team_mail").await;
+        let (_, c) = s.call(Method::GET, "/api/workspaces/default/connections/team_mail", None).await;
+        assert_eq!((c["auth"]["type"].as_str(), c["auth"]["subject"].as_str(), c["auth"]["tiers"].as_str()),
+            (Some("service_account"), Some("alice@example.com"), Some("send")), "{c}");
+        assert_eq!(c["auth"]["service_account_json_set"], true);
+        assert!(!b.client.source().await.unwrap().contains("PRIVATE KEY"), "the key is never shown again");
+        b.screenshot("gmail-service-account").await;
+        b.close().await;
+    }
+}
+
+db_tests! {
+    async fn accounts_are_connected_with_tiers_in_chromium(db: Db) {
+        use super::accounts::Setup;
+        let setup = Setup::start(db).await;
+        let s = &setup.s;
+        let b = Browser::open().await;
+        sign_in(&b, s).await;
+        // the admin page shows the redirect URI and the overrides in effect
+        b.client.goto(&format!("{}/admin/oauth-providers", s.url)).await.unwrap();
+        let token_url = b.wait("#token-url-gmail").await.prop("value").await.unwrap().unwrap_or_default();
+        assert_eq!(token_url, format!("{}/token", setup.oauth.url));
+        let placeholder = b.wait("#token-url-github").await.attr("placeholder").await.unwrap().unwrap_or_default();
+        assert_eq!(placeholder, "https://github.com/login/oauth/access_token");
+
+        // My Accounts: choose the tiers, connect, come back to a card with the granted ones
+        setup.configure(json!({"identity": {"sub": "admin-g", "email": "admin@gmail.example", "login": "admin"}})).await;
+        b.client.goto(&format!("{}/settings/accounts", s.url)).await.unwrap();
+        b.wait("section.account-card[data-provider=gmail] button.connect").await;
+        b.click("#tier-gmail-read").await;
+        b.click("section.account-card[data-provider=gmail] button.connect").await;
+        b.wait_text("#account-notice", "Connected your Google (Gmail) account").await;
+        b.wait_path("/settings/accounts").await;
+        b.wait_text("section.account-card[data-provider=gmail] .identity", "admin@gmail.example").await;
+        b.wait_count("section.account-card[data-provider=gmail] .tier", 2).await;
+        let tiers: Vec<String> = {
+            let mut out = Vec::new();
+            for e in b.client.find_all(fantoccini::Locator::Css("section.account-card[data-provider=gmail] .tier")).await.unwrap() {
+                out.push(e.attr("data-tier").await.unwrap().unwrap_or_default());
+            }
+            out
+        };
+        assert_eq!(tiers, ["send", "read"]);
+        b.wait_text("section.account-card[data-provider=gmail] .status", "Connected").await;
+        b.screenshot("my-accounts").await;
+
+        // refused consent: a clear message, nothing stored
+        setup.configure(json!({"deny_next": 1})).await;
+        b.click("section.account-card[data-provider=github] button.connect").await;
+        let notice = b.wait("#account-notice[data-code=access_denied]").await.text().await.unwrap();
+        assert!(notice.to_lowercase().contains("refused"), "{notice}");
+        let (_, list) = s.call(Method::GET, "/api/me/accounts", None).await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+
+        // a personal key for a caller connection
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections",
+            Some(json!({"name": "Bin", "slug": "bin", "service_type": "http", "base_url": "https://bin.example.com",
+                "auth": {"type": "bearer"}, "fulfillment": "caller"}))).await;
+        assert_eq!(st, 201, "{v}");
+        b.client.goto(&format!("{}/settings/accounts", s.url)).await.unwrap();
+        b.fill("#key-bin-token", "personal-browser-key-5521").await;
+        b.click("form.personal-key[data-slug=bin] button.save-key").await;
+        b.wait_text("form.personal-key[data-slug=bin] .key-state", "Saved").await;
+        assert!(!b.client.source().await.unwrap().contains("personal-browser-key-5521"));
+        let (_, mine) = s.call(Method::GET, "/api/workspaces/default/connections/bin/my-credentials", None).await;
+        assert_eq!(mine["set"], true);
+
+        // disconnect: revoked at the provider and gone
+        b.click("section.account-card[data-provider=gmail] button.disconnect").await;
+        b.click("section.account-card[data-provider=gmail] .confirm-disconnect button.confirm").await;
+        b.wait_text("section.account-card[data-provider=gmail] .status", "Not connected").await;
+        assert_eq!(setup.stats().await["revoked"].as_array().unwrap().len(), 1);
+        let (_, list) = s.call(Method::GET, "/api/me/accounts", None).await;
+        assert!(list.as_array().unwrap().is_empty(), "{list}");
         b.close().await;
     }
 }

@@ -281,18 +281,31 @@ async fn caller_connection(
             detail: format!(
                 "connection `{}` does not take personal keys: only `caller` connections with a key, token or password do{}",
                 d.slug,
-                if d.account_provider().is_some() { " (this one uses your account under My Accounts)" } else { "" }
+                if d.account_provider().is_some() {
+                    " (this one uses your account under My Accounts)"
+                } else {
+                    ""
+                }
             ),
         });
     }
     Ok(conn)
 }
 
-fn my_view(conn: &chatterfly_store::ConnectionRecord, saved: Option<&chatterfly_store::PersonalCredentials>) -> MyCredentialsView {
+fn my_view(
+    conn: &chatterfly_store::ConnectionRecord,
+    saved: Option<&chatterfly_store::PersonalCredentials>,
+) -> MyCredentialsView {
     MyCredentialsView {
         connection: conn.draft.slug.to_string(),
         auth_type: conn.draft.auth_type.as_str().into(),
-        fields: conn.draft.auth_type.secret_fields().iter().map(|f| (*f).to_owned()).collect(),
+        fields: conn
+            .draft
+            .auth_type
+            .secret_fields()
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect(),
         set: saved.is_some(),
         updated_at: saved.map(|s| s.updated_at.clone()),
     }
