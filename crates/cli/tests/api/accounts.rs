@@ -706,3 +706,139 @@ async fn tokens_are_refreshed_once_across_replicas() {
         .await;
     assert_eq!(st, 200);
 }
+
+/// Reads every file of a SQLite database (the WAL too) or dumps every PostgreSQL row.
+async fn database_text(tdb: &chatterfly_testkit::TestDb) -> String {
+    match tdb.kind {
+        Db::Sqlite => {
+            let mut all = String::new();
+            for entry in std::fs::read_dir(tdb.dir.path()).unwrap() {
+                let path = entry.unwrap().path();
+                if path.file_name().unwrap().to_string_lossy().starts_with("chatterfly.db") {
+                    all.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+                }
+            }
+            all
+        }
+        Db::Postgres => super::canary::postgres_dump(&tdb.url).await,
+    }
+}
+
+// Access tokens, refresh tokens, id tokens, authorization codes, the service account's
+// private key and personal keys: never in a response, a log line (trace level), an audit row
+// or the database in plain text; `keys rotate` re-seals every new column.
+db_tests! {
+    async fn account_secrets_leak_nowhere_and_rotate(db: Db) {
+        let (k1, k2) = (random_key(), random_key());
+        let setup = Setup::start_with(db, Options {
+            env: vec![("INTEGRATION_ENCRYPTION_KEY".into(), k1.clone())],
+            rust_log: "trace".into(),
+        }).await;
+        let s = &setup.s;
+        let mut responses = String::new();
+        let mut record = |v: &Value| responses.push_str(&v.to_string());
+        caller_connections(&setup).await;
+        let httpbin = chatterfly_testkit::httpbin_url();
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections",
+            Some(json!({"name": "Bin", "slug": "bin", "service_type": "http", "base_url": httpbin,
+                "auth": {"type": "bearer"}, "fulfillment": "caller",
+                "operations": [{"name": "bearer", "method": "GET", "path": "/bearer"}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        let (_a, alice, cookie) = person(s, "alice@example.com").await;
+
+        // accounts at both providers, one refreshed (its first token about to expire)
+        setup.configure(json!({"expires_in": 30, "identity": {"sub": "a", "email": "alice@gmail.example", "login": "alice"}})).await;
+        connect(&setup, &alice, &cookie, "gmail", &["send", "read"]).await;
+        connect(&setup, &alice, &cookie, "github", &["read"]).await;
+        setup.configure(json!({"expires_in": 3600})).await;
+        for (tool, args) in [
+            ("gh.whoami", json!({})),
+            ("mymail.send_email", json!({"to": "b@example.com", "subject": "canary", "text": "x"})),
+            ("mymail.list_messages", json!({})),
+        ] {
+            let (st, out) = s.call_as(&alice, Method::POST, &invoke_path(tool), Some(json!({"arguments": args}))).await;
+            assert_eq!(st, 200, "{tool}: {out}");
+            record(&out);
+        }
+        assert!(setup.stats().await["token"]["refresh_token"].as_u64().unwrap() >= 1, "a refresh happened");
+        // a flow left pending (its verifier sealed in the store)
+        authorize(&setup, &alice, "github", &["repo"]).await;
+        // a personal key, used
+        let personal = "personal-canary-token-9d2f".to_owned();
+        let (_, v) = s.call_as(&alice, Method::PUT, "/api/workspaces/default/connections/bin/my-credentials",
+            Some(json!({"token": personal}))).await;
+        record(&v);
+        let (st, out) = s.call_as(&alice, Method::POST, &invoke_path("bin.bearer"), Some(json!({"arguments": {}}))).await;
+        assert_eq!(st, 200, "{out}");
+        record(&out);
+        // a service account
+        let (private, public) = rsa_key_pair("rsa");
+        let sa = "robot@p.iam.gserviceaccount.com";
+        setup.fake(Method::POST, "/__fake/service-accounts", Some(json!({"client_email": sa, "public_key_pem": public}))).await;
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections",
+            Some(json!({"name": "Team", "slug": "team", "service_type": "gmail", "base_url": setup.gmail.url,
+                "auth": {"type": "service_account", "subject": "alice@example.com",
+                    "service_account_json": key_file(sa, &private, &format!("{}/token", setup.gmail.url))}}))).await;
+        assert_eq!(st, 201, "{v}");
+        record(&v);
+        let (st, out) = invoke(s, "team.send_email", json!({"to": "c@example.com", "subject": "sa", "text": "y"})).await;
+        assert_eq!(st, 200, "{out}");
+        record(&out);
+        for path in ["/api/me/accounts", "/api/workspaces/default/audit", "/api/workspaces/default/connections/team",
+            "/api/admin/oauth-providers/gmail", "/api/workspaces/default/tools"] {
+            let (_, v) = s.call_as(&alice, Method::GET, path, None).await;
+            record(&v);
+            let (_, v) = s.call(Method::GET, path, None).await;
+            record(&v);
+        }
+
+        let stats = setup.stats().await;
+        let mut secrets: Vec<String> = stats["issued"].as_array().unwrap().iter().chain(stats["codes"].as_array().unwrap())
+            .map(|v| v.as_str().unwrap().to_owned()).collect();
+        assert!(secrets.len() >= 8, "tokens and codes were issued: {}", secrets.len());
+        // the private key's material: each full line of its base64 body
+        secrets.extend(private.lines().filter(|l| l.len() == 64).map(str::to_owned));
+        secrets.push(personal.clone());
+        secrets.push("gmail-secret-Zq81".into());
+        let forms = super::canary::forms(&secrets);
+        super::canary::assert_clean("the API responses", &responses, &forms);
+        assert!(responses.contains("\"set\":true") && responses.contains("alice@gmail.example"), "the check can fail");
+
+        let Setup { s, oauth, gmail, http } = setup;
+        let (tdb, logs) = s.stop();
+        assert!(logs.contains("TRACE"), "logs were captured at trace level");
+        super::canary::assert_clean("the server logs", &logs, &forms);
+        let text = database_text(&tdb).await;
+        assert!(text.contains("cf1:"), "the database holds sealed values");
+        super::canary::assert_clean("the database", &text, &forms);
+
+        // keys rotate re-seals the accounts' tokens, pending verifiers and personal keys
+        let bin = std::path::Path::new(BIN);
+        let env = |current: &str, previous: Option<&str>| {
+            let mut e = vec![("INTEGRATION_ENCRYPTION_KEY".to_owned(), current.to_owned())];
+            if let Some(p) = previous {
+                e.push(("INTEGRATION_ENCRYPTION_PREVIOUS_KEYS".to_owned(), p.to_owned()));
+            }
+            e
+        };
+        let (code, out) = chatterfly_testkit::server::run_command(bin, &tdb, &["keys", "rotate"], &env(&k2, Some(&k1)));
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("0 remain"), "{out}");
+        let store = chatterfly_store::Store::connect(&tdb.url).await.unwrap();
+        let tables: std::collections::BTreeSet<&str> = store.sealed_values().await.unwrap().iter().map(|v| v.table).collect();
+        for t in ["accounts", "oauth_states", "personal_credentials", "oauth_providers", "connections"] {
+            assert!(tables.contains(t), "{t} holds sealed values: {tables:?}");
+        }
+        store.close().await;
+        // the new key alone opens everything: the account, its refresh, the personal key
+        let mut options = local_upstreams(&[]);
+        options.env.extend(env(&k2, None));
+        let s = TestServer::spawn(bin, tdb, &options).expect("starts with the new key alone");
+        let setup = Setup { s, oauth, gmail, http };
+        setup.configure(json!({"expires_in": 3600})).await;
+        for tool in ["gh.whoami", "bin.bearer", "mymail.list_messages"] {
+            let (st, out) = setup.s.call_as(&alice, Method::POST, &invoke_path(tool), Some(json!({"arguments": {}}))).await;
+            assert_eq!(st, 200, "{tool} after rotation: {out}");
+        }
+    }
+}

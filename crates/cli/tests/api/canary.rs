@@ -10,7 +10,7 @@ use super::*;
 
 /// Every form in which a secret could leak: as is, base64 (standard and URL-safe), and a
 /// Basic pair.
-fn forms(secrets: &[String]) -> Vec<String> {
+pub fn forms(secrets: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for s in secrets {
         out.push(s.clone());
@@ -23,13 +23,13 @@ fn forms(secrets: &[String]) -> Vec<String> {
     out
 }
 
-fn assert_clean(what: &str, text: &str, forms: &[String]) {
+pub fn assert_clean(what: &str, text: &str, forms: &[String]) {
     for f in forms {
         assert!(!text.contains(f.as_str()), "{what} contains a secret form `{f}`");
     }
 }
 
-async fn postgres_dump(url: &str) -> String {
+pub async fn postgres_dump(url: &str) -> String {
     use sqlx::{Connection, Row};
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
     let tables: Vec<String> = sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")

@@ -245,7 +245,7 @@ pub fn router(state: AppState) -> Router {
         }
     })
     .layer(axum::middleware::map_response(api_headers))
-    .layer(TraceLayer::new_for_http())
+    .layer(TraceLayer::new_for_http().make_span_with(request_span))
 }
 
 /// Every answer is `nosniff`; API answers are not cached unless they say otherwise (they
@@ -258,4 +258,10 @@ async fn api_headers(mut response: axum::response::Response) -> axum::response::
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// The span of a request in the log: method, path and HTTP version, never the query string
+/// (an OAuth callback's carries the authorization code and the state).
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), version = ?req.version())
 }
