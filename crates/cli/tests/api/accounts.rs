@@ -431,7 +431,7 @@ db_tests! {
                 "auth": {"type": "bearer", "token": "tok-static-1"}}))).await;
         assert_eq!(st, 201);
         let (st, p) = s.call_as(&alice, Method::PUT, "/api/workspaces/default/connections/st/my-credentials", Some(json!({"token": "x1234"}))).await;
-        assert_eq!((st, p["code"].as_str()), (422, Some("not_personal")), "{p}");
+        assert_eq!((st, p["code"].as_str()), (409, Some("not_personal")), "{p}");
         // oauth_provider only where it fits
         let (st, p) = s.call(Method::POST, "/api/workspaces/default/connections",
             Some(json!({"name": "S", "slug": "st2", "service_type": "http", "base_url": "https://s.example.com",

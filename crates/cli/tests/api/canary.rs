@@ -67,7 +67,11 @@ db_tests! {
         let mut forms = forms(&secrets);
         forms.push(STANDARD.encode(format!("{}:{}", c("user"), c("pass"))));
 
-        let sa = json!({"type": "service_account", "client_email": "bot@example.iam.gserviceaccount.com", "private_key": c("sa")});
+        // a real key (the key file is checked when saved), the canary in its other fields
+        let (private_key, _) = super::accounts::rsa_key_pair("rsa");
+        forms.extend(private_key.lines().filter(|l| l.len() == 64).map(str::to_owned));
+        let sa = json!({"type": "service_account", "client_email": "bot@example.iam.gserviceaccount.com",
+            "private_key": private_key, "private_key_id": c("sa"), "client_id": c("sa")});
         let conns = [
             json!({"name": "H", "slug": "h", "service_type": "http", "base_url": "https://a.example.com",
                 "auth": {"type": "api_key_header", "header": "X-Key", "key": c("hkey")},

@@ -47,7 +47,8 @@ fn http(slug: &str, auth: Value) -> Value {
 db_tests! {
     async fn every_service_type_and_auth_shape(db: Db) {
         let (s, key) = server_with_key(db).await;
-        let sa = json!({"type": "service_account", "client_email": "bot@p.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n"});
+        let (private_key, _) = super::accounts::rsa_key_pair("rsa");
+        let sa = json!({"type": "service_account", "client_email": "bot@p.iam.gserviceaccount.com", "private_key": private_key});
         let cases = [
             (http("h_none", json!({"type": "none"})), json!({"type": "none"}), None),
             (http("h_header", json!({"type": "api_key_header", "header": "X-Api-Key", "key": "k1"})),

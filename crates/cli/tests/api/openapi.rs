@@ -46,6 +46,14 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/admin/oauth-providers/{id}"),
     ("put", "/api/admin/oauth-providers/{id}"),
     ("delete", "/api/admin/oauth-providers/{id}"),
+    ("get", "/api/me/accounts"),
+    ("get", "/api/me/account-providers"),
+    ("post", "/api/me/accounts/{provider}/connect"),
+    ("get", "/api/auth/connect/{provider}/callback"),
+    ("delete", "/api/me/accounts/{id}"),
+    ("get", "/api/workspaces/{ws}/connections/{slug}/my-credentials"),
+    ("put", "/api/workspaces/{ws}/connections/{slug}/my-credentials"),
+    ("delete", "/api/workspaces/{ws}/connections/{slug}/my-credentials"),
 ];
 
 db_tests! {

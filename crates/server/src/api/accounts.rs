@@ -276,7 +276,7 @@ async fn caller_connection(
         || matches!(d.auth_type, AuthType::ServiceAccount | AuthType::Oauth)
     {
         return Err(ApiError::Coded {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
+            status: StatusCode::CONFLICT,
             code: "not_personal",
             detail: format!(
                 "connection `{}` does not take personal keys: only `caller` connections with a key, token or password do{}",
@@ -315,7 +315,7 @@ fn my_view(
 #[utoipa::path(get, path = "/api/workspaces/{ws}/connections/{slug}/my-credentials",
     params(("ws" = String, Path), ("slug" = String, Path)),
     responses((status = 200, body = MyCredentialsView), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem, description = "The connection takes no personal keys (`not_personal`)")))]
+        (status = 409, body = Problem, description = "The connection takes no personal keys (`not_personal`)")))]
 pub async fn get_my_credentials(
     State(state): State<AppState>,
     caller: Caller,
@@ -332,7 +332,7 @@ pub async fn get_my_credentials(
 #[utoipa::path(put, path = "/api/workspaces/{ws}/connections/{slug}/my-credentials",
     params(("ws" = String, Path), ("slug" = String, Path)), request_body = Object,
     responses((status = 200, body = MyCredentialsView), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem)))]
+        (status = 409, body = Problem, description = "The connection takes no personal keys (`not_personal`)"), (status = 422, body = Problem)))]
 pub async fn put_my_credentials(
     State(state): State<AppState>,
     caller: Caller,
@@ -401,7 +401,8 @@ pub async fn put_my_credentials(
 /// Remove the caller's own key for a connection.
 #[utoipa::path(delete, path = "/api/workspaces/{ws}/connections/{slug}/my-credentials",
     params(("ws" = String, Path), ("slug" = String, Path)),
-    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "The connection takes no personal keys (`not_personal`)")))]
 pub async fn delete_my_credentials(
     State(state): State<AppState>,
     caller: Caller,
