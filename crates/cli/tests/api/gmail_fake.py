@@ -611,6 +611,8 @@ class State:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # one segment per answer part would wait on the peer's delayed ACK (40 ms) with Nagle on
+    disable_nagle_algorithm = True
     server_version = "gmail-fake"
     timeout = 120
 
