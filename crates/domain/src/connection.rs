@@ -984,7 +984,7 @@ pub fn builtin_operations(service: ServiceType) -> Vec<Operation> {
             json!({"name": "get_message", "method": "GET", "path": "/gmail/v1/users/me/messages/{{id}}",
                 "description": "Get one message by id, with its headers decoded and its text and HTML bodies.",
                 "input_schema": {"type": "object", "required": ["id"], "additionalProperties": false, "properties": {
-                    "id": {"type": "string", "minLength": 1, "maxLength": 256},
+                    "id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9_-]+$"},
                     "format": {"type": "string", "enum": ["full", "metadata", "minimal", "raw"], "default": "full"}}}}),
         ],
         ServiceType::Telegram => vec![

@@ -116,7 +116,7 @@ fn tool_status(e: &chatterfly_tools::ToolError) -> StatusCode {
         | T::NotConfigured(_) => StatusCode::UNPROCESSABLE_ENTITY,
         T::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         T::AccountNeedsReconnect(_) => StatusCode::CONFLICT,
-        T::InsufficientScope(_) => StatusCode::FORBIDDEN,
+        T::InsufficientScope(_) | T::AccountOrigin(_) => StatusCode::FORBIDDEN,
         T::AccountRefresh(_) | T::Upstream { .. } => StatusCode::BAD_GATEWAY,
         T::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         T::Egress(e) | T::Mcp(M::Egress(e)) => egress_status(e),

@@ -43,9 +43,9 @@ function outcome(providers) {
   if (error !== null) {
     const p = known(params.get("provider"));
     const isKnown = Object.prototype.hasOwnProperty.call(OUTCOMES, error);
-    // an unknown code is named only when it looks like one (the URL is anyone's to write)
-    const code = !isKnown && /^[a-z_]{1,40}$/.test(error) ? ` (${error})` : "";
-    const what = `${p ? `Connecting your ${p.label} account failed` : "Connecting failed"}${code}.`;
+    // no text from the URL is shown (anyone can write a link): an unknown code gets the
+    // generic message only
+    const what = `${p ? `Connecting your ${p.label} account failed` : "Connecting failed"}.`;
     box = h("div", { id: "account-notice", class: "notice error", role: "alert", "data-code": isKnown ? error : "other" }, isKnown ? `${what} ${OUTCOMES[error]}` : what);
   } else {
     const p = known(connected);

@@ -100,6 +100,9 @@ pub fn personal_credentials_id(user_id: &str, connection_id: &str) -> String {
     format!("{user_id}:{connection_id}")
 }
 
+/// Connect flows one person may have in progress at once.
+pub const MAX_PENDING_STATES: i64 = 10;
+
 impl Store {
     /// Records a connect flow's state (by its hash) and drops states expired a day ago.
     pub async fn create_oauth_state(&self, state: &OAuthState) -> Result<()> {
@@ -121,6 +124,15 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(conflict("state"))?;
+        // a person has at most a few flows in progress: the oldest beyond them are dropped
+        sqlx::query(
+            "DELETE FROM oauth_states WHERE user_id = $1 AND used_at IS NULL AND id NOT IN \
+             (SELECT id FROM oauth_states WHERE user_id = $1 AND used_at IS NULL ORDER BY created_at DESC, id LIMIT $2)",
+        )
+        .bind(&state.user_id)
+        .bind(MAX_PENDING_STATES)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

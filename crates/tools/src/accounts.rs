@@ -225,7 +225,13 @@ fn form_body(pairs: &[(&str, &str)]) -> bytes::Bytes {
 #[derive(Default)]
 pub struct RefreshLocks {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The last refresh of an account (at a version) that failed without an answer, so
+    /// the calls that queued behind it fail with it instead of trying again one by one.
+    failures: Mutex<HashMap<String, (i64, std::time::Instant)>>,
 }
+
+/// How long a failed refresh answers for the calls that waited on it.
+const FAILURE_SHARED_FOR: Duration = Duration::from_secs(10);
 
 impl RefreshLocks {
     pub(crate) fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -235,6 +241,25 @@ impl RefreshLocks {
         }
         map.entry(id.to_owned()).or_default().clone()
     }
+
+    fn failed(&self, id: &str, version: i64) {
+        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() > 10_000 {
+            map.retain(|_, (_, at)| at.elapsed() < FAILURE_SHARED_FOR);
+        }
+        map.insert(id.to_owned(), (version, std::time::Instant::now()));
+    }
+
+    fn failed_recently(&self, id: &str, version: i64) -> bool {
+        let map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(id)
+            .is_some_and(|(v, at)| *v == version && at.elapsed() < FAILURE_SHARED_FOR)
+    }
+}
+
+/// The origin of a URL (`scheme://host:port`), for comparing where a token may go.
+fn origin_of(url: &str) -> Option<String> {
+    Url::parse(url).ok().map(|u| u.origin().ascii_serialization())
 }
 
 /// The account side of the tool registry.
@@ -412,7 +437,9 @@ impl Accounts<'_> {
             });
         }
         let code = params.code.unwrap_or_default();
-        if code.is_empty() || code.len() > MAX_CODE_LEN || code.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        // RFC 6749: a code is visible ASCII; anything else (a decoding's U+FFFD, a line
+        // break) is not a code a provider issued
+        if code.is_empty() || code.len() > MAX_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ConnectError::new(
                 "bad_callback",
                 "the answer from the provider carries no usable `code`; start again from My Accounts",
@@ -438,10 +465,13 @@ impl Accounts<'_> {
             )
             .await
             .map_err(|f| connect_failure(provider, f))?;
-        let identity = self
-            .identity(provider, &ep, &answer)
-            .await
-            .map_err(|m| ConnectError::new("identity_failed", m))?;
+        let identity = self.identity(provider, &ep, &answer).await.map_err(|m| {
+            if m.contains("not allowed") {
+                ConnectError::new("ssrf_blocked", m)
+            } else {
+                ConnectError::new("identity_failed", m)
+            }
+        })?;
         let granted = answer.scope.clone().unwrap_or(pending.scopes);
         let existing = self.store.account_for(&pending.user_id, provider.as_str()).await?;
         let id = existing.as_ref().map_or_else(new_id, |a| a.id.clone());
@@ -501,6 +531,7 @@ impl Accounts<'_> {
         let resp = match self.egress.send(req, provider_limits(self.egress)).await {
             Ok(r) => r,
             Err(e @ EgressError::Blocked { .. }) => return Err(TokenFailure::Blocked(e.to_string())),
+            Err(e @ EgressError::TooLarge { .. }) => return Err(TokenFailure::Garbage(e.to_string())),
             Err(e) => return Err(TokenFailure::Unreachable(e.to_string())),
         };
         let body: Option<Value> = serde_json::from_slice(&resp.body).ok();
@@ -530,10 +561,10 @@ impl Accounts<'_> {
             ));
         };
         let access = match body.get("access_token") {
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= 16 * 1024 && !s.chars().any(char::is_control) => s,
+            Some(Value::String(s)) if token_text(s) => s,
             _ => {
                 return Err(TokenFailure::Garbage(
-                    "the token endpoint's answer has no `access_token`".into(),
+                    "the token endpoint's answer has no usable `access_token`".into(),
                 ));
             }
         };
@@ -565,9 +596,7 @@ impl Accounts<'_> {
         };
         let refresh = match body.get("refresh_token") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= 16 * 1024 && !s.chars().any(char::is_control) => {
-                Some(Secret::from(s.clone()))
-            }
+            Some(Value::String(s)) if token_text(s) => Some(Secret::from(s.clone())),
             Some(_) => return Err(TokenFailure::Garbage("`refresh_token` is not a token".into())),
         };
         let scope = match body.get("scope") {
@@ -623,7 +652,13 @@ impl Accounts<'_> {
                     .await?;
                 v.get("login")
                     .and_then(Value::as_str)
-                    .filter(|l| !l.is_empty() && l.len() <= 100 && !l.chars().any(|c| c.is_control()))
+                    .filter(|l| {
+                        !l.is_empty()
+                            && l.len() <= 100
+                            && !l
+                                .chars()
+                                .any(|c| c.is_control() || chatterfly_domain::connection::is_invisible_format(c))
+                    })
                     .map(str::to_owned)
                     .ok_or_else(|| "GitHub did not tell which account this is (no login)".to_owned())
             }
@@ -657,6 +692,34 @@ impl Accounts<'_> {
 
     /// A valid access token of the person's account at `provider`, refreshed first when it
     /// is about to expire.
+    /// The only origin a person's token for `provider` is sent to: its API's (the registry's
+    /// `api_base_url`, else the provider's own).
+    pub async fn api_origin(&self, provider: OAuthProvider) -> Result<String, ToolError> {
+        let over = match self.store.oauth_client(provider.as_str()).await? {
+            Some(row) => row.endpoints,
+            None => chatterfly_store::EndpointOverrides::default(),
+        };
+        let ep = endpoints(provider, &over);
+        origin_of(&ep.api_base_url)
+            .ok_or_else(|| ToolError::Internal(format!("the API URL of `{provider}` is not a URL")))
+    }
+
+    /// Refuses to hand a person's token to a connection aimed anywhere but the provider's
+    /// API: a workspace admin must not be able to point a `caller` connection at a server of
+    /// their own and collect the tokens of everyone who calls it.
+    pub async fn check_target(&self, provider: OAuthProvider, base_url: &str, slug: &str) -> Result<(), ToolError> {
+        let allowed = self.api_origin(provider).await?;
+        if origin_of(base_url).as_deref() != Some(allowed.as_str()) {
+            return Err(ToolError::AccountOrigin(format!(
+                "connection `{slug}` would send your {} token to {}, but tokens of {} accounts only go to {allowed}; a workspace admin must point the connection there",
+                provider.label(),
+                origin_of(base_url).unwrap_or_else(|| "an unknown address".into()),
+                provider.label()
+            )));
+        }
+        Ok(())
+    }
+
     pub async fn access_token(
         &self,
         user_id: &str,
@@ -691,6 +754,12 @@ impl Accounts<'_> {
             // a token another call (or replica) refreshed meanwhile is used while it is valid
             if let Some(token) = self.usable(&account, account.version != seen)? {
                 return Ok(token);
+            }
+            if self.locks.failed_recently(&account.id, account.version) {
+                return Err(ToolError::AccountRefresh(format!(
+                    "refreshing the {} token failed a moment ago; try again shortly",
+                    provider.label()
+                )));
             }
             let now = now_ms();
             if self
@@ -796,6 +865,7 @@ impl Accounts<'_> {
                 )))
             }
             Err(f) => {
+                self.locks.failed(&account.id, account.version);
                 self.store.release_refresh(&account.id, account.version).await?;
                 Err(ToolError::AccountRefresh(format!(
                     "refreshing the {} token failed: {}",
@@ -919,6 +989,11 @@ fn connect_failure(provider: OAuthProvider, f: TokenFailure) -> ConnectError {
             format!("{label} answered something that is not a token: {m}"),
         ),
     }
+}
+
+/// A token as RFC 6750 allows it in a header: 1 to 16 KiB of visible ASCII.
+fn token_text(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 16 * 1024 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// A provider's error code, cut to something safe to show.

@@ -327,7 +327,11 @@ fn address_header(list: &[Mailbox]) -> Raw<'static> {
 fn message_id_arg(name: &str, text: &str) -> Result<String, ToolError> {
     check_header_text(name, text).map_err(|e| invalid(name, e))?;
     let id = text.trim().trim_start_matches('<').trim_end_matches('>');
-    if id.is_empty() || id.len() > 512 || id.contains(['<', '>', ' ', '\t']) || !id.contains('@') {
+    if id.is_empty()
+        || id.len() > 512
+        || !id.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+        || !id.contains('@')
+    {
         return Err(invalid(
             name,
             format!("`{name}` must be a Message-ID such as `<abc@mail.example.com>`"),
@@ -375,7 +379,11 @@ pub fn build_message(args: &Map<String, Value>) -> Result<(Vec<u8>, Option<Strin
         .map(|t| message_id_arg("in_reply_to", t))
         .transpose()?;
 
+    // our own Message-ID: mail-builder's would carry this machine's host name
+    let own_id: [u8; 16] = rand::random();
+    let own_id: String = own_id.iter().map(|b| format!("{b:02x}")).collect();
     let mut m = MessageBuilder::new()
+        .message_id(MessageId::new(format!("{own_id}@chatterfly.mail")))
         .header("To", address_header(&to))
         .header("Subject", Raw::new(encode_words(subject)));
     if !cc.is_empty() {
@@ -514,6 +522,12 @@ pub async fn call(
         }
         "get_message" => {
             let id = string_arg(args, "id")?.unwrap_or_default();
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(invalid(
+                    "id",
+                    "`id` must be a Gmail message id (letters, digits, `-` and `_`)".into(),
+                ));
+            }
             let format = string_arg(args, "format")?.unwrap_or("full");
             let wire_format = if format == "minimal" { "minimal" } else { "raw" };
             let mut url = api_url(

@@ -77,6 +77,9 @@ pub enum ToolError {
     /// The operation needs a permission tier the account did not grant.
     #[error("{0}")]
     InsufficientScope(String),
+    /// A person's account token would go to another origin than its provider's API.
+    #[error("{0}")]
+    AccountOrigin(String),
     /// The upstream API answered with an error (built-in operations).
     #[error("{message}")]
     Upstream { status: u16, message: String },
@@ -99,6 +102,7 @@ impl ToolError {
             Self::AccountNeedsReconnect(_) => "account_needs_reconnect",
             Self::AccountRefresh(_) => "account_refresh_failed",
             Self::InsufficientScope(_) => "insufficient_scope",
+            Self::AccountOrigin(_) => "account_origin_mismatch",
             Self::Upstream { .. } => "upstream_error",
             Self::Internal(_) => "internal",
         }
@@ -366,10 +370,11 @@ impl Tools {
             && let Some(user) = user_id
         {
             if let Some(provider) = conn.draft.account_provider() {
-                let t = self
-                    .accounts()
-                    .access_token(user, provider, conn.draft.slug.as_str())
+                let accounts = self.accounts();
+                accounts
+                    .check_target(provider, &conn.draft.base_url, conn.draft.slug.as_str())
                     .await?;
+                let t = accounts.access_token(user, provider, conn.draft.slug.as_str()).await?;
                 let mut fields = std::collections::BTreeMap::new();
                 fields.insert("token".to_owned(), t.token);
                 return Ok(SecretFields(fields));
@@ -454,8 +459,11 @@ impl Tools {
                         "connection `{slug}` uses participant credentials, collected during participant onboarding, which is not available yet"
                     )));
                 }
-                let t = self
-                    .accounts()
+                let accounts = self.accounts();
+                accounts
+                    .check_target(chatterfly_domain::OAuthProvider::Gmail, &conn.draft.base_url, slug)
+                    .await?;
+                let t = accounts
                     .access_token(user, chatterfly_domain::OAuthProvider::Gmail, slug)
                     .await?;
                 // before any request: the tiers this account granted

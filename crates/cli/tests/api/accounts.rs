@@ -290,6 +290,23 @@ db_tests! {
         assert_eq!((bob_list[0]["identity"].as_str(), &bob_list[0]["tiers"]), (Some("bobby"), &json!(["read", "repo"])));
         let (st, out) = s.call_as(&bob, Method::POST, &invoke_path("gh.whoami"), Some(json!({"arguments": {}}))).await;
         assert_eq!((st, out["output"]["body"]["login"].as_str()), (200, Some("bobby")), "{out}");
+        // a connection aimed anywhere but GitHub's API never gets Bob's token
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections",
+            Some(json!({"name": "Elsewhere", "slug": "elsewhere", "service_type": "http", "base_url": setup.gmail.url,
+                "auth": {"type": "bearer"}, "fulfillment": "caller", "oauth_provider": "github",
+                "operations": [{"name": "grab", "method": "GET", "path": "/grab"}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        let seen = setup.fake(Method::GET, "/__fake/requests", None).await.as_array().unwrap().len();
+        let (st, p) = s.call_as(&bob, Method::POST, &invoke_path("elsewhere.grab"), Some(json!({"arguments": {}}))).await;
+        assert_eq!((st, p["code"].as_str()), (403, Some("account_origin_mismatch")), "{p}");
+        // moving an existing connection does not help either
+        let (st, _) = s.call(Method::PATCH, "/api/workspaces/default/connections/gh", Some(json!({"base_url": setup.gmail.url}))).await;
+        assert_eq!(st, 200);
+        let (st, p) = s.call_as(&bob, Method::POST, &invoke_path("gh.whoami"), Some(json!({"arguments": {}}))).await;
+        assert_eq!((st, p["code"].as_str()), (403, Some("account_origin_mismatch")), "{p}");
+        assert_eq!(setup.fake(Method::GET, "/__fake/requests", None).await.as_array().unwrap().len(), seen, "no token was sent there");
+        let (st, _) = s.call(Method::PATCH, "/api/workspaces/default/connections/gh", Some(json!({"base_url": setup.oauth.url}))).await;
+        assert_eq!(st, 200);
         // Alice has no GitHub account: Bob's is never used for her
         let (st, p) = s.call_as(&alice, Method::POST, &invoke_path("gh.whoami"), Some(json!({"arguments": {}}))).await;
         assert_eq!((st, p["code"].as_str()), (422, Some("credentials_required")), "{p}");
@@ -349,7 +366,24 @@ db_tests! {
         let state = url::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
         let bad = format!("{}/api/auth/connect/gmail/callback?state={state}&code=%ff%fe%00", s.url);
         assert_eq!(error(land(&setup, &bad, Some(&alice_cookie)).await), "bad_callback");
+        let callback = authorize(&setup, &alice, "gmail", &["send"]).await;
+        let state = url::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+        let bad = format!("{}/api/auth/connect/gmail/callback?state={state}&code=%ff%feab", s.url);
+        assert_eq!(error(land(&setup, &bad, Some(&alice_cookie)).await), "bad_callback");
         assert_eq!(setup.stats().await["token"], tokens_before, "no token request was made");
+
+        // at most ten flows in progress per person: the oldest is dropped
+        let first = authorize(&setup, &alice, "gmail", &["send"]).await;
+        for _ in 0..10 {
+            let (st, _) = s.call_as(&alice, Method::POST, "/api/me/accounts/gmail/connect", Some(json!({"tiers": ["send"]}))).await;
+            assert_eq!(st, 200);
+        }
+        assert_eq!(error(land(&setup, &first, Some(&alice_cookie)).await), "state_unknown");
+
+        // an identity with invisible formatting (a login that reads backwards)
+        setup.configure(json!({"identity": {"sub": "x", "email": "x@example.com", "login": "abc\u{202e}exe"}})).await;
+        assert_eq!(error(connect(&setup, &alice, &alice_cookie, "github", &["read"]).await), "identity_failed");
+        setup.configure(json!({"identity": {"sub": "alice", "email": "alice@example.com", "login": "alice"}})).await;
 
         // the token endpoint refusing the code, the client secret, or answering garbage
         for (failure, code) in [
@@ -359,6 +393,7 @@ db_tests! {
             (json!({"token_failures": [{"status": 200, "body": {"token_type": "Bearer", "expires_in": 3600}}]}), "provider_invalid"),
             (json!({"token_failures": [{"status": 200, "body": {"access_token": "at-1", "token_type": "Bearer", "expires_in": -5}}]}), "provider_invalid"),
             (json!({"token_failures": [{"status": 503, "body": {}}]}), "provider_unreachable"),
+            (json!({"token_failures": [{"status": 200, "body": {"access_token": "has spaces in it", "token_type": "Bearer"}}]}), "provider_invalid"),
         ] {
             setup.configure(failure.clone()).await;
             let landed = connect(&setup, &alice, &alice_cookie, "gmail", &["send"]).await;
@@ -545,6 +580,8 @@ db_tests! {
         assert_eq!(o["text"].as_str().map(|t| t.replace("\r\n", "\n").trim_end().to_owned()).as_deref(), Some("Hallo Zoë,\nbis bald."));
         assert_eq!(o["html"].as_str().map(str::trim_end), Some("<p>Hallo <b>Zoë</b></p>"));
 
+        let (st, p) = invoke(s, "team.get_message", json!({"id": ".."})).await;
+        assert_eq!((st, p["code"].as_str()), (422, Some("invalid_arguments")), "{p}");
         // bad arguments: a clear 422, nothing sent
         let count = setup.fake(Method::GET, "/__fake/sent", None).await.as_array().unwrap().len();
         for bad in [
@@ -659,13 +696,42 @@ async fn tokens_are_refreshed_once_across_replicas() {
     assert_eq!(st, 200, "{out}");
     assert_eq!(setup.stats().await["token"]["refresh_token"], 2);
 
-    // the provider refuses the refresh: the account needs reconnecting, calls say so
+    // the provider fails to answer a refresh: the calls waiting on it fail with it (one
+    // request, not one per waiting call)
+    setup
+        .configure(json!({"refresh_delay_ms": 300, "token_failures": [{"status": 503, "body": {}}]}))
+        .await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let (url, alice) = (s.url.clone(), alice.clone());
+        set.spawn(async move {
+            let r = no_redirects()
+                .post(format!("{url}{}", invoke_path("gh.whoami")))
+                .bearer_auth(alice)
+                .json(&json!({"arguments": {}}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        });
+    }
+    for (st, p) in set.join_all().await {
+        assert_eq!((st, p["code"].as_str()), (502, Some("account_refresh_failed")), "{p}");
+    }
+    assert_eq!(
+        setup.stats().await["token"]["refresh_token"],
+        3,
+        "one refresh request for the five waiting calls"
+    );
+
+    // the provider refuses the refresh: the account needs reconnecting, calls say so (asked
+    // on the other replica: this one remembers the failure above for a few seconds)
     setup
         .configure(
             json!({"refresh_delay_ms": 0, "token_failures": [{"status": 400, "body": {"error": "invalid_grant"}}]}),
         )
         .await;
-    let (st, p) = s
+    let (st, p) = second
         .call_as(
             &alice,
             Method::POST,
@@ -674,7 +740,7 @@ async fn tokens_are_refreshed_once_across_replicas() {
         )
         .await;
     assert_eq!((st, p["code"].as_str()), (409, Some("account_needs_reconnect")), "{p}");
-    let (st, p) = second
+    let (st, p) = s
         .call_as(
             &alice,
             Method::POST,
@@ -685,7 +751,7 @@ async fn tokens_are_refreshed_once_across_replicas() {
     assert_eq!((st, p["code"].as_str()), (409, Some("account_needs_reconnect")), "{p}");
     assert_eq!(
         setup.stats().await["token"]["refresh_token"],
-        3,
+        4,
         "no more refreshes once refused"
     );
     assert_eq!(accounts(s, &alice).await[0]["status"], "needs_reconnect");
