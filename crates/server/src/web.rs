@@ -97,6 +97,31 @@ fn protect(mut response: Response, cache: &'static str) -> Response {
     response
 }
 
+/// A small page that says why something failed and moves the browser on to `target` (a
+/// path of ours) at once: the status stays the error's, the page a person sees is the one
+/// at `target`. No script (the CSP allows none inline): a meta refresh and a link.
+pub fn failure_page(status: StatusCode, message: &str, target: &str) -> Response {
+    let esc = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0;url={t}\"><title>Chatterfly</title></head>\
+         <body><p>{m}</p><p><a href=\"{t}\">Continue to My Accounts</a></p></body></html>\n",
+        t = esc(target),
+        m = esc(message)
+    );
+    let mut r = protect(
+        ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
+        "no-store",
+    );
+    *r.status_mut() = status;
+    r
+}
+
 /// Any other path outside `/api`: the shell with 404 (the page says there is nothing here).
 pub async fn not_found_page() -> Response {
     let mut r = page().await;

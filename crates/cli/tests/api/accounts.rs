@@ -163,15 +163,52 @@ pub async fn authorize(setup: &Setup, token: &str, provider: &str, tiers: &[&str
     location(&resp)
 }
 
-/// The browser's visit to the callback with `cookie`: where it lands.
+/// The browser's visit to the callback with `cookie`: where it lands (a redirect when
+/// connected; on a failure the error's status and a page that refreshes to My Accounts).
 pub async fn land(setup: &Setup, callback: &str, cookie: Option<&str>) -> String {
     let mut req = setup.http.get(callback);
     if let Some(c) = cookie {
         req = req.header("cookie", c);
     }
     let resp = req.send().await.unwrap();
-    assert_eq!(resp.status(), 303, "{callback}");
-    location(&resp)
+    let status = resp.status().as_u16();
+    if status == 303 {
+        return location(&resp);
+    }
+    assert!([400, 403, 422, 502].contains(&status), "{status} for {callback}");
+    assert!(
+        resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let body = resp.text().await.unwrap();
+    let target = body
+        .split("content=\"0;url=")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .replace("&amp;", "&");
+    let code = target
+        .split("error=")
+        .nth(1)
+        .unwrap_or("")
+        .split('&')
+        .next()
+        .unwrap_or("");
+    let expected = match code {
+        "state_other_user" => 403,
+        "not_configured" => 422,
+        "client_refused"
+        | "provider_unreachable"
+        | "provider_invalid"
+        | "identity_failed"
+        | "ssrf_blocked"
+        | "provider_error" => 502,
+        _ => 400,
+    };
+    assert_eq!(status, expected, "{code}: {body}");
+    target
 }
 
 pub async fn connect(setup: &Setup, token: &str, cookie: &str, provider: &str, tiers: &[&str]) -> String {

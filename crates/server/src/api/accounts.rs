@@ -175,13 +175,20 @@ pub async fn connect(
     Ok(Json(ConnectView { authorize_url }))
 }
 
-/// Where the provider sends the person back. Always answers with a redirect to My
-/// Accounts: `?connected=<provider>` or `?error=<code>&provider=<provider>`; on an error
-/// nothing is stored.
+/// Where the provider sends the person back. Connected: a redirect to My Accounts
+/// (`?connected=<provider>`). Failed: nothing is stored, and the answer is the error's
+/// status (400 for a forged, spent, expired or malformed callback or refused consent, 403
+/// for another person's, 502 when the provider fails) with a small page that moves the
+/// browser on to `/settings/accounts?error=<code>&provider=<provider>`, which says why.
 #[utoipa::path(get, path = "/api/auth/connect/{provider}/callback", params(("provider" = String, Path),
     ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)),
     security(()),
-    responses((status = 303, description = "To `/settings/accounts` with the outcome in the query"), (status = 404, body = Problem)))]
+    responses((status = 303, description = "Connected: to `/settings/accounts?connected=<provider>`"),
+        (status = 400, description = "A forged, spent, expired or malformed callback, or refused consent (an HTML page that moves on to My Accounts)", content_type = "text/html"),
+        (status = 403, description = "The flow was started by another person", content_type = "text/html"),
+        (status = 404, body = Problem),
+        (status = 422, description = "No OAuth client is configured", content_type = "text/html"),
+        (status = 502, description = "The provider failed (unreachable, refused the client, not a token, blocked)", content_type = "text/html")))]
 pub async fn callback(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -215,14 +222,32 @@ pub async fn callback(
         .accounts()
         .finish_connect(session_user.as_deref(), p, params, &state.app_url)
         .await;
-    let target = match outcome {
-        Ok(_) => format!("/settings/accounts?connected={}", p.as_str()),
+    match outcome {
+        Ok(_) => {
+            let target = format!("/settings/accounts?connected={}", p.as_str());
+            Ok((StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response())
+        }
         Err(e) => {
             tracing::info!(provider = %p, code = e.code, "connect failed");
-            format!("/settings/accounts?error={}&provider={}", e.code, p.as_str())
+            // the error's own status (a forged or spent callback is the request's fault, a
+            // provider that fails is a gateway's), and a page that moves on to My Accounts,
+            // which says what happened
+            let status = match e.code {
+                "state_other_user" => StatusCode::FORBIDDEN,
+                "not_configured" => StatusCode::UNPROCESSABLE_ENTITY,
+                "client_refused"
+                | "provider_unreachable"
+                | "provider_invalid"
+                | "identity_failed"
+                | "ssrf_blocked"
+                | "provider_error" => StatusCode::BAD_GATEWAY,
+                "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let target = format!("/settings/accounts?error={}&provider={}", e.code, p.as_str());
+            Ok(crate::web::failure_page(status, &e.message, &target))
         }
-    };
-    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response())
+    }
 }
 
 /// Disconnect an account: revoke its grant at the provider where it can, then delete it.
