@@ -948,7 +948,13 @@ impl Accounts<'_> {
             ));
             req
         };
-        matches!(self.egress.send(req, provider_limits(self.egress)).await, Ok(r) if r.status.is_success())
+        // revoking is a courtesy to the provider: the account is deleted whatever it answers,
+        // so a provider that hangs holds the person up for a few seconds at most
+        let limits = provider_limits(self.egress).map(|l| Limits {
+            total_timeout: l.total_timeout.min(Duration::from_secs(5)),
+            ..l
+        });
+        matches!(self.egress.send(req, limits).await, Ok(r) if r.status.is_success())
     }
 }
 

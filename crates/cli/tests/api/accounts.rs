@@ -378,6 +378,9 @@ db_tests! {
 
         // a forged state, none at all, and a reused one
         let callback = authorize(&setup, &alice, "gmail", &["send"]).await;
+        // a HEAD (a link checker) does not spend it
+        let head = setup.http.head(&callback).header("cookie", &alice_cookie).send().await.unwrap();
+        assert_eq!(head.status(), 204);
         let forged = callback.replace("state=", "state=x");
         assert_eq!(error(land(&setup, &forged, Some(&alice_cookie)).await), "state_unknown");
         let stateless = format!("{}/api/auth/connect/gmail/callback?code=abc", s.url);

@@ -192,10 +192,15 @@ pub async fn connect(
 pub async fn callback(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    method: axum::http::Method,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let p = provider(&name)?;
+    if method == axum::http::Method::HEAD {
+        // a link checker's HEAD must not spend the state the browser's GET needs
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let mut params = CallbackParams::default();
     // read leniently: a malformed query is the provider's (or a forger's), answered on the page
     for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
