@@ -540,6 +540,14 @@ impl Accounts<'_> {
             .and_then(|b| b.get("error"))
             .and_then(Value::as_str)
             .map(short_code);
+        // a provider in trouble (5xx, whatever its body says: `server_error`,
+        // `temporarily_unavailable`) has refused nothing: the account stays connected
+        if resp.status.is_server_error() {
+            return Err(TokenFailure::Unreachable(format!(
+                "the token endpoint answered HTTP {}",
+                resp.status.as_u16()
+            )));
+        }
         if resp.status == StatusCode::UNAUTHORIZED || error.as_deref() == Some("invalid_client") {
             return Err(TokenFailure::Client);
         }
@@ -652,12 +660,10 @@ impl Accounts<'_> {
                     .await?;
                 v.get("login")
                     .and_then(Value::as_str)
+                    // GitHub logins are ASCII letters, digits and hyphens: nothing invisible
+                    // or look-alike can pass
                     .filter(|l| {
-                        !l.is_empty()
-                            && l.len() <= 100
-                            && !l
-                                .chars()
-                                .any(|c| c.is_control() || chatterfly_domain::connection::is_invisible_format(c))
+                        !l.is_empty() && l.len() <= 100 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                     })
                     .map(str::to_owned)
                     .ok_or_else(|| "GitHub did not tell which account this is (no login)".to_owned())

@@ -421,8 +421,10 @@ db_tests! {
         assert_eq!(error(land(&setup, &first, Some(&alice_cookie)).await), "state_unknown");
 
         // an identity with invisible formatting (a login that reads backwards)
-        setup.configure(json!({"identity": {"sub": "x", "email": "x@example.com", "login": "abc\u{202e}exe"}})).await;
-        assert_eq!(error(connect(&setup, &alice, &alice_cookie, "github", &["read"]).await), "identity_failed");
+        for login in ["abc\u{202e}exe", "victim\u{3164}gh", "a\u{34f}b", "a b"] {
+            setup.configure(json!({"identity": {"sub": "x", "email": "x@example.com", "login": login}})).await;
+            assert_eq!(error(connect(&setup, &alice, &alice_cookie, "github", &["read"]).await), "identity_failed", "{login}");
+        }
         setup.configure(json!({"identity": {"sub": "alice", "email": "alice@example.com", "login": "alice"}})).await;
 
         // the token endpoint refusing the code, the client secret, or answering garbage
@@ -433,6 +435,7 @@ db_tests! {
             (json!({"token_failures": [{"status": 200, "body": {"token_type": "Bearer", "expires_in": 3600}}]}), "provider_invalid"),
             (json!({"token_failures": [{"status": 200, "body": {"access_token": "at-1", "token_type": "Bearer", "expires_in": -5}}]}), "provider_invalid"),
             (json!({"token_failures": [{"status": 503, "body": {}}]}), "provider_unreachable"),
+            (json!({"token_failures": [{"status": 500, "body": {"error": "server_error"}}]}), "provider_unreachable"),
             (json!({"token_failures": [{"status": 200, "body": {"access_token": "has spaces in it", "token_type": "Bearer"}}]}), "provider_invalid"),
         ] {
             setup.configure(failure.clone()).await;
@@ -739,7 +742,9 @@ async fn tokens_are_refreshed_once_across_replicas() {
     // the provider fails to answer a refresh: the calls waiting on it fail with it (one
     // request, not one per waiting call)
     setup
-        .configure(json!({"refresh_delay_ms": 300, "token_failures": [{"status": 503, "body": {}}]}))
+        .configure(
+            json!({"refresh_delay_ms": 300, "token_failures": [{"status": 503, "body": {"error": "temporarily_unavailable"}}]}),
+        )
         .await;
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..5 {
