@@ -69,6 +69,13 @@ def api(client, method, path, body=None, token=TOKEN, cookie=None):
     return st, loc, (json.loads(text) if text and text[:1] in b"{[" else text)
 
 
+def cpu_ticks(pid):
+    """The server's user + system CPU time so far, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def timed(fn, n):
     lat = []
     for _ in range(n):
@@ -205,13 +212,19 @@ def main():
                 through()
             print("sockets to the fake before/after 200 calls through:", before_ss, ss())
         rows = []
+        hz = os.sysconf("SC_CLK_TCK")
+        cpu = {"plain": 0, "through": 0}
         for round_ in range(2):
             fake.call("POST", "/__fake/reset")
             d = timed(direct, args.calls)
             fake.call("POST", "/__fake/reset")
+            c0 = cpu_ticks(server.pid)
             p_ = timed(plain, args.calls)
+            cpu["plain"] += cpu_ticks(server.pid) - c0
             fake.call("POST", "/__fake/reset")
+            c0 = cpu_ticks(server.pid)
             t = timed(through, args.calls)
+            cpu["through"] += cpu_ticks(server.pid) - c0
             rows.append((d, p_, t))
         sa_tokens = json.loads(fake.call("GET", "/__fake/stats")[2])
 
@@ -252,6 +265,9 @@ def main():
         for i, ((dp50, dp99), (pp50, pp99), (tp50, tp99)) in enumerate(rows, 1):
             print(f"| {i} | {dp50:,.0f} µs | {pp50:,.0f} µs | {tp50:,.0f} µs | {pp50 - dp50:+,.0f} µs / **{tp50 - dp50:+,.0f} µs** | "
                   f"{dp99:,.0f} µs | {tp99:,.0f} µs |")
+        per_call = {k: v / hz / (2 * args.calls) * 1e6 for k, v in cpu.items()}
+        print(f"\nChatterfly's CPU per call (user + system, from /proc): HTTP tool {per_call['plain']:,.0f} µs, "
+              f"send_email {per_call['through']:,.0f} µs")
         print(f"\nservice-account token requests during the measured calls: {sa_tokens['sa_tokens']} "
               "(the token was obtained once during the warm-up and reused)")
         print(f"\nrefresh path, {args.refresh_calls} sequential calls each ({after - before} refreshes in the first run):\n")
