@@ -103,17 +103,25 @@ impl McpPeer {
 
 fn launch(kind: McpPeerKind, port: u16, extra: &[String]) -> (String, u32, u16) {
     let (script, mode) = kind.script_and_mode();
+    let mut args = vec![mode.to_owned(), port.to_string()];
+    args.extend(extra.iter().cloned());
+    let (url, pid) = run_script(script, &args);
+    (url, pid, port)
+}
+
+/// Runs `scripts/<script> ARGS…`, which starts a peer and prints `URL PID`; a script that
+/// fails fails the test, with its output.
+fn run_script(script: &str, args: &[String]) -> (String, u32) {
     let out = Command::new("bash")
         .arg(scripts_dir().join(script))
-        .arg(mode)
-        .arg(port.to_string())
-        .args(extra)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "scripts/{script} {mode} {port} failed (the MCP peer is needed; it installs from npm/PyPI):\n{}{}",
+        "scripts/{script} {} failed (the peer is needed; it installs from npm/PyPI):\n{}{}",
+        args.join(" "),
         stdout,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -123,7 +131,7 @@ fn launch(kind: McpPeerKind, port: u16, extra: &[String]) -> (String, u32, u16) 
         .next()
         .and_then(|p| p.parse().ok())
         .expect("the script prints URL PID");
-    (url, pid, port)
+    (url, pid)
 }
 
 impl Drop for McpPeer {
@@ -144,25 +152,9 @@ impl ScriptPeer {
     /// Starts `scripts/<script>` on a free port with `args` after the port.
     pub fn start(script: &str, args: &[&str]) -> Self {
         let port = free_port();
-        let out = Command::new("bash")
-            .arg(scripts_dir().join(script))
-            .arg(port.to_string())
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "scripts/{script} {port} failed (the peer is needed; it installs from npm/PyPI):\n{}{}",
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut parts = stdout.split_whitespace();
-        let url = parts.next().expect("the script prints URL PID").to_owned();
-        let pid = parts
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("the script prints URL PID");
+        let mut all = vec![port.to_string()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        let (url, pid) = run_script(script, &all);
         Self { url, port, pid }
     }
 

@@ -220,6 +220,19 @@ fn form_body(pairs: &[(&str, &str)]) -> bytes::Bytes {
     bytes::Bytes::from(s.finish())
 }
 
+/// A form POST to an OAuth endpoint (token, revocation) that answers JSON.
+pub(crate) fn form_post(url: Url, pairs: &[(&str, &str)]) -> OutboundRequest {
+    let mut req = OutboundRequest::new(Method::POST, url);
+    req.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    req.headers
+        .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    req.body = Some(form_body(pairs));
+    req
+}
+
 /// Single-flight of refreshes within this process (the store's lease does it across
 /// replicas): one task per account goes to the database and the provider.
 #[derive(Default)]
@@ -520,14 +533,7 @@ impl Accounts<'_> {
                 .map(|(_, v)| *v)
                 .chain([client.client_secret.expose_secret()]),
         );
-        let mut req = OutboundRequest::new(Method::POST, url);
-        req.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        req.headers
-            .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        req.body = Some(form_body(&all));
+        let req = form_post(url, &all);
         let resp = match self.egress.send(req, provider_limits(self.egress)).await {
             Ok(r) => r,
             Err(e @ EgressError::Blocked { .. }) => return Err(TokenFailure::Blocked(e.to_string())),
@@ -914,17 +920,14 @@ impl Accounts<'_> {
         let req = if let Some(revoke_url) = &ep.revoke_url {
             // RFC 7009
             let Ok(url) = Url::parse(revoke_url) else { return false };
-            let mut req = OutboundRequest::new(Method::POST, url);
-            req.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded"),
-            );
-            req.body = Some(form_body(&[
-                ("token", token.expose_secret()),
-                ("client_id", &client.client_id),
-                ("client_secret", client.client_secret.expose_secret()),
-            ]));
-            req
+            form_post(
+                url,
+                &[
+                    ("token", token.expose_secret()),
+                    ("client_id", &client.client_id),
+                    ("client_secret", client.client_secret.expose_secret()),
+                ],
+            )
         } else {
             // GitHub: DELETE /applications/{client_id}/grant with the client's Basic auth
             let Ok(url) = Url::parse(&format!(

@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use chatterfly_domain::email::{Mailbox, check_header_text, parse_mailbox, parse_mailbox_list};
 use chatterfly_domain::{OAuthProvider, gmail_operation_scopes, split_scopes};
-use chatterfly_egress::{Egress, EgressError, Limits, OutboundRequest, in_play};
+use chatterfly_egress::{Egress, Limits, OutboundRequest, in_play};
 use chatterfly_vault::{ExposeSecret, Secret};
 use http::{HeaderValue, Method, header};
 use mail_builder::MessageBuilder;
@@ -181,7 +181,7 @@ impl ServiceAccountTokens {
         if let Some(t) = self.get(&conn_key) {
             return Ok((t.token, t.scopes));
         }
-        let lock = self.locks_for(&conn_key.0);
+        let lock = self.locks.lock_for(&conn_key.0);
         let _one = lock.lock().await;
         if let Some(t) = self.get(&conn_key) {
             return Ok((t.token, t.scopes));
@@ -193,18 +193,7 @@ impl ServiceAccountTokens {
         let _held = in_play::hold([assertion.as_str()]);
         let url =
             Url::parse(&key.token_uri).map_err(|_| ToolError::InvalidCredentials("`token_uri` is not a URL".into()))?;
-        let mut req = OutboundRequest::new(Method::POST, url);
-        req.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        req.headers
-            .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", JWT_BEARER)
-            .append_pair("assertion", &assertion)
-            .finish();
-        req.body = Some(bytes::Bytes::from(form));
+        let req = crate::accounts::form_post(url, &[("grant_type", JWT_BEARER), ("assertion", &assertion)]);
         let limits = Limits {
             connect_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(20),
@@ -248,10 +237,6 @@ impl ServiceAccountTokens {
         };
         self.put(conn_key, cached.clone());
         Ok((cached.token, cached.scopes))
-    }
-
-    fn locks_for(&self, id: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-        self.locks.lock_for(id)
     }
 }
 
@@ -647,11 +632,6 @@ fn describe_message(raw: &[u8], format: &str, out: &mut Value) {
 
 fn short(s: &str) -> String {
     s.chars().take(40).collect()
-}
-
-/// Whether an error is the guard's (for messages that say where to act).
-pub fn is_blocked(e: &EgressError) -> bool {
-    matches!(e, EgressError::Blocked { .. })
 }
 
 #[cfg(test)]

@@ -419,10 +419,9 @@ impl Tools {
                 }
             )));
         }
-        gmail::check_scope(op.name.as_str(), "").or_else(|e| match e {
-            ToolError::InsufficientScope(_) => Ok(()),
-            other => Err(other),
-        })?;
+        if chatterfly_domain::gmail_operation_scopes(op.name.as_str()).is_none() {
+            return Err(ToolError::NotFound(format!("Gmail has no operation `{}`", op.name)));
+        }
         let (token, scopes) = match conn.draft.auth_type {
             AuthType::ServiceAccount => {
                 let secrets = credentials::resolve(&self.keys, conn, None)?;

@@ -660,6 +660,25 @@ db_tests! {
     }
 }
 
+/// `gh.whoami` as `token` on each of `urls` (servers), all at once.
+async fn whoami_at_once(urls: &[String], token: &str) -> Vec<(u16, Value)> {
+    let mut set = tokio::task::JoinSet::new();
+    for url in urls {
+        let (url, token) = (url.clone(), token.to_owned());
+        set.spawn(async move {
+            let r = no_redirects()
+                .post(format!("{url}{}", invoke_path("gh.whoami")))
+                .bearer_auth(token)
+                .json(&json!({"arguments": {}}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        });
+    }
+    set.join_all().await
+}
+
 /// Refresh across two replicas on PostgreSQL: twenty calls that all need a new token cause
 /// one refresh at the provider; a rotated refresh token replaces the old one; a refused
 /// refresh marks the account and calls fail until the person reconnects.
@@ -696,22 +715,10 @@ async fn tokens_are_refreshed_once_across_replicas() {
         "/settings/accounts?connected=github"
     );
     setup.configure(json!({"refresh_delay_ms": 400})).await;
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..20 {
-        let url = if i % 2 == 0 { s.url.clone() } else { second.url.clone() };
-        let alice = alice.clone();
-        set.spawn(async move {
-            let r = no_redirects()
-                .post(format!("{url}{}", invoke_path("gh.whoami")))
-                .bearer_auth(alice)
-                .json(&json!({"arguments": {}}))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        });
-    }
-    let results = set.join_all().await;
+    let urls: Vec<String> = (0..20)
+        .map(|i| if i % 2 == 0 { s.url.clone() } else { second.url.clone() })
+        .collect();
+    let results = whoami_at_once(&urls, &alice).await;
     for (st, out) in &results {
         assert_eq!(
             (*st, out["output"]["body"]["login"].as_str()),
@@ -746,21 +753,7 @@ async fn tokens_are_refreshed_once_across_replicas() {
             json!({"refresh_delay_ms": 300, "token_failures": [{"status": 503, "body": {"error": "temporarily_unavailable"}}]}),
         )
         .await;
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..5 {
-        let (url, alice) = (s.url.clone(), alice.clone());
-        set.spawn(async move {
-            let r = no_redirects()
-                .post(format!("{url}{}", invoke_path("gh.whoami")))
-                .bearer_auth(alice)
-                .json(&json!({"arguments": {}}))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        });
-    }
-    for (st, p) in set.join_all().await {
+    for (st, p) in whoami_at_once(&vec![s.url.clone(); 5], &alice).await {
         assert_eq!((st, p["code"].as_str()), (502, Some("account_refresh_failed")), "{p}");
     }
     assert_eq!(
