@@ -229,16 +229,17 @@ impl Store {
                 continue;
             }
             let mut tx = self.write_tx().await?;
-            sqlx::query("DELETE FROM connection_operations WHERE connection_id = $1")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-            insert_operations(&mut tx, &id, ops).await?;
+            // the connection's row first, in the order an edit takes them
             sqlx::query("UPDATE connections SET updated_at = $2 WHERE id = $1")
                 .bind(&id)
                 .bind(now())
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query("DELETE FROM connection_operations WHERE connection_id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            insert_operations(&mut tx, &id, ops).await?;
             tx.commit().await?;
             changed += 1;
         }
@@ -475,6 +476,17 @@ impl Store {
     /// Deletes a connection and its operations; `NotFound` when there is none.
     pub async fn delete_connection(&self, workspace_id: &str, slug: &str) -> Result<()> {
         let mut tx = self.write_tx().await?;
+        // The connection's row first, as an edit takes it (`update_connection` locks the row,
+        // then replaces the operations): taking the operations first could deadlock against
+        // a concurrent edit on PostgreSQL (schemathesis met one as a 500).
+        let found = sqlx::query("UPDATE connections SET updated_at = updated_at WHERE workspace_id = $1 AND slug = $2")
+            .bind(workspace_id)
+            .bind(slug)
+            .execute(&mut *tx)
+            .await?;
+        if found.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
         // Explicit, so it holds on SQLite connections opened without foreign keys too.
         for child in ["connection_operations", "connection_sources"] {
             sqlx::query(sql!(

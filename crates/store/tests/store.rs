@@ -521,3 +521,28 @@ db_tests! {
         assert_eq!(s.count_users().await.unwrap(), 1);
     }
 }
+
+db_tests! {
+    // An edit and a delete of the same connection at once take its rows in the same order:
+    // never a deadlock (a database error), only the edit's success or NotFound.
+    async fn concurrent_edits_and_deletes_do_not_deadlock(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        for round in 0..20 {
+            let id = format!("c{round}");
+            let d = draft("api", 50);
+            s.insert_connection(NewConnection { id: &id, workspace_id: &w.id, draft: &d, auth_sealed: None, created_by: None })
+                .await
+                .unwrap();
+            let (s1, s2, wid, wid2, id2) = (s.clone(), s.clone(), w.id.clone(), w.id.clone(), id.clone());
+            let next = draft("api", 60);
+            let edit = tokio::spawn(async move { s1.update_connection(&id2, &wid, &next, SealedUpdate::Keep, true).await.map(|_| ()) });
+            let delete = tokio::spawn(async move { s2.delete_connection(&wid2, "api").await });
+            for r in [edit.await.unwrap(), delete.await.unwrap()] {
+                assert!(matches!(r, Ok(()) | Err(StoreError::NotFound)), "round {round}: {r:?}");
+            }
+            let _ = s.delete_connection(&w.id, "api").await;
+        }
+    }
+}
