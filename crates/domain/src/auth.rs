@@ -61,6 +61,8 @@ impl AuthType {
             Self::ApiKeyHeader => &["header"],
             Self::ApiKeyQuery => &["param"],
             Self::ServiceAccount => &["subject", "tiers"],
+            // the tiers a person or participant is asked to grant (an account's connection)
+            Self::Oauth | Self::Bearer => &["tiers"],
             _ => &[],
         }
     }
@@ -68,7 +70,7 @@ impl AuthType {
     /// Public fields that may be left out.
     pub fn optional_public_fields(self) -> &'static [&'static str] {
         match self {
-            Self::ServiceAccount => &["tiers"],
+            Self::ServiceAccount | Self::Oauth | Self::Bearer => &["tiers"],
             _ => &[],
         }
     }
@@ -309,10 +311,17 @@ pub fn check_public(t: AuthType, field: &str, v: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        (AuthType::ServiceAccount, "tiers") => {
+        (AuthType::ServiceAccount | AuthType::Oauth, "tiers") => {
             let tiers: Vec<&str> = v.split([' ', ',']).filter(|t| !t.is_empty()).collect();
             if tiers.is_empty() || !tiers.iter().all(|t| ["send", "read", "full"].contains(t)) {
                 return Err("`tiers` must name Gmail tiers: send, read, full".into());
+            }
+            Ok(())
+        }
+        // checked against the connection's `oauth_provider` (the only place it may appear)
+        (AuthType::Bearer, "tiers") => {
+            if v.is_empty() || v.len() > 200 || !v.chars().all(|c| c.is_ascii_lowercase() || " ,_".contains(c)) {
+                return Err("`tiers` must name tiers of the connection's `oauth_provider`, such as `read repo`".into());
             }
             Ok(())
         }
@@ -350,10 +359,30 @@ fn secret_value(t: AuthType, field: &str, v: &Value) -> Result<Option<SecretStri
     if text.chars().any(|c| c.is_control()) {
         return Err(format!("`{field}` must not contain line breaks or control characters"));
     }
+    if t == AuthType::BotToken && !is_bot_token(&text) {
+        return Err(
+            "`token` must be a bot token as @BotFather gives it: the bot's numeric id, `:`, then letters, digits, `_` or `-` (e.g. `123456789:AAE…`)"
+                .into(),
+        );
+    }
     if t == AuthType::Basic && field == "username" && text.contains(':') {
         return Err("`username` must not contain `:` (HTTP Basic cannot carry it)".into());
     }
     Ok(Some(SecretString::from(text)))
+}
+
+/// A Telegram bot token: `<bot id>:<secret>`, the id 1 to 20 digits, the secret 1 to 200
+/// characters of `A-Z a-z 0-9 _ -` (so it is one clean URL path segment).
+pub fn is_bot_token(s: &str) -> bool {
+    let Some((id, secret)) = s.split_once(':') else {
+        return false;
+    };
+    (1..=20).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (1..=200).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The `auth` object of a response: type, public fields, and `<field>_set` for each secret.
@@ -391,10 +420,30 @@ mod tests {
             ),
             (json!({"type": "oauth"}), 0),
             (json!({"type": "bot_token", "token": "123:abc"}), 1),
+            (json!({"type": "oauth", "tiers": ["send"]}), 0),
         ];
         for (v, n) in cases {
             let a = AuthSpec::parse(&v).unwrap_or_else(|e| panic!("{v}: {e}"));
             assert_eq!(a.secrets.0.len(), n, "{v}");
+        }
+    }
+
+    #[test]
+    fn bot_tokens_have_their_form() {
+        assert!(is_bot_token("123456789:AAEhBOweik6ad9r_QXMENQjcrGbqCr4K-bs"));
+        for bad in [
+            "",
+            ":",
+            "1:",
+            ":a",
+            "12a:b",
+            "1:a b",
+            "1:a/b",
+            "1:a%2F",
+            "123456789012345678901:a",
+            "1:a:b",
+        ] {
+            assert!(!is_bot_token(bad), "{bad}");
         }
     }
 
@@ -440,6 +489,11 @@ mod tests {
                 json!({"type": "service_account", "subject": "a@b.co", "tiers": ["send", "write"]}),
                 "/tiers",
             ),
+            (json!({"type": "bot_token", "token": "abc:def"}), "/token"),
+            (json!({"type": "bot_token", "token": "123456"}), "/token"),
+            (json!({"type": "bot_token", "token": "123:abc/../x"}), "/token"),
+            (json!({"type": "bot_token", "token": "123:"}), "/token"),
+            (json!({"type": "oauth", "tiers": "send admin"}), "/tiers"),
         ] {
             let err = AuthSpec::parse(&v).unwrap_err();
             assert_eq!(err.0[0].pointer, pointer, "{v}: {err}");
@@ -454,6 +508,7 @@ mod tests {
             json!({"type": "basic", "username": format!("{canary}:x"), "password": "p"}),
             json!({"type": "service_account", "subject": "a@b", "service_account_json": canary}),
             json!({"type": "bearer", "token": canary.repeat(2000)}),
+            json!({"type": "bot_token", "token": canary}),
         ] {
             let err = AuthSpec::parse(&v).unwrap_err();
             assert!(!format!("{err:?} {err}").contains("CANARY"), "{err}");

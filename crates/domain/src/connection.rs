@@ -435,6 +435,25 @@ impl ConnectionDraft {
         }
         self.oauth_provider
     }
+
+    /// The tiers an account for this connection is asked to grant: its `tiers`, else what
+    /// its operations need (Gmail: `send` and `read`; GitHub: `read`).
+    pub fn account_tiers(&self) -> Vec<String> {
+        let Some(provider) = self.account_provider() else {
+            return Vec::new();
+        };
+        if let Some(t) = self.auth_public.get("tiers") {
+            return t
+                .split([' ', ','])
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        match provider {
+            OAuthProvider::Gmail => vec!["send".into(), "read".into()],
+            OAuthProvider::Github => vec!["read".into()],
+        }
+    }
 }
 
 /// What happens to the sealed secrets when a connection is written.
@@ -485,6 +504,7 @@ impl ConnectionDraft {
             input.oauth_provider.as_deref(),
             &mut errors,
         );
+        check_account_tiers(service_type, oauth_provider, &auth.auth_type, &auth.public, &mut errors);
         if fulfillment == Fulfillment::Static {
             for field in auth.auth_type.secret_fields() {
                 if auth.secrets.get(field).is_none() {
@@ -589,6 +609,13 @@ impl ConnectionDraft {
             fulfillment,
             auth.auth_type,
             provider_input.as_deref(),
+            &mut errors,
+        );
+        check_account_tiers(
+            self.service_type,
+            oauth_provider,
+            &auth.auth_type,
+            &auth.public,
             &mut errors,
         );
 
@@ -945,6 +972,38 @@ fn check_oauth_provider(
     Some(provider)
 }
 
+/// `tiers` on an account's connection (Gmail `oauth`, or bearer with `oauth_provider`):
+/// the tiers a person or participant is asked to grant, each one of the provider's.
+fn check_account_tiers(
+    service: ServiceType,
+    provider: Option<OAuthProvider>,
+    t: &AuthType,
+    public: &std::collections::BTreeMap<String, String>,
+    errors: &mut FieldErrors,
+) {
+    let Some(tiers) = public.get("tiers") else { return };
+    let provider = match (t, service, provider) {
+        (AuthType::Bearer, _, Some(p)) => p,
+        (AuthType::Bearer, _, None) => {
+            errors.push(
+                "/auth/tiers",
+                "`tiers` names what an account grants: only with `oauth_provider`",
+            );
+            return;
+        }
+        (AuthType::Oauth, ServiceType::Gmail, _) => OAuthProvider::Gmail,
+        _ => return,
+    };
+    let wanted: Vec<String> = tiers
+        .split([' ', ','])
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Err(e) = provider.scopes_for(&wanted) {
+        errors.push("/auth/tiers", e);
+    }
+}
+
 fn refuse_secrets(f: Fulfillment, secrets: &SecretFields, errors: &mut FieldErrors) {
     for field in secrets.names() {
         errors.push(
@@ -989,20 +1048,23 @@ pub fn builtin_operations(service: ServiceType) -> Vec<Operation> {
         ],
         ServiceType::Telegram => vec![
             json!({"name": "send_message", "method": "POST", "path": "/sendMessage",
-                "description": "Send a text message to a chat.",
-                "input_schema": {"type": "object", "required": ["chat_id", "text"], "properties": {
-                    "chat_id": {"type": ["integer", "string"], "description": "Chat id or @channelusername"},
-                    "text": {"type": "string"},
-                    "parse_mode": {"type": "string", "enum": ["MarkdownV2", "HTML", "Markdown"]},
-                    "disable_notification": {"type": "boolean"}}}}),
-            json!({"name": "send_photo", "method": "POST", "path": "/sendPhoto",
-                "description": "Send a photo by URL to a chat.",
-                "input_schema": {"type": "object", "required": ["chat_id", "photo"], "properties": {
-                    "chat_id": {"type": ["integer", "string"]},
-                    "photo": {"type": "string", "description": "HTTPS URL of the photo"},
-                    "caption": {"type": "string"}}}}),
-            json!({"name": "get_me", "method": "GET", "path": "/getMe",
-                "description": "Describe the bot.", "input_schema": {"type": "object", "properties": {}}}),
+                "description": "Send a text message to a chat as the bot (up to 4,096 characters after formatting).",
+                "input_schema": {"type": "object", "required": ["chat_id", "text"], "additionalProperties": false, "properties": {
+                    "chat_id": {"type": ["integer", "string"], "description": "The chat's numeric id, or `@channelusername`"},
+                    "text": {"type": "string", "minLength": 1, "description": "The message; with `parse_mode`, formatted as HTML or Markdown"},
+                    "parse_mode": {"type": "string", "enum": ["HTML", "MarkdownV2", "Markdown"]},
+                    "disable_notification": {"type": "boolean", "description": "Deliver silently"},
+                    "reply_to_message_id": {"type": "integer", "description": "The id of the message this one answers"}}}}),
+            json!({"name": "get_me", "method": "POST", "path": "/getMe",
+                "description": "Describe the bot: its id, name and username.",
+                "input_schema": {"type": "object", "additionalProperties": false, "properties": {}}}),
+            json!({"name": "get_updates", "method": "POST", "path": "/getUpdates",
+                "description": "Messages and other updates sent to the bot, oldest first; pass `offset` (the last update_id + 1) to acknowledge those already seen.",
+                "input_schema": {"type": "object", "additionalProperties": false, "properties": {
+                    "offset": {"type": "integer"},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "timeout": {"type": "integer", "minimum": 0, "maximum": 25, "description": "Long polling, in seconds"},
+                    "allowed_updates": {"type": "array", "items": {"type": "string"}, "maxItems": 20}}}}),
         ],
         _ => vec![],
     };

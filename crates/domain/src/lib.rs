@@ -14,6 +14,7 @@ pub mod names;
 pub mod operation;
 pub mod request;
 pub mod service;
+pub mod telegram;
 pub mod template;
 
 pub use auth::{AuthSpec, AuthType, SecretFields, auth_response};

@@ -29,6 +29,13 @@ pub struct Problem {
     pub line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
+    /// How many seconds to wait before trying again (also in `Retry-After`), when the
+    /// upstream said (Telegram's `retry_after`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// The upstream's own error code (Telegram's `error_code`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_code: Option<u16>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,6 +84,11 @@ impl ApiError {
         Self::NotFound(format!("{what} not found"))
     }
 
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -118,6 +130,14 @@ fn tool_status(e: &chatterfly_tools::ToolError) -> StatusCode {
         T::AccountNeedsReconnect(_) => StatusCode::CONFLICT,
         T::InsufficientScope(_) | T::AccountOrigin(_) => StatusCode::FORBIDDEN,
         T::AccountRefresh(_) | T::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        T::ParticipantNotFound(_) => StatusCode::NOT_FOUND,
+        T::ParticipantRole(_) => StatusCode::FORBIDDEN,
+        T::Telegram { error_code: 429, .. } => StatusCode::TOO_MANY_REQUESTS,
+        T::Telegram {
+            error_code: 401 | 404 | 400 | 403,
+            ..
+        } => StatusCode::UNPROCESSABLE_ENTITY,
+        T::Telegram { .. } => StatusCode::BAD_GATEWAY,
         T::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         T::Egress(e) | T::Mcp(M::Egress(e)) => egress_status(e),
         T::Mcp(M::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
@@ -169,6 +189,11 @@ impl IntoResponse for ApiError {
         };
         let retry_after = match &self {
             Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            Self::Tool(chatterfly_tools::ToolError::Telegram { retry_after, .. }) => *retry_after,
+            _ => None,
+        };
+        let upstream_code = match &self {
+            Self::Tool(chatterfly_tools::ToolError::Telegram { error_code, .. }) => Some(*error_code),
             _ => None,
         };
         let (line, column) = match &self {
@@ -209,6 +234,8 @@ impl IntoResponse for ApiError {
             errors,
             line,
             column,
+            retry_after,
+            upstream_code,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
         let mut resp = (status, body).into_response();

@@ -19,6 +19,7 @@ const ROUTES = [
   [/^\/admin\/oauth-providers$/, page("./admin.js", "adminProvidersPage")],
   [/^\/settings\/workspace\/services$/, page("./services.js", "servicesPage")],
   [/^\/settings\/accounts$/, page("./accounts.js", "accountsPage")],
+  [/^\/participants$/, page("./participants.js", "participantsPage")],
   [/^\/audit$/, page("./audit.js", "auditPage")],
 ];
 
@@ -71,6 +72,7 @@ function header(ctx) {
       link("/connections", "Connections"),
       link("/tools", "Tools"),
       ctx.isAdmin ? link("/audit", "Audit") : null,
+      ctx.isAdmin ? link("/participants", "Participants") : null,
       link("/settings/workspace/services", "AI & Services"),
       link("/settings/accounts", "My Accounts"),
       user.platform_admin
@@ -86,6 +88,13 @@ async function start() {
   const root = document.getElementById("app");
   if (location.pathname === "/login") {
     clear(root, loginPage());
+    return;
+  }
+  // a participant's onboarding needs no account: its link is its key
+  if (location.pathname === "/onboard" || location.pathname.startsWith("/onboard/")) {
+    const { onboardPage } = await import("./onboard.js");
+    await onboardPage(root);
+    document.documentElement.dataset.ready = String(Math.round(performance.now()));
     return;
   }
   // the hub's list is asked for with the session, for the workspace chosen last time

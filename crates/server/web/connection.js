@@ -37,8 +37,14 @@ function formFor(schema, prefix) {
   };
 }
 
-function tryIt(ctx, connection, op, index) {
+function tryIt(ctx, connection, op, index, people) {
   const toolName = `${connection.slug}.${op.name}`;
+  // a participant connection is called on behalf of one of its participants
+  const participant = connection.fulfillment !== "participant"
+    ? null
+    : people
+      ? h("select", { id: `t${index}-participant`, class: "participant-select", "aria-label": "On behalf of" }, people.map((p) => h("option", { value: p.id }, `${p.name}${p.set ? "" : " (nothing given yet)"}`)))
+      : h("input", { id: `t${index}-participant`, class: "participant-select", placeholder: "participant id", "aria-label": "On behalf of (participant id)" });
   // ids unique on the page: every tool has its own form
   const form = formFor(op.input_schema, `t${index}`);
   const raw = h("textarea", { class: "json", rows: 6, "aria-label": `Arguments of ${toolName} as JSON` }, "{}");
@@ -75,7 +81,9 @@ function tryIt(ctx, connection, op, index) {
         clear(result, h("p", { role: "status" }, "Calling…"));
         const started = performance.now();
         try {
-          const out = await api("POST", `${ws(ctx.workspace.slug)}/tools/${encodeURIComponent(toolName)}/invoke`, { arguments: args });
+          const body = { arguments: args };
+          if (participant && participant.value) body.participant = participant.value;
+          const out = await api("POST", `${ws(ctx.workspace.slug)}/tools/${encodeURIComponent(toolName)}/invoke`, body);
           const status = out.output && typeof out.output.status === "number" ? `HTTP ${out.output.status}, ` : "";
           clear(result, h("p", { class: "meta" }, `${status}${out.duration_ms} ms`), h("pre", { class: "output" }, pretty(out.output)));
         } catch (err) {
@@ -85,6 +93,7 @@ function tryIt(ctx, connection, op, index) {
         }
       },
     },
+    participant ? h("div", { class: "field" }, h("label", { for: participant.id }, "On behalf of"), participant) : null,
     form ? h("label", { class: "inline" }, useRaw, " Raw JSON") : null,
     formArea,
     rawArea,
@@ -216,10 +225,38 @@ function refresher(ctx, c, reload) {
   );
 }
 
+/// Which participants of the connection's role gave credentials, and when (never values).
+function participantsOf(ctx, c, people, reload) {
+  const message = h("div", { "aria-live": "polite" });
+  return h("section", { id: "connection-participants" },
+    h("h2", {}, `Participants (${c.participant_role})`),
+    people.length
+      ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Participant"), h("th", {}, "Credentials"), h("th", {}, "Given"), h("th", {}, ""))),
+        h("tbody", {}, people.map((p) => h("tr", { "data-participant": p.id, "data-set": String(p.set) },
+          h("td", {}, p.name, p.email ? h("span", { class: "hint" }, ` ${p.email}`) : null),
+          h("td", {}, p.set ? h("span", { class: "chip ok" }, p.identity ? `connected as ${p.identity}` : "given") : h("span", { class: "chip" }, p.status === "needs_reconnect" ? "must reconnect" : "not given")),
+          h("td", {}, p.updated_at ? when(p.updated_at) : ""),
+          h("td", {}, p.set ? h("button", { type: "button", class: "link danger", onclick: async () => {
+            if (!confirm(`Revoke what ${p.name} gave for ${c.slug}?`)) return;
+            try {
+              await api("DELETE", `${ws(ctx.workspace.slug)}/participants/${encodeURIComponent(p.id)}/credentials/${encodeURIComponent(c.slug)}`);
+              await reload();
+            } catch (err) {
+              message.replaceChildren(notice("error", err.message));
+            }
+          } }, "Revoke") : "")))))
+      : h("p", { class: "hint" }, "No participant has this role yet. ", h("a", { href: "/participants" }, "Add participants"), "."),
+    message);
+}
+
 export async function connectionPage(main, ctx, slug) {
   clear(main, h("h1", {}, slug), h("p", { role: "status" }, "Loading…"));
   const load = async (keep) => {
     const c = await api("GET", `${ws(ctx.workspace.slug)}/connections/${slug}`);
+    // who gave credentials for a participant connection (admins see it)
+    const people = c.fulfillment === "participant" && ctx.isAdmin
+      ? await api("GET", `${ws(ctx.workspace.slug)}/connections/${slug}/participants`).catch(() => null)
+      : null;
     const tools = h(
       "section",
       { id: "tools" },
@@ -233,7 +270,7 @@ export async function connectionPage(main, ctx, slug) {
           h("pre", { class: "schema" }, pretty(op.input_schema || {})),
           op.output_schema ? [h("h3", {}, "Output schema"), h("pre", { class: "schema" }, pretty(op.output_schema))] : null,
           h("h3", {}, "Try it"),
-          tryIt(ctx, c, op, i),
+          tryIt(ctx, c, op, i, people),
         ),
       ),
     );
@@ -243,6 +280,7 @@ export async function connectionPage(main, ctx, slug) {
       h("h1", {}, c.name),
       settings(ctx, c, () => load()),
       c.service_type === "mcp" && ctx.isAdmin ? refresher(ctx, c, (keep) => load(keep)) : null,
+      people ? participantsOf(ctx, c, people, () => load()) : null,
       tools,
       ctx.isAdmin ? dangerZone(ctx, c) : null,
       keep || null,

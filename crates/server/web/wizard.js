@@ -198,13 +198,28 @@ const BUILT_IN = {
 };
 
 /// Where a call's credentials come from, and the participant role when participants
-/// bring them.
-export function fulfillmentFields() {
+/// bring them (one of the workspace's roles, managed on the Participants page).
+export function fulfillmentFields(ctx) {
   const select = h("select", { id: "fulfillment" },
     [["static", "Stored here (static)"], ["caller", "Each caller brings them (per run)"], ["participant", "Each participant brings them"]].map(([v, t]) => h("option", { value: v }, t)));
-  const role = h("input", { id: "participant-role", placeholder: "customer" });
-  const roleField = h("div", { class: "field", "data-pointer": "/participant_role", hidden: true }, h("label", { for: "participant-role" }, "Participant role"), role);
-  const sync = () => (roleField.hidden = select.value !== "participant");
+  const role = h("select", { id: "participant-role" }, h("option", { value: "" }, "Loading roles…"));
+  const roleHint = h("p", { class: "hint" }, "Participants of this role give their credentials through their onboarding link. Roles are managed under ", h("a", { href: "/participants" }, "Participants"), ".");
+  const roleField = h("div", { class: "field", "data-pointer": "/participant_role", hidden: true }, h("label", { for: "participant-role" }, "Participant role"), role, roleHint);
+  let loaded = false;
+  const loadRoles = async () => {
+    if (loaded || !ctx) return;
+    loaded = true;
+    try {
+      const roles = await api("GET", `${ws(ctx.workspace.slug)}/participant-roles`);
+      clear(role, roles.length ? roles.map((r) => h("option", { value: r.name }, r.name)) : h("option", { value: "" }, "No roles yet: add one under Participants"));
+    } catch (e) {
+      clear(role, h("option", { value: "" }, "Roles could not be loaded"));
+    }
+  };
+  const sync = () => {
+    roleField.hidden = select.value !== "participant";
+    if (!roleField.hidden) loadRoles();
+  };
   select.addEventListener("change", sync);
   return {
     element: h("div", {}, h("div", { class: "field", "data-pointer": "/fulfillment" }, h("label", { for: "fulfillment" }, "Credentials"), select), roleField),
@@ -219,12 +234,41 @@ export function fulfillmentFields() {
   };
 }
 
+/// Telegram: the bot's name from `getMe`, checked before the connection is saved.
+function botCheck(ctx, auth, baseUrl) {
+  const out = h("div", { id: "bot-check", "aria-live": "polite" });
+  let checkedFor = null;
+  const run = async () => {
+    const input = auth.inputs.get("token");
+    const token = input ? input.value.trim() : "";
+    const key = `${baseUrl.value}\n${token}`;
+    if (checkedFor === key) return true;
+    clear(out, h("p", { role: "status" }, "Asking Telegram about the bot…"));
+    try {
+      const r = await api("POST", `${ws(ctx.workspace.slug)}/connections/telegram-check`, { token, base_url: baseUrl.value || undefined });
+      const bot = r.bot || {};
+      clear(out, h("p", { class: "notice ok", id: "bot-name", "data-username": bot.username || "" }, "Bot: ", h("strong", {}, bot.first_name || "(no name)"), bot.username ? ` (@${bot.username})` : ""));
+      checkedFor = key;
+      return true;
+    } catch (err) {
+      const field = (err.errors || []).find((e) => e.pointer === "/auth/token" || e.pointer === "/token");
+      clear(out, notice("error", field ? field.detail : err.message));
+      checkedFor = null;
+      return false;
+    }
+  };
+  const button = h("button", { type: "button", id: "check-bot", onclick: run }, "Check bot");
+  return { element: h("div", { class: "field" }, button, out), run };
+}
+
 function builtInForm(ctx, kind) {
   const spec = BUILT_IN[kind];
   const name = h("input", { id: "name", required: true, value: spec.title });
   const slug = h("input", { id: "slug", required: true, value: kind });
   const auth = authFields(spec.auth[0], null, spec.auth);
-  const fulfillment = fulfillmentFields();
+  const fulfillment = fulfillmentFields(ctx);
+  const baseUrl = kind === "telegram" ? h("input", { id: "base-url", type: "url", placeholder: "https://api.telegram.org" }) : null;
+  const check = kind === "telegram" ? botCheck(ctx, auth, baseUrl) : null;
   // a service account is stored here; a personal account is each caller's own
   const fit = () => {
     if (auth.select.value === "oauth") fulfillment.limit(["caller", "participant"], "caller");
@@ -240,7 +284,10 @@ function builtInForm(ctx, kind) {
       for (const el of form.querySelectorAll(".field-error")) el.remove();
       message.replaceChildren();
       try {
+        // a bot token is checked with Telegram before anything is saved
+        if (check && fulfillment.select.value === "static" && !(await check.run())) return;
         const body = { name: name.value, slug: slug.value, service_type: kind, auth: readAuth(auth), ...fulfillment.read() };
+        if (baseUrl && baseUrl.value) body.base_url = baseUrl.value;
         const created = await api("POST", `${ws(ctx.workspace.slug)}/connections`, body);
         location.assign(`/connections/${created.slug}`);
       } catch (err) {
@@ -252,7 +299,9 @@ function builtInForm(ctx, kind) {
   h("p", { class: "hint" }, spec.hint),
   h("div", { class: "field", "data-pointer": "/name" }, h("label", { for: "name" }, "Name"), name),
   h("div", { class: "field", "data-pointer": "/slug" }, h("label", { for: "slug" }, "Slug"), slug),
+  baseUrl ? h("div", { class: "field", "data-pointer": "/base_url" }, h("label", { for: "base-url" }, "Bot API server (leave blank for Telegram's)"), baseUrl) : null,
   h("div", { "data-pointer": "/auth" }, auth.element),
+  check ? check.element : null,
   fulfillment.element,
   h("div", { class: "actions" }, h("button", { type: "submit", id: "save" }, "Save connection")),
   message);
@@ -292,7 +341,7 @@ export async function wizardPage(main, ctx) {
   slug.addEventListener("input", () => (slugEdited = true));
   const baseUrl = h("input", { id: "base-url", type: "url", required: true, placeholder: "https://api.example.com" });
   const auth = authFields("none");
-  const fulfillment = fulfillmentFields();
+  const fulfillment = fulfillmentFields(ctx);
   const tokenFrom = tokenFromField();
   const syncTokenFrom = () => tokenFrom.sync(fulfillment.select.value, auth.select.value);
   auth.select.addEventListener("change", syncTokenFrom);

@@ -35,3 +35,9 @@ pub fn oauth_state(id: &str) -> Vec<u8> {
 pub fn personal_credentials(id: &str) -> Vec<u8> {
     format!("chatterfly:personal_credentials:{id}").into_bytes()
 }
+
+/// Associated data of a participant's key for a connection; `id` is '<participant
+/// id>:<connection id>'.
+pub fn participant_credentials(id: &str) -> Vec<u8> {
+    format!("chatterfly:participant_credentials:{id}").into_bytes()
+}

@@ -16,7 +16,11 @@ use crate::{Result, Store, StoreError, conflict, now};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRecord {
     pub id: String,
-    pub user_id: String,
+    /// A person's account (My Accounts)…
+    pub user_id: Option<String>,
+    /// …or a participant's, for one connection.
+    pub participant_id: Option<String>,
+    pub connection_id: Option<String>,
     pub provider: String,
     pub identity: String,
     /// Granted scopes, as the provider wrote them.
@@ -34,7 +38,7 @@ pub struct AccountRecord {
 }
 
 const ACCOUNT_COLS: &str = "id, user_id, provider, identity, scopes, status, tokens_sealed, expires_at, version, \
-    refresh_lease, connected_at, updated_at";
+    refresh_lease, connected_at, updated_at, participant_id, connection_id";
 
 fn account(row: &AnyRow) -> Result<AccountRecord> {
     Ok(AccountRecord {
@@ -50,14 +54,55 @@ fn account(row: &AnyRow) -> Result<AccountRecord> {
         refresh_lease: row.try_get(9)?,
         connected_at: row.try_get(10)?,
         updated_at: row.try_get(11)?,
+        participant_id: row.try_get(12)?,
+        connection_id: row.try_get(13)?,
     })
+}
+
+/// Whose an account (or a connect flow) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountOwner<'a> {
+    /// A person's, one per provider (My Accounts).
+    User(&'a str),
+    /// A participant's, for one connection (onboarding).
+    Participant {
+        participant_id: &'a str,
+        connection_id: &'a str,
+    },
+}
+
+impl AccountOwner<'_> {
+    /// The `WHERE` condition naming this owner, its values at `$n` and `$n+1`.
+    fn condition(&self, n: usize) -> String {
+        match self {
+            Self::User(_) => format!("user_id = ${n} AND ${} = ${}", n + 1, n + 1),
+            Self::Participant { .. } => format!("participant_id = ${n} AND connection_id = ${}", n + 1),
+        }
+    }
+
+    fn values(&self) -> (&str, &str) {
+        match self {
+            Self::User(u) => (u, ""),
+            Self::Participant {
+                participant_id,
+                connection_id,
+            } => (participant_id, connection_id),
+        }
+    }
 }
 
 /// A connect flow waiting for its callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthState {
     pub id: String,
-    pub user_id: String,
+    /// A person's flow…
+    pub user_id: Option<String>,
+    /// …or a participant's, for one connection, through one onboarding link, in the
+    /// browser whose cookie hashes to `browser_hash`.
+    pub participant_id: Option<String>,
+    pub connection_id: Option<String>,
+    pub link_id: Option<String>,
+    pub browser_hash: Option<String>,
     pub provider: String,
     pub scopes: String,
     pub verifier_sealed: String,
@@ -79,7 +124,7 @@ pub enum StateTaken {
 #[derive(Debug, Clone)]
 pub struct AccountWrite<'a> {
     pub id: &'a str,
-    pub user_id: &'a str,
+    pub owner: AccountOwner<'a>,
     pub provider: &'a str,
     pub identity: &'a str,
     pub scopes: &'a str,
@@ -111,11 +156,15 @@ impl Store {
             .execute(&self.pool)
             .await?;
         sqlx::query(
-            "INSERT INTO oauth_states (id, user_id, provider, scopes, verifier_sealed, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO oauth_states (id, user_id, participant_id, connection_id, link_id, browser_hash, provider, \
+             scopes, verifier_sealed, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&state.id)
         .bind(&state.user_id)
+        .bind(&state.participant_id)
+        .bind(&state.connection_id)
+        .bind(&state.link_id)
+        .bind(&state.browser_hash)
         .bind(&state.provider)
         .bind(&state.scopes)
         .bind(&state.verifier_sealed)
@@ -124,12 +173,18 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(conflict("state"))?;
-        // a person has at most a few flows in progress: the oldest beyond them are dropped
-        sqlx::query(
-            "DELETE FROM oauth_states WHERE user_id = $1 AND used_at IS NULL AND id NOT IN \
-             (SELECT id FROM oauth_states WHERE user_id = $1 AND used_at IS NULL ORDER BY created_at DESC, id LIMIT $2)",
-        )
-        .bind(&state.user_id)
+        // a person (or participant) has at most a few flows in progress: the oldest beyond
+        // them are dropped
+        let (column, owner) = match (&state.user_id, &state.participant_id) {
+            (Some(u), _) => ("user_id", u),
+            (None, Some(p)) => ("participant_id", p),
+            (None, None) => return Ok(()),
+        };
+        sqlx::query(sql!(
+            "DELETE FROM oauth_states WHERE {column} = $1 AND used_at IS NULL AND id NOT IN \
+             (SELECT id FROM oauth_states WHERE {column} = $1 AND used_at IS NULL ORDER BY created_at DESC, id LIMIT $2)"
+        ))
+        .bind(owner)
         .bind(MAX_PENDING_STATES)
         .execute(&self.pool)
         .await?;
@@ -144,7 +199,8 @@ impl Store {
             .execute(&self.pool)
             .await?;
         let row = sqlx::query(
-            "SELECT id, user_id, provider, scopes, verifier_sealed, expires_at FROM oauth_states WHERE id = $1",
+            "SELECT id, user_id, provider, scopes, verifier_sealed, expires_at, participant_id, connection_id, \
+             link_id, browser_hash FROM oauth_states WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -159,6 +215,10 @@ impl Store {
                 scopes: row.try_get(3)?,
                 verifier_sealed: row.try_get(4)?,
                 expires_at: row.try_get(5)?,
+                participant_id: row.try_get(6)?,
+                connection_id: row.try_get(7)?,
+                link_id: row.try_get(8)?,
+                browser_hash: row.try_get(9)?,
             }),
         })
     }
@@ -173,16 +233,40 @@ impl Store {
         rows.iter().map(account).collect()
     }
 
-    /// A person's account at a provider.
-    pub async fn account_for(&self, user_id: &str, provider: &str) -> Result<Option<AccountRecord>> {
+    /// A person's account at a provider, or a participant's for a connection.
+    pub async fn account_for(&self, owner: AccountOwner<'_>, provider: &str) -> Result<Option<AccountRecord>> {
+        let (a, b) = owner.values();
         let row = sqlx::query(sql!(
-            "SELECT {ACCOUNT_COLS} FROM accounts WHERE user_id = $1 AND provider = $2"
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE {} AND provider = $3",
+            owner.condition(1)
         ))
-        .bind(user_id)
+        .bind(a)
+        .bind(b)
         .bind(provider)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(account).transpose()
+    }
+
+    /// The accounts participants connected for a connection.
+    pub async fn participant_accounts_of(&self, connection_id: &str) -> Result<Vec<AccountRecord>> {
+        let rows = sqlx::query(sql!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE connection_id = $1 AND participant_id IS NOT NULL"
+        ))
+        .bind(connection_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(account).collect()
+    }
+
+    /// Deletes a participant's account for a connection; whether there was one.
+    pub async fn delete_participant_account(&self, participant_id: &str, connection_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM accounts WHERE participant_id = $1 AND connection_id = $2")
+            .bind(participant_id)
+            .bind(connection_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// An account by id, only if it is this person's.
@@ -202,39 +286,51 @@ impl Store {
     /// same person and provider under another id is a [`StoreError::Conflict`].
     pub async fn save_account(&self, a: &AccountWrite<'_>) -> Result<AccountRecord> {
         let at = now();
-        let updated = sqlx::query(
-            "UPDATE accounts SET identity = $3, scopes = $4, status = 'connected', tokens_sealed = $5, \
-             expires_at = $6, version = version + 1, refresh_lease = NULL, updated_at = $7 \
-             WHERE id = $1 AND user_id = $2",
-        )
+        let (owner_a, owner_b) = a.owner.values();
+        let updated = sqlx::query(sql!(
+            "UPDATE accounts SET identity = $2, scopes = $3, status = 'connected', tokens_sealed = $4, \
+             expires_at = $5, version = version + 1, refresh_lease = NULL, updated_at = $6 \
+             WHERE id = $1 AND {}",
+            a.owner.condition(7)
+        ))
         .bind(a.id)
-        .bind(a.user_id)
         .bind(a.identity)
         .bind(a.scopes)
         .bind(a.tokens_sealed)
         .bind(a.expires_at)
         .bind(&at)
+        .bind(owner_a)
+        .bind(owner_b)
         .execute(&self.pool)
         .await?;
         if updated.rows_affected() == 0 {
+            let (user, participant, connection) = match a.owner {
+                AccountOwner::User(u) => (Some(u), None, None),
+                AccountOwner::Participant {
+                    participant_id,
+                    connection_id,
+                } => (None, Some(participant_id), Some(connection_id)),
+            };
             sqlx::query(
-                "INSERT INTO accounts (id, user_id, provider, identity, scopes, status, tokens_sealed, expires_at, \
-                 version, refresh_lease, connected_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'connected', $6, $7, 1, NULL, $8, $8)",
+                "INSERT INTO accounts (id, user_id, participant_id, connection_id, provider, identity, scopes, status, \
+                 tokens_sealed, expires_at, version, refresh_lease, connected_at, updated_at) \
+                 VALUES ($1, $2, $9, $10, $3, $4, $5, 'connected', $6, $7, 1, NULL, $8, $8)",
             )
             .bind(a.id)
-            .bind(a.user_id)
+            .bind(user)
             .bind(a.provider)
             .bind(a.identity)
             .bind(a.scopes)
             .bind(a.tokens_sealed)
             .bind(a.expires_at)
             .bind(&at)
+            .bind(participant)
+            .bind(connection)
             .execute(&self.pool)
             .await
             .map_err(conflict("account"))?;
         }
-        self.account(a.user_id, a.id).await?.ok_or(StoreError::NotFound)
+        self.account_for(a.owner, a.provider).await?.ok_or(StoreError::NotFound)
     }
 
     pub async fn delete_account(&self, user_id: &str, id: &str) -> Result<()> {

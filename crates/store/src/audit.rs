@@ -19,6 +19,8 @@ pub struct AuditEvent {
     pub error_code: Option<String>,
     pub duration_ms: i64,
     pub created_at: String,
+    /// The participant whose credentials the call used.
+    pub participant_id: Option<String>,
 }
 
 /// Which events to list (every set field must match).
@@ -29,6 +31,7 @@ pub struct AuditFilter {
     /// `ok` or `error`.
     pub outcome: Option<String>,
     pub user_id: Option<String>,
+    pub participant_id: Option<String>,
 }
 
 /// What to record.
@@ -42,9 +45,11 @@ pub struct NewAuditEvent {
     pub http_status: Option<u16>,
     pub error_code: Option<&'static str>,
     pub duration_ms: u64,
+    /// The participant on whose behalf the call was made.
+    pub participant_id: Option<String>,
 }
 
-/// Rows per INSERT statement: 10 parameters each.
+/// Rows per INSERT statement: 11 parameters each.
 const EVENTS_PER_INSERT: usize = 100;
 
 fn event(row: &AnyRow) -> Result<AuditEvent> {
@@ -58,6 +63,7 @@ fn event(row: &AnyRow) -> Result<AuditEvent> {
         error_code: row.try_get(6)?,
         duration_ms: row.try_get(7)?,
         created_at: row.try_get(8)?,
+        participant_id: row.try_get(9)?,
     })
 }
 
@@ -71,14 +77,14 @@ impl Store {
         for chunk in events.chunks(EVENTS_PER_INSERT) {
             let mut sql = String::from(
                 "INSERT INTO audit_events (id, workspace_id, user_id, tool, connection_slug, outcome, http_status, \
-                 error_code, duration_ms, created_at) VALUES ",
+                 error_code, duration_ms, created_at, participant_id) VALUES ",
             );
             for i in 0..chunk.len() {
-                let b = i * 10;
+                let b = i * 11;
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                let params: Vec<String> = (1..=10).map(|k| format!("${}", b + k)).collect();
+                let params: Vec<String> = (1..=11).map(|k| format!("${}", b + k)).collect();
                 sql.push('(');
                 sql.push_str(&params.join(", "));
                 sql.push(')');
@@ -96,7 +102,8 @@ impl Store {
                     .bind(e.http_status.map(i64::from))
                     .bind(e.error_code)
                     .bind(i64::try_from(e.duration_ms).unwrap_or(i64::MAX))
-                    .bind(at.clone());
+                    .bind(at.clone())
+                    .bind(e.participant_id.clone());
             }
             q.execute(&self.pool).await?;
         }
@@ -113,10 +120,11 @@ impl Store {
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEvent>> {
         let rows = sqlx::query(
-            "SELECT id, user_id, tool, connection_slug, outcome, http_status, error_code, duration_ms, created_at \
-             FROM audit_events WHERE workspace_id = $1 AND ($2 IS NULL OR id < $2) \
+            "SELECT id, user_id, tool, connection_slug, outcome, http_status, error_code, duration_ms, created_at, \
+             participant_id FROM audit_events WHERE workspace_id = $1 AND ($2 IS NULL OR id < $2) \
              AND ($4 IS NULL OR tool = $4) AND ($5 IS NULL OR connection_slug = $5) \
              AND ($6 IS NULL OR outcome = $6) AND ($7 IS NULL OR user_id = $7) \
+             AND ($8 IS NULL OR participant_id = $8) \
              ORDER BY id DESC LIMIT $3",
         )
         .bind(workspace_id)
@@ -126,6 +134,7 @@ impl Store {
         .bind(filter.connection.as_deref())
         .bind(filter.outcome.as_deref())
         .bind(filter.user_id.as_deref())
+        .bind(filter.participant_id.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event).collect()

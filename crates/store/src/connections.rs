@@ -395,6 +395,29 @@ impl Store {
         row.as_ref().map(record).transpose()
     }
 
+    /// A connection's slug, by id.
+    pub async fn connection_slug_of(&self, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT slug FROM connections WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get(0).map_err(StoreError::from)).transpose()
+    }
+
+    /// The connections of a workspace that collect credentials from participants of `role`
+    /// (without their operations).
+    pub async fn participant_connections(&self, workspace_id: &str, role: &str) -> Result<Vec<ConnectionRecord>> {
+        let rows = sqlx::query(sql!(
+            "SELECT {COLS} FROM connections c WHERE c.workspace_id = $1 AND c.fulfillment = 'participant' \
+             AND c.participant_role = $2 ORDER BY c.name, c.slug"
+        ))
+        .bind(workspace_id)
+        .bind(role)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
     /// A connection with all its operations, by id (a refresh started by the server itself).
     pub async fn connection_by_id(&self, id: &str) -> Result<Option<ConnectionRecord>> {
         let row = sqlx::query(sql!("SELECT {COLS} FROM connections c WHERE c.id = $1"))

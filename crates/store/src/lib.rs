@@ -21,6 +21,7 @@ mod audit;
 mod calls;
 mod connections;
 mod invitations;
+mod participants;
 mod services;
 mod sessions;
 mod tenancy;
@@ -32,11 +33,17 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
-pub use accounts::{AccountRecord, AccountWrite, OAuthState, PersonalCredentials, StateTaken, personal_credentials_id};
+pub use accounts::{
+    AccountOwner, AccountRecord, AccountWrite, OAuthState, PersonalCredentials, StateTaken, personal_credentials_id,
+};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use calls::CallContext;
 pub use connections::{ConnectionRecord, NewConnection, SealedUpdate, SourceMeta};
 pub use invitations::Invitation;
+pub use participants::{
+    LinkLookup, LinkRecord, ParticipantCredentials, ParticipantRecord, ParticipantRoleRecord, ParticipantWrite,
+    RoleDelete, participant_credentials_id,
+};
 pub use services::{EndpointOverrides, OAuthClient, PLATFORM, ServiceCredential, service_credential_id};
 pub use sessions::SessionOwner;
 pub use tenancy::{Member, Membership, NewUser, TokenOwner, User, Workspace};

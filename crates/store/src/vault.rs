@@ -39,6 +39,12 @@ const SEALED_COLUMNS: &[SealedColumn] = &[
         aad: aad::account_tokens,
     },
     SealedColumn {
+        table: "participant_credentials",
+        id_column: "id",
+        column: "secrets_sealed",
+        aad: aad::participant_credentials,
+    },
+    SealedColumn {
         table: "oauth_states",
         id_column: "id",
         column: "verifier_sealed",

@@ -15,7 +15,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chatterfly_domain::OAuthProvider;
 use chatterfly_egress::{Egress, EgressError, Limits, OutboundRequest, in_play};
-use chatterfly_store::{AccountRecord, AccountWrite, OAuthState, StateTaken, Store, StoreError, aad, new_id};
+use chatterfly_store::{
+    AccountOwner, AccountRecord, AccountWrite, OAuthState, StateTaken, Store, StoreError, aad, new_id,
+};
 use chatterfly_vault::{ExposeSecret, KeyRing, Secret};
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Map, Value, json};
@@ -107,6 +109,42 @@ pub fn redirect_uri(app_url: &str, provider: OAuthProvider) -> String {
     )
 }
 
+/// Whose account a connect flow makes.
+#[derive(Debug, Clone)]
+pub enum ConnectFor<'a> {
+    /// A signed-in person's own (My Accounts).
+    User(&'a str),
+    /// A participant's, for one connection, through one onboarding link, in the browser
+    /// holding the flow cookie whose SHA-256 is `browser_hash`.
+    Participant {
+        participant_id: &'a str,
+        connection_id: &'a str,
+        link_id: &'a str,
+        browser_hash: String,
+    },
+}
+
+impl ConnectFor<'_> {
+    fn owner(&self) -> AccountOwner<'_> {
+        match self {
+            Self::User(u) => AccountOwner::User(u),
+            Self::Participant {
+                participant_id,
+                connection_id,
+                ..
+            } => AccountOwner::Participant {
+                participant_id,
+                connection_id,
+            },
+        }
+    }
+}
+
+/// The SHA-256 (hex) of a value kept only as its hash (onboarding tokens, flow cookies).
+pub fn hash_hex(value: &str) -> String {
+    hex_lower(&Sha256::digest(value.as_bytes()))
+}
+
 /// What the callback received (raw query parameters).
 #[derive(Debug, Default, Clone)]
 pub struct CallbackParams {
@@ -185,7 +223,7 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn random_token() -> String {
+pub fn random_token() -> String {
     let bytes: [u8; 32] = rand::random();
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -305,7 +343,7 @@ impl Accounts<'_> {
     /// bound to the person, valid for ten minutes and once.
     pub async fn start_connect(
         &self,
-        user_id: &str,
+        who: ConnectFor<'_>,
         provider: OAuthProvider,
         tiers: &[String],
         app_url: &str,
@@ -320,7 +358,7 @@ impl Accounts<'_> {
             ));
         }
         let mut wanted: Vec<String> = tiers.to_vec();
-        if let Some(existing) = self.store.account_for(user_id, provider.as_str()).await?
+        if let Some(existing) = self.store.account_for(who.owner(), provider.as_str()).await?
             && existing.status == "connected"
         {
             for t in provider.tiers_granted(&existing.scopes) {
@@ -347,10 +385,29 @@ impl Accounts<'_> {
             .keys
             .seal(verifier.as_bytes(), &aad::oauth_state(&id))
             .map_err(|e| ConnectError::new("internal", format!("sealing: {e}")))?;
+        let (user_id, participant_id, connection_id, link_id, browser_hash) = match &who {
+            ConnectFor::User(u) => (Some((*u).to_owned()), None, None, None, None),
+            ConnectFor::Participant {
+                participant_id,
+                connection_id,
+                link_id,
+                browser_hash,
+            } => (
+                None,
+                Some((*participant_id).to_owned()),
+                Some((*connection_id).to_owned()),
+                Some((*link_id).to_owned()),
+                Some(browser_hash.clone()),
+            ),
+        };
         self.store
             .create_oauth_state(&OAuthState {
                 id,
-                user_id: user_id.to_owned(),
+                user_id,
+                participant_id,
+                connection_id,
+                link_id,
+                browser_hash,
                 provider: provider.as_str().to_owned(),
                 scopes: scopes.join(" "),
                 verifier_sealed,
@@ -376,16 +433,24 @@ impl Accounts<'_> {
         Ok(url.into())
     }
 
-    /// The callback: checks the state (known, unused, unexpired, this person's, this
-    /// provider's), exchanges the code, learns the identity, and saves the account. On
-    /// any failure nothing is stored.
+    /// The callback: checks the state (known, unused, unexpired, this provider's, and this
+    /// person's, or for a participant this browser's with its onboarding link still valid),
+    /// exchanges the code, learns the identity, and saves the account. On any failure
+    /// nothing is stored. `browser_hash`: the SHA-256 of the participant flow cookie, when
+    /// the browser sent one.
     pub async fn finish_connect(
         &self,
         session_user: Option<&str>,
+        browser_hash: Option<&str>,
         provider: OAuthProvider,
         params: CallbackParams,
         app_url: &str,
     ) -> Result<AccountRecord, ConnectError> {
+        let again = if browser_hash.is_some() {
+            "open your onboarding link again"
+        } else {
+            "start again from My Accounts"
+        };
         let state = params
             .state
             .filter(|s| !s.is_empty() && s.len() <= 256)
@@ -395,44 +460,81 @@ impl Accounts<'_> {
             StateTaken::Unknown => {
                 return Err(ConnectError::new(
                     "state_unknown",
-                    "this connect link was not started here (unknown `state`); start again from My Accounts",
+                    format!("this connect link was not started here (unknown `state`); {again}"),
                 ));
             }
             StateTaken::Used => {
                 return Err(ConnectError::new(
                     "state_used",
-                    "this connect link was already used; start again from My Accounts",
+                    format!("this connect link was already used; {again}"),
                 ));
             }
             StateTaken::Taken(s) => s,
         };
+        let again = if pending.participant_id.is_some() {
+            "open your onboarding link again"
+        } else {
+            "start again from My Accounts"
+        };
         if pending.provider != provider.as_str() {
             return Err(ConnectError::new(
                 "state_unknown",
-                "this connect link was started for another provider; start again from My Accounts",
+                format!("this connect link was started for another provider; {again}"),
             ));
         }
         if pending.expires_at < now_secs() {
             return Err(ConnectError::new(
                 "state_expired",
-                "the connect link expired (it lasts ten minutes); start again from My Accounts",
+                format!("the connect link expired (it lasts ten minutes); {again}"),
             ));
         }
-        match session_user {
-            None => {
-                return Err(ConnectError::new(
-                    "not_signed_in",
-                    "sign in to Chatterfly in this browser, then connect again",
-                ));
+        let owner = match (&pending.user_id, &pending.participant_id, &pending.connection_id) {
+            (Some(user), _, _) => {
+                match session_user {
+                    None => {
+                        return Err(ConnectError::new(
+                            "not_signed_in",
+                            "sign in to Chatterfly in this browser, then connect again",
+                        ));
+                    }
+                    Some(u) if u != user => {
+                        return Err(ConnectError::new(
+                            "state_other_user",
+                            "this connect link was started by another person; start your own from My Accounts",
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                AccountOwner::User(user)
             }
-            Some(u) if u != pending.user_id => {
-                return Err(ConnectError::new(
-                    "state_other_user",
-                    "this connect link was started by another person; start your own from My Accounts",
-                ));
+            (None, Some(participant), Some(connection)) => {
+                // the flow finishes in the browser that started it, while its link is valid
+                if browser_hash.is_none() || pending.browser_hash.as_deref() != browser_hash {
+                    return Err(ConnectError::new(
+                        "state_other_browser",
+                        "this connect link was started in another browser; open your onboarding link in this one and connect again",
+                    ));
+                }
+                let link = match &pending.link_id {
+                    Some(l) => self.store.onboarding_link(l).await?,
+                    None => None,
+                };
+                let valid = link.is_some_and(|l| {
+                    l.participant.id == *participant && l.link.revoked_at.is_none() && l.link.expires_at > now_secs()
+                });
+                if !valid {
+                    return Err(ConnectError::new(
+                        "link_invalid",
+                        "the onboarding link this was started from is no longer valid (revoked or expired); ask for a new one",
+                    ));
+                }
+                AccountOwner::Participant {
+                    participant_id: participant,
+                    connection_id: connection,
+                }
             }
-            Some(_) => {}
-        }
+            _ => return Err(ConnectError::new("internal", "a connect flow without an owner")),
+        };
         if let Some(error) = params.error {
             return Err(if error == "access_denied" {
                 ConnectError::new(
@@ -455,7 +557,7 @@ impl Accounts<'_> {
         if code.is_empty() || code.len() > MAX_CODE_LEN || !code.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ConnectError::new(
                 "bad_callback",
-                "the answer from the provider carries no usable `code`; start again from My Accounts",
+                format!("the answer from the provider carries no usable `code`; {again}"),
             ));
         }
         let _code_held = in_play::hold([code.as_str()]);
@@ -486,7 +588,7 @@ impl Accounts<'_> {
             }
         })?;
         let granted = answer.scope.clone().unwrap_or(pending.scopes);
-        let existing = self.store.account_for(&pending.user_id, provider.as_str()).await?;
+        let existing = self.store.account_for(owner, provider.as_str()).await?;
         let id = existing.as_ref().map_or_else(new_id, |a| a.id.clone());
         // a reconnect without a new refresh token keeps the one stored
         let refresh = match (&answer.refresh, &existing) {
@@ -504,7 +606,7 @@ impl Accounts<'_> {
             .store
             .save_account(&AccountWrite {
                 id: &id,
-                user_id: &pending.user_id,
+                owner,
                 provider: provider.as_str(),
                 identity: &identity,
                 scopes: &granted,
@@ -512,7 +614,13 @@ impl Accounts<'_> {
                 expires_at,
             })
             .await?;
-        tracing::info!(user = %pending.user_id, provider = %provider, account = %saved.id, "account connected");
+        tracing::info!(
+            user = ?pending.user_id,
+            participant = ?pending.participant_id,
+            provider = %provider,
+            account = %saved.id,
+            "account connected"
+        );
         Ok(saved)
     }
 
@@ -734,19 +842,23 @@ impl Accounts<'_> {
 
     pub async fn access_token(
         &self,
-        user_id: &str,
+        owner: AccountOwner<'_>,
         provider: OAuthProvider,
         slug: &str,
     ) -> Result<AccountToken, ToolError> {
-        let missing = || {
-            ToolError::CredentialsRequired(format!(
+        let missing = || match owner {
+            AccountOwner::User(_) => ToolError::CredentialsRequired(format!(
                 "connection `{slug}` uses your own {} account, and none is connected: connect it under Settings → My Accounts (/settings/accounts), or pass `credentials`",
                 provider.label()
-            ))
+            )),
+            AccountOwner::Participant { participant_id, .. } => ToolError::CredentialsRequired(format!(
+                "participant `{participant_id}` has not connected a {} account for connection `{slug}`: send them their onboarding link",
+                provider.label()
+            )),
         };
         let account = self
             .store
-            .account_for(user_id, provider.as_str())
+            .account_for(owner, provider.as_str())
             .await?
             .ok_or_else(missing)?;
         if let Some(token) = self.usable(&account, false)? {
@@ -760,7 +872,7 @@ impl Accounts<'_> {
         loop {
             let account = self
                 .store
-                .account_for(user_id, provider.as_str())
+                .account_for(owner, provider.as_str())
                 .await?
                 .ok_or_else(missing)?;
             // a token another call (or replica) refreshed meanwhile is used while it is valid
@@ -797,9 +909,10 @@ impl Accounts<'_> {
     fn usable(&self, account: &AccountRecord, just_refreshed: bool) -> Result<Option<AccountToken>, ToolError> {
         if account.status != "connected" {
             return Err(ToolError::AccountNeedsReconnect(format!(
-                "the {} account `{}` must be connected again (the provider refused to refresh its token): reconnect it under Settings → My Accounts",
+                "the {} account `{}` must be connected again (the provider refused to refresh its token): {}",
                 provider_label(&account.provider),
-                account.identity
+                account.identity,
+                reconnect_where(account)
             )));
         }
         let margin = if just_refreshed { 5 } else { REFRESH_MARGIN_SECS };
@@ -820,9 +933,10 @@ impl Accounts<'_> {
         let Some(refresh) = tokens.refresh else {
             self.store.mark_needs_reconnect(&account.id, account.version).await?;
             return Err(ToolError::AccountNeedsReconnect(format!(
-                "the {} account `{}` has expired and cannot be refreshed: reconnect it under Settings → My Accounts",
+                "the {} account `{}` has expired and cannot be refreshed: {}",
                 provider.label(),
-                account.identity
+                account.identity,
+                reconnect_where(account)
             )));
         };
         let (client, ep) = match self.client(provider).await {
@@ -871,9 +985,10 @@ impl Accounts<'_> {
                 self.store.mark_needs_reconnect(&account.id, account.version).await?;
                 tracing::info!(account = %account.id, provider = %provider, "refresh refused: account needs reconnecting");
                 Err(ToolError::AccountNeedsReconnect(format!(
-                    "{} refused to refresh the token of `{}`: reconnect it under Settings → My Accounts",
+                    "{} refused to refresh the token of `{}`: {}",
                     provider.label(),
-                    account.identity
+                    account.identity,
+                    reconnect_where(account)
                 )))
             }
             Err(f) => {
@@ -964,6 +1079,40 @@ impl Accounts<'_> {
             ..l
         });
         matches!(self.egress.send(req, limits).await, Ok(r) if r.status.is_success())
+    }
+}
+
+/// Where an account is connected again: My Accounts, or the participant's onboarding link.
+fn reconnect_where(account: &AccountRecord) -> String {
+    match &account.participant_id {
+        Some(p) => format!("participant `{p}` must connect it again through their onboarding link"),
+        None => "reconnect it under Settings → My Accounts".to_owned(),
+    }
+}
+
+/// Revokes a participant's account for a connection at the provider (where it can) and
+/// deletes it; whether there was one.
+impl Accounts<'_> {
+    pub async fn disconnect_participant(
+        &self,
+        participant_id: &str,
+        connection_id: &str,
+    ) -> Result<bool, ConnectError> {
+        let owner = AccountOwner::Participant {
+            participant_id,
+            connection_id,
+        };
+        let mut found = false;
+        for provider in OAuthProvider::ALL {
+            if let Some(account) = self.store.account_for(owner, provider.as_str()).await? {
+                self.revoke(provider, &account).await;
+                found = true;
+            }
+        }
+        self.store
+            .delete_participant_account(participant_id, connection_id)
+            .await?;
+        Ok(found)
     }
 }
 

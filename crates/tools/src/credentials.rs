@@ -14,7 +14,8 @@ use serde_json::{Map, Value};
 use crate::ToolError;
 
 /// `static`: the sealed credentials, opened now. `caller`: the call's `credentials`, for
-/// this call only. `participant`: not available until onboarding exists.
+/// this call only. `participant`: found by the caller (`Tools::credentials`) for the
+/// participant a call names; reaching here means none was named.
 pub fn resolve(
     keys: &KeyRing,
     conn: &ConnectionRecord,
@@ -80,7 +81,7 @@ pub fn resolve(
             Ok(SecretFields(out))
         }
         Fulfillment::Participant => Err(ToolError::CredentialsRequired(format!(
-            "connection `{slug}` uses participant credentials, collected during participant onboarding, which is not available yet"
+            "connection `{slug}` uses the credentials of a participant: name one with `participant`"
         ))),
     }
 }

@@ -18,14 +18,16 @@ pub mod mcp;
 mod redact;
 mod search;
 pub mod services;
+pub mod telegram;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use chatterfly_domain::connection::Fulfillment;
 use chatterfly_domain::{BuildError, HttpMethod, Operation, SecretFields, ServiceType, ToolName, build_request};
 use chatterfly_egress::{Egress, EgressError, OutboundRequest};
-use chatterfly_store::{ConnectionRecord, NewAuditEvent, Store, StoreError};
+use chatterfly_store::{AccountOwner, ConnectionRecord, NewAuditEvent, ParticipantRecord, Store, StoreError};
 use chatterfly_vault::KeyRing;
 use serde_json::{Map, Value};
 
@@ -83,6 +85,19 @@ pub enum ToolError {
     /// The upstream API answered with an error (built-in operations).
     #[error("{message}")]
     Upstream { status: u16, message: String },
+    /// `participant` names no participant of this workspace.
+    #[error("{0}")]
+    ParticipantNotFound(String),
+    /// The participant's role is not the one the connection collects credentials from.
+    #[error("{0}")]
+    ParticipantRole(String),
+    /// The Telegram Bot API answered `ok: false`.
+    #[error("Telegram refused the call ({error_code}): {description}{}", retry_after.map(|s| format!("; retry after {s} s")).unwrap_or_default())]
+    Telegram {
+        error_code: u16,
+        description: String,
+        retry_after: Option<u64>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -104,6 +119,13 @@ impl ToolError {
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::AccountOrigin(_) => "account_origin_mismatch",
             Self::Upstream { .. } => "upstream_error",
+            Self::ParticipantNotFound(_) => "participant_not_found",
+            Self::ParticipantRole(_) => "participant_role_mismatch",
+            Self::Telegram { error_code: 429, .. } => "rate_limited",
+            Self::Telegram {
+                error_code: 401 | 404, ..
+            } => "invalid_credentials",
+            Self::Telegram { .. } => "telegram_error",
             Self::Internal(_) => "internal",
         }
     }
@@ -125,6 +147,9 @@ pub struct Call<'a> {
     pub arguments: Value,
     /// Credentials passed with the call (`caller` fulfillment): used for this call only.
     pub credentials: Option<Map<String, Value>>,
+    /// The participant on whose behalf the call is made (`participant` fulfillment uses
+    /// their credentials).
+    pub participant: Option<&'a str>,
     /// The connection and operation of a `slug.operation` tool, when the caller has read
     /// them already (the API reads them in the same query as the caller's token and role);
     /// `None`: looked up here.
@@ -234,7 +259,8 @@ impl Tools {
     pub async fn invoke(&self, mut call: Call<'_>) -> Result<Output, ToolError> {
         let started = Instant::now();
         let mut slug = None;
-        let result = self.dispatch(&mut call, &mut slug).await;
+        let mut participant_used = None;
+        let result = self.dispatch(&mut call, &mut slug, &mut participant_used).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (ok, http_status, code) = match &result {
             Ok(v) => (
@@ -256,12 +282,23 @@ impl Tools {
                 http_status,
                 error_code: code,
                 duration_ms,
+                participant_id: participant_used,
             })
             .await;
         result.map(|output| Output { output, duration_ms })
     }
 
-    async fn dispatch(&self, call: &mut Call<'_>, slug_out: &mut Option<String>) -> Result<Value, ToolError> {
+    async fn dispatch(
+        &self,
+        call: &mut Call<'_>,
+        slug_out: &mut Option<String>,
+        participant_out: &mut Option<String>,
+    ) -> Result<Value, ToolError> {
+        // a participant is always one of this workspace's, whatever the tool
+        let participant = match call.participant {
+            Some(id) => Some(self.participant(call.workspace_id, id).await?),
+            None => None,
+        };
         if let Some(result) = builtin::call(call.tool, &call.arguments) {
             return result;
         }
@@ -295,14 +332,37 @@ impl Tools {
             ))
         })?;
         self.validate(&conn, &op, &call.arguments)?;
+        let on_behalf = match (&participant, conn.draft.fulfillment) {
+            (Some(p), Fulfillment::Participant) => {
+                check_participant_role(p, &conn)?;
+                *participant_out = Some(p.id.clone());
+                Some(p)
+            }
+            (None, Fulfillment::Participant) => {
+                return Err(ToolError::CredentialsRequired(format!(
+                    "connection `{}` uses the credentials of a participant (role `{}`): name one with `participant`",
+                    conn.draft.slug,
+                    conn.draft
+                        .participant_role
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                )));
+            }
+            _ => None,
+        };
+        let who = Who {
+            user: call.user_id,
+            participant: on_behalf,
+        };
         if conn.draft.service_type == ServiceType::Gmail {
             return self
-                .call_gmail(&conn, &op, &call.arguments, call.credentials.as_ref(), call.user_id)
+                .call_gmail(&conn, &op, &call.arguments, call.credentials.as_ref(), who)
                 .await;
         }
         // `security: []` in the source document: this operation is called without credentials
         let secrets = if op.request.as_ref().is_none_or(|m| m.credentials) {
-            Some(self.credentials(&conn, call.credentials.as_ref(), call.user_id).await?)
+            Some(self.credentials(&conn, call.credentials.as_ref(), who).await?)
         } else {
             None
         };
@@ -315,10 +375,37 @@ impl Tools {
                 self.call_mcp(&conn, &op, &call.arguments, secrets.as_ref().unwrap_or(&none))
                     .await
             }
-            other => Err(ToolError::Unsupported(format!(
-                "calling {other} connections is not available yet; only http, openapi, mcp and gmail tools can be called"
-            ))),
+            ServiceType::Telegram => {
+                let token = secrets
+                    .as_ref()
+                    .and_then(|s| s.get("token"))
+                    .ok_or_else(|| ToolError::Internal("a Telegram connection without its bot token".into()))?;
+                let empty = Map::new();
+                telegram::call(
+                    &self.egress,
+                    self.limits_for(&conn),
+                    &conn.draft.base_url,
+                    op.name.as_str(),
+                    call.arguments.as_object().unwrap_or(&empty),
+                    token,
+                )
+                .await
+            }
+            ServiceType::Gmail => Err(ToolError::Internal("Gmail is dispatched above".into())),
         }
+    }
+
+    /// A participant of this workspace (another workspace's is as unknown as a made-up id).
+    pub async fn participant(&self, workspace_id: &str, id: &str) -> Result<ParticipantRecord, ToolError> {
+        self.store.participant(workspace_id, id).await?.ok_or_else(|| {
+            ToolError::ParticipantNotFound(format!("there is no participant `{}` in this workspace", short(id)))
+        })
+    }
+
+    /// Checks a bot token with `getMe` before a connection is saved: the bot's own
+    /// description, or Telegram's refusal.
+    pub async fn telegram_check(&self, base_url: &str, token: &chatterfly_vault::Secret) -> Result<Value, ToolError> {
+        telegram::call(&self.egress, None, base_url, "get_me", &Map::new(), token).await
     }
 
     fn validate(&self, conn: &ConnectionRecord, op: &Operation, args: &Value) -> Result<(), ToolError> {
@@ -357,43 +444,100 @@ impl Tools {
 
     /// The call's credentials. `caller`: those passed with the call, else the caller's My
     /// Accounts (the account of the connection's provider, or the key saved for the
-    /// connection), else `credentials_required`. Never another person's.
+    /// connection), else `credentials_required`. Never another person's. `participant`:
+    /// the participant's account or key for this connection (their role checked before).
     async fn credentials(
         &self,
         conn: &ConnectionRecord,
         passed: Option<&Map<String, Value>>,
-        user_id: Option<&str>,
+        who: Who<'_>,
     ) -> Result<SecretFields, ToolError> {
         let none_passed = passed.is_none_or(Map::is_empty);
-        if conn.draft.fulfillment == chatterfly_domain::connection::Fulfillment::Caller
+        if conn.draft.fulfillment == Fulfillment::Participant
+            && let Some(p) = who.participant
+        {
+            if !none_passed {
+                return Err(ToolError::InvalidCredentials(format!(
+                    "connection `{}` uses the credentials participant `{}` gave; a call passes none",
+                    conn.draft.slug, p.id
+                )));
+            }
+            if let Some(provider) = conn.draft.account_provider() {
+                let t = self.account_token(conn, provider, Some(p), None).await?;
+                return Ok(token_fields(t.token));
+            }
+            let saved = self
+                .store
+                .participant_credentials(&p.id, &conn.id)
+                .await?
+                .ok_or_else(|| {
+                    ToolError::CredentialsRequired(format!(
+                        "participant `{}` ({}) has given no credentials for connection `{}`: send them their onboarding link",
+                        p.id,
+                        short(&p.name),
+                        conn.draft.slug
+                    ))
+                })?;
+            return self.open_fields(
+                &saved.secrets_sealed,
+                &chatterfly_store::aad::participant_credentials(&saved.id),
+            );
+        }
+        if conn.draft.fulfillment == Fulfillment::Caller
             && none_passed
-            && let Some(user) = user_id
+            && let Some(user) = who.user
         {
             if let Some(provider) = conn.draft.account_provider() {
-                let accounts = self.accounts();
-                accounts
-                    .check_target(provider, &conn.draft.base_url, conn.draft.slug.as_str())
-                    .await?;
-                let t = accounts.access_token(user, provider, conn.draft.slug.as_str()).await?;
-                let mut fields = std::collections::BTreeMap::new();
-                fields.insert("token".to_owned(), t.token);
-                return Ok(SecretFields(fields));
+                let t = self.account_token(conn, provider, None, Some(user)).await?;
+                return Ok(token_fields(t.token));
             }
             if !conn.draft.auth_type.secret_fields().is_empty()
                 && let Some(saved) = self.store.personal_credentials(user, &conn.id).await?
             {
-                let plain = self
-                    .keys
-                    .open_string(
-                        &saved.secrets_sealed,
-                        &chatterfly_store::aad::personal_credentials(&saved.id),
-                    )
-                    .map_err(|e| ToolError::Internal(format!("personal credentials: {e}")))?;
-                return SecretFields::from_sealed_json(chatterfly_vault::ExposeSecret::expose_secret(&plain))
-                    .map_err(|e| ToolError::Internal(e.to_owned()));
+                return self.open_fields(
+                    &saved.secrets_sealed,
+                    &chatterfly_store::aad::personal_credentials(&saved.id),
+                );
             }
         }
         credentials::resolve(&self.keys, conn, passed)
+    }
+
+    fn open_fields(&self, sealed: &str, aad: &[u8]) -> Result<SecretFields, ToolError> {
+        let plain = self
+            .keys
+            .open_string(sealed, aad)
+            .map_err(|e| ToolError::Internal(format!("saved credentials: {e}")))?;
+        SecretFields::from_sealed_json(chatterfly_vault::ExposeSecret::expose_secret(&plain))
+            .map_err(|e| ToolError::Internal(e.to_owned()))
+    }
+
+    /// The access token of the caller's account, or of the participant's for this
+    /// connection, after checking it may go where the connection points.
+    async fn account_token(
+        &self,
+        conn: &ConnectionRecord,
+        provider: chatterfly_domain::OAuthProvider,
+        participant: Option<&ParticipantRecord>,
+        user: Option<&str>,
+    ) -> Result<accounts::AccountToken, ToolError> {
+        let accounts = self.accounts();
+        let slug = conn.draft.slug.as_str();
+        accounts.check_target(provider, &conn.draft.base_url, slug).await?;
+        let owner = match (participant, user) {
+            (Some(p), _) => AccountOwner::Participant {
+                participant_id: &p.id,
+                connection_id: &conn.id,
+            },
+            (None, Some(u)) => AccountOwner::User(u),
+            (None, None) => {
+                return Err(ToolError::CredentialsRequired(format!(
+                    "connection `{slug}` uses the caller's own {} account; this call has no caller",
+                    provider.label()
+                )));
+            }
+        };
+        accounts.access_token(owner, provider, slug).await
     }
 
     /// A Gmail operation: a token from the service account or the caller's Google
@@ -404,7 +548,7 @@ impl Tools {
         op: &Operation,
         args: &Value,
         passed: Option<&Map<String, Value>>,
-        user_id: Option<&str>,
+        who: Who<'_>,
     ) -> Result<Value, ToolError> {
         use chatterfly_domain::AuthType;
         use chatterfly_vault::ExposeSecret;
@@ -448,22 +592,8 @@ impl Tools {
                     .await?
             }
             AuthType::Oauth => {
-                let user = user_id.ok_or_else(|| {
-                    ToolError::CredentialsRequired(format!(
-                        "connection `{slug}` uses the caller's own Google account; this call has no caller"
-                    ))
-                })?;
-                if conn.draft.fulfillment != chatterfly_domain::connection::Fulfillment::Caller {
-                    return Err(ToolError::CredentialsRequired(format!(
-                        "connection `{slug}` uses participant credentials, collected during participant onboarding, which is not available yet"
-                    )));
-                }
-                let accounts = self.accounts();
-                accounts
-                    .check_target(chatterfly_domain::OAuthProvider::Gmail, &conn.draft.base_url, slug)
-                    .await?;
-                let t = accounts
-                    .access_token(user, chatterfly_domain::OAuthProvider::Gmail, slug)
+                let t = self
+                    .account_token(conn, chatterfly_domain::OAuthProvider::Gmail, who.participant, who.user)
                     .await?;
                 // before any request: the tiers this account granted
                 gmail::check_scope(op.name.as_str(), &t.scopes)?;
@@ -559,6 +689,35 @@ impl Tools {
             .within(max),
         )
     }
+}
+
+/// Whose credentials a call may use: the calling person's (`caller`) and the participant's
+/// it is made for (`participant`, role already checked).
+#[derive(Clone, Copy)]
+pub(crate) struct Who<'a> {
+    pub(crate) user: Option<&'a str>,
+    pub(crate) participant: Option<&'a ParticipantRecord>,
+}
+
+/// A participant's credentials serve only the connections of their role.
+fn check_participant_role(p: &ParticipantRecord, conn: &ConnectionRecord) -> Result<(), ToolError> {
+    let wanted = conn.draft.participant_role.as_ref().map(ToString::to_string);
+    if wanted.as_deref() != Some(p.role.as_str()) {
+        return Err(ToolError::ParticipantRole(format!(
+            "connection `{}` takes the credentials of participants with role `{}`; participant `{}` has role `{}`",
+            conn.draft.slug,
+            wanted.unwrap_or_default(),
+            p.id,
+            p.role
+        )));
+    }
+    Ok(())
+}
+
+fn token_fields(token: chatterfly_vault::Secret) -> SecretFields {
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert("token".to_owned(), token);
+    SecretFields(fields)
 }
 
 fn to_http_method(m: HttpMethod) -> http::Method {

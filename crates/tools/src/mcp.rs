@@ -169,7 +169,16 @@ impl Tools {
                 conn.draft.slug, conn.draft.service_type
             )));
         }
-        let secrets = self.credentials(conn, passed, None).await?;
+        let secrets = self
+            .credentials(
+                conn,
+                passed,
+                crate::Who {
+                    user: None,
+                    participant: None,
+                },
+            )
+            .await?;
         let found = self
             .discover_mcp(
                 &conn.draft.base_url,

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chatterfly_domain::connection::Fulfillment;
 use chatterfly_domain::{AuthSpec, AuthType, FieldErrors, OAuthProvider, SecretFields};
 use chatterfly_store::{AccountRecord, aad, personal_credentials_id};
-use chatterfly_tools::accounts::{CallbackParams, ConnectError};
+use chatterfly_tools::accounts::{CallbackParams, ConnectError, ConnectFor};
 use chatterfly_vault::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -166,7 +166,7 @@ pub async fn connect(
     let authorize_url = state
         .tools
         .accounts()
-        .start_connect(&caller.user.id, p, &req.tiers, &state.app_url)
+        .start_connect(ConnectFor::User(&caller.user.id), p, &req.tiers, &state.app_url)
         .await
         .map_err(|e| match e.code {
             "invalid_tiers" => ApiError::Validation(FieldErrors::single("/tiers", e.message)),
@@ -222,12 +222,36 @@ pub async fn callback(
             .map(|o| o.user.id),
         None => None,
     };
+    // a participant's flow finishes in the browser holding its cookie (and goes back to
+    // the onboarding page, whose link the browser keeps)
+    let flow_cookie = super::onboarding::flow_cookie(&headers);
+    let browser_hash = flow_cookie.as_deref().map(chatterfly_tools::accounts::hash_hex);
     let outcome = state
         .tools
         .accounts()
-        .finish_connect(session_user.as_deref(), p, params, &state.app_url)
+        .finish_connect(
+            session_user.as_deref(),
+            browser_hash.as_deref(),
+            p,
+            params,
+            &state.app_url,
+        )
         .await;
+    let onboarding = match &outcome {
+        Ok(a) => a.participant_id.is_some(),
+        Err(_) => flow_cookie.is_some(),
+    };
     match outcome {
+        Ok(account) if onboarding => {
+            let slug = match &account.connection_id {
+                Some(c) => state.store.connection_slug_of(c).await?.unwrap_or_default(),
+                None => String::new(),
+            };
+            let target = format!("/onboard?connected={slug}");
+            let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response();
+            super::onboarding::clear_flow_cookie(&mut r, &state);
+            Ok(r)
+        }
         Ok(_) => {
             let target = format!("/settings/accounts?connected={}", p.as_str());
             Ok((StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response())
@@ -238,7 +262,8 @@ pub async fn callback(
             // provider that fails is a gateway's), and a page that moves on to My Accounts,
             // which says what happened
             let status = match e.code {
-                "state_other_user" => StatusCode::FORBIDDEN,
+                "state_other_user" | "state_other_browser" => StatusCode::FORBIDDEN,
+                "link_invalid" => StatusCode::GONE,
                 "not_configured" => StatusCode::UNPROCESSABLE_ENTITY,
                 "client_refused"
                 | "provider_unreachable"
@@ -249,8 +274,19 @@ pub async fn callback(
                 "internal" => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::BAD_REQUEST,
             };
+            if onboarding {
+                let target = format!("/onboard?error={}&provider={}", e.code, p.as_str());
+                let mut r = crate::web::failure_page(status, &e.message, &target, "Back to your onboarding page");
+                super::onboarding::clear_flow_cookie(&mut r, &state);
+                return Ok(r);
+            }
             let target = format!("/settings/accounts?error={}&provider={}", e.code, p.as_str());
-            Ok(crate::web::failure_page(status, &e.message, &target))
+            Ok(crate::web::failure_page(
+                status,
+                &e.message,
+                &target,
+                "Continue to My Accounts",
+            ))
         }
     }
 }
@@ -371,6 +407,38 @@ pub async fn put_my_credentials(
 ) -> Result<Json<MyCredentialsView>, ApiError> {
     let conn = caller_connection(&state, &caller, &ws, &slug).await?;
     let given: Map<String, Value> = body.json(&state).await?;
+    let id = personal_credentials_id(&caller.user.id, &conn.id);
+    let saved = state.store.personal_credentials(&caller.user.id, &conn.id).await?;
+    let fields = merged_key(
+        &state,
+        &conn,
+        given,
+        saved
+            .as_ref()
+            .map(|s| (s.secrets_sealed.as_str(), aad::personal_credentials(&s.id))),
+    )?;
+    let plain = fields.to_sealable_json();
+    let sealed = state
+        .keys
+        .seal(plain.as_bytes(), &aad::personal_credentials(&id))
+        .map_err(|e| ApiError::Internal(format!("sealing: {e}")))?;
+    let saved = state
+        .store
+        .put_personal_credentials(&caller.user.id, &conn.id, &sealed)
+        .await?;
+    tracing::info!(user = %caller.user.id, connection = %conn.id, "personal key saved");
+    Ok(Json(my_view(&conn, Some(&saved))))
+}
+
+/// A key for a connection from the fields given, checked as the connection's auth shape
+/// checks them, on top of the key saved before (`saved`: sealed, with its associated data):
+/// a blank field keeps the saved value; every field must be there in the end.
+pub(crate) fn merged_key(
+    state: &AppState,
+    conn: &chatterfly_store::ConnectionRecord,
+    given: Map<String, Value>,
+    saved: Option<(&str, Vec<u8>)>,
+) -> Result<SecretFields, ApiError> {
     let t = conn.draft.auth_type;
     let mut auth = Map::new();
     auth.insert("type".into(), Value::String(t.as_str().into()));
@@ -392,13 +460,12 @@ pub async fn put_my_credentials(
         auth.insert(k, v);
     }
     let spec = AuthSpec::parse(&Value::Object(auth)).map_err(ApiError::Validation)?;
-    let id = personal_credentials_id(&caller.user.id, &conn.id);
-    let mut fields = match state.store.personal_credentials(&caller.user.id, &conn.id).await? {
-        Some(saved) => {
+    let mut fields = match saved {
+        Some((sealed, aad)) => {
             let plain = state
                 .keys
-                .open_string(&saved.secrets_sealed, &aad::personal_credentials(&saved.id))
-                .map_err(|e| ApiError::Internal(format!("personal credentials: {e}")))?;
+                .open_string(sealed, &aad)
+                .map_err(|e| ApiError::Internal(format!("saved credentials: {e}")))?;
             SecretFields::from_sealed_json(plain.expose_secret()).map_err(|e| ApiError::Internal(e.to_owned()))?
         }
         None => SecretFields::default(),
@@ -415,17 +482,7 @@ pub async fn put_my_credentials(
     if !missing.is_empty() {
         return Err(missing.into());
     }
-    let plain = fields.to_sealable_json();
-    let sealed = state
-        .keys
-        .seal(plain.as_bytes(), &aad::personal_credentials(&id))
-        .map_err(|e| ApiError::Internal(format!("sealing: {e}")))?;
-    let saved = state
-        .store
-        .put_personal_credentials(&caller.user.id, &conn.id, &sealed)
-        .await?;
-    tracing::info!(user = %caller.user.id, connection = %conn.id, "personal key saved");
-    Ok(Json(my_view(&conn, Some(&saved))))
+    Ok(fields)
 }
 
 /// Remove the caller's own key for a connection.

@@ -349,6 +349,20 @@ fn slug_taken(slug: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
     }
 }
 
+/// A `participant` connection's role must be one of the workspace's participant roles.
+async fn check_role_exists(state: &AppState, workspace_id: &str, draft: &ConnectionDraft) -> Result<(), ApiError> {
+    if let Some(role) = &draft.participant_role
+        && !state.store.participant_role_exists(workspace_id, role.as_str()).await?
+    {
+        return Err(chatterfly_domain::FieldErrors::single(
+            "/participant_role",
+            format!("the workspace has no participant role `{role}`; add it under Participants → Roles first"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 pub(crate) fn connection_not_found(slug: &str) -> ApiError {
     ApiError::NotFound(format!("connection `{}` not found in this workspace", short(slug)))
 }
@@ -405,6 +419,7 @@ pub async fn create_connection(
     let operations_given = input.operations.is_some();
     let (mut draft, secrets) = ConnectionDraft::parse(input)?;
     check_service_account(&secrets)?;
+    check_role_exists(&state, &access.workspace.id, &draft).await?;
     if draft.service_type == ServiceType::Mcp
         && (!operations_given || draft.transport.is_none_or(|t| t == McpTransport::Auto))
     {
@@ -474,6 +489,7 @@ pub async fn validate_connection(
     let (draft, secrets) = ConnectionDraft::parse(input)?;
     check_service_account(&secrets)?;
     drop(secrets);
+    check_role_exists(&state, &access.workspace.id, &draft).await?;
     if state
         .store
         .connection_head(&access.workspace.id, draft.slug.as_str())
@@ -571,6 +587,9 @@ pub async fn patch_connection(
     let origin = |u: &str| url::Url::parse(u).map(|u| u.origin().ascii_serialization()).ok();
     let old_origin = origin(&rec.draft.base_url);
     let (draft, change, ops_changed) = rec.draft.apply_patch(patch, &stored)?;
+    if draft.participant_role != rec.draft.participant_role {
+        check_role_exists(&state, &access.workspace.id, &draft).await?;
+    }
     if let SecretsChange::Replace(s) | SecretsChange::Merge(s) = &change {
         check_service_account(s)?;
     }
@@ -620,6 +639,17 @@ pub async fn patch_connection(
             tracing::info!(connection = %draft.slug, dropped, "personal keys dropped: the connection moved");
         }
     }
+    // participants gave theirs for this host, auth type and role
+    if origin(&draft.base_url) != old_origin
+        || draft.auth_type != rec.draft.auth_type
+        || draft.participant_role != rec.draft.participant_role
+        || draft.fulfillment != rec.draft.fulfillment
+    {
+        let dropped = state.store.delete_participant_credentials_of(&rec.id).await?;
+        if dropped > 0 {
+            tracing::info!(connection = %draft.slug, dropped, "participants' credentials dropped: the connection changed");
+        }
+    }
     tracing::info!(workspace = %access.workspace.slug, connection = %draft.slug, "connection updated");
     // The response is what was just written; no second read of every operation.
     let rec = ConnectionRecord {
@@ -658,4 +688,53 @@ pub async fn delete_connection(
         })?;
     tracing::info!(workspace = %access.workspace.slug, connection = %short(&slug), "connection deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramCheckBody {
+    /// The Bot API server (`https://api.telegram.org` unless given).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The bot token from @BotFather (`<bot id>:<secret>`); never stored by this check.
+    pub token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TelegramCheckView {
+    /// The bot as Telegram describes it (`getMe`): `id`, `first_name`, `username`, …
+    #[schema(value_type = Object)]
+    pub bot: Value,
+}
+
+/// Check a bot token before saving a Telegram connection (workspace admins): calls
+/// `getMe` and answers with the bot's name; saves nothing. A token Telegram refuses is
+/// 422 `invalid_credentials`.
+#[utoipa::path(post, path = "/api/workspaces/{ws}/connections/telegram-check", params(("ws" = String, Path)),
+    request_body = TelegramCheckBody,
+    responses((status = 200, body = TelegramCheckView), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem), (status = 504, body = Problem)))]
+pub async fn check_telegram(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    mut body: Body,
+) -> Result<Json<TelegramCheckView>, ApiError> {
+    let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
+    access.require_admin("check bot tokens")?;
+    let req: TelegramCheckBody = body.json(&state).await?;
+    // the same rules as a Telegram connection's
+    let probe = serde_json::json!({
+        "name": "check", "slug": "check", "service_type": "telegram",
+        "base_url": req.base_url,
+        "auth": {"type": "bot_token", "token": req.token},
+    });
+    let input: ConnectionInput =
+        serde_json::from_value(probe).map_err(|e| ApiError::Internal(format!("telegram check: {e}")))?;
+    let (draft, secrets) = ConnectionDraft::parse(input)?;
+    let token = secrets
+        .get("token")
+        .ok_or_else(|| chatterfly_domain::FieldErrors::single("/token", "give the bot token"))?;
+    let bot = state.tools.telegram_check(&draft.base_url, token).await?;
+    Ok(Json(TelegramCheckView { bot }))
 }

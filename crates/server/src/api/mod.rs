@@ -11,6 +11,8 @@ mod import;
 mod invitations;
 mod mcp;
 mod me;
+pub mod onboarding;
+mod participants;
 mod services;
 mod system;
 mod tools;
@@ -207,6 +209,24 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             services::put_oauth_provider,
             services::delete_oauth_provider
         ))
+        .routes(routes!(participants::list_roles, participants::create_role))
+        .routes(routes!(participants::delete_role))
+        .routes(routes!(
+            participants::list_participants,
+            participants::create_participant
+        ))
+        .routes(routes!(
+            participants::get_participant,
+            participants::update_participant,
+            participants::delete_participant
+        ))
+        .routes(routes!(participants::reissue_link, participants::revoke_link))
+        .routes(routes!(participants::revoke_credentials))
+        .routes(routes!(participants::connection_participants))
+        .routes(routes!(onboarding::get_onboarding))
+        .routes(routes!(onboarding::put_credentials, onboarding::delete_credentials))
+        .routes(routes!(onboarding::connect))
+        .routes(routes!(connections::check_telegram))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .split_for_parts();
@@ -215,7 +235,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api(state);
+    let (api, doc) = api(state.clone());
     // serialized once: the finished document is the same for every request
     let doc = serde_json::to_value(&doc).map(document::finish).unwrap_or_default();
     let doc: Arc<[u8]> = serde_json::to_vec(&doc).unwrap_or_default().into();
@@ -227,6 +247,7 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .merge(crate::web::router())
+    .route("/onboard/{token}", get(onboarding::onboard_page).with_state(state))
     .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
         // a person's browser gets a page; a client of the API a problem document
         if method == axum::http::Method::GET && !uri.path().starts_with("/api/") && uri.path() != "/api" {
@@ -262,6 +283,22 @@ async fn api_headers(mut response: axum::response::Response) -> axum::response::
 
 /// The span of a request in the log: method, path and HTTP version, never the query string
 /// (an OAuth callback's carries the authorization code and the state).
+/// An onboarding page's path carries its link's token: logged as `/onboard/…`.
 fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), version = ?req.version())
+    let path = req.uri().path();
+    let path = if path.starts_with("/onboard/") {
+        "/onboard/…"
+    } else {
+        path
+    };
+    tracing::debug_span!("request", method = %req.method(), path = %path, version = ?req.version())
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or set.
+pub(crate) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }

@@ -76,6 +76,11 @@ pub struct InvokeBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub credentials: Option<Map<String, Value>>,
+    /// The participant on whose behalf the call is made: a `participant` connection uses
+    /// the credentials they gave during onboarding.
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub participant: Option<String>,
 }
 
 fn empty_object() -> Value {
@@ -100,7 +105,7 @@ pub struct InvokeView {
     params(("ws" = String, Path), ("tool_name" = String, Path)), request_body = InvokeBody,
     responses((status = 200, body = InvokeView), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "The caller's account must be connected again (`account_needs_reconnect`)"),
-        (status = 422, body = Problem), (status = 501, description = "telegram tools (`not_supported`)", body = Problem),
+        (status = 422, body = Problem), (status = 429, body = Problem, description = "Telegram asked to wait (`rate_limited`, with `retry_after`)"),
         (status = 502, body = Problem), (status = 504, body = Problem)))]
 pub async fn invoke(
     State(state): State<AppState>,
@@ -117,6 +122,7 @@ pub async fn invoke(
             tool: &target.tool_name,
             arguments: body.arguments,
             credentials: body.credentials,
+            participant: body.participant.as_deref(),
             resolved: target.resolved,
         })
         .await?;
@@ -200,6 +206,9 @@ pub struct AuditQuery {
     /// Only calls by this user.
     #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub user_id: Option<String>,
+    /// Only calls made with this participant's credentials.
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub participant: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -215,6 +224,8 @@ pub struct AuditEventView {
     pub error_code: Option<String>,
     pub duration_ms: i64,
     pub created_at: String,
+    /// The participant whose credentials the call used.
+    pub participant_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -253,6 +264,7 @@ pub async fn audit(
         ("tool", &q.tool),
         ("connection", &q.connection),
         ("user_id", &q.user_id),
+        ("participant", &q.participant),
     ] {
         if value.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
             return Err(ApiError::Coded {
@@ -280,6 +292,7 @@ pub async fn audit(
                 connection: q.connection.filter(|c| !c.is_empty()),
                 outcome: q.outcome.filter(|o| !o.is_empty()),
                 user_id: q.user_id.filter(|u| !u.is_empty()),
+                participant_id: q.participant.filter(|p| !p.is_empty()),
             },
         )
         .await?;
@@ -299,6 +312,7 @@ pub async fn audit(
                 error_code: e.error_code,
                 duration_ms: e.duration_ms,
                 created_at: e.created_at,
+                participant_id: e.participant_id,
             })
             .collect(),
         next_before,
