@@ -117,7 +117,7 @@ pub enum StateTaken {
     /// Issued and consumed before: a replay.
     Used,
     /// Consumed now; the caller checks its user and expiry.
-    Taken(OAuthState),
+    Taken(Box<OAuthState>),
 }
 
 /// What the connect flow writes for an account.
@@ -208,7 +208,7 @@ impl Store {
         Ok(match (row, done.rows_affected()) {
             (None, _) => StateTaken::Unknown,
             (Some(_), 0) => StateTaken::Used,
-            (Some(row), _) => StateTaken::Taken(OAuthState {
+            (Some(row), _) => StateTaken::Taken(Box::new(OAuthState {
                 id: row.try_get(0)?,
                 user_id: row.try_get(1)?,
                 provider: row.try_get(2)?,
@@ -219,7 +219,7 @@ impl Store {
                 connection_id: row.try_get(7)?,
                 link_id: row.try_get(8)?,
                 browser_hash: row.try_get(9)?,
-            }),
+            })),
         })
     }
 

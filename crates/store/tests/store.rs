@@ -3,7 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, SourceDocument, SourceKind, WorkspaceRole, WorkspaceSlug};
-use chatterfly_store::{AuditFilter, NewAuditEvent, NewConnection, NewUser, PLATFORM, SealedUpdate, Store, StoreError};
+use chatterfly_store::{
+    AccountOwner, AccountWrite, AuditFilter, NewAuditEvent, NewConnection, NewUser, PLATFORM, ParticipantWrite,
+    RoleDelete, SealedUpdate, Store, StoreError,
+};
 use chatterfly_testkit::{Db, db_tests, fresh_database, terminate_other_sessions};
 use serde_json::json;
 
@@ -365,11 +368,12 @@ db_tests! {
         let other = s.create_workspace(&ws("two"), "Two", &a.id).await.unwrap();
         for i in 0..7u16 {
             let e = NewAuditEvent { workspace_id: w.id.clone(), user_id: Some(a.id.clone()), tool: "api.get".into(), connection_slug: Some("api".into()),
-                ok: i % 2 == 0, http_status: Some(200 + i), error_code: (i % 2 == 1).then_some("upstream_error"), duration_ms: u64::from(i) };
+                ok: i % 2 == 0, http_status: Some(200 + i), error_code: (i % 2 == 1).then_some("upstream_error"), duration_ms: u64::from(i),
+                participant_id: (i == 3).then(|| "p-1".to_owned()) };
             s.record_audit(&e).await.unwrap();
         }
         s.record_audit(&NewAuditEvent { workspace_id: other.id.clone(), user_id: None, tool: "x".into(), connection_slug: None, ok: true,
-            http_status: None, error_code: None, duration_ms: 1 }).await.unwrap();
+            http_status: None, error_code: None, duration_ms: 1, participant_id: None }).await.unwrap();
         let page1 = s.list_audit(&w.id, None, 3, &AuditFilter::default()).await.unwrap();
         assert_eq!(page1.iter().map(|e| e.duration_ms).collect::<Vec<_>>(), [6, 5, 4]);
         assert_eq!(page1[1].error_code.as_deref(), Some("upstream_error"));
@@ -381,7 +385,7 @@ db_tests! {
         assert_eq!(s.list_audit(&other.id, None, 10, &AuditFilter::default()).await.unwrap().len(), 1);
         // a batch larger than one statement keeps every row
         let batch: Vec<_> = (0..250).map(|i| NewAuditEvent { workspace_id: other.id.clone(), user_id: None, tool: format!("t{i}"),
-            connection_slug: None, ok: true, http_status: None, error_code: None, duration_ms: 0 }).collect();
+            connection_slug: None, ok: true, http_status: None, error_code: None, duration_ms: 0, participant_id: None }).collect();
         s.record_audit_batch(&batch).await.unwrap();
         assert_eq!(s.list_audit(&other.id, None, 500, &AuditFilter::default()).await.unwrap().len(), 251);
         // filters: each set field must match
@@ -393,6 +397,8 @@ db_tests! {
         assert_eq!(only(AuditFilter { connection: Some("api".into()), outcome: Some("ok".into()), ..Default::default() }).await.len(), 4);
         assert_eq!(only(AuditFilter { user_id: Some(a.id.clone()), ..Default::default() }).await.len(), 7);
         assert_eq!(only(AuditFilter { user_id: Some("someone-else".into()), ..Default::default() }).await.len(), 0);
+        let theirs = only(AuditFilter { participant_id: Some("p-1".into()), ..Default::default() }).await;
+        assert_eq!((theirs.len(), theirs[0].participant_id.as_deref(), theirs[0].duration_ms), (1, Some("p-1"), 3));
     }
 
     async fn service_keys_and_oauth_clients(db: Db) {
@@ -544,5 +550,79 @@ db_tests! {
             }
             let _ = s.delete_connection(&w.id, "api").await;
         }
+    }
+
+    async fn participants_links_keys_and_accounts(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        let other = s.create_workspace(&ws("two"), "Two", &a.id).await.unwrap();
+        s.create_participant_role(&w.id, "customer", "Customers").await.unwrap();
+        assert!(matches!(s.create_participant_role(&w.id, "customer", "").await, Err(StoreError::Conflict { .. })));
+        assert!(s.participant_role_exists(&w.id, "customer").await.unwrap());
+        assert!(!s.participant_role_exists(&other.id, "customer").await.unwrap(), "roles are per workspace");
+        let p = s
+            .create_participant(&w.id, &ParticipantWrite { name: "Ada", email: Some("ada@x.io"), role: "customer" })
+            .await
+            .unwrap();
+        assert!(p.link.is_none());
+        assert!(s.participant(&other.id, &p.id).await.unwrap().is_none(), "never another workspace's");
+        // links: a reissue revokes the earlier one; a lookup finds revoked ones too
+        s.issue_onboarding_link(&p.id, "hash-1", 4_000_000_000).await.unwrap();
+        s.issue_onboarding_link(&p.id, "hash-2", 4_000_000_000).await.unwrap();
+        let one = s.onboarding_link("hash-1").await.unwrap().unwrap();
+        assert!(one.link.revoked_at.is_some());
+        let two = s.onboarding_link("hash-2").await.unwrap().unwrap();
+        assert_eq!((two.participant.id.as_str(), two.workspace_slug.as_str()), (p.id.as_str(), "one"));
+        assert!(two.link.revoked_at.is_none());
+        assert_eq!(s.participant(&w.id, &p.id).await.unwrap().unwrap().link.unwrap().id, "hash-2", "the latest link");
+        assert_eq!(s.revoke_onboarding_links(&p.id).await.unwrap(), 1);
+        assert!(s.onboarding_link("unknown").await.unwrap().is_none());
+        // keys per (participant, connection), in the sealed-value list
+        let mut d = draft("api", 1);
+        d.fulfillment = chatterfly_domain::connection::Fulfillment::Participant;
+        d.participant_role = Some("customer".parse().unwrap());
+        let conn = s
+            .insert_connection(NewConnection { id: "c1", workspace_id: &w.id, draft: &d, auth_sealed: None, created_by: None })
+            .await
+            .unwrap();
+        assert_eq!(s.participant_connections(&w.id, "customer").await.unwrap().len(), 1);
+        s.put_participant_credentials(&p.id, &conn.id, "sealed-k1").await.unwrap();
+        s.put_participant_credentials(&p.id, &conn.id, "sealed-k2").await.unwrap();
+        let k = s.participant_credentials(&p.id, &conn.id).await.unwrap().unwrap();
+        assert_eq!((k.secrets_sealed.as_str(), k.id), ("sealed-k2", format!("{}:c1", p.id)));
+        let sealed = s.sealed_values().await.unwrap();
+        assert!(sealed.iter().any(|v| v.table == "participant_credentials" && v.aad == format!("chatterfly:participant_credentials:{}:c1", p.id).into_bytes()));
+        // an account per (participant, connection) beside a person's own (per provider)
+        let owner = AccountOwner::Participant { participant_id: &p.id, connection_id: &conn.id };
+        for (id, o) in [("acc-p", owner), ("acc-u", AccountOwner::User(&a.id))] {
+            s.save_account(&AccountWrite { id, owner: o, provider: "github", identity: "ada", scopes: "read:user", tokens_sealed: "t", expires_at: None })
+                .await
+                .unwrap();
+        }
+        assert_eq!(s.account_for(owner, "github").await.unwrap().unwrap().id, "acc-p");
+        assert_eq!(s.account_for(AccountOwner::User(&a.id), "github").await.unwrap().unwrap().id, "acc-u");
+        assert_eq!(s.accounts_of(&a.id).await.unwrap().len(), 1, "My Accounts shows a person's own only");
+        assert_eq!(s.participant_accounts_of(&conn.id).await.unwrap().len(), 1);
+        // a reconnect updates the same row
+        s.save_account(&AccountWrite { id: "acc-p", owner, provider: "github", identity: "ada2", scopes: "repo", tokens_sealed: "t2", expires_at: Some(1) })
+            .await
+            .unwrap();
+        assert_eq!(s.account_for(owner, "github").await.unwrap().unwrap().identity, "ada2");
+        // roles in use are kept; the connection's move drops keys and accounts
+        assert_eq!(s.delete_participant_role(&w.id, "customer").await.unwrap(), RoleDelete::InUse { participants: 1, connections: 1 });
+        assert_eq!(s.delete_participant_credentials_of(&conn.id).await.unwrap(), 2);
+        assert!(s.participant_credentials(&p.id, &conn.id).await.unwrap().is_none());
+        assert!(s.account_for(owner, "github").await.unwrap().is_none());
+        assert!(s.account_for(AccountOwner::User(&a.id), "github").await.unwrap().is_some(), "a person's own stays");
+        // deleting a participant takes their links and keys with them
+        s.put_participant_credentials(&p.id, &conn.id, "sealed-k3").await.unwrap();
+        s.delete_participant(&w.id, &p.id).await.unwrap();
+        assert!(s.onboarding_link("hash-2").await.unwrap().is_none());
+        assert!(s.participant_credentials_of_connection(&conn.id).await.unwrap().is_empty());
+        assert!(matches!(s.delete_participant(&w.id, &p.id).await, Err(StoreError::NotFound)));
+        s.delete_connection(&w.id, "api").await.unwrap();
+        assert_eq!(s.delete_participant_role(&w.id, "customer").await.unwrap(), RoleDelete::Deleted);
+        assert_eq!(s.delete_participant_role(&w.id, "customer").await.unwrap(), RoleDelete::NotFound);
     }
 }

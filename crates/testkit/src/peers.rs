@@ -163,6 +163,11 @@ impl ScriptPeer {
         Self::start("oauth2.sh", &[])
     }
 
+    /// The Telegram Bot API look-alike (`scripts/telegram.sh`: telegram-test-api).
+    pub fn telegram() -> Self {
+        Self::start("telegram.sh", &[])
+    }
+
     /// The Gmail fake (`scripts/gmail-fake.sh`), checking tokens against `oauth_url`.
     pub fn gmail(oauth_url: &str) -> Self {
         Self::start("gmail-fake.sh", &[oauth_url])

@@ -165,7 +165,7 @@ pub async fn call(
     let description = answer
         .get("description")
         .and_then(Value::as_str)
-        .map(|d| crate::short(d))
+        .map(crate::short)
         .unwrap_or_else(|| "no description".into());
     let retry_after = answer.pointer("/parameters/retry_after").and_then(Value::as_u64);
     Err(ToolError::Telegram {

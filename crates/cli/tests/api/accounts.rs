@@ -812,7 +812,7 @@ async fn tokens_are_refreshed_once_across_replicas() {
 }
 
 /// Reads every file of a SQLite database (the WAL too) or dumps every PostgreSQL row.
-async fn database_text(tdb: &chatterfly_testkit::TestDb) -> String {
+pub(crate) async fn database_text(tdb: &chatterfly_testkit::TestDb) -> String {
     match tdb.kind {
         Db::Sqlite => {
             let mut all = String::new();

@@ -85,7 +85,7 @@ db_tests! {
                 "auth": {"type": "basic", "username": c("user"), "password": c("pass")}}),
             json!({"name": "M", "slug": "m", "service_type": "mcp", "base_url": "https://mcp.example.com/mcp",
                 "auth": {"type": "bearer", "token": c("mcp")}, "transport": "sse", "operations": []}),
-            json!({"name": "T", "slug": "t", "service_type": "telegram", "auth": {"type": "bot_token", "token": c("tg")}}),
+            json!({"name": "T", "slug": "t", "service_type": "telegram", "auth": {"type": "bot_token", "token": format!("4242:{}", c("tg"))}}),
             json!({"name": "G", "slug": "g", "service_type": "gmail",
                 "auth": {"type": "service_account", "subject": "a@example.com", "service_account_json": sa}}),
         ];

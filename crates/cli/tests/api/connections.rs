@@ -166,6 +166,11 @@ db_tests! {
         let (status, p) = s.call(Method::POST, BASE, Some(body.clone())).await;
         assert_eq!((status, p["errors"][0]["pointer"].as_str()), (422, Some("/participant_role")));
         body["participant_role"] = json!("customer");
+        // a role the workspace does not have is refused at the field
+        let (status, p) = s.call(Method::POST, BASE, Some(body.clone())).await;
+        assert_eq!((status, p["errors"][0]["pointer"].as_str()), (422, Some("/participant_role")), "{p}");
+        let (status, _) = s.call(Method::POST, "/api/workspaces/default/participant-roles", Some(json!({"name": "customer"}))).await;
+        assert_eq!(status, 201);
         let (status, c) = s.call(Method::POST, BASE, Some(body.clone())).await;
         assert_eq!((status, c["participant_role"].as_str()), (201, Some("customer")));
         let (status, c) = s.call(Method::PATCH, &format!("{BASE}/participant_api"), Some(json!({"fulfillment": "caller", "participant_role": null}))).await;

@@ -54,6 +54,23 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/workspaces/{ws}/connections/{slug}/my-credentials"),
     ("put", "/api/workspaces/{ws}/connections/{slug}/my-credentials"),
     ("delete", "/api/workspaces/{ws}/connections/{slug}/my-credentials"),
+    ("get", "/api/workspaces/{ws}/participant-roles"),
+    ("post", "/api/workspaces/{ws}/participant-roles"),
+    ("delete", "/api/workspaces/{ws}/participant-roles/{name}"),
+    ("get", "/api/workspaces/{ws}/participants"),
+    ("post", "/api/workspaces/{ws}/participants"),
+    ("get", "/api/workspaces/{ws}/participants/{id}"),
+    ("patch", "/api/workspaces/{ws}/participants/{id}"),
+    ("delete", "/api/workspaces/{ws}/participants/{id}"),
+    ("post", "/api/workspaces/{ws}/participants/{id}/link"),
+    ("delete", "/api/workspaces/{ws}/participants/{id}/link"),
+    ("delete", "/api/workspaces/{ws}/participants/{id}/credentials/{slug}"),
+    ("get", "/api/workspaces/{ws}/connections/{slug}/participants"),
+    ("post", "/api/workspaces/{ws}/connections/telegram-check"),
+    ("get", "/api/onboarding"),
+    ("put", "/api/onboarding/connections/{slug}"),
+    ("delete", "/api/onboarding/connections/{slug}"),
+    ("post", "/api/onboarding/connections/{slug}/connect"),
 ];
 
 db_tests! {

@@ -34,6 +34,16 @@ fn httpbin_ops() -> Value {
 
 async fn connection(s: &TestServer, slug: &str, auth: Value, fulfillment: &str) {
     let role = (fulfillment == "participant").then_some("customer");
+    if role.is_some() {
+        let (st, _) = s
+            .call(
+                Method::POST,
+                "/api/workspaces/default/participant-roles",
+                Some(json!({"name": "customer"})),
+            )
+            .await;
+        assert!(st == 201 || st == 409, "{st}");
+    }
     let body = json!({"name": slug, "slug": slug, "service_type": "http", "base_url": httpbin_url(),
         "auth": auth, "fulfillment": fulfillment, "participant_role": role, "operations": httpbin_ops()});
     let (st, c) = s.call(Method::POST, CONN, Some(body)).await;

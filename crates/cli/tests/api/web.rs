@@ -729,12 +729,27 @@ db_tests! {
 
 db_tests! {
     async fn gmail_and_telegram_are_set_up_from_the_wizard(db: Db) {
-        let s = TestServer::start(BIN, db).await;
+        let tg = chatterfly_testkit::peers::ScriptPeer::telegram();
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         let b = Browser::open().await;
         sign_in(&b, &s).await;
-        // Telegram: a bot token, stored encrypted, never shown
+        // Telegram: the bot is checked with Telegram (getMe) before anything is saved
         b.client.goto(&format!("{}/connections/new?type=telegram", s.url)).await.unwrap();
+        b.fill("#base-url", &tg.url).await;
+        b.fill("#auth-token", "4010001:refused-by-telegram").await;
+        b.click("#save").await;
+        let refused = b.wait_text("#bot-check .notice.error", "Telegram").await;
+        assert!(refused.contains("401") || refused.to_lowercase().contains("unauthorized"), "{refused}");
+        let (_, list) = s.call(Method::GET, "/api/workspaces/default/connections", None).await;
+        assert_eq!(list, json!([]), "nothing saved with a token Telegram refuses");
+        b.fill("#auth-token", "not a bot token").await;
+        b.click("#check-bot").await;
+        b.wait_text("#bot-check .notice.error", "@BotFather").await;
         b.fill("#auth-token", "123456:telegram-bot-secret").await;
+        b.click("#check-bot").await;
+        b.wait_text("#bot-name", "Test First name").await;
+        assert_eq!(b.wait("#bot-name").await.attr("data-username").await.unwrap().as_deref(), Some("TestNameBot"));
+        b.screenshot("telegram-wizard").await;
         b.click("#save").await;
         b.wait_path("/connections/telegram").await;
         b.wait("#tools details.tool").await;
@@ -743,6 +758,20 @@ db_tests! {
         let (_, c) = s.call(Method::GET, "/api/workspaces/default/connections/telegram", None).await;
         assert_eq!((c["service_type"].as_str(), c["auth"]["type"].as_str(), c["auth"]["token_set"].as_bool()), (Some("telegram"), Some("bot_token"), Some(true)), "{c}");
         assert!(c["operations"].as_array().unwrap().len() >= 2, "built-in operations: {c}");
+        // try it: a message sent through the page reaches the Bot API
+        b.click("details.tool[data-tool='telegram.send_message'] summary").await;
+        // raw JSON (a form is built only for schemas it can render)
+        if let Ok(raw) = b.client.find(Locator::Css("form.try-it[data-tool='telegram.send_message'] input[type=checkbox]")).await
+            && !raw.is_selected().await.unwrap()
+        {
+            raw.click().await.unwrap();
+        }
+        b.fill("form.try-it[data-tool='telegram.send_message'] textarea.json", r#"{"chat_id": 77, "text": "sent from the page"}"#).await;
+        b.click("form.try-it[data-tool='telegram.send_message'] button[type=submit]").await;
+        b.wait_text("form.try-it[data-tool='telegram.send_message'] .output", "sent from the page").await;
+        let history: Value = super::accounts::no_redirects().post(format!("{}/getUpdatesHistory", tg.url))
+            .json(&json!({"token": "123456:telegram-bot-secret"})).send().await.unwrap().json().await.unwrap();
+        assert_eq!(history["result"][0]["message"]["text"], "sent from the page", "{history}");
         // Gmail: each run's own account, so per-caller credentials
         b.client.goto(&format!("{}/connections/new?type=gmail", s.url)).await.unwrap();
         b.wait("#auth-type").await.select_by_value("oauth").await.unwrap();
@@ -848,6 +877,112 @@ db_tests! {
         assert_eq!(setup.stats().await["revoked"].as_array().unwrap().len(), 1);
         let (_, list) = s.call(Method::GET, "/api/me/accounts", None).await;
         assert!(list.as_array().unwrap().is_empty(), "{list}");
+        b.close().await;
+    }
+}
+
+db_tests! {
+    async fn participants_onboard_in_chromium(db: Db) {
+        use super::accounts::Setup;
+        let httpbin = std::env::var("CHATTERFLY_TEST_HTTPBIN_URL").expect("CHATTERFLY_TEST_HTTPBIN_URL");
+        let setup = Setup::start(db).await;
+        let s = &setup.s;
+        let b = Browser::open().await;
+        sign_in(&b, s).await;
+        // the admin adds a role on the Participants page
+        b.client.goto(&format!("{}/participants", s.url)).await.unwrap();
+        b.fill("#role-name", "customer").await;
+        b.fill("#role-description", "People we sell to").await;
+        b.click("#add-role").await;
+        b.wait("tr[data-role=customer]").await;
+        // two connections collect credentials from customers: a key, and a GitHub account
+        for body in [
+            json!({"name": "CRM", "slug": "crm", "service_type": "http", "base_url": httpbin, "auth": {"type": "api_key_header", "header": "X-Api-Key"},
+                "fulfillment": "participant", "participant_role": "customer", "operations": [{"name": "headers", "method": "GET", "path": "/headers"}]}),
+            json!({"name": "GitHub", "slug": "gh", "service_type": "http", "base_url": setup.oauth.url, "auth": {"type": "bearer"},
+                "fulfillment": "participant", "participant_role": "customer", "oauth_provider": "github",
+                "operations": [{"name": "whoami", "method": "GET", "path": "/user"}]}),
+        ] {
+            let (st, v) = s.call(Method::POST, "/api/workspaces/default/connections", Some(body)).await;
+            assert_eq!(st, 201, "{v}");
+        }
+        let (st, carl) = s.call(Method::POST, "/api/workspaces/default/participants", Some(json!({"name": "Carl", "role": "customer"}))).await;
+        assert_eq!(st, 201);
+        // a participant added by typing; the link is shown once, to copy
+        b.client.goto(&format!("{}/participants", s.url)).await.unwrap();
+        b.fill("#participant-name", "Ada Lovelace").await;
+        b.fill("#participant-email", "ada@example.com").await;
+        b.click("#add-participant").await;
+        let link = b.wait(".participant[data-name='Ada Lovelace'] .onboarding-url").await.prop("value").await.unwrap().unwrap_or_default();
+        assert!(link.starts_with(&format!("{}/onboard/", s.url)), "{link}");
+        b.wait_text(".participant[data-name='Ada Lovelace'] .link-state", "Link active").await;
+        b.wait_text(".participant[data-name='Ada Lovelace'] li[data-connection=crm]", "not given").await;
+        b.screenshot("participants").await;
+        b.close().await;
+
+        // the participant, in a browser of their own with no account
+        setup.configure(json!({"identity": {"sub": "ada-gh", "email": "ada@example.com", "login": "ada-gh"}})).await;
+        let p = Browser::open().await;
+        p.client.goto(&link).await.unwrap();
+        p.wait_text("main h1", "Welcome, Ada Lovelace").await;
+        p.wait_text("#onboarding-intro", "Default").await;
+        p.wait_path("/onboard").await;
+        let page = p.client.source().await.unwrap();
+        assert!(!page.contains(link.rsplit('/').next().unwrap()), "the token left the address bar and the page");
+        p.fill("#key-crm-key", "ada-browser-key-31").await;
+        p.click("section[data-slug=crm] button.save-key").await;
+        p.wait_text("#onboarding-notice", "Saved").await;
+        p.wait("section[data-slug=crm][data-set=true]").await;
+        // the OAuth flow through oauth2-mock-server and back
+        p.click("section[data-slug=gh] button.connect-account").await;
+        p.wait_text("#onboarding-notice", "Connected").await;
+        p.wait_text("section[data-slug=gh] .status", "ada-gh").await;
+        assert!(!p.client.source().await.unwrap().contains("ada-browser-key-31"), "write-only");
+        p.screenshot("onboarding").await;
+        // refused links say why
+        p.client.goto(&format!("{}/onboard/{}", s.url, "A".repeat(43))).await.unwrap();
+        p.wait_text("h1#refused[data-code=onboarding_link_invalid]", "does not work").await;
+        p.client.goto(&format!("{}/onboard/short", s.url)).await.unwrap();
+        p.wait_text("h1#refused", "does not work").await;
+        p.wait_text("main p", "wrong length").await;
+        let carl_id = carl["id"].as_str().unwrap();
+        let carl_link = carl["onboarding_url"].as_str().unwrap().to_owned();
+        assert_eq!(s.call(Method::POST, &format!("/api/workspaces/default/participants/{carl_id}/link"), Some(json!({}))).await.0, 200);
+        p.client.goto(&carl_link).await.unwrap();
+        p.wait_text("h1#refused[data-code=onboarding_link_revoked]", "revoked").await;
+        let expired = "E".repeat(43);
+        let store = chatterfly_store::Store::connect(&s.db.url).await.unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        use sha2::Digest;
+        store.issue_onboarding_link(carl_id, &hex::encode(sha2::Sha256::digest(expired.as_bytes())), now - 1).await.unwrap();
+        p.client.goto(&format!("{}/onboard/{expired}", s.url)).await.unwrap();
+        p.wait_text("h1#refused[data-code=onboarding_link_expired]", "expired").await;
+        p.close().await;
+
+        // back as the admin: who gave what, and calls on their behalf from the try-it panel
+        let b = Browser::open().await;
+        sign_in(&b, s).await;
+        b.client.goto(&format!("{}/connections/crm", s.url)).await.unwrap();
+        b.wait("#connection-participants tr[data-set=true]").await;
+        b.wait("#connection-participants tr[data-set=false]").await;
+        b.click("details.tool[data-tool='crm.headers'] summary").await;
+        let ada_id = s.call(Method::GET, "/api/workspaces/default/participants", None).await.1.as_array().unwrap().iter()
+            .find(|p| p["name"] == "Ada Lovelace").unwrap()["id"].as_str().unwrap().to_owned();
+        b.wait("form.try-it[data-tool='crm.headers'] select.participant-select").await.select_by_value(&ada_id).await.unwrap();
+        b.click("form.try-it[data-tool='crm.headers'] button[type=submit]").await;
+        let out = b.wait_text("form.try-it[data-tool='crm.headers'] .output", "X-Api-Key").await;
+        assert!(out.contains("\"X-Api-Key\": \"[REDACTED]\""), "httpbin got exactly Ada's key: {out}");
+        b.wait("form.try-it[data-tool='crm.headers'] select.participant-select").await.select_by_value(carl_id).await.unwrap();
+        b.click("form.try-it[data-tool='crm.headers'] button[type=submit]").await;
+        b.wait_text("form.try-it[data-tool='crm.headers'] .notice.error", "has given no credentials").await;
+        // revoke Ada's key from the connection page
+        b.click(&format!("#connection-participants tr[data-participant='{ada_id}'] button")).await;
+        b.client.accept_alert().await.unwrap();
+        b.wait(&format!("#connection-participants tr[data-participant='{ada_id}'][data-set=false]")).await;
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/tools/crm.headers/invoke", Some(json!({"participant": ada_id}))).await;
+        assert_eq!((st, v["code"].as_str()), (422, Some("credentials_required")), "{v}");
+        let (st, v) = s.call(Method::POST, "/api/workspaces/default/tools/gh.whoami/invoke", Some(json!({"participant": ada_id}))).await;
+        assert_eq!((st, v["output"]["body"]["login"].as_str()), (200, Some("ada-gh")), "{v}");
         b.close().await;
     }
 }

@@ -112,15 +112,13 @@ impl FromRequestParts<AppState> for Onboarding {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::Coded {
-                status: StatusCode::UNAUTHORIZED,
-                code: "onboarding_link_invalid",
-                detail: "send the token of your onboarding link in the `X-Onboarding-Token` header".into(),
-            })?;
+        let header = parts.headers.get(TOKEN_HEADER).ok_or_else(|| ApiError::Coded {
+            status: StatusCode::UNAUTHORIZED,
+            code: "onboarding_link_invalid",
+            detail: "send the token of your onboarding link in the `X-Onboarding-Token` header".into(),
+        })?;
+        // a value that is not text is a token of the wrong alphabet
+        let token = header.to_str().unwrap_or("");
         lookup(state, token).await?.map(Onboarding)
     }
 }
@@ -295,7 +293,7 @@ async fn connection_view(
 
 /// The participant's onboarding: the workspace, who they are, and each connection that
 /// asks for their credentials, with what they gave (never the values).
-#[utoipa::path(get, path = "/api/onboarding", security(()),
+#[utoipa::path(get, path = "/api/onboarding", operation_id = "get_onboarding", security(()),
     params(("X-Onboarding-Token" = String, Header, description = "The token of the onboarding link")),
     responses((status = 200, body = OnboardingView),
         (status = 401, body = Problem, description = "No token sent"),
@@ -351,7 +349,7 @@ async fn participant_connection(state: &AppState, o: &LinkLookup, slug: &str) ->
 /// Give (or update) a key for a connection: the secret fields of its auth shape
 /// (`{"token"}`, `{"key"}`, `{"username","password"}`). Write-only; a blank field keeps
 /// the value given before.
-#[utoipa::path(put, path = "/api/onboarding/connections/{slug}", security(()),
+#[utoipa::path(put, path = "/api/onboarding/connections/{slug}", operation_id = "onboarding_put_credentials", security(()),
     params(("slug" = String, Path), ("X-Onboarding-Token" = String, Header)), request_body = Object,
     responses((status = 200, body = OnboardingConnectionView), (status = 401, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "The connection takes an account, not a key (`not_a_key`)"),
@@ -403,7 +401,7 @@ pub async fn put_credentials(
 
 /// Withdraw what the participant gave for a connection (a key, or an account, which is
 /// revoked at the provider where it can be).
-#[utoipa::path(delete, path = "/api/onboarding/connections/{slug}", security(()),
+#[utoipa::path(delete, path = "/api/onboarding/connections/{slug}", operation_id = "onboarding_delete_credentials", security(()),
     params(("slug" = String, Path), ("X-Onboarding-Token" = String, Header)),
     responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn delete_credentials(
@@ -453,7 +451,7 @@ pub struct OnboardingConnectRequest {
 /// Start connecting the participant's account for a connection (Gmail `oauth`, or an
 /// `oauth_provider` connection): the provider's authorize URL, with the tiers the
 /// connection asks for. Sets the cookie that binds the flow to this browser.
-#[utoipa::path(post, path = "/api/onboarding/connections/{slug}/connect", security(()),
+#[utoipa::path(post, path = "/api/onboarding/connections/{slug}/connect", operation_id = "onboarding_connect", security(()),
     params(("slug" = String, Path), ("X-Onboarding-Token" = String, Header)), request_body = Option<OnboardingConnectRequest>,
     responses((status = 200, body = ConnectView), (status = 401, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "The connection takes a key, not an account (`not_an_account`)"),
