@@ -12,7 +12,8 @@
 # `chromium-driver`, installed with apt when missing and run as root; scripts/chromium.sh),
 # and My Accounts against oauth2-mock-server (npm, pinned; scripts/oauth2.sh) and a Gmail
 # fake built from Google's discovery document with google-auth (PyPI, pinned;
-# scripts/gmail-discovery.sh, scripts/gmail-fake.sh), each test starting its own.
+# scripts/gmail-discovery.sh, scripts/gmail-fake.sh), and Telegram bots against
+# telegram-test-api (npm, pinned; scripts/telegram.sh), each test starting its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -92,6 +93,13 @@ scripts/gmail-discovery.sh >/dev/null || {
   exit 1
 }
 echo "oauth2-mock-server, Google's Gmail discovery document and google-auth installed"
+
+echo "== Telegram peer"
+scripts/telegram.sh install || {
+  echo "test.sh: telegram-test-api could not be installed; the Telegram tests need it" >&2
+  exit 1
+}
+echo "telegram-test-api installed"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -175,8 +175,8 @@ export async function participantsPage(main, ctx) {
     clear(main,
       h("h1", {}, "Participants"),
       h("p", { class: "hint" }, "People outside the platform (customers, partners) who give their own credentials for this workspace's “participant” connections through an onboarding link. Calls made on their behalf use what they gave."),
+      h("section", {}, h("h2", {}, `Participants (${people.length})`), people.length > 5 ? filter : null, list),
       addForm(ctx, roles, reload),
-      h("section", {}, h("h2", {}, `Participants (${people.length})`), filter, list),
       roleSection(ctx, roles, reload));
     apply();
     document.documentElement.dataset.ready = String(Math.round(performance.now()));
