@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::access::{WorkspaceAccess, short};
-use super::onboarding::{Needs, given, needs, new_token, onboarding_url, withdraw};
+use super::onboarding::{Needs, needs, new_token, onboarding_url, withdraw};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, Caller, Path};
 
@@ -224,37 +224,125 @@ fn link_view(p: &ParticipantRecord) -> LinkView {
     }
 }
 
-async fn view(state: &AppState, p: ParticipantRecord, url: Option<String>) -> Result<ParticipantView, ApiError> {
-    let conns = state.store.participant_connections(&p.workspace_id, &p.role).await?;
-    let mut credentials = Vec::with_capacity(conns.len());
-    for c in &conns {
-        let (set, identity, status, updated_at) = given(state, &p.id, c).await?;
-        credentials.push(GivenView {
-            connection: c.draft.slug.to_string(),
-            name: c.draft.name.clone(),
-            kind: match needs(c) {
-                Needs::Key => "key",
-                Needs::Account(_) => "account",
-                Needs::Nothing => "none",
+/// What participants gave, read in bulk: per connection, the keys and accounts by
+/// participant id (a few queries per connection, not per participant).
+#[derive(Default)]
+struct Given {
+    connections: std::collections::HashMap<String, Vec<chatterfly_store::ConnectionRecord>>,
+    keys: std::collections::HashMap<(String, String), String>,
+    accounts: std::collections::HashMap<(String, String), chatterfly_store::AccountRecord>,
+}
+
+impl Given {
+    async fn load(state: &AppState, workspace_id: &str, roles: Vec<String>) -> Result<Self, ApiError> {
+        let mut g = Self::default();
+        for role in roles {
+            if g.connections.contains_key(&role) {
+                continue;
             }
-            .into(),
-            set,
-            identity,
-            status,
-            updated_at,
-        });
+            let conns = state.store.participant_connections(workspace_id, &role).await?;
+            for c in &conns {
+                g.add_connection(state, c).await?;
+            }
+            g.connections.insert(role, conns);
+        }
+        Ok(g)
     }
-    Ok(ParticipantView {
-        link: link_view(&p),
-        id: p.id,
-        name: p.name,
-        email: p.email,
-        role: p.role,
-        created_at: p.created_at,
-        updated_at: p.updated_at,
-        onboarding_url: url,
-        credentials,
-    })
+
+    async fn add_connection(
+        &mut self,
+        state: &AppState,
+        c: &chatterfly_store::ConnectionRecord,
+    ) -> Result<(), ApiError> {
+        match needs(c) {
+            Needs::Key => {
+                for k in state.store.participant_credentials_of_connection(&c.id).await? {
+                    self.keys.insert((k.participant_id, c.id.clone()), k.updated_at);
+                }
+            }
+            Needs::Account(p) => {
+                for a in state.store.participant_accounts_of(&c.id).await? {
+                    if a.provider == p.as_str()
+                        && let Some(pid) = a.participant_id.clone()
+                    {
+                        self.accounts.insert((pid, c.id.clone()), a);
+                    }
+                }
+            }
+            Needs::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// (set, identity, status, updated_at) of a participant for a connection.
+    fn of(
+        &self,
+        participant_id: &str,
+        c: &chatterfly_store::ConnectionRecord,
+    ) -> (bool, Option<String>, Option<String>, Option<String>) {
+        let key = (participant_id.to_owned(), c.id.clone());
+        match needs(c) {
+            Needs::Key => {
+                let at = self.keys.get(&key).cloned();
+                (at.is_some(), None, None, at)
+            }
+            Needs::Account(_) => match self.accounts.get(&key) {
+                Some(a) => (
+                    a.status == "connected",
+                    Some(a.identity.clone()),
+                    Some(a.status.clone()),
+                    Some(a.updated_at.clone()),
+                ),
+                None => (false, None, None, None),
+            },
+            Needs::Nothing => (true, None, None, None),
+        }
+    }
+
+    fn view(&self, p: ParticipantRecord, url: Option<String>) -> ParticipantView {
+        let credentials = self
+            .connections
+            .get(&p.role)
+            .map(|conns| {
+                conns
+                    .iter()
+                    .map(|c| {
+                        let (set, identity, status, updated_at) = self.of(&p.id, c);
+                        GivenView {
+                            connection: c.draft.slug.to_string(),
+                            name: c.draft.name.clone(),
+                            kind: match needs(c) {
+                                Needs::Key => "key",
+                                Needs::Account(_) => "account",
+                                Needs::Nothing => "none",
+                            }
+                            .into(),
+                            set,
+                            identity,
+                            status,
+                            updated_at,
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ParticipantView {
+            link: link_view(&p),
+            id: p.id,
+            name: p.name,
+            email: p.email,
+            role: p.role,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            onboarding_url: url,
+            credentials,
+        }
+    }
+}
+
+async fn view(state: &AppState, p: ParticipantRecord, url: Option<String>) -> Result<ParticipantView, ApiError> {
+    let given = Given::load(state, &p.workspace_id, vec![p.role.clone()]).await?;
+    Ok(given.view(p, url))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -385,11 +473,14 @@ pub async fn list_participants(
     Path(ws): Path<String>,
 ) -> Result<Json<Vec<ParticipantView>>, ApiError> {
     let access = admin(&state, &caller, &ws, "see participants").await?;
-    let mut out = Vec::new();
-    for p in state.store.participants(&access.workspace.id).await? {
-        out.push(view(&state, p, None).await?);
-    }
-    Ok(Json(out))
+    let people = state.store.participants(&access.workspace.id).await?;
+    let given = Given::load(
+        &state,
+        &access.workspace.id,
+        people.iter().map(|p| p.role.clone()).collect(),
+    )
+    .await?;
+    Ok(Json(people.into_iter().map(|p| given.view(p, None)).collect()))
 }
 
 async fn find(state: &AppState, workspace_id: &str, id: &str) -> Result<ParticipantRecord, ApiError> {
@@ -583,12 +674,14 @@ pub async fn connection_participants(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
+    let mut given = Given::default();
+    given.add_connection(&state, &conn).await?;
     let mut out = Vec::new();
     for p in state.store.participants(&access.workspace.id).await? {
         if p.role != role {
             continue;
         }
-        let (set, identity, status, updated_at) = given(&state, &p.id, &conn).await?;
+        let (set, identity, status, updated_at) = given.of(&p.id, &conn);
         out.push(ConnectionParticipantView {
             id: p.id,
             name: p.name,
