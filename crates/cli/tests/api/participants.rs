@@ -471,6 +471,34 @@ db_tests! {
         let (_, people) = s.call(Method::GET, &format!("{WS}/connections/gh/participants"), None).await;
         assert!(people.as_array().unwrap().iter().all(|p| p["set"] == true), "{people}");
 
+        // Gmail with the participant's own Google account (send and read by default)
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "Their mail", "slug": "pmail",
+            "service_type": "gmail", "base_url": setup.gmail.url, "auth": {"type": "oauth"},
+            "fulfillment": "participant", "participant_role": "customer"}))).await;
+        assert_eq!(st, 201, "{v}");
+        setup.configure(json!({"identity": {"sub": "ada-g", "email": "ada@gmail.example", "login": "ada"}})).await;
+        let resp = no_redirects()
+            .post(format!("{}/api/onboarding/connections/pmail/connect", s.url))
+            .header("x-onboarding-token", &ada_link)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let v: Value = resp.json().await.unwrap();
+        let scope: String = url::Url::parse(v["authorize_url"].as_str().unwrap()).unwrap().query_pairs()
+            .find(|(k, _)| k == "scope").unwrap().1.into_owned();
+        assert!(scope.contains("gmail.send") && scope.contains("gmail.readonly"), "{scope}");
+        let callback = setup.http.get(v["authorize_url"].as_str().unwrap()).send().await.unwrap().headers()["location"].to_str().unwrap().to_owned();
+        let landed = setup.http.get(&callback).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(landed.headers()["location"], "/onboard?connected=pmail");
+        let (st, v) = invoke_for(s, "pmail.send_email", Some(&ada), json!({"to": "carl@example.com", "subject": "From Ada", "text": "Hi"})).await;
+        assert_eq!(st, 200, "{v}");
+        let sent = setup.fake(Method::GET, "/__fake/sent", None).await;
+        assert_eq!(sent[0]["subject"], "From Ada", "{sent}");
+        let (st, v) = invoke_for(s, "pmail.list_messages", Some(&bob), json!({})).await;
+        assert_eq!((st, v["code"].as_str()), (422, Some("credentials_required")), "Bob connected no Google account: {v}");
+
         // a link revoked during the flow: the callback refuses it
         let (callback, cookie) = flow(&bob_link, "bob-gh").await;
         s.call(Method::DELETE, &format!("{WS}/participants/{bob}/link"), None).await;
