@@ -3,6 +3,7 @@
 
 - `send_message` through Chatterfly (a static bot connection) versus the same request sent
   straight to the Bot API look-alike (telegram-test-api): added p50 and p99;
+- the same request as a plain `http` tool (Chatterfly's hop without Telegram's checks);
 - a call on a participant's behalf (their key looked up, their role checked, their key
   opened) versus the same call on a `static` connection with the same key: the added
   cost of the participant.
@@ -101,6 +102,10 @@ def main():
         ok(*cf.call("POST", f"{W}/connections", {"name": "Bot", "slug": "bot", "service_type": "telegram",
                                                   "base_url": tg_url, "auth": {"type": "bot_token", "token": BOT}}, auth))
         ok(*cf.call("POST", f"{W}/participant-roles", {"name": "customer"}, auth))
+        # the same request as a plain HTTP tool: Chatterfly's hop without Telegram's checks
+        ok(*cf.call("POST", f"{W}/connections", {"name": "Raw", "slug": "raw", "service_type": "http", "base_url": tg_url,
+                                                  "operations": [{"name": "send", "method": "POST",
+                                                                  "path": f"/bot{BOT}/sendMessage"}]}, auth))
         op = [{"name": "me", "method": "POST", "path": f"/bot{BOT}/getMe"}]
         # the same upstream request twice: the key stored on the connection, or a participant's
         ok(*cf.call("POST", f"{W}/connections", {"name": "S", "slug": "stat", "service_type": "http", "base_url": tg_url,
@@ -125,6 +130,10 @@ def main():
             st, v = cf.call("POST", f"{W}/tools/bot.send_message/invoke", {"arguments": message}, auth)
             assert st == 200, v
 
+        def plain():
+            st, v = cf.call("POST", f"{W}/tools/raw.send/invoke", {"arguments": message}, auth)
+            assert st == 200 and v["output"]["status"] == 200, v
+
         def static():
             st, v = cf.call("POST", f"{W}/tools/stat.me/invoke", {"arguments": {}}, auth)
             assert st == 200, v
@@ -133,12 +142,13 @@ def main():
             st, v = cf.call("POST", f"{W}/tools/part.me/invoke", {"arguments": {}, "participant": who}, auth)
             assert st == 200, v
 
-        for fn in (direct, through, static, participant):
+        for fn in (direct, through, plain, static, participant):
             for _ in range(50):
                 fn()  # warm-up
         rows = []
         for name, base, subject, label in (
             ("Telegram `send_message`", direct, through, "direct to the Bot API look-alike"),
+            ("A plain HTTP tool, same request", direct, plain, "direct to the Bot API look-alike"),
             ("A participant's call", static, participant, "the same call on a `static` connection"),
         ):
             for rnd in (1, 2):

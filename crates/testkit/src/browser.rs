@@ -165,12 +165,18 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
+    /// Clicks the element matching `css`; found again when the page redrew it between the
+    /// finding and the click (a stale element).
     pub async fn click(&self, css: &str) {
-        self.wait(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        for attempt in 0..5 {
+            match self.wait(css).await.click().await {
+                Ok(()) => return,
+                Err(e) if attempt < 4 && e.to_string().contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Whether an alert, confirm or prompt dialog is open.

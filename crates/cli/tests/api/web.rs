@@ -717,7 +717,15 @@ db_tests! {
         b.wait_text("#audit", "current_time").await;
         b.wait("#filter-outcome").await.select_by_value("error").await.unwrap();
         b.click("#apply-filters").await;
-        let only_errors = b.wait_text("#audit tbody", "bin.fail").await;
+        // the filtered table replaces the whole one: wait until it has
+        let mut only_errors = String::new();
+        for _ in 0..150 {
+            only_errors = b.wait_text("#audit tbody", "bin.fail").await;
+            if !only_errors.contains("current_time") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         assert!(!only_errors.contains("current_time"), "{only_errors}");
         b.fill("#filter-tool", "nothing.here").await;
         b.click("#apply-filters").await;
