@@ -359,6 +359,9 @@ fn secret_value(t: AuthType, field: &str, v: &Value) -> Result<Option<SecretStri
     if text.chars().any(|c| c.is_control()) {
         return Err(format!("`{field}` must not contain line breaks or control characters"));
     }
+    if let Some(e) = header_text_error(t, field, &text) {
+        return Err(e);
+    }
     if t == AuthType::BotToken && !is_bot_token(&text) {
         return Err(
             "`token` must be a bot token as @BotFather gives it: the bot's numeric id, `:`, then letters, digits, `_` or `-` (e.g. `123456789:AAE…`)"
@@ -369,6 +372,19 @@ fn secret_value(t: AuthType, field: &str, v: &Value) -> Result<Option<SecretStri
         return Err("`username` must not contain `:` (HTTP Basic cannot carry it)".into());
     }
     Ok(Some(SecretString::from(text)))
+}
+
+/// A secret sent as an HTTP header value as it is (an API key in a header, a bearer token)
+/// must be visible ASCII or spaces: other bytes reach the upstream raw, where they are read
+/// back in some other character set (and echoed in a form redaction does not know).
+pub fn header_text_error(t: AuthType, field: &str, text: &str) -> Option<String> {
+    let in_header = matches!(
+        (t, field),
+        (AuthType::ApiKeyHeader, "key") | (AuthType::Bearer, "token")
+    );
+    (in_header && !text.bytes().all(|b| (0x20..0x7f).contains(&b))).then(|| {
+        format!("`{field}` must be ASCII letters, digits, punctuation or spaces: it is sent as an HTTP header")
+    })
 }
 
 /// A Telegram bot token: `<bot id>:<secret>`, the id 1 to 20 digits, the secret 1 to 200
@@ -493,6 +509,11 @@ mod tests {
             (json!({"type": "bot_token", "token": "123456"}), "/token"),
             (json!({"type": "bot_token", "token": "123:abc/../x"}), "/token"),
             (json!({"type": "bot_token", "token": "123:"}), "/token"),
+            (json!({"type": "bearer", "token": "tokén"}), "/token"),
+            (
+                json!({"type": "api_key_header", "header": "X-Key", "key": "k✓"}),
+                "/key",
+            ),
             (json!({"type": "oauth", "tiers": "send admin"}), "/tiers"),
         ] {
             let err = AuthSpec::parse(&v).unwrap_err();

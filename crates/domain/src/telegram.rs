@@ -196,7 +196,15 @@ fn markdown_visible_len(text: &str) -> usize {
     let mut len = 0;
     let mut chars = text.chars().peekable();
     let mut in_link_target = false;
+    let mut backticks = 0;
     while let Some(c) = chars.next() {
+        backticks = if c == '`' { backticks + 1 } else { 0 };
+        // the language of a code block (```python) is not part of the message
+        if backticks == 3 {
+            while chars.peek().is_some_and(|n| *n != '\n' && *n != '`') {
+                chars.next();
+            }
+        }
         match c {
             '\\' => {
                 if let Some(n) = chars.next() {
@@ -249,6 +257,9 @@ mod tests {
             Ok(7)
         );
         assert_eq!(check_text("*bold* \\* [link](https://x.y)", Some("MarkdownV2")), Ok(11));
+        // a code block's language is not text
+        let block = format!("```python\n{}\n```", "a".repeat(4089));
+        assert_eq!(check_text(&block, Some("MarkdownV2")), Ok(4091));
         let long = "x".repeat(5000);
         assert!(check_text(&long, None).unwrap_err().contains("4096"));
         // 4,100 characters of which 40 are tags: within the limit once they are taken out

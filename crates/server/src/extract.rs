@@ -198,8 +198,14 @@ impl Body {
         if empty {
             return Ok(T::default());
         }
+        self.check_json_type()?;
+        let bytes = self.bytes(state, state.limits.max_body).await?;
+        // a JSON body with nothing in it (chunked, no length) is the body left out too
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
         // `null` is the body left out, too
-        Ok(self.json::<Option<T>>(state).await?.unwrap_or_default())
+        Ok(object_json::<Option<T>>(&bytes)?.unwrap_or_default())
     }
 
     async fn read_json<T: DeserializeOwned>(&mut self, state: &AppState, limit: usize) -> Result<T, ApiError> {

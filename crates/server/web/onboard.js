@@ -148,12 +148,14 @@ export async function onboardPage(root) {
   const t = token();
   const main = h("main", { id: "main", class: "onboarding" });
   clear(root, h("header", { class: "top" }, h("span", { class: "brand" }, "Chatterfly")), main);
+  const params = new URLSearchParams(location.search);
   if (!t) {
+    const error = params.get("error");
     clear(main, h("h1", { id: "refused", "data-code": "onboarding_link_invalid" }, "Open your onboarding link"),
+      error ? h("p", { class: "notice error", role: "alert", "data-code": error }, CONNECT_ERRORS[error] || "Connecting did not work. Try again.") : null,
       h("p", {}, "This page needs the link you were sent (it starts with /onboard/). Open it again from your message."));
     return;
   }
-  const params = new URLSearchParams(location.search);
   const load = async (message) => {
     let o;
     try {

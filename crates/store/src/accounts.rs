@@ -114,8 +114,8 @@ pub struct OAuthState {
 pub enum StateTaken {
     /// Never issued (or long gone).
     Unknown,
-    /// Issued and consumed before: a replay.
-    Used,
+    /// Issued and consumed before: a replay (of a participant's flow or a person's).
+    Used { participant: bool },
     /// Consumed now; the caller checks its user and expiry.
     Taken(Box<OAuthState>),
 }
@@ -207,7 +207,9 @@ impl Store {
         .await?;
         Ok(match (row, done.rows_affected()) {
             (None, _) => StateTaken::Unknown,
-            (Some(_), 0) => StateTaken::Used,
+            (Some(row), 0) => StateTaken::Used {
+                participant: row.try_get::<Option<String>, _>(6)?.is_some(),
+            },
             (Some(row), _) => StateTaken::Taken(Box::new(OAuthState {
                 id: row.try_get(0)?,
                 user_id: row.try_get(1)?,

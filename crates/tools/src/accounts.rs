@@ -44,6 +44,8 @@ const MAX_PROVIDER_ANSWER: usize = 256 * 1024;
 pub struct ConnectError {
     pub code: &'static str,
     pub message: String,
+    /// The flow was a participant's (so its page is the onboarding page, not My Accounts).
+    pub for_participant: bool,
 }
 
 impl ConnectError {
@@ -51,6 +53,7 @@ impl ConnectError {
         Self {
             code,
             message: message.into(),
+            for_participant: false,
         }
     }
 }
@@ -446,6 +449,24 @@ impl Accounts<'_> {
         params: CallbackParams,
         app_url: &str,
     ) -> Result<AccountRecord, ConnectError> {
+        let mut participant = browser_hash.is_some();
+        self.finish_inner(session_user, browser_hash, provider, params, app_url, &mut participant)
+            .await
+            .map_err(|e| ConnectError {
+                for_participant: participant,
+                ..e
+            })
+    }
+
+    async fn finish_inner(
+        &self,
+        session_user: Option<&str>,
+        browser_hash: Option<&str>,
+        provider: OAuthProvider,
+        params: CallbackParams,
+        app_url: &str,
+        participant_flow: &mut bool,
+    ) -> Result<AccountRecord, ConnectError> {
         let again = if browser_hash.is_some() {
             "open your onboarding link again"
         } else {
@@ -463,7 +484,8 @@ impl Accounts<'_> {
                     format!("this connect link was not started here (unknown `state`); {again}"),
                 ));
             }
-            StateTaken::Used => {
+            StateTaken::Used { participant } => {
+                *participant_flow |= participant;
                 return Err(ConnectError::new(
                     "state_used",
                     format!("this connect link was already used; {again}"),
@@ -471,6 +493,7 @@ impl Accounts<'_> {
             }
             StateTaken::Taken(s) => s,
         };
+        *participant_flow = pending.participant_id.is_some();
         let again = if pending.participant_id.is_some() {
             "open your onboarding link again"
         } else {

@@ -62,6 +62,16 @@ pub fn resolve(
                         shape.join(", ")
                     )));
                 }
+                if let Value::String(s) = v {
+                    if let Some(e) = chatterfly_domain::auth::header_text_error(t, k, s) {
+                        return Err(ToolError::InvalidCredentials(format!("`credentials.{k}`: {e}")));
+                    }
+                    if t == chatterfly_domain::AuthType::BotToken && !chatterfly_domain::auth::is_bot_token(s) {
+                        return Err(ToolError::InvalidCredentials(
+                            "`credentials.token` must be a bot token: the bot's numeric id, `:`, then letters, digits, `_` or `-`".into(),
+                        ));
+                    }
+                }
                 match v {
                     Value::String(s) if !s.is_empty() && !s.chars().any(char::is_control) => {
                         out.insert(k.clone(), Secret::from(s.clone()));

@@ -472,10 +472,8 @@ impl Tools {
                 .await?
                 .ok_or_else(|| {
                     ToolError::CredentialsRequired(format!(
-                        "participant `{}` ({}) has given no credentials for connection `{}`: send them their onboarding link",
-                        p.id,
-                        short(&p.name),
-                        conn.draft.slug
+                        "participant `{}` has given no credentials for connection `{}`: send them their onboarding link",
+                        p.id, conn.draft.slug
                     ))
                 })?;
             return self.open_fields(
@@ -704,11 +702,10 @@ fn check_participant_role(p: &ParticipantRecord, conn: &ConnectionRecord) -> Res
     let wanted = conn.draft.participant_role.as_ref().map(ToString::to_string);
     if wanted.as_deref() != Some(p.role.as_str()) {
         return Err(ToolError::ParticipantRole(format!(
-            "connection `{}` takes the credentials of participants with role `{}`; participant `{}` has role `{}`",
+            "connection `{}` takes the credentials of participants with role `{}`; participant `{}` does not have it",
             conn.draft.slug,
             wanted.unwrap_or_default(),
-            p.id,
-            p.role
+            p.id
         )));
     }
     Ok(())

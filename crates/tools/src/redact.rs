@@ -36,10 +36,46 @@ fn base64_cores(value: &[u8]) -> Vec<String> {
     out
 }
 
+/// A pattern for `value` with each character URL encoding may escape matched as it is or
+/// percent-encoded (either hex case; a space also as `+`); `None` when every character is
+/// one that is never escaped (the plain needles cover it).
+fn encoding_variants(value: &str) -> Option<regex::bytes::Regex> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+    if value.chars().all(plain) {
+        return None;
+    }
+    let mut pattern = String::new();
+    for c in value.chars() {
+        if plain(c) {
+            pattern.push_str(&regex::escape(&c.to_string()));
+            continue;
+        }
+        let mut buf = [0u8; 4];
+        let encoded: String = c
+            .encode_utf8(&mut buf)
+            .bytes()
+            .map(|b| format!("%(?i:{b:02x})"))
+            .collect();
+        pattern.push_str(&format!("(?:{}|{encoded}", regex::escape(&c.to_string())));
+        if c == ' ' {
+            pattern.push_str("|\\+");
+        }
+        pattern.push(')');
+    }
+    regex::bytes::RegexBuilder::new(&pattern)
+        .size_limit(1 << 20)
+        .build()
+        .ok()
+}
+
 /// The needles to hide, longest first. While it lives, the secrets are also listed as in
 /// play, so that no log line (a dependency's included) shows them.
 pub struct Redactor {
     needles: Vec<String>,
+    /// A secret with characters that URL encoding may or may not escape (`+ / = & …`),
+    /// matched with each such character either as it is or percent-encoded (either hex
+    /// case): an upstream echoing a URL re-encodes it its own way.
+    encoded: Vec<regex::bytes::Regex>,
     _in_play: chatterfly_egress::in_play::SecretGuard,
 }
 
@@ -73,6 +109,10 @@ impl Redactor {
                 continue;
             }
             needles.push(v.clone());
+            if !v.is_ascii() {
+                // the UTF-8 bytes read back as Latin-1 (a header echoed by its bytes)
+                needles.push(v.bytes().map(char::from).collect());
+            }
             needles.push(encode_component(v));
             needles.push(url::form_urlencoded::byte_serialize(v.as_bytes()).collect());
             let lower = v.to_lowercase();
@@ -94,8 +134,17 @@ impl Redactor {
         needles.retain(|n| n.len() >= 4);
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
         needles.dedup();
+        let encoded = values
+            .iter()
+            .filter(|v| v.len() >= 4)
+            .filter_map(|v| encoding_variants(v))
+            .collect();
         let _in_play = chatterfly_egress::in_play::hold(values.iter().map(String::as_str));
-        Self { needles, _in_play }
+        Self {
+            needles,
+            encoded,
+            _in_play,
+        }
     }
 
     pub fn text(&self, s: &str) -> String {
@@ -103,6 +152,11 @@ impl Redactor {
         for n in &self.needles {
             if out.contains(n.as_str()) {
                 out = out.replace(n.as_str(), MARK);
+            }
+        }
+        for re in &self.encoded {
+            if re.is_match(out.as_bytes()) {
+                out = String::from_utf8_lossy(&re.replace_all(out.as_bytes(), MARK.as_bytes())).into_owned();
             }
         }
         out
@@ -127,6 +181,11 @@ impl Redactor {
                 }
             }
             out = result;
+        }
+        for re in &self.encoded {
+            if re.is_match(&out) {
+                out = re.replace_all(&out, MARK.as_bytes()).into_owned();
+            }
         }
         out
     }
@@ -235,6 +294,25 @@ mod tests {
                 assert!(!out.contains(piece), "{form}: {piece} survived in {out}");
             }
         }
+    }
+
+    #[test]
+    fn keys_echoed_in_another_encoding_are_hidden() {
+        let r = Redactor::for_secrets(AuthType::ApiKeyQuery, &secrets(&[("key", "CANARYab+cd/ef==")]));
+        // httpbin leaves `/` as it is; another server writes lowercase hex
+        for echo in [
+            "http://h/get?api_key=CANARYab%2Bcd/ef%3D%3D",
+            "http://h/get?api_key=CANARYab%2bcd%2fef%3d%3d",
+            "http://h/get?api_key=CANARYab+cd%2Fef==",
+        ] {
+            let out = r.text(echo);
+            assert!(!out.contains("CANARY") && out.contains(MARK), "{echo} → {out}");
+        }
+        // the UTF-8 bytes of a key read back as Latin-1 (a header echoed byte by byte)
+        let r = Redactor::for_secrets(AuthType::Bearer, &secrets(&[("token", "CANARYé✓tok")]));
+        let mojibake: String = "CANARYé✓tok".bytes().map(char::from).collect();
+        assert_eq!(r.text(&format!("Bearer {mojibake}")), format!("Bearer {MARK}"));
+        assert_eq!(r.text("x=CANARY%C3%A9%E2%9C%93tok"), format!("x={MARK}"));
     }
 
     #[test]

@@ -56,18 +56,18 @@ pub fn body_for(operation: &str, args: &Map<String, Value>) -> Result<Map<String
             if let Some(m) = mode {
                 body.insert("parse_mode".into(), Value::String(m.to_owned()));
             }
-            for key in ["disable_notification", "reply_to_message_id"] {
-                if let Some(v) = args.get(key) {
-                    body.insert(key.into(), v.clone());
-                }
+            if let Some(v) = args.get("disable_notification") {
+                body.insert("disable_notification".into(), v.clone());
             }
+            whole(args, &mut body, "reply_to_message_id")?;
         }
         "get_me" => {}
         "get_updates" => {
-            for key in ["offset", "limit", "timeout", "allowed_updates"] {
-                if let Some(v) = args.get(key) {
-                    body.insert(key.into(), v.clone());
-                }
+            for key in ["offset", "limit", "timeout"] {
+                whole(args, &mut body, key)?;
+            }
+            if let Some(v) = args.get("allowed_updates") {
+                body.insert("allowed_updates".into(), v.clone());
             }
         }
         other => {
@@ -79,6 +79,22 @@ pub fn body_for(operation: &str, args: &Map<String, Value>) -> Result<Map<String
     }
     Ok(body)
 }
+
+/// Copies an integer argument, which must fit in 64 bits (`1e30` is an integer to JSON
+/// Schema, and would reach Telegram as `1e+30`).
+fn whole(args: &Map<String, Value>, body: &mut Map<String, Value>, key: &str) -> Result<(), ToolError> {
+    if let Some(v) = args.get(key) {
+        let n = v.as_i64().ok_or_else(|| ToolError::InvalidArguments {
+            pointer: format!("/{key}"),
+            detail: format!("`{key}` must be a whole number within 64 bits"),
+        })?;
+        body.insert(key.into(), Value::from(n));
+    }
+    Ok(())
+}
+
+/// The longest wait passed on from Telegram's `retry_after` (a day).
+const MAX_RETRY_AFTER: u64 = 86_400;
 
 /// `<base_url>/bot<token>/<method>`: the base's own path kept (a local Bot API server may
 /// live under one).
@@ -111,6 +127,12 @@ pub async fn call(
             crate::short(operation)
         ))
     })?;
+    if !chatterfly_domain::auth::is_bot_token(token.expose_secret()) {
+        return Err(ToolError::InvalidCredentials(
+            "the bot token is not of Telegram's form (the bot's numeric id, `:`, then letters, digits, `_` or `-`)"
+                .into(),
+        ));
+    }
     let body = body_for(operation, args)?;
     // the redactor holds the token in play (log redaction) for the whole call
     let mut values = vec![token.expose_secret().to_owned()];
@@ -167,7 +189,10 @@ pub async fn call(
         .and_then(Value::as_str)
         .map(crate::short)
         .unwrap_or_else(|| "no description".into());
-    let retry_after = answer.pointer("/parameters/retry_after").and_then(Value::as_u64);
+    let retry_after = answer
+        .pointer("/parameters/retry_after")
+        .and_then(Value::as_u64)
+        .map(|s| s.min(MAX_RETRY_AFTER));
     Err(ToolError::Telegram {
         error_code,
         description,

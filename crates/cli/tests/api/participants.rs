@@ -130,6 +130,7 @@ db_tests! {
         for (slug, body, pointer) in [
             ("crm", json!({"key": "line\nbreak"}), "/key"),
             ("crm", json!({"token": "x"}), "/token"),
+            ("crm", json!({"key": "kéy✓"}), "/key"),
             ("shop", json!({"username": "ada:x", "password": "p"}), "/username"),
             ("shop", json!({"username": "ada"}), "/password"),
         ] {
@@ -219,6 +220,18 @@ db_tests! {
         let (st, _) = invoke_for(&s, "crm.headers", Some(&ada), json!({})).await;
         assert_eq!(st, 200);
 
+        // a participant id is an id
+        let (st, v) = invoke_for(&s, "crm.headers", Some(&"x".repeat(65)), json!({})).await;
+        assert_eq!((st, v["errors"][0]["pointer"].as_str()), (422, Some("/participant")), "{v}");
+        // a new role takes what was given for the old role's connections away
+        let (st, _) = onboard(&s, &bob_link, Method::PUT, "/api/onboarding/connections/crm", Some(json!({"key": "bob-key-2"}))).await;
+        assert_eq!(st, 200);
+        let (st, v) = s.call(Method::PATCH, &format!("{WS}/participants/{bob}"), Some(json!({"role": "vendor"}))).await;
+        assert_eq!((st, v["role"].as_str()), (200, Some("vendor")), "{v}");
+        let (st, v) = s.call(Method::PATCH, &format!("{WS}/participants/{bob}"), Some(json!({"role": "customer"}))).await;
+        assert_eq!(st, 200, "{v}");
+        assert!(v["credentials"].as_array().unwrap().iter().all(|c| c["set"] == false), "nothing comes back with the role: {v}");
+
         // a connection moved to another host drops what participants gave for it
         let (st, v) = s.call(Method::PATCH, &format!("{WS}/connections/crm"), Some(json!({"base_url": httpbin_url().replace("127.0.0.1", "localhost")}))).await;
         assert_eq!(st, 200, "{v}");
@@ -249,6 +262,17 @@ db_tests! {
         assert_eq!(page_status(&s, &first).await, 410);
         let (st, _) = onboard(&s, &second, Method::GET, "/api/onboarding", None).await;
         assert_eq!(st, 200);
+        // a reissue with a JSON content type and no body takes the defaults
+        let resp = no_redirects()
+            .post(format!("{}{WS}/participants/{ada}/link", s.url))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.unwrap();
+        let second = v["onboarding_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
         // revoked
         let (st, _) = s.call(Method::DELETE, &format!("{WS}/participants/{ada}/link"), None).await;
         assert_eq!(st, 204);
@@ -446,7 +470,13 @@ db_tests! {
         let (callback, _) = flow(&ada_link, "ada-gh").await;
         let resp = setup.http.get(&callback).send().await.unwrap();
         assert_eq!(resp.status(), 403);
-        assert!(resp.text().await.unwrap().contains("another browser"));
+        let page = resp.text().await.unwrap();
+        assert!(page.contains("another browser"), "{page}");
+        assert!(page.contains("url=/onboard?error=state_other_browser"), "back to the onboarding page, not My Accounts: {page}");
+        // replayed: the same
+        let resp = setup.http.get(&callback).send().await.unwrap();
+        assert_eq!(resp.status(), 400);
+        assert!(resp.text().await.unwrap().contains("url=/onboard?error=state_used"));
         let (st, v) = invoke_for(s, "gh.whoami", Some(&ada), json!({})).await;
         assert_eq!((st, v["code"].as_str()), (422, Some("credentials_required")), "{v}");
         // the same browser: connected, back on the onboarding page (no token in the redirect)

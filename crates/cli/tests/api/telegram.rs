@@ -97,9 +97,20 @@ db_tests! {
         let (st, v) = s.call(Method::POST, &format!("{CONN}/telegram-check"), Some(json!({"token": "4010001:refused", "base_url": tg.url}))).await;
         assert_eq!((st, v["code"].as_str()), (422, Some("invalid_credentials")), "{v}");
         let (st, v) = s.call(Method::POST, &format!("{CONN}/telegram-check"), Some(json!({"token": "not-a-token", "base_url": tg.url}))).await;
-        assert_eq!((st, v["errors"][0]["pointer"].as_str()), (422, Some("/auth/token")), "{v}");
+        assert_eq!((st, v["errors"][0]["pointer"].as_str()), (422, Some("/token")), "{v}");
         let (_, list) = s.call(Method::GET, CONN, None).await;
         assert_eq!(list.as_array().unwrap().len(), 1);
+        // a caller's bot token is held to the same form
+        let (st, v) = s.call(Method::POST, CONN, Some(json!({"name": "C", "slug": "cbot", "service_type": "telegram",
+            "base_url": tg.url, "auth": {"type": "bot_token"}, "fulfillment": "caller"}))).await;
+        assert_eq!(st, 201, "{v}");
+        for bad in ["../x", "123:abc?x", "123:abc/../../x"] {
+            let (st, v) = s.call(Method::POST, &tool("cbot", "get_me"), Some(json!({"arguments": {}, "credentials": {"token": bad}}))).await;
+            assert_eq!((st, v["code"].as_str()), (422, Some("invalid_credentials")), "{bad}: {v}");
+        }
+        let (st, v) = s.call(Method::POST, &tool("cbot", "get_me"), Some(json!({"arguments": {}, "credentials": {"token": token}}))).await;
+        assert_eq!(st, 200, "{v}");
+        s.call(Method::DELETE, &format!("{CONN}/cbot"), None).await;
         // a member may not probe tokens
         let (_, member) = s.user("m@example.com").await;
         s.call(Method::PUT, &format!("/api/workspaces/default/members/{}", s.call_as(&member, Method::GET, "/api/me", None).await.1["id"].as_str().unwrap()), Some(json!({"role": "member"}))).await;
@@ -134,6 +145,7 @@ db_tests! {
             (json!({"chat_id": 1, "text": "hi", "parse_mode": "RTF"}), "/arguments/parse_mode", ""),
             (json!({"chat_id": 1, "text": ""}), "/arguments/text", ""),
             (json!({"chat_id": 1, "text": "hi", "photo": "x"}), "/arguments", ""),
+            (json!({"chat_id": 1, "text": "hi", "reply_to_message_id": 1e30}), "/arguments/reply_to_message_id", ""),
         ];
         for (args, pointer, needle) in cases {
             let (st, v) = s.call(Method::POST, &tool("tg", "send_message"), Some(json!({"arguments": args}))).await;

@@ -239,7 +239,7 @@ pub async fn callback(
         .await;
     let onboarding = match &outcome {
         Ok(a) => a.participant_id.is_some(),
-        Err(_) => flow_cookie.is_some(),
+        Err(e) => e.for_participant,
     };
     match outcome {
         Ok(account) if onboarding => {
@@ -276,7 +276,23 @@ pub async fn callback(
             };
             if onboarding {
                 let target = format!("/onboard?error={}&provider={}", e.code, p.as_str());
-                let mut r = crate::web::failure_page(status, &e.message, &target, "Back to your onboarding page");
+                // a participant is not the operator: what went wrong on our side is not
+                // theirs to read (addresses, settings)
+                let message = match e.code {
+                    "access_denied"
+                    | "state_other_browser"
+                    | "link_invalid"
+                    | "state_expired"
+                    | "state_used"
+                    | "state_unknown"
+                    | "bad_callback" => e.message.clone(),
+                    _ => format!(
+                        "connecting your {} account did not work ({}); try again later, or tell whoever sent you the link",
+                        p.label(),
+                        e.code
+                    ),
+                };
+                let mut r = crate::web::failure_page(status, &message, &target, "Back to your onboarding page");
                 super::onboarding::clear_flow_cookie(&mut r, &state);
                 return Ok(r);
             }

@@ -731,7 +731,18 @@ pub async fn check_telegram(
     });
     let input: ConnectionInput =
         serde_json::from_value(probe).map_err(|e| ApiError::Internal(format!("telegram check: {e}")))?;
-    let (draft, secrets) = ConnectionDraft::parse(input)?;
+    // the same rules, reported at this request's own fields
+    let (draft, secrets) = ConnectionDraft::parse(input).map_err(|e| {
+        let mut out = chatterfly_domain::FieldErrors::new();
+        for f in e.0 {
+            let pointer = match f.pointer.as_str() {
+                "/auth/token" => "/token".to_owned(),
+                other => other.to_owned(),
+            };
+            out.push(pointer, f.detail);
+        }
+        ApiError::Validation(out)
+    })?;
     let token = secrets
         .get("token")
         .ok_or_else(|| chatterfly_domain::FieldErrors::single("/token", "give the bot token"))?;

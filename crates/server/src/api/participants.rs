@@ -504,7 +504,8 @@ pub async fn get_participant(
     Ok(Json(view(&state, p, None).await?))
 }
 
-/// Edit a participant's name, address or role.
+/// Edit a participant's name, address or role. A new role drops the keys and accounts they
+/// gave for the old role's connections (accounts are revoked at the provider).
 #[utoipa::path(patch, path = "/api/workspaces/{ws}/participants/{id}", params(("ws" = String, Path), ("id" = String, Path)),
     request_body = ParticipantPatch,
     responses((status = 200, body = ParticipantView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -524,6 +525,16 @@ pub async fn update_participant(
     };
     let role = patch.role.unwrap_or_else(|| p.role.clone());
     let (name, email, role) = check_participant(&state, &access.workspace.id, &name, email.as_deref(), &role).await?;
+    // what they gave was for their old role's connections: it goes with the old role
+    if role != p.role {
+        for c in state
+            .store
+            .participant_connections(&access.workspace.id, &p.role)
+            .await?
+        {
+            withdraw(&state, &p.id, &c).await?;
+        }
+    }
     let p = state
         .store
         .update_participant(

@@ -79,7 +79,7 @@ pub struct InvokeBody {
     /// The participant on whose behalf the call is made: a `participant` connection uses
     /// the credentials they gave during onboarding.
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(min_length = 1, max_length = 64)]
     pub participant: Option<String>,
 }
 
@@ -113,6 +113,13 @@ pub async fn invoke(
     mut body: Body,
 ) -> Result<Json<InvokeView>, ApiError> {
     let body: InvokeBody = body.json(&state).await?;
+    if body.participant.as_ref().is_some_and(|p| p.is_empty() || p.len() > 64) {
+        return Err(chatterfly_domain::FieldErrors::single(
+            "/participant",
+            "`participant` is a participant's id (1 to 64 characters)",
+        )
+        .into());
+    }
     let out = state
         .tools
         .invoke(Call {
