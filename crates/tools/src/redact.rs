@@ -72,10 +72,12 @@ fn encoding_variants(value: &str) -> Option<regex::bytes::Regex> {
 /// play, so that no log line (a dependency's included) shows them.
 pub struct Redactor {
     needles: Vec<String>,
-    /// A secret with characters that URL encoding may or may not escape (`+ / = & …`),
+    /// Secrets with characters that URL encoding may or may not escape (`+ / = & …`),
     /// matched with each such character either as it is or percent-encoded (either hex
-    /// case): an upstream echoing a URL re-encodes it its own way.
-    encoded: Vec<regex::bytes::Regex>,
+    /// case): an upstream echoing a URL re-encodes it its own way. Built the first time a
+    /// text with a `%` is redacted (most answers have none).
+    encodable: Vec<String>,
+    encoded: std::sync::OnceLock<Vec<regex::bytes::Regex>>,
     _in_play: chatterfly_egress::in_play::SecretGuard,
 }
 
@@ -134,17 +136,28 @@ impl Redactor {
         needles.retain(|n| n.len() >= 4);
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
         needles.dedup();
-        let encoded = values
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+        let encodable = values
             .iter()
-            .filter(|v| v.len() >= 4)
-            .filter_map(|v| encoding_variants(v))
+            .filter(|v| v.len() >= 4 && !v.chars().all(plain))
+            .cloned()
             .collect();
         let _in_play = chatterfly_egress::in_play::hold(values.iter().map(String::as_str));
         Self {
             needles,
-            encoded,
+            encodable,
+            encoded: std::sync::OnceLock::new(),
             _in_play,
         }
+    }
+
+    /// The encoding-variant patterns, when `text` could hold such a variant (it has a `%`).
+    fn variants(&self, text: &[u8]) -> &[regex::bytes::Regex] {
+        if self.encodable.is_empty() || !text.contains(&b'%') {
+            return &[];
+        }
+        self.encoded
+            .get_or_init(|| self.encodable.iter().filter_map(|v| encoding_variants(v)).collect())
     }
 
     pub fn text(&self, s: &str) -> String {
@@ -154,7 +167,7 @@ impl Redactor {
                 out = out.replace(n.as_str(), MARK);
             }
         }
-        for re in &self.encoded {
+        for re in self.variants(out.as_bytes()) {
             if re.is_match(out.as_bytes()) {
                 out = String::from_utf8_lossy(&re.replace_all(out.as_bytes(), MARK.as_bytes())).into_owned();
             }
@@ -182,7 +195,7 @@ impl Redactor {
             }
             out = result;
         }
-        for re in &self.encoded {
+        for re in self.variants(&out) {
             if re.is_match(&out) {
                 out = re.replace_all(&out, MARK.as_bytes()).into_owned();
             }
