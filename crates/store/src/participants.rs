@@ -84,9 +84,11 @@ pub fn participant_credentials_id(participant_id: &str, connection_id: &str) -> 
 const PARTICIPANT_COLS: &str = "p.id, p.workspace_id, p.name, p.email, p.role, p.created_at, p.updated_at, \
     l.id, l.created_at, l.expires_at, l.revoked_at";
 
-/// The latest link of each participant, joined on.
+/// The link that speaks for each participant, joined on: the live one (reissuing leaves
+/// at most one), else the latest (two issued in the same millisecond tie on time).
 const LATEST_LINK: &str = "LEFT JOIN onboarding_links l ON l.id = (SELECT l2.id FROM onboarding_links l2 \
-    WHERE l2.participant_id = p.id ORDER BY l2.created_at DESC, l2.id LIMIT 1)";
+    WHERE l2.participant_id = p.id ORDER BY CASE WHEN l2.revoked_at IS NULL THEN 0 ELSE 1 END, \
+    l2.created_at DESC, l2.id DESC LIMIT 1)";
 
 fn participant(row: &AnyRow) -> Result<ParticipantRecord> {
     let link_id: Option<String> = row.try_get(7)?;

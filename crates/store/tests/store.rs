@@ -575,7 +575,12 @@ db_tests! {
         let two = s.onboarding_link("hash-2").await.unwrap().unwrap();
         assert_eq!((two.participant.id.as_str(), two.workspace_slug.as_str()), (p.id.as_str(), "one"));
         assert!(two.link.revoked_at.is_none());
-        assert_eq!(s.participant(&w.id, &p.id).await.unwrap().unwrap().link.unwrap().id, "hash-2", "the latest link");
+        assert_eq!(s.participant(&w.id, &p.id).await.unwrap().unwrap().link.unwrap().id, "hash-2", "the live link");
+        // links issued within one millisecond: the live one speaks for the participant
+        for h in ["hash-0", "hash-a", "hash-2b"] {
+            s.issue_onboarding_link(&p.id, h, 4_000_000_000).await.unwrap();
+            assert_eq!(s.participant(&w.id, &p.id).await.unwrap().unwrap().link.unwrap().id, h, "the live link");
+        }
         assert_eq!(s.revoke_onboarding_links(&p.id).await.unwrap(), 1);
         assert!(s.onboarding_link("unknown").await.unwrap().is_none());
         // keys per (participant, connection), in the sealed-value list
@@ -618,7 +623,7 @@ db_tests! {
         // deleting a participant takes their links and keys with them
         s.put_participant_credentials(&p.id, &conn.id, "sealed-k3").await.unwrap();
         s.delete_participant(&w.id, &p.id).await.unwrap();
-        assert!(s.onboarding_link("hash-2").await.unwrap().is_none());
+        assert!(s.onboarding_link("hash-2b").await.unwrap().is_none());
         assert!(s.participant_credentials_of_connection(&conn.id).await.unwrap().is_empty());
         assert!(matches!(s.delete_participant(&w.id, &p.id).await, Err(StoreError::NotFound)));
         s.delete_connection(&w.id, "api").await.unwrap();
