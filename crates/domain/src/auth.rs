@@ -160,7 +160,8 @@ pub struct AuthSpec {
     pub secrets: SecretFields,
 }
 
-const MAX_SECRET_LEN: usize = 16 * 1024;
+/// The longest secret field accepted (stored, or passed with a call).
+pub const MAX_SECRET_LEN: usize = 16 * 1024;
 const MAX_SERVICE_ACCOUNT_LEN: usize = 64 * 1024;
 
 impl AuthSpec {
@@ -382,8 +383,18 @@ pub fn header_text_error(t: AuthType, field: &str, text: &str) -> Option<String>
         (t, field),
         (AuthType::ApiKeyHeader, "key") | (AuthType::Bearer, "token")
     );
-    (in_header && !text.bytes().all(|b| (0x20..0x7f).contains(&b))).then(|| {
-        format!("`{field}` must be ASCII letters, digits, punctuation or spaces: it is sent as an HTTP header")
+    if !in_header {
+        return None;
+    }
+    if !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Some(format!(
+            "`{field}` must be ASCII letters, digits, punctuation or spaces: it is sent as an HTTP header"
+        ));
+    }
+    // HTTP drops a header value's outer spaces: the upstream would read (and echo) a value
+    // other than the one given, which redaction would not know
+    (text.starts_with(' ') || text.ends_with(' ')).then(|| {
+        format!("`{field}` must not begin or end with a space: it is sent as an HTTP header, which drops them")
     })
 }
 
@@ -514,6 +525,15 @@ mod tests {
                 json!({"type": "api_key_header", "header": "X-Key", "key": "k✓"}),
                 "/key",
             ),
+            (
+                json!({"type": "api_key_header", "header": "X-Key", "key": " key-with-a-leading-space"}),
+                "/key",
+            ),
+            (
+                json!({"type": "bearer", "token": "token-with-a-trailing-space "}),
+                "/token",
+            ),
+            (json!({"type": "bearer", "token": "x".repeat(16 * 1024 + 1)}), "/token"),
             (json!({"type": "oauth", "tiers": "send admin"}), "/tiers"),
         ] {
             let err = AuthSpec::parse(&v).unwrap_err();

@@ -174,7 +174,15 @@ fn html_visible_len(text: &str) -> Result<usize, String> {
                         name.chars().take(12).collect::<String>()
                     ));
                 }
-                len += 1;
+                // a numeric entity is one character, which may be two UTF-16 units (😀)
+                let decoded = name
+                    .strip_prefix('#')
+                    .and_then(|n| match n.strip_prefix(['x', 'X']) {
+                        Some(h) => u32::from_str_radix(h, 16).ok(),
+                        None => n.parse().ok(),
+                    })
+                    .and_then(char::from_u32);
+                len += decoded.map_or(1, char::len_utf16);
                 rest = &rest[end + 1..];
             }
             _ => {
@@ -202,6 +210,10 @@ fn markdown_visible_len(text: &str) -> usize {
         // the language of a code block (```python) is not part of the message
         if backticks == 3 {
             while chars.peek().is_some_and(|n| *n != '\n' && *n != '`') {
+                chars.next();
+            }
+            // and the line break that ends the fence's line
+            if chars.peek() == Some(&'\n') {
                 chars.next();
             }
         }
@@ -257,9 +269,9 @@ mod tests {
             Ok(7)
         );
         assert_eq!(check_text("*bold* \\* [link](https://x.y)", Some("MarkdownV2")), Ok(11));
-        // a code block's language is not text
+        // a code block's language line is not text
         let block = format!("```python\n{}\n```", "a".repeat(4089));
-        assert_eq!(check_text(&block, Some("MarkdownV2")), Ok(4091));
+        assert_eq!(check_text(&block, Some("MarkdownV2")), Ok(4090));
         let long = "x".repeat(5000);
         assert!(check_text(&long, None).unwrap_err().contains("4096"));
         // 4,100 characters of which 40 are tags: within the limit once they are taken out
@@ -267,6 +279,7 @@ mod tests {
         assert_eq!(check_text(&formatted, Some("HTML")), Ok(4090));
         // an emoji is two UTF-16 units, as Telegram counts it
         assert_eq!(check_text("😀", None), Ok(2));
+        assert_eq!(check_text("&#128512;&#x1F600;&lt;", Some("HTML")), Ok(5));
     }
 
     #[test]

@@ -27,19 +27,46 @@ pub const MARK: &str = "[REDACTED]";
 /// Shorter values are not listed: they would blank out ordinary words, and no credential is
 /// that short.
 const MIN_LEN: usize = 4;
+/// The matcher looks for each form's first bytes only, then follows the form as far as
+/// the line does: its size does not grow with a secret's length (a caller may send long
+/// keys, many of them), and a secret cut short by whoever printed it is hidden too.
+const PREFIX: usize = 48;
+/// The matcher over every listed secret is rebuilt at most this often; secrets listed
+/// since are looked for with a small matcher of their own meanwhile, so that a stream of
+/// new secrets costs a small build each, not a build of the whole set.
+const REBUILD_EVERY: Duration = Duration::from_secs(1);
+/// ...or sooner, when that many secrets wait in the small one.
+const RECENT_MAX: usize = 1024;
 
 struct Entry {
     refs: usize,
     released: Option<Instant>,
+    /// The first [`PREFIX`] bytes of each of the value's [`forms`], in their order.
+    prefixes: Vec<Box<str>>,
+}
+
+/// An Aho-Corasick automaton over the forms' prefixes, each prefix with the secrets (and
+/// which of their forms) it begins.
+struct Matcher {
+    ac: AhoCorasick,
+    owners: Vec<Vec<(Arc<str>, usize)>>,
 }
 
 #[derive(Default)]
 struct State {
+    /// Listed secrets, by value.
     entries: HashMap<Arc<str>, Entry>,
-    /// Bumped whenever the set of needles changes.
-    version: u64,
-    /// The matcher built for `version`.
-    matcher: Option<(u64, Arc<AhoCorasick>)>,
+    /// Bumped for each newly listed value.
+    seq: u64,
+    /// Values listed after the whole-set matcher was built, with their `seq`.
+    recent: Vec<(u64, Arc<str>)>,
+    /// The whole-set matcher and the last `seq` it covers.
+    base: Option<(u64, Arc<Matcher>)>,
+    base_at: Option<Instant>,
+    base_building: bool,
+    removed_since_base: bool,
+    /// The matcher over `recent`, and the last `seq` it covers.
+    recent_matcher: Option<(u64, Option<Arc<Matcher>>)>,
     /// When released secrets past their grace were last dropped.
     pruned: Option<Instant>,
 }
@@ -59,7 +86,7 @@ pub struct SecretGuard {
 
 impl std::fmt::Debug for SecretGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecretGuard({} forms)", self.keys.len())
+        write!(f, "SecretGuard({} values)", self.keys.len())
     }
 }
 
@@ -126,37 +153,67 @@ fn percent_encoded(value: &str) -> String {
     out
 }
 
+/// The first [`PREFIX`] bytes of `form`, cut at a character's end.
+fn prefix(form: &str) -> Box<str> {
+    let mut end = form.len().min(PREFIX);
+    while !form.is_char_boundary(end) {
+        end -= 1;
+    }
+    form[..end].into()
+}
+
 /// Lists `values` (one credential's secret parts; a Basic pair is listed as `user:pass` too
 /// by the caller) until the guard and its clones are dropped, plus [`GRACE`].
 pub fn hold<'a>(values: impl IntoIterator<Item = &'a str>) -> SecretGuard {
-    let mut keys: Vec<Arc<str>> = Vec::new();
-    for v in values {
-        if v.len() < MIN_LEN {
-            continue;
-        }
-        keys.extend(forms(v).into_iter().map(Arc::from));
-    }
+    let mut keys: Vec<Arc<str>> = values
+        .into_iter()
+        .filter(|v| v.len() >= MIN_LEN)
+        .map(Arc::from)
+        .collect();
     keys.sort();
     keys.dedup();
     let mut st = state();
     let now = Instant::now();
     prune(&mut st, now);
+    let mut fresh = Vec::new();
     for k in &keys {
         match st.entries.get_mut(k) {
             Some(e) => {
                 e.refs += 1;
                 e.released = None;
             }
-            None => {
-                st.entries.insert(
-                    k.clone(),
-                    Entry {
-                        refs: 1,
-                        released: None,
-                    },
-                );
-                st.version += 1;
+            None => fresh.push(k.clone()),
+        }
+    }
+    if !fresh.is_empty() {
+        // the forms are worked out without the lock (they are long for a long key)
+        drop(st);
+        let prepared: Vec<(Arc<str>, Vec<Box<str>>)> = fresh
+            .into_iter()
+            .map(|k| {
+                let prefixes = forms(&k).iter().map(|f| prefix(f)).collect();
+                (k, prefixes)
+            })
+            .collect();
+        st = state();
+        for (k, prefixes) in prepared {
+            if let Some(e) = st.entries.get_mut(&k) {
+                // listed by another thread meanwhile
+                e.refs += 1;
+                e.released = None;
+                continue;
             }
+            st.seq += 1;
+            let seq = st.seq;
+            st.recent.push((seq, k.clone()));
+            st.entries.insert(
+                k,
+                Entry {
+                    refs: 1,
+                    released: None,
+                    prefixes,
+                },
+            );
         }
     }
     SecretGuard { keys }
@@ -177,40 +234,131 @@ fn prune(st: &mut State, now: Instant) {
     st.entries
         .retain(|_, e| e.refs > 0 || e.released.is_none_or(|t| now.duration_since(t) < GRACE));
     if st.entries.len() != before {
-        st.version += 1;
+        st.removed_since_base = true;
     }
 }
 
-fn matcher() -> Option<Arc<AhoCorasick>> {
-    let mut st = state();
-    prune(&mut st, Instant::now());
-    if st.entries.is_empty() {
+fn build<'a>(items: impl IntoIterator<Item = (&'a Arc<str>, &'a [Box<str>])>) -> Option<Matcher> {
+    let mut index: HashMap<&'a str, usize> = HashMap::new();
+    let mut patterns: Vec<&'a str> = Vec::new();
+    let mut owners: Vec<Vec<(Arc<str>, usize)>> = Vec::new();
+    for (value, prefixes) in items {
+        for (form, p) in prefixes.iter().enumerate() {
+            let id = *index.entry(&**p).or_insert_with(|| {
+                patterns.push(&**p);
+                owners.push(Vec::new());
+                patterns.len() - 1
+            });
+            owners[id].push((value.clone(), form));
+        }
+    }
+    if patterns.is_empty() {
         return None;
     }
-    if let Some((v, m)) = &st.matcher
-        && *v == st.version
-    {
-        return Some(m.clone());
-    }
-    let needles: Vec<&str> = st.entries.keys().map(|k| &**k).collect();
-    let built = AhoCorasick::builder()
+    let ac = AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostLongest)
-        .build(needles)
-        .ok()
-        .map(Arc::new)?;
-    let version = st.version;
-    st.matcher = Some((version, built.clone()));
-    Some(built)
+        .build(patterns)
+        .ok()?;
+    Some(Matcher { ac, owners })
+}
+
+/// The whole-set matcher and the one for secrets listed since it was built.
+fn matchers() -> [Option<Arc<Matcher>>; 2] {
+    let now = Instant::now();
+    let mut st = state();
+    prune(&mut st, now);
+    if st.entries.is_empty() {
+        return [None, None];
+    }
+    let stale = st.base.is_none()
+        || st.recent.len() > RECENT_MAX
+        || ((!st.recent.is_empty() || st.removed_since_base)
+            && st.base_at.is_none_or(|t| now.duration_since(t) >= REBUILD_EVERY));
+    if stale && !st.base_building {
+        st.base_building = true;
+        let seq = st.seq;
+        let snapshot: Vec<(Arc<str>, Vec<Box<str>>)> = st
+            .entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.prefixes.clone()))
+            .collect();
+        // the big build runs without the lock: calls go on listing their secrets
+        drop(st);
+        let built = build(snapshot.iter().map(|(k, p)| (k, p.as_slice()))).map(Arc::new);
+        st = state();
+        st.base_building = false;
+        if let Some(m) = built {
+            st.base = Some((seq, m));
+            st.base_at = Some(now);
+            st.removed_since_base = false;
+            st.recent.retain(|(s, _)| *s > seq);
+            st.recent_matcher = None;
+        }
+    }
+    let base = st.base.as_ref().map(|(_, m)| m.clone());
+    let Some(last) = st.recent.last().map(|(s, _)| *s) else {
+        return [base, None];
+    };
+    if st.recent_matcher.as_ref().map(|(s, _)| *s) != Some(last) {
+        let st_ref = &*st;
+        let built = build(
+            st_ref
+                .recent
+                .iter()
+                .filter_map(|(_, v)| st_ref.entries.get(v).map(|e| (v, e.prefixes.as_slice()))),
+        )
+        .map(Arc::new);
+        st.recent_matcher = Some((last, built));
+    }
+    let recent = st.recent_matcher.as_ref().and_then(|(_, m)| m.clone());
+    [base, recent]
+}
+
+/// `line` with each match of `m` replaced by [`MARK`], as far as the secret's form goes on
+/// in the line; `None` when nothing matched.
+fn replace(m: &Matcher, line: &str) -> Option<String> {
+    if !m.ac.is_match(line) {
+        return None;
+    }
+    let bytes = line.as_bytes();
+    let mut out = String::with_capacity(line.len());
+    let (mut copied, mut pos) = (0, 0);
+    while pos < line.len() {
+        let Some(found) = m.ac.find(aho_corasick::Input::new(line).span(pos..line.len())) else {
+            break;
+        };
+        let start = found.start();
+        let mut end = found.end();
+        for (value, form) in &m.owners[found.pattern().as_usize()] {
+            if let Some(full) = forms(value).get(*form) {
+                let same = bytes[start..]
+                    .iter()
+                    .zip(full.as_bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                end = end.max(start + same);
+            }
+        }
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.push_str(&line[copied..start]);
+        out.push_str(MARK);
+        copied = end;
+        pos = end;
+    }
+    out.push_str(&line[copied..]);
+    Some(out)
 }
 
 /// `line` with every secret in play replaced by [`MARK`], and any `Bearer …` / `Basic …`
 /// credential too (a defence for secrets no guard announced).
 pub fn redact_log(line: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(line);
-    if let Some(m) = matcher()
-        && m.is_match(line)
-    {
-        out = Cow::Owned(m.replace_all(line, &vec![MARK; m.patterns_len()]));
+    for m in matchers().into_iter().flatten() {
+        if let Some(replaced) = replace(&m, &out) {
+            out = Cow::Owned(replaced);
+        }
     }
     match scrub_auth_schemes(&out) {
         Some(s) => Cow::Owned(s),
@@ -308,6 +456,41 @@ mod tests {
         drop(g2);
         // released: still listed during the grace period
         assert!(redact_log(secret).contains(MARK));
+    }
+
+    #[test]
+    fn a_long_secret_is_hidden_whole_or_cut_short() {
+        let secret: String = (0..4000).map(|i| ["!", "a", "%", "&", "Z", "9"][i % 6]).collect();
+        let _g = hold([secret.as_str()]);
+        for form in forms(&secret) {
+            for shown in [&form[..], &form[..100], &form[..PREFIX + 1]] {
+                let line = format!("error: upstream said {shown} (end)");
+                assert_eq!(
+                    redact_log(&line),
+                    "error: upstream said [REDACTED] (end)",
+                    "{}",
+                    &shown[..20]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn many_long_secrets_keep_the_matcher_small() {
+        let guards: Vec<SecretGuard> = (0..2000)
+            .map(|i| {
+                let v = format!("{i:06}-{}", "+/=&?".repeat(800));
+                hold([v.as_str()])
+            })
+            .collect();
+        let [base, recent] = matchers();
+        let size: usize = [base, recent].iter().flatten().map(|m| m.ac.memory_usage()).sum();
+        // 2,000 values of 4 KB in 8 forms each are 100 MB of text: the matcher holds a
+        // prefix of each form
+        assert!(size < 64 * 1024 * 1024, "{size} bytes");
+        let last = format!("{:06}-{}", 1999, "+/=&?".repeat(800));
+        assert_eq!(redact_log(&format!("x {last} y")), "x [REDACTED] y");
+        drop(guards);
     }
 
     #[test]

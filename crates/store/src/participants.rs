@@ -394,25 +394,31 @@ impl Store {
         &self,
         participant_id: &str,
         connection_id: &str,
+        connection_updated_at: &str,
         sealed: &str,
-    ) -> Result<ParticipantCredentials> {
+    ) -> Result<Option<ParticipantCredentials>> {
         let id = participant_credentials_id(participant_id, connection_id);
         let at = now();
-        sqlx::query(
+        // stored only while the connection, as the caller read it (an edit moving its
+        // origin or auth drops the keys given for it), still asks the participant's role
+        let done = sqlx::query(
             "INSERT INTO participant_credentials (id, participant_id, connection_id, secrets_sealed, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO UPDATE SET secrets_sealed = excluded.secrets_sealed, \
-             updated_at = excluded.updated_at",
+             SELECT $1, p.id, c.id, $4, $5, $5 FROM participants p JOIN connections c ON c.workspace_id = p.workspace_id \
+             WHERE p.id = $2 AND c.id = $3 AND c.updated_at = $6 AND c.fulfillment = 'participant' AND c.participant_role = p.role \
+             ON CONFLICT (id) DO UPDATE SET secrets_sealed = excluded.secrets_sealed, updated_at = excluded.updated_at",
         )
         .bind(&id)
         .bind(participant_id)
         .bind(connection_id)
         .bind(sealed)
         .bind(&at)
+        .bind(connection_updated_at)
         .execute(&self.pool)
         .await?;
-        self.participant_credentials(participant_id, connection_id)
-            .await?
-            .ok_or(StoreError::NotFound)
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.participant_credentials(participant_id, connection_id).await
     }
 
     /// Deletes a participant's key for a connection; whether there was one.

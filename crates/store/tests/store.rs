@@ -592,8 +592,19 @@ db_tests! {
             .await
             .unwrap();
         assert_eq!(s.participant_connections(&w.id, "customer").await.unwrap().len(), 1);
-        s.put_participant_credentials(&p.id, &conn.id, "sealed-k1").await.unwrap();
-        s.put_participant_credentials(&p.id, &conn.id, "sealed-k2").await.unwrap();
+        let at = conn.updated_at.clone();
+        s.put_participant_credentials(&p.id, &conn.id, &at, "sealed-k1").await.unwrap().unwrap();
+        s.put_participant_credentials(&p.id, &conn.id, &at, "sealed-k2").await.unwrap().unwrap();
+        // not stored once the connection changed since it was read, nor for another role
+        assert!(s.put_participant_credentials(&p.id, &conn.id, "2000-01-01T00:00:00.000Z", "sealed-x").await.unwrap().is_none());
+        s.create_participant_role(&w.id, "partner", "").await.unwrap();
+        let eve = s
+            .create_participant(&w.id, &ParticipantWrite { name: "Eve", email: None, role: "partner" })
+            .await
+            .unwrap();
+        assert!(s.put_participant_credentials(&eve.id, &conn.id, &at, "sealed-x").await.unwrap().is_none());
+        s.delete_participant(&w.id, &eve.id).await.unwrap();
+        s.delete_participant_role(&w.id, "partner").await.unwrap();
         let k = s.participant_credentials(&p.id, &conn.id).await.unwrap().unwrap();
         assert_eq!((k.secrets_sealed.as_str(), k.id), ("sealed-k2", format!("{}:c1", p.id)));
         let sealed = s.sealed_values().await.unwrap();
@@ -621,7 +632,7 @@ db_tests! {
         assert!(s.account_for(owner, "github").await.unwrap().is_none());
         assert!(s.account_for(AccountOwner::User(&a.id), "github").await.unwrap().is_some(), "a person's own stays");
         // deleting a participant takes their links and keys with them
-        s.put_participant_credentials(&p.id, &conn.id, "sealed-k3").await.unwrap();
+        s.put_participant_credentials(&p.id, &conn.id, &at, "sealed-k3").await.unwrap().unwrap();
         s.delete_participant(&w.id, &p.id).await.unwrap();
         assert!(s.onboarding_link("hash-2b").await.unwrap().is_none());
         assert!(s.participant_credentials_of_connection(&conn.id).await.unwrap().is_empty());

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chatterfly_domain::OAuthProvider;
+use chatterfly_domain::{Fulfillment, OAuthProvider};
 use chatterfly_egress::{Egress, EgressError, Limits, OutboundRequest, in_play};
 use chatterfly_store::{
     AccountOwner, AccountRecord, AccountWrite, OAuthState, StateTaken, Store, StoreError, aad, new_id,
@@ -486,6 +486,11 @@ impl Accounts<'_> {
             }
             StateTaken::Used { participant } => {
                 *participant_flow |= participant;
+                let again = if participant {
+                    "open your onboarding link again"
+                } else {
+                    again
+                };
                 return Err(ConnectError::new(
                     "state_used",
                     format!("this connect link was already used; {again}"),
@@ -511,6 +516,7 @@ impl Accounts<'_> {
                 format!("the connect link expired (it lasts ten minutes); {again}"),
             ));
         }
+        let mut participant_ws = String::new();
         let owner = match (&pending.user_id, &pending.participant_id, &pending.connection_id) {
             (Some(user), _, _) => {
                 match session_user {
@@ -542,15 +548,16 @@ impl Accounts<'_> {
                     Some(l) => self.store.onboarding_link(l).await?,
                     None => None,
                 };
-                let valid = link.is_some_and(|l| {
+                let Some(link) = link.filter(|l| {
                     l.participant.id == *participant && l.link.revoked_at.is_none() && l.link.expires_at > now_secs()
-                });
-                if !valid {
+                }) else {
                     return Err(ConnectError::new(
                         "link_invalid",
                         "the onboarding link this was started from is no longer valid (revoked or expired); ask for a new one",
                     ));
-                }
+                };
+                self.still_asked_of(&link.participant.role, connection).await?;
+                participant_ws = link.participant.workspace_id;
                 AccountOwner::Participant {
                     participant_id: participant,
                     connection_id: connection,
@@ -625,6 +632,23 @@ impl Accounts<'_> {
         };
         let sealed = tokens.seal(self.keys, &id).map_err(ConnectError::from)?;
         let expires_at = answer.expires_in.map(|s| now_secs() + s);
+        if let AccountOwner::Participant {
+            participant_id,
+            connection_id,
+        } = owner
+        {
+            // the exchange took a while: an admin may have moved the participant to another
+            // role, or the connection to another role, meanwhile
+            let role = self
+                .store
+                .participant(&participant_ws, participant_id)
+                .await?
+                .map(|p| p.role)
+                .ok_or_else(|| {
+                    ConnectError::new("link_invalid", "this participant was removed; nothing was connected")
+                })?;
+            self.still_asked_of(&role, connection_id).await?;
+        }
         let saved = self
             .store
             .save_account(&AccountWrite {
@@ -645,6 +669,24 @@ impl Accounts<'_> {
             "account connected"
         );
         Ok(saved)
+    }
+
+    /// A participant's connect flow stands only while the connection still asks the
+    /// participant's role for credentials (an admin may have changed either meanwhile).
+    async fn still_asked_of(&self, role: &str, connection_id: &str) -> Result<(), ConnectError> {
+        let conn = self.store.connection_by_id(connection_id).await?;
+        let asked = conn.is_some_and(|c| {
+            c.draft.fulfillment == Fulfillment::Participant
+                && c.draft.participant_role.as_ref().is_some_and(|r| r.as_str() == role)
+        });
+        if asked {
+            Ok(())
+        } else {
+            Err(ConnectError::new(
+                "not_asked",
+                "this connection no longer asks you for an account (your role or the connection changed meanwhile); nothing was connected",
+            ))
+        }
     }
 
     async fn token_request(

@@ -63,6 +63,12 @@ pub fn resolve(
                     )));
                 }
                 if let Value::String(s) = v {
+                    let max = chatterfly_domain::auth::MAX_SECRET_LEN;
+                    if s.len() > max {
+                        return Err(ToolError::InvalidCredentials(format!(
+                            "`credentials.{k}` is longer than {max} bytes"
+                        )));
+                    }
                     if let Some(e) = chatterfly_domain::auth::header_text_error(t, k, s) {
                         return Err(ToolError::InvalidCredentials(format!("`credentials.{k}`: {e}")));
                     }

@@ -68,6 +68,22 @@ fn encoding_variants(value: &str) -> Option<regex::bytes::Regex> {
         .ok()
 }
 
+/// `value` as HTML text escapes it.
+fn html_escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The needles to hide, longest first. While it lives, the secrets are also listed as in
 /// play, so that no log line (a dependency's included) shows them.
 pub struct Redactor {
@@ -121,6 +137,27 @@ impl Redactor {
             if lower != *v {
                 // header names and host names come back lowercased
                 needles.push(lower);
+            }
+            let upper = v.to_uppercase();
+            if upper != *v {
+                needles.push(upper);
+            }
+            let trimmed = v.trim();
+            if trimmed != v {
+                // a header value loses its outer spaces on the way
+                needles.push(trimmed.to_owned());
+            }
+            let html = html_escaped(v);
+            if html != *v {
+                // an error page quoting the request
+                needles.push(html.clone());
+                needles.push(html.replace("&#39;", "&#x27;"));
+            }
+            let once = encode_component(v);
+            let twice = encode_component(&once);
+            if twice != once {
+                // a URL encoded again inside another URL (a redirect's `next=`)
+                needles.push(twice);
             }
             if let Ok(quoted) = serde_json::to_string(v)
                 && let Some(inner) = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"'))
@@ -299,14 +336,30 @@ mod tests {
                 STANDARD.encode(format!("{{\"k\":\"x{token}y\"}}")),
             ),
             ("lowercased", token.to_lowercase()),
+            ("uppercased", token.to_uppercase()),
             ("JSON-escaped", serde_json::to_string(token).unwrap()),
+            ("HTML-escaped", token.replace('"', "&quot;")),
+            ("percent-encoded twice", encode_component(&encode_component(token))),
         ] {
             let out = r.text(&format!("echo: {text}"));
             assert!(out.contains(MARK), "{form}: {out}");
-            for piece in [&STANDARD_NO_PAD.encode(token)[2..14], "Ab_CdEfGh", "ab_cdefgh"] {
+            for piece in [
+                &STANDARD_NO_PAD.encode(token)[2..14],
+                "Ab_CdEfGh",
+                "ab_cdefgh",
+                "AB_CDEFGH",
+            ] {
                 assert!(!out.contains(piece), "{form}: {piece} survived in {out}");
             }
         }
+    }
+
+    #[test]
+    fn a_key_stored_with_outer_spaces_is_hidden_without_them() {
+        // an upstream reads a header value without its outer spaces and echoes that
+        let r = Redactor::for_secrets(AuthType::ApiKeyHeader, &secrets(&[("key", "  CANARY-key-77  ")]));
+        let out = r.text("you sent key=CANARY-key-77.");
+        assert_eq!(out, "you sent key=[REDACTED].");
     }
 
     #[test]

@@ -264,6 +264,7 @@ pub async fn callback(
             let status = match e.code {
                 "state_other_user" | "state_other_browser" => StatusCode::FORBIDDEN,
                 "link_invalid" => StatusCode::GONE,
+                "not_asked" => StatusCode::CONFLICT,
                 "not_configured" => StatusCode::UNPROCESSABLE_ENTITY,
                 "client_refused"
                 | "provider_unreachable"
@@ -282,6 +283,7 @@ pub async fn callback(
                     "access_denied"
                     | "state_other_browser"
                     | "link_invalid"
+                    | "not_asked"
                     | "state_expired"
                     | "state_used"
                     | "state_unknown"

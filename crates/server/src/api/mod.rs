@@ -283,15 +283,42 @@ async fn api_headers(mut response: axum::response::Response) -> axum::response::
 
 /// The span of a request in the log: method, path and HTTP version, never the query string
 /// (an OAuth callback's carries the authorization code and the state).
-/// An onboarding page's path carries its link's token: logged as `/onboard/…`.
+/// A path can carry an onboarding link's token (`/onboard/<token>`, or any path a visitor
+/// makes up around one: `//ONBOARD/<token>`, `/onboard%2F<token>`): see [`masked_path`].
 fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let path = req.uri().path();
-    let path = if path.starts_with("/onboard/") {
-        "/onboard/…"
-    } else {
-        path
-    };
+    let path = masked_path(req.uri().path());
     tracing::debug_span!("request", method = %req.method(), path = %path, version = ?req.version())
+}
+
+/// `path` with every run of 40 or more URL-safe characters (`A-Z a-z 0-9 _ -`) written
+/// `…`: an onboarding token is 43 of them; ids (UUIDs) are 36, and a slug longer than 39
+/// only loses its letters in the log line.
+pub(crate) fn masked_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const RUN: usize = 40;
+    let token_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    let bytes = path.as_bytes();
+    let mut out = String::new();
+    let (mut copied, mut i) = (0, 0);
+    while i < bytes.len() {
+        if !token_byte(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && token_byte(bytes[i]) {
+            i += 1;
+        }
+        if i - start >= RUN {
+            out.push_str(&path[copied..start]);
+            out.push('…');
+            copied = i;
+        }
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    out.push_str(&path[copied..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or set.
@@ -301,4 +328,37 @@ where
     T: serde::Deserialize<'de>,
 {
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked_path;
+
+    #[test]
+    fn onboarding_tokens_never_reach_a_logged_path() {
+        let tok = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-AbCd0";
+        assert_eq!(tok.len(), 43);
+        for path in [
+            format!("/onboard/{tok}"),
+            format!("//onboard/{tok}"),
+            format!("/ONBOARD/{tok}"),
+            format!("/onboard%2F{tok}"),
+            format!("/api/onboarding/{tok}"),
+            format!("/x/{tok}{tok}/y"),
+            format!("/onboard/{tok}.png"),
+        ] {
+            let masked = masked_path(&path);
+            assert!(!masked.contains(&tok[..20]), "{path} → {masked}");
+            assert!(masked.contains('…'), "{masked}");
+        }
+        // ordinary paths are kept as they are
+        for path in [
+            "/api/workspaces/acme/connections/github/operations",
+            "/api/audit/01937a2e-7c1f-7b3e-9d1a-1b2c3d4e5f60",
+            "/",
+            "/onboard/short",
+        ] {
+            assert_eq!(masked_path(path), path);
+        }
+    }
 }

@@ -352,7 +352,7 @@ async fn participant_connection(state: &AppState, o: &LinkLookup, slug: &str) ->
 #[utoipa::path(put, path = "/api/onboarding/connections/{slug}", operation_id = "onboarding_put_credentials", security(()),
     params(("slug" = String, Path), ("X-Onboarding-Token" = String, Header)), request_body = Object,
     responses((status = 200, body = OnboardingConnectionView), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem, description = "The connection takes an account, not a key (`not_a_key`)"),
+        (status = 409, body = Problem, description = "The connection takes an account, not a key (`not_a_key`), or it or the participant's role changed while the key was being saved (`not_asked`)"),
         (status = 410, body = Problem), (status = 422, body = Problem)))]
 pub async fn put_credentials(
     State(state): State<AppState>,
@@ -391,10 +391,22 @@ pub async fn put_credentials(
         .keys
         .seal(fields.to_sealable_json().as_bytes(), &aad::participant_credentials(&id))
         .map_err(|e| ApiError::Internal(format!("sealing: {e}")))?;
-    state
+    let stored = state
         .store
-        .put_participant_credentials(&o.participant.id, &conn.id, &sealed)
+        .put_participant_credentials(&o.participant.id, &conn.id, &conn.updated_at, &sealed)
         .await?;
+    if stored.is_none() {
+        // the connection was edited, or the participant's role changed, since this request
+        // read them: a key given for what it was then is not kept
+        return Err(ApiError::Coded {
+            status: StatusCode::CONFLICT,
+            code: "not_asked",
+            detail: format!(
+                "connection `{}` changed while your key was being saved; open your onboarding link again",
+                conn.draft.slug
+            ),
+        });
+    }
     tracing::info!(participant = %o.participant.id, connection = %conn.id, "participant key saved");
     Ok(Json(connection_view(&state, &o.participant.id, &conn).await?))
 }
@@ -498,11 +510,18 @@ pub async fn connect(
         .await
         .map_err(|e| match e.code {
             "invalid_tiers" => ApiError::Validation(chatterfly_domain::FieldErrors::single("/tiers", e.message)),
-            "not_configured" => ApiError::Coded {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "not_configured",
-                detail: e.message,
-            },
+            "not_configured" => {
+                // the operator's settings are not the participant's to read
+                tracing::info!(provider = %provider, detail = %e.message, "participant connect: provider not configured");
+                ApiError::Coded {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    code: "not_configured",
+                    detail: format!(
+                        "connecting a {} account is not set up here yet; tell whoever sent you the link",
+                        provider.label()
+                    ),
+                }
+            }
             _ => ApiError::Internal(e.message),
         })?;
     let secure = if state.app_url.starts_with("https://") {
