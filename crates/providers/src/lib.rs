@@ -8,10 +8,12 @@
 //! reversibly, [`schema`] adapts input schemas to the subset each accepts, and [`declare`]
 //! puts a whole agent's tools together within the provider's limits.
 
+pub mod chat;
 pub mod check;
 pub mod declare;
 pub mod names;
 pub mod schema;
+pub mod wire;
 
 use std::fmt;
 use std::str::FromStr;
