@@ -17,6 +17,7 @@ macro_rules! sql {
 
 pub mod aad;
 mod accounts;
+mod agents;
 mod audit;
 mod calls;
 mod connections;
@@ -36,6 +37,7 @@ use sqlx::{AnyPool, Connection, Executor};
 pub use accounts::{
     AccountOwner, AccountRecord, AccountWrite, OAuthState, PersonalCredentials, StateTaken, personal_credentials_id,
 };
+pub use agents::{AgentRecord, AgentWrite, RunEnd, RunRecord, StepRecord};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use calls::CallContext;
 pub use connections::{ConnectionRecord, NewConnection, SealedUpdate, SourceMeta};

@@ -4,8 +4,8 @@
 
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, SourceDocument, SourceKind, WorkspaceRole, WorkspaceSlug};
 use chatterfly_store::{
-    AccountOwner, AccountWrite, AuditFilter, NewAuditEvent, NewConnection, NewUser, PLATFORM, ParticipantWrite,
-    RoleDelete, SealedUpdate, Store, StoreError,
+    AccountOwner, AccountWrite, AgentWrite, AuditFilter, NewAuditEvent, NewConnection, NewUser, PLATFORM,
+    ParticipantWrite, RoleDelete, RunEnd, SealedUpdate, Store, StoreError,
 };
 use chatterfly_testkit::{Db, db_tests, fresh_database, terminate_other_sessions};
 use serde_json::json;
@@ -640,5 +640,71 @@ db_tests! {
         s.delete_connection(&w.id, "api").await.unwrap();
         assert_eq!(s.delete_participant_role(&w.id, "customer").await.unwrap(), RoleDelete::Deleted);
         assert_eq!(s.delete_participant_role(&w.id, "customer").await.unwrap(), RoleDelete::NotFound);
+    }
+
+    async fn agents_runs_and_steps(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        let other = s.create_workspace(&ws("two"), "Two", &a.id).await.unwrap();
+        let write = AgentWrite {
+            name: "Triage",
+            instructions: "Sort issues.",
+            provider: "openai",
+            model: "gpt-4.1",
+            tools: r#"["web_search","github.create_issue"]"#,
+            max_steps: 8,
+        };
+        let agent = s.create_agent(&w.id, &write, Some(&a.id)).await.unwrap();
+        assert_eq!((agent.name.as_str(), agent.max_steps, agent.created_by.as_deref()), ("Triage", 8, Some(a.id.as_str())));
+        assert!(matches!(s.create_agent(&w.id, &write, None).await, Err(StoreError::Conflict { .. })), "names are unique per workspace");
+        s.create_agent(&other.id, &write, None).await.unwrap();
+        assert!(s.agent(&other.id, &agent.id).await.unwrap().is_none(), "never another workspace's");
+        assert_eq!(s.agents(&w.id).await.unwrap().len(), 1);
+        let renamed = s.update_agent(&w.id, &agent.id, &AgentWrite { name: "Triage 2", max_steps: 3, ..write }).await.unwrap();
+        assert_eq!((renamed.name.as_str(), renamed.max_steps), ("Triage 2", 3));
+        assert!(matches!(s.update_agent(&other.id, &agent.id, &write).await, Err(StoreError::NotFound)));
+
+        // a run: steps in order with their tokens, ended once
+        let run = s.create_run(&renamed, r#"[{"role":"user","text":"hi"}]"#, None, Some(&a.id)).await.unwrap();
+        assert_eq!((run.status.as_str(), run.steps), ("running", 0));
+        let (s1, s2) = (s.clone(), s.clone());
+        let first = s1.append_step(&run.id, "model", r#"{"text":null}"#, 12, (100, 7)).await.unwrap();
+        assert_eq!(first.seq, 0);
+        // a turn's tool calls end at once: each step gets its own number
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let (s2, id) = (s2.clone(), run.id.clone());
+                tokio::spawn(async move { s2.append_step(&id, "tool", &format!(r#"{{"call":{i}}}"#), 30, (0, 0)).await })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for c in calls {
+            seqs.push(c.await.unwrap().unwrap().seq);
+        }
+        seqs.sort();
+        assert_eq!(seqs, (1..=8).collect::<Vec<i64>>());
+        let steps = s.steps(&run.id, 1).await.unwrap();
+        assert_eq!((steps.len(), steps[0].kind.as_str()), (8, "tool"));
+        assert!(s.request_cancel(&w.id, &run.id).await.unwrap());
+        assert!(!s.request_cancel(&other.id, &run.id).await.unwrap(), "another workspace cannot stop it");
+        let r = s.run(&w.id, &run.id).await.unwrap().unwrap();
+        assert_eq!((r.input_tokens, r.output_tokens, r.steps, r.cancel_requested), (100, 7, 9, true));
+        let end = RunEnd { status: "cancelled", output: None, error: Some("cancelled by a@x.io") };
+        assert!(s.finish_run(&run.id, &end).await.unwrap());
+        assert!(!s.finish_run(&run.id, &RunEnd { status: "succeeded", output: Some("\"x\""), error: None }).await.unwrap(), "ended once");
+        assert_eq!(s.run(&w.id, &run.id).await.unwrap().unwrap().status, "cancelled");
+        assert!(s.run(&other.id, &run.id).await.unwrap().is_none());
+        // runs listed newest first; a stale running one is failed on start
+        let stale = s.create_run(&renamed, "[]", None, None).await.unwrap();
+        let listed = s.runs_of(&w.id, &agent.id, 10).await.unwrap();
+        assert_eq!(listed[0].id, stale.id);
+        assert_eq!(s.fail_stale_runs("9999-01-01T00:00:00.000Z", "the server stopped during the run").await.unwrap(), 1);
+        assert_eq!(s.run(&w.id, &stale.id).await.unwrap().unwrap().status, "failed");
+        // deleting the agent takes its runs and steps
+        s.delete_agent(&w.id, &agent.id).await.unwrap();
+        assert!(s.run(&w.id, &run.id).await.unwrap().is_none());
+        assert!(s.steps(&run.id, 0).await.unwrap().is_empty());
+        assert!(matches!(s.delete_agent(&w.id, &agent.id).await, Err(StoreError::NotFound)));
     }
 }
