@@ -21,6 +21,8 @@ pub struct AuditEvent {
     pub created_at: String,
     /// The participant whose credentials the call used.
     pub participant_id: Option<String>,
+    /// The agent run that made the call.
+    pub run_id: Option<String>,
 }
 
 /// Which events to list (every set field must match).
@@ -32,6 +34,7 @@ pub struct AuditFilter {
     pub outcome: Option<String>,
     pub user_id: Option<String>,
     pub participant_id: Option<String>,
+    pub run_id: Option<String>,
 }
 
 /// What to record.
@@ -47,9 +50,11 @@ pub struct NewAuditEvent {
     pub duration_ms: u64,
     /// The participant on whose behalf the call was made.
     pub participant_id: Option<String>,
+    /// The agent run that made the call.
+    pub run_id: Option<String>,
 }
 
-/// Rows per INSERT statement: 11 parameters each.
+/// Rows per INSERT statement: 12 parameters each.
 const EVENTS_PER_INSERT: usize = 100;
 
 fn event(row: &AnyRow) -> Result<AuditEvent> {
@@ -64,6 +69,7 @@ fn event(row: &AnyRow) -> Result<AuditEvent> {
         duration_ms: row.try_get(7)?,
         created_at: row.try_get(8)?,
         participant_id: row.try_get(9)?,
+        run_id: row.try_get(10)?,
     })
 }
 
@@ -77,14 +83,14 @@ impl Store {
         for chunk in events.chunks(EVENTS_PER_INSERT) {
             let mut sql = String::from(
                 "INSERT INTO audit_events (id, workspace_id, user_id, tool, connection_slug, outcome, http_status, \
-                 error_code, duration_ms, created_at, participant_id) VALUES ",
+                 error_code, duration_ms, created_at, participant_id, run_id) VALUES ",
             );
             for i in 0..chunk.len() {
-                let b = i * 11;
+                let b = i * 12;
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                let params: Vec<String> = (1..=11).map(|k| format!("${}", b + k)).collect();
+                let params: Vec<String> = (1..=12).map(|k| format!("${}", b + k)).collect();
                 sql.push('(');
                 sql.push_str(&params.join(", "));
                 sql.push(')');
@@ -103,7 +109,8 @@ impl Store {
                     .bind(e.error_code)
                     .bind(i64::try_from(e.duration_ms).unwrap_or(i64::MAX))
                     .bind(at.clone())
-                    .bind(e.participant_id.clone());
+                    .bind(e.participant_id.clone())
+                    .bind(e.run_id.clone());
             }
             q.execute(&self.pool).await?;
         }
@@ -121,10 +128,10 @@ impl Store {
     ) -> Result<Vec<AuditEvent>> {
         let rows = sqlx::query(
             "SELECT id, user_id, tool, connection_slug, outcome, http_status, error_code, duration_ms, created_at, \
-             participant_id FROM audit_events WHERE workspace_id = $1 AND ($2 IS NULL OR id < $2) \
+             participant_id, run_id FROM audit_events WHERE workspace_id = $1 AND ($2 IS NULL OR id < $2) \
              AND ($4 IS NULL OR tool = $4) AND ($5 IS NULL OR connection_slug = $5) \
              AND ($6 IS NULL OR outcome = $6) AND ($7 IS NULL OR user_id = $7) \
-             AND ($8 IS NULL OR participant_id = $8) \
+             AND ($8 IS NULL OR participant_id = $8) AND ($9 IS NULL OR run_id = $9) \
              ORDER BY id DESC LIMIT $3",
         )
         .bind(workspace_id)
@@ -135,6 +142,7 @@ impl Store {
         .bind(filter.outcome.as_deref())
         .bind(filter.user_id.as_deref())
         .bind(filter.participant_id.as_deref())
+        .bind(filter.run_id.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event).collect()

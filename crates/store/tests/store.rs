@@ -369,11 +369,11 @@ db_tests! {
         for i in 0..7u16 {
             let e = NewAuditEvent { workspace_id: w.id.clone(), user_id: Some(a.id.clone()), tool: "api.get".into(), connection_slug: Some("api".into()),
                 ok: i % 2 == 0, http_status: Some(200 + i), error_code: (i % 2 == 1).then_some("upstream_error"), duration_ms: u64::from(i),
-                participant_id: (i == 3).then(|| "p-1".to_owned()) };
+                participant_id: (i == 3).then(|| "p-1".to_owned()), run_id: (i == 2).then(|| "run-1".to_owned()) };
             s.record_audit(&e).await.unwrap();
         }
         s.record_audit(&NewAuditEvent { workspace_id: other.id.clone(), user_id: None, tool: "x".into(), connection_slug: None, ok: true,
-            http_status: None, error_code: None, duration_ms: 1, participant_id: None }).await.unwrap();
+            http_status: None, error_code: None, duration_ms: 1, participant_id: None, run_id: None }).await.unwrap();
         let page1 = s.list_audit(&w.id, None, 3, &AuditFilter::default()).await.unwrap();
         assert_eq!(page1.iter().map(|e| e.duration_ms).collect::<Vec<_>>(), [6, 5, 4]);
         assert_eq!(page1[1].error_code.as_deref(), Some("upstream_error"));
@@ -385,7 +385,7 @@ db_tests! {
         assert_eq!(s.list_audit(&other.id, None, 10, &AuditFilter::default()).await.unwrap().len(), 1);
         // a batch larger than one statement keeps every row
         let batch: Vec<_> = (0..250).map(|i| NewAuditEvent { workspace_id: other.id.clone(), user_id: None, tool: format!("t{i}"),
-            connection_slug: None, ok: true, http_status: None, error_code: None, duration_ms: 0, participant_id: None }).collect();
+            connection_slug: None, ok: true, http_status: None, error_code: None, duration_ms: 0, participant_id: None, run_id: None }).collect();
         s.record_audit_batch(&batch).await.unwrap();
         assert_eq!(s.list_audit(&other.id, None, 500, &AuditFilter::default()).await.unwrap().len(), 251);
         // filters: each set field must match
@@ -397,6 +397,8 @@ db_tests! {
         assert_eq!(only(AuditFilter { connection: Some("api".into()), outcome: Some("ok".into()), ..Default::default() }).await.len(), 4);
         assert_eq!(only(AuditFilter { user_id: Some(a.id.clone()), ..Default::default() }).await.len(), 7);
         assert_eq!(only(AuditFilter { user_id: Some("someone-else".into()), ..Default::default() }).await.len(), 0);
+        let of_run = only(AuditFilter { run_id: Some("run-1".into()), ..Default::default() }).await;
+        assert_eq!((of_run.len(), of_run[0].duration_ms, of_run[0].run_id.as_deref()), (1, 2, Some("run-1")));
         let theirs = only(AuditFilter { participant_id: Some("p-1".into()), ..Default::default() }).await;
         assert_eq!((theirs.len(), theirs[0].participant_id.as_deref(), theirs[0].duration_ms), (1, Some("p-1"), 3));
     }

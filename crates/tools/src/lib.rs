@@ -154,6 +154,8 @@ pub struct Call<'a> {
     /// them already (the API reads them in the same query as the caller's token and role);
     /// `None`: looked up here.
     pub resolved: Option<ConnectionLookup>,
+    /// The agent run making the call (named in the audit row).
+    pub run_id: Option<&'a str>,
 }
 
 /// A connection of the workspace with the tool's operation, if it has one; `None`: the
@@ -216,6 +218,21 @@ impl Tools {
     }
 
     /// My Accounts: the connect flow, access tokens, disconnecting.
+    /// The guarded HTTP client every outbound request goes through.
+    pub fn egress(&self) -> &Egress {
+        &self.egress
+    }
+
+    /// The store the registry reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The keys that open sealed values.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
+    }
+
     pub fn accounts(&self) -> accounts::Accounts<'_> {
         accounts::Accounts {
             store: &self.store,
@@ -283,6 +300,7 @@ impl Tools {
                 error_code: code,
                 duration_ms,
                 participant_id: participant_used,
+                run_id: call.run_id.map(str::to_owned),
             })
             .await;
         result.map(|output| Output { output, duration_ms })

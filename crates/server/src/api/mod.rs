@@ -4,6 +4,7 @@
 
 mod access;
 mod accounts;
+mod agents;
 mod auth;
 mod connections;
 mod document;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub store: Store,
     pub keys: Arc<KeyRing>,
     pub tools: Arc<chatterfly_tools::Tools>,
+    /// Agent runs started on this replica, and who follows them.
+    pub runner: chatterfly_runs::Runner,
     pub app_url: Arc<str>,
     pub limits: Limits,
     /// OpenAPI imports running at once (CPU and memory heavy): one per core.
@@ -91,14 +94,16 @@ pub struct Limits {
 impl AppState {
     pub fn new(app: &App, listen_url: &str, egress: chatterfly_egress::Egress) -> Self {
         let app_url = app.config.app_url.clone().unwrap_or_else(|| listen_url.to_owned());
+        let tools = Arc::new(chatterfly_tools::Tools::new(
+            app.store.clone(),
+            app.keys.clone(),
+            egress,
+        ));
         Self {
             store: app.store.clone(),
             keys: app.keys.clone(),
-            tools: Arc::new(chatterfly_tools::Tools::new(
-                app.store.clone(),
-                app.keys.clone(),
-                egress,
-            )),
+            runner: chatterfly_runs::Runner::new(tools.clone()),
+            tools,
             app_url: app_url.trim_end_matches('/').into(),
             limits: Limits {
                 max_body: app.config.max_body_bytes,
@@ -227,6 +232,13 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(onboarding::put_credentials, onboarding::delete_credentials))
         .routes(routes!(onboarding::connect))
         .routes(routes!(connections::check_telegram))
+        .routes(routes!(agents::list_agents, agents::create_agent))
+        .routes(routes!(agents::get_agent, agents::patch_agent, agents::delete_agent))
+        .routes(routes!(agents::declarations))
+        .routes(routes!(agents::start_run, agents::list_runs))
+        .routes(routes!(agents::get_run))
+        .routes(routes!(agents::cancel_run))
+        .routes(routes!(agents::run_events))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .split_for_parts();

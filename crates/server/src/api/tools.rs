@@ -131,6 +131,7 @@ pub async fn invoke(
             credentials: body.credentials,
             participant: body.participant.as_deref(),
             resolved: target.resolved,
+            run_id: None,
         })
         .await?;
     Ok(Json(InvokeView {
@@ -216,6 +217,9 @@ pub struct AuditQuery {
     /// Only calls made with this participant's credentials.
     #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub participant: Option<String>,
+    /// Only calls made by this agent run.
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub run: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -233,6 +237,8 @@ pub struct AuditEventView {
     pub created_at: String,
     /// The participant whose credentials the call used.
     pub participant_id: Option<String>,
+    /// The agent run that made the call.
+    pub run_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -272,6 +278,7 @@ pub async fn audit(
         ("connection", &q.connection),
         ("user_id", &q.user_id),
         ("participant", &q.participant),
+        ("run", &q.run),
     ] {
         if value.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
             return Err(ApiError::Coded {
@@ -300,6 +307,7 @@ pub async fn audit(
                 outcome: q.outcome.filter(|o| !o.is_empty()),
                 user_id: q.user_id.filter(|u| !u.is_empty()),
                 participant_id: q.participant.filter(|p| !p.is_empty()),
+                run_id: q.run.filter(|r| !r.is_empty()),
             },
         )
         .await?;
@@ -320,6 +328,7 @@ pub async fn audit(
                 duration_ms: e.duration_ms,
                 created_at: e.created_at,
                 participant_id: e.participant_id,
+                run_id: e.run_id,
             })
             .collect(),
         next_before,

@@ -1,0 +1,14 @@
+//! Agents and their runs. [`agent`] parses and checks an agent's definition; [`runner`]
+//! runs one: it asks the model (through `providers`' wire formats and `egress`'s guarded
+//! client), executes the tool calls it answers with through `tools` (the same path as
+//! `invoke`: resolution, schema check, credentials, SSRF guard, redaction, audit), feeds
+//! the results back, and records every step, redacted, in the store.
+//!
+//! Never calls a tool around `tools`, never sends a request around `egress`, never writes
+//! a credential (a provider key, a run's credentials) to the store or a log line.
+
+pub mod agent;
+pub mod runner;
+
+pub use agent::{AgentDef, AgentInput, RunInput};
+pub use runner::{RunError, Runner, StartRun};

@@ -1,0 +1,535 @@
+//! The runner: one task per run, on the replica that started it. Each step (a model turn, a
+//! tool call) is written to the store as it ends, redacted, and announced on a channel the
+//! events stream listens to; a cancel is a flag in the store (any replica can set it) and a
+//! signal to the task when it runs here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chatterfly_domain::Service;
+use chatterfly_egress::{EgressError, Limits, OutboundRequest};
+use chatterfly_providers::Provider;
+use chatterfly_providers::chat::{Message, ToolCall, ToolResult, Turn, Usage};
+use chatterfly_providers::declare::{Declarations, ToolSpec, declare};
+use chatterfly_providers::wire::{self, AnswerError, Request};
+use chatterfly_store::{AgentRecord, RunEnd, RunRecord, Store, StoreError};
+use chatterfly_tools::{Call, Redactor, ToolError, Tools};
+use chatterfly_vault::ExposeSecret;
+use http::{HeaderName, HeaderValue, Method, header};
+use serde_json::{Map, Value, json};
+use tokio::sync::{broadcast, watch};
+use url::Url;
+
+use crate::agent::AgentDef;
+
+/// A provider's answer may take this long.
+const MODEL_TIMEOUT: Duration = Duration::from_secs(120);
+/// The largest answer read from a provider.
+const MODEL_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// What a model turn may write.
+const MAX_TOKENS: u32 = 4096;
+/// A tool's output is cut to this for the model (the run record keeps the same).
+const RESULT_MAX_BYTES: usize = 64 * 1024;
+/// How often a run checks the store for a cancel set on another replica.
+const CANCEL_POLL: Duration = Duration::from_millis(500);
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The agent names tools that do not exist (any more).
+    #[error("{0}")]
+    UnknownTools(String),
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a run starts with.
+pub struct StartRun {
+    pub workspace_id: String,
+    pub workspace_slug: String,
+    pub user_id: Option<String>,
+    pub agent: AgentRecord,
+    pub def: AgentDef,
+    pub input: Vec<Message>,
+    /// Credentials for `caller` connections, by connection slug; kept in memory for the
+    /// run only.
+    pub credentials: Option<Map<String, Value>>,
+    pub participant: Option<String>,
+}
+
+/// Starts runs and tells who listens when a step ends.
+#[derive(Clone)]
+pub struct Runner {
+    tools: Arc<Tools>,
+    events: broadcast::Sender<String>,
+    live: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+}
+
+impl Runner {
+    pub fn new(tools: Arc<Tools>) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            tools,
+            events,
+            live: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Run ids, each sent when one of that run's steps ended or the run did.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.events.subscribe()
+    }
+
+    fn store(&self) -> &Store {
+        self.tools.store()
+    }
+
+    /// Stops a run: the flag in the store (for whichever replica runs it) and the signal
+    /// here. Whether it was running.
+    pub async fn cancel(&self, workspace_id: &str, run_id: &str) -> Result<bool, StoreError> {
+        let was = self.store().request_cancel(workspace_id, run_id).await?;
+        if let Some(tx) = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(run_id)
+        {
+            let _ = tx.send(true);
+        }
+        Ok(was)
+    }
+
+    /// The declarations `def`'s tools make for its provider in this workspace, and the
+    /// names of tools that do not exist.
+    pub async fn declarations(
+        &self,
+        workspace_id: &str,
+        def: &AgentDef,
+        provider: Provider,
+    ) -> Result<(Declarations, Vec<String>), ToolError> {
+        let catalog = self.tools.catalog(workspace_id).await?;
+        let mut by_name: HashMap<&str, &chatterfly_tools::ToolInfo> = HashMap::new();
+        for t in catalog.standard.iter().chain(catalog.connections.iter()) {
+            // built-in names first, as in resolution
+            by_name.entry(t.name.as_str()).or_insert(t);
+        }
+        let mut specs = Vec::new();
+        let mut unknown = Vec::new();
+        for name in &def.tools {
+            match by_name.get(name.as_str()) {
+                Some(t) => specs.push(ToolSpec {
+                    name: &t.name,
+                    description: &t.description,
+                    input_schema: &t.input_schema,
+                }),
+                None => unknown.push(name.clone()),
+            }
+        }
+        Ok((declare(provider, &specs), unknown))
+    }
+
+    /// Starts a run; it goes on in the background.
+    pub async fn start(&self, start: StartRun) -> Result<RunRecord, RunError> {
+        let (decls, unknown) = self
+            .declarations(&start.workspace_id, &start.def, start.def.provider)
+            .await?;
+        if !unknown.is_empty() {
+            return Err(RunError::UnknownTools(format!(
+                "agent `{}` names tools that do not exist in this workspace: {}; edit the agent or add them",
+                start.agent.name,
+                unknown.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if let Some(p) = &start.participant {
+            self.tools.participant(&start.workspace_id, p).await?;
+        }
+        let service: Service = start
+            .def
+            .provider
+            .as_str()
+            .parse()
+            .map_err(|_| ToolError::Internal("a provider without a service".into()))?;
+        let key = chatterfly_tools::services::service_key(
+            self.store(),
+            self.tools.keys(),
+            Some((&start.workspace_id, &start.workspace_slug)),
+            service,
+        )
+        .await?;
+        let base = key
+            .base_url
+            .clone()
+            .unwrap_or_else(|| default_base(start.def.provider).to_owned());
+        let input_json = serde_json::to_string(&start.input).map_err(|e| ToolError::Internal(e.to_string()))?;
+        let run = self
+            .store()
+            .create_run(
+                &start.agent,
+                &input_json,
+                start.participant.as_deref(),
+                start.user_id.as_deref(),
+            )
+            .await?;
+        let (tx, rx) = watch::channel(false);
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(run.id.clone(), tx);
+        let this = self.clone();
+        let run_id = run.id.clone();
+        tokio::spawn(async move {
+            let mut secrets = vec![key.key.expose_secret().to_owned()];
+            if let Some(creds) = &start.credentials {
+                for fields in creds.values() {
+                    if let Value::Object(f) = fields {
+                        secrets.extend(f.values().filter_map(Value::as_str).map(str::to_owned));
+                    }
+                }
+            }
+            let task = Task {
+                runner: &this,
+                run_id: &run_id,
+                start: &start,
+                decls,
+                key: key.key,
+                base,
+                redactor: Redactor::for_values(secrets),
+                cancel: rx,
+            };
+            let end = task.run().await;
+            let output = end.output.map(|o| json!(o).to_string());
+            let done = RunEnd {
+                status: end.status,
+                output: output.as_deref(),
+                error: end.error.as_deref(),
+            };
+            if let Err(e) = this.store().finish_run(&run_id, &done).await {
+                tracing::error!(run = %run_id, error = %e, "recording the end of a run");
+            }
+            tracing::info!(run = %run_id, status = end.status, "agent run ended");
+            this.live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&run_id);
+            let _ = this.events.send(run_id);
+        });
+        Ok(run)
+    }
+}
+
+fn default_base(p: Provider) -> &'static str {
+    match p {
+        Provider::OpenAi => "https://api.openai.com",
+        Provider::Anthropic => "https://api.anthropic.com",
+        Provider::Gemini => "https://generativelanguage.googleapis.com",
+    }
+}
+
+struct End {
+    status: &'static str,
+    output: Option<String>,
+    error: Option<String>,
+}
+
+impl End {
+    fn failed(error: String) -> Self {
+        Self {
+            status: "failed",
+            output: None,
+            error: Some(error),
+        }
+    }
+}
+
+struct Task<'a> {
+    runner: &'a Runner,
+    run_id: &'a str,
+    start: &'a StartRun,
+    decls: Declarations,
+    key: chatterfly_vault::Secret,
+    base: String,
+    redactor: Redactor,
+    cancel: watch::Receiver<bool>,
+}
+
+enum Waited<T> {
+    Done(T),
+    Cancelled,
+}
+
+impl Task<'_> {
+    async fn run(self) -> End {
+        let mut messages = self.start.input.clone();
+        let provider = self.start.def.provider;
+        for turn_no in 0..self.start.def.max_steps {
+            let started = Instant::now();
+            let answer = match self.cancellable(self.ask(&messages)).await {
+                Waited::Done(a) => a,
+                Waited::Cancelled => return self.cancelled(),
+            };
+            let ms = elapsed_ms(started);
+            let turn = match answer {
+                Ok(t) => t,
+                Err(message) => {
+                    let message = self.redactor.text(&message);
+                    self.step(
+                        "model",
+                        json!({"turn": turn_no, "error": message}),
+                        ms,
+                        Usage::default(),
+                    )
+                    .await;
+                    return End::failed(message);
+                }
+            };
+            let calls: Vec<Value> = turn
+                .calls
+                .iter()
+                .map(|c| {
+                    let tool = self.decls.by_name(&c.name).map(|d| d.tool.clone());
+                    json!({"id": c.id, "name": c.name, "tool": tool, "arguments": c.arguments, "malformed": c.malformed})
+                })
+                .collect();
+            self.step(
+                "model",
+                json!({"turn": turn_no, "text": turn.text, "calls": calls, "usage": turn.usage, "stop": turn.stop}),
+                ms,
+                turn.usage,
+            )
+            .await;
+            if turn.calls.is_empty() {
+                return End {
+                    status: "succeeded",
+                    output: Some(turn.text.unwrap_or_default()),
+                    error: None,
+                };
+            }
+            let Turn { text, calls, .. } = turn;
+            let results = match self.cancellable(self.call_all(&calls)).await {
+                Waited::Done(r) => r,
+                Waited::Cancelled => return self.cancelled(),
+            };
+            messages.push(Message::Assistant { text, calls });
+            messages.push(Message::Tool { results });
+            if self.cancel_requested().await {
+                return self.cancelled();
+            }
+        }
+        End {
+            status: "max_steps",
+            output: None,
+            error: Some(format!(
+                "stopped after {} model turns (the agent's max_steps) without a final answer from {provider}",
+                self.start.def.max_steps
+            )),
+        }
+    }
+
+    fn cancelled(&self) -> End {
+        End {
+            status: "cancelled",
+            output: None,
+            error: Some("the run was cancelled".into()),
+        }
+    }
+
+    async fn cancel_requested(&self) -> bool {
+        if *self.cancel.borrow() {
+            return true;
+        }
+        matches!(
+            self.runner.store().run(&self.start.workspace_id, self.run_id).await,
+            Ok(Some(r)) if r.cancel_requested
+        )
+    }
+
+    /// `fut`, unless the run is cancelled first (here, or on another replica).
+    async fn cancellable<T>(&self, fut: impl std::future::Future<Output = T>) -> Waited<T> {
+        let mut local = self.cancel.clone();
+        let poll = async {
+            loop {
+                tokio::time::sleep(CANCEL_POLL).await;
+                if self.cancel_requested().await {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            v = fut => Waited::Done(v),
+            _ = local.wait_for(|c| *c) => Waited::Cancelled,
+            () = poll => Waited::Cancelled,
+        }
+    }
+
+    async fn step(&self, kind: &str, data: Value, ms: u64, usage: Usage) {
+        let text = self.redactor.text(&data.to_string());
+        let tokens = (
+            i64::try_from(usage.input_tokens).unwrap_or(i64::MAX),
+            i64::try_from(usage.output_tokens).unwrap_or(i64::MAX),
+        );
+        let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+        if let Err(e) = self
+            .runner
+            .store()
+            .append_step(self.run_id, kind, &text, ms, tokens)
+            .await
+        {
+            tracing::error!(run = %self.run_id, error = %e, "recording a step");
+        }
+        let _ = self.runner.events.send(self.run_id.to_owned());
+    }
+
+    /// One model turn: the answer, or why there is none (words for the run record).
+    async fn ask(&self, messages: &[Message]) -> Result<Turn, String> {
+        let provider = self.start.def.provider;
+        let req = wire::build(
+            provider,
+            &Request {
+                model: &self.start.def.model,
+                system: &self.start.def.instructions,
+                messages,
+                tools: &self.decls,
+                max_tokens: MAX_TOKENS,
+            },
+        );
+        let url = Url::parse(&format!("{}{}", self.base.trim_end_matches('/'), req.path))
+            .map_err(|_| format!("the base URL set for {provider} is not a URL"))?;
+        let mut out = OutboundRequest::new(Method::POST, url);
+        out.headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in wire::key_headers(provider, self.key.expose_secret()) {
+            let name = HeaderName::from_static(name);
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                format!("the {provider} key cannot be sent in a header (it has characters HTTP does not allow)")
+            })?;
+            if name != "anthropic-version" {
+                value.set_sensitive(true);
+                if name != header::AUTHORIZATION {
+                    out.credential_headers.push(name.clone());
+                }
+            }
+            out.headers.insert(name, value);
+        }
+        out.body = Some(Bytes::from(req.body.to_string()));
+        let limits = Limits {
+            connect_timeout: Duration::from_secs(10),
+            total_timeout: MODEL_TIMEOUT,
+            max_response_bytes: MODEL_MAX_BYTES,
+            max_redirects: 0,
+        };
+        let resp = match self.runner.tools.egress().send(out, Some(limits)).await {
+            Ok(r) => r,
+            Err(EgressError::Timeout(d)) => {
+                return Err(format!("{provider} did not answer within {} s", d.as_secs()));
+            }
+            Err(e @ EgressError::TooLarge { .. }) => return Err(format!("{provider}'s answer is too large: {e}")),
+            Err(e) => return Err(format!("{provider} could not be reached: {e}")),
+        };
+        let status = resp.status.as_u16();
+        match wire::parse(provider, status, &resp.body) {
+            Ok(t) => Ok(t),
+            Err(AnswerError::Refused { message, .. }) => {
+                let retry = resp
+                    .headers
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|s| format!(" (retry after {s} s)"))
+                    .unwrap_or_default();
+                Err(format!("{provider} answered HTTP {status}: {message}{retry}"))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Every call of one turn, at once; results in the calls' order.
+    async fn call_all(&self, calls: &[ToolCall]) -> Vec<ToolResult> {
+        futures::future::join_all(calls.iter().map(|c| self.call_one(c))).await
+    }
+
+    async fn call_one(&self, c: &ToolCall) -> ToolResult {
+        let started = Instant::now();
+        let error = |code: &str, message: String| (json!({"error": {"code": code, "message": message}}), true);
+        let (tool, (content, is_error)) = match self.decls.by_name(&c.name) {
+            None => (
+                None,
+                error(
+                    "tool_not_found",
+                    format!(
+                        "`{}` is not one of this agent's tools",
+                        c.name.chars().take(100).collect::<String>()
+                    ),
+                ),
+            ),
+            Some(_) if c.malformed.is_some() => (
+                None,
+                error("invalid_arguments", "the arguments are not a JSON object".into()),
+            ),
+            Some(d) => {
+                let arguments = d.adapted.restore(c.arguments.clone());
+                let slug = d.tool.split_once('.').map(|(s, _)| s);
+                let credentials = slug
+                    .and_then(|s| self.start.credentials.as_ref()?.get(s))
+                    .and_then(Value::as_object)
+                    .cloned();
+                let result = self
+                    .runner
+                    .tools
+                    .invoke(Call {
+                        workspace_id: &self.start.workspace_id,
+                        workspace_slug: &self.start.workspace_slug,
+                        user_id: self.start.user_id.as_deref(),
+                        tool: &d.tool,
+                        arguments,
+                        credentials,
+                        participant: self.start.participant.as_deref(),
+                        resolved: None,
+                        run_id: Some(self.run_id),
+                    })
+                    .await;
+                let r = match result {
+                    Ok(out) => (out.output, false),
+                    Err(e) => error(e.code(), e.to_string()),
+                };
+                (Some(d.tool.clone()), r)
+            }
+        };
+        let ms = elapsed_ms(started);
+        let text = cut(&self.redactor.text(&content.to_string()), RESULT_MAX_BYTES);
+        let recorded: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!(text));
+        self.step(
+            "tool",
+            json!({"call_id": c.id, "name": c.name, "tool": tool, "arguments": c.arguments,
+                   "is_error": is_error, if is_error { "error" } else { "output" }: recorded}),
+            ms,
+            Usage::default(),
+        )
+        .await;
+        ToolResult {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            content: text,
+            is_error,
+        }
+    }
+}
+
+fn elapsed_ms(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `s` cut to `max` bytes at a character's end, saying how much was left out.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes more, cut)", &s[..end], s.len() - end)
+}
