@@ -13,7 +13,9 @@
 # and My Accounts against oauth2-mock-server (npm, pinned; scripts/oauth2.sh) and a Gmail
 # fake built from Google's discovery document with google-auth (PyPI, pinned;
 # scripts/gmail-discovery.sh, scripts/gmail-fake.sh), and Telegram bots against
-# telegram-test-api (npm, pinned; scripts/telegram.sh), each test starting its own.
+# telegram-test-api (npm, pinned; scripts/telegram.sh), and agents against aimock, an
+# LLM API look-alike for OpenAI, Anthropic and Gemini (npm, pinned; scripts/llm.sh), each
+# test starting its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,6 +102,13 @@ scripts/telegram.sh install || {
   exit 1
 }
 echo "telegram-test-api installed"
+
+echo "== LLM peer"
+scripts/llm.sh install || {
+  echo "test.sh: @copilotkit/aimock could not be installed; the agent tests need it" >&2
+  exit 1
+}
+echo "aimock installed"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

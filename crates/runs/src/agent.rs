@@ -202,9 +202,10 @@ impl RunInput {
                 for (i, m) in items.iter().enumerate() {
                     let at = format!("/input/{i}");
                     let role = m.get("role").and_then(Value::as_str);
-                    let text = m.get("content").and_then(Value::as_str).ok_or_else(|| {
-                        FieldErrors::single(format!("{at}/content"), "a message's `content` is text")
-                    })?;
+                    let text = m
+                        .get("content")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| FieldErrors::single(format!("{at}/content"), "a message's `content` is text"))?;
                     total += text.len();
                     let msg = match role {
                         Some("user") => Message::User { text: text.to_owned() },

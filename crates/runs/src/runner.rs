@@ -500,7 +500,10 @@ impl Task<'_> {
         };
         let ms = elapsed_ms(started);
         let text = cut(&self.redactor.text(&content.to_string()), RESULT_MAX_BYTES);
-        let recorded: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!(text));
+        let mut recorded: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!(text));
+        if is_error && let Some(inner) = recorded.get_mut("error").map(Value::take) {
+            recorded = inner;
+        }
         self.step(
             "tool",
             json!({"call_id": c.id, "name": c.name, "tool": tool, "arguments": c.arguments,

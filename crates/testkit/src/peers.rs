@@ -168,6 +168,12 @@ impl ScriptPeer {
         Self::start("telegram.sh", &[])
     }
 
+    /// The LLM API look-alike (`scripts/llm.sh`: aimock) with the fixtures in
+    /// `fixtures` (a directory), accepting only `keys` (comma-separated).
+    pub fn llm(fixtures: &str, keys: &str) -> Self {
+        Self::start("llm.sh", &[fixtures, keys])
+    }
+
     /// The Gmail fake (`scripts/gmail-fake.sh`), checking tokens against `oauth_url`.
     pub fn gmail(oauth_url: &str) -> Self {
         Self::start("gmail-fake.sh", &[oauth_url])

@@ -1,0 +1,219 @@
+//! Agents against a real scriptable LLM API look-alike (npm @copilotkit/aimock,
+//! `scripts/llm.sh`) for each provider at its real path, with tools that reach httpbin and a
+//! standard tool that fails (no search key): the model's calls go through `invoke`'s path,
+//! their results go back to the model, and every step is recorded. The peer accepts one key
+//! only, so which key a run used (workspace or platform) shows in whether it got through.
+//! Both databases.
+
+use chatterfly_testkit::httpbin_url;
+use chatterfly_testkit::peers::ScriptPeer;
+
+use super::*;
+
+const WS: &str = "/api/workspaces/default";
+const GOOD_KEY: &str = "sk-good-CANARY-4f9d2e71";
+const BAD_KEY: &str = "sk-bad-CANARY-0c3b81aa";
+
+/// Each provider with the model name its fixtures answer and the name it declares
+/// `hb.ip` under.
+const PROVIDERS: [(&str, &str, &str); 3] = [
+    ("openai", "oa-model", "hb__ip"),
+    ("anthropic", "an-model", "hb__ip"),
+    ("gemini", "ge-model", "hb.ip"),
+];
+
+fn fixtures() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = Vec::new();
+    for (_, model, ip) in PROVIDERS {
+        list.push(json!({"match": {"userMessage": "where am I", "hasToolResult": false, "model": model},
+            "response": {"toolCalls": [{"name": ip, "arguments": {}}, {"name": "web_search", "arguments": {"query": "where am I"}}]}}));
+        list.push(
+            json!({"match": {"userMessage": "call a ghost", "hasToolResult": false, "model": model},
+            "response": {"toolCalls": [{"name": "ghost__tool", "arguments": {}}]}}),
+        );
+        list.push(json!({"match": {"userMessage": "loop forever", "model": model},
+            "response": {"toolCalls": [{"name": ip, "arguments": {}}]}}));
+    }
+    list.push(json!({"match": {"userMessage": "where am I", "hasToolResult": true}, "response": {"content": "You are at 127.0.0.1."}}));
+    list.push(json!({"match": {"userMessage": "call a ghost", "hasToolResult": true}, "response": {"content": "That tool does not exist."}}));
+    list.push(json!({"match": {"userMessage": "hello"}, "response": {"content": "Hi."}}));
+    std::fs::write(dir.path().join("fixtures.json"), json!({"fixtures": list}).to_string()).unwrap();
+    dir
+}
+
+async fn agent(s: &TestServer, provider: &str, model: &str, tools: Value, max_steps: i64) -> String {
+    let (st, v) = s
+        .call(Method::POST, &format!("{WS}/agents"), Some(json!({"name": format!("{provider} {max_steps} {tools}"),
+            "provider": provider, "model": model, "tools": tools, "max_steps": max_steps, "instructions": "Answer briefly."})))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// Starts a run and waits for its end; the run with its steps.
+async fn run_to_end(s: &TestServer, agent: &str, input: Value) -> Value {
+    let (st, v) = s
+        .call(
+            Method::POST,
+            &format!("{WS}/agents/{agent}/runs"),
+            Some(json!({"input": input})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    for _ in 0..200 {
+        let (_, r) = s
+            .call(Method::GET, &format!("{WS}/agents/{agent}/runs/{id}"), None)
+            .await;
+        if r["status"] != "running" {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("run {id} did not end");
+}
+
+async fn set_key(s: &TestServer, scope: &str, provider: &str, key: Option<&str>, base: &str) {
+    let (path, body) = match scope {
+        "platform" => (
+            format!("/api/admin/service-credentials/{provider}"),
+            json!({"api_key": key, "base_url": base}),
+        ),
+        _ => (format!("{WS}/services/{provider}"), json!({"api_key": key})),
+    };
+    let (st, v) = match key {
+        Some(_) => s.call(Method::PUT, &path, Some(body)).await,
+        None => s.call(Method::DELETE, &path, None).await,
+    };
+    assert!(st == 200 || st == 204, "{path}: {st} {v}");
+}
+
+db_tests! {
+    async fn agents_call_tools_through_each_provider(db: Db) {
+        let dir = fixtures();
+        let llm = ScriptPeer::llm(dir.path().to_str().unwrap(), GOOD_KEY);
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "HB", "slug": "hb",
+            "service_type": "http", "base_url": httpbin_url(), "operations": [{"name": "ip", "method": "GET", "path": "/ip"}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        for (provider, model, ip) in PROVIDERS {
+            // the platform's key is refused by the peer: the run fails with the provider's words
+            set_key(&s, "platform", provider, Some(BAD_KEY), &llm.url).await;
+            let a = agent(&s, provider, model, json!(["hb.ip", "web_search"]), 5).await;
+            let r = run_to_end(&s, &a, json!("where am I")).await;
+            assert_eq!(r["status"], "failed", "{provider}: {r}");
+            assert!(r["error"].as_str().unwrap().contains("HTTP 401"), "{provider}: {r}");
+            // the workspace's key wins and gets through
+            set_key(&s, "workspace", provider, Some(GOOD_KEY), &llm.url).await;
+            let r = run_to_end(&s, &a, json!("where am I")).await;
+            assert_eq!((r["status"].as_str(), r["output"].as_str()), (Some("succeeded"), Some("You are at 127.0.0.1.")), "{provider}: {r}");
+            let steps = r["steps"].as_array().unwrap();
+            let kinds: Vec<&str> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+            assert_eq!(kinds, ["model", "tool", "tool", "model"], "{provider}: {r}");
+            assert_eq!(steps[0]["calls"][0]["name"], ip, "{provider}: declared name");
+            assert_eq!(steps[0]["calls"][0]["tool"], "hb.ip");
+            let by_tool = |t: &str| steps.iter().find(|s| s["tool"] == t).cloned().unwrap();
+            let hb = by_tool("hb.ip");
+            assert_eq!((hb["is_error"].as_bool(), hb["output"]["status"].as_u64()), (Some(false), Some(200)), "{hb}");
+            assert!(hb["output"]["body"]["origin"].is_string(), "httpbin answered: {hb}");
+            // a tool that fails is an error result for the model, and the run goes on
+            let search = by_tool("web_search");
+            assert_eq!((search["is_error"].as_bool(), search["error"]["code"].as_str()), (Some(true), Some("not_configured")), "{search}");
+            assert!(steps.iter().all(|s| s["duration_ms"].is_u64()));
+            // the calls are in the audit log under the run
+            let (_, audit) = s.call(Method::GET, &format!("{WS}/audit?run={}", r["id"].as_str().unwrap()), None).await;
+            let tools: Vec<&str> = audit["events"].as_array().unwrap().iter().map(|e| e["tool"].as_str().unwrap()).collect();
+            assert_eq!(tools.len(), 2, "{audit}");
+            assert!(tools.contains(&"hb.ip") && tools.contains(&"web_search"), "{audit}");
+            // without the workspace's key, the platform's is in effect again
+            set_key(&s, "workspace", provider, None, &llm.url).await;
+            let r = run_to_end(&s, &a, json!("where am I")).await;
+            assert_eq!(r["status"], "failed", "{provider}: {r}");
+            set_key(&s, "platform", provider, Some(GOOD_KEY), &llm.url).await;
+
+            // a tool the agent does not have: an error result, then the answer
+            let r = run_to_end(&s, &a, json!("call a ghost")).await;
+            assert_eq!((r["status"].as_str(), r["output"].as_str()), (Some("succeeded"), Some("That tool does not exist.")), "{provider}: {r}");
+            assert_eq!(r["steps"][1]["error"]["code"], "tool_not_found", "{r}");
+            // max_steps: a model that never stops calling
+            let short = agent(&s, provider, model, json!(["hb.ip"]), 2).await;
+            let r = run_to_end(&s, &short, json!("loop forever")).await;
+            assert_eq!((r["status"].as_str(), r["step_count"].as_i64()), (Some("max_steps"), Some(4)), "{provider}: {r}");
+            assert!(r["error"].as_str().unwrap().contains("max_steps"), "{r}");
+            // messages as input
+            let r = run_to_end(&s, &short, json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "hello"}])).await;
+            assert_eq!(r["output"], "Hi.", "{provider}: {r}");
+        }
+        // the keys show nowhere: not in runs, events, lists or the server's log
+        let (_, agents) = s.call(Method::GET, &format!("{WS}/agents"), None).await;
+        for a in agents.as_array().unwrap() {
+            let (_, runs) = s.call(Method::GET, &format!("{WS}/agents/{}/runs", a["id"].as_str().unwrap()), None).await;
+            for r in runs.as_array().unwrap() {
+                let (_, full) = s.call(Method::GET, &format!("{WS}/agents/{}/runs/{}", a["id"].as_str().unwrap(), r["id"].as_str().unwrap()), None).await;
+                let text = full.to_string();
+                assert!(!text.contains("CANARY"), "{text}");
+            }
+        }
+        assert!(!s.output().contains("CANARY"), "a key in the server's log");
+    }
+
+    async fn agents_are_checked_and_kept_to_their_workspace(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        for (body, pointer) in [
+            (json!({"name": "a", "provider": "mistral", "model": "m"}), "/provider"),
+            (json!({"name": "a", "provider": "openai", "model": "m", "max_steps": 0}), "/max_steps"),
+            (json!({"name": "a", "provider": "openai", "model": "m", "max_steps": 10000}), "/max_steps"),
+            (json!({"name": "", "provider": "openai", "model": "m"}), "/name"),
+        ] {
+            let (st, v) = s.call(Method::POST, &format!("{WS}/agents"), Some(body.clone())).await;
+            assert_eq!((st, v["errors"][0]["pointer"].as_str()), (422, Some(pointer)), "{body}: {v}");
+        }
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents"), Some(json!({"name": "a", "provider": "openai", "model": "m", "bogus": 1}))).await;
+        assert_eq!(st, 422, "{v}");
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents"), Some(json!({"name": "Ghosts", "provider": "openai", "model": "m",
+            "tools": ["web_search", "nope.tool", "nope.other"]}))).await;
+        assert_eq!(st, 201, "{v}");
+        let warned: Vec<&str> = v["warnings"].as_array().unwrap().iter().map(|w| w["tool"].as_str().unwrap()).collect();
+        assert_eq!(warned, ["nope.tool", "nope.other"], "{v}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents"), Some(json!({"name": "Ghosts", "provider": "openai", "model": "m"}))).await;
+        assert_eq!((st, v["code"].as_str()), (409, Some("agent_name_taken")), "{v}");
+        // a run with tools the workspace lacks fails at once, naming them
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents/{id}/runs"), Some(json!({"input": "hi"}))).await;
+        assert_eq!((st, v["code"].as_str()), (422, Some("unknown_tools")), "{v}");
+        assert!(v["detail"].as_str().unwrap().contains("`nope.tool`"), "{v}");
+        // without a key for the provider: not_configured, nothing started
+        let (st, _) = s.call(Method::PATCH, &format!("{WS}/agents/{id}"), Some(json!({"tools": ["web_search"]}))).await;
+        assert_eq!(st, 200);
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents/{id}/runs"), Some(json!({"input": "hi"}))).await;
+        assert_eq!((st, v["code"].as_str()), (422, Some("not_configured")), "{v}");
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents/{id}/runs"), Some(json!({"input": 42}))).await;
+        assert_eq!((st, v["errors"][0]["pointer"].as_str()), (422, Some("/input")), "{v}");
+        // declarations for each provider
+        for p in ["openai", "anthropic", "gemini"] {
+            let (st, v) = s.call(Method::GET, &format!("{WS}/agents/{id}/declarations?provider={p}"), None).await;
+            assert_eq!((st, v["provider"].as_str()), (200, Some(p)), "{v}");
+            assert!(v["tools"].to_string().contains("web_search"), "{v}");
+        }
+        let (st, _) = s.call(Method::GET, &format!("{WS}/agents/{id}/declarations?provider=mistral"), None).await;
+        assert_eq!(st, 422);
+        // another workspace sees none of it
+        let (_, other) = s.call(Method::POST, "/api/workspaces", Some(json!({"slug": "other", "name": "Other"}))).await;
+        assert!(other["slug"] == "other", "{other}");
+        for path in [
+            format!("/api/workspaces/other/agents/{id}"),
+            format!("/api/workspaces/other/agents/{id}/declarations"),
+            format!("/api/workspaces/other/agents/{id}/runs"),
+        ] {
+            let (st, _) = s.call(Method::GET, &path, None).await;
+            assert_eq!(st, 404, "{path}");
+        }
+        let (st, _) = s.call(Method::DELETE, &format!("/api/workspaces/other/agents/{id}"), None).await;
+        assert_eq!(st, 404);
+        let (st, _) = s.call(Method::DELETE, &format!("{WS}/agents/{id}"), None).await;
+        assert_eq!(st, 204);
+        let (st, _) = s.call(Method::GET, &format!("{WS}/agents/{id}"), None).await;
+        assert_eq!(st, 404);
+    }
+}
