@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chatterfly_providers::Provider;
@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::access::WorkspaceAccess;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Caller, Path};
+use crate::extract::{Body, Caller, Path, Query};
 
 /// `POST …/agents`, and the fields a `PATCH` changes.
 #[derive(Debug, Default, Deserialize, ToSchema)]
