@@ -15,7 +15,8 @@
 # scripts/gmail-discovery.sh, scripts/gmail-fake.sh), and Telegram bots against
 # telegram-test-api (npm, pinned; scripts/telegram.sh), and agents against aimock, an
 # LLM API look-alike for OpenAI, Anthropic and Gemini (npm, pinned; scripts/llm.sh), each
-# test starting its own.
+# test starting its own, and Gemini declarations checked with Google's google-genai types
+# (PyPI, pinned; scripts/genai.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -109,6 +110,12 @@ scripts/llm.sh install || {
   exit 1
 }
 echo "aimock installed"
+CHATTERFLY_TEST_GENAI_PYTHON=$(scripts/genai.sh) || {
+  echo "test.sh: google-genai could not be installed; the Gemini declaration check needs it" >&2
+  exit 1
+}
+export CHATTERFLY_TEST_GENAI_PYTHON
+echo "google-genai at $CHATTERFLY_TEST_GENAI_PYTHON"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
