@@ -6,7 +6,7 @@
 //! Both databases.
 
 use chatterfly_testkit::httpbin_url;
-use chatterfly_testkit::peers::ScriptPeer;
+use chatterfly_testkit::peers::{McpPeer, McpPeerKind, ScriptPeer};
 
 use super::*;
 
@@ -14,20 +14,21 @@ const WS: &str = "/api/workspaces/default";
 const GOOD_KEY: &str = "sk-good-CANARY-4f9d2e71";
 const BAD_KEY: &str = "sk-bad-CANARY-0c3b81aa";
 
-/// Each provider with the model name its fixtures answer and the name it declares
-/// `hb.ip` under.
-const PROVIDERS: [(&str, &str, &str); 3] = [
-    ("openai", "oa-model", "hb__ip"),
-    ("anthropic", "an-model", "hb__ip"),
-    ("gemini", "ge-model", "hb.ip"),
+/// Each provider with the model name its fixtures answer and the names it declares
+/// `hb.ip` and `ev.get-sum` (the MCP reference server's) under.
+const PROVIDERS: [(&str, &str, &str, &str); 3] = [
+    ("openai", "oa-model", "hb__ip", "ev__get-sum"),
+    ("anthropic", "an-model", "hb__ip", "ev__get-sum"),
+    ("gemini", "ge-model", "hb.ip", "ev.get-sum"),
 ];
 
 fn fixtures() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut list = Vec::new();
-    for (_, model, ip) in PROVIDERS {
+    for (_, model, ip, sum) in PROVIDERS {
         list.push(json!({"match": {"userMessage": "where am I", "hasToolResult": false, "model": model},
-            "response": {"toolCalls": [{"name": ip, "arguments": {}}, {"name": "web_search", "arguments": {"query": "where am I"}}]}}));
+            "response": {"toolCalls": [{"name": ip, "arguments": {}}, {"name": "web_search", "arguments": {"query": "where am I"}},
+                {"name": sum, "arguments": {"a": 19, "b": 23}}]}}));
         list.push(
             json!({"match": {"userMessage": "call a ghost", "hasToolResult": false, "model": model},
             "response": {"toolCalls": [{"name": "ghost__tool", "arguments": {}}]}}),
@@ -97,10 +98,14 @@ db_tests! {
         let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "HB", "slug": "hb",
             "service_type": "http", "base_url": httpbin_url(), "operations": [{"name": "ip", "method": "GET", "path": "/ip"}]}))).await;
         assert_eq!(st, 201, "{v}");
-        for (provider, model, ip) in PROVIDERS {
+        let mcp = McpPeer::start(McpPeerKind::EverythingHttp);
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "Everything", "slug": "ev",
+            "service_type": "mcp", "base_url": mcp.url}))).await;
+        assert_eq!(st, 201, "{v}");
+        for (provider, model, ip, sum) in PROVIDERS {
             // the platform's key is refused by the peer: the run fails with the provider's words
             set_key(&s, "platform", provider, Some(BAD_KEY), &llm.url).await;
-            let a = agent(&s, provider, model, json!(["hb.ip", "web_search"]), 5).await;
+            let a = agent(&s, provider, model, json!(["hb.ip", "web_search", "ev.get-sum"]), 5).await;
             let r = run_to_end(&s, &a, json!("where am I")).await;
             assert_eq!(r["status"], "failed", "{provider}: {r}");
             assert!(r["error"].as_str().unwrap().contains("HTTP 401"), "{provider}: {r}");
@@ -110,7 +115,8 @@ db_tests! {
             assert_eq!((r["status"].as_str(), r["output"].as_str()), (Some("succeeded"), Some("You are at 127.0.0.1.")), "{provider}: {r}");
             let steps = r["steps"].as_array().unwrap();
             let kinds: Vec<&str> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
-            assert_eq!(kinds, ["model", "tool", "tool", "model"], "{provider}: {r}");
+            assert_eq!(kinds, ["model", "tool", "tool", "tool", "model"], "{provider}: {r}");
+            assert_eq!(steps[0]["calls"][2]["name"], sum, "{provider}: declared name");
             assert_eq!(steps[0]["calls"][0]["name"], ip, "{provider}: declared name");
             assert_eq!(steps[0]["calls"][0]["tool"], "hb.ip");
             let by_tool = |t: &str| steps.iter().find(|s| s["tool"] == t).cloned().unwrap();
@@ -120,12 +126,14 @@ db_tests! {
             // a tool that fails is an error result for the model, and the run goes on
             let search = by_tool("web_search");
             assert_eq!((search["is_error"].as_bool(), search["error"]["code"].as_str()), (Some(true), Some("not_configured")), "{search}");
+            let sum_step = by_tool("ev.get-sum");
+            assert!(sum_step["output"].to_string().contains("42"), "the MCP server added: {sum_step}");
             assert!(steps.iter().all(|s| s["duration_ms"].is_u64()));
             // the calls are in the audit log under the run
             let (_, audit) = s.call(Method::GET, &format!("{WS}/audit?run={}", r["id"].as_str().unwrap()), None).await;
             let tools: Vec<&str> = audit["events"].as_array().unwrap().iter().map(|e| e["tool"].as_str().unwrap()).collect();
-            assert_eq!(tools.len(), 2, "{audit}");
-            assert!(tools.contains(&"hb.ip") && tools.contains(&"web_search"), "{audit}");
+            assert_eq!(tools.len(), 3, "{audit}");
+            assert!(tools.contains(&"hb.ip") && tools.contains(&"web_search") && tools.contains(&"ev.get-sum"), "{audit}");
             // without the workspace's key, the platform's is in effect again
             set_key(&s, "workspace", provider, None, &llm.url).await;
             let r = run_to_end(&s, &a, json!("where am I")).await;
@@ -138,6 +146,7 @@ db_tests! {
             assert_eq!(r["steps"][1]["error"]["code"], "tool_not_found", "{r}");
             // max_steps: a model that never stops calling
             let short = agent(&s, provider, model, json!(["hb.ip"]), 2).await;
+            let _ = sum;
             let r = run_to_end(&s, &short, json!("loop forever")).await;
             assert_eq!((r["status"].as_str(), r["step_count"].as_i64()), (Some("max_steps"), Some(4)), "{provider}: {r}");
             assert!(r["error"].as_str().unwrap().contains("max_steps"), "{r}");
@@ -215,5 +224,54 @@ db_tests! {
         assert_eq!(st, 204);
         let (st, _) = s.call(Method::GET, &format!("{WS}/agents/{id}"), None).await;
         assert_eq!(st, 404);
+    }
+
+    async fn every_mcp_reference_tool_is_declared_within_each_providers_rules(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let mut all = Vec::new();
+        for kind in [McpPeerKind::EverythingHttp, McpPeerKind::PythonHttp] {
+            let peer = McpPeer::start(kind);
+            let slug = if kind == McpPeerKind::PythonHttp { "py" } else { "ev" };
+            let (st, c) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": slug, "slug": slug,
+                "service_type": "mcp", "base_url": peer.url}))).await;
+            assert_eq!(st, 201, "{c}");
+            for op in c["operations"].as_array().unwrap() {
+                all.push(format!("{slug}.{}", op["name"].as_str().unwrap()));
+            }
+        }
+        assert!(all.len() >= 15, "{all:?}");
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents"), Some(json!({"name": "All MCP", "provider": "openai",
+            "model": "m", "tools": all}))).await;
+        assert_eq!(st, 201, "{v}");
+        assert_eq!(v["warnings"], json!([]), "{v}");
+        let id = v["id"].as_str().unwrap();
+        let mut gemini = Vec::new();
+        for p in chatterfly_providers::Provider::ALL {
+            let (st, d) = s.call(Method::GET, &format!("{WS}/agents/{id}/declarations?provider={p}"), None).await;
+            assert_eq!(st, 200, "{d}");
+            assert_eq!(d["left_out"], json!([]), "{p}: {d}");
+            let decls: Vec<Value> = match p {
+                chatterfly_providers::Provider::OpenAi => d["tools"].as_array().unwrap().iter().map(|t| t["function"].clone()).collect(),
+                chatterfly_providers::Provider::Anthropic => d["tools"].as_array().unwrap().clone(),
+                chatterfly_providers::Provider::Gemini => d["tools"][0]["functionDeclarations"].as_array().unwrap().clone(),
+            };
+            assert_eq!(decls.len(), all.len(), "{p}");
+            for decl in decls {
+                let name = decl["name"].as_str().unwrap();
+                let schema = if p == chatterfly_providers::Provider::Anthropic { decl.get("input_schema") } else { decl.get("parameters") };
+                chatterfly_providers::check::declaration(p, name, schema).unwrap_or_else(|e| panic!("{p}: {name}: {e}\n{decl}"));
+                if p == chatterfly_providers::Provider::Gemini {
+                    gemini.push(decl);
+                }
+            }
+        }
+        // Google's own types accept every Gemini declaration
+        let python = std::env::var("CHATTERFLY_TEST_GENAI_PYTHON").expect("CHATTERFLY_TEST_GENAI_PYTHON: run through scripts/test.sh");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), serde_json::to_vec(&gemini).unwrap()).unwrap();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/genai_check.py");
+        let out = std::process::Command::new(python).arg(script).arg(file.path()).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && said.contains(&format!("{0} of {0} accepted", gemini.len())), "{said}");
     }
 }
