@@ -39,6 +39,13 @@ fn fixtures() -> tempfile::TempDir {
     list.push(json!({"match": {"userMessage": "where am I", "hasToolResult": true}, "response": {"content": "You are at 127.0.0.1."}}));
     list.push(json!({"match": {"userMessage": "call a ghost", "hasToolResult": true}, "response": {"content": "That tool does not exist."}}));
     list.push(json!({"match": {"userMessage": "hello"}, "response": {"content": "Hi."}}));
+    // OpenAI only: two slow calls in one turn, and one very slow call to cancel
+    list.push(json!({"match": {"userMessage": "wait twice", "hasToolResult": false},
+        "response": {"toolCalls": [{"name": "hb__delay", "arguments": {"n": 1}}, {"name": "hb__delay", "arguments": {"n": 1}}]}}));
+    list.push(
+        json!({"match": {"userMessage": "wait twice", "hasToolResult": true}, "response": {"content": "Waited."}}),
+    );
+    list.push(json!({"match": {"userMessage": "wait long"}, "response": {"toolCalls": [{"name": "hb__delay", "arguments": {"n": 8}}]}}));
     std::fs::write(dir.path().join("fixtures.json"), json!({"fixtures": list}).to_string()).unwrap();
     dir
 }
@@ -273,5 +280,50 @@ db_tests! {
         let out = std::process::Command::new(python).arg(script).arg(file.path()).output().unwrap();
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && said.contains(&format!("{0} of {0} accepted", gemini.len())), "{said}");
+    }
+
+    async fn a_turns_calls_run_at_once_and_a_run_can_be_cancelled(db: Db) {
+        let dir = fixtures();
+        let llm = ScriptPeer::llm(dir.path().to_str().unwrap(), GOOD_KEY);
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "HB", "slug": "hb",
+            "service_type": "http", "base_url": httpbin_url(), "operations": [{"name": "delay", "method": "GET", "path": "/delay/{{n}}",
+            "input_schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        set_key(&s, "platform", "openai", Some(GOOD_KEY), &llm.url).await;
+        let a = agent(&s, "openai", "oa-model", json!(["hb.delay"]), 3).await;
+        // two calls of one second each, at once: the turn takes about one second
+        let started = std::time::Instant::now();
+        let r = run_to_end(&s, &a, json!("wait twice")).await;
+        let took = started.elapsed();
+        assert_eq!((r["status"].as_str(), r["output"].as_str()), (Some("succeeded"), Some("Waited.")), "{r}");
+        let tool_ms: Vec<u64> = r["steps"].as_array().unwrap().iter().filter(|s| s["kind"] == "tool").map(|s| s["duration_ms"].as_u64().unwrap()).collect();
+        assert_eq!(tool_ms.len(), 2);
+        assert!(tool_ms.iter().all(|ms| *ms >= 1000), "{tool_ms:?} {r}");
+        assert!(took < std::time::Duration::from_millis(1900), "the calls ran one after the other: {took:?}");
+        // a cancel stops the run at once, while its call is still waiting
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs"), Some(json!({"input": "wait long"}))).await;
+        assert_eq!(st, 201, "{v}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let started = std::time::Instant::now();
+        let (st, _) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs/{id}/cancel"), None).await;
+        assert_eq!(st, 202);
+        let mut r = Value::Null;
+        for _ in 0..100 {
+            r = s.call(Method::GET, &format!("{WS}/agents/{a}/runs/{id}"), None).await.1;
+            if r["status"] != "running" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(r["status"], "cancelled", "{r}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs/{id}/cancel"), None).await;
+        assert_eq!((st, v["code"].as_str()), (409, Some("run_ended")), "{v}");
+        // the events of an ended run: its steps, then the end
+        let text = reqwest::Client::new().get(format!("{}{WS}/agents/{a}/runs/{id}/events", s.url)).bearer_auth(&s.token)
+            .send().await.unwrap().text().await.unwrap();
+        assert!(text.contains("event: step") && text.contains("event: end") && text.contains("cancelled"), "{text}");
     }
 }
