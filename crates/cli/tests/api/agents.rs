@@ -322,7 +322,7 @@ db_tests! {
         let (st, v) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs/{id}/cancel"), None).await;
         assert_eq!((st, v["code"].as_str()), (409, Some("run_ended")), "{v}");
         // the events of an ended run: its steps, then the end
-        let text = reqwest::Client::new().get(format!("{}{WS}/agents/{a}/runs/{id}/events", s.url)).bearer_auth(&s.token)
+        let text = super::accounts::no_redirects().get(format!("{}{WS}/agents/{a}/runs/{id}/events", s.url)).bearer_auth(&s.token)
             .send().await.unwrap().text().await.unwrap();
         assert!(text.contains("event: step") && text.contains("event: end") && text.contains("cancelled"), "{text}");
     }
