@@ -37,6 +37,10 @@ const PREFIX: usize = 48;
 const REBUILD_EVERY: Duration = Duration::from_secs(1);
 /// ...or sooner, when that many secrets wait in the small one.
 const RECENT_MAX: usize = 1024;
+/// The most bytes of released secrets kept for their grace: past it the longest-released
+/// go first (a flood of calls with long, distinct keys must not hold memory for a minute).
+/// Secrets in use are always kept.
+const RELEASED_BUDGET: usize = 32 * 1024 * 1024;
 
 struct Entry {
     refs: usize,
@@ -69,6 +73,12 @@ struct State {
     recent_matcher: Option<(u64, Option<Arc<Matcher>>)>,
     /// When released secrets past their grace were last dropped.
     pruned: Option<Instant>,
+    /// Bytes held by the entries (values and prefixes).
+    bytes: usize,
+}
+
+fn entry_bytes(k: &str, e: &Entry) -> usize {
+    k.len() + e.prefixes.iter().map(|p| p.len()).sum::<usize>()
 }
 
 static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| Mutex::new(State::default()));
@@ -206,14 +216,16 @@ pub fn hold<'a>(values: impl IntoIterator<Item = &'a str>) -> SecretGuard {
             st.seq += 1;
             let seq = st.seq;
             st.recent.push((seq, k.clone()));
-            st.entries.insert(
-                k,
-                Entry {
-                    refs: 1,
-                    released: None,
-                    prefixes,
-                },
-            );
+            let e = Entry {
+                refs: 1,
+                released: None,
+                prefixes,
+            };
+            st.bytes += entry_bytes(&k, &e);
+            st.entries.insert(k, e);
+        }
+        if st.bytes > RELEASED_BUDGET {
+            shed(&mut st);
         }
     }
     SecretGuard { keys }
@@ -231,10 +243,38 @@ fn prune(st: &mut State, now: Instant) {
     }
     st.pruned = Some(now);
     let before = st.entries.len();
-    st.entries
-        .retain(|_, e| e.refs > 0 || e.released.is_none_or(|t| now.duration_since(t) < GRACE));
+    let mut freed = 0;
+    st.entries.retain(|k, e| {
+        let keep = e.refs > 0 || e.released.is_none_or(|t| now.duration_since(t) < GRACE);
+        if !keep {
+            freed += entry_bytes(k, e);
+        }
+        keep
+    });
+    st.bytes = st.bytes.saturating_sub(freed);
     if st.entries.len() != before {
         st.removed_since_base = true;
+    }
+}
+
+/// Drops released secrets, longest-released first, until the entries take three quarters
+/// of [`RELEASED_BUDGET`] (or only secrets in use are left).
+fn shed(st: &mut State) {
+    let mut released: Vec<(Instant, Arc<str>)> = st
+        .entries
+        .iter()
+        .filter(|(_, e)| e.refs == 0)
+        .filter_map(|(k, e)| e.released.map(|t| (t, k.clone())))
+        .collect();
+    released.sort_by_key(|(t, _)| *t);
+    for (_, k) in released {
+        if st.bytes <= RELEASED_BUDGET / 4 * 3 {
+            break;
+        }
+        if let Some(e) = st.entries.remove(&k) {
+            st.bytes = st.bytes.saturating_sub(entry_bytes(&k, &e));
+            st.removed_since_base = true;
+        }
     }
 }
 
@@ -440,8 +480,13 @@ fn is_token_byte(b: u8) -> bool {
 mod tests {
     use super::*;
 
+    /// Tests that release secrets and expect them listed for their grace, and the one that
+    /// sheds released secrets, one at a time.
+    static GRACE_TESTS: Mutex<()> = Mutex::new(());
+
     #[test]
     fn held_secrets_are_replaced_in_every_form_until_released() {
+        let _serial = GRACE_TESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let secret = "tok/en+Secret value-12345";
         let g = hold([secret]);
         for form in forms(secret) {
@@ -491,6 +536,21 @@ mod tests {
         let last = format!("{:06}-{}", 1999, "+/=&?".repeat(800));
         assert_eq!(redact_log(&format!("x {last} y")), "x [REDACTED] y");
         drop(guards);
+    }
+
+    #[test]
+    fn released_secrets_are_bounded_in_memory() {
+        let _serial = GRACE_TESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // a flood of calls with long distinct keys, each released at once
+        for i in 0..3000 {
+            let v = format!("{i:06}-{}", "k".repeat(16 * 1024));
+            drop(hold([v.as_str()]));
+        }
+        let bytes = state().bytes;
+        assert!(bytes <= RELEASED_BUDGET + 4 * 1024 * 1024, "{bytes} bytes held");
+        // the latest are still hidden during their grace
+        let last = format!("{:06}-{}", 2999, "k".repeat(16 * 1024));
+        assert_eq!(redact_log(&format!("x {last} y")), "x [REDACTED] y");
     }
 
     #[test]

@@ -400,7 +400,15 @@ impl Store {
         let id = participant_credentials_id(participant_id, connection_id);
         let at = now();
         // stored only while the connection, as the caller read it (an edit moving its
-        // origin or auth drops the keys given for it), still asks the participant's role
+        // origin or auth drops the keys given for it), still asks the participant's role;
+        // the participant's row is taken first, so that a role change at the same moment
+        // either comes before (and the insert finds the new role) or waits (and its
+        // withdrawal finds this key)
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE participants SET updated_at = updated_at WHERE id = $1")
+            .bind(participant_id)
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query(
             "INSERT INTO participant_credentials (id, participant_id, connection_id, secrets_sealed, created_at, updated_at) \
              SELECT $1, p.id, c.id, $4, $5, $5 FROM participants p JOIN connections c ON c.workspace_id = p.workspace_id \
@@ -413,8 +421,9 @@ impl Store {
         .bind(sealed)
         .bind(&at)
         .bind(connection_updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }

@@ -556,7 +556,8 @@ impl Accounts<'_> {
                         "the onboarding link this was started from is no longer valid (revoked or expired); ask for a new one",
                     ));
                 };
-                self.still_asked_of(&link.participant.role, connection).await?;
+                self.still_asked_of(&link.participant.role, connection, provider)
+                    .await?;
                 participant_ws = link.participant.workspace_id;
                 AccountOwner::Participant {
                     participant_id: participant,
@@ -647,7 +648,7 @@ impl Accounts<'_> {
                 .ok_or_else(|| {
                     ConnectError::new("link_invalid", "this participant was removed; nothing was connected")
                 })?;
-            self.still_asked_of(&role, connection_id).await?;
+            self.still_asked_of(&role, connection_id, provider).await?;
         }
         let saved = self
             .store
@@ -673,11 +674,17 @@ impl Accounts<'_> {
 
     /// A participant's connect flow stands only while the connection still asks the
     /// participant's role for credentials (an admin may have changed either meanwhile).
-    async fn still_asked_of(&self, role: &str, connection_id: &str) -> Result<(), ConnectError> {
+    async fn still_asked_of(
+        &self,
+        role: &str,
+        connection_id: &str,
+        provider: OAuthProvider,
+    ) -> Result<(), ConnectError> {
         let conn = self.store.connection_by_id(connection_id).await?;
         let asked = conn.is_some_and(|c| {
             c.draft.fulfillment == Fulfillment::Participant
                 && c.draft.participant_role.as_ref().is_some_and(|r| r.as_str() == role)
+                && c.draft.account_provider() == Some(provider)
         });
         if asked {
             Ok(())

@@ -69,6 +69,11 @@ pub fn resolve(
                             "`credentials.{k}` is longer than {max} bytes"
                         )));
                     }
+                    if t == chatterfly_domain::AuthType::Basic && k == "username" && s.contains(':') {
+                        return Err(ToolError::InvalidCredentials(
+                            "`credentials.username` must not contain `:` (HTTP Basic cannot carry it)".into(),
+                        ));
+                    }
                     if let Some(e) = chatterfly_domain::auth::header_text_error(t, k, s) {
                         return Err(ToolError::InvalidCredentials(format!("`credentials.{k}`: {e}")));
                     }

@@ -107,6 +107,31 @@ async fn connections(s: &TestServer) {
 }
 
 db_tests! {
+    async fn a_key_saved_while_the_role_changes_never_outlives_it(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        role(&s, "default", "customer").await;
+        role(&s, "default", "vendor").await;
+        connections(&s).await;
+        let (dee, link) = participant(&s, "default", "Dee", "customer").await;
+        let path = format!("{WS}/participants/{dee}");
+        for round in 0..40 {
+            let (st, _) = s.call(Method::PATCH, &path, Some(json!({"role": "customer"}))).await;
+            assert_eq!(st, 200);
+            let (put, patch) = tokio::join!(
+                onboard(&s, &link, Method::PUT, "/api/onboarding/connections/crm", Some(json!({"key": format!("dee-key-{round:04}")}))),
+                s.call(Method::PATCH, &path, Some(json!({"role": "vendor"}))),
+            );
+            assert_eq!(patch.0, 200, "{patch:?}");
+            assert!(put.0 == 200 || put.0 == 409 || put.0 == 404, "round {round}: {put:?}");
+            // back in the role: whatever was given for it went with the change
+            let (st, _) = s.call(Method::PATCH, &path, Some(json!({"role": "customer"}))).await;
+            assert_eq!(st, 200);
+            let (_, o) = onboard(&s, &link, Method::GET, "/api/onboarding", None).await;
+            let crm = o["connections"].as_array().unwrap().iter().find(|c| c["slug"] == "crm").cloned().unwrap();
+            assert_eq!(crm["set"], false, "round {round}: a key outlived the role change (PUT answered {})", put.0);
+        }
+    }
+
     async fn participants_give_keys_and_calls_use_exactly_theirs(db: Db) {
         let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         role(&s, "default", "customer").await;

@@ -306,6 +306,48 @@ fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
 /// `…`: an onboarding token is 43 of them; ids (UUIDs) are 36, and a slug longer than 39
 /// only loses its letters in the log line.
 pub(crate) fn masked_path(path: &str) -> std::borrow::Cow<'_, str> {
+    // percent-escapes decoded first (a token is accepted with its letters escaped), until
+    // nothing changes (an escape of an escape)
+    let mut decoded = std::borrow::Cow::Borrowed(path);
+    for _ in 0..4 {
+        if !decoded.contains('%') {
+            break;
+        }
+        let next: String = percent_decode(&decoded);
+        if next == *decoded {
+            break;
+        }
+        decoded = std::borrow::Cow::Owned(next);
+    }
+    match decoded {
+        std::borrow::Cow::Borrowed(p) => mask_runs(p),
+        std::borrow::Cow::Owned(p) => std::borrow::Cow::Owned(mask_runs(&p).into_owned()),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|b| char::from(*b).to_digit(16)),
+                bytes.get(i + 2).and_then(|b| char::from(*b).to_digit(16)),
+            )
+        {
+            // both digits are below 16: the byte fits
+            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn mask_runs(path: &str) -> std::borrow::Cow<'_, str> {
     const RUN: usize = 40;
     let token_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
     let bytes = path.as_bytes();
@@ -358,6 +400,15 @@ mod tests {
             format!("/api/onboarding/{tok}"),
             format!("/x/{tok}{tok}/y"),
             format!("/onboard/{tok}.png"),
+            format!("/onboard/{}", tok.replace('a', "%61").replace('0', "%30")),
+            format!(
+                "/onboard/{}",
+                tok.bytes().map(|b| format!("%{b:02X}")).collect::<String>()
+            ),
+            format!(
+                "/onboard/{}",
+                tok.bytes().map(|b| format!("%25{b:02X}")).collect::<String>()
+            ),
         ] {
             let masked = masked_path(&path);
             assert!(!masked.contains(&tok[..20]), "{path} → {masked}");

@@ -525,16 +525,10 @@ pub async fn update_participant(
     };
     let role = patch.role.unwrap_or_else(|| p.role.clone());
     let (name, email, role) = check_participant(&state, &access.workspace.id, &name, email.as_deref(), &role).await?;
-    // what they gave was for their old role's connections: it goes with the old role
-    if role != p.role {
-        for c in state
-            .store
-            .participant_connections(&access.workspace.id, &p.role)
-            .await?
-        {
-            withdraw(&state, &p.id, &c).await?;
-        }
-    }
+    let old_role = p.role.clone();
+    // the role changes first: a key being saved at the same moment is then either refused
+    // (it is stored only while the role still matches, under the participant's row lock)
+    // or already stored, and withdrawn below with the old role's others
     let p = state
         .store
         .update_participant(
@@ -547,6 +541,16 @@ pub async fn update_participant(
             },
         )
         .await?;
+    // what they gave was for their old role's connections: it goes with the old role
+    if role != old_role {
+        for c in state
+            .store
+            .participant_connections(&access.workspace.id, &old_role)
+            .await?
+        {
+            withdraw(&state, &p.id, &c).await?;
+        }
+    }
     Ok(Json(view(&state, p, None).await?))
 }
 
