@@ -254,7 +254,15 @@ fn prune(st: &mut State, now: Instant) {
     st.bytes = st.bytes.saturating_sub(freed);
     if st.entries.len() != before {
         st.removed_since_base = true;
+        forget_removed(st);
     }
+}
+
+/// The values waiting for the next whole-set build that are no longer listed: not kept
+/// (with no log line written, no build comes to clear them).
+fn forget_removed(st: &mut State) {
+    let State { recent, entries, .. } = st;
+    recent.retain(|(_, k)| entries.contains_key(k));
 }
 
 /// Drops released secrets, longest-released first, until the entries take three quarters
@@ -276,6 +284,7 @@ fn shed(st: &mut State) {
             st.removed_since_base = true;
         }
     }
+    forget_removed(st);
 }
 
 fn build<'a>(items: impl IntoIterator<Item = (&'a Arc<str>, &'a [Box<str>])>) -> Option<Matcher> {
@@ -546,8 +555,15 @@ mod tests {
             let v = format!("{i:06}-{}", "k".repeat(16 * 1024));
             drop(hold([v.as_str()]));
         }
-        let bytes = state().bytes;
+        let (bytes, waiting) = {
+            let st = state();
+            (st.bytes, st.recent.iter().map(|(_, k)| k.len()).sum::<usize>())
+        };
         assert!(bytes <= RELEASED_BUDGET + 4 * 1024 * 1024, "{bytes} bytes held");
+        assert!(
+            waiting <= RELEASED_BUDGET + 4 * 1024 * 1024,
+            "{waiting} bytes wait for a build no log line asked for"
+        );
         // the latest are still hidden during their grace
         let last = format!("{:06}-{}", 2999, "k".repeat(16 * 1024));
         assert_eq!(redact_log(&format!("x {last} y")), "x [REDACTED] y");
