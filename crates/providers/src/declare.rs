@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::Provider;
 use crate::names::NameMap;
-use crate::schema::{self, Adapted, Options};
+use crate::schema::{self, Adapted, Options, cut};
 
 /// One tool as the registry describes it.
 #[derive(Debug, Clone, Copy)]
@@ -194,15 +194,6 @@ fn wire_one(provider: Provider, d: &Declared) -> Value {
             Value::Object(out)
         }
     }
-}
-
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 #[cfg(test)]

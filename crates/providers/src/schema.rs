@@ -482,7 +482,8 @@ fn join_words(a: Option<&str>, b: &str) -> String {
     }
 }
 
-fn cut(s: &str, max: usize) -> String {
+/// `s` cut to `max` characters, the last one `…` when cut.
+pub(crate) fn cut(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_owned();
     }
