@@ -31,6 +31,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("audit.js", JS, include_str!("../web/audit.js")),
     ("accounts.js", JS, include_str!("../web/accounts.js")),
     ("participants.js", JS, include_str!("../web/participants.js")),
+    ("agents.js", JS, include_str!("../web/agents.js")),
     ("onboard.js", JS, include_str!("../web/onboard.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
@@ -44,6 +45,10 @@ const PAGES: &[&str] = &[
     "/connections/new",
     "/connections/{slug}",
     "/tools",
+    "/agents",
+    "/agents/new",
+    "/agents/{id}",
+    "/agents/{id}/runs/{run_id}",
     "/admin/workspaces",
     "/admin/users",
     "/admin/service-credentials",

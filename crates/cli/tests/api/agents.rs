@@ -5,8 +5,10 @@
 //! only, so which key a run used (workspace or platform) shows in whether it got through.
 //! Both databases.
 
+use chatterfly_testkit::browser::Browser;
 use chatterfly_testkit::httpbin_url;
 use chatterfly_testkit::peers::{McpPeer, McpPeerKind, ScriptPeer};
+use fantoccini::Locator;
 
 use super::*;
 
@@ -45,6 +47,10 @@ fn fixtures() -> tempfile::TempDir {
     list.push(
         json!({"match": {"userMessage": "wait twice", "hasToolResult": true}, "response": {"content": "Waited."}}),
     );
+    // the browser's run: a slow call and a quick one, then the answer
+    list.push(json!({"match": {"userMessage": "take your time", "hasToolResult": false},
+        "response": {"toolCalls": [{"name": "hb__delay", "arguments": {"n": 2}}, {"name": "hb__ip", "arguments": {}}]}}));
+    list.push(json!({"match": {"userMessage": "take your time", "hasToolResult": true}, "response": {"content": "Done waiting."}}));
     list.push(json!({"match": {"userMessage": "wait long"}, "response": {"toolCalls": [{"name": "hb__delay", "arguments": {"n": 8}}]}}));
     std::fs::write(dir.path().join("fixtures.json"), json!({"fixtures": list}).to_string()).unwrap();
     dir
@@ -325,5 +331,114 @@ db_tests! {
         let text = super::accounts::no_redirects().get(format!("{}{WS}/agents/{a}/runs/{id}/events", s.url)).bearer_auth(&s.token)
             .send().await.unwrap().text().await.unwrap();
         assert!(text.contains("event: step") && text.contains("event: end") && text.contains("cancelled"), "{text}");
+    }
+}
+
+db_tests! {
+    async fn agents_are_built_run_and_watched_in_chromium(db: Db) {
+        let dir = fixtures();
+        let llm = ScriptPeer::llm(dir.path().to_str().unwrap(), GOOD_KEY);
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "HB", "slug": "hb",
+            "service_type": "http", "base_url": httpbin_url(), "operations": [
+                {"name": "ip", "method": "GET", "path": "/ip", "description": "The caller's address"},
+                {"name": "delay", "method": "GET", "path": "/delay/{{n}}", "description": "Answers after n seconds",
+                 "input_schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        set_key(&s, "platform", "openai", Some(GOOD_KEY), &llm.url).await;
+        let b = Browser::open().await;
+        b.client.goto(&format!("{}/login", s.url)).await.unwrap();
+        b.fill("#token", &s.token).await;
+        b.click("#token-form button[type=submit]").await;
+        b.wait_path("/connections").await;
+
+        // a new agent from the Agents page: tools found by searching, picked by ticking
+        b.click("header nav a[href='/agents']").await;
+        b.wait_text(".count", "No agents yet").await;
+        b.click("#new-agent").await;
+        b.wait_path("/agents/new").await;
+        b.fill("#agent-name", "Helper").await;
+        b.fill("#agent-instructions", "Answer briefly.").await;
+        b.wait("#agent-provider").await.select_by_value("openai").await.unwrap();
+        b.fill("#agent-model", "oa-model").await;
+        b.fill("#agent-max-steps", "4").await;
+        b.wait_text("#picker-standard", "web_search").await;
+        b.wait_text("label.pick[data-tool='hb.delay']", "Answers after n seconds").await;
+        b.fill("#tool-search", "seconds").await;
+        assert!(!b.wait("label.pick[data-tool='hb.ip']").await.is_displayed().await.unwrap(), "the search hides what does not match");
+        assert!(b.wait("label.pick[data-tool='hb.delay']").await.is_displayed().await.unwrap());
+        b.click("label.pick[data-tool='hb.delay'] input").await;
+        // emptied by typing, as a person does (a WebDriver clear fires no `input`)
+        b.wait("#tool-search").await.send_keys("\u{e003}\u{e003}\u{e003}\u{e003}\u{e003}\u{e003}\u{e003}").await.unwrap();
+        assert!(b.wait("label.pick[data-tool='hb.ip']").await.is_displayed().await.unwrap(), "all tools again");
+        b.click("label.pick[data-tool='hb.ip'] input").await;
+        b.click("label.pick[data-tool='web_search'] input").await;
+        b.wait_text("#picked-count", "3 tools chosen").await;
+        b.screenshot("agent-editor").await;
+        b.click("#save-agent").await;
+        b.wait("#run-form").await;
+        let url = b.client.current_url().await.unwrap();
+        let id = url.path().rsplit('/').next().unwrap().to_owned();
+        let (st, saved) = s.call(Method::GET, &format!("{WS}/agents/{id}"), None).await;
+        assert_eq!(st, 200, "{saved}");
+        let mut tools: Vec<&str> = saved["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        tools.sort_unstable();
+        assert_eq!(tools, ["hb.delay", "hb.ip", "web_search"], "{saved}");
+        assert_eq!((saved["model"].as_str(), saved["max_steps"].as_i64(), saved["instructions"].as_str()), (Some("oa-model"), Some(4), Some("Answer briefly.")));
+
+        // Run: the run view follows the steps as they are taken
+        b.fill("#run-input", "take your time").await;
+        b.click("#run-agent").await;
+        b.wait("#steps li.step[data-kind=model]").await;
+        let status = b.wait("#run-status .run-status").await.attr("data-status").await.unwrap();
+        assert_eq!(status.as_deref(), Some("running"), "the first step shows while the 2-second call still runs");
+        assert!(b.client.find_all(Locator::Css("#run-output")).await.unwrap().is_empty());
+        b.wait_text("#steps li.step[data-tool='hb.ip']", "origin").await;
+        b.wait_text_within("#run-output", "Done waiting.", 20).await;
+        b.wait_text("#run-status", "Succeeded").await;
+        b.wait_count("#steps li.step", 4).await;
+        b.wait_text("#steps li.step[data-tool='hb.delay'] .badge", "ok").await;
+        b.wait_text("#steps li.step[data-kind=model]", "declared as hb__delay").await;
+        b.wait_text("#run-meta", "4 steps").await;
+        b.screenshot("agent-run").await;
+        let run_id = b.client.current_url().await.unwrap().path().rsplit('/').next().unwrap().to_owned();
+
+        // the agent's page lists the run; the declarations show what the model receives
+        b.click(&format!("a[href='/agents/{id}']")).await;
+        b.wait_text(&format!("#runs tr[data-run='{run_id}']"), "Succeeded").await;
+        b.click("#declarations summary").await;
+        b.wait_text("#declared-names tr[data-tool='hb.delay']", "hb__delay").await;
+        b.wait("#declarations-provider").await.select_by_value("gemini").await.unwrap();
+        b.wait_text("#declared-names tr[data-tool='hb.delay']", "hb.delay").await;
+
+        // a run cancelled from its page
+        b.fill("#run-input", "wait long").await;
+        b.click("#run-agent").await;
+        b.wait("#steps li.step[data-kind=model]").await;
+        b.click("#cancel-run").await;
+        b.wait_text_within("#run-status", "Cancelled", 10).await;
+        b.wait_text("#run-end", "cancelled").await;
+
+        // an edit: a tool the workspace lacks is a warning on the page, to untick
+        let (st, ghost) = s.call(Method::POST, &format!("{WS}/agents"), Some(json!({"name": "Ghostly", "provider": "gemini", "model": "m",
+            "tools": ["hb.ip", "ghost.tool"]}))).await;
+        assert_eq!(st, 201, "{ghost}");
+        b.client.goto(&format!("{}/agents/{}", s.url, ghost["id"].as_str().unwrap())).await.unwrap();
+        b.wait_text("#agent-warnings li[data-tool='ghost.tool']", "not a tool of this workspace").await;
+        b.click("#picker-missing label.pick[data-tool='ghost.tool'] input").await;
+        b.click("#save-agent").await;
+        b.wait_text("#agent-form .notice", "Saved.").await;
+        let (_, after) = s.call(Method::GET, &format!("{WS}/agents/{}", ghost["id"].as_str().unwrap()), None).await;
+        assert_eq!(after["tools"], json!(["hb.ip"]), "{after}");
+        // bad input is shown at its field
+        b.fill("#agent-max-steps", "0").await;
+        b.click("#save-agent").await;
+        b.wait_text("[data-pointer='/max_steps'] .field-error", "1").await;
+        b.client.goto(&format!("{}/agents", s.url)).await.unwrap();
+        b.wait_text("#agents tr[data-agent=Helper]", "OpenAI").await;
+        b.wait_text(".count", "2 of 2 agents").await;
+        let page = b.client.source().await.unwrap();
+        assert!(!page.contains("CANARY"), "no key on the pages");
+        b.close().await;
     }
 }
