@@ -15,7 +15,7 @@
 # scripts/gmail-discovery.sh, scripts/gmail-fake.sh), and Telegram bots against
 # telegram-test-api (npm, pinned; scripts/telegram.sh), and agents against aimock, an
 # LLM API look-alike for OpenAI, Anthropic and Gemini (npm, pinned; scripts/llm.sh), each
-# test starting its own, and Gemini declarations checked with Google's google-genai types
+# test starting its own, another for provider faults (PyPI llmock, pinned; scripts/llmock.sh), and Gemini declarations checked with Google's google-genai types
 # (PyPI, pinned; scripts/genai.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -110,6 +110,11 @@ scripts/llm.sh install || {
   exit 1
 }
 echo "aimock installed"
+scripts/llmock.sh install || {
+  echo "test.sh: llmock could not be installed; the provider fault tests need it" >&2
+  exit 1
+}
+echo "llmock installed"
 CHATTERFLY_TEST_GENAI_PYTHON=$(scripts/genai.sh) || {
   echo "test.sh: google-genai could not be installed; the Gemini declaration check needs it" >&2
   exit 1

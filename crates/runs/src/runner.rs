@@ -24,8 +24,8 @@ use url::Url;
 
 use crate::agent::AgentDef;
 
-/// A provider's answer may take this long.
-const MODEL_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest Retry-After a run waits out; a provider asking for more fails the turn.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(20);
 /// The largest answer read from a provider.
 const MODEL_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// What a model turn may write.
@@ -61,19 +61,39 @@ pub struct StartRun {
     pub participant: Option<String>,
 }
 
+/// How runs talk to providers.
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerOptions {
+    /// How long one model turn may take.
+    pub model_timeout: Duration,
+    /// How often a turn refused for a passing reason (429, 5xx) is asked again.
+    pub model_retries: u32,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self {
+            model_timeout: Duration::from_secs(120),
+            model_retries: 2,
+        }
+    }
+}
+
 /// Starts runs and tells who listens when a step ends.
 #[derive(Clone)]
 pub struct Runner {
     tools: Arc<Tools>,
+    options: RunnerOptions,
     events: broadcast::Sender<String>,
     live: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
 }
 
 impl Runner {
-    pub fn new(tools: Arc<Tools>) -> Self {
+    pub fn new(tools: Arc<Tools>, options: RunnerOptions) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
             tools,
+            options,
             events,
             live: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -267,7 +287,7 @@ impl Task<'_> {
         let provider = self.start.def.provider;
         for turn_no in 0..self.start.def.max_steps {
             let started = Instant::now();
-            let answer = match self.cancellable(self.ask(&messages)).await {
+            let (answer, retries) = match self.cancellable(self.ask(&messages)).await {
                 Waited::Done(a) => a,
                 Waited::Cancelled => return self.cancelled(),
             };
@@ -278,7 +298,7 @@ impl Task<'_> {
                     let message = self.redactor.text(&message);
                     self.step(
                         "model",
-                        json!({"turn": turn_no, "error": message}),
+                        json!({"turn": turn_no, "error": message, "retries": retries}),
                         ms,
                         Usage::default(),
                     )
@@ -296,7 +316,7 @@ impl Task<'_> {
                 .collect();
             self.step(
                 "model",
-                json!({"turn": turn_no, "text": turn.text, "calls": calls, "usage": turn.usage, "stop": turn.stop}),
+                json!({"turn": turn_no, "text": turn.text, "calls": calls, "usage": turn.usage, "stop": turn.stop, "retries": retries}),
                 ms,
                 turn.usage,
             )
@@ -383,8 +403,35 @@ impl Task<'_> {
         let _ = self.runner.events.send(self.run_id.to_owned());
     }
 
-    /// One model turn: the answer, or why there is none (words for the run record).
-    async fn ask(&self, messages: &[Message]) -> Result<Turn, String> {
+    /// One model turn, asked again after a passing refusal (429, 5xx) as the provider
+    /// says (Retry-After) or after a short wait: the answer, or why there is none (words
+    /// for the run record), with how often it was asked again.
+    async fn ask(&self, messages: &[Message]) -> (Result<Turn, String>, u32) {
+        let mut retries = 0;
+        loop {
+            match self.ask_once(messages).await {
+                Ok(t) => return (Ok(t), retries),
+                // (the provider's words stay out of the log: some repeat part of the key)
+                Err(Refusal { again: Some(after), .. }) if retries < self.runner.options.model_retries => {
+                    let wait = after.unwrap_or(Duration::from_secs(1 << retries.min(5)));
+                    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                    tracing::info!(run = %self.run_id, wait_ms, "model turn refused for now; asking again");
+                    retries += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                Err(Refusal { message, .. }) => {
+                    let message = if retries > 0 {
+                        format!("{message} (asked {} times)", retries + 1)
+                    } else {
+                        message
+                    };
+                    return (Err(message), retries);
+                }
+            }
+        }
+    }
+
+    async fn ask_once(&self, messages: &[Message]) -> Result<Turn, Refusal> {
         let provider = self.start.def.provider;
         let req = wire::build(
             provider,
@@ -397,14 +444,16 @@ impl Task<'_> {
             },
         );
         let url = Url::parse(&format!("{}{}", self.base.trim_end_matches('/'), req.path))
-            .map_err(|_| format!("the base URL set for {provider} is not a URL"))?;
+            .map_err(|_| Refusal::last(format!("the base URL set for {provider} is not a URL")))?;
         let mut out = OutboundRequest::new(Method::POST, url);
         out.headers
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in wire::key_headers(provider, self.key.expose_secret()) {
             let name = HeaderName::from_static(name);
             let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                format!("the {provider} key cannot be sent in a header (it has characters HTTP does not allow)")
+                Refusal::last(format!(
+                    "the {provider} key cannot be sent in a header (it has characters HTTP does not allow)"
+                ))
             })?;
             if name != "anthropic-version" {
                 value.set_sensitive(true);
@@ -417,32 +466,55 @@ impl Task<'_> {
         out.body = Some(Bytes::from(req.body.to_string()));
         let limits = Limits {
             connect_timeout: Duration::from_secs(10),
-            total_timeout: MODEL_TIMEOUT,
+            total_timeout: self.runner.options.model_timeout,
             max_response_bytes: MODEL_MAX_BYTES,
             max_redirects: 0,
         };
         let resp = match self.runner.tools.egress().send(out, Some(limits)).await {
             Ok(r) => r,
             Err(EgressError::Timeout(d)) => {
-                return Err(format!("{provider} did not answer within {} s", d.as_secs()));
+                return Err(Refusal::last(format!(
+                    "{provider} did not answer within {} s",
+                    d.as_secs()
+                )));
             }
-            Err(e @ EgressError::TooLarge { .. }) => return Err(format!("{provider}'s answer is too large: {e}")),
-            Err(e) => return Err(format!("{provider} could not be reached: {e}")),
+            Err(e @ EgressError::TooLarge { .. }) => {
+                return Err(Refusal::last(format!("{provider}'s answer is too large: {e}")));
+            }
+            Err(e @ (EgressError::Resolve { .. } | EgressError::Connect { .. } | EgressError::Blocked { .. })) => {
+                return Err(Refusal::last(format!("{provider} could not be reached: {e}")));
+            }
+            Err(e) => {
+                return Err(Refusal::last(format!(
+                    "{provider}'s answer could not be read whole: {e}"
+                )));
+            }
         };
         let status = resp.status.as_u16();
         match wire::parse(provider, status, &resp.body) {
             Ok(t) => Ok(t),
             Err(AnswerError::Refused { message, .. }) => {
-                let retry = resp
+                let retry_after = resp
                     .headers
                     .get(header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(|s| format!(" (retry after {s} s)"))
+                    .and_then(retry_after);
+                let said = retry_after
+                    .map(|d| format!(" (retry after {} s)", d.as_secs_f64().ceil()))
                     .unwrap_or_default();
-                Err(format!("{provider} answered HTTP {status}: {message}{retry}"))
+                let passing = matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 529);
+                let again = match retry_after {
+                    _ if !passing => None,
+                    Some(d) if d > MAX_RETRY_AFTER => None,
+                    Some(d) => Some(Some(d)),
+                    None => Some(None),
+                };
+                Err(Refusal {
+                    message: format!("{provider} answered HTTP {status}: {message}{said}"),
+                    again,
+                })
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Refusal::last(e.to_string())),
         }
     }
 
@@ -519,6 +591,32 @@ impl Task<'_> {
             is_error,
         }
     }
+}
+
+/// Why a model turn has no answer, and whether it is worth asking again: after the
+/// provider's Retry-After, or (`Some(None)`) after a wait of our own.
+struct Refusal {
+    message: String,
+    again: Option<Option<Duration>>,
+}
+
+impl Refusal {
+    fn last(message: String) -> Self {
+        Self { message, again: None }
+    }
+}
+
+/// A Retry-After value: seconds (fractions too, as some providers send), or an HTTP date.
+fn retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 fn elapsed_ms(t: Instant) -> u64 {

@@ -90,6 +90,15 @@ pub struct Config {
     /// Outbound calls: most redirects followed.
     #[arg(long, env = "CHATTERFLY_EGRESS_MAX_REDIRECTS", default_value_t = 5, global = true)]
     pub egress_max_redirects: usize,
+
+    /// Agents: how long one model turn may take (the provider's answer), in seconds.
+    #[arg(long, env = "CHATTERFLY_MODEL_TIMEOUT_SECS", default_value_t = 120, global = true)]
+    pub model_timeout_secs: u64,
+
+    /// Agents: how often a model turn refused with 429, 500, 502, 503, 504 or 529 is asked
+    /// again (after the provider's Retry-After, up to 20 s, else 1 s, then 2 s, …).
+    #[arg(long, env = "CHATTERFLY_MODEL_RETRIES", default_value_t = 2, global = true)]
+    pub model_retries: u32,
 }
 
 /// Environment variable names read directly (secrets and operator exceptions).

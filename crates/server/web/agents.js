@@ -396,7 +396,8 @@ function stepItem(s) {
     const calls = s.calls || [];
     return h("li", { class: `step model${s.error ? " failed" : ""}`, "data-seq": s.seq, "data-kind": "model" },
       h("h3", {}, `Model turn ${(s.turn ?? 0) + 1}`, took,
-        s.usage ? h("span", { class: "meta usage" }, `, ${s.usage.input_tokens} tokens in, ${s.usage.output_tokens} out`) : null),
+        s.usage ? h("span", { class: "meta usage" }, `, ${s.usage.input_tokens} tokens in, ${s.usage.output_tokens} out`) : null,
+        s.retries ? h("span", { class: "meta retries" }, `, asked again ${s.retries} time${s.retries === 1 ? "" : "s"} after a refusal`) : null),
       s.error ? notice("error", s.error) : null,
       s.text ? h("p", { class: "model-text" }, s.text) : null,
       calls.length

@@ -174,6 +174,12 @@ impl ScriptPeer {
         Self::start("llm.sh", &[fixtures, keys])
     }
 
+    /// LLMock (`scripts/llmock.sh`, PyPI llmock): an LLM API look-alike whose next answers
+    /// and faults are scripted at `URL/_llmock/scenario`.
+    pub fn llmock() -> Self {
+        Self::start("llmock.sh", &[])
+    }
+
     /// The Gmail fake (`scripts/gmail-fake.sh`), checking tokens against `oauth_url`.
     pub fn gmail(oauth_url: &str) -> Self {
         Self::start("gmail-fake.sh", &[oauth_url])

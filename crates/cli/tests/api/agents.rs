@@ -442,3 +442,159 @@ db_tests! {
         b.close().await;
     }
 }
+
+/// Queues LLMock's next behaviours (after forgetting the earlier ones and what it received).
+async fn script(llmock: &str, behaviors: Value) {
+    let http = super::accounts::no_redirects();
+    let r = http.post(format!("{llmock}/_llmock/reset")).send().await.unwrap();
+    assert!(r.status().is_success());
+    let r = http
+        .post(format!("{llmock}/_llmock/scenario"))
+        .json(&json!({"behaviors": behaviors}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+}
+
+/// How many model requests LLMock received since the last [`script`].
+async fn asked(llmock: &str) -> usize {
+    let v: Value = super::accounts::no_redirects()
+        .get(format!("{llmock}/_llmock/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = v
+        .as_array()
+        .or_else(|| v["requests"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    list.len()
+}
+
+/// A server that answers one request with the start of a JSON body, then closes the
+/// connection: an answer cut in the middle. Its URL.
+async fn cut_answers() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n{\"id\":\"x\",\"choices\":[{\"message\":{\"role\":\"assis")
+                    .await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+db_tests! {
+    async fn provider_faults_end_runs_with_clear_statuses(db: Db) {
+        let llmock = ScriptPeer::llmock();
+        let mut options = local_upstreams(&[]);
+        options.env.push(("CHATTERFLY_MODEL_TIMEOUT_SECS".into(), "2".into()));
+        options.env.push(("CHATTERFLY_MODEL_RETRIES".into(), "1".into()));
+        let s = TestServer::start_with(BIN, db, options).await;
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "HB", "slug": "hb",
+            "service_type": "http", "base_url": httpbin_url(), "operations": [
+                {"name": "delay", "method": "GET", "path": "/delay/{{n}}",
+                 "input_schema": {"type": "object", "properties": {"n": {"type": "integer", "maximum": 3}}, "required": ["n"]}}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        let cut = cut_answers().await;
+        for (provider, root, delay) in [("openai", "", "hb__delay"), ("anthropic", "/anthropic", "hb__delay"), ("gemini", "/gemini", "hb.delay")] {
+            set_key(&s, "platform", provider, Some(GOOD_KEY), &format!("{}{root}", llmock.url)).await;
+            let a = agent(&s, provider, "fault-model", json!(["hb.delay"]), 3).await;
+            let check = |r: &Value, status: &str, words: &[&str]| {
+                assert_eq!(r["status"], status, "{provider}: {r}");
+                let error = r["error"].as_str().unwrap_or_default();
+                for w in words {
+                    assert!(error.contains(w), "{provider}: {w:?} not in {error:?}");
+                }
+                assert!(!r.to_string().contains("CANARY"), "{provider}: a key in the run: {r}");
+                // the record is whole: every step has its kind and duration
+                let steps = r["steps"].as_array().unwrap();
+                assert_eq!(steps.len() as i64, r["step_count"].as_i64().unwrap(), "{r}");
+                assert!(steps.iter().all(|s| s["duration_ms"].is_u64() && s["kind"].is_string()), "{r}");
+            };
+
+            // 401: failed with the provider's words, asked once
+            script(&llmock.url, json!([{"type": "fail", "status": 401, "message": "Invalid key here", "times": null}])).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            check(&r, "failed", &["HTTP 401", "Invalid key here"]);
+            assert_eq!(asked(&llmock.url).await, 1, "{provider}: a 401 is not asked again");
+
+            // 429 once with Retry-After: asked again after it, and the run goes on
+            script(&llmock.url, json!([{"type": "fail", "status": 429, "retry_after": 1},
+                {"type": "reply", "text": "Fine after waiting.", "times": 1}])).await;
+            let started = std::time::Instant::now();
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            assert_eq!((r["status"].as_str(), r["output"].as_str()), (Some("succeeded"), Some("Fine after waiting.")), "{provider}: {r}");
+            assert_eq!(r["steps"][0]["retries"], 1, "{r}");
+            assert!(started.elapsed() >= std::time::Duration::from_millis(900), "the Retry-After was waited out");
+            assert_eq!(asked(&llmock.url).await, 2);
+
+            // 429 and 500 every time: failed after the retries, saying so
+            script(&llmock.url, json!([{"type": "fail", "status": 429, "retry_after": 1, "times": null}])).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            check(&r, "failed", &["HTTP 429", "retry after 1 s", "asked 2 times"]);
+            script(&llmock.url, json!([{"type": "fail", "status": 500, "times": null}])).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            check(&r, "failed", &["HTTP 500", "asked 2 times"]);
+            assert_eq!(asked(&llmock.url).await, 2);
+            // a Retry-After longer than a run waits: failed at once
+            script(&llmock.url, json!([{"type": "fail", "status": 503, "retry_after": 600, "times": null}])).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            check(&r, "failed", &["HTTP 503", "retry after 600 s"]);
+            assert_eq!(asked(&llmock.url).await, 1);
+
+            // a model that takes longer than the timeout
+            script(&llmock.url, json!([{"type": "delay", "seconds": 4}])).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            check(&r, "failed", &["did not answer within 2 s"]);
+
+            // broken tool calls are error results for the model, and the run goes on
+            for (behavior, code) in [
+                (json!({"type": "tool_fault", "kind": "malformed_arguments"}), "invalid_arguments"),
+                (json!({"type": "tool_fault", "kind": "unknown_tool"}), "tool_not_found"),
+                (json!({"type": "reply", "tool_calls": [{"name": delay, "arguments": {"n": "soon"}}]}), "invalid_arguments"),
+                (json!({"type": "reply", "tool_calls": [{"name": delay, "arguments": {"n": 99}}]}), "invalid_arguments"),
+            ] {
+                // (a tool fault and a scripted reply would land on the same request: the
+                // answer after the fault is LLMock's own)
+                let then = if behavior["type"] == "reply" { json!([behavior, {"type": "reply", "text": "Recovered."}]) } else { json!([behavior]) };
+                script(&llmock.url, then).await;
+                let r = run_to_end(&s, &a, json!("hello")).await;
+                assert_eq!(r["status"], "succeeded", "{provider} {behavior}: {r}");
+                assert!(r["output"].as_str().is_some_and(|o| !o.is_empty()), "{provider} {behavior}: {r}");
+                assert_eq!(r["step_count"], 3, "{provider} {behavior}: {r}");
+                let tool = r["steps"].as_array().unwrap().iter().find(|s| s["kind"] == "tool").cloned().unwrap_or_default();
+                assert_eq!((tool["is_error"].as_bool(), tool["error"]["code"].as_str()), (Some(true), Some(code)), "{provider} {behavior}: {r}");
+            }
+
+            // answers of several megabytes: 3 MB is an answer, 9 MB is refused
+            let big = "a".repeat(3 * 1024 * 1024);
+            script(&llmock.url, json!([{"type": "reply", "text": big}])).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            assert_eq!((r["status"].as_str(), r["output"].as_str().map(str::len)), (Some("succeeded"), Some(3 * 1024 * 1024)), "{provider}");
+            script(&llmock.url, json!([{"type": "reply", "text": "b".repeat(9 * 1024 * 1024)}])).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            check(&r, "failed", &["too large"]);
+
+            // an answer cut in the middle
+            set_key(&s, "platform", provider, Some(GOOD_KEY), &cut).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            check(&r, "failed", &[&format!("{provider}'s answer could not be read whole")]);
+            assert!(!r["error"].as_str().unwrap().contains("http://"), "{r}");
+        }
+        // no key in the server's log either
+        assert!(!s.output().contains("CANARY"), "a key in the server's log");
+    }
+}

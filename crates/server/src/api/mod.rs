@@ -102,7 +102,13 @@ impl AppState {
         Self {
             store: app.store.clone(),
             keys: app.keys.clone(),
-            runner: chatterfly_runs::Runner::new(tools.clone()),
+            runner: chatterfly_runs::Runner::new(
+                tools.clone(),
+                chatterfly_runs::RunnerOptions {
+                    model_timeout: std::time::Duration::from_secs(app.config.model_timeout_secs.max(1)),
+                    model_retries: app.config.model_retries.min(10),
+                },
+            ),
             tools,
             app_url: app_url.trim_end_matches('/').into(),
             limits: Limits {
