@@ -598,3 +598,259 @@ db_tests! {
         assert!(!s.output().contains("CANARY"), "a key in the server's log");
     }
 }
+
+// Provider keys (a workspace's and the platform's), a run's own credentials and a
+// participant's key, each a unique marker, go through runs whose tools echo them (httpbin)
+// and whose provider repeats its key in an error: the markers must show in no run record,
+// list, event stream, audit row, trace-level log line or database row, and never reach the
+// model.
+db_tests! {
+    async fn agent_runs_leak_no_key_or_credential(db: Db) {
+        use super::canary::{assert_clean, forms, postgres_dump};
+        let forms_of = |s: &[String]| forms(s);
+        let llmock = ScriptPeer::llmock();
+        let mut options = local_upstreams(&[]);
+        options.rust_log = "trace".into();
+        let s = TestServer::start_with(BIN, db, options).await;
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let c = |field: &str| format!("CANARY{tag}{field}");
+        let secrets = [c("wskey"), c("plkey"), c("runcred"), c("partkey")];
+        let forms = forms(&secrets);
+        let hb = httpbin_url();
+        assert_eq!(s.call(Method::POST, &format!("{WS}/participant-roles"), Some(json!({"name": "customer"}))).await.0, 201);
+        for body in [
+            json!({"name": "Me", "slug": "me", "service_type": "http", "base_url": hb, "auth": {"type": "bearer"}, "fulfillment": "caller",
+                "operations": [{"name": "bearer", "method": "GET", "path": "/bearer"}]}),
+            json!({"name": "CRM", "slug": "crm", "service_type": "http", "base_url": hb, "auth": {"type": "api_key_header", "header": "X-Api-Key"},
+                "fulfillment": "participant", "participant_role": "customer", "operations": [{"name": "headers", "method": "GET", "path": "/headers"}]}),
+        ] {
+            let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(body)).await;
+            assert_eq!(st, 201, "{v}");
+        }
+        let (st, p) = s.call(Method::POST, &format!("{WS}/participants"), Some(json!({"name": "Pat", "role": "customer"}))).await;
+        assert_eq!(st, 201, "{p}");
+        let pid = p["id"].as_str().unwrap().to_owned();
+        let token = p["onboarding_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+        let r = super::accounts::no_redirects().put(format!("{}/api/onboarding/connections/crm", s.url))
+            .header("x-onboarding-token", &token).json(&json!({"key": c("partkey")})).send().await.unwrap();
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+
+        let mut seen = String::new();
+        let mut redacted = 0;
+        for (provider, root, scope, key) in [
+            ("openai", "", "workspace", c("wskey")),
+            ("anthropic", "/anthropic", "platform", c("plkey")),
+            ("gemini", "/gemini", "workspace", c("wskey")),
+        ] {
+            let base = format!("{}{root}", llmock.url);
+            set_key(&s, "platform", provider, Some(&c("plkey")), &base).await;
+            if scope == "workspace" {
+                set_key(&s, "workspace", provider, Some(&key), &base).await;
+            }
+            let a = agent(&s, provider, "canary-model", json!(["me.bearer", "crm.headers"]), 3).await;
+            let sep = if provider == "gemini" { "." } else { "__" };
+            script(&llmock.url, json!([
+                {"type": "reply", "tool_calls": [{"name": format!("me{sep}bearer"), "arguments": {}}, {"name": format!("crm{sep}headers"), "arguments": {}}]},
+                {"type": "reply", "text": "Both called."}])).await;
+            let (st, run) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs"),
+                Some(json!({"input": "call both", "credentials": {"me": {"token": c("runcred")}}, "participant": pid}))).await;
+            assert_eq!(st, 201, "{run}");
+            seen.push_str(&run.to_string());
+            let id = run["id"].as_str().unwrap().to_owned();
+            let events = super::accounts::no_redirects().get(format!("{}{WS}/agents/{a}/runs/{id}/events", s.url)).bearer_auth(&s.token)
+                .send().await.unwrap().text().await.unwrap();
+            assert!(events.contains("event: end"), "{events}");
+            seen.push_str(&events);
+            let (_, r) = s.call(Method::GET, &format!("{WS}/agents/{a}/runs/{id}"), None).await;
+            assert_eq!((r["status"].as_str(), r["output"].as_str()), (Some("succeeded"), Some("Both called.")), "{provider}: {r}");
+            let steps = r["steps"].as_array().unwrap();
+            let bearer = steps.iter().find(|s| s["tool"] == "me.bearer").unwrap();
+            assert_eq!(bearer["output"]["body"]["authenticated"], true, "httpbin got the run's token: {bearer}");
+            assert_eq!(bearer["output"]["body"]["token"], "[REDACTED]", "{bearer}");
+            let crm = steps.iter().find(|s| s["tool"] == "crm.headers").unwrap();
+            assert_eq!(crm["output"]["body"]["headers"]["X-Api-Key"], "[REDACTED]", "httpbin got Pat's key: {crm}");
+            redacted += 2;
+            seen.push_str(&r.to_string());
+            let (_, audit) = s.call(Method::GET, &format!("{WS}/audit?run={id}"), None).await;
+            assert_eq!(audit["events"].as_array().unwrap().len(), 2, "{audit}");
+            seen.push_str(&audit.to_string());
+            // what the model received: the tools' outputs, never a credential in them
+            let to_model = super::accounts::no_redirects().get(format!("{}/_llmock/requests", llmock.url)).send().await.unwrap().text().await.unwrap();
+            assert!(to_model.contains("[REDACTED]") && to_model.contains("authenticated"), "{provider}: {to_model}");
+            assert_clean("what the model received", &to_model, &forms_of(&[c("runcred"), c("partkey")]));
+            // the provider repeats the key in its refusal
+            script(&llmock.url, json!([{"type": "fail", "status": 401, "message": format!("Incorrect API key provided: {key}."), "times": null}])).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            assert_eq!(r["status"], "failed", "{r}");
+            assert!(r["error"].as_str().unwrap().contains("Incorrect API key provided: [REDACTED]"), "{r}");
+            seen.push_str(&r.to_string());
+            let (_, runs) = s.call(Method::GET, &format!("{WS}/agents/{a}/runs"), None).await;
+            seen.push_str(&runs.to_string());
+            let (_, d) = s.call(Method::GET, &format!("{WS}/agents/{a}/declarations"), None).await;
+            seen.push_str(&d.to_string());
+        }
+        assert_eq!(redacted, 6);
+        let (_, agents) = s.call(Method::GET, &format!("{WS}/agents"), None).await;
+        seen.push_str(&agents.to_string());
+        assert!(seen.contains("[REDACTED]") && seen.len() > 5_000, "the check can fail: {} bytes read", seen.len());
+        assert_clean("the agents API's answers and events", &seen, &forms);
+
+        let (tdb, logs) = s.stop();
+        assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "logs at a verbose level");
+        assert_clean("the server logs", &logs, &forms);
+        match db {
+            Db::Sqlite => {
+                let mut read = 0;
+                for entry in std::fs::read_dir(tdb.dir.path()).unwrap() {
+                    let path = entry.unwrap().path();
+                    let name = path.file_name().unwrap().to_string_lossy().to_string();
+                    if name.starts_with("chatterfly.db") {
+                        let bytes = std::fs::read(&path).unwrap();
+                        read += bytes.len();
+                        assert_clean(&name, &String::from_utf8_lossy(&bytes), &forms);
+                    }
+                }
+                assert!(read > 10_000, "{read} bytes of database files");
+            }
+            Db::Postgres => {
+                let dump = postgres_dump(&tdb.url).await;
+                assert!(dump.contains("agent_run_steps") || dump.contains("Both called."), "the dump holds the runs");
+                assert_clean("the PostgreSQL rows", &dump, &forms);
+            }
+        }
+    }
+}
+
+db_tests! {
+    async fn runs_use_the_callers_credentials_or_a_participants(db: Db) {
+        let llmock = ScriptPeer::llmock();
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let hb = httpbin_url();
+        assert_eq!(s.call(Method::POST, &format!("{WS}/participant-roles"), Some(json!({"name": "customer"}))).await.0, 201);
+        for body in [
+            json!({"name": "Me", "slug": "me", "service_type": "http", "base_url": hb, "auth": {"type": "bearer"}, "fulfillment": "caller",
+                "operations": [{"name": "bearer", "method": "GET", "path": "/bearer"}]}),
+            json!({"name": "CRM", "slug": "crm", "service_type": "http", "base_url": hb, "auth": {"type": "api_key_header", "header": "X-Api-Key"},
+                "fulfillment": "participant", "participant_role": "customer", "operations": [{"name": "headers", "method": "GET", "path": "/headers"}]}),
+        ] {
+            let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(body)).await;
+            assert_eq!(st, 201, "{v}");
+        }
+        set_key(&s, "platform", "openai", Some(GOOD_KEY), &llmock.url).await;
+        let a = agent(&s, "openai", "m", json!(["me.bearer", "crm.headers"]), 3).await;
+        let call = |tool: &str| json!([{"type": "reply", "tool_calls": [{"name": tool, "arguments": {}}]}, {"type": "reply", "text": "Done."}]);
+        let tool_step = |r: &Value| r["steps"].as_array().unwrap().iter().find(|s| s["kind"] == "tool").cloned().unwrap();
+
+        // a member runs it; with no key of theirs the call fails, saying where to give one,
+        // and the run goes on to its answer
+        let (uid, member) = s.user("member@example.com").await;
+        let (st, v) = s.call(Method::PUT, &format!("{WS}/members/{uid}"), Some(json!({"role": "member"}))).await;
+        assert!(st == 200 || st == 201, "{v}");
+        let run_as = |body: Value| {
+            let s = &s;
+            let member = member.clone();
+            let a = a.clone();
+            async move {
+                let (st, v) = s.call_as(&member, Method::POST, &format!("{WS}/agents/{a}/runs"), Some(body)).await;
+                assert_eq!(st, 201, "{v}");
+                let id = v["id"].as_str().unwrap().to_owned();
+                for _ in 0..200 {
+                    let (_, r) = s.call_as(&member, Method::GET, &format!("{WS}/agents/{a}/runs/{id}"), None).await;
+                    if r["status"] != "running" {
+                        return r;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                panic!("run {id} did not end");
+            }
+        };
+        script(&llmock.url, call("me__bearer")).await;
+        let r = run_as(json!({"input": "who am I"})).await;
+        assert_eq!((r["status"].as_str(), r["output"].as_str()), (Some("succeeded"), Some("Done.")), "{r}");
+        let t = tool_step(&r);
+        assert_eq!(t["error"]["code"], "credentials_required", "{t}");
+        assert!(t["error"]["message"].as_str().unwrap().contains("My Accounts"), "{t}");
+        // the member's saved key (My Accounts) is used when the run brings none
+        let (st, v) = s.call_as(&member, Method::PUT, &format!("{WS}/connections/me/my-credentials"), Some(json!({"token": "member-saved-token"}))).await;
+        assert_eq!(st, 200, "{v}");
+        script(&llmock.url, call("me__bearer")).await;
+        let r = run_as(json!({"input": "who am I"})).await;
+        let t = tool_step(&r);
+        assert_eq!((t["output"]["body"]["authenticated"].as_bool(), t["output"]["body"]["token"].as_str()), (Some(true), Some("[REDACTED]")), "{t}");
+        // the admin has no saved key: the run's own credentials are used
+        script(&llmock.url, call("me__bearer")).await;
+        let r = run_to_end_with(&s, &a, json!({"input": "who am I", "credentials": {"me": {"token": "run-only-token"}}})).await;
+        assert_eq!(tool_step(&r)["output"]["body"]["authenticated"], true, "{r}");
+        script(&llmock.url, call("me__bearer")).await;
+        let r = run_to_end_with(&s, &a, json!({"input": "who am I"})).await;
+        assert_eq!(tool_step(&r)["error"]["code"], "credentials_required", "the run's credentials were for that run only: {r}");
+
+        // on behalf of a participant: their key, and the run names them
+        let (st, p) = s.call(Method::POST, &format!("{WS}/participants"), Some(json!({"name": "Pat", "role": "customer"}))).await;
+        assert_eq!(st, 201, "{p}");
+        let pid = p["id"].as_str().unwrap().to_owned();
+        script(&llmock.url, call("crm__headers")).await;
+        let r = run_to_end_with(&s, &a, json!({"input": "crm", "participant": pid})).await;
+        let t = tool_step(&r);
+        assert_eq!(t["error"]["code"], "credentials_required", "{t}");
+        assert!(t["error"]["message"].as_str().unwrap().contains(pid.as_str()), "names the participant: {t}");
+        assert_eq!(r["participant_id"], pid.as_str());
+        let token = p["onboarding_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+        let resp = super::accounts::no_redirects().put(format!("{}/api/onboarding/connections/crm", s.url))
+            .header("x-onboarding-token", &token).json(&json!({"key": "pat-crm-key"})).send().await.unwrap();
+        assert!(resp.status().is_success());
+        script(&llmock.url, call("crm__headers")).await;
+        let r = run_to_end_with(&s, &a, json!({"input": "crm", "participant": pid})).await;
+        let t = tool_step(&r);
+        assert_eq!(t["output"]["body"]["headers"]["X-Api-Key"], "[REDACTED]", "httpbin got Pat's key: {t}");
+        let (_, audit) = s.call(Method::GET, &format!("{WS}/audit?run={}", r["id"].as_str().unwrap()), None).await;
+        assert_eq!(audit["events"][0]["participant_id"], pid.as_str(), "{audit}");
+
+        // bad run input: each a 4xx at its field, nothing started
+        let (_, before) = s.call(Method::GET, &format!("{WS}/agents/{a}/runs?limit=200"), None).await;
+        let (_, other) = s.call(Method::POST, "/api/workspaces", Some(json!({"slug": "other", "name": "Other"}))).await;
+        assert_eq!(other["slug"], "other");
+        assert_eq!(s.call(Method::POST, "/api/workspaces/other/participant-roles", Some(json!({"name": "customer"}))).await.0, 201);
+        let (_, stranger) = s.call(Method::POST, "/api/workspaces/other/participants", Some(json!({"name": "Sam", "role": "customer"}))).await;
+        for (body, status) in [
+            (json!({"input": "x", "participant": "no-such-participant"}), 404),
+            (json!({"input": "x", "participant": stranger["id"]}), 404),
+            (json!({"input": "x", "participant": "p".repeat(65)}), 422),
+            (json!({"input": "x", "credentials": {"me": "just-a-token"}}), 422),
+            (json!({"input": "x", "credentials": []}), 422),
+            (json!({"input": ""}), 422),
+            (json!({"input": [{"role": "assistant", "content": "hi"}]}), 422),
+            (json!({"input": "x", "extra": 1}), 422),
+        ] {
+            let (st, v) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs"), Some(body.clone())).await;
+            assert_eq!(st, status, "{body}: {v}");
+        }
+        let (_, after) = s.call(Method::GET, &format!("{WS}/agents/{a}/runs?limit=200"), None).await;
+        assert_eq!(before.as_array().unwrap().len(), after.as_array().unwrap().len(), "no run was started");
+        // members run agents but do not write them
+        let (st, _) = s.call_as(&member, Method::PATCH, &format!("{WS}/agents/{a}"), Some(json!({"max_steps": 5}))).await;
+        assert_eq!(st, 403);
+        let (st, _) = s.call_as(&member, Method::POST, &format!("{WS}/agents"), Some(json!({"name": "x", "provider": "openai", "model": "m"}))).await;
+        assert_eq!(st, 403);
+        let (st, _) = s.call_as(&member, Method::DELETE, &format!("{WS}/agents/{a}"), None).await;
+        assert_eq!(st, 403);
+    }
+}
+
+async fn run_to_end_with(s: &TestServer, agent: &str, body: Value) -> Value {
+    let (st, v) = s
+        .call(Method::POST, &format!("{WS}/agents/{agent}/runs"), Some(body))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    for _ in 0..200 {
+        let (_, r) = s
+            .call(Method::GET, &format!("{WS}/agents/{agent}/runs/{id}"), None)
+            .await;
+        if r["status"] != "running" {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("run {id} did not end");
+}
