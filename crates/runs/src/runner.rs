@@ -14,12 +14,12 @@ use chatterfly_providers::Provider;
 use chatterfly_providers::chat::{Message, ToolCall, ToolResult, Turn, Usage};
 use chatterfly_providers::declare::{Declarations, ToolSpec, declare};
 use chatterfly_providers::wire::{self, AnswerError, Request};
-use chatterfly_store::{AgentRecord, RunEnd, RunRecord, Store, StoreError};
+use chatterfly_store::{AgentRecord, NewStep, RunEnd, RunRecord, Store, StoreError};
 use chatterfly_tools::{Call, Redactor, ToolError, Tools};
 use chatterfly_vault::ExposeSecret;
 use http::{HeaderName, HeaderValue, Method, header};
 use serde_json::{Map, Value, json};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use url::Url;
 
 use crate::agent::AgentDef;
@@ -210,6 +210,33 @@ impl Runner {
                     }
                 }
             }
+            // steps are written in order by a writer of their own, off the run's path: the
+            // model and the tools do not wait for the database
+            let (steps, mut queued) = mpsc::unbounded_channel::<QueuedStep>();
+            let writer = {
+                let this = this.clone();
+                let run_id = run_id.clone();
+                tokio::spawn(async move {
+                    // what queued while the last write went on is written at once
+                    let mut batch = Vec::new();
+                    while queued.recv_many(&mut batch, 256).await > 0 {
+                        let steps: Vec<NewStep<'_>> = batch
+                            .iter()
+                            .map(|q| NewStep {
+                                kind: q.kind,
+                                data: &q.text,
+                                duration_ms: q.ms,
+                                tokens: q.tokens,
+                            })
+                            .collect();
+                        if let Err(e) = this.store().append_steps(&run_id, &steps).await {
+                            tracing::error!(run = %run_id, error = %e, "recording steps");
+                        }
+                        batch.clear();
+                        let _ = this.events.send(run_id.clone());
+                    }
+                })
+            };
             let task = Task {
                 runner: &this,
                 run_id: &run_id,
@@ -219,8 +246,14 @@ impl Runner {
                 base,
                 redactor: Redactor::for_values(secrets),
                 cancel: rx,
+                steps,
+                store_checked: Mutex::new(Instant::now()),
             };
             let end = task.run().await;
+            // every step is in the store before the run's end is
+            if let Err(e) = writer.await {
+                tracing::error!(run = %run_id, error = %e, "the step writer stopped");
+            }
             let output = end.output.map(|o| json!(o).to_string());
             let done = RunEnd {
                 status: end.status,
@@ -274,6 +307,17 @@ struct Task<'a> {
     base: String,
     redactor: Redactor,
     cancel: watch::Receiver<bool>,
+    steps: mpsc::UnboundedSender<QueuedStep>,
+    /// When the store was last asked whether the run is cancelled.
+    store_checked: Mutex<Instant>,
+}
+
+/// A step on its way to the store.
+struct QueuedStep {
+    kind: &'static str,
+    text: String,
+    ms: i64,
+    tokens: (i64, i64),
 }
 
 enum Waited<T> {
@@ -301,8 +345,7 @@ impl Task<'_> {
                         json!({"turn": turn_no, "error": message, "retries": retries}),
                         ms,
                         Usage::default(),
-                    )
-                    .await;
+                    );
                     return End::failed(message);
                 }
             };
@@ -319,8 +362,7 @@ impl Task<'_> {
                 json!({"turn": turn_no, "text": turn.text, "calls": calls, "usage": turn.usage, "stop": turn.stop, "retries": retries}),
                 ms,
                 turn.usage,
-            )
-            .await;
+            );
             if turn.calls.is_empty() {
                 return End {
                     status: "succeeded",
@@ -335,7 +377,7 @@ impl Task<'_> {
             };
             messages.push(Message::Assistant { text, calls });
             messages.push(Message::Tool { results });
-            if self.cancel_requested().await {
+            if self.cancel_seen().await {
                 return self.cancelled();
             }
         }
@@ -355,6 +397,25 @@ impl Task<'_> {
             output: None,
             error: Some("the run was cancelled".into()),
         }
+    }
+
+    /// A cancel here, or (looked up at most every CANCEL_POLL, so that quick turns do
+    /// not each wait for the database) one set on another replica.
+    async fn cancel_seen(&self) -> bool {
+        if *self.cancel.borrow() {
+            return true;
+        }
+        {
+            let mut last = self
+                .store_checked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.elapsed() < CANCEL_POLL {
+                return false;
+            }
+            *last = Instant::now();
+        }
+        self.cancel_requested().await
     }
 
     async fn cancel_requested(&self) -> bool {
@@ -385,22 +446,15 @@ impl Task<'_> {
         }
     }
 
-    async fn step(&self, kind: &str, data: Value, ms: u64, usage: Usage) {
+    fn step(&self, kind: &'static str, data: Value, ms: u64, usage: Usage) {
         let text = self.redactor.text(&data.to_string());
         let tokens = (
             i64::try_from(usage.input_tokens).unwrap_or(i64::MAX),
             i64::try_from(usage.output_tokens).unwrap_or(i64::MAX),
         );
         let ms = i64::try_from(ms).unwrap_or(i64::MAX);
-        if let Err(e) = self
-            .runner
-            .store()
-            .append_step(self.run_id, kind, &text, ms, tokens)
-            .await
-        {
-            tracing::error!(run = %self.run_id, error = %e, "recording a step");
-        }
-        let _ = self.runner.events.send(self.run_id.to_owned());
+        // the writer lives until the run's end, after its last step
+        let _ = self.steps.send(QueuedStep { kind, text, ms, tokens });
     }
 
     /// One model turn, asked again after a passing refusal (429, 5xx) as the provider
@@ -582,8 +636,7 @@ impl Task<'_> {
                    "is_error": is_error, if is_error { "error" } else { "output" }: recorded}),
             ms,
             Usage::default(),
-        )
-        .await;
+        );
         ToolResult {
             id: c.id.clone(),
             name: c.name.clone(),

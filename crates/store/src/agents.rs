@@ -68,6 +68,20 @@ pub struct StepRecord {
     pub created_at: String,
 }
 
+/// A step to append.
+#[derive(Debug, Clone, Copy)]
+pub struct NewStep<'a> {
+    pub kind: &'a str,
+    /// JSON, redacted.
+    pub data: &'a str,
+    pub duration_ms: i64,
+    /// Tokens the step used (input, output).
+    pub tokens: (i64, i64),
+}
+
+/// Steps per INSERT statement (six parameters each; SQLite allows 32,766).
+const STEPS_PER_INSERT: usize = 100;
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy)]
 pub struct RunEnd<'a> {
@@ -255,7 +269,7 @@ impl Store {
         rows.iter().map(run).collect()
     }
 
-    /// Appends a step (its number is the run's step count) and adds its tokens.
+    /// Appends one step: its number is the next of the run's.
     pub async fn append_step(
         &self,
         run_id: &str,
@@ -264,40 +278,86 @@ impl Store {
         duration_ms: i64,
         tokens: (i64, i64),
     ) -> Result<StepRecord> {
+        let mut out = self
+            .append_steps(
+                run_id,
+                &[NewStep {
+                    kind,
+                    data,
+                    duration_ms,
+                    tokens,
+                }],
+            )
+            .await?;
+        out.pop().ok_or(StoreError::NotFound)
+    }
+
+    /// Appends steps in their order, in one transaction of two statements: the run's row
+    /// is taken first (its count moves by all of them at once), so steps appended at the
+    /// same moment by another writer get numbers of their own.
+    pub async fn append_steps(&self, run_id: &str, steps: &[NewStep<'_>]) -> Result<Vec<StepRecord>> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = i64::try_from(steps.len()).unwrap_or(i64::MAX);
+        let (input, output) = steps.iter().fold((0i64, 0i64), |(i, o), s| {
+            (i.saturating_add(s.tokens.0), o.saturating_add(s.tokens.1))
+        });
         let mut tx = self.pool.begin().await?;
-        // the run's row is taken first: steps appended at once (a turn's tool calls run
-        // concurrently) get one number each
-        let steps: i64 = sqlx::query_scalar(
-            "UPDATE agent_runs SET steps = steps + 1, input_tokens = input_tokens + $2, output_tokens = output_tokens + $3 \
+        let count: i64 = sqlx::query_scalar(
+            "UPDATE agent_runs SET steps = steps + $2, input_tokens = input_tokens + $3, output_tokens = output_tokens + $4 \
              WHERE id = $1 RETURNING steps",
         )
         .bind(run_id)
-        .bind(tokens.0)
-        .bind(tokens.1)
+        .bind(n)
+        .bind(input)
+        .bind(output)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let seq = steps - 1;
+        let first = count - n;
         let at = now();
-        sqlx::query(
-            "INSERT INTO agent_run_steps (run_id, seq, kind, data, duration_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(run_id)
-        .bind(seq)
-        .bind(kind)
-        .bind(data)
-        .bind(duration_ms)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await?;
+        let mut out = Vec::with_capacity(steps.len());
+        for (c, chunk) in steps.chunks(STEPS_PER_INSERT).enumerate() {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 6;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6
+                    )
+                })
+                .collect();
+            let mut q = sqlx::query(sql!(
+                "INSERT INTO agent_run_steps (run_id, seq, kind, data, duration_ms, created_at) VALUES {}",
+                values.join(", ")
+            ));
+            for (i, st) in chunk.iter().enumerate() {
+                let seq = first + i64::try_from(c * STEPS_PER_INSERT + i).unwrap_or(i64::MAX);
+                q = q
+                    .bind(run_id.to_owned())
+                    .bind(seq)
+                    .bind(st.kind.to_owned())
+                    .bind(st.data.to_owned())
+                    .bind(st.duration_ms)
+                    .bind(at.clone());
+                out.push(StepRecord {
+                    seq,
+                    kind: st.kind.to_owned(),
+                    data: st.data.to_owned(),
+                    duration_ms: st.duration_ms,
+                    created_at: at.clone(),
+                });
+            }
+            q.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
-        Ok(StepRecord {
-            seq,
-            kind: kind.to_owned(),
-            data: data.to_owned(),
-            duration_ms,
-            created_at: at,
-        })
+        Ok(out)
     }
 
     /// A run's steps from `from` on, in order.

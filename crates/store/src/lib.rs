@@ -37,7 +37,7 @@ use sqlx::{AnyPool, Connection, Executor};
 pub use accounts::{
     AccountOwner, AccountRecord, AccountWrite, OAuthState, PersonalCredentials, StateTaken, personal_credentials_id,
 };
-pub use agents::{AgentRecord, AgentWrite, RunEnd, RunRecord, StepRecord};
+pub use agents::{AgentRecord, AgentWrite, NewStep, RunEnd, RunRecord, StepRecord};
 pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use calls::CallContext;
 pub use connections::{ConnectionRecord, NewConnection, SealedUpdate, SourceMeta};

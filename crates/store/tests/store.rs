@@ -4,7 +4,7 @@
 
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, SourceDocument, SourceKind, WorkspaceRole, WorkspaceSlug};
 use chatterfly_store::{
-    AccountOwner, AccountWrite, AgentWrite, AuditFilter, NewAuditEvent, NewConnection, NewUser, PLATFORM,
+    AccountOwner, AccountWrite, AgentWrite, AuditFilter, NewAuditEvent, NewConnection, NewStep, NewUser, PLATFORM,
     ParticipantWrite, RoleDelete, RunEnd, SealedUpdate, Store, StoreError,
 };
 use chatterfly_testkit::{Db, db_tests, fresh_database, terminate_other_sessions};
@@ -688,10 +688,27 @@ db_tests! {
         assert_eq!(seqs, (1..=8).collect::<Vec<i64>>());
         let steps = s.steps(&run.id, 1).await.unwrap();
         assert_eq!((steps.len(), steps[0].kind.as_str()), (8, "tool"));
+        // a batch (more than one INSERT's worth) next to a single step: one number each,
+        // the batch's in its order
+        let many: Vec<String> = (0..150).map(|i| format!(r#"{{"b":{i}}}"#)).collect();
+        let batch: Vec<NewStep<'_>> = many.iter().map(|d| NewStep { kind: "tool", data: d, duration_ms: 1, tokens: (1, 2) }).collect();
+        let (b, single) = tokio::join!(s.append_steps(&run.id, &batch), s2.append_step(&run.id, "model", "{}", 1, (0, 0)));
+        let (b, single) = (b.unwrap(), single.unwrap());
+        let mut all: Vec<i64> = b.iter().map(|x| x.seq).collect();
+        all.push(single.seq);
+        all.sort();
+        assert_eq!(all, (9..160).collect::<Vec<i64>>());
+        assert!(b.windows(2).all(|w| w[1].seq == w[0].seq + 1), "a batch keeps its order");
+        let stored = s.steps(&run.id, 9).await.unwrap();
+        assert_eq!(stored.len(), 151);
+        let first_of_batch = stored.iter().find(|x| x.seq == b[0].seq).unwrap();
+        assert_eq!(first_of_batch.data, r#"{"b":0}"#);
+        assert!(s.append_steps(&run.id, &[]).await.unwrap().is_empty());
+        assert!(matches!(s.append_steps("no-such-run", &batch[..1]).await, Err(StoreError::NotFound)));
         assert!(s.request_cancel(&w.id, &run.id).await.unwrap());
         assert!(!s.request_cancel(&other.id, &run.id).await.unwrap(), "another workspace cannot stop it");
         let r = s.run(&w.id, &run.id).await.unwrap().unwrap();
-        assert_eq!((r.input_tokens, r.output_tokens, r.steps, r.cancel_requested), (100, 7, 9, true));
+        assert_eq!((r.input_tokens, r.output_tokens, r.steps, r.cancel_requested), (250, 307, 160, true));
         let end = RunEnd { status: "cancelled", output: None, error: Some("cancelled by a@x.io") };
         assert!(s.finish_run(&run.id, &end).await.unwrap());
         assert!(!s.finish_run(&run.id, &RunEnd { status: "succeeded", output: Some("\"x\""), error: None }).await.unwrap(), "ended once");
