@@ -68,6 +68,9 @@ pub struct RunnerOptions {
     pub model_timeout: Duration,
     /// How often a turn refused for a passing reason (429, 5xx) is asked again.
     pub model_retries: u32,
+    /// A run its replica has not marked alive for this long is ended as failed (its
+    /// replica stopped); live runs are marked every third of it.
+    pub stale_after: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -75,6 +78,7 @@ impl Default for RunnerOptions {
         Self {
             model_timeout: Duration::from_secs(120),
             model_retries: 2,
+            stale_after: Duration::from_secs(60),
         }
     }
 }
@@ -96,6 +100,52 @@ impl Runner {
             options,
             events,
             live: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Starts the upkeep of runs on this replica: live runs marked alive every third of
+    /// `stale_after` (a run another replica gave up meanwhile is stopped here), and runs
+    /// whose replica went silent ended as failed, whichever replica ran them.
+    pub fn start_upkeep(&self) {
+        let this = self.clone();
+        let every = (self.options.stale_after / 3).max(Duration::from_millis(200));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                this.upkeep().await;
+            }
+        });
+    }
+
+    async fn upkeep(&self) {
+        let live: Vec<(String, watch::Sender<bool>)> = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(id, tx)| (id.clone(), tx.clone()))
+            .collect();
+        for (id, tx) in live {
+            match self.store().touch_run(&id).await {
+                Ok(true) => {}
+                // ended elsewhere (given up as stale while this replica could not reach
+                // the database): stop making calls for it
+                Ok(false) => {
+                    let _ = tx.send(true);
+                }
+                Err(e) => tracing::warn!(run = %id, error = %e, "marking a run alive"),
+            }
+        }
+        let why = format!(
+            "the server running it stopped or lost the database (no sign of life for {} s)",
+            self.options.stale_after.as_secs()
+        );
+        match self.store().fail_runs_silent_for(self.options.stale_after, &why).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(runs = n, "runs whose server went silent ended as failed"),
+            Err(e) => tracing::warn!(error = %e, "looking for runs whose server went silent"),
         }
     }
 

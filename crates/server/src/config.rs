@@ -99,6 +99,11 @@ pub struct Config {
     /// again (after the provider's Retry-After, up to 20 s, else 1 s, then 2 s, …).
     #[arg(long, env = "CHATTERFLY_MODEL_RETRIES", default_value_t = 2, global = true)]
     pub model_retries: u32,
+
+    /// Agents: a run whose server has not marked it alive for this many seconds (the
+    /// server stopped) is ended as failed by any replica.
+    #[arg(long, env = "CHATTERFLY_RUN_STALE_SECS", default_value_t = 60, global = true)]
+    pub run_stale_secs: u64,
 }
 
 /// Environment variable names read directly (secrets and operator exceptions).

@@ -293,6 +293,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let egress = chatterfly_egress::Egress::new(allow, app.config.egress_limits())
         .map_err(|e| StartupError::Config(e.to_string()))?;
     let state = crate::api::AppState::new(&app, &url, egress);
+    state.runner.start_upkeep();
     let tools = state.tools.clone();
     let router = crate::api::router(state);
     tracing::info!(%url, database = ?app.store.backend(), key_id = %app.keys.current_id(), "ready");

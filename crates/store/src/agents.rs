@@ -228,8 +228,8 @@ impl Store {
     ) -> Result<RunRecord> {
         let id = new_id();
         sqlx::query(
-            "INSERT INTO agent_runs (id, workspace_id, agent_id, status, input, participant_id, started_by, created_at) \
-             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7)",
+            "INSERT INTO agent_runs (id, workspace_id, agent_id, status, input, participant_id, started_by, created_at, heartbeat_at) \
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7)",
         )
         .bind(&id)
         .bind(&agent.workspace_id)
@@ -305,13 +305,14 @@ impl Store {
         });
         let mut tx = self.pool.begin().await?;
         let count: i64 = sqlx::query_scalar(
-            "UPDATE agent_runs SET steps = steps + $2, input_tokens = input_tokens + $3, output_tokens = output_tokens + $4 \
-             WHERE id = $1 RETURNING steps",
+            "UPDATE agent_runs SET steps = steps + $2, input_tokens = input_tokens + $3, output_tokens = output_tokens + $4, \
+             heartbeat_at = $5 WHERE id = $1 RETURNING steps",
         )
         .bind(run_id)
         .bind(n)
         .bind(input)
         .bind(output)
+        .bind(now())
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
@@ -410,11 +411,33 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Runs left `running` by a server that stopped (on start, for runs this database
-    /// says no live replica holds): ended as failed.
+    /// Marks a run alive (its replica is still running it); whether it is still running
+    /// (`false`: it ended, or another replica gave it up as stale).
+    pub async fn touch_run(&self, run_id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE agent_runs SET heartbeat_at = $2 WHERE id = $1 AND status = 'running'")
+            .bind(run_id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// [`Store::fail_stale_runs`] for runs not marked alive for `silent`.
+    pub async fn fail_runs_silent_for(&self, silent: std::time::Duration, why: &str) -> Result<u64> {
+        let silent = chrono::Duration::from_std(silent).unwrap_or(chrono::Duration::MAX);
+        let cutoff = chrono::Utc::now()
+            .checked_sub_signed(silent)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.fail_stale_runs(&cutoff, why).await
+    }
+
+    /// Runs left `running` whose replica has not marked them alive since `older_than` (an
+    /// RFC 3339 time, as [`now`] writes them): ended as failed with `why`. How many.
     pub async fn fail_stale_runs(&self, older_than: &str, why: &str) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE agent_runs SET status = 'failed', error = $2, finished_at = $3 WHERE status = 'running' AND created_at < $1",
+            "UPDATE agent_runs SET status = 'failed', error = $2, finished_at = $3 \
+             WHERE status = 'running' AND COALESCE(heartbeat_at, created_at) < $1",
         )
         .bind(older_than)
         .bind(why)

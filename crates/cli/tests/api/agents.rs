@@ -51,6 +51,10 @@ fn fixtures() -> tempfile::TempDir {
     list.push(json!({"match": {"userMessage": "take your time", "hasToolResult": false},
         "response": {"toolCalls": [{"name": "hb__delay", "arguments": {"n": 2}}, {"name": "hb__ip", "arguments": {}}]}}));
     list.push(json!({"match": {"userMessage": "take your time", "hasToolResult": true}, "response": {"content": "Done waiting."}}));
+    list.push(json!({"match": {"userMessage": "wait four", "hasToolResult": false}, "response": {"toolCalls": [{"name": "hb__delay", "arguments": {"n": 4}}]}}));
+    list.push(
+        json!({"match": {"userMessage": "wait four", "hasToolResult": true}, "response": {"content": "Waited four."}}),
+    );
     list.push(json!({"match": {"userMessage": "wait long"}, "response": {"toolCalls": [{"name": "hb__delay", "arguments": {"n": 8}}]}}));
     std::fs::write(dir.path().join("fixtures.json"), json!({"fixtures": list}).to_string()).unwrap();
     dir
@@ -853,4 +857,55 @@ async fn run_to_end_with(s: &TestServer, agent: &str, body: Value) -> Value {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("run {id} did not end");
+}
+
+db_tests! {
+    async fn a_run_outlives_no_server_and_a_live_one_is_kept(db: Db) {
+        let dir = fixtures();
+        let llm = ScriptPeer::llm(dir.path().to_str().unwrap(), GOOD_KEY);
+        let mut options = local_upstreams(&[]);
+        options.env.push(("CHATTERFLY_RUN_STALE_SECS".into(), "1".into()));
+        if db == Db::Postgres {
+            options.env.push(("INTEGRATION_ENCRYPTION_KEY".into(), chatterfly_testkit::server::random_key()));
+        }
+        let s = TestServer::start_with(BIN, db, options.clone()).await;
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "HB", "slug": "hb",
+            "service_type": "http", "base_url": httpbin_url(), "operations": [{"name": "delay", "method": "GET", "path": "/delay/{{n}}",
+            "input_schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        set_key(&s, "platform", "openai", Some(GOOD_KEY), &llm.url).await;
+        let a = agent(&s, "openai", "oa-model", json!(["hb.delay"]), 3).await;
+        // a run that waits four times longer than a silent run is given: its server keeps
+        // it alive
+        let r = run_to_end(&s, &a, json!("wait four")).await;
+        assert_eq!((r["status"].as_str(), r["output"].as_str()), (Some("succeeded"), Some("Waited four.")), "{r}");
+        // the server stops in the middle of a run: the next server ends it as failed
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs"), Some(json!({"input": "wait long"}))).await;
+        assert_eq!(st, 201, "{v}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        for _ in 0..100 {
+            let (_, r) = s.call(Method::GET, &format!("{WS}/agents/{a}/runs/{id}"), None).await;
+            if r["step_count"].as_i64() >= Some(1) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let (tdb, _) = s.stop();
+        let s = TestServer::spawn(std::path::Path::new(BIN), tdb, &options).expect("the server starts again");
+        let mut r = Value::Null;
+        for _ in 0..100 {
+            r = s.call(Method::GET, &format!("{WS}/agents/{a}/runs/{id}"), None).await.1;
+            if r["status"] != "running" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(r["error"].as_str().unwrap().contains("server running it stopped"), "{r}");
+        assert_eq!(r["step_count"], 1, "the steps taken are kept: {r}");
+        // its events end too
+        let text = super::accounts::no_redirects().get(format!("{}{WS}/agents/{a}/runs/{id}/events", s.url)).bearer_auth(&s.token)
+            .send().await.unwrap().text().await.unwrap();
+        assert!(text.contains("event: end") && text.contains("\"failed\""), "{text}");
+    }
 }

@@ -107,6 +107,7 @@ impl AppState {
                 chatterfly_runs::RunnerOptions {
                     model_timeout: std::time::Duration::from_secs(app.config.model_timeout_secs.max(1)),
                     model_retries: app.config.model_retries.min(10),
+                    stale_after: std::time::Duration::from_secs(app.config.run_stale_secs.max(1)),
                 },
             ),
             tools,
