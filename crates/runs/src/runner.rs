@@ -32,6 +32,12 @@ const MODEL_MAX_BYTES: usize = 8 * 1024 * 1024;
 const MAX_TOKENS: u32 = 4096;
 /// A tool's output is cut to this for the model (the run record keeps the same).
 const RESULT_MAX_BYTES: usize = 64 * 1024;
+/// The most tool calls of one model turn that are made; the rest are answered with an
+/// error (a model asking for hundreds at once is looping, or hostile).
+const MAX_CALLS_PER_TURN: usize = 32;
+/// The most a run's conversation (input, answers, tool results) may hold: past it the run
+/// fails rather than growing without end.
+const MAX_CONVERSATION_BYTES: usize = 16 * 1024 * 1024;
 /// How often a run checks the store for a cancel set on another replica.
 const CANCEL_POLL: Duration = Duration::from_millis(500);
 
@@ -41,6 +47,9 @@ pub enum RunError {
     /// The agent names tools that do not exist (any more).
     #[error("{0}")]
     UnknownTools(String),
+    /// The workspace has as many runs going on as it may.
+    #[error("{0}")]
+    TooMany(String),
     #[error(transparent)]
     Tool(#[from] ToolError),
     #[error(transparent)]
@@ -71,6 +80,8 @@ pub struct RunnerOptions {
     /// A run its replica has not marked alive for this long is ended as failed (its
     /// replica stopped); live runs are marked every third of it.
     pub stale_after: Duration,
+    /// Runs one workspace may have going on at once (all replicas together).
+    pub max_running_per_workspace: u32,
 }
 
 impl Default for RunnerOptions {
@@ -79,6 +90,7 @@ impl Default for RunnerOptions {
             model_timeout: Duration::from_secs(120),
             model_retries: 2,
             stale_after: Duration::from_secs(60),
+            max_running_per_workspace: 20,
         }
     }
 }
@@ -235,6 +247,13 @@ impl Runner {
             .clone()
             .unwrap_or_else(|| default_base(start.def.provider).to_owned());
         let input_json = serde_json::to_string(&start.input).map_err(|e| ToolError::Internal(e.to_string()))?;
+        let running = self.store().running_runs(&start.workspace_id).await?;
+        if running >= i64::from(self.options.max_running_per_workspace) {
+            return Err(RunError::TooMany(format!(
+                "{running} runs are going on in this workspace already (at most {}): wait for one to end or cancel one",
+                self.options.max_running_per_workspace
+            )));
+        }
         let run = self
             .store()
             .create_run(
@@ -378,6 +397,7 @@ enum Waited<T> {
 impl Task<'_> {
     async fn run(self) -> End {
         let mut messages = self.start.input.clone();
+        let mut conversation: usize = serde_json::to_string(&messages).map_or(0, |t| t.len());
         let provider = self.start.def.provider;
         for turn_no in 0..self.start.def.max_steps {
             let started = Instant::now();
@@ -425,8 +445,20 @@ impl Task<'_> {
                 Waited::Done(r) => r,
                 Waited::Cancelled => return self.cancelled(),
             };
+            conversation += text.as_ref().map_or(0, String::len)
+                + calls
+                    .iter()
+                    .map(|c| c.arguments.to_string().len() + c.name.len())
+                    .sum::<usize>()
+                + results.iter().map(|r| r.content.len()).sum::<usize>();
             messages.push(Message::Assistant { text, calls });
             messages.push(Message::Tool { results });
+            if conversation > MAX_CONVERSATION_BYTES {
+                return End::failed(format!(
+                    "the conversation grew past {} MiB of text (answers and tool results); give the agent fewer or smaller tool results",
+                    MAX_CONVERSATION_BYTES / (1024 * 1024)
+                ));
+            }
             if self.cancel_seen().await {
                 return self.cancelled();
             }
@@ -624,7 +656,27 @@ impl Task<'_> {
 
     /// Every call of one turn, at once; results in the calls' order.
     async fn call_all(&self, calls: &[ToolCall]) -> Vec<ToolResult> {
-        futures::future::join_all(calls.iter().map(|c| self.call_one(c))).await
+        let made = calls.len().min(MAX_CALLS_PER_TURN);
+        let mut results = futures::future::join_all(calls[..made].iter().map(|c| self.call_one(c))).await;
+        for c in &calls[made..] {
+            let content = json!({"error": {"code": "too_many_calls", "message": format!(
+                "not made: at most {MAX_CALLS_PER_TURN} tool calls of one turn are made; ask for the rest in the next turn"
+            )}});
+            self.step(
+                "tool",
+                json!({"call_id": c.id, "name": c.name, "tool": self.decls.by_name(&c.name).map(|d| d.tool.clone()),
+                       "arguments": c.arguments, "is_error": true, "error": content["error"]}),
+                0,
+                Usage::default(),
+            );
+            results.push(ToolResult {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                content: content.to_string(),
+                is_error: true,
+            });
+        }
+        results
     }
 
     async fn call_one(&self, c: &ToolCall) -> ToolResult {

@@ -104,6 +104,10 @@ pub struct Config {
     /// server stopped) is ended as failed by any replica.
     #[arg(long, env = "CHATTERFLY_RUN_STALE_SECS", default_value_t = 60, global = true)]
     pub run_stale_secs: u64,
+
+    /// Agents: runs one workspace may have going on at once (more are refused with 429).
+    #[arg(long, env = "CHATTERFLY_MAX_RUNS_PER_WORKSPACE", default_value_t = 20, global = true)]
+    pub max_runs_per_workspace: u32,
 }
 
 /// Environment variable names read directly (secrets and operator exceptions).

@@ -411,6 +411,16 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// How many runs of a workspace are going on.
+    pub async fn running_runs(&self, workspace_id: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM agent_runs WHERE workspace_id = $1 AND status = 'running'")
+                .bind(workspace_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Marks a run alive (its replica is still running it); whether it is still running
     /// (`false`: it ended, or another replica gave it up as stale).
     pub async fn touch_run(&self, run_id: &str) -> Result<bool> {

@@ -295,7 +295,9 @@ db_tests! {
     async fn a_turns_calls_run_at_once_and_a_run_can_be_cancelled(db: Db) {
         let dir = fixtures();
         let llm = ScriptPeer::llm(dir.path().to_str().unwrap(), GOOD_KEY);
-        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let mut options = local_upstreams(&[]);
+        options.env.push(("CHATTERFLY_MAX_RUNS_PER_WORKSPACE".into(), "2".into()));
+        let s = TestServer::start_with(BIN, db, options).await;
         let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "HB", "slug": "hb",
             "service_type": "http", "base_url": httpbin_url(), "operations": [{"name": "delay", "method": "GET", "path": "/delay/{{n}}",
             "input_schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}]}))).await;
@@ -315,6 +317,13 @@ db_tests! {
         let (st, v) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs"), Some(json!({"input": "wait long"}))).await;
         assert_eq!(st, 201, "{v}");
         let id = v["id"].as_str().unwrap().to_owned();
+        // two runs going on is this workspace's limit here: a third is refused
+        let (st, second) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs"), Some(json!({"input": "wait long"}))).await;
+        assert_eq!(st, 201, "{second}");
+        let (st, v) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs"), Some(json!({"input": "wait long"}))).await;
+        assert_eq!((st, v["code"].as_str()), (429, Some("too_many_runs")), "{v}");
+        let second = second["id"].as_str().unwrap();
+        assert_eq!(s.call(Method::POST, &format!("{WS}/agents/{a}/runs/{second}/cancel"), None).await.0, 202);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let started = std::time::Instant::now();
         let (st, _) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs/{id}/cancel"), None).await;
@@ -515,7 +524,7 @@ db_tests! {
         let cut = cut_answers().await;
         for (provider, root, delay) in [("openai", "", "hb__delay"), ("anthropic", "/anthropic", "hb__delay"), ("gemini", "/gemini", "hb.delay")] {
             set_key(&s, "platform", provider, Some(GOOD_KEY), &format!("{}{root}", llmock.url)).await;
-            let a = agent(&s, provider, "fault-model", json!(["hb.delay"]), 3).await;
+            let a = agent(&s, provider, "fault-model", json!(["hb.delay", "current_time"]), 3).await;
             let check = |r: &Value, status: &str, words: &[&str]| {
                 assert_eq!(r["status"], status, "{provider}: {r}");
                 let error = r["error"].as_str().unwrap_or_default();
@@ -581,6 +590,24 @@ db_tests! {
                 assert_eq!(r["step_count"], 3, "{provider} {behavior}: {r}");
                 let tool = r["steps"].as_array().unwrap().iter().find(|s| s["kind"] == "tool").cloned().unwrap_or_default();
                 assert_eq!((tool["is_error"].as_bool(), tool["error"]["code"].as_str()), (Some(true), Some(code)), "{provider} {behavior}: {r}");
+            }
+
+            // 40 calls in one turn: 32 are made, the rest answered with an error
+            let many: Vec<Value> = (0..40).map(|_| json!({"name": "current_time", "arguments": {}})).collect();
+            script(&llmock.url, json!([{"type": "reply", "tool_calls": many}, {"type": "reply", "text": "Enough."}])).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            assert_eq!(r["status"], "succeeded", "{provider}: {r}");
+            let tools: Vec<&Value> = r["steps"].as_array().unwrap().iter().filter(|s| s["kind"] == "tool").collect();
+            assert_eq!(tools.len(), 40, "{provider}");
+            assert_eq!(tools.iter().filter(|t| t["is_error"] == false).count(), 32, "{provider}: {r}");
+            assert_eq!(tools.iter().filter(|t| t["error"]["code"] == "too_many_calls").count(), 8, "{provider}: {r}");
+            if provider == "openai" {
+                // a conversation that grows past 16 MiB (6 MB of text per turn) ends the run
+                let turn = json!({"type": "reply", "text": "c".repeat(6 * 1024 * 1024), "tool_calls": [{"name": "current_time", "arguments": {}}]});
+                script(&llmock.url, json!([turn, turn, turn])).await;
+                let r = run_to_end(&s, &a, json!("hello")).await;
+                check(&r, "failed", &["past 16 MiB"]);
+                assert_eq!(r["step_count"], 6, "{r}");
             }
 
             // answers of several megabytes: 3 MB is an answer, 9 MB is refused

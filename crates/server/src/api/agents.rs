@@ -409,7 +409,8 @@ fn run_view(r: RunRecord, steps: Option<Vec<StepRecord>>) -> RunView {
 #[utoipa::path(post, path = "/api/workspaces/{ws}/agents/{id}/runs", params(("ws" = String, Path), ("id" = String, Path)),
     request_body = RunRequest,
     responses((status = 201, body = RunView), (status = 404, body = Problem),
-        (status = 422, body = Problem, description = "Bad input, tools the workspace lacks (`unknown_tools`), or no key for the provider (`not_configured`)")))]
+        (status = 422, body = Problem, description = "Bad input, tools the workspace lacks (`unknown_tools`), or no key for the provider (`not_configured`)"),
+        (status = 429, body = Problem, description = "The workspace has as many runs going on as it may (`too_many_runs`)")))]
 pub async fn start_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -456,6 +457,11 @@ pub async fn start_run(
             RunError::UnknownTools(detail) => ApiError::Coded {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "unknown_tools",
+                detail,
+            },
+            RunError::TooMany(detail) => ApiError::Coded {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "too_many_runs",
                 detail,
             },
             RunError::Tool(t) => t.into(),

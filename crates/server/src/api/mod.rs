@@ -108,6 +108,7 @@ impl AppState {
                     model_timeout: std::time::Duration::from_secs(app.config.model_timeout_secs.max(1)),
                     model_retries: app.config.model_retries.min(10),
                     stale_after: std::time::Duration::from_secs(app.config.run_stale_secs.max(1)),
+                    max_running_per_workspace: app.config.max_runs_per_workspace.max(1),
                 },
             ),
             tools,
