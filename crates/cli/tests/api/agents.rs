@@ -936,3 +936,25 @@ db_tests! {
         assert!(text.contains("event: end") && text.contains("\"failed\""), "{text}");
     }
 }
+
+db_tests! {
+    async fn provider_base_urls_are_outbound_targets_like_any_other(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let a = agent(&s, "openai", "m", json!([]), 2).await;
+        for base in ["http://169.254.169.254", "http://10.0.0.1:8080", "http://[::ffff:169.254.169.254]", "http://[fd00::1]",
+            "http://0.0.0.0:80", "http://[::1]:9", "http://100.100.100.200"] {
+            set_key(&s, "platform", "openai", Some(GOOD_KEY), base).await;
+            let r = run_to_end(&s, &a, json!("hello")).await;
+            assert_eq!(r["status"], "failed", "{base}: {r}");
+            let error = r["error"].as_str().unwrap();
+            assert!(error.contains("not allowed"), "{base}: {error}");
+            assert!(!r.to_string().contains("CANARY"), "{r}");
+        }
+        // the base URL must be an http(s) URL when it is saved
+        for base in ["file:///etc/passwd", "gopher://127.0.0.1/", "not a url"] {
+            let (st, v) = s.call(Method::PUT, "/api/admin/service-credentials/openai", Some(json!({"api_key": GOOD_KEY, "base_url": base}))).await;
+            assert_eq!((st, v["errors"][0]["pointer"].as_str()), (422, Some("/base_url")), "{base}: {v}");
+        }
+        assert!(!s.output().contains("CANARY"));
+    }
+}

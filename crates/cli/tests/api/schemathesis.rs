@@ -26,22 +26,35 @@ db_tests! {
         let config = dir.path().join("schemathesis.toml");
         std::fs::write(&config, CONFIG).unwrap();
         let st_bin = tools.join("venv/bin/st");
-        let run = tokio::process::Command::new(&st_bin)
-            .arg("--config-file").arg(&config)
-            .arg("--no-color")
-            .arg("run").arg(format!("{}/api/openapi.json", s.url))
-            .args(["--checks", "all", "--workers", "2", "--seed", "20261202", "--request-timeout", "30"])
-            .args(["--max-time", &BUDGET_SECONDS.to_string()])
-            .arg("--header").arg(format!("Authorization: Bearer {}", s.token))
-            .current_dir(dir.path())
-            .env("SCHEMATHESIS_HOOKS", "")
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(std::time::Duration::from_secs(u64::from(BUDGET_SECONDS) * 3 + 60), run)
-            .await
-            .expect("schemathesis ran past its time budget")
-            .expect("run schemathesis");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        // CPython 3.11 before 3.11.9 can fail `ast.parse` in threads ("AST constructor
+        // recursion depth mismatch", python/cpython#106905) while Hypothesis describes a
+        // lambda: a crash of the tool, not a finding about the API. Such a run (and only
+        // such a run) is made once more.
+        let mut attempts = 0;
+        let (out, text) = loop {
+            attempts += 1;
+            let run = tokio::process::Command::new(&st_bin)
+                .arg("--config-file").arg(&config)
+                .arg("--no-color")
+                .arg("run").arg(format!("{}/api/openapi.json", s.url))
+                .args(["--checks", "all", "--workers", "2", "--seed", "20261202", "--request-timeout", "30"])
+                .args(["--max-time", &BUDGET_SECONDS.to_string()])
+                .arg("--header").arg(format!("Authorization: Bearer {}", s.token))
+                .current_dir(dir.path())
+                .env("SCHEMATHESIS_HOOKS", "")
+                .kill_on_drop(true)
+                .output();
+            let out = tokio::time::timeout(std::time::Duration::from_secs(u64::from(BUDGET_SECONDS) * 3 + 60), run)
+                .await
+                .expect("schemathesis ran past its time budget")
+                .expect("run schemathesis");
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let tool_crash = text.contains("AST constructor recursion depth mismatch") && !text.contains("FAILURES");
+            if out.status.success() || !tool_crash || attempts == 2 {
+                break (out, text);
+            }
+            eprintln!("schemathesis crashed inside CPython's ast (python/cpython#106905); running it once more");
+        };
         let summary = text.rsplit_once("SUMMARY").map_or(text.as_str(), |(_, s)| s);
         assert!(out.status.success(), "schemathesis found failures (exit {:?}):\n{text}", out.status.code());
         let all = format!("Selected: {n}/{n}", n = EXPECTED.len());
