@@ -41,6 +41,7 @@ fn fixtures() -> tempfile::TempDir {
     list.push(json!({"match": {"userMessage": "where am I", "hasToolResult": true}, "response": {"content": "You are at 127.0.0.1."}}));
     list.push(json!({"match": {"userMessage": "call a ghost", "hasToolResult": true}, "response": {"content": "That tool does not exist."}}));
     list.push(json!({"match": {"userMessage": "hello"}, "response": {"content": "Hi."}}));
+    list.push(json!({"match": {"userMessage": "be evil"}, "response": {"content": "<img src=x onerror=alert(1)><script>alert(2)</script>"}}));
     // OpenAI only: two slow calls in one turn, and one very slow call to cancel
     list.push(json!({"match": {"userMessage": "wait twice", "hasToolResult": false},
         "response": {"toolCalls": [{"name": "hb__delay", "arguments": {"n": 1}}, {"name": "hb__delay", "arguments": {"n": 1}}]}}));
@@ -453,6 +454,38 @@ db_tests! {
         let page = b.client.source().await.unwrap();
         assert!(!page.contains("CANARY"), "no key on the pages");
         b.close().await;
+
+        // hostile text (an agent's name and instructions, a model's answer) shows as text,
+        // and a member sees no admin controls
+        const XSS: &str = "<img src=x onerror=alert(1)>";
+        let (st, evil) = s.call(Method::POST, &format!("{WS}/agents"), Some(json!({"name": format!("Evil {XSS}"), "provider": "openai",
+            "model": "oa-model", "instructions": XSS, "tools": []}))).await;
+        assert_eq!(st, 201, "{evil}");
+        let evil = evil["id"].as_str().unwrap().to_owned();
+        let (uid, member) = s.user("member@example.com").await;
+        let (st, v) = s.call(Method::PUT, &format!("{WS}/members/{uid}"), Some(json!({"role": "member"}))).await;
+        assert!(st == 200 || st == 201, "{v}");
+        let m = Browser::open().await;
+        m.client.goto(&format!("{}/login", s.url)).await.unwrap();
+        m.fill("#token", &member).await;
+        m.click("#token-form button[type=submit]").await;
+        m.wait_path("/connections").await;
+        m.client.goto(&format!("{}/agents", s.url)).await.unwrap();
+        m.wait_text("#agents", "Evil <img").await;
+        assert!(m.client.find_all(Locator::Css("#new-agent")).await.unwrap().is_empty(), "members create no agents");
+        m.client.goto(&format!("{}/agents/{evil}", s.url)).await.unwrap();
+        m.wait_text("main h1", XSS).await;
+        m.wait_text("#agent-summary", XSS).await;
+        for admin_only in ["#agent-form", "#delete-agent", "#run-participant"] {
+            assert!(m.client.find_all(Locator::Css(admin_only)).await.unwrap().is_empty(), "a member sees {admin_only}");
+        }
+        // the member runs it; the model's answer is hostile text
+        m.fill("#run-input", "be evil").await;
+        m.click("#run-agent").await;
+        m.wait_text_within("#run-output", "<script>alert(2)</script>", 20).await;
+        assert!(m.client.find_all(Locator::Css("main img")).await.unwrap().is_empty(), "no element from text");
+        assert!(!m.dialog_open().await);
+        m.close().await;
     }
 }
 
