@@ -55,14 +55,7 @@ impl AgentDef {
         let mut errors = FieldErrors::default();
         let name = match (input.name, base) {
             (Some(n), _) => {
-                let n = n.trim().to_owned();
-                if n.is_empty() || n.chars().count() > MAX_NAME || n.chars().any(char::is_control) {
-                    errors.push(
-                        "/name",
-                        format!("`name` must be 1 to {MAX_NAME} characters, without control characters"),
-                    );
-                }
-                n
+                chatterfly_domain::connection::check_name_within(&n, MAX_NAME, &mut errors).unwrap_or_default()
             }
             (None, Some(b)) => b.name.clone(),
             (None, None) => {
@@ -271,6 +264,14 @@ mod tests {
                 "/tools/0",
             ),
             (json!({"name": "a\u{7}", "provider": "openai", "model": "m"}), "/name"),
+            (
+                json!({"name": "admin\u{202E}txt", "provider": "openai", "model": "m"}),
+                "/name",
+            ),
+            (
+                json!({"name": "a\u{200B}b", "provider": "openai", "model": "m"}),
+                "/name",
+            ),
         ] {
             let e = AgentDef::create(input(v.clone())).expect_err("refused");
             assert_eq!(e.0[0].pointer, pointer, "{v}");

@@ -11,4 +11,4 @@ pub mod agent;
 pub mod runner;
 
 pub use agent::{AgentDef, AgentInput, RunInput};
-pub use runner::{RunError, Runner, RunnerOptions, StartRun};
+pub use runner::{Declared, RunError, Runner, RunnerOptions, StartRun};

@@ -32,8 +32,8 @@ const MODEL_MAX_BYTES: usize = 8 * 1024 * 1024;
 const MAX_TOKENS: u32 = 4096;
 /// A tool's output is cut to this for the model (the run record keeps the same).
 const RESULT_MAX_BYTES: usize = 64 * 1024;
-/// The most tool calls of one model turn that are made; the rest are answered with an
-/// error (a model asking for hundreds at once is looping, or hostile).
+/// The most tool calls of one model turn that are made; the rest are left out (a model
+/// asking for hundreds at once is looping, or hostile).
 const MAX_CALLS_PER_TURN: usize = 32;
 /// The most a run's conversation (input, answers, tool results) may hold: past it the run
 /// fails rather than growing without end.
@@ -95,11 +95,35 @@ impl Default for RunnerOptions {
     }
 }
 
+/// What an agent's tools declare for one provider, and the tools that do not exist.
+#[derive(Debug)]
+pub struct Declared {
+    pub decls: Declarations,
+    pub unknown: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DeclaredKey {
+    workspace: String,
+    provider: Provider,
+    tools: Vec<String>,
+    /// The workspace's connections as of the build (`Store::catalog_stamp`).
+    stamp: String,
+}
+
+/// Declarations kept (all workspaces together), and for how long.
+const DECLARED_KEPT: usize = 256;
+const DECLARED_FOR: Duration = Duration::from_secs(300);
+/// Declarations built at once (each reads the workspace's schemas and may take a while).
+const DECLARE_AT_ONCE: usize = 2;
+
 /// Starts runs and tells who listens when a step ends.
 #[derive(Clone)]
 pub struct Runner {
     tools: Arc<Tools>,
     options: RunnerOptions,
+    declared: Arc<Mutex<HashMap<DeclaredKey, (Instant, Arc<Declared>)>>>,
+    declaring: Arc<tokio::sync::Semaphore>,
     events: broadcast::Sender<String>,
     live: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
 }
@@ -110,6 +134,8 @@ impl Runner {
         Self {
             tools,
             options,
+            declared: Arc::new(Mutex::new(HashMap::new())),
+            declaring: Arc::new(tokio::sync::Semaphore::new(DECLARE_AT_ONCE)),
             events,
             live: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -186,13 +212,34 @@ impl Runner {
     }
 
     /// The declarations `def`'s tools make for its provider in this workspace, and the
-    /// names of tools that do not exist.
+    /// names of tools that do not exist. Kept a while per workspace, provider and tool list
+    /// while the workspace's connections are unchanged (an imported API's hundreds of
+    /// schemas take a moment to declare); at most [`DECLARE_AT_ONCE`] are built at a time.
     pub async fn declarations(
         &self,
         workspace_id: &str,
         def: &AgentDef,
         provider: Provider,
-    ) -> Result<(Declarations, Vec<String>), ToolError> {
+    ) -> Result<Arc<Declared>, ToolError> {
+        let stamp = self.store().catalog_stamp(workspace_id).await?;
+        let key = DeclaredKey {
+            workspace: workspace_id.to_owned(),
+            provider,
+            tools: def.tools.clone(),
+            stamp,
+        };
+        if let Some(hit) = self.declared_cached(&key) {
+            return Ok(hit);
+        }
+        let _turn = self
+            .declaring
+            .acquire()
+            .await
+            .map_err(|_| ToolError::Internal("the declaration builder closed".into()))?;
+        // built meanwhile by whoever held the turn before
+        if let Some(hit) = self.declared_cached(&key) {
+            return Ok(hit);
+        }
         let catalog = self.tools.catalog(workspace_id).await?;
         let mut by_name: HashMap<&str, &chatterfly_tools::ToolInfo> = HashMap::new();
         for t in catalog.standard.iter().chain(catalog.connections.iter()) {
@@ -211,14 +258,32 @@ impl Runner {
                 None => unknown.push(name.clone()),
             }
         }
-        Ok((declare(provider, &specs), unknown))
+        let declared = Arc::new(Declared {
+            decls: declare(provider, &specs),
+            unknown,
+        });
+        let mut cache = self.declared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= DECLARED_KEPT {
+            cache.clear();
+        }
+        cache.insert(key, (Instant::now(), declared.clone()));
+        Ok(declared)
+    }
+
+    fn declared_cached(&self, key: &DeclaredKey) -> Option<Arc<Declared>> {
+        let cache = self.declared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < DECLARED_FOR)
+            .map(|(_, d)| d.clone())
     }
 
     /// Starts a run; it goes on in the background.
     pub async fn start(&self, start: StartRun) -> Result<RunRecord, RunError> {
-        let (decls, unknown) = self
+        let declared = self
             .declarations(&start.workspace_id, &start.def, start.def.provider)
             .await?;
+        let unknown = &declared.unknown;
         if !unknown.is_empty() {
             return Err(RunError::UnknownTools(format!(
                 "agent `{}` names tools that do not exist in this workspace: {}; edit the agent or add them",
@@ -310,7 +375,7 @@ impl Runner {
                 runner: &this,
                 run_id: &run_id,
                 start: &start,
-                decls,
+                decls: &declared.decls,
                 key: key.key,
                 base,
                 redactor: Redactor::for_values(secrets),
@@ -371,7 +436,7 @@ struct Task<'a> {
     runner: &'a Runner,
     run_id: &'a str,
     start: &'a StartRun,
-    decls: Declarations,
+    decls: &'a Declarations,
     key: chatterfly_vault::Secret,
     base: String,
     redactor: Redactor,
@@ -409,7 +474,7 @@ impl Task<'_> {
             let turn = match answer {
                 Ok(t) => t,
                 Err(message) => {
-                    let message = self.redactor.text(&message);
+                    let message = self.hide(&message);
                     self.step(
                         "model",
                         json!({"turn": turn_no, "error": message, "retries": retries}),
@@ -419,6 +484,12 @@ impl Task<'_> {
                     return End::failed(message);
                 }
             };
+            // a turn asking for more calls than are made: the rest are left out of the
+            // run and of the conversation (so the provider expects no result for them),
+            // counted in the step
+            let mut turn = turn;
+            let left_out = turn.calls.len().saturating_sub(MAX_CALLS_PER_TURN);
+            turn.calls.truncate(MAX_CALLS_PER_TURN);
             let calls: Vec<Value> = turn
                 .calls
                 .iter()
@@ -429,14 +500,14 @@ impl Task<'_> {
                 .collect();
             self.step(
                 "model",
-                json!({"turn": turn_no, "text": turn.text, "calls": calls, "usage": turn.usage, "stop": turn.stop, "retries": retries}),
+                json!({"turn": turn_no, "text": turn.text, "calls": calls, "calls_left_out": left_out, "usage": turn.usage, "stop": turn.stop, "retries": retries}),
                 ms,
                 turn.usage,
             );
             if turn.calls.is_empty() {
                 return End {
                     status: "succeeded",
-                    output: Some(turn.text.unwrap_or_default()),
+                    output: Some(self.hide(&turn.text.unwrap_or_default())),
                     error: None,
                 };
             }
@@ -528,8 +599,19 @@ impl Task<'_> {
         }
     }
 
+    /// `text` with the run's secrets hidden: the provider key and the run's credentials,
+    /// and every credential this server used within the last minute (a saved key or an
+    /// account's token one of the run's calls used, which a model might repeat).
+    fn hide(&self, text: &str) -> String {
+        let text = self.redactor.text(text);
+        match chatterfly_egress::in_play::redact_log(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(hidden) => hidden,
+        }
+    }
+
     fn step(&self, kind: &'static str, data: Value, ms: u64, usage: Usage) {
-        let text = self.redactor.text(&data.to_string());
+        let text = self.hide(&data.to_string());
         let tokens = (
             i64::try_from(usage.input_tokens).unwrap_or(i64::MAX),
             i64::try_from(usage.output_tokens).unwrap_or(i64::MAX),
@@ -575,7 +657,7 @@ impl Task<'_> {
                 model: &self.start.def.model,
                 system: &self.start.def.instructions,
                 messages,
-                tools: &self.decls,
+                tools: self.decls,
                 max_tokens: MAX_TOKENS,
             },
         );
@@ -656,27 +738,7 @@ impl Task<'_> {
 
     /// Every call of one turn, at once; results in the calls' order.
     async fn call_all(&self, calls: &[ToolCall]) -> Vec<ToolResult> {
-        let made = calls.len().min(MAX_CALLS_PER_TURN);
-        let mut results = futures::future::join_all(calls[..made].iter().map(|c| self.call_one(c))).await;
-        for c in &calls[made..] {
-            let content = json!({"error": {"code": "too_many_calls", "message": format!(
-                "not made: at most {MAX_CALLS_PER_TURN} tool calls of one turn are made; ask for the rest in the next turn"
-            )}});
-            self.step(
-                "tool",
-                json!({"call_id": c.id, "name": c.name, "tool": self.decls.by_name(&c.name).map(|d| d.tool.clone()),
-                       "arguments": c.arguments, "is_error": true, "error": content["error"]}),
-                0,
-                Usage::default(),
-            );
-            results.push(ToolResult {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                content: content.to_string(),
-                is_error: true,
-            });
-        }
-        results
+        futures::future::join_all(calls.iter().map(|c| self.call_one(c))).await
     }
 
     async fn call_one(&self, c: &ToolCall) -> ToolResult {
@@ -727,7 +789,7 @@ impl Task<'_> {
             }
         };
         let ms = elapsed_ms(started);
-        let text = cut(&self.redactor.text(&content.to_string()), RESULT_MAX_BYTES);
+        let text = cut(&self.hide(&content.to_string()), RESULT_MAX_BYTES);
         let mut recorded: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!(text));
         if is_error && let Some(inner) = recorded.get_mut("error").map(Value::take) {
             recorded = inner;

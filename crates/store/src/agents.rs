@@ -256,13 +256,21 @@ impl Store {
     }
 
     /// An agent's runs, newest first, at most `limit`.
-    pub async fn runs_of(&self, workspace_id: &str, agent_id: &str, limit: i64) -> Result<Vec<RunRecord>> {
+    /// An agent's runs, newest first; only those `started_by` started when it is given.
+    pub async fn runs_of(
+        &self,
+        workspace_id: &str,
+        agent_id: &str,
+        started_by: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(sql!(
             "SELECT {RUN_COLS} FROM agent_runs WHERE workspace_id = $1 AND agent_id = $2 \
-             ORDER BY created_at DESC, id DESC LIMIT $3"
+             AND ($3 IS NULL OR started_by = $3) ORDER BY created_at DESC, id DESC LIMIT $4"
         ))
         .bind(workspace_id)
         .bind(agent_id)
+        .bind(started_by)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -363,11 +371,18 @@ impl Store {
 
     /// A run's steps from `from` on, in order.
     pub async fn steps(&self, run_id: &str, from: i64) -> Result<Vec<StepRecord>> {
+        self.steps_page(run_id, from, i64::MAX).await
+    }
+
+    /// At most `limit` of a run's steps from `from` on, in order (a follower reads a big
+    /// run a page at a time).
+    pub async fn steps_page(&self, run_id: &str, from: i64, limit: i64) -> Result<Vec<StepRecord>> {
         let rows = sqlx::query(
-            "SELECT seq, kind, data, duration_ms, created_at FROM agent_run_steps WHERE run_id = $1 AND seq >= $2 ORDER BY seq",
+            "SELECT seq, kind, data, duration_ms, created_at FROM agent_run_steps WHERE run_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
         )
         .bind(run_id)
         .bind(from)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -475,6 +475,18 @@ impl Store {
             .collect()
     }
 
+    /// What changes whenever a workspace's tools may have: its connections' count and
+    /// latest change (cheap; what is built from the tools is kept while it is the same).
+    pub async fn catalog_stamp(&self, workspace_id: &str) -> Result<String> {
+        let row = sqlx::query("SELECT COUNT(*), MAX(updated_at) FROM connections WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let count: i64 = row.try_get(0)?;
+        let latest: Option<String> = row.try_get(1)?;
+        Ok(format!("{count}/{}", latest.unwrap_or_default()))
+    }
+
     pub async fn operations_of(&self, connection_id: &str) -> Result<Vec<Operation>> {
         let rows = sqlx::query(sql!(
             "SELECT {OP_COLS} FROM connection_operations o WHERE o.connection_id = $1 ORDER BY o.position"

@@ -716,7 +716,9 @@ db_tests! {
         assert!(s.run(&other.id, &run.id).await.unwrap().is_none());
         // runs listed newest first; a stale running one is failed on start
         let stale = s.create_run(&renamed, "[]", None, None).await.unwrap();
-        let listed = s.runs_of(&w.id, &agent.id, 10).await.unwrap();
+        let listed = s.runs_of(&w.id, &agent.id, None, 10).await.unwrap();
+        assert_eq!(s.runs_of(&w.id, &agent.id, Some(&a.id), 10).await.unwrap().len(), 1, "only the run a started");
+        assert!(s.runs_of(&w.id, &agent.id, Some("someone-else"), 10).await.unwrap().is_empty());
         assert_eq!(listed[0].id, stale.id);
         assert_eq!(s.fail_stale_runs("9999-01-01T00:00:00.000Z", "the server stopped during the run").await.unwrap(), 1);
         assert_eq!(s.run(&w.id, &stale.id).await.unwrap().unwrap().status, "failed");

@@ -236,6 +236,18 @@ db_tests! {
             let (st, _) = s.call(Method::GET, &path, None).await;
             assert_eq!(st, 404, "{path}");
         }
+        // a tool added later is known at once (what was declared before is not kept)
+        let (st, v) = s.call(Method::PATCH, &format!("{WS}/agents/{id}"), Some(json!({"tools": ["web_search", "late.op"]}))).await;
+        assert_eq!((st, v["warnings"][0]["tool"].as_str()), (200, Some("late.op")), "{v}");
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "Late", "slug": "late", "service_type": "http",
+            "base_url": "https://api.example.com", "operations": [{"name": "op", "method": "GET", "path": "/op"}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        let (_, v) = s.call(Method::GET, &format!("{WS}/agents/{id}"), None).await;
+        assert_eq!(v["warnings"], json!([]), "{v}");
+        let (st, _) = s.call(Method::DELETE, &format!("{WS}/connections/late"), None).await;
+        assert_eq!(st, 204);
+        let (_, v) = s.call(Method::GET, &format!("{WS}/agents/{id}"), None).await;
+        assert_eq!(v["warnings"][0]["tool"], "late.op", "{v}");
         let (st, _) = s.call(Method::DELETE, &format!("/api/workspaces/other/agents/{id}"), None).await;
         assert_eq!(st, 404);
         let (st, _) = s.call(Method::DELETE, &format!("{WS}/agents/{id}"), None).await;
@@ -625,15 +637,25 @@ db_tests! {
                 assert_eq!((tool["is_error"].as_bool(), tool["error"]["code"].as_str()), (Some(true), Some(code)), "{provider} {behavior}: {r}");
             }
 
-            // 40 calls in one turn: 32 are made, the rest answered with an error
-            let many: Vec<Value> = (0..40).map(|_| json!({"name": "current_time", "arguments": {}})).collect();
+            // 5,000 calls in one turn (unknown tools among them): 32 are made, the rest are
+            // left out of the run, counted, and stored nowhere
+            let mut many: Vec<Value> = (0..40).map(|_| json!({"name": "current_time", "arguments": {}})).collect();
+            many.extend((0..4960).map(|i| json!({"name": format!("ghost_{i}"), "arguments": {}})));
             script(&llmock.url, json!([{"type": "reply", "tool_calls": many}, {"type": "reply", "text": "Enough."}])).await;
             let r = run_to_end(&s, &a, json!("hello")).await;
             assert_eq!(r["status"], "succeeded", "{provider}: {r}");
             let tools: Vec<&Value> = r["steps"].as_array().unwrap().iter().filter(|s| s["kind"] == "tool").collect();
-            assert_eq!(tools.len(), 40, "{provider}");
-            assert_eq!(tools.iter().filter(|t| t["is_error"] == false).count(), 32, "{provider}: {r}");
-            assert_eq!(tools.iter().filter(|t| t["error"]["code"] == "too_many_calls").count(), 8, "{provider}: {r}");
+            assert_eq!(tools.len(), 32, "{provider}");
+            assert!(tools.iter().all(|t| t["is_error"] == false), "{provider}: {r}");
+            assert_eq!((r["steps"][0]["calls_left_out"].as_u64(), r["steps"][0]["calls"].as_array().map(Vec::len)), (Some(4968), Some(32)), "{provider}");
+            assert!(r.to_string().len() < 200_000, "{provider}: the record stays small");
+            // its events come a page at a time, every step once and in order, then the end
+            let text = super::accounts::no_redirects().get(format!("{}{WS}/agents/{a}/runs/{}/events", s.url, r["id"].as_str().unwrap()))
+                .bearer_auth(&s.token).send().await.unwrap().text().await.unwrap();
+            let seqs: Vec<i64> = text.lines().filter_map(|l| l.strip_prefix("data: ")).filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                .filter_map(|v| v["seq"].as_i64()).collect();
+            assert_eq!(seqs, (0..r["step_count"].as_i64().unwrap()).collect::<Vec<_>>(), "{provider}");
+            assert!(text.trim_end().ends_with('}') && text.contains("event: end"), "{provider}");
             if provider == "openai" {
                 // a conversation that grows past 16 MiB (6 MB of text per turn) ends the run
                 let turn = json!({"type": "reply", "text": "c".repeat(6 * 1024 * 1024), "tool_calls": [{"name": "current_time", "arguments": {}}]});
@@ -713,9 +735,11 @@ db_tests! {
             }
             let a = agent(&s, provider, "canary-model", json!(["me.bearer", "crm.headers"]), 3).await;
             let sep = if provider == "gemini" { "." } else { "__" };
+            // the model's answer repeats every secret the run used (as a hostile or confused
+            // model may)
             script(&llmock.url, json!([
                 {"type": "reply", "tool_calls": [{"name": format!("me{sep}bearer"), "arguments": {}}, {"name": format!("crm{sep}headers"), "arguments": {}}]},
-                {"type": "reply", "text": "Both called."}])).await;
+                {"type": "reply", "text": format!("Both called. {} {} {}", c("runcred"), c("partkey"), key)}])).await;
             let (st, run) = s.call(Method::POST, &format!("{WS}/agents/{a}/runs"),
                 Some(json!({"input": "call both", "credentials": {"me": {"token": c("runcred")}}, "participant": pid}))).await;
             assert_eq!(st, 201, "{run}");
@@ -726,7 +750,8 @@ db_tests! {
             assert!(events.contains("event: end"), "{events}");
             seen.push_str(&events);
             let (_, r) = s.call(Method::GET, &format!("{WS}/agents/{a}/runs/{id}"), None).await;
-            assert_eq!((r["status"].as_str(), r["output"].as_str()), (Some("succeeded"), Some("Both called.")), "{provider}: {r}");
+            assert_eq!((r["status"].as_str(), r["output"].as_str()), (Some("succeeded"),
+                Some("Both called. [REDACTED] [REDACTED] [REDACTED]")), "{provider}: {r}");
             let steps = r["steps"].as_array().unwrap();
             let bearer = steps.iter().find(|s| s["tool"] == "me.bearer").unwrap();
             assert_eq!(bearer["output"]["body"]["authenticated"], true, "httpbin got the run's token: {bearer}");
@@ -838,9 +863,13 @@ db_tests! {
         let (st, v) = s.call_as(&member, Method::PUT, &format!("{WS}/connections/me/my-credentials"), Some(json!({"token": "member-saved-token"}))).await;
         assert_eq!(st, 200, "{v}");
         script(&llmock.url, call("me__bearer")).await;
+        script(&llmock.url, json!([{"type": "reply", "tool_calls": [{"name": "me__bearer", "arguments": {}}]},
+            {"type": "reply", "text": "your token is member-saved-token"}])).await;
         let r = run_as(json!({"input": "who am I"})).await;
         let t = tool_step(&r);
         assert_eq!((t["output"]["body"]["authenticated"].as_bool(), t["output"]["body"]["token"].as_str()), (Some(true), Some("[REDACTED]")), "{t}");
+        assert_eq!(r["output"], "your token is [REDACTED]", "a saved key the model repeats is hidden: {r}");
+        let member_run = r["id"].as_str().unwrap().to_owned();
         // the admin has no saved key: the run's own credentials are used
         script(&llmock.url, call("me__bearer")).await;
         let r = run_to_end_with(&s, &a, json!({"input": "who am I", "credentials": {"me": {"token": "run-only-token"}}})).await;
@@ -870,6 +899,20 @@ db_tests! {
         let (_, audit) = s.call(Method::GET, &format!("{WS}/audit?run={}", r["id"].as_str().unwrap()), None).await;
         assert_eq!(audit["events"][0]["participant_id"], pid.as_str(), "{audit}");
 
+        // members see and cancel the runs they started; admins see all
+        let (_, mine) = s.call_as(&member, Method::GET, &format!("{WS}/agents/{a}/runs"), None).await;
+        let mine: Vec<&str> = mine.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert!(mine.contains(&member_run.as_str()) && mine.len() == 2, "{mine:?}");
+        let (_, all) = s.call(Method::GET, &format!("{WS}/agents/{a}/runs"), None).await;
+        assert!(all.as_array().unwrap().len() > mine.len());
+        let admins = r["id"].as_str().unwrap();
+        for (method, path) in [(Method::GET, format!("{WS}/agents/{a}/runs/{admins}")), (Method::GET, format!("{WS}/agents/{a}/runs/{admins}/events")),
+            (Method::POST, format!("{WS}/agents/{a}/runs/{admins}/cancel"))] {
+            let (st, _) = s.call_as(&member, method.clone(), &path, None).await;
+            assert_eq!(st, 404, "{method} {path}");
+        }
+        assert_eq!(s.call(Method::GET, &format!("{WS}/agents/{a}/runs/{member_run}"), None).await.0, 200, "admins see members' runs");
+
         // bad run input: each a 4xx at its field, nothing started
         let (_, before) = s.call(Method::GET, &format!("{WS}/agents/{a}/runs?limit=200"), None).await;
         let (_, other) = s.call(Method::POST, "/api/workspaces", Some(json!({"slug": "other", "name": "Other"}))).await;
@@ -882,6 +925,8 @@ db_tests! {
             (json!({"input": "x", "participant": "p".repeat(65)}), 422),
             (json!({"input": "x", "credentials": {"me": "just-a-token"}}), 422),
             (json!({"input": "x", "credentials": []}), 422),
+            (json!({"input": "x", "credentials": {"nope": {"token": "t"}}}), 422),
+            (json!({"input": "x", "credentials": {"crm": {"key": "k"}}}), 422),
             (json!({"input": ""}), 422),
             (json!({"input": [{"role": "assistant", "content": "hi"}]}), 422),
             (json!({"input": "x", "extra": 1}), 422),

@@ -92,17 +92,18 @@ fn def_of(a: &AgentRecord) -> Result<AgentDef, ApiError> {
 
 async fn view(state: &AppState, a: AgentRecord) -> Result<AgentView, ApiError> {
     let def = def_of(&a)?;
-    let (decls, unknown) = state.runner.declarations(&a.workspace_id, &def, def.provider).await?;
-    let mut warnings: Vec<ToolWarning> = unknown
-        .into_iter()
+    let declared = state.runner.declarations(&a.workspace_id, &def, def.provider).await?;
+    let mut warnings: Vec<ToolWarning> = declared
+        .unknown
+        .iter()
         .map(|t| ToolWarning {
             message: format!("`{t}` is not a tool of this workspace: a run will fail until it exists or is removed"),
-            tool: t,
+            tool: t.clone(),
         })
         .collect();
-    warnings.extend(decls.left_out.into_iter().map(|l| ToolWarning {
+    warnings.extend(declared.decls.left_out.iter().map(|l| ToolWarning {
         message: format!("left out of what {} receives: {}", def.provider, l.reason),
-        tool: l.tool,
+        tool: l.tool.clone(),
     }));
     Ok(AgentView {
         id: a.id,
@@ -298,7 +299,8 @@ pub async fn declarations(
             .map_err(|e| chatterfly_domain::FieldErrors::single("/provider", e))?,
         None => def.provider,
     };
-    let (decls, unknown) = state.runner.declarations(&access.workspace.id, &def, provider).await?;
+    let declared = state.runner.declarations(&access.workspace.id, &def, provider).await?;
+    let (decls, unknown) = (&declared.decls, declared.unknown.clone());
     Ok(Json(DeclarationsView {
         provider: provider.as_str().into(),
         tools: decls.wire(),
@@ -440,6 +442,34 @@ pub async fn start_run(
         );
     }
     let def = def_of(&a)?;
+    // credentials only for the agent's connections that take the caller's
+    if let Some(creds) = req.credentials.as_ref().filter(|c| !c.is_empty()) {
+        let slugs: std::collections::HashSet<&str> = def
+            .tools
+            .iter()
+            .filter_map(|t| t.split_once('.').map(|(s, _)| s))
+            .collect();
+        let caller_conns: std::collections::HashSet<String> = state
+            .store
+            .list_connections(&access.workspace.id)
+            .await?
+            .into_iter()
+            .filter(|c| c.draft.fulfillment == chatterfly_domain::Fulfillment::Caller)
+            .map(|c| c.draft.slug.to_string())
+            .collect();
+        for slug in creds.keys() {
+            if !slugs.contains(slug.as_str()) || !caller_conns.contains(slug) {
+                return Err(chatterfly_domain::FieldErrors::single(
+                    format!("/credentials/{}", chatterfly_domain::error::pointer_token(slug)),
+                    format!(
+                        "`{}` is not a connection this agent calls with the caller's own credentials",
+                        crate::api::access::short(slug)
+                    ),
+                )
+                .into());
+            }
+        }
+    }
     let run = state
         .runner
         .start(StartRun {
@@ -489,19 +519,36 @@ pub async fn list_runs(
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     let a = agent_of(&state, &access, &id).await?;
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
-    let runs = state.store.runs_of(&access.workspace.id, &a.id, limit).await?;
+    let runs = state
+        .store
+        .runs_of(&access.workspace.id, &a.id, own_runs_only(&access, &caller), limit)
+        .await?;
     Ok(Json(runs.into_iter().map(|r| run_view(r, None)).collect()))
 }
 
-async fn run_of(state: &AppState, access: &WorkspaceAccess, agent: &str, run: &str) -> Result<RunRecord, ApiError> {
+/// Members see the runs they started (a run's steps may hold what their own accounts
+/// fetched); workspace admins see every run.
+fn own_runs_only<'a>(access: &WorkspaceAccess, caller: &'a Caller) -> Option<&'a str> {
+    (access.role != chatterfly_domain::WorkspaceRole::Admin).then_some(caller.user.id.as_str())
+}
+
+async fn run_of(
+    state: &AppState,
+    access: &WorkspaceAccess,
+    caller: &Caller,
+    agent: &str,
+    run: &str,
+) -> Result<RunRecord, ApiError> {
     if run.len() > 64 || agent.len() > 64 {
         return Err(ApiError::not_found("run"));
     }
+    let only = own_runs_only(access, caller);
     state
         .store
         .run(&access.workspace.id, run)
         .await?
         .filter(|r| r.agent_id == agent)
+        .filter(|r| only.is_none_or(|me| r.started_by.as_deref() == Some(me)))
         .ok_or_else(|| ApiError::not_found("run"))
 }
 
@@ -515,7 +562,7 @@ pub async fn get_run(
     Path((ws, id, run_id)): Path<(String, String, String)>,
 ) -> Result<Json<RunView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
-    let run = run_of(&state, &access, &id, &run_id).await?;
+    let run = run_of(&state, &access, &caller, &id, &run_id).await?;
     let steps = state.store.steps(&run.id, 0).await?;
     Ok(Json(run_view(run, Some(steps))))
 }
@@ -530,7 +577,7 @@ pub async fn cancel_run(
     Path((ws, id, run_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
-    let run = run_of(&state, &access, &id, &run_id).await?;
+    let run = run_of(&state, &access, &caller, &id, &run_id).await?;
     if !state.runner.cancel(&access.workspace.id, &run.id).await? {
         return Err(ApiError::Conflict {
             code: "run_ended",
@@ -539,6 +586,9 @@ pub async fn cancel_run(
     }
     Ok(StatusCode::ACCEPTED)
 }
+
+/// Steps read at a time by an events follower.
+const EVENTS_PAGE: i64 = 20;
 
 /// The run's steps as server-sent events (members): each step as an event `step`, then
 /// one `end` event with the run. Steps already taken come first.
@@ -551,7 +601,7 @@ pub async fn run_events(
     Path((ws, id, run_id)): Path<(String, String, String)>,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
-    let run = run_of(&state, &access, &id, &run_id).await?;
+    let run = run_of(&state, &access, &caller, &id, &run_id).await?;
     let rx = state.runner.subscribe();
     let workspace = access.workspace.id.clone();
     struct Follow {
@@ -582,7 +632,14 @@ pub async fn run_events(
             }
             // what the store has now: new steps, and the run's state
             let run = f.state.store.run(&f.workspace, &f.run).await.ok().flatten();
-            let steps = f.state.store.steps(&f.run, f.next).await.unwrap_or_default();
+            // a page at a time: a follower holds at most a page of a big run, and reads
+            // the next when the client has taken this one
+            let steps = f
+                .state
+                .store
+                .steps_page(&f.run, f.next, EVENTS_PAGE)
+                .await
+                .unwrap_or_default();
             for s in steps {
                 f.next = s.seq + 1;
                 let data = step_json(s).to_string();
