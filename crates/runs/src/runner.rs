@@ -111,6 +111,9 @@ struct DeclaredKey {
     stamp: String,
 }
 
+/// Declarations built lately, with when.
+type DeclaredCache = HashMap<DeclaredKey, (Instant, Arc<Declared>)>;
+
 /// Declarations kept (all workspaces together), and for how long.
 const DECLARED_KEPT: usize = 256;
 const DECLARED_FOR: Duration = Duration::from_secs(300);
@@ -122,7 +125,7 @@ const DECLARE_AT_ONCE: usize = 2;
 pub struct Runner {
     tools: Arc<Tools>,
     options: RunnerOptions,
-    declared: Arc<Mutex<HashMap<DeclaredKey, (Instant, Arc<Declared>)>>>,
+    declared: Arc<Mutex<DeclaredCache>>,
     declaring: Arc<tokio::sync::Semaphore>,
     events: broadcast::Sender<String>,
     live: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
