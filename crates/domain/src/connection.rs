@@ -677,11 +677,13 @@ impl ConnectionDraft {
 
 /// Characters that change how text around them is shown without being seen themselves:
 /// direction overrides and isolates (which can make a name read backwards), zero-width
-/// characters, the byte-order mark, line and paragraph separators, soft hyphens.
+/// characters, the byte-order mark, line and paragraph separators, soft hyphens, and the
+/// tag characters (invisible letters that can carry hidden text).
 pub fn is_invisible_format(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}')
 }
 
 /// The most an `auth` object may hold, as JSON (a Google service account key is a few KB).

@@ -272,6 +272,10 @@ mod tests {
                 json!({"name": "a\u{200B}b", "provider": "openai", "model": "m"}),
                 "/name",
             ),
+            (
+                json!({"name": "a\u{E0041}b", "provider": "openai", "model": "m"}),
+                "/name",
+            ),
         ] {
             let e = AgentDef::create(input(v.clone())).expect_err("refused");
             assert_eq!(e.0[0].pointer, pointer, "{v}");

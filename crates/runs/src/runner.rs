@@ -117,8 +117,11 @@ type DeclaredCache = HashMap<DeclaredKey, (Instant, Arc<Declared>)>;
 /// Declarations kept (all workspaces together), and for how long.
 const DECLARED_KEPT: usize = 256;
 const DECLARED_FOR: Duration = Duration::from_secs(300);
-/// Declarations built at once (each reads the workspace's schemas and may take a while).
-const DECLARE_AT_ONCE: usize = 2;
+/// Declarations built at once, all workspaces together (each reads a workspace's schemas
+/// and may take a while); one workspace builds one at a time.
+const DECLARE_AT_ONCE: usize = 4;
+/// Provider answers parsed at once.
+const PARSE_AT_ONCE: usize = 4;
 
 /// Starts runs and tells who listens when a step ends.
 #[derive(Clone)]
@@ -126,7 +129,12 @@ pub struct Runner {
     tools: Arc<Tools>,
     options: RunnerOptions,
     declared: Arc<Mutex<DeclaredCache>>,
-    declaring: Arc<tokio::sync::Semaphore>,
+    /// One declaration build at a time per workspace (so that one workspace's builds do
+    /// not make another's wait), and at most [`DECLARE_AT_ONCE`] in all.
+    declaring: Arc<Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+    declaring_all: Arc<tokio::sync::Semaphore>,
+    /// Provider answers read into values at once (a hostile 8 MiB answer takes ~150 MB).
+    parsing: Arc<tokio::sync::Semaphore>,
     events: broadcast::Sender<String>,
     live: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
 }
@@ -138,7 +146,9 @@ impl Runner {
             tools,
             options,
             declared: Arc::new(Mutex::new(HashMap::new())),
-            declaring: Arc::new(tokio::sync::Semaphore::new(DECLARE_AT_ONCE)),
+            declaring: Arc::new(Mutex::new(HashMap::new())),
+            declaring_all: Arc::new(tokio::sync::Semaphore::new(DECLARE_AT_ONCE)),
+            parsing: Arc::new(tokio::sync::Semaphore::new(PARSE_AT_ONCE)),
             events,
             live: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -234,8 +244,21 @@ impl Runner {
         if let Some(hit) = self.declared_cached(&key) {
             return Ok(hit);
         }
-        let _turn = self
-            .declaring
+        let mine = {
+            let mut map = self.declaring.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if map.len() > 1024 {
+                map.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            map.entry(workspace_id.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1)))
+                .clone()
+        };
+        let _turn = mine
+            .acquire()
+            .await
+            .map_err(|_| ToolError::Internal("the declaration builder closed".into()))?;
+        let _any = self
+            .declaring_all
             .acquire()
             .await
             .map_err(|_| ToolError::Internal("the declaration builder closed".into()))?;
@@ -712,7 +735,16 @@ impl Task<'_> {
             }
         };
         let status = resp.status.as_u16();
-        match wire::parse(provider, status, &resp.body) {
+        let parsed = {
+            let _parse = self
+                .runner
+                .parsing
+                .acquire()
+                .await
+                .map_err(|_| Refusal::last("the server is stopping".into()))?;
+            wire::parse(provider, status, &resp.body)
+        };
+        match parsed {
             Ok(t) => Ok(t),
             Err(AnswerError::Refused { message, .. }) => {
                 let retry_after = resp
