@@ -227,7 +227,8 @@ impl Runner {
     /// The declarations `def`'s tools make for its provider in this workspace, and the
     /// names of tools that do not exist. Kept a while per workspace, provider and tool list
     /// while the workspace's connections are unchanged (an imported API's hundreds of
-    /// schemas take a moment to declare); at most [`DECLARE_AT_ONCE`] are built at a time.
+    /// schemas take a moment to declare); one at a time per workspace, at most
+    /// [`DECLARE_AT_ONCE`] in all.
     pub async fn declarations(
         &self,
         workspace_id: &str,
