@@ -12,36 +12,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::path::Path;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::Path as UrlPath;
-use axum::routing::get;
 use chatterfly_providers::Provider;
 use chatterfly_providers::chat::{Message, ToolResult};
 use chatterfly_providers::declare::{ToolSpec, declare};
 use chatterfly_providers::wire::{self, Request};
+use chatterfly_testkit::Db;
 use chatterfly_testkit::peers::ScriptPeer;
-use chatterfly_testkit::server::{Options, TestServer, test_client};
-use chatterfly_testkit::{Db, fresh_database};
+use chatterfly_testkit::server::{TestServer, test_client};
 use serde_json::{Value, json};
 
 const ROUNDS: usize = 10;
 const RUNS: usize = 40;
 const WARMUP: usize = 5;
 const KEY: &str = "sk-bench-key";
-
-async fn upstream() -> String {
-    let app = Router::new().route(
-        "/items/{id}",
-        get(|UrlPath(id): UrlPath<u64>| async move { axum::Json(json!({"id": id, "name": "widget", "ok": true})) }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
 
 /// The peer's script: at each of the first ROUNDS assistant turns a call of `bench__item`,
 /// then the answer.
@@ -58,11 +45,6 @@ fn fixtures() -> tempfile::TempDir {
     );
     std::fs::write(dir.path().join("fixtures.json"), json!({"fixtures": list}).to_string()).unwrap();
     dir
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 /// One conversation made directly: model turns and tool calls, as Chatterfly makes them.
@@ -156,26 +138,10 @@ async fn through(client: &reqwest::Client, server: &TestServer, agent: &str) -> 
 }
 
 async fn run(db: Db) {
-    let up = upstream().await;
+    let up = common::upstream().await;
     let dir = fixtures();
     let llm = ScriptPeer::llm(dir.path().to_str().unwrap(), KEY);
-    let tdb = fresh_database(db).await;
-    let mut env = vec![("CHATTERFLY_ALLOW_PRIVATE".to_owned(), "127.0.0.1".to_owned())];
-    if db == Db::Postgres {
-        env.push((
-            "INTEGRATION_ENCRYPTION_KEY".into(),
-            chatterfly_testkit::server::random_key(),
-        ));
-    }
-    let server = TestServer::spawn(
-        Path::new(env!("CARGO_BIN_EXE_chatterfly")),
-        tdb,
-        &Options {
-            env,
-            rust_log: "warn".into(),
-        },
-    )
-    .expect("server starts");
+    let server = common::server(db).await;
     let schema = json!({"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}});
     let body = json!({"name": "Bench", "slug": "bench", "service_type": "http", "base_url": up,
         "auth": {"type": "bearer", "token": "bench-token-123456"},
@@ -219,8 +185,8 @@ async fn run(db: Db) {
     d.sort();
     t.sort();
     let ms = |x: Duration| x.as_secs_f64() * 1e3;
-    let (dp50, tp50) = (percentile(&d, 0.5), percentile(&t, 0.5));
-    let (dp90, tp90) = (percentile(&d, 0.9), percentile(&t, 0.9));
+    let (dp50, tp50) = (common::percentile(&d, 0.5), common::percentile(&t, 0.5));
+    let (dp90, tp90) = (common::percentile(&d, 0.9), common::percentile(&t, 0.9));
     println!(
         "\n{db:?}: {RUNS} runs of {ROUNDS} rounds ({t_steps} steps: {} model turns, {ROUNDS} tool calls) after {WARMUP} warm-up, interleaved",
         ROUNDS + 1

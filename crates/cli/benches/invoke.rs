@@ -9,37 +9,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::Path as UrlPath;
-use axum::routing::get;
-use chatterfly_testkit::server::{Options, TestServer, test_client};
-use chatterfly_testkit::{Db, fresh_database};
+use chatterfly_testkit::Db;
+use chatterfly_testkit::server::test_client;
 use serde_json::json;
 
 const SEQUENTIAL: usize = 3000;
 const WARMUP: usize = 300;
 const CONCURRENCY: usize = 16;
 const THROUGHPUT_CALLS: usize = 8000;
-
-async fn upstream() -> String {
-    let app = Router::new().route(
-        "/items/{id}",
-        get(|UrlPath(id): UrlPath<u64>| async move { axum::Json(json!({"id": id, "name": "widget", "ok": true})) }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 struct Figures {
     p50: Duration,
@@ -82,31 +64,15 @@ where
         t.await.unwrap();
     }
     Figures {
-        p50: percentile(&lat, 0.50),
-        p99: percentile(&lat, 0.99),
+        p50: common::percentile(&lat, 0.50),
+        p99: common::percentile(&lat, 0.99),
         per_sec: THROUGHPUT_CALLS as f64 / started.elapsed().as_secs_f64(),
     }
 }
 
 async fn run(db: Db) {
-    let up = upstream().await;
-    let tdb = fresh_database(db).await;
-    let mut env = vec![("CHATTERFLY_ALLOW_PRIVATE".to_owned(), "127.0.0.1".to_owned())];
-    if db == Db::Postgres {
-        env.push((
-            "INTEGRATION_ENCRYPTION_KEY".into(),
-            chatterfly_testkit::server::random_key(),
-        ));
-    }
-    let server = TestServer::spawn(
-        Path::new(env!("CARGO_BIN_EXE_chatterfly")),
-        tdb,
-        &Options {
-            env,
-            rust_log: "warn".into(),
-        },
-    )
-    .expect("server starts");
+    let up = common::upstream().await;
+    let server = common::server(db).await;
     let body = json!({"name": "Bench", "slug": "bench", "service_type": "http", "base_url": up,
         "auth": {"type": "bearer", "token": "bench-token-123456"},
         "operations": [{"name": "get_item", "method": "GET", "path": "/items/{{id}}",

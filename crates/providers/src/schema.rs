@@ -221,7 +221,10 @@ fn inline(
                     note(notes, "the schema refers to itself: the inner repeat is left open");
                     json!({"description": "(the same structure again, nested)"})
                 } else {
-                    match r.strip_prefix('#').and_then(|p| root.pointer(&percent_decode(p))) {
+                    match r
+                        .strip_prefix('#')
+                        .and_then(|p| root.pointer(&percent_encoding::percent_decode_str(p).decode_utf8_lossy()))
+                    {
                         Some(t) => {
                             stack.push(r.clone());
                             let v = inline(root, t, stack, budget, notes, depth + 1);
@@ -311,25 +314,6 @@ fn inline_keyword(
         },
         _ => v.clone(),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(h) = bytes.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(&String::from_utf8_lossy(h), 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn note(notes: &mut Vec<String>, n: &str) {

@@ -72,25 +72,7 @@ async fn agent(s: &TestServer, provider: &str, model: &str, tools: Value, max_st
 
 /// Starts a run and waits for its end; the run with its steps.
 async fn run_to_end(s: &TestServer, agent: &str, input: Value) -> Value {
-    let (st, v) = s
-        .call(
-            Method::POST,
-            &format!("{WS}/agents/{agent}/runs"),
-            Some(json!({"input": input})),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    for _ in 0..200 {
-        let (_, r) = s
-            .call(Method::GET, &format!("{WS}/agents/{agent}/runs/{id}"), None)
-            .await;
-        if r["status"] != "running" {
-            return r;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("run {id} did not end");
+    run_to_end_with(s, agent, json!({"input": input})).await
 }
 
 async fn set_key(s: &TestServer, scope: &str, provider: &str, key: Option<&str>, base: &str) {
@@ -946,6 +928,7 @@ db_tests! {
     }
 }
 
+/// [`run_to_end`] with a whole run request (credentials, participant).
 async fn run_to_end_with(s: &TestServer, agent: &str, body: Value) -> Value {
     let (st, v) = s
         .call(Method::POST, &format!("{WS}/agents/{agent}/runs"), Some(body))

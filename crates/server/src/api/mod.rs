@@ -321,7 +321,9 @@ pub(crate) fn masked_path(path: &str) -> std::borrow::Cow<'_, str> {
         if !decoded.contains('%') {
             break;
         }
-        let next: String = percent_decode(&decoded);
+        let next: String = percent_encoding::percent_decode_str(&decoded)
+            .decode_utf8_lossy()
+            .into_owned();
         if next == *decoded {
             break;
         }
@@ -331,28 +333,6 @@ pub(crate) fn masked_path(path: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Borrowed(p) => mask_runs(p),
         std::borrow::Cow::Owned(p) => std::borrow::Cow::Owned(mask_runs(&p).into_owned()),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|b| char::from(*b).to_digit(16)),
-                bytes.get(i + 2).and_then(|b| char::from(*b).to_digit(16)),
-            )
-        {
-            // both digits are below 16: the byte fits
-            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn mask_runs(path: &str) -> std::borrow::Cow<'_, str> {
