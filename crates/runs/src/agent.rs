@@ -46,6 +46,21 @@ impl AgentDef {
         Self::check(input, None)
     }
 
+    /// The definition of a stored agent.
+    pub fn from_record(a: &chatterfly_store::AgentRecord) -> Result<Self, String> {
+        Ok(Self {
+            name: a.name.clone(),
+            instructions: a.instructions.clone(),
+            provider: a
+                .provider
+                .parse::<Provider>()
+                .map_err(|e| format!("agent provider: {e}"))?,
+            model: a.model.clone(),
+            tools: serde_json::from_str(&a.tools).map_err(|e| format!("agent tools: {e}"))?,
+            max_steps: a.max_steps,
+        })
+    }
+
     /// `base` with `input`'s fields applied.
     pub fn patch(base: &AgentDef, input: AgentInput) -> Result<Self, FieldErrors> {
         Self::check(input, Some(base))

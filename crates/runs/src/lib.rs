@@ -8,7 +8,12 @@
 //! a credential (a provider key, a run's credentials) to the store or a log line.
 
 pub mod agent;
+pub mod flow;
 pub mod runner;
+pub mod template;
+pub mod workflow;
 
 pub use agent::{AgentDef, AgentInput, RunInput};
+pub use flow::{FlowError, FlowOptions, Flows, StartFlow};
 pub use runner::{Declared, RunError, Runner, RunnerOptions, StartRun};
+pub use workflow::{Definition, Edge, Node, NodeKind, WorkflowDef};

@@ -108,6 +108,24 @@ pub struct Config {
     /// Agents: runs one workspace may have going on at once (more are refused with 429).
     #[arg(long, env = "CHATTERFLY_MAX_RUNS_PER_WORKSPACE", default_value_t = 20, global = true)]
     pub max_runs_per_workspace: u32,
+
+    /// Workflows: how long (ms) a replica holds a run it executes without renewing its
+    /// lease; a run whose replica died is taken over this long after its last renewal.
+    #[arg(long, env = "CHATTERFLY_WORKFLOW_LEASE_MS", default_value_t = 4000, global = true)]
+    pub workflow_lease_ms: u64,
+
+    /// Workflows: runs one replica executes at once.
+    #[arg(long, env = "CHATTERFLY_WORKFLOW_WORKERS", default_value_t = 32, global = true)]
+    pub workflow_workers: usize,
+
+    /// Workflows: runs one workspace may have queued or running (more: 429).
+    #[arg(
+        long,
+        env = "CHATTERFLY_MAX_WORKFLOW_RUNS_PER_WORKSPACE",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_workflow_runs_per_workspace: u32,
 }
 
 /// Environment variable names read directly (secrets and operator exceptions).

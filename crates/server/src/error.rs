@@ -36,6 +36,10 @@ pub struct Problem {
     /// The upstream's own error code (Telegram's `error_code`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_code: Option<u16>,
+    /// `in_use`: what uses the connection (`kind`, `id`, `name`, `tools`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub used_by: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -74,6 +78,9 @@ pub enum ApiError {
     /// Too many attempts: 429 `too_many_attempts` with `Retry-After` (seconds).
     #[error("{detail}")]
     TooManyRequests { retry_after: u64, detail: String },
+    /// A connection that deployed workflows or agents use (409 `in_use`), with what uses it.
+    #[error("{detail}")]
+    InUse { detail: String, used_by: serde_json::Value },
     /// Something broke on our side; the text is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -100,6 +107,7 @@ impl ApiError {
             Self::InvalidSpec(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec"),
             Self::Tool(e) => (tool_status(e), e.code()),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::InUse { .. } => (StatusCode::CONFLICT, "in_use"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -200,6 +208,10 @@ impl IntoResponse for ApiError {
             Self::InvalidSpec(e) => (e.line, e.column),
             _ => (None, None),
         };
+        let used_by = match &self {
+            Self::InUse { used_by, .. } => Some(used_by.clone()),
+            _ => None,
+        };
         let errors = match self {
             Self::InvalidSpec(e) => e
                 .pointer
@@ -236,6 +248,7 @@ impl IntoResponse for ApiError {
             column,
             retry_after,
             upstream_code,
+            used_by,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
         let mut resp = (status, body).into_response();

@@ -294,6 +294,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         .map_err(|e| StartupError::Config(e.to_string()))?;
     let state = crate::api::AppState::new(&app, &url, egress);
     state.runner.start_upkeep();
+    state.flows.start_workers();
     let tools = state.tools.clone();
     let router = crate::api::router(state);
     tracing::info!(%url, database = ?app.store.backend(), key_id = %app.keys.current_id(), "ready");

@@ -41,3 +41,8 @@ pub fn personal_credentials(id: &str) -> Vec<u8> {
 pub fn participant_credentials(id: &str) -> Vec<u8> {
     format!("chatterfly:participant_credentials:{id}").into_bytes()
 }
+
+/// Associated data of a workflow run's `caller` credentials; `id` is the run's id.
+pub fn workflow_run_credentials(id: &str) -> Vec<u8> {
+    format!("chatterfly:workflow_run:{id}:credentials").into_bytes()
+}

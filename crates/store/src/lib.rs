@@ -27,6 +27,7 @@ mod services;
 mod sessions;
 mod tenancy;
 mod vault;
+mod workflows;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -50,6 +51,10 @@ pub use services::{EndpointOverrides, OAuthClient, PLATFORM, ServiceCredential, 
 pub use sessions::SessionOwner;
 pub use tenancy::{Member, Membership, NewUser, TokenOwner, User, Workspace};
 pub use vault::{SealedValue, VaultRewrite};
+pub use workflows::{
+    DeployedTools, NewWorkflowRun, NewWorkflowStep, StepWrite, WorkflowRecord, WorkflowRunFilter, WorkflowRunRecord,
+    WorkflowStepRecord, WorkflowVersion, now_ms,
+};
 
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

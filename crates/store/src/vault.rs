@@ -57,6 +57,12 @@ const SEALED_COLUMNS: &[SealedColumn] = &[
         aad: aad::personal_credentials,
     },
     SealedColumn {
+        table: "workflow_runs",
+        id_column: "id",
+        column: "credentials_sealed",
+        aad: aad::workflow_run_credentials,
+    },
+    SealedColumn {
         table: "vault_check",
         id_column: "id",
         column: "sealed",

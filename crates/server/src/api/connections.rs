@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::access::{WorkspaceAccess, short};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Caller, ExactJson, Path};
+use crate::extract::{Body, Caller, ExactJson, Path, Query};
 
 /// One operation (tool) of a connection.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -120,6 +120,10 @@ pub struct ConnectionView {
     /// `gmail`) whose account gives each call its bearer token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oauth_provider: Option<String>,
+    /// What uses the connection's tools: agents, and deployed workflows
+    /// (`{"kind", "id", "name", "tools"}`); renaming or deleting it is refused while this
+    /// is not empty (409 `in_use`, unless `?force=true`).
+    pub used_by: Vec<super::workflows::UsedBy>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -170,6 +174,7 @@ impl ConnectionView {
             mcp_server: d.mcp_server,
             oauth_provider: d.oauth_provider.map(|p| p.as_str().to_owned()),
             created_at: rec.created_at,
+            used_by: Vec::new(),
             updated_at: rec.updated_at,
         }
     }
@@ -399,7 +404,17 @@ pub async fn list_connections(
 ) -> Result<Json<Vec<ConnectionView>>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     let list = state.store.list_connections(&access.workspace.id).await?;
-    Ok(Json(list.into_iter().map(|r| ConnectionView::new(r, false)).collect()))
+    let mut used = super::workflows::used_by_all(&state, &access.workspace.id).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|r| {
+                let slug = r.draft.slug.to_string();
+                let mut v = ConnectionView::new(r, false);
+                v.used_by = used.remove(&slug).unwrap_or_default();
+                v
+            })
+            .collect(),
+    ))
 }
 
 /// Create a connection (workspace admins).
@@ -521,8 +536,13 @@ pub async fn get_connection(
         .await?
         .ok_or_else(|| connection_not_found(&slug))?;
     let meta = state.store.source_meta(&rec.id).await?;
+    let slug = rec.draft.slug.to_string();
     let mut view = ConnectionView::new(rec, true);
     view.source = meta.map(SourceView::from);
+    view.used_by = super::workflows::used_by_all(&state, &access.workspace.id)
+        .await?
+        .remove(&slug)
+        .unwrap_or_default();
     Ok(ExactJson(view))
 }
 
@@ -557,13 +577,16 @@ pub async fn get_connection_source(
 
 /// Edit a connection (workspace admins). Fields left out stay as they are; a secret field
 /// left out or blank keeps the stored value; `operations`, when given, replaces the list.
-#[utoipa::path(patch, path = "/api/workspaces/{ws}/connections/{slug}", params(("ws" = String, Path), ("slug" = String, Path)),
+#[utoipa::path(patch, path = "/api/workspaces/{ws}/connections/{slug}", params(("ws" = String, Path), ("slug" = String, Path), ForceQuery),
     request_body = ConnectionPatchBody,
-    responses((status = 200, body = ConnectionView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = ConnectionView), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "The slug is taken, or a new slug would break agents or deployed workflows using the connection (`in_use`, with `used_by`)"),
+        (status = 422, body = Problem)))]
 pub async fn patch_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, slug)): Path<(String, String)>,
+    Query(force): Query<ForceQuery>,
     mut body: Body,
 ) -> Result<ExactJson<ConnectionView>, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
@@ -587,6 +610,16 @@ pub async fn patch_connection(
     let origin = |u: &str| url::Url::parse(u).map(|u| u.origin().ascii_serialization()).ok();
     let old_origin = origin(&rec.draft.base_url);
     let (draft, change, ops_changed) = rec.draft.apply_patch(patch, &stored)?;
+    if draft.slug != rec.draft.slug {
+        super::workflows::guard_in_use(
+            &state,
+            &access.workspace.id,
+            rec.draft.slug.as_str(),
+            "renaming",
+            force.force.unwrap_or(false),
+        )
+        .await?;
+    }
     if draft.participant_role != rec.draft.participant_role {
         check_role_exists(&state, &access.workspace.id, &draft).await?;
     }
@@ -663,21 +696,52 @@ pub async fn patch_connection(
         ..rec
     };
     let meta = state.store.source_meta(&rec.id).await?;
+    let slug = rec.draft.slug.to_string();
     let mut view = ConnectionView::new(rec, true);
     view.source = meta.map(SourceView::from);
+    view.used_by = super::workflows::used_by_all(&state, &access.workspace.id)
+        .await?
+        .remove(&slug)
+        .unwrap_or_default();
     Ok(ExactJson(view))
 }
 
-/// Delete a connection (workspace admins). Its tools stop resolving at once.
-#[utoipa::path(delete, path = "/api/workspaces/{ws}/connections/{slug}", params(("ws" = String, Path), ("slug" = String, Path)),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ForceQuery {
+    /// Rename or delete even though agents or deployed workflows use the connection (they
+    /// fail at the nodes calling it until updated).
+    pub force: Option<bool>,
+}
+
+/// Delete a connection (workspace admins). Its tools stop resolving at once. Refused while
+/// agents or deployed workflows use it, unless `?force=true`.
+#[utoipa::path(delete, path = "/api/workspaces/{ws}/connections/{slug}", params(("ws" = String, Path), ("slug" = String, Path), ForceQuery),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "Agents or deployed workflows use it (`in_use`, with `used_by`)")))]
 pub async fn delete_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, slug)): Path<(String, String)>,
+    Query(force): Query<ForceQuery>,
 ) -> Result<StatusCode, ApiError> {
     let access = WorkspaceAccess::resolve(&state, &caller.user, &ws).await?;
     access.require_admin("delete connections")?;
+    if state
+        .store
+        .connection_head(&access.workspace.id, &slug)
+        .await?
+        .is_some()
+    {
+        super::workflows::guard_in_use(
+            &state,
+            &access.workspace.id,
+            &slug,
+            "deleting",
+            force.force.unwrap_or(false),
+        )
+        .await?;
+    }
     state
         .store
         .delete_connection(&access.workspace.id, &slug)

@@ -18,6 +18,7 @@ mod services;
 mod system;
 mod tools;
 mod users;
+mod workflows;
 mod workspaces;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub tools: Arc<chatterfly_tools::Tools>,
     /// Agent runs started on this replica, and who follows them.
     pub runner: chatterfly_runs::Runner,
+    /// Workflow runs: started here, executed by any replica's workers.
+    pub flows: chatterfly_runs::Flows,
     pub app_url: Arc<str>,
     pub limits: Limits,
     /// OpenAPI imports running at once (CPU and memory heavy): one per core.
@@ -99,18 +102,30 @@ impl AppState {
             app.keys.clone(),
             egress,
         ));
+        let runner = chatterfly_runs::Runner::new(
+            tools.clone(),
+            chatterfly_runs::RunnerOptions {
+                model_timeout: std::time::Duration::from_secs(app.config.model_timeout_secs.max(1)),
+                model_retries: app.config.model_retries.min(10),
+                stale_after: std::time::Duration::from_secs(app.config.run_stale_secs.max(1)),
+                max_running_per_workspace: app.config.max_runs_per_workspace.max(1),
+            },
+        );
+        let flows = chatterfly_runs::Flows::new(
+            tools.clone(),
+            runner.clone(),
+            chatterfly_runs::FlowOptions {
+                lease: std::time::Duration::from_millis(app.config.workflow_lease_ms.clamp(300, 600_000)),
+                workers: app.config.workflow_workers.clamp(1, 1024),
+                max_unfinished_per_workspace: app.config.max_workflow_runs_per_workspace.max(1),
+                ..chatterfly_runs::FlowOptions::default()
+            },
+        );
         Self {
             store: app.store.clone(),
             keys: app.keys.clone(),
-            runner: chatterfly_runs::Runner::new(
-                tools.clone(),
-                chatterfly_runs::RunnerOptions {
-                    model_timeout: std::time::Duration::from_secs(app.config.model_timeout_secs.max(1)),
-                    model_retries: app.config.model_retries.min(10),
-                    stale_after: std::time::Duration::from_secs(app.config.run_stale_secs.max(1)),
-                    max_running_per_workspace: app.config.max_runs_per_workspace.max(1),
-                },
-            ),
+            runner,
+            flows,
             tools,
             app_url: app_url.trim_end_matches('/').into(),
             limits: Limits {
@@ -247,6 +262,17 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(agents::get_run))
         .routes(routes!(agents::cancel_run))
         .routes(routes!(agents::run_events))
+        .routes(routes!(workflows::list_workflows, workflows::create_workflow))
+        .routes(routes!(
+            workflows::get_workflow,
+            workflows::patch_workflow,
+            workflows::delete_workflow
+        ))
+        .routes(routes!(workflows::deploy_workflow))
+        .routes(routes!(workflows::start_run, workflows::list_runs))
+        .routes(routes!(workflows::get_run))
+        .routes(routes!(workflows::cancel_run))
+        .routes(routes!(workflows::run_events))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .split_for_parts();
