@@ -4,8 +4,9 @@
 
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, SourceDocument, SourceKind, WorkspaceRole, WorkspaceSlug};
 use chatterfly_store::{
-    AccountOwner, AccountWrite, AgentWrite, AuditFilter, NewAuditEvent, NewConnection, NewStep, NewUser, PLATFORM,
-    ParticipantWrite, RoleDelete, RunEnd, SealedUpdate, Store, StoreError,
+    AccountOwner, AccountWrite, AgentWrite, AuditFilter, NewAuditEvent, NewConnection, NewStep, NewUser,
+    NewWorkflowRun, NewWorkflowStep, PLATFORM, ParticipantWrite, RoleDelete, RunEnd, SealedUpdate, StepWrite, Store,
+    StoreError, WorkflowRunFilter,
 };
 use chatterfly_testkit::{Db, db_tests, fresh_database, terminate_other_sessions};
 use serde_json::json;
@@ -727,5 +728,128 @@ db_tests! {
         assert!(s.run(&w.id, &run.id).await.unwrap().is_none());
         assert!(s.steps(&run.id, 0).await.unwrap().is_empty());
         assert!(matches!(s.delete_agent(&w.id, &agent.id).await, Err(StoreError::NotFound)));
+    }
+
+    async fn workflow_runs_are_claimed_once_and_fenced(db: Db) {
+        let (s, _t) = store(db).await;
+        let a = s.create_user(&user("a@x.io")).await.unwrap();
+        let w = s.create_workspace(&ws("one"), "One", &a.id).await.unwrap();
+        let other = s.create_workspace(&ws("two"), "Two", &a.id).await.unwrap();
+        let def = r#"{"nodes":[{"id":"a","type":"tool","tool_name":"hb.get","input":{}}]}"#;
+        let wf = s.create_workflow(&w.id, "Flow", def, Some(&a.id)).await.unwrap();
+        assert!(matches!(s.create_workflow(&w.id, "Flow", def, None).await, Err(StoreError::Conflict { .. })));
+        assert!(s.workflow(&other.id, &wf.id).await.unwrap().is_none(), "never another workspace's");
+        assert_eq!(wf.deployed_version, None);
+        // two deploys at once get two numbers
+        let (d1, d2) = tokio::join!(
+            s.deploy_workflow(&w.id, &wf.id, def, r#"["hb.get"]"#, Some(&a.id)),
+            s.deploy_workflow(&w.id, &wf.id, def, r#"["hb.get"]"#, None)
+        );
+        let mut versions = vec![d1.unwrap().version, d2.unwrap().version];
+        versions.sort();
+        assert_eq!(versions, [1, 2]);
+        assert_eq!(s.workflow(&w.id, &wf.id).await.unwrap().unwrap().deployed_version, Some(2));
+        assert!(matches!(s.deploy_workflow(&other.id, &wf.id, def, "[]", None).await, Err(StoreError::NotFound)));
+        let deployed = s.deployed_tools(&w.id).await.unwrap();
+        assert_eq!((deployed.len(), deployed[0].version, deployed[0].tools.as_str()), (1, 2, r#"["hb.get"]"#));
+
+        // 30 runs with 3 steps each; 6 claimers at once take each run exactly once
+        let nodes = [
+            NewWorkflowStep { node_id: "a", kind: "tool", target: "hb.get" },
+            NewWorkflowStep { node_id: "b", kind: "tool", target: "hb.get" },
+            NewWorkflowStep { node_id: "c", kind: "agent", target: "ag" },
+        ];
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            let id = chatterfly_store::new_id();
+            let sealed = (i == 0).then_some("cf1:sealed");
+            let r = s.create_workflow_run(&NewWorkflowRun { id: &id, workspace_id: &w.id, workflow_id: &wf.id, version: 2,
+                input: "{}", credentials_sealed: sealed, participant_id: None, started_by: Some(&a.id), steps: &nodes }).await.unwrap();
+            assert_eq!((r.status.as_str(), r.claims), ("queued", 0));
+            ids.push(id);
+        }
+        assert_eq!(s.unfinished_workflow_runs(&w.id).await.unwrap(), 30);
+        let steps = s.workflow_steps(&ids[0]).await.unwrap();
+        assert_eq!(steps.iter().map(|x| (x.node_id.as_str(), x.seq, x.status.as_str())).collect::<Vec<_>>(),
+            [("a", 0, "pending"), ("b", 1, "pending"), ("c", 2, "pending")]);
+        let until = chatterfly_store::now_ms() + 60_000;
+        let claimers: Vec<_> = (0..6)
+            .map(|k| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    while let Some(r) = s.claim_workflow_run(&format!("replica-{k}"), until).await.unwrap() {
+                        got.push(r.id);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut claimed = Vec::new();
+        for c in claimers {
+            claimed.extend(c.await.unwrap());
+        }
+        claimed.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(claimed, want, "every run taken exactly once");
+        assert!(s.claim_workflow_run("late", until).await.unwrap().is_none(), "nothing left while leases last");
+
+        // only the holder writes; a cancel reaches it when it renews
+        let run = s.workflow_run(&w.id, &ids[0]).await.unwrap().unwrap();
+        let holder = run.lease_owner.clone().unwrap();
+        let write = StepWrite { node_id: "a", status: "running", input: Some(r#"{"x":1}"#), output: None, error: None,
+            attempts: r#"[{"attempt":1}]"#, duration_ms: None };
+        assert!(!s.write_workflow_step(&run.id, "intruder", &write).await.unwrap(), "another replica's write is refused");
+        assert!(s.write_workflow_step(&run.id, &holder, &write).await.unwrap());
+        assert_eq!(s.renew_workflow_lease(&run.id, &holder, until).await.unwrap(), Some(false));
+        assert_eq!(s.renew_workflow_lease(&run.id, "intruder", until).await.unwrap(), None);
+        assert!(!s.cancel_workflow_run(&other.id, &run.id).await.unwrap(), "another workspace cannot stop it");
+        assert!(s.cancel_workflow_run(&w.id, &run.id).await.unwrap());
+        assert_eq!(s.renew_workflow_lease(&run.id, &holder, until).await.unwrap(), Some(true));
+        let changed = s.workflow_steps_changed(&run.id, 0, 10).await.unwrap();
+        assert_eq!((changed.len(), changed[0].node_id.as_str(), changed[0].status.as_str()), (1, "a", "running"));
+
+        // a lease that ran out: another replica takes the run over, and the first writes nothing more
+        let r1 = s.workflow_run(&w.id, &ids[1]).await.unwrap().unwrap();
+        let old = r1.lease_owner.clone().unwrap();
+        assert_eq!(s.renew_workflow_lease(&r1.id, &old, 1).await.unwrap(), Some(false));
+        let taken = s.claim_workflow_run("successor", until).await.unwrap().unwrap();
+        assert_eq!((taken.id.as_str(), taken.claims, taken.status.as_str()), (r1.id.as_str(), 2, "running"));
+        assert!(!s.write_workflow_step(&r1.id, &old, &write).await.unwrap(), "the old holder is fenced off");
+        assert!(!s.finish_workflow_run(&r1.id, &old, "succeeded", None, None).await.unwrap());
+        assert!(s.close_pending_steps(&r1.id, "successor", "skipped").await.unwrap());
+        assert!(s.finish_workflow_run(&r1.id, "successor", "failed", None, Some("x")).await.unwrap());
+        assert!(!s.finish_workflow_run(&r1.id, "successor", "failed", None, Some("x")).await.unwrap(), "ended once");
+        let ended = s.workflow_run(&w.id, &r1.id).await.unwrap().unwrap();
+        assert_eq!((ended.status.as_str(), ended.lease_owner, ended.credentials_sealed), ("failed", None, None));
+        assert!(s.workflow_steps(&r1.id).await.unwrap().iter().all(|x| x.status == "skipped"));
+        // the sealed credentials go when the run ends
+        assert_eq!(run.credentials_sealed.as_deref(), Some("cf1:sealed"));
+        assert!(s.finish_workflow_run(&run.id, &holder, "cancelled", None, None).await.unwrap());
+        assert_eq!(s.workflow_run(&w.id, &run.id).await.unwrap().unwrap().credentials_sealed, None);
+
+        // a queued run cancelled ends at once
+        let q = chatterfly_store::new_id();
+        s.create_workflow_run(&NewWorkflowRun { id: &q, workspace_id: &w.id, workflow_id: &wf.id, version: 2,
+            input: "{}", credentials_sealed: None, participant_id: None, started_by: None, steps: &nodes }).await.unwrap();
+        assert!(s.cancel_workflow_run(&w.id, &q).await.unwrap());
+        assert_eq!(s.workflow_run(&w.id, &q).await.unwrap().unwrap().status, "cancelled");
+        assert!(s.workflow_steps(&q).await.unwrap().iter().all(|x| x.status == "cancelled"));
+        assert!(!s.cancel_workflow_run(&w.id, &q).await.unwrap());
+        // lists: filtered, paged newest first, members' own
+        let page = s.workflow_runs_of(&w.id, &wf.id, &WorkflowRunFilter { limit: 5, ..Default::default() }).await.unwrap();
+        assert_eq!((page.len(), page[0].id.as_str()), (5, q.as_str()));
+        let next = s.workflow_runs_of(&w.id, &wf.id, &WorkflowRunFilter { limit: 100, before: Some(&page[4].id), ..Default::default() }).await.unwrap();
+        assert_eq!(next.len(), 31 - 5);
+        let cancelled = s.workflow_runs_of(&w.id, &wf.id, &WorkflowRunFilter { limit: 100, status: Some("cancelled"), ..Default::default() }).await.unwrap();
+        assert_eq!(cancelled.len(), 2);
+        let mine = s.workflow_runs_of(&w.id, &wf.id, &WorkflowRunFilter { limit: 100, started_by: Some(&a.id), ..Default::default() }).await.unwrap();
+        assert_eq!(mine.len(), 30);
+        assert!(s.workflow_runs_of(&other.id, &wf.id, &WorkflowRunFilter { limit: 100, ..Default::default() }).await.unwrap().is_empty());
+        // deleting the workflow takes its runs
+        s.delete_workflow(&w.id, &wf.id).await.unwrap();
+        assert!(s.workflow_run(&w.id, &q).await.unwrap().is_none());
+        assert!(s.workflow_steps(&q).await.unwrap().is_empty());
     }
 }

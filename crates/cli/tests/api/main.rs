@@ -21,6 +21,7 @@ mod telegram;
 mod tenancy;
 mod tools;
 mod web;
+mod workflows;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatterfly");
 

@@ -1,0 +1,550 @@
+//! Workflows against real peers: tool nodes calling httpbin and the MCP reference server,
+//! an agent node asking the scriptable LLM look-alike, templates carrying values (and their
+//! JSON types) from the run's input and earlier nodes, the "used by" guard, durable runs
+//! (a server killed mid-run, another finishing its runs), the canary, and bad input. Both
+//! databases.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chatterfly_testkit::httpbin_url;
+use chatterfly_testkit::peers::{McpPeer, McpPeerKind, ScriptPeer};
+use chatterfly_testkit::server::random_key;
+use chatterfly_testkit::{TestDb, fresh_database};
+
+use super::*;
+
+const WS: &str = "/api/workspaces/default";
+const LLM_KEY: &str = "sk-wf-CANARY-7d1e0b55";
+
+async fn hb(s: &TestServer, slug: &str, fulfillment: &str) {
+    let mut body = json!({"name": format!("HB {slug}"), "slug": slug, "service_type": "http", "base_url": httpbin_url(),
+        "operations": [
+            {"name": "post", "method": "POST", "path": "/anything"},
+            {"name": "ip", "method": "GET", "path": "/ip"},
+            {"name": "status", "method": "GET", "path": "/status/{{code}}",
+             "input_schema": {"type": "object", "properties": {"code": {"type": "integer"}}, "required": ["code"]}},
+            {"name": "delay", "method": "GET", "path": "/delay/{{n}}",
+             "input_schema": {"type": "object", "properties": {"n": {"type": "number"}}, "required": ["n"]}}]});
+    if fulfillment == "caller" {
+        body["fulfillment"] = json!("caller");
+        body["auth"] = json!({"type": "bearer"});
+    }
+    let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(body)).await;
+    assert_eq!(st, 201, "{v}");
+}
+
+async fn create(s: &TestServer, body: Value) -> String {
+    let (st, v) = s.call(Method::POST, &format!("{WS}/workflows"), Some(body)).await;
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn deploy(s: &TestServer, id: &str) -> Value {
+    let (st, v) = s.call(Method::POST, &format!("{WS}/workflows/{id}/deploy"), None).await;
+    assert_eq!(st, 201, "{v}");
+    v
+}
+
+async fn start(s: &TestServer, id: &str, body: Value) -> String {
+    let (st, v) = s
+        .call(Method::POST, &format!("{WS}/workflows/{id}/runs"), Some(body))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_end(s: &TestServer, id: &str, run: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (st, r) = s
+            .call(Method::GET, &format!("{WS}/workflows/{id}/runs/{run}"), None)
+            .await;
+        assert_eq!(st, 200, "{r}");
+        if matches!(r["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "run {run} did not end: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn step<'a>(r: &'a Value, id: &str) -> &'a Value {
+    r["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()
+}
+
+fn fixtures() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let list = json!([
+        {"match": {"userMessage": "summarize 7"}, "response": {"content": "Seven, in short."}},
+        {"match": {"userMessage": "fail me"}, "response": {"error": {"message": "model refused", "type": "server_error"}, "status": 400}},
+    ]);
+    std::fs::write(dir.path().join("fixtures.json"), json!({"fixtures": list}).to_string()).unwrap();
+    dir
+}
+
+db_tests! {
+    async fn workflows_carry_values_between_tool_and_agent_nodes(db: Db) {
+        let dir = fixtures();
+        let llm = ScriptPeer::llm(dir.path().to_str().unwrap(), LLM_KEY);
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        hb(&s, "hb", "static").await;
+        let mcp = McpPeer::start(McpPeerKind::EverythingHttp);
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "Everything", "slug": "ev",
+            "service_type": "mcp", "base_url": mcp.url}))).await;
+        assert_eq!(st, 201, "{v}");
+        let (st, v) = s.call(Method::PUT, "/api/admin/service-credentials/openai", Some(json!({"api_key": LLM_KEY, "base_url": llm.url}))).await;
+        assert!(st == 200 || st == 204, "{v}");
+        let (st, agent) = s.call(Method::POST, &format!("{WS}/agents"), Some(json!({"name": "Summarizer", "provider": "openai",
+            "model": "oa-model", "instructions": "Be brief.", "tools": []}))).await;
+        assert_eq!(st, 201, "{agent}");
+        let agent_id = agent["id"].as_str().unwrap();
+
+        // five nodes: node 3 uses node 1's output; the MCP server adds; the agent answers;
+        // the last node gathers what came before
+        let id = create(&s, json!({"name": "Five", "nodes": [
+            {"id": "echo", "type": "tool", "tool_name": "hb.post", "input": {
+                "n": "{{input.n}}", "flag": "{{input.flag}}", "obj": "{{input.obj}}", "list": "{{input.list}}",
+                "nothing": "{{input.nothing}}", "text": "n={{input.n}} obj={{input.obj}} flag={{ input.flag }} name={{input.name}}"}},
+            {"id": "ip", "type": "tool", "tool_name": "hb.ip"},
+            {"id": "third", "type": "tool", "tool_name": "hb.post", "input": {
+                "from_echo": "{{steps.echo.output.body.json.obj}}", "second": "{{steps.echo.output.body.json.list[1]}}",
+                "origin": "{{steps.ip.output.body.origin}}"}},
+            {"id": "sum", "type": "tool", "tool_name": "ev.get-sum", "input": {"a": "{{steps.echo.output.body.json.n}}", "b": 35}},
+            {"id": "summary", "type": "agent", "agent": agent_id, "input": "summarize {{input.n}}"},
+            {"id": "last", "type": "tool", "tool_name": "hb.post", "input": {
+                "sum": "{{steps.sum.output}}", "said": "{{steps.summary.output.text}}", "third": "{{steps.third.output.body.json}}"}}
+        ]})).await;
+        // not deployed yet: no run
+        let (st, v) = s.call(Method::POST, &format!("{WS}/workflows/{id}/runs"), Some(json!({"input": {}}))).await;
+        assert_eq!((st, v["code"].as_str()), (409, Some("not_deployed")), "{v}");
+        let w = deploy(&s, &id).await;
+        assert_eq!((w["deployed_version"].as_i64(), w["undeployed_changes"].as_bool()), (Some(1), Some(false)), "{w}");
+        let input = json!({"n": 7, "flag": true, "obj": {"a": 1, "b": [true, null]}, "list": ["x", "y"], "nothing": null, "name": "Ada"});
+        let run = start(&s, &id, json!({"input": input})).await;
+        let r = wait_end(&s, &id, &run, Duration::from_secs(60)).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        // types kept through a whole expression; text inside a longer string
+        let echoed = &step(&r, "echo")["output"]["body"]["json"];
+        assert_eq!(echoed["n"], json!(7));
+        assert_eq!(echoed["flag"], json!(true));
+        assert_eq!(echoed["obj"], json!({"a": 1, "b": [true, null]}));
+        assert_eq!(echoed["list"], json!(["x", "y"]));
+        let sent = step(&r, "echo")["input"].as_object().unwrap().clone();
+        assert_eq!(sent.get("nothing"), Some(&json!(null)), "null kept: {r}");
+        assert_eq!(echoed["text"], json!("n=7 obj={\"a\":1,\"b\":[true,null]} flag=true name=Ada"));
+        // the step's recorded input is after templating
+        assert_eq!(step(&r, "echo")["input"]["n"], json!(7));
+        let third = &step(&r, "third")["output"]["body"]["json"];
+        assert_eq!((&third["from_echo"], &third["second"]), (&json!({"a": 1, "b": [true, null]}), &json!("y")), "{r}");
+        assert!(third["origin"].as_str().unwrap().contains("127.0.0.1"), "{third}");
+        assert!(step(&r, "sum")["output"].to_string().contains("42"), "the MCP server added 7 and 35: {r}");
+        let summary = step(&r, "summary");
+        assert_eq!((summary["output"]["text"].as_str(), summary["output"]["status"].as_str()), (Some("Seven, in short."), Some("succeeded")), "{summary}");
+        let last = &r["output"]["body"]["json"];
+        assert_eq!(last["said"], "Seven, in short.", "the run's output is the last node's: {r}");
+        assert_eq!(last["third"]["second"], "y");
+        for st in r["steps"].as_array().unwrap() {
+            assert_eq!((st["status"].as_str(), st["attempts"].as_array().unwrap().len()), (Some("succeeded"), 1), "{st}");
+            assert!(st["duration_ms"].is_u64() && st["started_at"].is_string() && st["finished_at"].is_string(), "{st}");
+        }
+        assert_eq!(r["claims"], 1);
+        // the calls are in the audit under the run
+        let (_, audit) = s.call(Method::GET, &format!("{WS}/audit?run={run}"), None).await;
+        assert_eq!(audit["events"].as_array().unwrap().len(), 5, "five tool calls (the agent's run has none): {audit}");
+
+        // events: every step's start and end, then the end
+        let (st, _, text) = s.raw(Method::GET, &format!("{WS}/workflows/{id}/runs/{run}/events"), None, Vec::new()).await;
+        assert_eq!(st, 200);
+        assert_eq!(text.matches("event: step").count(), 6, "a late follower gets each step once, as it ended: {text}");
+        assert!(text.trim_end().split("\n\n").last().unwrap().contains("event: end"), "{text}");
+
+        // a missing path fails its step, naming the path; the later nodes are skipped
+        let (st, v) = s.call(Method::PATCH, &format!("{WS}/workflows/{id}"), Some(json!({"nodes": [
+            {"id": "echo", "type": "tool", "tool_name": "hb.post", "input": {"n": "{{input.n}}"}},
+            {"id": "bad", "type": "tool", "tool_name": "hb.post", "input": {"x": "{{steps.echo.output.body.json.nope.deeper}}"}},
+            {"id": "after", "type": "tool", "tool_name": "hb.ip"}]}))).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!((v["undeployed_changes"].as_bool(), v["deployed_version"].as_i64()), (Some(true), Some(1)), "{v}");
+        // runs keep using the deployed version until the next deploy
+        let (_, still) = s.call(Method::POST, &format!("{WS}/workflows/{id}/runs"), Some(json!({"input": input}))).await;
+        assert_eq!((still["version"].as_i64(), still["steps"].as_array().unwrap().len()), (Some(1), 6), "{still}");
+        let w = deploy(&s, &id).await;
+        assert_eq!(w["versions"].as_array().unwrap().len(), 2);
+        let run = start(&s, &id, json!({"input": {"n": 1}})).await;
+        let r = wait_end(&s, &id, &run, Duration::from_secs(30)).await;
+        assert_eq!((r["status"].as_str(), r["version"].as_i64()), (Some("failed"), Some(2)), "{r}");
+        let bad = step(&r, "bad");
+        assert_eq!(bad["error"]["code"], "template_error", "{bad}");
+        assert!(bad["error"]["message"].as_str().unwrap().contains("steps.echo.output.body.json.nope.deeper"), "{bad}");
+        assert!(bad["error"]["message"].as_str().unwrap().contains("has no `nope`"), "{bad}");
+        assert_eq!(step(&r, "after")["status"], "skipped");
+        assert!(r["error"].as_str().unwrap().contains("step `bad` failed"), "{r}");
+        // an upstream error status fails the step, with the answer kept
+        let (st, v) = s.call(Method::PATCH, &format!("{WS}/workflows/{id}"), Some(json!({"nodes": [
+            {"id": "teapot", "type": "tool", "tool_name": "hb.status", "input": {"code": 418}}]}))).await;
+        assert_eq!(st, 200, "{v}");
+        deploy(&s, &id).await;
+        let run = start(&s, &id, json!({})).await;
+        let r = wait_end(&s, &id, &run, Duration::from_secs(30)).await;
+        let t = step(&r, "teapot");
+        assert_eq!((t["status"].as_str(), t["error"]["code"].as_str(), t["output"]["status"].as_u64()), (Some("failed"), Some("upstream_status"), Some(418)), "{t}");
+
+        // a graph: two branches at once, then a join reading both
+        let g = create(&s, json!({"name": "Graph", "nodes": [
+            {"id": "a", "type": "tool", "tool_name": "hb.delay", "input": {"n": 1}},
+            {"id": "b", "type": "tool", "tool_name": "hb.delay", "input": {"n": 1}},
+            {"id": "join", "type": "tool", "tool_name": "hb.post", "input": {"a": "{{steps.a.output.status}}", "b": "{{steps.b.output.status}}"}}],
+            "edges": [{"from": "a", "to": "join"}, {"from": "b", "to": "join"}]})).await;
+        deploy(&s, &g).await;
+        let began = Instant::now();
+        let run = start(&s, &g, json!({})).await;
+        // followed live: the steps' starts, then their ends, then the run's end
+        let (st, _, text) = s.raw(Method::GET, &format!("{WS}/workflows/{g}/runs/{run}/events"), None, Vec::new()).await;
+        assert_eq!(st, 200);
+        let events: Vec<Value> = text.split("\n\n").filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: "))).map(|d| serde_json::from_str(d).unwrap()).collect();
+        let a_states: Vec<&str> = events.iter().filter(|e| e["id"] == "a").map(|e| e["status"].as_str().unwrap()).collect();
+        assert_eq!(a_states, ["running", "succeeded"], "{text}");
+        assert_eq!(events.last().unwrap()["status"], "succeeded", "{text}");
+        let r = wait_end(&s, &g, &run, Duration::from_secs(30)).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert!(began.elapsed() < Duration::from_millis(1900), "the branches ran at once: {:?}", began.elapsed());
+        assert_eq!(r["output"]["body"]["json"], json!({"a": 200, "b": 200}));
+
+        // an agent node whose run fails fails its step with the agent's words
+        let f = create(&s, json!({"name": "Agent fails", "nodes": [{"id": "ask", "type": "agent", "agent": agent_id, "input": "fail me"}]})).await;
+        deploy(&s, &f).await;
+        let run = start(&s, &f, json!({})).await;
+        let r = wait_end(&s, &f, &run, Duration::from_secs(30)).await;
+        let ask = step(&r, "ask");
+        assert_eq!((r["status"].as_str(), ask["error"]["code"].as_str()), (Some("failed"), Some("agent_failed")), "{r}");
+        assert!(ask["error"]["message"].as_str().unwrap().contains("model refused"), "{ask}");
+
+        // cancel a long run: it ends cancelled, its running step too
+        let slow = create(&s, json!({"name": "Slow", "nodes": [{"id": "wait", "type": "tool", "tool_name": "hb.delay", "input": {"n": 8}},
+            {"id": "never", "type": "tool", "tool_name": "hb.ip"}]})).await;
+        deploy(&s, &slow).await;
+        let run = start(&s, &slow, json!({})).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let began = Instant::now();
+        let (st, _) = s.call(Method::POST, &format!("{WS}/workflows/{slow}/runs/{run}/cancel"), None).await;
+        assert_eq!(st, 202);
+        let r = wait_end(&s, &slow, &run, Duration::from_secs(5)).await;
+        assert!(began.elapsed() < Duration::from_secs(3), "stopped at once");
+        assert_eq!((r["status"].as_str(), step(&r, "wait")["status"].as_str(), step(&r, "never")["status"].as_str()),
+            (Some("cancelled"), Some("cancelled"), Some("cancelled")), "{r}");
+        let (st, v) = s.call(Method::POST, &format!("{WS}/workflows/{slow}/runs/{run}/cancel"), None).await;
+        assert_eq!((st, v["code"].as_str()), (409, Some("run_ended")));
+        // lists filter by status
+        let (_, list) = s.call(Method::GET, &format!("{WS}/workflows/{slow}/runs?status=cancelled"), None).await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+        let (_, list) = s.call(Method::GET, &format!("{WS}/workflows/{slow}/runs?status=succeeded"), None).await;
+        assert!(list.as_array().unwrap().is_empty());
+        let (st, _) = s.call(Method::GET, &format!("{WS}/workflows/{slow}/runs?status=weird"), None).await;
+        assert_eq!(st, 422);
+    }
+
+    async fn workflows_are_checked_and_kept_to_their_workspace(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        hb(&s, "hb", "static").await;
+        let post = |nodes: Value| json!({"name": "W", "nodes": nodes});
+        let bad = |body: Value| {
+            let s = &s;
+            async move {
+                let (st, v) = s.call(Method::POST, &format!("{WS}/workflows"), Some(body)).await;
+                (st, v.to_string())
+            }
+        };
+        let tool = |id: &str, input: Value| json!({"id": id, "type": "tool", "tool_name": "hb.post", "input": input});
+        // a cycle, an unknown node, a reused id, a template reaching a later node
+        let (st, v) = bad(json!({"name": "W", "nodes": [tool("a", json!({})), tool("b", json!({}))],
+            "edges": [{"from": "a", "to": "b"}, {"from": "b", "to": "a"}]})).await;
+        assert!(st == 422 && v.contains("cycle"), "{st} {v}");
+        let (st, v) = bad(json!({"name": "W", "nodes": [tool("a", json!({}))], "edges": [{"from": "a", "to": "ghost"}]})).await;
+        assert!(st == 422 && v.contains("/edges/0/to"), "{st} {v}");
+        let (st, v) = bad(post(json!([tool("a", json!({})), tool("a", json!({}))]))).await;
+        assert!(st == 422 && v.contains("/nodes/1/id") && v.contains("unique"), "{st} {v}");
+        let (st, v) = bad(post(json!([tool("a", json!({"x": "{{steps.b.output}}"})), tool("b", json!({}))]))).await;
+        assert!(st == 422 && v.contains("/nodes/0/input/x") && v.contains("does not run before"), "{st} {v}");
+        let (st, v) = bad(post(json!([tool("a", json!({"x": "{{steps.a.output}}"}))]))).await;
+        assert!(st == 422 && v.contains("does not run before"), "a node cannot read itself: {st} {v}");
+        let (st, v) = bad(post(json!([tool("a", json!({"x": "{{ nope }}"}))]))).await;
+        assert!(st == 422 && v.contains("not a template"), "{st} {v}");
+        let (st, v) = bad(post(json!([{"id": "a", "type": "script", "code": "rm -rf /"}]))).await;
+        assert!(st == 422 && v.contains("/nodes/0"), "{st} {v}");
+        // 10,000 nodes
+        let many: Vec<Value> = (0..10_000).map(|i| json!({"id": format!("n{i}"), "type": "tool", "tool_name": "hb.ip"})).collect();
+        let began = Instant::now();
+        let (st, v) = bad(post(json!(many))).await;
+        assert!((st == 422 && v.contains("at most 250 nodes")) || st == 413, "{st} {v}");
+        assert!(began.elapsed() < Duration::from_secs(5));
+        // a template 1 MB long, and a 1,000-deep input
+        let (st, v) = bad(post(json!([tool("a", json!({"x": format!("{{{{input.{}}}}}", "a".repeat(1_000_000))}))]))).await;
+        assert!(st == 413 || (st == 422 && v.contains("larger than 64 KiB")), "{st} {v}");
+        let (st, v) = bad(post(json!([tool("a", json!({"x": format!("{{{{input.{}}}}}", "a".repeat(600))}))]))).await;
+        assert!(st == 422 && v.contains("longer than 512"), "{st} {v}");
+        let deep = format!("{}1{}", "[".repeat(1000), "]".repeat(1000));
+        let (st, _, v) = s.raw(Method::POST, &format!("{WS}/workflows"), Some("application/json"),
+            format!(r#"{{"name": "W", "nodes": [{{"id": "a", "type": "tool", "tool_name": "hb.ip", "input": {{"x": {deep}}}}}]}}"#).into_bytes()).await;
+        assert!(st == 400 || st == 422, "{st} {v}");
+        let mut nested = json!("{{input.x}}");
+        for _ in 0..100 {
+            nested = json!({"d": nested});
+        }
+        let (st, v) = bad(post(json!([tool("a", nested)]))).await;
+        assert!(st == 422 && v.contains("deeper than 32"), "{st} {v}");
+        // a good one; its run input must be JSON
+        let id = create(&s, post(json!([tool("a", json!({"x": "{{input.x}}"}))]))).await;
+        let (st, v) = s.call(Method::POST, &format!("{WS}/workflows"), Some(post(json!([])))).await;
+        assert_eq!((st, v["code"].as_str()), (409, Some("workflow_name_taken")), "{v}");
+        deploy(&s, &id).await;
+        let (st, _, v) = s.raw(Method::POST, &format!("{WS}/workflows/{id}/runs"), Some("application/json"), b"{\"input\": nope".to_vec()).await;
+        assert_eq!(st, 400, "{v}");
+        let (st, _) = s.call(Method::POST, &format!("{WS}/workflows/{id}/runs"), Some(json!({"input": 1, "extra": 2}))).await;
+        assert_eq!(st, 422);
+        // tools that do not exist: a warning, and no deploy
+        let ghost = create(&s, json!({"name": "Ghost", "nodes": [{"id": "g", "type": "tool", "tool_name": "nope.op"},
+            {"id": "h", "type": "agent", "agent": "no-such-agent"}]})).await;
+        let (_, v) = s.call(Method::GET, &format!("{WS}/workflows/{ghost}"), None).await;
+        assert_eq!(v["warnings"].as_array().unwrap().len(), 2, "{v}");
+        let (st, v) = s.call(Method::POST, &format!("{WS}/workflows/{ghost}/deploy"), None).await;
+        assert_eq!((st, v["code"].as_str()), (422, Some("unknown_tools")), "{v}");
+        // a run whose step finds a missing value fails with a message; the server is unharmed
+        let run = start(&s, &id, json!({"input": {"y": 1}})).await;
+        let r = wait_end(&s, &id, &run, Duration::from_secs(30)).await;
+        assert!(step(&r, "a")["error"]["message"].as_str().unwrap().contains("`input` has no `x`"), "{r}");
+
+        // members read and run; admins write; members see their own runs
+        let (uid, member) = s.user("m@example.com").await;
+        let (st, _) = s.call(Method::PUT, &format!("{WS}/members/{uid}"), Some(json!({"role": "member"}))).await;
+        assert!(st == 200 || st == 201);
+        let (st, _) = s.call_as(&member, Method::POST, &format!("{WS}/workflows"), Some(post(json!([])))).await;
+        assert_eq!(st, 403);
+        let (st, _) = s.call_as(&member, Method::PATCH, &format!("{WS}/workflows/{id}"), Some(json!({"name": "X"}))).await;
+        assert_eq!(st, 403);
+        let (st, _) = s.call_as(&member, Method::POST, &format!("{WS}/workflows/{id}/deploy"), None).await;
+        assert_eq!(st, 403);
+        let (st, _) = s.call_as(&member, Method::DELETE, &format!("{WS}/workflows/{id}"), None).await;
+        assert_eq!(st, 403);
+        let (st, mine) = s.call_as(&member, Method::POST, &format!("{WS}/workflows/{id}/runs"), Some(json!({"input": {"x": 2}}))).await;
+        assert_eq!(st, 201, "{mine}");
+        let (_, list) = s.call_as(&member, Method::GET, &format!("{WS}/workflows/{id}/runs"), None).await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "only the member's own run: {list}");
+        let (st, _) = s.call_as(&member, Method::GET, &format!("{WS}/workflows/{id}/runs/{run}"), None).await;
+        assert_eq!(st, 404, "not the admin's run");
+        // another workspace sees nothing
+        let (st, _) = s.call(Method::POST, "/api/workspaces", Some(json!({"slug": "other", "name": "Other"}))).await;
+        assert_eq!(st, 201);
+        let (ouid, outsider) = s.user("o@example.com").await;
+        let (st, _) = s.call(Method::PUT, &format!("/api/workspaces/other/members/{ouid}"), Some(json!({"role": "admin"}))).await;
+        assert!(st == 200 || st == 201);
+        for (m, path) in [
+            (Method::GET, format!("{WS}/workflows/{id}")),
+            (Method::GET, format!("/api/workspaces/other/workflows/{id}")),
+            (Method::GET, format!("/api/workspaces/other/workflows/{id}/runs/{run}")),
+            (Method::POST, format!("/api/workspaces/other/workflows/{id}/runs")),
+            (Method::POST, format!("/api/workspaces/other/workflows/{id}/deploy")),
+            (Method::DELETE, format!("/api/workspaces/other/workflows/{id}")),
+        ] {
+            let (st, _) = s.call_as(&outsider, m.clone(), &path, Some(json!({"input": {}}))).await;
+            assert_eq!(st, 404, "{m} {path}");
+        }
+        let (st, _) = s.call(Method::DELETE, &format!("{WS}/workflows/{id}"), None).await;
+        assert_eq!(st, 204);
+        let (st, _) = s.call(Method::GET, &format!("{WS}/workflows/{id}/runs/{run}"), None).await;
+        assert_eq!(st, 404);
+    }
+
+    async fn connections_in_use_are_guarded(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        hb(&s, "hb", "static").await;
+        hb(&s, "spare", "static").await;
+        let (st, agent) = s.call(Method::POST, &format!("{WS}/agents"), Some(json!({"name": "Looker", "provider": "openai",
+            "model": "m", "tools": ["hb.ip", "web_search"]}))).await;
+        assert_eq!(st, 201, "{agent}");
+        let id = create(&s, json!({"name": "Uses hb", "nodes": [
+            {"id": "a", "type": "tool", "tool_name": "hb.post", "input": {}},
+            {"id": "b", "type": "tool", "tool_name": "hb.ip"}, {"id": "c", "type": "tool", "tool_name": "spare.ip"}]})).await;
+        // a draft does not count; the deployed version does
+        let (_, list) = s.call(Method::GET, &format!("{WS}/connections"), None).await;
+        let used = |list: &Value, slug: &str| list.as_array().unwrap().iter().find(|c| c["slug"] == slug).unwrap()["used_by"].clone();
+        assert_eq!(used(&list, "spare"), json!([]));
+        deploy(&s, &id).await;
+        let (_, list) = s.call(Method::GET, &format!("{WS}/connections"), None).await;
+        let hb_used = used(&list, "hb");
+        assert_eq!(hb_used.as_array().unwrap().len(), 2, "{hb_used}");
+        assert!(hb_used.as_array().unwrap().contains(&json!({"kind": "agent", "id": agent["id"], "name": "Looker", "tools": ["hb.ip"]})), "{hb_used}");
+        assert!(hb_used.as_array().unwrap().contains(&json!({"kind": "workflow", "id": id, "name": "Uses hb", "tools": ["hb.post", "hb.ip"]})), "{hb_used}");
+        let (_, one) = s.call(Method::GET, &format!("{WS}/connections/spare"), None).await;
+        assert_eq!(one["used_by"], json!([{"kind": "workflow", "id": id, "name": "Uses hb", "tools": ["spare.ip"]}]));
+
+        // rename and delete refused with the list; other edits go through
+        let (st, v) = s.call(Method::PATCH, &format!("{WS}/connections/hb"), Some(json!({"slug": "hb2"}))).await;
+        assert_eq!((st, v["code"].as_str()), (409, Some("in_use")), "{v}");
+        assert_eq!(v["used_by"].as_array().unwrap().len(), 2, "{v}");
+        let (st, v) = s.call(Method::PATCH, &format!("{WS}/connections/hb"), Some(json!({"name": "Renamed only"}))).await;
+        assert_eq!(st, 200, "{v}");
+        let (st, v) = s.call(Method::DELETE, &format!("{WS}/connections/spare"), None).await;
+        assert_eq!((st, v["code"].as_str()), (409, Some("in_use")), "{v}");
+        assert_eq!(v["used_by"][0]["tools"], json!(["spare.ip"]));
+        assert!(v["detail"].as_str().unwrap().contains("Uses hb"), "{v}");
+        // forced: gone, and the run fails at the node calling it, naming the slug
+        let (st, _) = s.call(Method::DELETE, &format!("{WS}/connections/spare?force=true"), None).await;
+        assert_eq!(st, 204);
+        let run = start(&s, &id, json!({})).await;
+        let r = wait_end(&s, &id, &run, Duration::from_secs(30)).await;
+        assert_eq!((step(&r, "a")["status"].as_str(), step(&r, "b")["status"].as_str()), (Some("succeeded"), Some("succeeded")), "{r}");
+        let c = step(&r, "c");
+        assert_eq!((c["status"].as_str(), c["error"]["code"].as_str()), (Some("failed"), Some("tool_not_found")), "{c}");
+        assert!(c["error"]["message"].as_str().unwrap().contains("spare"), "{c}");
+        // a forced rename: the agent and the workflow name a slug that is gone
+        let (st, v) = s.call(Method::PATCH, &format!("{WS}/connections/hb?force=true"), Some(json!({"slug": "hb2"}))).await;
+        assert_eq!((st, v["slug"].as_str()), (200, Some("hb2")), "{v}");
+        assert_eq!(v["used_by"], json!([]));
+        let run = start(&s, &id, json!({})).await;
+        let r = wait_end(&s, &id, &run, Duration::from_secs(30)).await;
+        assert_eq!(step(&r, "a")["error"]["code"], "tool_not_found", "{r}");
+        // nothing names hb2: deleted without force
+        let (st, _) = s.call(Method::DELETE, &format!("{WS}/connections/hb2"), None).await;
+        assert_eq!(st, 204);
+    }
+
+    async fn a_run_survives_its_server(db: Db) {
+        // SIGKILL the only server in the middle of a run; started again, it finishes the run
+        let mut options = local_upstreams(&[("CHATTERFLY_WORKFLOW_LEASE_MS", "1500")]);
+        options.env.push(("INTEGRATION_ENCRYPTION_KEY".into(), random_key()));
+        let s = TestServer::start_with(BIN, db, options.clone()).await;
+        hb(&s, "hb", "static").await;
+        let id = create(&s, json!({"name": "Two slow", "nodes": [
+            {"id": "first", "type": "tool", "tool_name": "hb.delay", "input": {"n": 1}},
+            {"id": "second", "type": "tool", "tool_name": "hb.delay", "input": {"n": 2}},
+            {"id": "careful", "type": "tool", "tool_name": "hb.ip", "on_interrupt": "fail"}]})).await;
+        deploy(&s, &id).await;
+        let run = start(&s, &id, json!({})).await;
+        // wait until the second step is under way, then kill
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, r) = s.call(Method::GET, &format!("{WS}/workflows/{id}/runs/{run}"), None).await;
+            if step(&r, "second")["status"] == "running" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{r}");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let (tdb, _) = s.stop();
+        let s = TestServer::spawn(Path::new(BIN), tdb, &options).unwrap();
+        let r = wait_end(&s, &id, &run, Duration::from_secs(30)).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["claims"], 2, "{r}");
+        assert_eq!(step(&r, "first")["attempts"].as_array().unwrap().len(), 1, "a finished step is not run again: {r}");
+        let attempts = step(&r, "second")["attempts"].as_array().unwrap().clone();
+        assert_eq!(attempts.len(), 2, "{r}");
+        assert_eq!(attempts[0]["outcome"], "interrupted");
+        assert!(attempts[0]["note"].as_str().unwrap().contains("may have been made"));
+        assert_eq!(attempts[1]["outcome"], "succeeded");
+        assert_ne!(attempts[0]["replica"], attempts[1]["replica"]);
+    }
+}
+
+/// Two replicas on one PostgreSQL database run 200 workflow runs between them; one is
+/// killed (SIGKILL) in the middle; the other finishes every run, and the attempts say which
+/// steps may have run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_runs_and_outlive_a_kill() {
+    let db = fresh_database(Db::Postgres).await;
+    let mut options = local_upstreams(&[
+        ("CHATTERFLY_WORKFLOW_LEASE_MS", "2000"),
+        ("CHATTERFLY_WORKFLOW_WORKERS", "12"),
+    ]);
+    options.env.push(("INTEGRATION_ENCRYPTION_KEY".into(), random_key()));
+    let same = |db: &TestDb| TestDb {
+        url: db.url.clone(),
+        kind: db.kind,
+        dir: tempfile::tempdir().unwrap(),
+        admin_token: db.admin_token.clone(),
+    };
+    let a = TestServer::spawn(Path::new(BIN), same(&db), &options).unwrap();
+    let b = TestServer::spawn(Path::new(BIN), same(&db), &options).unwrap();
+    hb(&a, "hb", "static").await;
+    let id = create(
+        &a,
+        json!({"name": "Three", "nodes": [
+        {"id": "echo", "type": "tool", "tool_name": "hb.post", "input": {"i": "{{input.i}}"}},
+        {"id": "wait", "type": "tool", "tool_name": "hb.delay", "input": {"n": 0.5}},
+        {"id": "again", "type": "tool", "tool_name": "hb.post", "input": {"i": "{{steps.echo.output.body.json.i}}"}}]}),
+    )
+    .await;
+    deploy(&a, &id).await;
+    let mut runs = Vec::new();
+    for i in 0..200 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        runs.push(start(server, &id, json!({"input": {"i": i}})).await);
+    }
+    // mid-way: some runs done, many to go
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, done) = b
+            .call(
+                Method::GET,
+                &format!("{WS}/workflows/{id}/runs?status=succeeded&limit=200"),
+                None,
+            )
+            .await;
+        if done.as_array().unwrap().len() >= 30 {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed_at = Instant::now();
+    let (_, a_log) = a.stop();
+    assert!(a_log.contains("workflow run ended"), "replica a had run some");
+    // every run finishes, on b
+    let mut resumed_after = None;
+    for (i, run) in runs.iter().enumerate() {
+        let r = wait_end(&b, &id, run, Duration::from_secs(120)).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(step(&r, "again")["output"]["body"]["json"]["i"], json!(i), "{r}");
+        for st in r["steps"].as_array().unwrap() {
+            let attempts = st["attempts"].as_array().unwrap();
+            assert!(
+                !attempts.is_empty() && attempts.last().unwrap()["outcome"] == "succeeded",
+                "{st}"
+            );
+            // a step run more than once says why
+            for earlier in &attempts[..attempts.len() - 1] {
+                assert_eq!(earlier["outcome"], "interrupted", "{st}");
+            }
+        }
+        if r["claims"].as_i64().unwrap() > 1 && resumed_after.is_none() {
+            resumed_after = Some(killed_at.elapsed());
+        }
+    }
+    let (_, all) = b
+        .call(Method::GET, &format!("{WS}/workflows/{id}/runs?limit=200"), None)
+        .await;
+    let taken_over = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["claims"].as_i64().unwrap() > 1)
+        .count();
+    assert!(taken_over > 0, "replica a held runs when it was killed");
+    let mut twice = 0;
+    for run in &runs {
+        let (_, r) = b
+            .call(Method::GET, &format!("{WS}/workflows/{id}/runs/{run}"), None)
+            .await;
+        twice += r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["attempts"].as_array().unwrap().len() > 1)
+            .count();
+    }
+    assert!(
+        twice > 0,
+        "the steps replica a had under way were run again, and say so"
+    );
+    eprintln!("taken over: {taken_over} runs, {twice} steps run twice; first resumed within {resumed_after:?}");
+}
