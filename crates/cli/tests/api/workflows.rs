@@ -446,6 +446,84 @@ db_tests! {
     }
 }
 
+db_tests! {
+    async fn workflow_runs_leak_no_credential(db: Db) {
+        use super::canary::{assert_clean, forms, postgres_dump};
+        let mut options = local_upstreams(&[]);
+        options.rust_log = "trace".into();
+        let s = TestServer::start_with(BIN, db, options).await;
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let run_cred = format!("CANARY{tag}runcred");
+        let static_key = format!("CANARY{tag}static");
+        let mine = format!("CANARY{tag}mykey");
+        let forms = forms(&[run_cred.clone(), static_key.clone(), mine.clone()]);
+        hb(&s, "mine", "caller").await;
+        // a caller connection given per run, one with the starting user's own key, and a static one
+        hb(&s, "perrun", "caller").await;
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "Static", "slug": "st",
+            "service_type": "http", "base_url": httpbin_url(), "auth": {"type": "api_key_header", "header": "X-Key", "key": static_key},
+            "operations": [{"name": "post", "method": "POST", "path": "/anything"}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        let (st, v) = s.call(Method::PUT, &format!("{WS}/connections/mine/my-credentials"), Some(json!({"token": mine}))).await;
+        assert!(st == 200 || st == 204, "{v}");
+        let id = create(&s, json!({"name": "Echo secrets", "nodes": [
+            {"id": "a", "type": "tool", "tool_name": "perrun.post", "input": {"note": "{{input.note}}"}},
+            {"id": "b", "type": "tool", "tool_name": "st.post", "input": {"seen": "{{steps.a.output.body.headers}}"}},
+            {"id": "c", "type": "tool", "tool_name": "mine.post", "input": {"seen": "{{steps.b.output.body.headers}}", "text": "a said {{steps.a.output.body}}"}}]})).await;
+        deploy(&s, &id).await;
+        // credentials for a connection the workflow does not call: refused
+        let (st, v) = s.call(Method::POST, &format!("{WS}/workflows/{id}/runs"), Some(json!({"input": {}, "credentials": {"st": {"token": "x"}}}))).await;
+        assert_eq!(st, 422, "{v}");
+        let run = start(&s, &id, json!({"input": {"note": "hello"}, "credentials": {"perrun": {"token": run_cred}}})).await;
+        let r = wait_end(&s, &id, &run, Duration::from_secs(30)).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        let mut seen = r.to_string();
+        // httpbin echoed each key back: each shows redacted
+        assert_eq!(step(&r, "a")["output"]["body"]["headers"]["Authorization"], "Bearer [REDACTED]", "{r}");
+        assert_eq!(step(&r, "b")["output"]["body"]["headers"]["X-Key"], "[REDACTED]", "{r}");
+        assert_eq!(step(&r, "c")["output"]["body"]["headers"]["Authorization"], "Bearer [REDACTED]", "{r}");
+        let (_, _, events) = s.raw(Method::GET, &format!("{WS}/workflows/{id}/runs/{run}/events"), None, Vec::new()).await;
+        seen.push_str(&events);
+        let (_, list) = s.call(Method::GET, &format!("{WS}/workflows/{id}/runs"), None).await;
+        seen.push_str(&list.to_string());
+        let (_, audit) = s.call(Method::GET, &format!("{WS}/audit?run={run}"), None).await;
+        assert_eq!(audit["events"].as_array().unwrap().len(), 3, "{audit}");
+        seen.push_str(&audit.to_string());
+        let (_, w) = s.call(Method::GET, &format!("{WS}/workflows/{id}"), None).await;
+        seen.push_str(&w.to_string());
+        assert!(seen.matches("[REDACTED]").count() >= 6 && seen.len() > 5_000, "the check can fail");
+        assert_clean("the workflow API's answers and events", &seen, &forms);
+        let (tdb, logs) = s.stop();
+        assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "logs at a verbose level");
+        assert_clean("the server logs", &logs, &forms);
+        match db {
+            Db::Sqlite => {
+                let mut read = 0;
+                for entry in std::fs::read_dir(tdb.dir.path()).unwrap() {
+                    let path = entry.unwrap().path();
+                    let name = path.file_name().unwrap().to_string_lossy().to_string();
+                    if name.starts_with("chatterfly.db") {
+                        let bytes = std::fs::read(&path).unwrap();
+                        read += bytes.len();
+                        assert_clean(&name, &String::from_utf8_lossy(&bytes), &forms);
+                    }
+                }
+                assert!(read > 10_000, "{read} bytes of database files");
+            }
+            Db::Postgres => {
+                let dump = postgres_dump(&tdb.url).await;
+                assert!(dump.contains("workflow_run") || dump.contains("Echo secrets"), "the dump holds the runs");
+                assert_clean("the PostgreSQL rows", &dump, &forms);
+                // the run's sealed credentials went with its end
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&tdb.url).await.unwrap();
+                let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workflow_runs WHERE credentials_sealed IS NOT NULL")
+                    .fetch_one(&mut conn).await.unwrap();
+                assert_eq!(left, 0);
+            }
+        }
+    }
+}
+
 /// Two replicas on one PostgreSQL database run 200 workflow runs between them; one is
 /// killed (SIGKILL) in the middle; the other finishes every run, and the attempts say which
 /// steps may have run twice.
