@@ -32,6 +32,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("accounts.js", JS, include_str!("../web/accounts.js")),
     ("participants.js", JS, include_str!("../web/participants.js")),
     ("agents.js", JS, include_str!("../web/agents.js")),
+    ("workflows.js", JS, include_str!("../web/workflows.js")),
     ("onboard.js", JS, include_str!("../web/onboard.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
 ];
@@ -49,6 +50,10 @@ const PAGES: &[&str] = &[
     "/agents/new",
     "/agents/{id}",
     "/agents/{id}/runs/{run_id}",
+    "/workflows",
+    "/workflows/new",
+    "/workflows/{id}",
+    "/workflows/{id}/runs/{run_id}",
     "/admin/workspaces",
     "/admin/users",
     "/admin/service-credentials",

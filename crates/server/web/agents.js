@@ -21,7 +21,7 @@ const STATUS = {
   max_steps: ["Stopped at max steps", "bad"],
   cancelled: ["Cancelled", "none"],
 };
-const statusBadge = (status) => {
+export const statusBadge = (status) => {
   const [text, cls] = STATUS[status] || [status, "none"];
   return h("span", { class: `badge ${cls} run-status`, "data-status": status }, text);
 };
@@ -59,18 +59,21 @@ export async function agentsPage(main, ctx) {
 }
 
 /// The tool picker: every tool of the workspace with its description, searchable, with
-/// the agent's choices ticked (and those the workspace no longer has, to untick).
-function toolPicker(all, chosen) {
+/// the agent's choices ticked (and those the workspace no longer has, to untick). With
+/// `single`, one tool is chosen (a workflow node's) and `onPick` hears of it.
+export function toolPicker(all, chosen, { single = false, onPick = null } = {}) {
   const picked = new Set(chosen);
   const known = new Set([...(all.standard || []), ...(all.connections || [])].map((t) => t.name));
   const summary = h("p", { id: "picked-count", role: "status" });
   const boxes = [];
   const option = (t) => {
-    const box = h("input", { type: "checkbox", value: t.name, checked: picked.has(t.name), "aria-describedby": null });
+    const box = h("input", { type: single ? "radio" : "checkbox", name: single ? "tool-choice" : null, value: t.name, checked: picked.has(t.name) });
     box.addEventListener("change", () => {
+      if (single) picked.clear();
       if (box.checked) picked.add(t.name);
       else picked.delete(t.name);
       update();
+      if (onPick && box.checked) onPick(t.name);
     });
     const row = h("label", { class: "pick", "data-tool": t.name },
       box, h("span", {}, h("code", {}, t.name), t.description ? h("span", { class: "desc" }, ` ${t.description}`) : null));
@@ -88,7 +91,7 @@ function toolPicker(all, chosen) {
   const group = (slug, list) => {
     const el = h("details", { class: "pick-group", "data-connection": slug, open: list.length <= 12 || list.some((t) => picked.has(t.name)) },
       h("summary", {}, h("strong", {}, slug), h("span", { class: "hint group-count" }, ` ${list.length} tool${list.length === 1 ? "" : "s"}`)),
-      h("div", { class: "group-actions" },
+      single ? null : h("div", { class: "group-actions" },
         h("button", { type: "button", class: "link pick-all", onclick: () => setAll(el, true) }, "Select all shown"), " ",
         h("button", { type: "button", class: "link pick-none", onclick: () => setAll(el, false) }, "Clear")),
       list.map(option));
@@ -107,7 +110,9 @@ function toolPicker(all, chosen) {
   };
   const search = h("input", { type: "search", id: "tool-search", placeholder: "Search tools by name or description", "aria-label": "Search tools" });
   const update = () => {
-    summary.textContent = picked.size === 0 ? "No tools chosen: the agent can only answer from what it knows." : `${picked.size} tool${picked.size === 1 ? "" : "s"} chosen`;
+    summary.textContent = single
+      ? (picked.size ? `Chosen: ${[...picked][0]}` : "No tool chosen yet.")
+      : picked.size === 0 ? "No tools chosen: the agent can only answer from what it knows." : `${picked.size} tool${picked.size === 1 ? "" : "s"} chosen`;
   };
   const filter = () => {
     const q = search.value.trim().toLowerCase();
@@ -127,8 +132,8 @@ function toolPicker(all, chosen) {
       const order = [...boxes.map((b) => b.box.value)];
       return order.filter((n) => picked.has(n)).filter((n, i, a) => a.indexOf(n) === i);
     },
-    el: h("fieldset", { id: "tool-picker", "data-pointer": "/tools" },
-      h("legend", {}, "Tools"),
+    el: h("fieldset", { id: "tool-picker", "data-pointer": single ? null : "/tools" },
+      h("legend", {}, single ? "Tool" : "Tools"),
       search,
       summary,
       h("section", { id: "picker-standard" }, h("h3", {}, "Standard tools"), (all.standard || []).map(option)),
@@ -136,7 +141,8 @@ function toolPicker(all, chosen) {
         groups.size ? [...groups].map(([slug, list]) => group(slug, list)) : h("p", { class: "hint" }, "No connection tools yet: add a connection first.")),
       missing.length
         ? h("section", { id: "picker-missing" }, h("h3", {}, "Not in this workspace"),
-          h("p", { class: "warning" }, "These tools do not exist here: a run fails until they exist again or are unticked."),
+          h("p", { class: "warning" }, single ? "This tool does not exist here: a run fails at this node until it exists again or another is chosen."
+            : "These tools do not exist here: a run fails until they exist again or are unticked."),
           missing.map((n) => option({ name: n, description: "" })))
         : null),
   };
@@ -220,11 +226,9 @@ export async function newAgentPage(main, ctx) {
   clear(main, h("p", {}, h("a", { href: "/agents" }, "← Agents")), h("h1", {}, "New agent"), editor(ctx, all, null));
 }
 
-async function runPanel(ctx, agent) {
-  const input = h("textarea", { id: "run-input", rows: 3, placeholder: "What should the agent do?" });
-  const message = h("div", { "aria-live": "polite" });
-  // caller connections among the agent's tools may take this run's own key
-  const slugs = new Set(agent.tools.filter((t) => t.includes(".")).map((t) => t.split(".")[0]));
+/// A run's own credentials (for the caller connections among `slugs`) and, for admins,
+/// the participant on whose behalf it runs: the fields, and what they add to a run start.
+export async function runChoices(ctx, slugs) {
   let personal = [];
   try {
     personal = (await api("GET", `${ws(ctx.workspace.slug)}/connections`)).filter((c) => slugs.has(c.slug) && takesPersonalKeys(c));
@@ -261,13 +265,12 @@ async function runPanel(ctx, agent) {
     ? h("select", { id: "run-participant" }, h("option", { value: "" }, "Nobody: my own credentials"),
       participants.map((p) => h("option", { value: p.id }, `${p.name} (${p.role})`)))
     : null;
-  const form = h("form", {
-    id: "run-form",
-    onsubmit: async (e) => {
-      e.preventDefault();
-      message.replaceChildren();
-      for (const el of form.querySelectorAll(".field-error")) el.remove();
-      const body = { input: input.value };
+  return {
+    els: [
+      participant ? h("div", { class: "field", "data-pointer": "/participant" }, h("label", { for: "run-participant" }, "On behalf of"), participant) : null,
+      creds,
+    ],
+    fill(body) {
       const given = {};
       for (const { slug, f, el } of credInputs) {
         if (el.value === "") continue;
@@ -276,11 +279,31 @@ async function runPanel(ctx, agent) {
       }
       if (Object.keys(given).length) body.credentials = given;
       if (participant && participant.value) body.participant = participant.value;
+      return body;
+    },
+    forget() {
+      for (const { el } of credInputs) el.value = "";
+    },
+  };
+}
+
+async function runPanel(ctx, agent) {
+  const input = h("textarea", { id: "run-input", rows: 3, placeholder: "What should the agent do?" });
+  const message = h("div", { "aria-live": "polite" });
+  // caller connections among the agent's tools may take this run's own key
+  const choices = await runChoices(ctx, new Set(agent.tools.filter((t) => t.includes(".")).map((t) => t.split(".")[0])));
+  const form = h("form", {
+    id: "run-form",
+    onsubmit: async (e) => {
+      e.preventDefault();
+      message.replaceChildren();
+      for (const el of form.querySelectorAll(".field-error")) el.remove();
+      const body = choices.fill({ input: input.value });
       const button = form.querySelector("#run-agent");
       button.disabled = true;
       try {
         const run = await api("POST", `${base(ctx)}/${agent.id}/runs`, body);
-        for (const { el } of credInputs) el.value = "";
+        choices.forget();
         location.assign(`/agents/${agent.id}/runs/${run.id}`);
       } catch (err) {
         message.append(notice("error", err.message));
@@ -290,8 +313,7 @@ async function runPanel(ctx, agent) {
     },
   },
   h("div", { class: "field", "data-pointer": "/input" }, h("label", { for: "run-input" }, "Input"), input),
-  participant ? h("div", { class: "field", "data-pointer": "/participant" }, h("label", { for: "run-participant" }, "On behalf of"), participant) : null,
-  creds,
+  choices.els,
   h("div", { class: "actions" }, h("button", { type: "submit", id: "run-agent" }, "Run")),
   message);
   return h("section", { id: "run-panel" }, h("h2", {}, "Run"), form);
@@ -381,7 +403,7 @@ export async function agentPage(main, ctx, id) {
   );
 }
 
-function block(label, value, cls) {
+export function block(label, value, cls) {
   const text = typeof value === "string" ? value : pretty(value);
   const pre = h("pre", { class: cls }, text);
   // long outputs folded: the page stays readable with a multi-kilobyte result

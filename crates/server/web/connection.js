@@ -165,6 +165,17 @@ function settings(ctx, c, reload) {
   return h("section", {}, h("h2", {}, "Settings"), view, personal, h("details", {}, h("summary", {}, "Edit"), form));
 }
 
+/// What calls the connection's tools: agents, and deployed workflows.
+function usedBy(list) {
+  return h("section", { id: "used-by" }, h("h2", {}, "Used by"),
+    list && list.length
+      ? h("ul", {}, list.map((u) => h("li", { "data-kind": u.kind, "data-id": u.id },
+        u.kind === "agent" ? "Agent " : "Workflow ",
+        h("a", { href: `/${u.kind === "agent" ? "agents" : "workflows"}/${u.id}` }, u.name), ": ",
+        u.tools.map((t) => h("code", { class: "chip" }, t)))))
+      : h("p", { class: "hint" }, "No agent or deployed workflow calls its tools."));
+}
+
 function dangerZone(ctx, c) {
   const confirm = h("input", { id: "confirm-slug", autocomplete: "off", "aria-label": `Type ${c.slug} to confirm` });
   const message = h("div", { "aria-live": "polite" });
@@ -180,12 +191,20 @@ function dangerZone(ctx, c) {
         onsubmit: async (e) => {
           e.preventDefault();
           if (confirm.value !== c.slug) return;
-          try {
-            await api("DELETE", `${ws(ctx.workspace.slug)}/connections/${c.slug}`);
-            location.assign("/connections");
-          } catch (err) {
-            clear(message, notice("error", err.message));
-          }
+          const remove = async (force) => {
+            try {
+              await api("DELETE", `${ws(ctx.workspace.slug)}/connections/${c.slug}${force ? "?force=true" : ""}`);
+              location.assign("/connections");
+            } catch (err) {
+              clear(message, notice("error", err.message));
+              // in use: what uses it, and the choice to delete it anyway
+              if (err.code === "in_use") {
+                message.append(h("button", { type: "button", class: "danger", id: "delete-anyway", onclick: () => remove(true) },
+                  "Delete anyway (they fail at these tools until updated)"));
+              }
+            }
+          };
+          await remove(false);
         },
       },
       h("p", {}, "Agents and workflows that call its tools will fail. Type ", h("code", {}, c.slug), " to confirm."),
@@ -281,6 +300,7 @@ export async function connectionPage(main, ctx, slug) {
       settings(ctx, c, () => load()),
       c.service_type === "mcp" && ctx.isAdmin ? refresher(ctx, c, (keep) => load(keep)) : null,
       people ? participantsOf(ctx, c, people, () => load()) : null,
+      usedBy(c.used_by),
       tools,
       ctx.isAdmin ? dangerZone(ctx, c) : null,
       keep || null,

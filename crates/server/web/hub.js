@@ -34,6 +34,10 @@ export async function hubPage(main, ctx) {
           h("td", {}, c.fulfillment),
           h("td", { class: "num" }, String(c.operation_count)),
           h("td", {}, (c.auth && c.auth.type) || ""),
+          h("td", { class: "used-by" }, (c.used_by || []).length
+            ? h("span", { title: c.used_by.map((u) => `${u.kind} ${u.name}: ${u.tools.join(", ")}`).join("\n") },
+              c.used_by.map((u) => `${u.kind === "agent" ? "Agent" : "Workflow"} ${u.name}`).join(", "))
+            : h("span", { class: "hint" }, "unused")),
           h("td", {}, when(c.updated_at)),
         ),
       ),
@@ -56,7 +60,7 @@ export async function hubPage(main, ctx) {
       h(
         "table",
         { id: "connections" },
-        h("thead", {}, h("tr", {}, ["Name", "Slug", "Service", "Fulfillment", "Tools", "Auth", "Changed"].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, ["Name", "Slug", "Service", "Fulfillment", "Tools", "Auth", "Used by", "Changed"].map((t) => h("th", { scope: "col" }, t)))),
         body,
       ),
     ),

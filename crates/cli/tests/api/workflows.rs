@@ -7,10 +7,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chatterfly_testkit::browser::Browser;
 use chatterfly_testkit::httpbin_url;
 use chatterfly_testkit::peers::{McpPeer, McpPeerKind, ScriptPeer};
 use chatterfly_testkit::server::random_key;
 use chatterfly_testkit::{TestDb, fresh_database};
+use fantoccini::Locator;
 
 use super::*;
 
@@ -447,6 +449,126 @@ db_tests! {
 }
 
 db_tests! {
+    async fn workflows_are_built_deployed_and_run_in_chromium(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        hb(&s, "hb", "static").await;
+        let b = Browser::open().await;
+        b.client.goto(&format!("{}/login", s.url)).await.unwrap();
+        b.fill("#token", &s.token).await;
+        b.click("#token-form button[type=submit]").await;
+        b.wait_path("/connections").await;
+
+        // build: three tool nodes, each tool picked from the picker; the third reads the first
+        b.click("header nav a[href='/workflows']").await;
+        b.wait_text(".count", "No workflows yet").await;
+        b.click("#new-workflow").await;
+        b.wait_path("/workflows/new").await;
+        b.fill("#workflow-name", "Greeter").await;
+        b.click("#add-tool-node").await;
+        b.wait_text("#inspector h3", "step1").await;
+        b.fill("#tool-search", "post").await;
+        b.click("label.pick[data-tool='hb.post'] input").await;
+        b.wait_text("#picked-count", "Chosen: hb.post").await;
+        b.wait_text("#node-list li[data-node=step1]", "hb.post").await;
+        b.fill("#node-input", r#"{"name": "{{input.name}}", "n": "{{input.n}}"}"#).await;
+        b.click("#add-tool-node").await;
+        b.wait_text("#inspector h3", "step2").await;
+        b.click("label.pick[data-tool='hb.delay'] input").await;
+        b.wait_text("#tool-schema", "\"n\"").await;
+        b.click("#fill-from-schema").await;
+        let filled = b.wait("#node-input").await.prop("value").await.unwrap().unwrap_or_default();
+        assert!(filled.contains("\"n\": 0"), "a skeleton from the schema: {filled}");
+        b.fill("#node-input", r#"{"n": 2}"#).await;
+        b.click("#add-tool-node").await;
+        b.wait_text("#inspector h3", "step3").await;
+        b.click("label.pick[data-tool='hb.post'] input").await;
+        // the hints offer the nodes before this one
+        b.wait("#template-hints [data-template='{{steps.step1.output}}']").await;
+        b.wait("#template-hints [data-template='{{steps.step2.output}}']").await;
+        b.fill("#node-input", r#"{"greeting": "Hello {{steps.step1.output.body.json.name}}", "n": "{{steps.step1.output.body.json.n}}"}"#).await;
+        b.client.execute("document.querySelector('.flow-editor').scrollIntoView()", vec![]).await.unwrap();
+        b.screenshot("workflow-editor").await;
+        b.click("#save-workflow").await;
+        b.wait_text("main", "Created. Deploy it to run it.").await;
+        let url = b.client.current_url().await.unwrap();
+        let id = url.path().rsplit('/').next().unwrap().to_owned();
+        let (_, saved) = s.call(Method::GET, &format!("{WS}/workflows/{id}"), None).await;
+        let tools: Vec<&str> = saved["nodes"].as_array().unwrap().iter().map(|n| n["tool_name"].as_str().unwrap()).collect();
+        assert_eq!(tools, ["hb.post", "hb.delay", "hb.post"], "{saved}");
+        assert_eq!(saved["nodes"][2]["input"]["n"], "{{steps.step1.output.body.json.n}}");
+        b.wait_text("#run-workflow", "Deploy to run").await;
+
+        // deploy, then run with an input form that names what the nodes read
+        b.click("#deploy-workflow").await;
+        b.wait_text("#deploy-state", "Deployed: v1").await;
+        b.wait_text("#run-workflow", "Run v1").await;
+        let prefilled = b.wait("#workflow-run-input").await.prop("value").await.unwrap().unwrap_or_default();
+        assert!(prefilled.contains("\"name\"") && prefilled.contains("\"n\""), "{prefilled}");
+        b.fill("#workflow-run-input", r#"{"name": "Ada", "n": 3}"#).await;
+        b.click("#run-workflow").await;
+        // the run view follows the steps live: the slow one shows running first
+        b.wait_text_within("#steps li[data-node=step2] .step-status", "Running", 10).await;
+        let status = b.wait("#run-status .run-status").await.attr("data-status").await.unwrap();
+        assert_eq!(status.as_deref(), Some("running"));
+        b.wait_text_within("#run-status", "Succeeded", 20).await;
+        b.wait_text("#steps li[data-node=step3] .step-status", "Succeeded").await;
+        b.wait_text("#run-end", "Hello Ada").await;
+        b.screenshot("workflow-run").await;
+        let run_id = b.client.current_url().await.unwrap().path().rsplit('/').next().unwrap().to_owned();
+        let (_, r) = s.call(Method::GET, &format!("{WS}/workflows/{id}/runs/{run_id}"), None).await;
+        assert_eq!(step(&r, "step3")["output"]["body"]["json"], json!({"greeting": "Hello Ada", "n": 3}), "{r}");
+
+        // the workflow lists its run; a bad node id is shown at its node
+        b.click(&format!("a[href='/workflows/{id}']")).await;
+        b.wait_text(&format!("#runs tr[data-run='{run_id}']"), "Succeeded").await;
+        b.click("#node-list li[data-node=step2] .node-pick").await;
+        b.fill("#node-id", "bad id").await;
+        b.click("#save-workflow").await;
+        b.wait_text("#workflow-form", "Node bad id (id)").await;
+        b.wait("#node-list li.node.invalid").await;
+
+        // the hub shows what uses each connection; deleting it is refused with the list
+        b.client.goto(&format!("{}/connections", s.url)).await.unwrap();
+        b.wait_text("#connections tr[data-slug=hb] td.used-by", "Workflow Greeter").await;
+        b.client.goto(&format!("{}/connections/hb", s.url)).await.unwrap();
+        b.wait_text(&format!("#used-by li[data-id='{id}']"), "hb.delay").await;
+        b.fill("#confirm-slug", "hb").await;
+        b.click("#delete-connection").await;
+        b.wait_text(".danger-zone .notice", "Greeter").await;
+        b.wait("#delete-anyway").await;
+        let (st, _) = s.call(Method::GET, &format!("{WS}/connections/hb"), None).await;
+        assert_eq!(st, 200, "still there");
+        let page = b.client.source().await.unwrap();
+        assert!(!page.contains("CANARY"));
+        b.close().await;
+
+        // a member sees the definition and runs it, without admin controls; hostile text stays text
+        const XSS: &str = "<img src=x onerror=alert(1)>";
+        let (st, v) = s.call(Method::PATCH, &format!("{WS}/workflows/{id}"), Some(json!({"name": format!("Greeter {XSS}")}))).await;
+        assert_eq!(st, 200, "{v}");
+        let (uid, member) = s.user("member@example.com").await;
+        let (st, v) = s.call(Method::PUT, &format!("{WS}/members/{uid}"), Some(json!({"role": "member"}))).await;
+        assert!(st == 200 || st == 201, "{v}");
+        let m = Browser::open().await;
+        m.client.goto(&format!("{}/login", s.url)).await.unwrap();
+        m.fill("#token", &member).await;
+        m.click("#token-form button[type=submit]").await;
+        m.wait_path("/connections").await;
+        m.client.goto(&format!("{}/workflows/{id}", s.url)).await.unwrap();
+        m.wait_text("main h1", XSS).await;
+        m.wait_text("#workflow-summary", "hb.delay").await;
+        for admin_only in ["#workflow-form", "#delete-workflow", "#deploy-workflow", "#run-participant"] {
+            assert!(m.client.find_all(Locator::Css(admin_only)).await.unwrap().is_empty(), "a member sees {admin_only}");
+        }
+        m.fill("#workflow-run-input", r#"{"name": "<b>Bo</b>", "n": 1}"#).await;
+        m.click("#run-workflow").await;
+        m.wait_text_within("#run-status", "Succeeded", 20).await;
+        m.wait_text("#run-end", "Hello <b>Bo</b>").await;
+        assert!(m.client.find_all(Locator::Css("main img, #run-end b")).await.unwrap().is_empty(), "no element from text");
+        assert!(!m.dialog_open().await);
+        m.close().await;
+    }
+
     async fn workflow_runs_leak_no_credential(db: Db) {
         use super::canary::{assert_clean, forms, postgres_dump};
         let mut options = local_upstreams(&[]);
