@@ -16,14 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chatterfly_store::{
-    NewWorkflowRun, NewWorkflowStep, StepWrite, Store, StoreError, WorkflowRecord, WorkflowRunRecord, now, now_ms,
+    FencedStepWrite, NewWorkflowRun, NewWorkflowStep, StepWrite, Store, StoreError, WorkflowRecord, WorkflowRunRecord,
+    now, now_ms,
 };
 use chatterfly_tools::{Call, Redactor, ToolError, Tools};
 use chatterfly_vault::ExposeSecret;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
 use crate::agent::{AgentDef, RunInput};
 use crate::runner::{Runner, StartRun};
@@ -103,6 +104,75 @@ struct Inner {
     events: broadcast::Sender<String>,
     /// Runs executing here, with the signal that stops them.
     live: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Step writes on their way to the database, committed together (see [`step_writer`]).
+    writes: mpsc::UnboundedSender<QueuedWrite>,
+    queued_writes: Mutex<Option<mpsc::UnboundedReceiver<QueuedWrite>>>,
+    /// Deployed versions read lately (they never change), by workflow and version.
+    versions: Mutex<HashMap<(String, i64), Arc<Definition>>>,
+    /// Workspace slugs (for messages), with when they were read.
+    slugs: Mutex<HashMap<String, (Instant, String)>>,
+}
+
+/// Versions kept in memory (all workspaces together).
+const VERSIONS_KEPT: usize = 512;
+/// Runs taken from the store at once, at most.
+const CLAIM_AT_ONCE: usize = 16;
+
+/// A step write waiting for the writer, and who waits for its outcome.
+struct QueuedWrite {
+    run_id: String,
+    owner: String,
+    rev: i64,
+    node_id: String,
+    status: &'static str,
+    input: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+    attempts: String,
+    duration_ms: Option<i64>,
+    done: oneshot::Sender<Result<bool, String>>,
+}
+
+/// Writes the replica's step writes: whatever queued while the last commit went on is
+/// written in one transaction. Each step write must reach the database before its call
+/// is made (the attempt is the record that the call may have happened), so the writes of
+/// many runs share one commit rather than each waiting for its own.
+async fn step_writer(store: Store, mut rx: mpsc::UnboundedReceiver<QueuedWrite>) {
+    let mut batch: Vec<QueuedWrite> = Vec::new();
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let writes: Vec<FencedStepWrite<'_>> = batch
+            .iter()
+            .map(|q| FencedStepWrite {
+                run_id: &q.run_id,
+                owner: &q.owner,
+                rev: q.rev,
+                write: StepWrite {
+                    node_id: &q.node_id,
+                    status: q.status,
+                    input: q.input.as_deref(),
+                    output: q.output.as_deref(),
+                    error: q.error.as_deref(),
+                    attempts: &q.attempts,
+                    duration_ms: q.duration_ms,
+                },
+            })
+            .collect();
+        let result = store.write_workflow_steps(&writes).await;
+        drop(writes);
+        match result {
+            Ok(held) => {
+                for (q, held) in batch.drain(..).zip(held) {
+                    let _ = q.done.send(Ok(held));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for q in batch.drain(..) {
+                    let _ = q.done.send(Err(why.clone()));
+                }
+            }
+        }
+    }
 }
 
 impl Flows {
@@ -115,6 +185,7 @@ impl Flows {
             if host.is_empty() { "" } else { "/" },
             &chatterfly_store::new_id()[..13]
         );
+        let (writes, queued_writes) = mpsc::unbounded_channel();
         Self {
             inner: Arc::new(Inner {
                 tools,
@@ -124,6 +195,10 @@ impl Flows {
                 wake: Notify::new(),
                 events,
                 live: Mutex::new(HashMap::new()),
+                writes,
+                queued_writes: Mutex::new(Some(queued_writes)),
+                versions: Mutex::new(HashMap::new()),
+                slugs: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -228,39 +303,122 @@ impl Flows {
         Ok(was)
     }
 
-    /// Starts this replica's workers: they take runs from the store as long as the
-    /// process lives.
+    /// Starts this replica's workers (they take runs from the store as long as the
+    /// process lives) and its step writer.
     pub fn start_workers(&self) {
+        let queued = self
+            .inner
+            .queued_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(queued) = queued else {
+            return;
+        };
+        tokio::spawn(step_writer(self.store().clone(), queued));
         let this = self.clone();
         tokio::spawn(async move {
             let slots = Arc::new(tokio::sync::Semaphore::new(this.inner.options.workers.max(1)));
             loop {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
+                // a free worker, and as many more as are free (up to CLAIM_AT_ONCE)
+                let Ok(first) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let until = now_ms() + millis(this.inner.options.lease);
-                match this.store().claim_workflow_run(&this.inner.replica, until).await {
-                    Ok(Some(run)) => {
-                        let this = this.clone();
-                        tokio::spawn(async move {
-                            let id = run.id.clone();
-                            this.execute(run).await;
-                            let _ = this.inner.events.send(id);
-                            drop(permit);
-                        });
+                let mut permits = vec![first];
+                while permits.len() < CLAIM_AT_ONCE {
+                    match slots.clone().try_acquire_owned() {
+                        Ok(p) => permits.push(p),
+                        Err(_) => break,
                     }
-                    Ok(None) => {
-                        drop(permit);
+                }
+                let until = now_ms() + millis(this.inner.options.lease);
+                let want = i64::try_from(permits.len()).unwrap_or(1);
+                match this.store().claim_workflow_runs(&this.inner.replica, until, want).await {
+                    Ok(runs) if !runs.is_empty() => {
+                        for run in runs {
+                            let Some(permit) = permits.pop() else { break };
+                            let this = this.clone();
+                            tokio::spawn(async move {
+                                let id = run.id.clone();
+                                this.execute(run).await;
+                                let _ = this.inner.events.send(id);
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Ok(_) => {
+                        drop(permits);
                         let _ = tokio::time::timeout(this.inner.options.poll, this.inner.wake.notified()).await;
                     }
                     Err(e) => {
-                        drop(permit);
-                        tracing::warn!(error = %e, "taking a workflow run");
+                        drop(permits);
+                        tracing::warn!(error = %e, "taking workflow runs");
                         tokio::time::sleep(this.inner.options.poll).await;
                     }
                 }
             }
         });
+    }
+
+    /// A deployed version's definition (kept: versions never change).
+    async fn version(&self, workflow_id: &str, version: i64) -> Result<Option<Arc<Definition>>, String> {
+        let key = (workflow_id.to_owned(), version);
+        if let Some(d) = self
+            .inner
+            .versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(Some(d.clone()));
+        }
+        let Some(stored) = self
+            .store()
+            .workflow_version(workflow_id, version)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let def: Arc<Definition> = Arc::new(
+            serde_json::from_str(&stored.definition)
+                .map_err(|e| format!("the stored workflow version cannot be read: {e}"))?,
+        );
+        let mut cache = self
+            .inner
+            .versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= VERSIONS_KEPT {
+            cache.clear();
+        }
+        cache.insert(key, def.clone());
+        Ok(Some(def))
+    }
+
+    /// A workspace's slug, read at most once a minute.
+    async fn slug(&self, workspace_id: &str) -> Result<String, StoreError> {
+        if let Some((at, slug)) = self
+            .inner
+            .slugs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(workspace_id)
+            && at.elapsed() < Duration::from_secs(60)
+        {
+            return Ok(slug.clone());
+        }
+        let slug = self.store().workspace_slug(workspace_id).await?.unwrap_or_default();
+        let mut cache = self
+            .inner
+            .slugs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(workspace_id.to_owned(), (Instant::now(), slug.clone()));
+        Ok(slug)
     }
 
     async fn execute(&self, run: WorkflowRunRecord) {
@@ -354,12 +512,15 @@ struct Exec<'a> {
     flows: &'a Flows,
     run: WorkflowRunRecord,
     workspace_slug: String,
-    def: Definition,
+    def: Arc<Definition>,
     input: Value,
     credentials: Option<Map<String, Value>>,
     redactor: Redactor,
     cancel: watch::Receiver<bool>,
     lost: watch::Receiver<bool>,
+    /// The run's change count: each step write is the next (events followers read the
+    /// changes after theirs); only the replica holding the run writes.
+    rev: std::sync::atomic::AtomicI64,
 }
 
 struct RunScope<'a> {
@@ -389,7 +550,9 @@ impl<'a> Exec<'a> {
             let run_id = run.id.clone();
             let owner = owner.clone();
             async move {
-                store.close_pending_steps(&run_id, &owner, "skipped").await?;
+                store
+                    .close_pending_steps(&run_id, &owner, i64::MAX / 2, "skipped")
+                    .await?;
                 if !store
                     .finish_workflow_run(&run_id, &owner, "failed", None, Some(&why))
                     .await?
@@ -399,12 +562,10 @@ impl<'a> Exec<'a> {
                 Ok(())
             }
         };
-        let Some(version) = store.workflow_version(&run.workflow_id, run.version).await? else {
-            return fail(format!("version {} of the workflow is gone", run.version)).await;
-        };
-        let def: Definition = match serde_json::from_str(&version.definition) {
-            Ok(d) => d,
-            Err(e) => return fail(format!("the stored workflow version cannot be read: {e}")).await,
+        let def = match flows.version(&run.workflow_id, run.version).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return fail(format!("version {} of the workflow is gone", run.version)).await,
+            Err(e) => return fail(e).await,
         };
         let input: Value = serde_json::from_str(&run.input).unwrap_or(Value::Null);
         let credentials = match &run.credentials_sealed {
@@ -431,7 +592,7 @@ impl<'a> Exec<'a> {
                 secrets.extend(f.values().filter_map(Value::as_str).map(str::to_owned));
             }
         }
-        let workspace_slug = store.workspace_slug(&run.workspace_id).await?.unwrap_or_default();
+        let workspace_slug = flows.slug(&run.workspace_id).await?;
         let exec = Exec {
             flows,
             run,
@@ -442,6 +603,7 @@ impl<'a> Exec<'a> {
             redactor: Redactor::for_values(secrets),
             cancel,
             lost,
+            rev: std::sync::atomic::AtomicI64::new(0),
         };
         exec.go().await
     }
@@ -467,19 +629,47 @@ impl<'a> Exec<'a> {
     }
 
     async fn write(&self, w: &StepWrite<'_>) -> Result<(), Halt> {
-        if self.store().write_workflow_step(&self.run.id, self.owner(), w).await? {
-            self.announce();
-            Ok(())
-        } else {
-            Err(Halt::Lost)
+        let (done, outcome) = oneshot::channel();
+        let queued = QueuedWrite {
+            run_id: self.run.id.clone(),
+            owner: self.owner().to_owned(),
+            rev: self.next_rev(),
+            node_id: w.node_id.to_owned(),
+            status: match w.status {
+                "running" => "running",
+                "succeeded" => "succeeded",
+                _ => "failed",
+            },
+            input: w.input.map(str::to_owned),
+            output: w.output.map(str::to_owned),
+            error: w.error.map(str::to_owned),
+            attempts: w.attempts.to_owned(),
+            duration_ms: w.duration_ms,
+            done,
+        };
+        if self.flows.inner.writes.send(queued).is_err() {
+            return Err(Halt::Store(StoreError::Corrupt("the step writer stopped".into())));
         }
+        match outcome.await {
+            Ok(Ok(true)) => {
+                self.announce();
+                Ok(())
+            }
+            Ok(Ok(false)) => Err(Halt::Lost),
+            Ok(Err(why)) => Err(Halt::Store(StoreError::Corrupt(why))),
+            Err(_) => Err(Halt::Store(StoreError::Corrupt("the step writer stopped".into()))),
+        }
+    }
+
+    fn next_rev(&self) -> i64 {
+        self.rev.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
 
     async fn finish(&self, status: &str, output: Option<&str>, error: Option<&str>) -> Result<(), Halt> {
         if status != "succeeded" {
             let close = if status == "cancelled" { "cancelled" } else { "skipped" };
             self.store()
-                .close_pending_steps(&self.run.id, self.owner(), close)
+                .close_pending_steps(&self.run.id, self.owner(), self.next_rev(), close)
                 .await?;
         }
         if !self
@@ -500,10 +690,17 @@ impl<'a> Exec<'a> {
             Err(e) => return self.finish("failed", None, Some(&e)).await,
         };
         let n = self.def.nodes.len();
-        let mut by_node: HashMap<String, StepState> = self
-            .store()
-            .workflow_steps(&self.run.id)
-            .await?
+        // a run taken for the first time has every step pending: nothing to read
+        let stored = if self.run.claims > 1 {
+            self.store().workflow_steps(&self.run.id).await?
+        } else {
+            Vec::new()
+        };
+        self.rev.store(
+            stored.iter().map(|s| s.rev).max().unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut by_node: HashMap<String, StepState> = stored
             .into_iter()
             .map(|s| {
                 let output = s.output.as_deref().and_then(|o| serde_json::from_str(o).ok());

@@ -125,6 +125,15 @@ pub struct StepWrite<'a> {
     pub duration_ms: Option<i64>,
 }
 
+/// A step write with the run it belongs to and the replica that holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct FencedStepWrite<'a> {
+    pub run_id: &'a str,
+    pub owner: &'a str,
+    pub rev: i64,
+    pub write: StepWrite<'a>,
+}
+
 /// Filters of a run list.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkflowRunFilter<'a> {
@@ -529,28 +538,36 @@ impl Store {
     /// out) for `owner` until `until` (unix ms). Two replicas never take the same run at
     /// once: PostgreSQL skips rows another transaction has locked; SQLite has one writer.
     pub async fn claim_workflow_run(&self, owner: &str, until: i64) -> Result<Option<WorkflowRunRecord>> {
+        Ok(self.claim_workflow_runs(owner, until, 1).await?.into_iter().next())
+    }
+
+    /// [`Store::claim_workflow_run`] for up to `limit` runs at once, oldest first.
+    pub async fn claim_workflow_runs(&self, owner: &str, until: i64, limit: i64) -> Result<Vec<WorkflowRunRecord>> {
         let at = now_ms();
         let pick = match self.backend {
             Backend::Postgres => {
                 "SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') AND lease_until < $3 \
-                 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+                 ORDER BY created_at LIMIT $5 FOR UPDATE SKIP LOCKED"
             }
             Backend::Sqlite => {
                 "SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') AND lease_until < $3 \
-                 ORDER BY created_at LIMIT 1"
+                 ORDER BY created_at LIMIT $5"
             }
         };
-        let row = sqlx::query(sql!(
+        let rows = sqlx::query(sql!(
             "UPDATE workflow_runs SET status = 'running', lease_owner = $1, lease_until = $2, claims = claims + 1, \
-             started_at = COALESCE(started_at, $4) WHERE id = ({pick}) AND lease_until < $3 RETURNING {RUN_COLS}"
+             started_at = COALESCE(started_at, $4) WHERE id IN ({pick}) AND lease_until < $3 RETURNING {RUN_COLS}"
         ))
         .bind(owner)
         .bind(until)
         .bind(at)
         .bind(now())
-        .fetch_optional(&self.pool)
+        .bind(limit.max(1))
+        .fetch_all(&self.pool)
         .await?;
-        row.as_ref().map(wf_run).transpose()
+        let mut runs = rows.iter().map(wf_run).collect::<Result<Vec<_>>>()?;
+        runs.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(runs)
     }
 
     /// Extends `owner`'s lease of a run to `until`: whether a cancel was asked for, or
@@ -568,46 +585,85 @@ impl Store {
         Ok(row.map(|c| c != 0))
     }
 
-    /// Writes a step's state, if `owner` still holds the run; whether it did.
-    pub async fn write_workflow_step(&self, run_id: &str, owner: &str, w: &StepWrite<'_>) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
-        let Some(rev) = bump(&mut tx, run_id, owner).await? else {
-            return Ok(false);
-        };
-        let at = now();
-        let (started, finished) = match w.status {
-            "running" => (Some(at.as_str()), None),
-            _ => (None, Some(at.as_str())),
-        };
-        sqlx::query(
-            "UPDATE workflow_run_steps SET status = $3, input = COALESCE($4, input), output = $5, error = $6, \
-             attempts = $7, started_at = COALESCE($8, started_at), finished_at = $9, duration_ms = $10, rev = $11 \
-             WHERE run_id = $1 AND node_id = $2",
-        )
-        .bind(run_id)
-        .bind(w.node_id)
-        .bind(w.status)
-        .bind(w.input)
-        .bind(w.output)
-        .bind(w.error)
-        .bind(w.attempts)
-        .bind(started)
-        .bind(finished)
-        .bind(w.duration_ms)
-        .bind(rev)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+    /// Writes a step's state as change `rev` of the run (the holder counts them), if
+    /// `owner` still holds the run; whether it did.
+    pub async fn write_workflow_step(&self, run_id: &str, owner: &str, rev: i64, w: &StepWrite<'_>) -> Result<bool> {
+        let done = self
+            .write_workflow_steps(&[FencedStepWrite {
+                run_id,
+                owner,
+                rev,
+                write: *w,
+            }])
+            .await?;
+        Ok(done.first().copied().unwrap_or(false))
     }
 
-    /// Marks the run's steps that never started (`pending`) as `status` (skipped,
-    /// cancelled), if `owner` holds the run.
-    pub async fn close_pending_steps(&self, run_id: &str, owner: &str, status: &str) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
-        let Some(rev) = bump(&mut tx, run_id, owner).await? else {
-            return Ok(false);
+    /// Many step writes (of any runs) in one transaction: what a replica's runs wrote
+    /// meanwhile goes to the database together (one commit for all, not one each). Per
+    /// write, whether its `owner` still held its run: on PostgreSQL each takes its run's
+    /// row in share mode, so a replica taking a run over waits for the commit (and then
+    /// reads the steps with these writes in them); on SQLite the one writer does the same.
+    pub async fn write_workflow_steps(&self, writes: &[FencedStepWrite<'_>]) -> Result<Vec<bool>> {
+        let set = "status = $3, input = COALESCE($4, input), output = $5, error = $6, attempts = $7, \
+                   started_at = COALESCE($8, started_at), finished_at = $9, duration_ms = $10, rev = $11";
+        let text = match self.backend {
+            Backend::Postgres => format!(
+                "UPDATE workflow_run_steps SET {set} FROM (SELECT id FROM workflow_runs WHERE id = $1 AND lease_owner = $12 \
+                 AND status = 'running' FOR SHARE) held WHERE workflow_run_steps.run_id = held.id AND workflow_run_steps.node_id = $2"
+            ),
+            Backend::Sqlite => format!(
+                "UPDATE workflow_run_steps SET {set} WHERE run_id = $1 AND node_id = $2 AND EXISTS \
+                 (SELECT 1 FROM workflow_runs WHERE id = $1 AND lease_owner = $12 AND status = 'running')"
+            ),
         };
+        let at = now();
+        let mut tx = self.write_tx().await?;
+        let mut out = Vec::with_capacity(writes.len());
+        for f in writes {
+            let w = &f.write;
+            let (started, finished) = match w.status {
+                "running" => (Some(at.as_str()), None),
+                _ => (None, Some(at.as_str())),
+            };
+            let done = sqlx::query(sqlx::AssertSqlSafe(text.as_str()))
+                .bind(f.run_id)
+                .bind(w.node_id)
+                .bind(w.status)
+                .bind(w.input)
+                .bind(w.output)
+                .bind(w.error)
+                .bind(w.attempts)
+                .bind(started)
+                .bind(finished)
+                .bind(w.duration_ms)
+                .bind(f.rev)
+                .bind(f.owner)
+                .execute(&mut *tx)
+                .await?;
+            out.push(done.rows_affected() > 0);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Marks the run's steps that never ended (`pending`, `running`) as `status` (skipped,
+    /// cancelled) as change `rev`, if `owner` holds the run.
+    pub async fn close_pending_steps(&self, run_id: &str, owner: &str, rev: i64, status: &str) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let held: Option<String> = sqlx::query_scalar(match self.backend {
+            Backend::Postgres => {
+                "SELECT id FROM workflow_runs WHERE id = $1 AND lease_owner = $2 AND status = 'running' FOR SHARE"
+            }
+            Backend::Sqlite => "SELECT id FROM workflow_runs WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        })
+        .bind(run_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            return Ok(false);
+        }
         sqlx::query(
             "UPDATE workflow_run_steps SET status = $2, rev = $3 WHERE run_id = $1 AND status IN ('pending', 'running')",
         )
@@ -676,16 +732,4 @@ impl Store {
         tx.commit().await?;
         Ok(running.rows_affected() > 0)
     }
-}
-
-/// Moves the run's change counter, if `owner` holds the run: the fence of every write a
-/// replica makes for a run. The new count, or `None`.
-async fn bump(tx: &mut sqlx::Transaction<'static, sqlx::Any>, run_id: &str, owner: &str) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "UPDATE workflow_runs SET rev = rev + 1 WHERE id = $1 AND lease_owner = $2 AND status = 'running' RETURNING rev",
-    )
-    .bind(run_id)
-    .bind(owner)
-    .fetch_optional(&mut **tx)
-    .await?)
 }

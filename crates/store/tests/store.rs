@@ -800,8 +800,8 @@ db_tests! {
         let holder = run.lease_owner.clone().unwrap();
         let write = StepWrite { node_id: "a", status: "running", input: Some(r#"{"x":1}"#), output: None, error: None,
             attempts: r#"[{"attempt":1}]"#, duration_ms: None };
-        assert!(!s.write_workflow_step(&run.id, "intruder", &write).await.unwrap(), "another replica's write is refused");
-        assert!(s.write_workflow_step(&run.id, &holder, &write).await.unwrap());
+        assert!(!s.write_workflow_step(&run.id, "intruder", 1, &write).await.unwrap(), "another replica's write is refused");
+        assert!(s.write_workflow_step(&run.id, &holder, 1, &write).await.unwrap());
         assert_eq!(s.renew_workflow_lease(&run.id, &holder, until).await.unwrap(), Some(false));
         assert_eq!(s.renew_workflow_lease(&run.id, "intruder", until).await.unwrap(), None);
         assert!(!s.cancel_workflow_run(&other.id, &run.id).await.unwrap(), "another workspace cannot stop it");
@@ -816,9 +816,10 @@ db_tests! {
         assert_eq!(s.renew_workflow_lease(&r1.id, &old, 1).await.unwrap(), Some(false));
         let taken = s.claim_workflow_run("successor", until).await.unwrap().unwrap();
         assert_eq!((taken.id.as_str(), taken.claims, taken.status.as_str()), (r1.id.as_str(), 2, "running"));
-        assert!(!s.write_workflow_step(&r1.id, &old, &write).await.unwrap(), "the old holder is fenced off");
+        assert!(!s.write_workflow_step(&r1.id, &old, 1, &write).await.unwrap(), "the old holder is fenced off");
         assert!(!s.finish_workflow_run(&r1.id, &old, "succeeded", None, None).await.unwrap());
-        assert!(s.close_pending_steps(&r1.id, "successor", "skipped").await.unwrap());
+        assert!(!s.close_pending_steps(&r1.id, &old, 2, "skipped").await.unwrap());
+        assert!(s.close_pending_steps(&r1.id, "successor", 2, "skipped").await.unwrap());
         assert!(s.finish_workflow_run(&r1.id, "successor", "failed", None, Some("x")).await.unwrap());
         assert!(!s.finish_workflow_run(&r1.id, "successor", "failed", None, Some("x")).await.unwrap(), "ended once");
         let ended = s.workflow_run(&w.id, &r1.id).await.unwrap().unwrap();

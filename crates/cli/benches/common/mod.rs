@@ -10,12 +10,21 @@ use chatterfly_testkit::server::{Options, TestServer};
 use chatterfly_testkit::{Db, fresh_database};
 use serde_json::json;
 
-/// A small axum handler on 127.0.0.1 answering `GET /items/{id}` with a JSON object; its URL.
+/// A small axum handler on 127.0.0.1 answering `GET /items/{id}` with a JSON object (and
+/// `GET /slow/{ms}` the same after `ms` milliseconds); its URL.
 pub async fn upstream() -> String {
-    let app = Router::new().route(
-        "/items/{id}",
-        get(|UrlPath(id): UrlPath<u64>| async move { axum::Json(json!({"id": id, "name": "widget", "ok": true})) }),
-    );
+    let app = Router::new()
+        .route(
+            "/items/{id}",
+            get(|UrlPath(id): UrlPath<u64>| async move { axum::Json(json!({"id": id, "name": "widget", "ok": true})) }),
+        )
+        .route(
+            "/slow/{ms}",
+            get(|UrlPath(ms): UrlPath<u64>| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                axum::Json(json!({"slept_ms": ms}))
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
