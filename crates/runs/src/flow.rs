@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use chatterfly_store::{
     FencedStepWrite, NewWorkflowRun, NewWorkflowStep, StepWrite, Store, StoreError, WorkflowRecord, WorkflowRunRecord,
-    now, now_ms,
+    WorkflowStepRecord, now, now_ms,
 };
 use chatterfly_tools::{Call, Redactor, ToolError, Tools};
 use chatterfly_vault::ExposeSecret;
@@ -219,20 +219,18 @@ impl Flows {
 
     /// Starts a run of the workflow's deployed version; a worker (here or on another
     /// replica) executes it.
-    pub async fn start(&self, s: StartFlow) -> Result<WorkflowRunRecord, FlowError> {
+    pub async fn start(&self, s: StartFlow) -> Result<(WorkflowRunRecord, Vec<WorkflowStepRecord>), FlowError> {
         let Some(version) = s.workflow.deployed_version else {
             return Err(FlowError::NotDeployed(format!(
                 "workflow `{}` has not been deployed: deploy it first (runs use the deployed version)",
                 s.workflow.name
             )));
         };
-        let stored = self
-            .store()
-            .workflow_version(&s.workflow.id, version)
-            .await?
+        let def = self
+            .version(&s.workflow.id, version)
+            .await
+            .map_err(ToolError::Internal)?
             .ok_or(StoreError::NotFound)?;
-        let def: Definition = serde_json::from_str(&stored.definition)
-            .map_err(|e| ToolError::Internal(format!("a stored workflow version: {e}")))?;
         if let Some(p) = &s.participant {
             self.inner.tools.participant(&s.workspace_id, p).await?;
         }
@@ -282,7 +280,28 @@ impl Flows {
             })
             .await?;
         self.inner.wake.notify_one();
-        Ok(run)
+        // the steps as just written: every one pending
+        let pending = def
+            .nodes
+            .iter()
+            .zip(0..)
+            .map(|(n, seq)| WorkflowStepRecord {
+                node_id: n.id.clone(),
+                seq,
+                kind: n.kind.as_str().to_owned(),
+                target: n.target().to_owned(),
+                status: "pending".into(),
+                input: None,
+                output: None,
+                error: None,
+                attempts: "[]".into(),
+                started_at: None,
+                finished_at: None,
+                duration_ms: None,
+                rev: 0,
+            })
+            .collect();
+        Ok((run, pending))
     }
 
     /// Stops a run: a queued one at once; a running one through the store (whichever

@@ -209,9 +209,9 @@ impl Definition {
         for &i in &order {
             for &p in &preds[i] {
                 before[p][i] = true;
-                for a in 0..n {
-                    if before[a][p] {
-                        before[a][i] = true;
+                for row in &mut before {
+                    if row[p] {
+                        row[i] = true;
                     }
                 }
             }

@@ -58,6 +58,7 @@ CREATE TABLE workflow_runs (
 );
 CREATE INDEX workflow_runs_ready ON workflow_runs (status, lease_until, created_at);
 CREATE INDEX workflow_runs_of ON workflow_runs (workflow_id, created_at);
+CREATE INDEX workflow_runs_unfinished ON workflow_runs (workspace_id, status);
 
 CREATE TABLE workflow_run_steps (
     run_id TEXT NOT NULL REFERENCES workflow_runs (id) ON DELETE CASCADE,

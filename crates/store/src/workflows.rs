@@ -150,6 +150,8 @@ const RUN_COLS: &str = "id, workspace_id, workflow_id, version, status, input, c
     participant_id, started_by, cancel_requested, lease_owner, claims, rev, created_at, started_at, finished_at";
 const STEP_COLS: &str =
     "node_id, seq, kind, target, status, input, output, error, attempts, started_at, finished_at, duration_ms, rev";
+/// Step writes per statement (twelve parameters each).
+const STEP_WRITES_PER_STATEMENT: usize = 200;
 /// Steps per INSERT (four parameters each, plus one).
 const STEPS_PER_INSERT: usize = 200;
 
@@ -393,6 +395,7 @@ impl Store {
 
     /// A new run, `queued`, with one `pending` step per node, in one transaction.
     pub async fn create_workflow_run(&self, new: &NewWorkflowRun<'_>) -> Result<WorkflowRunRecord> {
+        let created_at = now();
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO workflow_runs (id, workspace_id, workflow_id, version, status, input, credentials_sealed, \
@@ -406,7 +409,7 @@ impl Store {
         .bind(new.credentials_sealed)
         .bind(new.participant_id)
         .bind(new.started_by)
-        .bind(now())
+        .bind(&created_at)
         .execute(&mut *tx)
         .await?;
         for (chunk_no, chunk) in new.steps.chunks(STEPS_PER_INSERT).enumerate() {
@@ -433,9 +436,27 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        self.workflow_run(new.workspace_id, new.id)
-            .await?
-            .ok_or(StoreError::NotFound)
+        // what was just written (no second read)
+        Ok(WorkflowRunRecord {
+            id: new.id.to_owned(),
+            workspace_id: new.workspace_id.to_owned(),
+            workflow_id: new.workflow_id.to_owned(),
+            version: new.version,
+            status: "queued".into(),
+            input: new.input.to_owned(),
+            credentials_sealed: new.credentials_sealed.map(str::to_owned),
+            output: None,
+            error: None,
+            participant_id: new.participant_id.map(str::to_owned),
+            started_by: new.started_by.map(str::to_owned),
+            cancel_requested: false,
+            lease_owner: None,
+            claims: 0,
+            rev: 0,
+            created_at,
+            started_at: None,
+            finished_at: None,
+        })
     }
 
     /// A run of this workspace (never another's).
@@ -599,34 +620,70 @@ impl Store {
         Ok(done.first().copied().unwrap_or(false))
     }
 
-    /// Many step writes (of any runs) in one transaction: what a replica's runs wrote
-    /// meanwhile goes to the database together (one commit for all, not one each). Per
-    /// write, whether its `owner` still held its run: on PostgreSQL each takes its run's
-    /// row in share mode, so a replica taking a run over waits for the commit (and then
-    /// reads the steps with these writes in them); on SQLite the one writer does the same.
+    /// Many step writes (of any runs) in one statement: what a replica's runs wrote
+    /// meanwhile goes to the database together (one round trip and one commit for all, not
+    /// one each). Per write, whether its `owner` still held its run. On PostgreSQL the runs'
+    /// rows are taken in share mode first, so a replica taking a run over waits for the
+    /// commit (and then reads the steps with these writes in them); on SQLite the one
+    /// writer does the same.
     pub async fn write_workflow_steps(&self, writes: &[FencedStepWrite<'_>]) -> Result<Vec<bool>> {
-        let set = "status = $3, input = COALESCE($4, input), output = $5, error = $6, attempts = $7, \
-                   started_at = COALESCE($8, started_at), finished_at = $9, duration_ms = $10, rev = $11";
-        let text = match self.backend {
-            Backend::Postgres => format!(
-                "UPDATE workflow_run_steps SET {set} FROM (SELECT id FROM workflow_runs WHERE id = $1 AND lease_owner = $12 \
-                 AND status = 'running' FOR SHARE) held WHERE workflow_run_steps.run_id = held.id AND workflow_run_steps.node_id = $2"
-            ),
-            Backend::Sqlite => format!(
-                "UPDATE workflow_run_steps SET {set} WHERE run_id = $1 AND node_id = $2 AND EXISTS \
-                 (SELECT 1 FROM workflow_runs WHERE id = $1 AND lease_owner = $12 AND status = 'running')"
-            ),
-        };
-        let at = now();
-        let mut tx = self.write_tx().await?;
         let mut out = Vec::with_capacity(writes.len());
+        for chunk in writes.chunks(STEP_WRITES_PER_STATEMENT) {
+            out.extend(self.write_step_chunk(chunk).await?);
+        }
+        Ok(out)
+    }
+
+    async fn write_step_chunk(&self, writes: &[FencedStepWrite<'_>]) -> Result<Vec<bool>> {
+        let at = now();
+        let mut rows = Vec::with_capacity(writes.len());
+        for i in 0..writes.len() {
+            let p = i * 12;
+            let cast = |n: usize, t: &str| match self.backend {
+                Backend::Postgres => format!("${}::{t}", p + n),
+                Backend::Sqlite => format!("${}", p + n),
+            };
+            rows.push(format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                cast(1, "text"),
+                cast(2, "text"),
+                cast(3, "text"),
+                cast(4, "text"),
+                cast(5, "text"),
+                cast(6, "text"),
+                cast(7, "text"),
+                cast(8, "text"),
+                cast(9, "text"),
+                cast(10, "bigint"),
+                cast(11, "bigint"),
+                cast(12, "text"),
+            ));
+        }
+        let lock = match self.backend {
+            Backend::Postgres => " FOR SHARE",
+            Backend::Sqlite => "",
+        };
+        let text = format!(
+            "WITH v (run_id, node_id, status, input, output, error, attempts, started_at, finished_at, duration_ms, rev, owner) \
+             AS (VALUES {}), \
+             held AS (SELECT r.id, r.lease_owner FROM workflow_runs r WHERE r.id IN (SELECT run_id FROM v) AND r.status = 'running'{lock}) \
+             UPDATE workflow_run_steps SET status = v.status, input = COALESCE(v.input, workflow_run_steps.input), \
+             output = v.output, error = v.error, attempts = v.attempts, \
+             started_at = COALESCE(v.started_at, workflow_run_steps.started_at), finished_at = v.finished_at, \
+             duration_ms = v.duration_ms, rev = v.rev \
+             FROM v JOIN held ON held.id = v.run_id AND held.lease_owner = v.owner \
+             WHERE workflow_run_steps.run_id = v.run_id AND workflow_run_steps.node_id = v.node_id \
+             RETURNING workflow_run_steps.run_id, workflow_run_steps.node_id",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
         for f in writes {
             let w = &f.write;
             let (started, finished) = match w.status {
-                "running" => (Some(at.as_str()), None),
-                _ => (None, Some(at.as_str())),
+                "running" => (Some(at.clone()), None),
+                _ => (None, Some(at.clone())),
             };
-            let done = sqlx::query(sqlx::AssertSqlSafe(text.as_str()))
+            q = q
                 .bind(f.run_id)
                 .bind(w.node_id)
                 .bind(w.status)
@@ -638,13 +695,18 @@ impl Store {
                 .bind(finished)
                 .bind(w.duration_ms)
                 .bind(f.rev)
-                .bind(f.owner)
-                .execute(&mut *tx)
-                .await?;
-            out.push(done.rows_affected() > 0);
+                .bind(f.owner);
         }
-        tx.commit().await?;
-        Ok(out)
+        let done: std::collections::HashSet<(String, String)> = q
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+            .collect::<Result<_>>()?;
+        Ok(writes
+            .iter()
+            .map(|f| done.contains(&(f.run_id.to_owned(), f.write.node_id.to_owned())))
+            .collect())
     }
 
     /// Marks the run's steps that never ended (`pending`, `running`) as `status` (skipped,

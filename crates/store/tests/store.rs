@@ -4,9 +4,9 @@
 
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, SourceDocument, SourceKind, WorkspaceRole, WorkspaceSlug};
 use chatterfly_store::{
-    AccountOwner, AccountWrite, AgentWrite, AuditFilter, NewAuditEvent, NewConnection, NewStep, NewUser,
-    NewWorkflowRun, NewWorkflowStep, PLATFORM, ParticipantWrite, RoleDelete, RunEnd, SealedUpdate, StepWrite, Store,
-    StoreError, WorkflowRunFilter,
+    AccountOwner, AccountWrite, AgentWrite, AuditFilter, FencedStepWrite, NewAuditEvent, NewConnection, NewStep,
+    NewUser, NewWorkflowRun, NewWorkflowStep, PLATFORM, ParticipantWrite, RoleDelete, RunEnd, SealedUpdate, StepWrite,
+    Store, StoreError, WorkflowRunFilter,
 };
 use chatterfly_testkit::{Db, db_tests, fresh_database, terminate_other_sessions};
 use serde_json::json;
@@ -802,6 +802,21 @@ db_tests! {
             attempts: r#"[{"attempt":1}]"#, duration_ms: None };
         assert!(!s.write_workflow_step(&run.id, "intruder", 1, &write).await.unwrap(), "another replica's write is refused");
         assert!(s.write_workflow_step(&run.id, &holder, 1, &write).await.unwrap());
+        // a batch of several runs' writes: each fenced by its own run's holder
+        let r2 = s.workflow_run(&w.id, &ids[2]).await.unwrap().unwrap();
+        let h2 = r2.lease_owner.clone().unwrap();
+        let end = StepWrite { status: "succeeded", output: Some(r#"{"ok":true}"#), duration_ms: Some(7), ..write };
+        let batch = [
+            FencedStepWrite { run_id: &r2.id, owner: &h2, rev: 1, write },
+            FencedStepWrite { run_id: &r2.id, owner: &h2, rev: 2, write: StepWrite { node_id: "b", ..end } },
+            FencedStepWrite { run_id: &r2.id, owner: "intruder", rev: 3, write: StepWrite { node_id: "c", ..end } },
+            FencedStepWrite { run_id: "no-such-run", owner: &h2, rev: 1, write },
+        ];
+        assert_eq!(s.write_workflow_steps(&batch).await.unwrap(), [true, true, false, false]);
+        let st2 = s.workflow_steps(&r2.id).await.unwrap();
+        assert_eq!(st2.iter().map(|x| (x.status.as_str(), x.rev)).collect::<Vec<_>>(), [("running", 1), ("succeeded", 2), ("pending", 0)]);
+        assert_eq!((st2[1].output.as_deref(), st2[1].duration_ms, st2[0].input.as_deref()), (Some(r#"{"ok":true}"#), Some(7), Some(r#"{"x":1}"#)));
+        assert!(st2[0].started_at.is_some() && st2[1].finished_at.is_some());
         assert_eq!(s.renew_workflow_lease(&run.id, &holder, until).await.unwrap(), Some(false));
         assert_eq!(s.renew_workflow_lease(&run.id, "intruder", until).await.unwrap(), None);
         assert!(!s.cancel_workflow_run(&other.id, &run.id).await.unwrap(), "another workspace cannot stop it");

@@ -1,5 +1,7 @@
 //! What the benches share: the loopback upstream, a percentile, and the server under test.
 
+#![allow(dead_code)] // each bench uses some of these
+
 use std::path::Path;
 use std::time::Duration;
 

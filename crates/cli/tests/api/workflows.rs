@@ -646,6 +646,89 @@ db_tests! {
     }
 }
 
+/// A local upstream answering `GET /big/{mb}` with a JSON document of that many MiB,
+/// streamed (this process holds one chunk at a time); its URL.
+async fn big_upstream() -> String {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/big/{mb}",
+        get(|axum::extract::Path(mb): axum::extract::Path<usize>| async move {
+            let chunk = bytes::Bytes::from(vec![b'x'; 1024 * 1024]);
+            let body = futures::stream::iter(
+                std::iter::once(Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"data\":\"")))
+                    .chain(std::iter::repeat_n(chunk, mb).map(Ok))
+                    .chain(std::iter::once(Ok(bytes::Bytes::from_static(b"\"}")))),
+            );
+            (
+                [("content-type", "application/json")],
+                axum::body::Body::from_stream(body),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+db_tests! {
+    async fn huge_outputs_and_participants(db: Db) {
+        let up = big_upstream().await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "Big", "slug": "big",
+            "service_type": "http", "base_url": up, "operations": [{"name": "get", "method": "GET", "path": "/big/{{mb}}",
+            "input_schema": {"type": "object", "properties": {"mb": {"type": "integer"}}, "required": ["mb"]}}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        // 100 MB: cut by the outbound limit; 5 MB: past what a step keeps; the node reading it never runs
+        let id = create(&s, json!({"name": "Big", "nodes": [
+            {"id": "big", "type": "tool", "tool_name": "big.get", "input": {"mb": "{{input.mb}}"}},
+            {"id": "read", "type": "tool", "tool_name": "big.get", "input": {"mb": 1, "x": "{{steps.big.output.body.data}}"}}]})).await;
+        deploy(&s, &id).await;
+        for (mb, code) in [(100, "upstream_too_large"), (5, "output_too_large")] {
+            let run = start(&s, &id, json!({"input": {"mb": mb}})).await;
+            let r = wait_end(&s, &id, &run, Duration::from_secs(60)).await;
+            let big = step(&r, "big");
+            assert_eq!((r["status"].as_str(), big["status"].as_str()), (Some("failed"), Some("failed")), "{mb} MB: {big}");
+            assert_eq!(big["error"]["code"], code, "{mb} MB: {big}");
+            assert!(big["error"]["message"].as_str().unwrap().len() < 1000, "a message, not the output");
+            assert_eq!(step(&r, "read")["status"], "skipped");
+            assert!(r.to_string().len() < 20_000, "the record stays small: {} bytes", r.to_string().len());
+        }
+        let (st, _) = s.call(Method::GET, "/api/health", None).await;
+        assert_eq!(st, 200, "the server is unharmed");
+
+        // on behalf of a participant: their key reaches httpbin, redacted in the record
+        assert_eq!(s.call(Method::POST, &format!("{WS}/participant-roles"), Some(json!({"name": "customer"}))).await.0, 201);
+        let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "CRM", "slug": "crm",
+            "service_type": "http", "base_url": httpbin_url(), "auth": {"type": "api_key_header", "header": "X-Api-Key"},
+            "fulfillment": "participant", "participant_role": "customer",
+            "operations": [{"name": "headers", "method": "GET", "path": "/headers"}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        let crm = create(&s, json!({"name": "CRM", "nodes": [{"id": "h", "type": "tool", "tool_name": "crm.headers"}]})).await;
+        deploy(&s, &crm).await;
+        let (st, p) = s.call(Method::POST, &format!("{WS}/participants"), Some(json!({"name": "Pat", "role": "customer"}))).await;
+        assert_eq!(st, 201, "{p}");
+        let pid = p["id"].as_str().unwrap().to_owned();
+        let run = start(&s, &crm, json!({"participant": pid})).await;
+        let r = wait_end(&s, &crm, &run, Duration::from_secs(30)).await;
+        assert_eq!(step(&r, "h")["error"]["code"], "credentials_required", "{r}");
+        assert!(step(&r, "h")["error"]["message"].as_str().unwrap().contains(pid.as_str()), "names the participant: {r}");
+        let token = p["onboarding_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+        let resp = super::accounts::no_redirects().put(format!("{}/api/onboarding/connections/crm", s.url))
+            .header("x-onboarding-token", &token).json(&json!({"key": "pat-crm-key-123"})).send().await.unwrap();
+        assert!(resp.status().is_success());
+        let run = start(&s, &crm, json!({"participant": pid})).await;
+        let r = wait_end(&s, &crm, &run, Duration::from_secs(30)).await;
+        assert_eq!((r["status"].as_str(), r["participant_id"].as_str()), (Some("succeeded"), Some(pid.as_str())), "{r}");
+        assert_eq!(step(&r, "h")["output"]["body"]["headers"]["X-Api-Key"], "[REDACTED]", "httpbin got Pat's key: {r}");
+        let (_, audit) = s.call(Method::GET, &format!("{WS}/audit?run={run}"), None).await;
+        assert_eq!(audit["events"][0]["participant_id"], pid.as_str(), "{audit}");
+        // no such participant: 404
+        let (st, v) = s.call(Method::POST, &format!("{WS}/workflows/{crm}/runs"), Some(json!({"participant": "nobody-like-this"}))).await;
+        assert_eq!((st, v["code"].as_str()), (404, Some("participant_not_found")), "{v}");
+    }
+}
+
 /// Two replicas on one PostgreSQL database run 200 workflow runs between them; one is
 /// killed (SIGKILL) in the middle; the other finishes every run, and the attempts say which
 /// steps may have run twice.

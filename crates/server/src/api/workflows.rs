@@ -554,7 +554,7 @@ pub async fn start_run(
     if let Some(creds) = req.credentials.as_ref().filter(|c| !c.is_empty()) {
         check_credentials(&state, &access, &w, creds).await?;
     }
-    let run = state
+    let (run, steps) = state
         .flows
         .start(StartFlow {
             workspace_id: access.workspace.id.clone(),
@@ -578,7 +578,6 @@ pub async fn start_run(
             FlowError::Tool(t) => t.into(),
             FlowError::Store(s) => s.into(),
         })?;
-    let steps = state.store.workflow_steps(&run.id).await?;
     Ok((StatusCode::CREATED, Json(run_view(run, Some(steps)))))
 }
 
