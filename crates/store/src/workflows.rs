@@ -505,13 +505,22 @@ impl Store {
         rows.iter().map(step).collect()
     }
 
-    /// Steps changed after `rev`, in the order they changed, at most `limit`.
-    pub async fn workflow_steps_changed(&self, run_id: &str, rev: i64, limit: i64) -> Result<Vec<WorkflowStepRecord>> {
+    /// Steps changed after the change `(rev, seq)` (a step's change count and place), in
+    /// the order they changed, at most `limit`. Several steps may share a change (the
+    /// steps closed at a run's end): the place orders them, so paging loses none.
+    pub async fn workflow_steps_changed(
+        &self,
+        run_id: &str,
+        after: (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<WorkflowStepRecord>> {
         let rows = sqlx::query(sql!(
-            "SELECT {STEP_COLS} FROM workflow_run_steps WHERE run_id = $1 AND rev > $2 ORDER BY rev LIMIT $3"
+            "SELECT {STEP_COLS} FROM workflow_run_steps WHERE run_id = $1 AND (rev > $2 OR (rev = $2 AND seq > $3)) \
+             ORDER BY rev, seq LIMIT $4"
         ))
         .bind(run_id)
-        .bind(rev)
+        .bind(after.0)
+        .bind(after.1)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -822,7 +822,7 @@ db_tests! {
         assert!(!s.cancel_workflow_run(&other.id, &run.id).await.unwrap(), "another workspace cannot stop it");
         assert!(s.cancel_workflow_run(&w.id, &run.id).await.unwrap());
         assert_eq!(s.renew_workflow_lease(&run.id, &holder, until).await.unwrap(), Some(true));
-        let changed = s.workflow_steps_changed(&run.id, 0, 10).await.unwrap();
+        let changed = s.workflow_steps_changed(&run.id, (0, i64::MAX), 10).await.unwrap();
         assert_eq!((changed.len(), changed[0].node_id.as_str(), changed[0].status.as_str()), (1, "a", "running"));
 
         // a lease that ran out: another replica takes the run over, and the first writes nothing more
@@ -840,6 +840,14 @@ db_tests! {
         let ended = s.workflow_run(&w.id, &r1.id).await.unwrap().unwrap();
         assert_eq!((ended.status.as_str(), ended.lease_owner, ended.credentials_sealed), ("failed", None, None));
         assert!(s.workflow_steps(&r1.id).await.unwrap().iter().all(|x| x.status == "skipped"));
+        // steps closed together share a change: paged one at a time, none is lost
+        let mut after = (0, i64::MAX);
+        let mut seen = Vec::new();
+        while let Some(x) = s.workflow_steps_changed(&r1.id, after, 1).await.unwrap().pop() {
+            after = (x.rev, x.seq);
+            seen.push(x.node_id);
+        }
+        assert_eq!(seen, ["a", "b", "c"]);
         // the sealed credentials go when the run ends
         assert_eq!(run.credentials_sealed.as_deref(), Some("cf1:sealed"));
         assert!(s.finish_workflow_run(&run.id, &holder, "cancelled", None, None).await.unwrap());

@@ -226,7 +226,10 @@ db_tests! {
         assert_eq!(st, 201, "{v}");
         let (_, v) = s.call(Method::GET, &format!("{WS}/agents/{id}"), None).await;
         assert_eq!(v["warnings"], json!([]), "{v}");
-        let (st, _) = s.call(Method::DELETE, &format!("{WS}/connections/late"), None).await;
+        // the agent uses it: deleting it is refused, unless forced
+        let (st, v) = s.call(Method::DELETE, &format!("{WS}/connections/late"), None).await;
+        assert_eq!((st, v["used_by"][0]["kind"].as_str(), v["used_by"][0]["tools"][0].as_str()), (409, Some("agent"), Some("late.op")), "{v}");
+        let (st, _) = s.call(Method::DELETE, &format!("{WS}/connections/late?force=true"), None).await;
         assert_eq!(st, 204);
         let (_, v) = s.call(Method::GET, &format!("{WS}/agents/{id}"), None).await;
         assert_eq!(v["warnings"][0]["tool"], "late.op", "{v}");

@@ -532,7 +532,7 @@ fn run_view(r: WorkflowRunRecord, steps: Option<Vec<WorkflowStepRecord>>) -> Wor
 
 /// Start a run of the deployed version (members). It is queued at once; any server's
 /// workers execute it: follow it with `GET …/runs/{id}` or its events.
-#[utoipa::path(post, path = "/api/workspaces/{ws}/workflows/{id}/runs", params(("ws" = String, Path), ("id" = String, Path)),
+#[utoipa::path(post, operation_id = "workflow_start_run", path = "/api/workspaces/{ws}/workflows/{id}/runs", params(("ws" = String, Path), ("id" = String, Path)),
     request_body = WorkflowRunRequest,
     responses((status = 201, body = WorkflowRunView), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "The workflow has not been deployed (`not_deployed`)"),
@@ -643,6 +643,7 @@ pub struct RunsQuery {
     /// Runs per page, 1 to 200 (default 50), newest first.
     pub limit: Option<i64>,
     /// Only runs with this status (`queued`, `running`, `succeeded`, `failed`, `cancelled`).
+    #[param(pattern = "^(queued|running|succeeded|failed|cancelled)?$")]
     pub status: Option<String>,
     /// Runs started before this run (the last id of the page before).
     pub before: Option<String>,
@@ -651,7 +652,7 @@ pub struct RunsQuery {
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
 
 /// A workflow's runs, newest first (members see the runs they started; admins all).
-#[utoipa::path(get, path = "/api/workspaces/{ws}/workflows/{id}/runs", params(("ws" = String, Path), ("id" = String, Path), RunsQuery),
+#[utoipa::path(get, operation_id = "workflow_list_runs", path = "/api/workspaces/{ws}/workflows/{id}/runs", params(("ws" = String, Path), ("id" = String, Path), RunsQuery),
     responses((status = 200, body = [WorkflowRunView]), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_runs(
     State(state): State<AppState>,
@@ -708,7 +709,7 @@ async fn run_of(
 }
 
 /// A run with each node's step (members).
-#[utoipa::path(get, path = "/api/workspaces/{ws}/workflows/{id}/runs/{run_id}",
+#[utoipa::path(get, operation_id = "workflow_get_run", path = "/api/workspaces/{ws}/workflows/{id}/runs/{run_id}",
     params(("ws" = String, Path), ("id" = String, Path), ("run_id" = String, Path)),
     responses((status = 200, body = WorkflowRunView), (status = 404, body = Problem)))]
 pub async fn get_run(
@@ -724,7 +725,7 @@ pub async fn get_run(
 
 /// Cancel a run (members): a queued run ends at once; a running one within its server's
 /// next look (at most a third of the lease).
-#[utoipa::path(post, path = "/api/workspaces/{ws}/workflows/{id}/runs/{run_id}/cancel",
+#[utoipa::path(post, operation_id = "workflow_cancel_run", path = "/api/workspaces/{ws}/workflows/{id}/runs/{run_id}/cancel",
     params(("ws" = String, Path), ("id" = String, Path), ("run_id" = String, Path)),
     responses((status = 202), (status = 404, body = Problem), (status = 409, body = Problem, description = "The run has ended (`run_ended`)")))]
 pub async fn cancel_run(
@@ -748,7 +749,7 @@ const EVENTS_PAGE: i64 = 20;
 
 /// The run's steps as server-sent events (members): a `step` event each time a step
 /// changes (started, ended; each with the whole step), then one `end` event with the run.
-#[utoipa::path(get, path = "/api/workspaces/{ws}/workflows/{id}/runs/{run_id}/events",
+#[utoipa::path(get, operation_id = "workflow_run_events", path = "/api/workspaces/{ws}/workflows/{id}/runs/{run_id}/events",
     params(("ws" = String, Path), ("id" = String, Path), ("run_id" = String, Path)),
     responses((status = 200, content_type = "text/event-stream", description = "`step` events, then `end`"), (status = 404, body = Problem)))]
 pub async fn run_events(
@@ -763,7 +764,8 @@ pub async fn run_events(
         state: AppState,
         workspace: String,
         run: String,
-        rev: i64,
+        /// The last change sent: (change count, step place).
+        after: (i64, i64),
         rx: tokio::sync::broadcast::Receiver<String>,
         pending: std::collections::VecDeque<Event>,
         ended: bool,
@@ -772,7 +774,7 @@ pub async fn run_events(
         state,
         workspace: access.workspace.id.clone(),
         run: run.id,
-        rev: 0,
+        after: (0, i64::MAX),
         rx,
         pending: std::collections::VecDeque::new(),
         ended: false,
@@ -789,12 +791,12 @@ pub async fn run_events(
             let steps = f
                 .state
                 .store
-                .workflow_steps_changed(&f.run, f.rev, EVENTS_PAGE)
+                .workflow_steps_changed(&f.run, f.after, EVENTS_PAGE)
                 .await
                 .unwrap_or_default();
             let full_page = i64::try_from(steps.len()).unwrap_or(i64::MAX) >= EVENTS_PAGE;
             for s in steps {
-                f.rev = f.rev.max(s.rev);
+                f.after = (s.rev, s.seq);
                 f.pending
                     .push_back(Event::default().event("step").data(step_json(s).to_string()));
             }
