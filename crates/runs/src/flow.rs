@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chatterfly_store::{
-    FencedStepWrite, NewWorkflowRun, NewWorkflowStep, StepWrite, Store, StoreError, WorkflowRecord, WorkflowRunRecord,
-    WorkflowStepRecord, now, now_ms,
+    FencedStepWrite, NewWorkflowRun, NewWorkflowStep, RunEnding, StepWrite, Store, StoreError, WorkflowRecord,
+    WorkflowRunRecord, WorkflowStepRecord, now, now_ms,
 };
 use chatterfly_tools::{Call, Redactor, ToolError, Tools};
 use chatterfly_vault::ExposeSecret;
@@ -569,13 +569,14 @@ impl<'a> Exec<'a> {
             let run_id = run.id.clone();
             let owner = owner.clone();
             async move {
-                store
-                    .close_pending_steps(&run_id, &owner, i64::MAX / 2, "skipped")
-                    .await?;
-                if !store
-                    .finish_workflow_run(&run_id, &owner, "failed", None, Some(&why))
-                    .await?
-                {
+                let end = RunEnding {
+                    status: "failed",
+                    output: None,
+                    error: Some(&why),
+                    // after any change an earlier holder made
+                    close: Some(("skipped", i64::MAX / 2)),
+                };
+                if !store.finish_workflow_run(&run_id, &owner, &end).await? {
                     return Err(Halt::Lost);
                 }
                 Ok(())
@@ -685,15 +686,20 @@ impl<'a> Exec<'a> {
     }
 
     async fn finish(&self, status: &str, output: Option<&str>, error: Option<&str>) -> Result<(), Halt> {
-        if status != "succeeded" {
-            let close = if status == "cancelled" { "cancelled" } else { "skipped" };
-            self.store()
-                .close_pending_steps(&self.run.id, self.owner(), self.next_rev(), close)
-                .await?;
-        }
+        let close = match status {
+            "succeeded" => None,
+            "cancelled" => Some(("cancelled", self.next_rev())),
+            _ => Some(("skipped", self.next_rev())),
+        };
+        let end = RunEnding {
+            status,
+            output,
+            error,
+            close,
+        };
         if !self
             .store()
-            .finish_workflow_run(&self.run.id, self.owner(), status, output, error)
+            .finish_workflow_run(&self.run.id, self.owner(), &end)
             .await?
         {
             return Err(Halt::Lost);

@@ -125,6 +125,17 @@ pub struct StepWrite<'a> {
     pub duration_ms: Option<i64>,
 }
 
+/// How a run ends.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnding<'a> {
+    pub status: &'a str,
+    /// JSON.
+    pub output: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// The status the steps that never ended get, and the change it is.
+    pub close: Option<(&'a str, i64)>,
+}
+
 /// A step write with the run it belongs to and the replica that holds it.
 #[derive(Debug, Clone, Copy)]
 pub struct FencedStepWrite<'a> {
@@ -718,57 +729,40 @@ impl Store {
             .collect())
     }
 
-    /// Marks the run's steps that never ended (`pending`, `running`) as `status` (skipped,
-    /// cancelled) as change `rev`, if `owner` holds the run.
-    pub async fn close_pending_steps(&self, run_id: &str, owner: &str, rev: i64, status: &str) -> Result<bool> {
+    /// Ends a run `owner` holds, in one transaction: its status, output or error, its
+    /// credentials removed, its lease let go; with `close`, the steps that never ended
+    /// (`pending`, `running`) marked with that status as that change. The run's row is
+    /// written first, so a step write of the run that comes later finds the run no longer
+    /// held and changes nothing. Whether `owner` held it.
+    pub async fn finish_workflow_run(&self, run_id: &str, owner: &str, end: &RunEnding<'_>) -> Result<bool> {
         let mut tx = self.write_tx().await?;
-        let held: Option<String> = sqlx::query_scalar(match self.backend {
-            Backend::Postgres => {
-                "SELECT id FROM workflow_runs WHERE id = $1 AND lease_owner = $2 AND status = 'running' FOR SHARE"
-            }
-            Backend::Sqlite => "SELECT id FROM workflow_runs WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
-        })
-        .bind(run_id)
-        .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if held.is_none() {
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE workflow_run_steps SET status = $2, rev = $3 WHERE run_id = $1 AND status IN ('pending', 'running')",
-        )
-        .bind(run_id)
-        .bind(status)
-        .bind(rev)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Ends a run `owner` holds: its status, output or error; its credentials removed.
-    pub async fn finish_workflow_run(
-        &self,
-        run_id: &str,
-        owner: &str,
-        status: &str,
-        output: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE workflow_runs SET status = $3, output = $4, error = $5, finished_at = $6, credentials_sealed = NULL, \
              lease_owner = NULL, lease_until = 0, rev = rev + 1 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(run_id)
         .bind(owner)
-        .bind(status)
-        .bind(output)
-        .bind(error)
+        .bind(end.status)
+        .bind(end.output)
+        .bind(end.error)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some((status, rev)) = end.close {
+            sqlx::query(
+                "UPDATE workflow_run_steps SET status = $2, rev = $3 WHERE run_id = $1 AND status IN ('pending', 'running')",
+            )
+            .bind(run_id)
+            .bind(status)
+            .bind(rev)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Asks a run to stop: a queued run ends `cancelled` at once (its steps too); a

@@ -5,8 +5,8 @@
 use chatterfly_domain::{ConnectionDraft, ConnectionInput, SourceDocument, SourceKind, WorkspaceRole, WorkspaceSlug};
 use chatterfly_store::{
     AccountOwner, AccountWrite, AgentWrite, AuditFilter, FencedStepWrite, NewAuditEvent, NewConnection, NewStep,
-    NewUser, NewWorkflowRun, NewWorkflowStep, PLATFORM, ParticipantWrite, RoleDelete, RunEnd, SealedUpdate, StepWrite,
-    Store, StoreError, WorkflowRunFilter,
+    NewUser, NewWorkflowRun, NewWorkflowStep, PLATFORM, ParticipantWrite, RoleDelete, RunEnd, RunEnding, SealedUpdate,
+    StepWrite, Store, StoreError, WorkflowRunFilter,
 };
 use chatterfly_testkit::{Db, db_tests, fresh_database, terminate_other_sessions};
 use serde_json::json;
@@ -832,11 +832,13 @@ db_tests! {
         let taken = s.claim_workflow_run("successor", until).await.unwrap().unwrap();
         assert_eq!((taken.id.as_str(), taken.claims, taken.status.as_str()), (r1.id.as_str(), 2, "running"));
         assert!(!s.write_workflow_step(&r1.id, &old, 1, &write).await.unwrap(), "the old holder is fenced off");
-        assert!(!s.finish_workflow_run(&r1.id, &old, "succeeded", None, None).await.unwrap());
-        assert!(!s.close_pending_steps(&r1.id, &old, 2, "skipped").await.unwrap());
-        assert!(s.close_pending_steps(&r1.id, "successor", 2, "skipped").await.unwrap());
-        assert!(s.finish_workflow_run(&r1.id, "successor", "failed", None, Some("x")).await.unwrap());
-        assert!(!s.finish_workflow_run(&r1.id, "successor", "failed", None, Some("x")).await.unwrap(), "ended once");
+        let ok = RunEnding { status: "succeeded", output: None, error: None, close: None };
+        let failed = RunEnding { status: "failed", output: None, error: Some("x"), close: Some(("skipped", 2)) };
+        assert!(!s.finish_workflow_run(&r1.id, &old, &ok).await.unwrap());
+        assert!(!s.finish_workflow_run(&r1.id, &old, &failed).await.unwrap());
+        assert!(s.workflow_steps(&r1.id).await.unwrap().iter().all(|x| x.status == "pending"), "nothing closed by the old holder");
+        assert!(s.finish_workflow_run(&r1.id, "successor", &failed).await.unwrap());
+        assert!(!s.finish_workflow_run(&r1.id, "successor", &failed).await.unwrap(), "ended once");
         let ended = s.workflow_run(&w.id, &r1.id).await.unwrap().unwrap();
         assert_eq!((ended.status.as_str(), ended.lease_owner, ended.credentials_sealed), ("failed", None, None));
         assert!(s.workflow_steps(&r1.id).await.unwrap().iter().all(|x| x.status == "skipped"));
@@ -850,7 +852,7 @@ db_tests! {
         assert_eq!(seen, ["a", "b", "c"]);
         // the sealed credentials go when the run ends
         assert_eq!(run.credentials_sealed.as_deref(), Some("cf1:sealed"));
-        assert!(s.finish_workflow_run(&run.id, &holder, "cancelled", None, None).await.unwrap());
+        assert!(s.finish_workflow_run(&run.id, &holder, &RunEnding { status: "cancelled", close: None, ..ok }).await.unwrap());
         assert_eq!(s.workflow_run(&w.id, &run.id).await.unwrap().unwrap().credentials_sealed, None);
 
         // a queued run cancelled ends at once
