@@ -50,6 +50,9 @@ pub struct FlowOptions {
     pub poll: Duration,
     /// Runs a workspace may have queued or running (all replicas together).
     pub max_unfinished_per_workspace: u32,
+    /// Runs of one workspace executing at once (all replicas together): a workspace's
+    /// backlog leaves the other workers to other workspaces.
+    pub workspace_share: u32,
 }
 
 impl Default for FlowOptions {
@@ -59,6 +62,7 @@ impl Default for FlowOptions {
             workers: 32,
             poll: Duration::from_millis(250),
             max_unfinished_per_workspace: 1000,
+            workspace_share: 16,
         }
     }
 }
@@ -299,6 +303,7 @@ impl Flows {
                 finished_at: None,
                 duration_ms: None,
                 rev: 0,
+                cut: false,
             })
             .collect();
         Ok((run, pending))
@@ -352,7 +357,12 @@ impl Flows {
                 }
                 let until = now_ms() + millis(this.inner.options.lease);
                 let want = i64::try_from(permits.len()).unwrap_or(1);
-                match this.store().claim_workflow_runs(&this.inner.replica, until, want).await {
+                let share = i64::from(this.inner.options.workspace_share);
+                match this
+                    .store()
+                    .claim_workflow_runs(&this.inner.replica, until, want, share)
+                    .await
+                {
                     Ok(runs) if !runs.is_empty() => {
                         for run in runs {
                             let Some(permit) = permits.pop() else { break };
@@ -489,6 +499,7 @@ impl Flows {
             Err(Halt::Lost) => {
                 tracing::warn!(run = %run_id, "lost a workflow run's lease: another replica goes on with it")
             }
+            Err(Halt::Cancelled) => {}
             Err(Halt::Store(e)) => {
                 tracing::error!(run = %run_id, error = %e, "a workflow run stopped on a database error; it is taken over when its lease runs out")
             }
@@ -504,6 +515,8 @@ fn millis(d: Duration) -> i64 {
 enum Halt {
     /// The lease went to another replica.
     Lost,
+    /// A step could not start: a cancel was asked for (on any replica).
+    Cancelled,
     Store(StoreError),
 }
 
@@ -587,6 +600,12 @@ impl<'a> Exec<'a> {
             Ok(None) => return fail(format!("version {} of the workflow is gone", run.version)).await,
             Err(e) => return fail(e).await,
         };
+        // a run waits in the queue: whoever started it may have left the workspace since
+        if let Some(who) = &run.started_by
+            && !store.may_act_in(&run.workspace_id, who).await?
+        {
+            return fail("the person who started the run is no longer a member of the workspace".into()).await;
+        }
         let input: Value = serde_json::from_str(&run.input).unwrap_or(Value::Null);
         let credentials = match &run.credentials_sealed {
             None => None,
@@ -674,6 +693,15 @@ impl<'a> Exec<'a> {
             Ok(Ok(true)) => {
                 self.announce();
                 Ok(())
+            }
+            // a step's start refused: the run was cancelled, or is no longer this replica's
+            Ok(Ok(false)) if w.status == "running" => {
+                match self.store().workflow_run(&self.run.workspace_id, &self.run.id).await {
+                    Ok(Some(r)) if r.cancel_requested && r.lease_owner.as_deref() == Some(self.owner()) => {
+                        Err(Halt::Cancelled)
+                    }
+                    _ => Err(Halt::Lost),
+                }
             }
             Ok(Ok(false)) => Err(Halt::Lost),
             Ok(Err(why)) => Err(Halt::Store(StoreError::Corrupt(why))),
@@ -804,7 +832,14 @@ impl<'a> Exec<'a> {
             }
             tokio::select! {
                 Some(done) = running.next() => {
-                    let (i, outcome, attempts) = done?;
+                    let (i, outcome, attempts) = match done {
+                        Ok(d) => d,
+                        Err(Halt::Cancelled) => {
+                            drop(running);
+                            return self.finish("cancelled", None, Some("the run was cancelled")).await;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     in_flight[i] = false;
                     state[i].attempts = attempts;
                     match outcome {
@@ -862,9 +897,22 @@ impl<'a> Exec<'a> {
                 json!("the server running this attempt stopped before it recorded an end: the call may have been made");
         }
         if interrupted && node.on_interrupt == OnInterrupt::Fail {
+            // the interrupted attempt stays the last, marked so; no new one is made
             let why =
                 "an earlier attempt was interrupted and may have called the tool; the node says `on_interrupt: fail`";
-            return self.failed(i, None, "interrupted", why, attempts, None).await;
+            let attempts_text = Value::Array(attempts.clone()).to_string();
+            let error = json!({"code": "interrupted", "message": why}).to_string();
+            self.write(&StepWrite {
+                node_id: &node.id,
+                status: "failed",
+                input: None,
+                output: None,
+                error: Some(&error),
+                attempts: &attempts_text,
+                duration_ms: None,
+            })
+            .await?;
+            return Ok((i, Outcome::Failed(why.to_owned()), attempts));
         }
         attempts.push(json!({
             "attempt": attempts.len() + 1,

@@ -232,45 +232,109 @@ pub trait Scope {
     fn step(&self, id: &str) -> Option<&Value>;
 }
 
-/// `v` with its templates replaced by their values.
+/// `v` with its templates replaced by their values. What rendering makes is counted as it
+/// is made (values copied in, text written): past [`MAX_RENDERED_TEXT`] in all it stops
+/// with an error, so a small input repeating a large value many times costs no more than
+/// the limit.
 pub fn render(v: &Value, scope: &dyn Scope) -> Result<Value, String> {
+    let mut room = MAX_RENDERED_TEXT;
+    render_within(v, scope, &mut room)
+}
+
+fn too_large() -> String {
+    format!(
+        "the input after templating is larger than {} MiB (a template copies in a large value, or copies it many times)",
+        MAX_RENDERED_TEXT / (1024 * 1024)
+    )
+}
+
+/// Takes `n` bytes from `room`, or says the input is too large.
+fn take(room: &mut usize, n: usize) -> Result<(), String> {
+    *room = room.checked_sub(n).ok_or_else(too_large)?;
+    Ok(())
+}
+
+/// The size of `v` as JSON text, roughly, if it is at most `limit` (looked at no further
+/// than that).
+fn size_within(v: &Value, limit: usize) -> Option<usize> {
+    let mut total = 0usize;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        total += match v {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 20,
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                stack.extend(items.iter());
+                2 + items.len()
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    total += k.len() + 4;
+                    stack.push(item);
+                }
+                2
+            }
+        };
+        if total > limit {
+            return None;
+        }
+    }
+    Some(total)
+}
+
+fn render_within(v: &Value, scope: &dyn Scope, room: &mut usize) -> Result<Value, String> {
     Ok(match v {
-        Value::String(s) => render_string(s, scope)?,
-        Value::Array(items) => Value::Array(items.iter().map(|i| render(i, scope)).collect::<Result<_, _>>()?),
+        Value::String(s) => render_string(s, scope, room)?,
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| render_within(i, scope, room))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(map) => {
             let mut out = Map::new();
             for (k, item) in map {
-                out.insert(k.clone(), render(item, scope)?);
+                take(room, k.len())?;
+                out.insert(k.clone(), render_within(item, scope, room)?);
             }
             Value::Object(out)
         }
-        other => other.clone(),
+        other => {
+            take(room, 8)?;
+            other.clone()
+        }
     })
 }
 
-fn render_string(s: &str, scope: &dyn Scope) -> Result<Value, String> {
+fn render_string(s: &str, scope: &dyn Scope, room: &mut usize) -> Result<Value, String> {
     let Some(pieces) = parse_string(s)? else {
+        take(room, s.len())?;
         return Ok(Value::String(s.to_owned()));
     };
     if let [Piece::Expr(e)] = pieces.as_slice() {
-        return lookup(e, scope).cloned();
+        let value = lookup(e, scope)?;
+        let size = size_within(value, *room).ok_or_else(too_large)?;
+        take(room, size)?;
+        return Ok(value.clone());
     }
     let mut text = String::new();
     for p in &pieces {
+        let before = text.len();
         match p {
             Piece::Text(t) => text.push_str(t),
             Piece::Expr(e) => match lookup(e, scope)? {
-                Value::String(v) => text.push_str(v),
-                other => text.push_str(&other.to_string()),
+                Value::String(v) => {
+                    take(room, v.len())?;
+                    text.push_str(v);
+                }
+                other => {
+                    size_within(other, *room).ok_or_else(too_large)?;
+                    text.push_str(&other.to_string());
+                }
             },
         }
-        if text.len() > MAX_RENDERED_TEXT {
-            return Err(format!(
-                "the text made from `{}` is longer than {} MiB",
-                excerpt(s),
-                MAX_RENDERED_TEXT / (1024 * 1024)
-            ));
-        }
+        take(room, text.len() - before)?;
     }
     Ok(Value::String(text))
 }
@@ -440,6 +504,19 @@ mod tests {
             &s,
         )
         .unwrap_err();
-        assert!(e.contains("longer than 4 MiB"), "{e}");
+        assert!(e.contains("larger than 4 MiB"), "{e}");
+        // a whole value copied many times: stopped at the limit, before it is all made
+        let many: Vec<Value> = (0..2300).map(|_| json!("{{input.big}}")).collect();
+        let started = std::time::Instant::now();
+        let e = render(&json!({ "copies": many }), &s).unwrap_err();
+        assert!(e.contains("larger than 4 MiB"), "{e}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // within the limit it is made whole
+        let three: Vec<Value> = (0..3).map(|_| json!("{{input.big}}")).collect();
+        assert_eq!(render(&json!(three), &s).unwrap().as_array().unwrap().len(), 3);
     }
 }

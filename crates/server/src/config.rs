@@ -118,6 +118,16 @@ pub struct Config {
     #[arg(long, env = "CHATTERFLY_WORKFLOW_WORKERS", default_value_t = 32, global = true)]
     pub workflow_workers: usize,
 
+    /// Workflows: runs of one workspace executing at once, all replicas together (its
+    /// other runs wait, and other workspaces' runs go first).
+    #[arg(
+        long,
+        env = "CHATTERFLY_WORKFLOW_WORKSPACE_SHARE",
+        default_value_t = 16,
+        global = true
+    )]
+    pub workflow_workspace_share: u32,
+
     /// Workflows: runs one workspace may have queued or running (more: 429).
     #[arg(
         long,

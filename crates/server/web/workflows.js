@@ -425,6 +425,7 @@ function stepItem(s) {
       badge(s.status, "step-status"),
       s.duration_ms != null ? h("span", { class: "meta duration" }, ` ${s.duration_ms} ms`) : null,
       attempts.length > 1 ? h("span", { class: "meta attempts" }, `, ${attempts.length} attempts`) : null),
+    s.cut ? h("p", { class: "hint cut" }, "Large input or output: shown in full when the run ends.") : null,
     again ? h("p", { class: "warning interrupted" }, `A server stopped during ${again === 1 ? "an earlier attempt" : `${again} earlier attempts`}: the call may have been made more than once.`) : null,
     s.input != null && s.status !== "pending" ? block("Input", s.input, "step-input") : null,
     s.error ? block("Error", s.error.message ? `${s.error.code}: ${s.error.message}` : s.error, "step-error") : null,

@@ -52,8 +52,8 @@ pub use sessions::SessionOwner;
 pub use tenancy::{Member, Membership, NewUser, TokenOwner, User, Workspace};
 pub use vault::{SealedValue, VaultRewrite};
 pub use workflows::{
-    DeployedTools, FencedStepWrite, NewWorkflowRun, NewWorkflowStep, RunEnding, StepWrite, WorkflowRecord,
-    WorkflowRunFilter, WorkflowRunRecord, WorkflowStepRecord, WorkflowVersion, now_ms,
+    DeployedTools, EVENT_FIELD_BYTES, FencedStepWrite, NewWorkflowRun, NewWorkflowStep, RunEnding, StepWrite,
+    WorkflowRecord, WorkflowRunFilter, WorkflowRunRecord, WorkflowStepRecord, WorkflowVersion, now_ms,
 };
 
 /// Which database the store runs on.

@@ -88,7 +88,13 @@ pub struct WorkflowStepRecord {
     pub finished_at: Option<String>,
     pub duration_ms: Option<i64>,
     pub rev: i64,
+    /// Read for events: `input`, `output` or `error` was larger than
+    /// [`EVENT_FIELD_BYTES`] and is left out (the run's record has it).
+    pub cut: bool,
 }
+
+/// The most of a step's input, output or error an events read carries.
+pub const EVENT_FIELD_BYTES: usize = 64 * 1024;
 
 /// A node as a new run's step.
 #[derive(Debug, Clone, Copy)]
@@ -161,6 +167,13 @@ const RUN_COLS: &str = "id, workspace_id, workflow_id, version, status, input, c
     participant_id, started_by, cancel_requested, lease_owner, claims, rev, created_at, started_at, finished_at";
 const STEP_COLS: &str =
     "node_id, seq, kind, target, status, input, output, error, attempts, started_at, finished_at, duration_ms, rev";
+/// [`STEP_COLS`] with large fields left out (a stalled events follower holds a page).
+const STEP_COLS_EVENTS: &str = "node_id, seq, kind, target, status, \
+    CASE WHEN length(input) > 65536 THEN NULL ELSE input END, \
+    CASE WHEN length(output) > 65536 THEN NULL ELSE output END, \
+    CASE WHEN length(error) > 65536 THEN NULL ELSE error END, \
+    attempts, started_at, finished_at, duration_ms, rev, \
+    CASE WHEN length(input) > 65536 OR length(output) > 65536 OR length(error) > 65536 THEN 1 ELSE 0 END";
 /// Step writes per statement (twelve parameters each).
 const STEP_WRITES_PER_STATEMENT: usize = 200;
 /// Steps per INSERT (four parameters each, plus one).
@@ -228,7 +241,15 @@ fn step(r: &AnyRow) -> Result<WorkflowStepRecord> {
         finished_at: r.try_get(10)?,
         duration_ms: r.try_get(11)?,
         rev: r.try_get(12)?,
+        cut: false,
     })
+}
+
+/// [`step`] of a row read with [`STEP_COLS_EVENTS`].
+fn step_light(r: &AnyRow) -> Result<WorkflowStepRecord> {
+    let mut s = step(r)?;
+    s.cut = r.try_get::<i64, _>(13)? != 0;
+    Ok(s)
 }
 
 /// Now in unix milliseconds (leases).
@@ -517,7 +538,8 @@ impl Store {
     }
 
     /// Steps changed after the change `(rev, seq)` (a step's change count and place), in
-    /// the order they changed, at most `limit`. Several steps may share a change (the
+    /// the order they changed, at most `limit`; fields over [`EVENT_FIELD_BYTES`] left out
+    /// (`cut`). Several steps may share a change (the
     /// steps closed at a run's end): the place orders them, so paging loses none.
     pub async fn workflow_steps_changed(
         &self,
@@ -526,7 +548,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<WorkflowStepRecord>> {
         let rows = sqlx::query(sql!(
-            "SELECT {STEP_COLS} FROM workflow_run_steps WHERE run_id = $1 AND (rev > $2 OR (rev = $2 AND seq > $3)) \
+            "SELECT {STEP_COLS_EVENTS} FROM workflow_run_steps WHERE run_id = $1 AND (rev > $2 OR (rev = $2 AND seq > $3)) \
              ORDER BY rev, seq LIMIT $4"
         ))
         .bind(run_id)
@@ -535,7 +557,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(step).collect()
+        rows.iter().map(step_light).collect()
     }
 
     /// The tools (`slug.operation`) that the workspace's connections of these slugs have.
@@ -555,6 +577,19 @@ impl Store {
             out.extend(q.fetch_all(&self.pool).await?);
         }
         Ok(out)
+    }
+
+    /// Whether a person may still act in the workspace: a member, or a platform admin.
+    pub async fn may_act_in(&self, workspace_id: &str, user_id: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM memberships WHERE workspace_id = $1 AND user_id = $2 \
+             UNION ALL SELECT 1 FROM users WHERE id = $2 AND platform_admin = 1 LIMIT 1",
+        )
+        .bind(workspace_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
     }
 
     /// A workspace's slug, by its id.
@@ -579,21 +614,36 @@ impl Store {
     /// out) for `owner` until `until` (unix ms). Two replicas never take the same run at
     /// once: PostgreSQL skips rows another transaction has locked; SQLite has one writer.
     pub async fn claim_workflow_run(&self, owner: &str, until: i64) -> Result<Option<WorkflowRunRecord>> {
-        Ok(self.claim_workflow_runs(owner, until, 1).await?.into_iter().next())
+        Ok(self
+            .claim_workflow_runs(owner, until, 1, i64::MAX)
+            .await?
+            .into_iter()
+            .next())
     }
 
-    /// [`Store::claim_workflow_run`] for up to `limit` runs at once, oldest first.
-    pub async fn claim_workflow_runs(&self, owner: &str, until: i64, limit: i64) -> Result<Vec<WorkflowRunRecord>> {
+    /// [`Store::claim_workflow_run`] for up to `limit` runs at once, oldest first, from
+    /// workspaces holding fewer than `share` runs (all replicas together), so that one
+    /// workspace's backlog leaves workers to the others. (Runs taken in one claim may pass
+    /// the share by the claim's size.)
+    pub async fn claim_workflow_runs(
+        &self,
+        owner: &str,
+        until: i64,
+        limit: i64,
+        share: i64,
+    ) -> Result<Vec<WorkflowRunRecord>> {
         let at = now_ms();
+        let busy = "workspace_id NOT IN (SELECT workspace_id FROM workflow_runs WHERE status = 'running' \
+                    AND lease_until >= $3 GROUP BY workspace_id HAVING COUNT(*) >= $6)";
         let pick = match self.backend {
-            Backend::Postgres => {
-                "SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') AND lease_until < $3 \
+            Backend::Postgres => format!(
+                "SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') AND lease_until < $3 AND {busy} \
                  ORDER BY created_at LIMIT $5 FOR UPDATE SKIP LOCKED"
-            }
-            Backend::Sqlite => {
-                "SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') AND lease_until < $3 \
+            ),
+            Backend::Sqlite => format!(
+                "SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') AND lease_until < $3 AND {busy} \
                  ORDER BY created_at LIMIT $5"
-            }
+            ),
         };
         let rows = sqlx::query(sql!(
             "UPDATE workflow_runs SET status = 'running', lease_owner = $1, lease_until = $2, claims = claims + 1, \
@@ -604,6 +654,7 @@ impl Store {
         .bind(at)
         .bind(now())
         .bind(limit.max(1))
+        .bind(share.max(1))
         .fetch_all(&self.pool)
         .await?;
         let mut runs = rows.iter().map(wf_run).collect::<Result<Vec<_>>>()?;
@@ -642,7 +693,8 @@ impl Store {
 
     /// Many step writes (of any runs) in one statement: what a replica's runs wrote
     /// meanwhile goes to the database together (one round trip and one commit for all, not
-    /// one each). Per write, whether its `owner` still held its run. On PostgreSQL the runs'
+    /// one each). Per write, whether its `owner` still held its run (and, for a step's
+    /// start, whether no cancel was asked: a cancelled run starts no step). On PostgreSQL the runs'
     /// rows are taken in share mode first, so a replica taking a run over waits for the
     /// commit (and then reads the steps with these writes in them); on SQLite the one
     /// writer does the same.
@@ -686,12 +738,14 @@ impl Store {
         let text = format!(
             "WITH v (run_id, node_id, status, input, output, error, attempts, started_at, finished_at, duration_ms, rev, owner) \
              AS (VALUES {}), \
-             held AS (SELECT r.id, r.lease_owner FROM workflow_runs r WHERE r.id IN (SELECT run_id FROM v) AND r.status = 'running'{lock}) \
+             held AS (SELECT r.id, r.lease_owner, r.cancel_requested FROM workflow_runs r \
+             WHERE r.id IN (SELECT run_id FROM v) AND r.status = 'running'{lock}) \
              UPDATE workflow_run_steps SET status = v.status, input = COALESCE(v.input, workflow_run_steps.input), \
              output = v.output, error = v.error, attempts = v.attempts, \
              started_at = COALESCE(v.started_at, workflow_run_steps.started_at), finished_at = v.finished_at, \
              duration_ms = v.duration_ms, rev = v.rev \
              FROM v JOIN held ON held.id = v.run_id AND held.lease_owner = v.owner \
+             AND (v.status <> 'running' OR held.cancel_requested = 0) \
              WHERE workflow_run_steps.run_id = v.run_id AND workflow_run_steps.node_id = v.node_id \
              RETURNING workflow_run_steps.run_id, workflow_run_steps.node_id",
             rows.join(", ")

@@ -794,6 +794,22 @@ db_tests! {
         want.sort();
         assert_eq!(claimed, want, "every run taken exactly once");
         assert!(s.claim_workflow_run("late", until).await.unwrap().is_none(), "nothing left while leases last");
+        // a workspace holding its share waits; another's run goes first
+        let o_wf = s.create_workflow(&other.id, "Other", def, None).await.unwrap();
+        s.deploy_workflow(&other.id, &o_wf.id, def, "[]", None).await.unwrap();
+        let o_run = chatterfly_store::new_id();
+        s.create_workflow_run(&NewWorkflowRun { id: &o_run, workspace_id: &other.id, workflow_id: &o_wf.id, version: 1,
+            input: "{}", credentials_sealed: None, participant_id: None, started_by: None, steps: &nodes }).await.unwrap();
+        let extra = chatterfly_store::new_id();
+        s.create_workflow_run(&NewWorkflowRun { id: &extra, workspace_id: &w.id, workflow_id: &wf.id, version: 2,
+            input: "{}", credentials_sealed: None, participant_id: None, started_by: None, steps: &nodes }).await.unwrap();
+        let got = s.claim_workflow_runs("fair", until, 10, 30).await.unwrap();
+        assert_eq!(got.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [o_run.as_str()], "`one` holds 30 runs, its share");
+        let got = s.claim_workflow_runs("fair", until, 10, 31).await.unwrap();
+        assert_eq!(got.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [extra.as_str()]);
+        assert!(s.may_act_in(&w.id, &a.id).await.unwrap());
+        let b = s.create_user(&user("b@x.io")).await.unwrap();
+        assert!(!s.may_act_in(&w.id, &b.id).await.unwrap(), "not a member");
 
         // only the holder writes; a cancel reaches it when it renews
         let run = s.workflow_run(&w.id, &ids[0]).await.unwrap().unwrap();
@@ -867,7 +883,7 @@ db_tests! {
         let page = s.workflow_runs_of(&w.id, &wf.id, &WorkflowRunFilter { limit: 5, ..Default::default() }).await.unwrap();
         assert_eq!((page.len(), page[0].id.as_str()), (5, q.as_str()));
         let next = s.workflow_runs_of(&w.id, &wf.id, &WorkflowRunFilter { limit: 100, before: Some(&page[4].id), ..Default::default() }).await.unwrap();
-        assert_eq!(next.len(), 31 - 5);
+        assert_eq!(next.len(), 32 - 5);
         let cancelled = s.workflow_runs_of(&w.id, &wf.id, &WorkflowRunFilter { limit: 100, status: Some("cancelled"), ..Default::default() }).await.unwrap();
         assert_eq!(cancelled.len(), 2);
         let mine = s.workflow_runs_of(&w.id, &wf.id, &WorkflowRunFilter { limit: 100, started_by: Some(&a.id), ..Default::default() }).await.unwrap();

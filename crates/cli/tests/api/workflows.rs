@@ -729,6 +729,108 @@ db_tests! {
     }
 }
 
+db_tests! {
+    async fn one_workspaces_backlog_leaves_workers_to_others(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_WORKFLOW_WORKSPACE_SHARE", "2")])).await;
+        hb(&s, "hb", "static").await;
+        let slow = create(&s, json!({"name": "Slow", "nodes": [{"id": "w", "type": "tool", "tool_name": "hb.delay", "input": {"n": 3}}]})).await;
+        deploy(&s, &slow).await;
+        let mut flood = Vec::new();
+        for _ in 0..8 {
+            flood.push(start(&s, &slow, json!({})).await);
+        }
+        // another workspace, its own connection and a quick workflow
+        let (st, _) = s.call(Method::POST, "/api/workspaces", Some(json!({"slug": "other", "name": "Other"}))).await;
+        assert_eq!(st, 201);
+        let other = "/api/workspaces/other";
+        let (st, v) = s.call(Method::POST, &format!("{other}/connections"), Some(json!({"name": "HB", "slug": "hb",
+            "service_type": "http", "base_url": httpbin_url(), "operations": [{"name": "ip", "method": "GET", "path": "/ip"}]}))).await;
+        assert_eq!(st, 201, "{v}");
+        let (st, w) = s.call(Method::POST, &format!("{other}/workflows"), Some(json!({"name": "Quick",
+            "nodes": [{"id": "ip", "type": "tool", "tool_name": "hb.ip"}]}))).await;
+        assert_eq!(st, 201, "{w}");
+        let quick = w["id"].as_str().unwrap();
+        assert_eq!(s.call(Method::POST, &format!("{other}/workflows/{quick}/deploy"), None).await.0, 201);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let began = Instant::now();
+        let (st, r) = s.call(Method::POST, &format!("{other}/workflows/{quick}/runs"), Some(json!({}))).await;
+        assert_eq!(st, 201, "{r}");
+        let run = r["id"].as_str().unwrap();
+        loop {
+            let (_, r) = s.call(Method::GET, &format!("{other}/workflows/{quick}/runs/{run}"), None).await;
+            if r["status"] == "succeeded" {
+                break;
+            }
+            assert!(began.elapsed() < Duration::from_secs(2), "waited behind the other workspace's backlog: {r}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // the flooding workspace had at most its share running at once
+        let (_, list) = s.call(Method::GET, &format!("{WS}/workflows/{slow}/runs?status=running"), None).await;
+        assert!(list.as_array().unwrap().len() <= 2, "{list}");
+        // a run queued behind the backlog whose starter leaves the workspace meanwhile does
+        // not run on their behalf
+        let (uid, member) = s.user("leaver@example.com").await;
+        assert!(s.call(Method::PUT, &format!("{WS}/members/{uid}"), Some(json!({"role": "member"}))).await.0 < 300);
+        let (st, queued) = s.call_as(&member, Method::POST, &format!("{WS}/workflows/{slow}/runs"), Some(json!({}))).await;
+        assert_eq!((st, queued["status"].as_str()), (201, Some("queued")), "{queued}");
+        let (st, _) = s.call(Method::DELETE, &format!("{WS}/members/{uid}"), None).await;
+        assert!(st < 300);
+        for run in &flood {
+            s.call(Method::POST, &format!("{WS}/workflows/{slow}/runs/{run}/cancel"), None).await;
+        }
+        let r = wait_end(&s, &slow, queued["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(r["error"].as_str().unwrap().contains("no longer a member"), "{r}");
+        assert!(step(&r, "w")["attempts"].as_array().unwrap().is_empty(), "not called: {r}");
+    }
+}
+
+/// A cancel asked on either of two replicas stops a run before its next step, without
+/// waiting for the replica running it to renew its lease (30 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_another_replica_stops_the_next_step() {
+    let db = fresh_database(Db::Postgres).await;
+    let mut options = local_upstreams(&[("CHATTERFLY_WORKFLOW_LEASE_MS", "30000")]);
+    options.env.push(("INTEGRATION_ENCRYPTION_KEY".into(), random_key()));
+    let same = |db: &TestDb| TestDb {
+        url: db.url.clone(),
+        kind: db.kind,
+        dir: tempfile::tempdir().unwrap(),
+        admin_token: db.admin_token.clone(),
+    };
+    let a = TestServer::spawn(Path::new(BIN), same(&db), &options).unwrap();
+    let b = TestServer::spawn(Path::new(BIN), same(&db), &options).unwrap();
+    hb(&a, "hb", "static").await;
+    let id = create(
+        &a,
+        json!({"name": "Two", "nodes": [
+        {"id": "wait", "type": "tool", "tool_name": "hb.delay", "input": {"n": 1}},
+        {"id": "never", "type": "tool", "tool_name": "hb.ip"}]}),
+    )
+    .await;
+    deploy(&a, &id).await;
+    for i in 0..4 {
+        let run = start(&a, &id, json!({})).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // through each replica in turn: half the time not the one running it
+        let s = if i % 2 == 0 { &a } else { &b };
+        let (st, _) = s
+            .call(Method::POST, &format!("{WS}/workflows/{id}/runs/{run}/cancel"), None)
+            .await;
+        assert_eq!(st, 202);
+        let r = wait_end(&b, &id, &run, Duration::from_secs(5)).await;
+        assert_eq!(
+            (r["status"].as_str(), step(&r, "never")["status"].as_str()),
+            (Some("cancelled"), Some("cancelled")),
+            "{r}"
+        );
+        assert!(
+            step(&r, "never")["attempts"].as_array().unwrap().is_empty(),
+            "never called: {r}"
+        );
+    }
+}
+
 /// Two replicas on one PostgreSQL database run 200 workflow runs between them; one is
 /// killed (SIGKILL) in the middle; the other finishes every run, and the attempts say which
 /// steps may have run twice.

@@ -118,6 +118,7 @@ impl AppState {
                 lease: std::time::Duration::from_millis(app.config.workflow_lease_ms.clamp(300, 600_000)),
                 workers: app.config.workflow_workers.clamp(1, 1024),
                 max_unfinished_per_workspace: app.config.max_workflow_runs_per_workspace.max(1),
+                workspace_share: app.config.workflow_workspace_share.max(1),
                 ..chatterfly_runs::FlowOptions::default()
             },
         );

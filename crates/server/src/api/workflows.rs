@@ -508,6 +508,10 @@ fn step_json(s: WorkflowStepRecord) -> Value {
     out.insert("started_at".into(), json!(s.started_at));
     out.insert("finished_at".into(), json!(s.finished_at));
     out.insert("duration_ms".into(), json!(s.duration_ms));
+    if s.cut {
+        // an event leaves a large input, output or error out: the run's record has it
+        out.insert("cut".into(), json!(true));
+    }
     Value::Object(out)
 }
 
@@ -748,7 +752,9 @@ pub async fn cancel_run(
 const EVENTS_PAGE: i64 = 20;
 
 /// The run's steps as server-sent events (members): a `step` event each time a step
-/// changes (started, ended; each with the whole step), then one `end` event with the run.
+/// changes (started, ended; each with the whole step, except an input, output or error
+/// over 64 KiB, left out with `"cut": true`: the run's record has it), then one `end`
+/// event with the run.
 #[utoipa::path(get, operation_id = "workflow_run_events", path = "/api/workspaces/{ws}/workflows/{id}/runs/{run_id}/events",
     params(("ws" = String, Path), ("id" = String, Path), ("run_id" = String, Path)),
     responses((status = 200, content_type = "text/event-stream", description = "`step` events, then `end`"), (status = 404, body = Problem)))]
