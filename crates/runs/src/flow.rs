@@ -600,12 +600,6 @@ impl<'a> Exec<'a> {
             Ok(None) => return fail(format!("version {} of the workflow is gone", run.version)).await,
             Err(e) => return fail(e).await,
         };
-        // a run waits in the queue: whoever started it may have left the workspace since
-        if let Some(who) = &run.started_by
-            && !store.may_act_in(&run.workspace_id, who).await?
-        {
-            return fail("the person who started the run is no longer a member of the workspace".into()).await;
-        }
         let input: Value = serde_json::from_str(&run.input).unwrap_or(Value::Null);
         let credentials = match &run.credentials_sealed {
             None => None,
@@ -677,6 +671,7 @@ impl<'a> Exec<'a> {
             status: match w.status {
                 "running" => "running",
                 "succeeded" => "succeeded",
+                "cancelled" => "cancelled",
                 _ => "failed",
             },
             input: w.input.map(str::to_owned),
@@ -789,12 +784,19 @@ impl<'a> Exec<'a> {
         let mut failure: Option<String> = None;
         let mut cancel = self.cancel.clone();
         let mut lost = self.lost.clone();
-        if self.run.cancel_requested {
+        if self.run.cancel_requested || state.iter().any(|s| s.status == "cancelled") {
+            // (or the replica before died between writing a step's end and the run's)
+            self.settle(&state, &in_flight, true).await?;
             return self.finish("cancelled", None, Some("the run was cancelled")).await;
         }
-        // the replica before died between writing a step's end and the run's
-        if state.iter().any(|s| s.status == "cancelled") {
-            return self.finish("cancelled", None, Some("the run was cancelled")).await;
+        // a run waits in the queue (or for a server to take it over): whoever started it
+        // may have left the workspace since
+        if let Some(who) = &self.run.started_by
+            && !self.store().may_act_in(&self.run.workspace_id, who).await?
+        {
+            self.settle(&state, &in_flight, false).await?;
+            let why = "the person who started the run is no longer a member of the workspace";
+            return self.finish("failed", None, Some(why)).await;
         }
         if let Some(i) = state.iter().position(|s| s.status == "failed" || s.status == "skipped") {
             failure = Some(format!("step `{}` failed", self.def.nodes[i].id));
@@ -823,24 +825,27 @@ impl<'a> Exec<'a> {
                     };
                     let rendered = template::render(&self.def.nodes[i].input, &scope);
                     let interrupted = state[i].status == "running";
-                    let attempts = std::mem::take(&mut state[i].attempts);
-                    running.push(self.step(i, rendered, interrupted, attempts));
+                    let attempts = state[i].attempts.clone();
+                    let step = self.step(i, rendered, interrupted, attempts);
+                    running.push(async move { (i, step.await) });
                 }
             }
             if running.is_empty() {
                 break;
             }
             tokio::select! {
-                Some(done) = running.next() => {
-                    let (i, outcome, attempts) = match done {
-                        Ok(d) => d,
+                Some((i, done)) = running.next() => {
+                    in_flight[i] = false;
+                    let (outcome, attempts) = match done {
+                        Ok((_, outcome, attempts)) => (outcome, attempts),
+                        // this step's start was refused (it never ran): the others stop
                         Err(Halt::Cancelled) => {
                             drop(running);
+                            self.settle(&state, &in_flight, true).await?;
                             return self.finish("cancelled", None, Some("the run was cancelled")).await;
                         }
                         Err(e) => return Err(e),
                     };
-                    in_flight[i] = false;
                     state[i].attempts = attempts;
                     match outcome {
                         Outcome::Succeeded(v, size) => {
@@ -864,6 +869,7 @@ impl<'a> Exec<'a> {
                 }
                 true = async { cancel.wait_for(|c| *c).await.is_ok() } => {
                     drop(running);
+                    self.settle(&state, &in_flight, true).await?;
                     return self.finish("cancelled", None, Some("the run was cancelled")).await;
                 }
                 true = async { lost.wait_for(|l| *l).await.is_ok() } => {
@@ -872,6 +878,7 @@ impl<'a> Exec<'a> {
             }
         }
         if let Some(why) = failure {
+            self.settle(&state, &in_flight, false).await?;
             return self.finish("failed", None, Some(&self.hide(&why))).await;
         }
         let output = plan
@@ -880,6 +887,48 @@ impl<'a> Exec<'a> {
             .and_then(|&i| state[i].output.as_ref())
             .map(Value::to_string);
         self.finish("succeeded", output.as_deref(), None).await
+    }
+
+    /// Before a run ends without finishing its steps: each step that was under way (here,
+    /// dropped by a cancel; or on a server that died) is written with its attempt's
+    /// outcome, since its call may have been made: `cancelled` (stopped here) or
+    /// `interrupted` (its server stopped).
+    async fn settle(&self, state: &[StepState], in_flight: &[bool], cancelled: bool) -> Result<(), Halt> {
+        for (i, st) in state.iter().enumerate() {
+            let here = in_flight.get(i).copied().unwrap_or(false);
+            if !here && st.status != "running" {
+                continue;
+            }
+            let mut attempts = st.attempts.clone();
+            let note = "stopped while under way: the call may have been made";
+            if here {
+                attempts.push(json!({"attempt": attempts.len() + 1, "replica": self.owner(),
+                    "ended_at": now(), "outcome": "cancelled", "note": note}));
+            } else if let Some(last) = attempts.last_mut() {
+                last["outcome"] = json!("interrupted");
+                last["note"] = json!(
+                    "the server running this attempt stopped before it recorded an end: the call may have been made"
+                );
+            }
+            let (status, code) = if cancelled {
+                ("cancelled", "cancelled")
+            } else {
+                ("failed", "interrupted")
+            };
+            let error = json!({"code": code, "message": note}).to_string();
+            let attempts_text = Value::Array(attempts).to_string();
+            self.write(&StepWrite {
+                node_id: &self.def.nodes[i].id,
+                status,
+                input: None,
+                output: None,
+                error: Some(&error),
+                attempts: &attempts_text,
+                duration_ms: None,
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Runs node `i` once more: its attempt recorded before the call, its end after.

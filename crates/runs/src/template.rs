@@ -325,7 +325,9 @@ fn render_string(s: &str, scope: &dyn Scope, room: &mut usize) -> Result<Value, 
             Piece::Text(t) => text.push_str(t),
             Piece::Expr(e) => match lookup(e, scope)? {
                 Value::String(v) => {
-                    take(room, v.len())?;
+                    if v.len() > *room {
+                        return Err(too_large());
+                    }
                     text.push_str(v);
                 }
                 other => {
@@ -515,8 +517,10 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        // within the limit it is made whole
+        // within the limit it is made whole, as values or as text
         let three: Vec<Value> = (0..3).map(|_| json!("{{input.big}}")).collect();
         assert_eq!(render(&json!(three), &s).unwrap().as_array().unwrap().len(), 3);
+        let text = render(&json!("{{input.big}} {{input.big}} {{input.big}}"), &s).unwrap();
+        assert_eq!(text.as_str().unwrap().len(), 3 * 1024 * 1024 + 2);
     }
 }

@@ -235,6 +235,10 @@ db_tests! {
         assert!(began.elapsed() < Duration::from_secs(3), "stopped at once");
         assert_eq!((r["status"].as_str(), step(&r, "wait")["status"].as_str(), step(&r, "never")["status"].as_str()),
             (Some("cancelled"), Some("cancelled"), Some("cancelled")), "{r}");
+        // the step under way says its call may have been made
+        let last = step(&r, "wait")["attempts"].as_array().unwrap().last().cloned().unwrap();
+        assert_eq!(last["outcome"], "cancelled", "{r}");
+        assert!(last["note"].as_str().unwrap().contains("may have been made"), "{r}");
         let (st, v) = s.call(Method::POST, &format!("{WS}/workflows/{slow}/runs/{run}/cancel"), None).await;
         assert_eq!((st, v["code"].as_str()), (409, Some("run_ended")));
         // lists filter by status

@@ -808,7 +808,13 @@ pub async fn run_events(
             }
             match run {
                 Some(r) if matches!(r.status.as_str(), "succeeded" | "failed" | "cancelled") && !full_page => {
-                    let end = serde_json::to_string(&run_view(r, None)).unwrap_or_default();
+                    let mut end = serde_json::to_value(run_view(r, None)).unwrap_or_default();
+                    // a large output stays in the run's record
+                    if end["output"].to_string().len() > chatterfly_store::EVENT_FIELD_BYTES {
+                        end["output"] = Value::Null;
+                        end["cut"] = json!(true);
+                    }
+                    let end = end.to_string();
                     f.pending.push_back(Event::default().event("end").data(end));
                     f.ended = true;
                 }
