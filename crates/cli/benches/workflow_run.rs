@@ -203,7 +203,9 @@ async fn rate(label: &str, servers: &[TestServer], up: &str) {
 /// the time from the kill to each of its runs' next attempt, as the other replica records it.
 async fn resume(up: &str) {
     let db = fresh_database(Db::Postgres).await;
-    let opts = options(&[]);
+    // the workspace's share above the runs started: what is measured is the takeover,
+    // not the share (a takeover waits for room in its workspace's share like any run)
+    let opts = options(&[("CHATTERFLY_WORKFLOW_WORKSPACE_SHARE", "64")]);
     let bin = Path::new(env!("CARGO_BIN_EXE_chatterfly"));
     let a = TestServer::spawn(bin, same(&db), &opts).unwrap();
     let b = TestServer::spawn(bin, same(&db), &opts).unwrap();

@@ -372,6 +372,9 @@ impl Flows {
                                 this.execute(run).await;
                                 let _ = this.inner.events.send(id);
                                 drop(permit);
+                                // a worker is free, and the workspace has room in its share
+                                // again: look for the next run now, not at the next poll
+                                this.inner.wake.notify_one();
                             });
                         }
                     }

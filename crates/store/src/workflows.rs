@@ -621,7 +621,8 @@ impl Store {
             .next())
     }
 
-    /// [`Store::claim_workflow_run`] for up to `limit` runs at once, oldest first, from
+    /// [`Store::claim_workflow_run`] for up to `limit` runs at once (runs to take over
+    /// first, `running` sorting after `queued` descending, then the oldest), from
     /// workspaces holding fewer than `share` runs (all replicas together), so that one
     /// workspace's backlog leaves workers to the others. (Runs taken in one claim may pass
     /// the share by the claim's size.)
@@ -638,11 +639,11 @@ impl Store {
         let pick = match self.backend {
             Backend::Postgres => format!(
                 "SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') AND lease_until < $3 AND {busy} \
-                 ORDER BY created_at LIMIT $5 FOR UPDATE SKIP LOCKED"
+                 ORDER BY status DESC, created_at LIMIT $5 FOR UPDATE SKIP LOCKED"
             ),
             Backend::Sqlite => format!(
                 "SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') AND lease_until < $3 AND {busy} \
-                 ORDER BY created_at LIMIT $5"
+                 ORDER BY status DESC, created_at LIMIT $5"
             ),
         };
         let rows = sqlx::query(sql!(
