@@ -677,7 +677,7 @@ db_tests! {
 // model.
 db_tests! {
     async fn agent_runs_leak_no_key_or_credential(db: Db) {
-        use super::canary::{assert_clean, forms, postgres_dump};
+        use super::canary::{assert_clean, assert_sqlite_files_clean, forms, postgres_dump};
         let forms_of = |s: &[String]| forms(s);
         let llmock = ScriptPeer::llmock();
         let mut options = local_upstreams(&[]);
@@ -774,17 +774,7 @@ db_tests! {
         assert_clean("the server logs", &logs, &forms);
         match db {
             Db::Sqlite => {
-                let mut read = 0;
-                for entry in std::fs::read_dir(tdb.dir.path()).unwrap() {
-                    let path = entry.unwrap().path();
-                    let name = path.file_name().unwrap().to_string_lossy().to_string();
-                    if name.starts_with("chatterfly.db") {
-                        let bytes = std::fs::read(&path).unwrap();
-                        read += bytes.len();
-                        assert_clean(&name, &String::from_utf8_lossy(&bytes), &forms);
-                    }
-                }
-                assert!(read > 10_000, "{read} bytes of database files");
+                assert_sqlite_files_clean(tdb.dir.path(), &forms);
             }
             Db::Postgres => {
                 let dump = postgres_dump(&tdb.url).await;

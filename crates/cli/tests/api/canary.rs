@@ -29,6 +29,21 @@ pub fn assert_clean(what: &str, text: &str, forms: &[String]) {
     }
 }
 
+/// The server's SQLite files in `dir` (the database, its WAL) hold no form of a secret.
+pub fn assert_sqlite_files_clean(dir: &std::path::Path, forms: &[String]) {
+    let mut read = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("chatterfly.db") {
+            let bytes = std::fs::read(&path).unwrap();
+            read += bytes.len();
+            assert_clean(&name, &String::from_utf8_lossy(&bytes), forms);
+        }
+    }
+    assert!(read > 10_000, "{read} bytes of database files");
+}
+
 pub async fn postgres_dump(url: &str) -> String {
     use sqlx::{Connection, Row};
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();

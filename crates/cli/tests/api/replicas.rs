@@ -8,7 +8,8 @@ use chatterfly_testkit::{TestDb, fresh_database};
 
 use super::*;
 
-fn same_database(db: &TestDb) -> TestDb {
+/// Another server's view of the same database (its own data directory).
+pub fn same_database(db: &TestDb) -> TestDb {
     TestDb {
         url: db.url.clone(),
         kind: db.kind,

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chatterfly_testkit::browser::Browser;
+use chatterfly_testkit::fresh_database;
 use chatterfly_testkit::httpbin_url;
 use chatterfly_testkit::peers::{McpPeer, McpPeerKind, ScriptPeer};
 use chatterfly_testkit::server::random_key;
-use chatterfly_testkit::{TestDb, fresh_database};
 use fantoccini::Locator;
 
 use super::*;
@@ -574,7 +574,7 @@ db_tests! {
     }
 
     async fn workflow_runs_leak_no_credential(db: Db) {
-        use super::canary::{assert_clean, forms, postgres_dump};
+        use super::canary::{assert_clean, assert_sqlite_files_clean, forms, postgres_dump};
         let mut options = local_upstreams(&[]);
         options.rust_log = "trace".into();
         let s = TestServer::start_with(BIN, db, options).await;
@@ -624,17 +624,7 @@ db_tests! {
         assert_clean("the server logs", &logs, &forms);
         match db {
             Db::Sqlite => {
-                let mut read = 0;
-                for entry in std::fs::read_dir(tdb.dir.path()).unwrap() {
-                    let path = entry.unwrap().path();
-                    let name = path.file_name().unwrap().to_string_lossy().to_string();
-                    if name.starts_with("chatterfly.db") {
-                        let bytes = std::fs::read(&path).unwrap();
-                        read += bytes.len();
-                        assert_clean(&name, &String::from_utf8_lossy(&bytes), &forms);
-                    }
-                }
-                assert!(read > 10_000, "{read} bytes of database files");
+                assert_sqlite_files_clean(tdb.dir.path(), &forms);
             }
             Db::Postgres => {
                 let dump = postgres_dump(&tdb.url).await;
@@ -796,14 +786,8 @@ async fn a_cancel_on_another_replica_stops_the_next_step() {
     let db = fresh_database(Db::Postgres).await;
     let mut options = local_upstreams(&[("CHATTERFLY_WORKFLOW_LEASE_MS", "30000")]);
     options.env.push(("INTEGRATION_ENCRYPTION_KEY".into(), random_key()));
-    let same = |db: &TestDb| TestDb {
-        url: db.url.clone(),
-        kind: db.kind,
-        dir: tempfile::tempdir().unwrap(),
-        admin_token: db.admin_token.clone(),
-    };
-    let a = TestServer::spawn(Path::new(BIN), same(&db), &options).unwrap();
-    let b = TestServer::spawn(Path::new(BIN), same(&db), &options).unwrap();
+    let a = TestServer::spawn(Path::new(BIN), super::replicas::same_database(&db), &options).unwrap();
+    let b = TestServer::spawn(Path::new(BIN), super::replicas::same_database(&db), &options).unwrap();
     hb(&a, "hb", "static").await;
     let id = create(
         &a,
@@ -846,14 +830,8 @@ async fn two_replicas_share_runs_and_outlive_a_kill() {
         ("CHATTERFLY_WORKFLOW_WORKERS", "12"),
     ]);
     options.env.push(("INTEGRATION_ENCRYPTION_KEY".into(), random_key()));
-    let same = |db: &TestDb| TestDb {
-        url: db.url.clone(),
-        kind: db.kind,
-        dir: tempfile::tempdir().unwrap(),
-        admin_token: db.admin_token.clone(),
-    };
-    let a = TestServer::spawn(Path::new(BIN), same(&db), &options).unwrap();
-    let b = TestServer::spawn(Path::new(BIN), same(&db), &options).unwrap();
+    let a = TestServer::spawn(Path::new(BIN), super::replicas::same_database(&db), &options).unwrap();
+    let b = TestServer::spawn(Path::new(BIN), super::replicas::same_database(&db), &options).unwrap();
     hb(&a, "hb", "static").await;
     let id = create(
         &a,

@@ -56,6 +56,12 @@ pub fn require_platform_admin(user: &User, action: &str) -> Result<(), ApiError>
     }
 }
 
+/// Members see the runs (of agents and workflows) they started (a run's steps may hold
+/// what their own accounts fetched); workspace admins see every run.
+pub fn own_runs_only<'a>(access: &WorkspaceAccess, caller: &'a crate::extract::Caller) -> Option<&'a str> {
+    (access.role != chatterfly_domain::WorkspaceRole::Admin).then_some(caller.user.id.as_str())
+}
+
 /// Cuts a path segment echoed in a message.
 pub fn short(s: &str) -> String {
     if s.chars().count() > 80 {

@@ -521,15 +521,14 @@ pub async fn list_runs(
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let runs = state
         .store
-        .runs_of(&access.workspace.id, &a.id, own_runs_only(&access, &caller), limit)
+        .runs_of(
+            &access.workspace.id,
+            &a.id,
+            super::access::own_runs_only(&access, &caller),
+            limit,
+        )
         .await?;
     Ok(Json(runs.into_iter().map(|r| run_view(r, None)).collect()))
-}
-
-/// Members see the runs they started (a run's steps may hold what their own accounts
-/// fetched); workspace admins see every run.
-fn own_runs_only<'a>(access: &WorkspaceAccess, caller: &'a Caller) -> Option<&'a str> {
-    (access.role != chatterfly_domain::WorkspaceRole::Admin).then_some(caller.user.id.as_str())
 }
 
 async fn run_of(
@@ -542,7 +541,7 @@ async fn run_of(
     if run.len() > 64 || agent.len() > 64 {
         return Err(ApiError::not_found("run"));
     }
-    let only = own_runs_only(access, caller);
+    let only = super::access::own_runs_only(access, caller);
     state
         .store
         .run(&access.workspace.id, run)

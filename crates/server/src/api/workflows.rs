@@ -678,7 +678,7 @@ pub async fn list_runs(
             &access.workspace.id,
             &w.id,
             &WorkflowRunFilter {
-                started_by: own_runs_only(&access, &caller),
+                started_by: super::access::own_runs_only(&access, &caller),
                 status,
                 before: q.before.as_deref().filter(|b| !b.is_empty() && b.len() <= 64),
                 limit: q.limit.unwrap_or(50).clamp(1, 200),
@@ -686,10 +686,6 @@ pub async fn list_runs(
         )
         .await?;
     Ok(Json(runs.into_iter().map(|r| run_view(r, None)).collect()))
-}
-
-fn own_runs_only<'a>(access: &WorkspaceAccess, caller: &'a Caller) -> Option<&'a str> {
-    (access.role != chatterfly_domain::WorkspaceRole::Admin).then_some(caller.user.id.as_str())
 }
 
 async fn run_of(
@@ -702,7 +698,7 @@ async fn run_of(
     if run.len() > 64 || workflow.len() > 64 {
         return Err(ApiError::not_found("run"));
     }
-    let only = own_runs_only(access, caller);
+    let only = super::access::own_runs_only(access, caller);
     state
         .store
         .workflow_run(&access.workspace.id, run)
