@@ -294,12 +294,18 @@ impl Egress {
         loop {
             // IP literals are checked here; names are checked by the guarded resolver as
             // the client connects (and only the checked addresses are dialled).
-            if let Target::Ip(host, ip) = literal_or_name(&url)? {
-                self.allow.check(&host, ip).map_err(|reason| EgressError::Blocked {
+            // Names refused by name are refused here too, before the client parses them.
+            match literal_or_name(&url)? {
+                Target::Ip(host, ip) => self.allow.check(&host, ip).map_err(|reason| EgressError::Blocked {
                     host,
                     addr: Some(ip),
                     reason,
-                })?;
+                })?,
+                Target::Name(host) => self.allow.check_name(&host).map_err(|reason| EgressError::Blocked {
+                    host,
+                    addr: None,
+                    reason,
+                })?,
             }
             let mut builder = self
                 .client

@@ -56,6 +56,16 @@ impl AllowList {
         })
     }
 
+    /// `Err(reason)` when `host` names a machine's own or its cloud's private services
+    /// ([`blocked_name`]) and the operator did not allow that name: refused before any
+    /// lookup, so the answer does not depend on what the resolver happens to know.
+    pub fn check_name(&self, host: &str) -> Result<(), &'static str> {
+        match blocked_name(host) {
+            Some(reason) if !self.allows_host(host) => Err(reason),
+            _ => Ok(()),
+        }
+    }
+
     /// `Err(reason)` when `ip`, reached through `host`, may not be called.
     pub fn check(&self, host: &str, ip: IpAddr) -> Result<(), &'static str> {
         match blocked_reason(ip) {
@@ -63,6 +73,54 @@ impl AllowList {
             Some(_) if self.allows_ip(ip) || self.allows_host(host) => Ok(()),
             Some(reason) => Err(reason),
         }
+    }
+}
+
+/// Names refused whatever they resolve to (compared without case and without trailing
+/// dots): the loopback names (RFC 6761), names only a local network can answer, and the
+/// cloud metadata services' names. A single-label name (`metadata`, `instance-data`) is
+/// completed by the resolver's search domains, so only the network it runs in knows what
+/// it reaches.
+pub fn blocked_name(host: &str) -> Option<&'static str> {
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    let under = |zone: &str| name == zone || name.ends_with(&format!(".{zone}"));
+    const METADATA: &[&str] = &[
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.com",
+        "metadata.azure.internal",
+        "metadata.packet.net",
+        "metadata.platformequinix.com",
+        "metadata.tencentyun.com",
+        "metadata.oraclecloud.com",
+    ];
+    if name.is_empty() {
+        Some("an empty host name")
+    } else if under("localhost") || ["localhost.localdomain", "ip6-localhost", "ip6-loopback"].contains(&name.as_str())
+    {
+        Some("a loopback name (RFC 6761)")
+    } else if METADATA.iter().any(|m| under(m)) {
+        Some("a cloud metadata service name")
+    } else if [
+        "internal",
+        "local",
+        "localdomain",
+        "home.arpa",
+        "lan",
+        "intranet",
+        "corp",
+    ]
+    .iter()
+    .any(|z| under(z))
+    {
+        Some("a name only the local network answers")
+    } else if !name.contains('.') {
+        Some("a single-label name (the resolver's search domains decide what it reaches)")
+    } else {
+        None
     }
 }
 

@@ -49,6 +49,11 @@ pub async fn resolve_checked_within(
     host: &str,
     limit: std::time::Duration,
 ) -> Result<Vec<IpAddr>, EgressError> {
+    allow.check_name(host).map_err(|reason| EgressError::Blocked {
+        host: host.to_owned(),
+        addr: None,
+        reason,
+    })?;
     let addrs = match tokio::time::timeout(limit, resolver.lookup(host)).await {
         Ok(found) => found.map_err(|e| EgressError::Resolve {
             host: host.to_owned(),

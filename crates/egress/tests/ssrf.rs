@@ -236,6 +236,89 @@ async fn the_same_targets_are_allowed_with_the_exception() {
     );
 }
 
+/// Fails every lookup and counts them: a name refused by name never reaches it.
+struct CountingResolver(std::sync::atomic::AtomicUsize);
+
+impl Resolver for CountingResolver {
+    fn lookup<'a>(&'a self, _host: &'a str) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'a>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async { Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such host")) })
+    }
+}
+
+#[tokio::test]
+async fn local_and_metadata_names_are_refused_before_any_lookup() {
+    let counter = Arc::new(CountingResolver(Default::default()));
+    let guard = Egress::with_resolver(AllowList::default(), Limits::default(), counter.clone()).unwrap();
+    let names = [
+        "localhost",
+        "localhost.",
+        "LocalHost..",
+        "api.localhost",
+        "a.b.localhost.",
+        "localhost.localdomain",
+        "ip6-localhost",
+        "metadata",
+        "metadata.",
+        "metadata.google.internal",
+        "METADATA.GOOGLE.INTERNAL.",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.com",
+        "anything.internal",
+        "printer.local.",
+        "nas.home.arpa",
+        "intranet",
+        "fileserver",
+    ];
+    for name in names {
+        for url in [format!("http://{name}/"), format!("https://{name}:8443/x?y=1")] {
+            let parsed = Url::parse(&url).unwrap();
+            let err = guard.check_target(&parsed).await.unwrap_err();
+            assert_eq!(err.code(), "ssrf_blocked", "{url}: {err}");
+            let err = guard
+                .send(OutboundRequest::new(Method::GET, parsed), None)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "ssrf_blocked", "{url}: {err}");
+        }
+    }
+    assert_eq!(
+        counter.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a refused name was looked up"
+    );
+    // names that only look alike are looked up (and here do not resolve)
+    for name in [
+        "localhost.example.com",
+        "notlocalhost.test",
+        "metadata.example.com",
+        "internal.example.org",
+    ] {
+        let err = guard
+            .check_target(&Url::parse(&format!("http://{name}/")).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "upstream_unresolvable", "{name}: {err}");
+    }
+    assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+    // the operator's exception names the host: allowed then, whatever the resolver says
+    let guard = egress("localhost,*.internal");
+    for url in [
+        "http://localhost/",
+        "http://localhost./",
+        "http://metadata.google.internal/",
+    ] {
+        assert!(guard.check_target(&Url::parse(url).unwrap()).await.is_ok(), "{url}");
+    }
+    let err = guard
+        .check_target(&Url::parse("http://instance-data/").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "ssrf_blocked");
+}
+
 #[tokio::test]
 async fn public_addresses_and_schemes() {
     let guard = egress("");

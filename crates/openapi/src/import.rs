@@ -442,21 +442,47 @@ impl<'d, 'a> Importer<'d, 'a> {
                         }
                     }
                 }
-                let best = first_seen
-                    .iter()
-                    .copied()
-                    .max_by_key(|n| (counts[n], std::cmp::Reverse(first_seen.iter().position(|x| x == n))));
-                let Some(best) = best else { return };
+                // a tie goes to the scheme declared first (securitySchemes or
+                // securityDefinitions), then to the one an operation asked for first
+                let declared: Vec<&str> = if self.conv.dialect == Dialect::Swagger2 {
+                    root.get("securityDefinitions")
+                } else {
+                    root.get("components").and_then(|c| c.get("securitySchemes"))
+                }
+                .and_then(Node::as_object)
+                .map(|o| o.iter().map(|(k, _)| k).collect())
+                .unwrap_or_default();
+                let order = |n: &str| {
+                    (
+                        declared.iter().position(|d| *d == n).unwrap_or(usize::MAX),
+                        first_seen.iter().position(|x| *x == n).unwrap_or(usize::MAX),
+                    )
+                };
+                let Some(top) = counts.values().copied().max() else {
+                    return;
+                };
+                let mut tied: Vec<&str> = first_seen.iter().copied().filter(|n| counts[n] == top).collect();
+                tied.sort_by_key(|n| order(n));
+                let Some(best) = tied.first().copied() else { return };
                 if let Some(auth) = self.auth_for(best) {
-                    self.conv.warn(
-                        "/security",
-                        format!(
-                            "the document has no global security requirement; the connection uses `{}`, which {} of {} operations ask for",
-                            names::cut(best, 100),
-                            counts[best],
-                            self.summary.operations
-                        ),
+                    let mut message = format!(
+                        "the document has no global security requirement; the connection uses `{}`, which {} of {} operations ask for",
+                        names::cut(best, 100),
+                        counts[best],
+                        self.summary.operations
                     );
+                    if tied.len() > 1 {
+                        let others: Vec<String> = tied[1..]
+                            .iter()
+                            .take(5)
+                            .map(|n| format!("`{}`", names::cut(n, 100)))
+                            .collect();
+                        message.push_str(&format!(
+                            "; it ties with {} and comes first in the document's order",
+                            others.join(", ")
+                        ));
+                    }
+                    self.conv.warn("/security", message);
                     self.auth = auth;
                     self.scheme = Some(best.to_owned());
                 }

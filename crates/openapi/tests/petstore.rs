@@ -392,3 +392,59 @@ fn names_and_slugs_can_be_chosen() {
     .unwrap();
     assert_eq!((d.name.as_str(), d.slug.as_str()), ("Mine", "mine"));
 }
+
+#[test]
+fn a_tie_between_security_schemes_goes_to_the_first_declared() {
+    // `header_key` is declared first but asked for after `query_key`; both by two operations
+    let doc = |dialect: &str| {
+        let ops = json!({
+            "/a": {"get": {"operationId": "a", "security": [{"query_key": []}], "responses": {"200": {"description": "ok"}}},
+                   "post": {"operationId": "b", "security": [{"header_key": []}], "responses": {"200": {"description": "ok"}}}},
+            "/c": {"get": {"operationId": "c", "security": [{"query_key": []}], "responses": {"200": {"description": "ok"}}},
+                   "put": {"operationId": "d", "security": [{"header_key": []}], "responses": {"200": {"description": "ok"}}},
+                   "delete": {"operationId": "e", "security": [{"basic": []}], "responses": {"200": {"description": "ok"}}}}
+        });
+        let schemes = json!({
+            "header_key": {"type": "apiKey", "in": "header", "name": "X-Key"},
+            "basic": {"type": "http", "scheme": "basic"},
+            "query_key": {"type": "apiKey", "in": "query", "name": "key"}
+        });
+        if dialect == "3" {
+            json!({"openapi": "3.0.3", "info": {"title": "Tie", "version": "1"},
+                   "servers": [{"url": "https://api.example.com"}],
+                   "components": {"securitySchemes": schemes}, "paths": ops})
+        } else {
+            let mut schemes = schemes;
+            schemes["basic"] = json!({"type": "basic"});
+            json!({"swagger": "2.0", "info": {"title": "Tie", "version": "1"}, "host": "api.example.com",
+                   "schemes": ["https"], "securityDefinitions": schemes, "paths": ops})
+        }
+    };
+    for dialect in ["3", "2"] {
+        let text = doc(dialect).to_string();
+        let (d, warnings, _) = import(&text, &Options::default()).unwrap();
+        assert_eq!(d.auth["type"], "api_key_header", "{dialect}: {}", d.auth);
+        let w = warnings.iter().find(|w| w.pointer == "/security").unwrap();
+        assert!(w.reason.contains("uses `header_key`, which 2 of 5"), "{}", w.reason);
+        assert!(
+            w.reason
+                .contains("ties with `query_key` and comes first in the document's order"),
+            "{}",
+            w.reason
+        );
+        // swapping the names: now `query_key` (the X-Key header) is declared first and
+        // asked for second, and is still the one chosen
+        let flipped = text
+            .replace("header_key", "tmp_key")
+            .replace("query_key", "header_key")
+            .replace("tmp_key", "query_key");
+        let (d, warnings, _) = import(&flipped, &Options::default()).unwrap();
+        assert_eq!(d.auth["type"], "api_key_header", "{dialect}: {}", d.auth);
+        let w = warnings.iter().find(|w| w.pointer == "/security").unwrap();
+        assert!(
+            w.reason.contains("uses `query_key`") && w.reason.contains("ties with `header_key`"),
+            "{}",
+            w.reason
+        );
+    }
+}

@@ -218,8 +218,12 @@ db_tests! {
         connection(&s, "local", json!({"type": "none"}), "static").await;
         let (st, p) = invoke(&s, "local.get", json!({})).await;
         assert_eq!((st, p["code"].as_str()), (403, Some("ssrf_blocked")), "{p}");
-        for base in ["http://169.254.169.254", "http://2130706433", "http://[::ffff:10.0.0.1]", "http://0x7f.1:8080"] {
-            let slug = format!("t{}", base.len());
+        let bases = ["http://169.254.169.254", "http://2130706433", "http://[::ffff:10.0.0.1]", "http://0x7f.1:8080",
+            // refused by name, whatever this machine's resolver knows
+            "http://localhost:8080", "http://api.localhost.", "http://metadata.google.internal.", "http://instance-data",
+            "http://metadata"];
+        for (i, base) in bases.iter().enumerate() {
+            let slug = format!("t{i}");
             let body = json!({"name": "x", "slug": slug, "service_type": "http", "base_url": base,
                 "operations": [op("get", "GET", "/x", &[])]});
             let (st, c) = s.call(Method::POST, CONN, Some(body)).await;
