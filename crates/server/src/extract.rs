@@ -20,6 +20,8 @@ use crate::tokens;
 /// is not a GET, HEAD or OPTIONS).
 pub struct Caller {
     pub user: User,
+    /// The id of the API token the request came with (none for a web session).
+    pub token_id: Option<String>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -30,6 +32,7 @@ impl FromRequestParts<AppState> for Caller {
             Credential::Bearer(hash) => Self::from_hash(state, &hash).await,
             Credential::Session(hash) => Ok(Self {
                 user: session_owner(parts, state, &hash).await?.user,
+                token_id: None,
             }),
         }
     }
@@ -43,7 +46,10 @@ impl Caller {
             .user_by_token_hash(hash)
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        Ok(Self { user: owner.user })
+        Ok(Self {
+            user: owner.user,
+            token_id: Some(owner.token_id),
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 //! outbound connection, and no handler formats a secret into a response or a log line.
 
 pub mod api;
+pub mod call_cache;
 pub mod config;
 pub mod error;
 mod extract;

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, new_id, now};
+use crate::{Backend, Result, Store, new_id, now};
 
 /// One invocation, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,41 +78,56 @@ impl Store {
         self.record_audit_batch(std::slice::from_ref(e)).await
     }
 
-    /// Writes many events in few statements (the tool path batches its audit rows).
+    /// Writes many events in one statement per [`EVENTS_PER_INSERT`] (the tool path batches
+    /// its audit rows). The rows travel as one JSON parameter, so the statement's text is
+    /// always the same (prepared once per connection) and binding costs nothing per row;
+    /// a row whose workspace was deleted meanwhile is dropped, not the batch.
     pub async fn record_audit_batch(&self, events: &[NewAuditEvent]) -> Result<()> {
-        for chunk in events.chunks(EVENTS_PER_INSERT) {
-            let mut sql = String::from(
+        let sql = match self.backend {
+            Backend::Sqlite => {
                 "INSERT INTO audit_events (id, workspace_id, user_id, tool, connection_slug, outcome, http_status, \
-                 error_code, duration_ms, created_at, participant_id, run_id) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 12;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                let params: Vec<String> = (1..=12).map(|k| format!("${}", b + k)).collect();
-                sql.push('(');
-                sql.push_str(&params.join(", "));
-                sql.push(')');
+                 error_code, duration_ms, created_at, participant_id, run_id) \
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+                 json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+                 json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), \
+                 json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]') \
+                 FROM json_each($1) \
+                 WHERE EXISTS (SELECT 1 FROM workspaces w WHERE w.id = json_extract(value, '$[1]'))"
             }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            Backend::Postgres => {
+                "INSERT INTO audit_events (id, workspace_id, user_id, tool, connection_slug, outcome, http_status, \
+                 error_code, duration_ms, created_at, participant_id, run_id) \
+                 SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, (r->>6)::bigint, r->>7, (r->>8)::bigint, \
+                 r->>9, r->>10, r->>11 \
+                 FROM jsonb_array_elements($1::jsonb) AS r \
+                 WHERE EXISTS (SELECT 1 FROM workspaces w WHERE w.id = r->>1)"
+            }
+        };
+        for chunk in events.chunks(EVENTS_PER_INSERT) {
             let at = now();
-            for e in chunk {
-                q = q
-                    .bind(new_id())
-                    .bind(e.workspace_id.clone())
-                    .bind(e.user_id.clone())
-                    .bind(e.tool.clone())
-                    .bind(e.connection_slug.clone())
-                    .bind(if e.ok { "ok" } else { "error" })
-                    .bind(e.http_status.map(i64::from))
-                    .bind(e.error_code)
-                    .bind(i64::try_from(e.duration_ms).unwrap_or(i64::MAX))
-                    .bind(at.clone())
-                    .bind(e.participant_id.clone())
-                    .bind(e.run_id.clone());
-            }
-            q.execute(&self.pool).await?;
+            let rows: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|e| {
+                    serde_json::json!([
+                        new_id(),
+                        e.workspace_id,
+                        e.user_id,
+                        e.tool,
+                        e.connection_slug,
+                        if e.ok { "ok" } else { "error" },
+                        e.http_status.map(i64::from),
+                        e.error_code,
+                        i64::try_from(e.duration_ms).unwrap_or(i64::MAX),
+                        at,
+                        e.participant_id,
+                        e.run_id,
+                    ])
+                })
+                .collect();
+            sqlx::query(sql)
+                .bind(serde_json::Value::Array(rows).to_string())
+                .execute(&self.pool)
+                .await?;
         }
         Ok(())
     }

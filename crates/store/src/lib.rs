@@ -3,8 +3,9 @@
 //!
 //! The schema uses only types both databases share (text, big integers), placeholders are
 //! `$1, $2, …` (which SQLite accepts too), and one migrations folder serves both, applied
-//! on start. The store keeps no state in memory: any number of servers can share
-//! one PostgreSQL database.
+//! on start. The store keeps no state in memory but its view of the change counter
+//! ([`changes`]), which tells caches above it when to forget: any number of servers can
+//! share one PostgreSQL database.
 //!
 //! The store never sees a secret in plain text: sealed columns hold what the vault made, and
 //! [`aad`] is the one place that names the associated data binding a sealed value to its row.
@@ -20,6 +21,7 @@ mod accounts;
 mod agents;
 mod audit;
 mod calls;
+pub mod changes;
 mod connections;
 mod invitations;
 mod participants;
@@ -98,6 +100,10 @@ fn conflict(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The database URL, for connections outside the pool (PostgreSQL's `LISTEN`).
+    url: Option<String>,
+    /// This process's view of the change counter ([`changes`]).
+    changes: std::sync::Arc<changes::Changes>,
 }
 
 impl Store {
@@ -149,8 +155,14 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        let store = Self { pool, backend };
+        let store = Self {
+            pool,
+            backend,
+            url: Some(url.to_owned()),
+            changes: Default::default(),
+        };
         store.migrate().await?;
+        store.install_change_triggers().await?;
         Ok(store)
     }
 

@@ -143,6 +143,28 @@ impl Store {
         Ok(id)
     }
 
+    /// A user's tokens (id, name, created at), oldest first; never a token or its hash.
+    pub async fn list_tokens(&self, user_id: &str) -> Result<Vec<(String, String, String)>> {
+        let rows =
+            sqlx::query("SELECT id, name, created_at FROM api_tokens WHERE user_id = $1 ORDER BY created_at, id")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Revokes one of a user's tokens; `false` when the user has no such token.
+    pub async fn delete_token(&self, user_id: &str, token_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+            .bind(token_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<TokenOwner>> {
         let row = sqlx::query(sql!(
             "SELECT {USER_COLS}, t.id FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1"

@@ -153,7 +153,7 @@ pub struct Call<'a> {
     /// The connection and operation of a `slug.operation` tool, when the caller has read
     /// them already (the API reads them in the same query as the caller's token and role);
     /// `None`: looked up here.
-    pub resolved: Option<ConnectionLookup>,
+    pub resolved: Option<Arc<ConnectionLookup>>,
     /// The agent run making the call (named in the audit row).
     pub run_id: Option<&'a str>,
 }
@@ -331,28 +331,28 @@ impl Tools {
         *slug_out = Some(name.slug.to_string());
         let found = match call.resolved.take() {
             Some(found) => found,
-            None => {
+            None => Arc::new(
                 self.store
                     .connection_tool(call.workspace_id, name.slug.as_str(), name.operation.as_str())
-                    .await?
-            }
+                    .await?,
+            ),
         };
-        let (conn, op) = found.ok_or_else(|| {
+        let (conn, op) = found.as_ref().as_ref().ok_or_else(|| {
             ToolError::NotFound(format!(
                 "tool `{name}` not found: there is no connection `{}` in this workspace (renamed or deleted?)",
                 name.slug
             ))
         })?;
-        let op = op.ok_or_else(|| {
+        let op = op.as_ref().ok_or_else(|| {
             ToolError::NotFound(format!(
                 "tool `{name}` not found: connection `{}` has no operation `{}`",
                 name.slug, name.operation
             ))
         })?;
-        self.validate(&conn, &op, &call.arguments)?;
+        self.validate(conn, op, &call.arguments)?;
         let on_behalf = match (&participant, conn.draft.fulfillment) {
             (Some(p), Fulfillment::Participant) => {
-                check_participant_role(p, &conn)?;
+                check_participant_role(p, conn)?;
                 *participant_out = Some(p.id.clone());
                 Some(p)
             }
@@ -375,22 +375,22 @@ impl Tools {
         };
         if conn.draft.service_type == ServiceType::Gmail {
             return self
-                .call_gmail(&conn, &op, &call.arguments, call.credentials.as_ref(), who)
+                .call_gmail(conn, op, &call.arguments, call.credentials.as_ref(), who)
                 .await;
         }
         // `security: []` in the source document: this operation is called without credentials
         let secrets = if op.request.as_ref().is_none_or(|m| m.credentials) {
-            Some(self.credentials(&conn, call.credentials.as_ref(), who).await?)
+            Some(self.credentials(conn, call.credentials.as_ref(), who).await?)
         } else {
             None
         };
         match conn.draft.service_type {
             ServiceType::Http | ServiceType::Openapi => {
-                self.call_http(&conn, &op, &call.arguments, secrets.as_ref()).await
+                self.call_http(conn, op, &call.arguments, secrets.as_ref()).await
             }
             ServiceType::Mcp => {
                 let none = SecretFields::default();
-                self.call_mcp(&conn, &op, &call.arguments, secrets.as_ref().unwrap_or(&none))
+                self.call_mcp(conn, op, &call.arguments, secrets.as_ref().unwrap_or(&none))
                     .await
             }
             ServiceType::Telegram => {
@@ -401,7 +401,7 @@ impl Tools {
                 let empty = Map::new();
                 telegram::call(
                     &self.egress,
-                    self.limits_for(&conn),
+                    self.limits_for(conn),
                     &conn.draft.base_url,
                     op.name.as_str(),
                     call.arguments.as_object().unwrap_or(&empty),

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod agents;
+mod cache;
 mod canary;
 mod connections;
 mod errors;

@@ -16,6 +16,8 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/users"),
     ("get", "/api/users"),
     ("post", "/api/users/{id}/tokens"),
+    ("get", "/api/users/{id}/tokens"),
+    ("delete", "/api/users/{id}/tokens/{token_id}"),
     ("get", "/api/workspaces/{ws}/members"),
     ("put", "/api/workspaces/{ws}/members/{user_id}"),
     ("delete", "/api/workspaces/{ws}/members/{user_id}"),

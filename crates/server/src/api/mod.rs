@@ -59,6 +59,8 @@ pub struct AppState {
     pub heavy: Arc<tokio::sync::Semaphore>,
     /// Password checks a few at a time, and wrong passwords counted per address.
     pub passwords: Arc<auth::PasswordGuard>,
+    /// Call contexts of bearer tokens' tool calls, kept while nothing they depend on changes.
+    pub calls: Arc<crate::call_cache::CallCache>,
 }
 
 impl AppState {
@@ -152,6 +154,10 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             )),
             passwords: Arc::new(auth::PasswordGuard::default()),
+            calls: {
+                app.store.watch_changes();
+                Arc::new(crate::call_cache::CallCache::new(app.store.changes().clone()))
+            },
         }
     }
 }
@@ -198,7 +204,8 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(invitations::my_invitations))
         .routes(routes!(invitations::accept_invitation))
         .routes(routes!(users::create_user, users::list_users))
-        .routes(routes!(users::create_token))
+        .routes(routes!(users::create_token, users::list_tokens))
+        .routes(routes!(users::delete_token))
         .routes(routes!(connections::list_connections, connections::create_connection))
         .routes(routes!(import::import_openapi))
         .routes(routes!(connections::validate_connection))
@@ -282,6 +289,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    let changes = state.store.changes().clone();
     let (api, doc) = api(state.clone());
     // serialized once: the finished document is the same for every request
     let doc = serde_json::to_value(&doc).map(document::finish).unwrap_or_default();
@@ -313,6 +321,10 @@ pub fn router(state: AppState) -> Router {
         }
     })
     .layer(axum::middleware::map_response(api_headers))
+    .layer(axum::middleware::from_fn_with_state(
+        changes,
+        crate::call_cache::note_writes,
+    ))
     .layer(TraceLayer::new_for_http().make_span_with(request_span))
 }
 

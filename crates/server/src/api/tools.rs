@@ -1,5 +1,7 @@
 //! Tools: the picker's list, invocation, and the audit log of calls.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::extract::State;
@@ -12,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::access::WorkspaceAccess;
+use crate::call_cache::{CachedCall, CallCache};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, Caller, Credential, ExactJson, Path, Query, session_owner};
 
@@ -148,7 +151,7 @@ pub struct InvokeTarget {
     user: User,
     access: WorkspaceAccess,
     tool_name: String,
-    resolved: Option<ConnectionLookup>,
+    resolved: Option<Arc<ConnectionLookup>>,
 }
 
 impl FromRequestParts<AppState> for InvokeTarget {
@@ -179,17 +182,40 @@ impl FromRequestParts<AppState> for InvokeTarget {
                 resolved: None,
             });
         };
-        let ctx = state
-            .store
-            .call_context(&hash, session, &ws, name.slug.as_str(), name.operation.as_str())
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        let access = WorkspaceAccess::check(&ctx.caller.user, &ws, ctx.workspace)?;
+        // a bearer token's call comes from the cache while nothing it depends on changed
+        // (sessions are the web UI's, and expire: they are read every time)
+        let key = (!session).then(|| CallCache::key(&hash, &ws, name.slug.as_str(), name.operation.as_str()));
+        let cached = key.as_deref().and_then(|k| state.calls.get(k));
+        let call = match cached {
+            Some(call) => call,
+            None => {
+                let generation = state.calls.generation();
+                let ctx = state
+                    .store
+                    .call_context(&hash, session, &ws, name.slug.as_str(), name.operation.as_str())
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
+                // only contexts of calls that may go ahead are kept: refusals and misses do
+                // not fill the cache, and a member added back is not refused from it
+                let complete = matches!(&ctx.connection, Some((_, Some(_))))
+                    && matches!(&ctx.workspace, Some((_, role)) if role.is_some() || ctx.caller.user.platform_admin);
+                let call = Arc::new(CachedCall {
+                    caller: ctx.caller,
+                    workspace: ctx.workspace,
+                    connection: Arc::new(ctx.connection),
+                });
+                if let (Some(key), Some(generation), true) = (key, generation, complete) {
+                    state.calls.put(key, generation, call.clone());
+                }
+                call
+            }
+        };
+        let access = WorkspaceAccess::check(&call.caller.user, &ws, call.workspace.clone())?;
         Ok(Self {
-            user: ctx.caller.user,
+            user: call.caller.user.clone(),
             access,
             tool_name,
-            resolved: Some(ctx.connection),
+            resolved: Some(call.connection.clone()),
         })
     }
 }

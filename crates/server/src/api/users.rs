@@ -162,3 +162,64 @@ pub async fn create_token(
         }),
     ))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    /// The token this request was made with.
+    pub current: bool,
+}
+
+/// A user's API tokens (the user itself, or a platform admin); never the tokens themselves.
+#[utoipa::path(get, path = "/api/users/{id}/tokens", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<TokenInfo>), (status = 404, body = Problem)))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+    if caller.user.id != id && !caller.user.platform_admin {
+        return Err(ApiError::NotFound(format!("user `{}` not found", short(&id))));
+    }
+    let user = state
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user `{}` not found", short(&id))))?;
+    let current = caller.token_id.as_deref();
+    Ok(Json(
+        state
+            .store
+            .list_tokens(&user.id)
+            .await?
+            .into_iter()
+            .map(|(id, name, created_at)| TokenInfo {
+                current: current == Some(id.as_str()),
+                id,
+                name,
+                created_at,
+            })
+            .collect(),
+    ))
+}
+
+/// Revoke an API token (the user itself, or a platform admin). It stops working on every
+/// replica within a second; calls already under way finish.
+#[utoipa::path(delete, path = "/api/users/{id}/tokens/{token_id}", params(("id" = String, Path), ("token_id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if caller.user.id != id && !caller.user.platform_admin {
+        return Err(ApiError::NotFound(format!("user `{}` not found", short(&id))));
+    }
+    if !state.store.delete_token(&id, &token_id).await? {
+        return Err(ApiError::NotFound(format!("token `{}` not found", short(&token_id))));
+    }
+    tracing::info!(by = %caller.user.id, user = %id, token = %token_id, "API token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}

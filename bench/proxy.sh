@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Tool calls through Chatterfly's `invoke` versus nginx as a keep-alive reverse proxy in
+# front of the same upstream, measured with wrk in one script (interleaved rounds).
+#
+#   bench/proxy.sh [--postgres ADMIN_URL] [--seconds N] [--rounds N]
+#
+# The upstream is nginx serving a small JSON object at /items/{id}. The yardstick is a
+# second nginx proxying to it with keep-alive (`keepalive 64`, HTTP/1.1) and adding an
+# Authorization header, as Chatterfly's connection does. Chatterfly is a release `chatterfly
+# serve` on a fresh SQLite data dir (or a fresh PostgreSQL database) with a `bench`
+# connection (bearer auth sealed in the vault) whose `get_item` operation is
+# GET /items/{id}. wrk runs at concurrency 16 and 64 against: the upstream directly,
+# nginx, and `POST /api/workspaces/default/tools/bench.get_item/invoke`; each round runs
+# nginx and Chatterfly back to back. Prints calls/s, p50 and the ratios.
+#
+# Needs nginx and wrk (Debian packages; installed with apt when missing and run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pg=; seconds=8; rounds=2
+while [ $# -gt 0 ]; do
+  case $1 in
+    --postgres) pg=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx wrk >/dev/null
+    nginx -s stop 2>/dev/null || true
+  else
+    echo "bench/proxy.sh needs nginx and wrk (apt-get install nginx wrk)" >&2; exit 1
+  fi
+fi
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+target=${CARGO_TARGET_DIR:-target}
+
+work=$(mktemp -d -t chatterfly-proxy.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for c in "$work"/*.conf; do [ -f "$c" ] && nginx -c "$c" -p "$work" -s stop 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+up=$(free_port); px=$(free_port); port=$(free_port)
+token="cft_bench_$(date +%s%N)"
+key="upstream-key-$(date +%s)"
+nginx_conf() { # name, server block
+  cat >"$work/$1.conf" <<EOF
+worker_processes auto;
+pid $work/$1.pid;
+error_log $work/$1.error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/$1.body;
+  proxy_temp_path $work/$1.proxy;
+  fastcgi_temp_path $work/$1.fcgi;
+  uwsgi_temp_path $work/$1.uwsgi;
+  scgi_temp_path $work/$1.scgi;
+  keepalive_requests 1000000;
+  $2
+}
+EOF
+  nginx -c "$work/$1.conf" -p "$work"
+}
+nginx_conf upstream "server { listen 127.0.0.1:$up; default_type application/json;
+    location /items/ { return 200 '{\"id\":1,\"name\":\"widget\",\"price\":9.5,\"tags\":[\"a\",\"b\"]}'; } }"
+nginx_conf proxy "upstream items { server 127.0.0.1:$up; keepalive 64; }
+  server { listen 127.0.0.1:$px;
+    location / { proxy_pass http://items; proxy_http_version 1.1; proxy_set_header Connection \"\";
+                 proxy_set_header Authorization \"Bearer $key\"; } }"
+
+cargo build --release --quiet -p chatterfly
+db_args=(--data-dir "$work/data")
+if [ -n "$pg" ]; then
+  name="bench_$RANDOM$RANDOM"
+  psql -q "$pg" -c "CREATE DATABASE $name" >/dev/null
+  db_args=(--data-dir "$work/data" --database-url "${pg%/*}/$name")
+  INTEGRATION_ENCRYPTION_KEY=$("$target/release/chatterfly" keys generate)
+  export INTEGRATION_ENCRYPTION_KEY
+fi
+CHATTERFLY_ALLOW_PRIVATE=127.0.0.1 CHATTERFLY_BOOTSTRAP_ADMIN_TOKEN=$token RUST_LOG=warn \
+  "$target/release/chatterfly" serve "${db_args[@]}" --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+pids+=("$!")
+cf="http://127.0.0.1:$port"
+for _ in $(seq 100); do curl -sf "$cf/api/health" >/dev/null && break; sleep 0.1; done
+status=$(curl -s -o "$work/create.json" -w '%{http_code}' -X POST "$cf/api/workspaces/default/connections" \
+  -H "authorization: Bearer $token" -H 'content-type: application/json' \
+  -d "{\"name\":\"bench\",\"slug\":\"bench\",\"service_type\":\"http\",\"base_url\":\"http://127.0.0.1:$up\",
+       \"auth\":{\"type\":\"bearer\",\"token\":\"$key\"},
+       \"operations\":[{\"name\":\"get_item\",\"method\":\"GET\",\"path\":\"/items/{id}\",
+         \"input_schema\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"}},\"required\":[\"id\"]}}]}")
+[ "$status" = 201 ] || { echo "create failed: $status $(cat "$work/create.json")" >&2; exit 1; }
+check=$(curl -s -X POST "$cf/api/workspaces/default/tools/bench.get_item/invoke" -H "authorization: Bearer $token" \
+  -H 'content-type: application/json' -d '{"arguments":{"id":"1"}}')
+case $check in *widget*) ;; *) echo "invoke failed: $check" >&2; exit 1 ;; esac
+
+cat >"$work/invoke.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '{"arguments":{"id":"1"}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $token"
+EOF
+# calls/s and p50 (ms) of one wrk run
+run() { # label, concurrency, url, [script]
+  local out
+  if [ -n "${4:-}" ]; then
+    out=$(wrk -t2 -c"$2" -d"${seconds}s" --latency -s "$4" "$3")
+  else
+    out=$(wrk -t2 -c"$2" -d"${seconds}s" --latency -H "Authorization: Bearer $key" "$3")
+  fi
+  if echo "$out" | grep -q "Non-2xx"; then echo "$1: non-2xx answers" >&2; echo "$out" >&2; exit 1; fi
+  local rps p50
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
+  echo "$rps $p50"
+}
+if [ -n "${PROFILE:-}" ]; then # where the server's time goes under load (perf, cpu-clock)
+  perf record -e cpu-clock -F 2000 -o "$work/perf.data" -p "${pids[0]}" -- sleep 6 >/dev/null 2>&1 &
+  perf_pid=$!
+  (sleep 2; top -b -n1 -d1 -w 120 | head -14 >&2) &
+  wrk -t2 -c16 -d7s -s "$work/invoke.lua" "$cf/api/workspaces/default/tools/bench.get_item/invoke" >/dev/null
+  wait "$perf_pid" || true
+  perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio 2>&1 | grep -v "^#" | grep -v "^$" | cut -c1-150 | head -"${PROFILE}"
+  exit 0
+fi
+echo "database=$([ -n "$pg" ] && echo postgres || echo sqlite) seconds=$seconds rounds=$rounds nginx=$(nginx -v 2>&1 | sed 's/.*\///')"
+printf '%-6s %-5s %-12s %12s %9s\n' round conc path calls/s p50_ms
+for c in 16 64; do
+  read -r d_rps d_p50 < <(run direct "$c" "http://127.0.0.1:$up/items/1")
+  printf '%-6s %-5s %-12s %12.0f %9.3f\n' - "$c" direct "$d_rps" "$d_p50"
+  for r in $(seq "$rounds"); do
+    read -r n_rps n_p50 < <(run nginx "$c" "http://127.0.0.1:$px/items/1")
+    read -r i_rps i_p50 < <(run invoke "$c" "$cf/api/workspaces/default/tools/bench.get_item/invoke" "$work/invoke.lua")
+    printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" nginx "$n_rps" "$n_p50"
+    printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" invoke "$i_rps" "$i_p50"
+    awk -v i="$i_rps" -v n="$n_rps" -v ip="$i_p50" -v np="$n_p50" -v c="$c" -v r="$r" \
+      'BEGIN { printf "ratio  c=%s round %s: invoke/nginx calls/s %.2f, p50 %+.3f ms against nginx\n", c, r, i/n, ip-np }'
+  done
+done
