@@ -94,7 +94,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    chatterfly_server::logging::init();
+    chatterfly_server::logging::init(cli.config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -67,6 +67,15 @@ impl CallCache {
         self.changes.generation()
     }
 
+    /// Entries held (some may be stale, waiting to be replaced).
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<CachedCall>> {
         let generation = self.changes.generation()?;
         let entries = self.entries.lock().ok()?;

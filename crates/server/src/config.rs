@@ -105,6 +105,34 @@ pub struct Config {
     #[arg(long, env = "CHATTERFLY_RUN_STALE_SECS", default_value_t = 60, global = true)]
     pub run_stale_secs: u64,
 
+    /// The log's format: `text` (default) or `json` (one object per line).
+    #[arg(long, env = "CHATTERFLY_LOG_FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text, global = true)]
+    pub log_format: crate::logging::LogFormat,
+
+    /// Tool calls one workspace may have under way on one server at once (more are refused
+    /// with 429 `workspace_busy` and `Retry-After`).
+    #[arg(
+        long,
+        env = "CHATTERFLY_MAX_CALLS_PER_WORKSPACE",
+        default_value_t = 64,
+        global = true
+    )]
+    pub max_calls_per_workspace: u32,
+
+    /// `/metrics` (Prometheus): the bearer token it asks for. Without one, only addresses in
+    /// `CHATTERFLY_METRICS_ALLOW` may read it.
+    #[arg(long, env = "CHATTERFLY_METRICS_TOKEN", hide_env_values = true, global = true)]
+    pub metrics_token: Option<String>,
+
+    /// `/metrics`: client addresses (CIDRs) that may read it without the token.
+    #[arg(
+        long,
+        env = "CHATTERFLY_METRICS_ALLOW",
+        default_value = "127.0.0.1/32,::1/128",
+        global = true
+    )]
+    pub metrics_allow: String,
+
     /// Agents: runs one workspace may have going on at once (more are refused with 429).
     #[arg(long, env = "CHATTERFLY_MAX_RUNS_PER_WORKSPACE", default_value_t = 20, global = true)]
     pub max_runs_per_workspace: u32,

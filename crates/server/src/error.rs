@@ -40,6 +40,9 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub used_by: Option<serde_json::Value>,
+    /// The request's id (also its `X-Request-Id` header and a field of its log lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -147,6 +150,7 @@ fn tool_status(e: &chatterfly_tools::ToolError) -> StatusCode {
         } => StatusCode::UNPROCESSABLE_ENTITY,
         T::Telegram { .. } => StatusCode::BAD_GATEWAY,
         T::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        T::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
         T::Egress(e) | T::Mcp(M::Egress(e)) => egress_status(e),
         T::Mcp(M::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
         T::Mcp(_) => StatusCode::BAD_GATEWAY,
@@ -198,6 +202,7 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
             Self::Tool(chatterfly_tools::ToolError::Telegram { retry_after, .. }) => *retry_after,
+            Self::Tool(chatterfly_tools::ToolError::Busy { .. }) => Some(1),
             _ => None,
         };
         let upstream_code = match &self {
@@ -249,6 +254,7 @@ impl IntoResponse for ApiError {
             retry_after,
             upstream_code,
             used_by,
+            request_id: crate::ops::current_request_id(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
         let mut resp = (status, body).into_response();

@@ -12,6 +12,7 @@ pub mod error;
 mod extract;
 mod listen;
 pub mod logging;
+pub mod ops;
 pub mod startup;
 pub mod tokens;
 pub mod web;

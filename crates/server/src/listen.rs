@@ -61,7 +61,7 @@ pub async fn run(listener: TcpListener, router: Router, settings: Settings, shut
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // out of file descriptors, or a connection reset before accept: wait a
                     // moment rather than spin
@@ -72,8 +72,9 @@ pub async fn run(listener: TcpListener, router: Router, settings: Settings, shut
             },
             () = &mut shutdown => break,
         };
+        let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(crate::ops::PeerAddr(peer))));
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();

@@ -11,14 +11,29 @@ use tracing_subscriber::fmt::MakeWriter;
 /// The default filter when `RUST_LOG` is not set.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn";
 
+/// The log's line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event, with its spans' fields (`request_id`, …).
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`, and `spans` with
+    /// their fields (the request's `request_id` among them).
+    Json,
+}
+
 /// Installs the global subscriber: `RUST_LOG` (else [`DEFAULT_FILTER`]), stderr, redacted.
-pub fn init() {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(RedactingStderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(RedactingStderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_current_span(false).with_span_list(true).init(),
+    }
 }
 
 /// Makes one [`EventWriter`] per event.

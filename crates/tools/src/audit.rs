@@ -49,6 +49,11 @@ impl AuditWriter {
         }
     }
 
+    /// Rows recorded and not yet written.
+    pub fn backlog(&self) -> usize {
+        self.shared.state.lock().map(|st| st.rows.len()).unwrap_or(0)
+    }
+
     pub async fn record(&self, event: NewAuditEvent) {
         let mut event = Some(event);
         loop {

@@ -15,6 +15,7 @@ mod builtin;
 mod credentials;
 pub mod gmail;
 pub mod mcp;
+pub mod outbound;
 mod redact;
 mod search;
 pub mod services;
@@ -98,6 +99,11 @@ pub enum ToolError {
         description: String,
         retry_after: Option<u64>,
     },
+    /// The workspace has its bound of calls under way on this server.
+    #[error(
+        "this workspace has {limit} tool calls under way on this server, its bound (CHATTERFLY_MAX_CALLS_PER_WORKSPACE); try again in a moment"
+    )]
+    Busy { limit: usize },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -126,6 +132,7 @@ impl ToolError {
                 error_code: 401 | 404, ..
             } => "invalid_credentials",
             Self::Telegram { .. } => "telegram_error",
+            Self::Busy { .. } => "workspace_busy",
             Self::Internal(_) => "internal",
         }
     }
@@ -191,6 +198,10 @@ pub struct Tools {
     mcp: Arc<chatterfly_mcp::McpClient>,
     refresh_locks: accounts::RefreshLocks,
     sa_tokens: gmail::ServiceAccountTokens,
+    /// Calls under way per workspace, and their bound.
+    pub outbound: outbound::Outbound,
+    /// Counts of calls, for `/metrics`.
+    pub metrics: outbound::CallMetrics,
 }
 
 const VALIDATOR_CACHE: usize = 4096;
@@ -214,7 +225,14 @@ impl Tools {
             mcp,
             refresh_locks: accounts::RefreshLocks::default(),
             sa_tokens: gmail::ServiceAccountTokens::default(),
+            outbound: outbound::Outbound::default(),
+            metrics: outbound::CallMetrics::default(),
         }
+    }
+
+    /// Audit rows recorded and not yet written.
+    pub fn audit_backlog(&self) -> usize {
+        self.audit.backlog()
     }
 
     /// My Accounts: the connect flow, access tokens, disconnecting.
@@ -277,8 +295,26 @@ impl Tools {
         let started = Instant::now();
         let mut slug = None;
         let mut participant_used = None;
-        let result = self.dispatch(&mut call, &mut slug, &mut participant_used).await;
-        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut kind = "unknown";
+        let result = match self.outbound.enter(call.workspace_id) {
+            Some(_slot) => {
+                self.dispatch(&mut call, &mut slug, &mut participant_used, &mut kind)
+                    .await
+            }
+            None => {
+                slug = call.tool.split_once('.').map(|(s, _)| s.to_owned());
+                Err(ToolError::Busy {
+                    limit: self.outbound.limit(),
+                })
+            }
+        };
+        let elapsed = started.elapsed();
+        self.metrics.record(
+            kind,
+            result.as_ref().map(|_| ()).map_err(ToolError::code),
+            elapsed.as_secs_f64(),
+        );
+        let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         let (ok, http_status, code) = match &result {
             Ok(v) => (
                 true,
@@ -311,6 +347,7 @@ impl Tools {
         call: &mut Call<'_>,
         slug_out: &mut Option<String>,
         participant_out: &mut Option<String>,
+        kind_out: &mut &'static str,
     ) -> Result<Value, ToolError> {
         // a participant is always one of this workspace's, whatever the tool
         let participant = match call.participant {
@@ -318,9 +355,11 @@ impl Tools {
             None => None,
         };
         if let Some(result) = builtin::call(call.tool, &call.arguments) {
+            *kind_out = "builtin";
             return result;
         }
         if let Some(kind) = search::kind(call.tool) {
+            *kind_out = "builtin";
             return self
                 .search(kind, (call.workspace_id, call.workspace_slug), &call.arguments)
                 .await;
@@ -349,6 +388,7 @@ impl Tools {
                 name.slug, name.operation
             ))
         })?;
+        *kind_out = conn.draft.service_type.as_str();
         self.validate(conn, op, &call.arguments)?;
         let on_behalf = match (&participant, conn.draft.fulfillment) {
             (Some(p), Fulfillment::Participant) => {

@@ -101,7 +101,13 @@ db_tests! {
         took.push(("deleted connection", until(&b, &token, "deleted connection",
             |st, v| st == 404 && v["code"] == "tool_not_found").await));
 
-        eprintln!("{:?}: {took:?}", db.kind);
+        // the calls on b were served from its cache (loopback may read /metrics by default)
+        let text = chatterfly_testkit::server::test_client().get(format!("{}/metrics", b.url)).send().await.unwrap()
+            .text().await.unwrap();
+        let hits: f64 = text.lines().find(|l| l.starts_with("chatterfly_call_context_cache_hits_total"))
+            .and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap();
+        assert!(hits >= 8.0, "{hits} cache hits on b");
+        eprintln!("{:?}: {took:?}, {hits} hits on b", db.kind);
         for (what, t) in took {
             assert!(t < Duration::from_secs(1), "{what} took {t:?} to reach the other replica");
         }

@@ -14,6 +14,7 @@ mod keys;
 mod limits;
 mod mcp;
 mod openapi;
+mod ops;
 mod participants;
 mod replicas;
 mod schemathesis;

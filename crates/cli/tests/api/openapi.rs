@@ -6,6 +6,7 @@ use super::*;
 /// The routes of SPEC section 4 built so far, plus the extras this server adds.
 pub const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/health"),
+    ("get", "/api/health/ready"),
     ("get", "/api/me"),
     ("post", "/api/auth/login"),
     ("get", "/api/auth/session"),

@@ -61,6 +61,8 @@ pub struct AppState {
     pub passwords: Arc<auth::PasswordGuard>,
     /// Call contexts of bearer tokens' tool calls, kept while nothing they depend on changes.
     pub calls: Arc<crate::call_cache::CallCache>,
+    /// Who may read `/metrics`.
+    pub metrics_access: Arc<crate::ops::MetricsAccess>,
 }
 
 impl AppState {
@@ -104,6 +106,9 @@ impl AppState {
             app.keys.clone(),
             egress,
         ));
+        tools
+            .outbound
+            .set_limit(usize::try_from(app.config.max_calls_per_workspace).unwrap_or(usize::MAX));
         let runner = chatterfly_runs::Runner::new(
             tools.clone(),
             chatterfly_runs::RunnerOptions {
@@ -154,6 +159,19 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             )),
             passwords: Arc::new(auth::PasswordGuard::default()),
+            metrics_access: Arc::new(
+                crate::ops::MetricsAccess::new(app.config.metrics_token.as_deref(), &app.config.metrics_allow)
+                    .unwrap_or_else(|e| {
+                        tracing::error!("{e}; /metrics is readable from loopback only");
+                        crate::ops::MetricsAccess {
+                            token_hash: None,
+                            allow: vec![
+                                ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
+                                ipnet::IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+                            ],
+                        }
+                    }),
+            ),
             calls: {
                 app.store.watch_changes();
                 Arc::new(crate::call_cache::CallCache::new(app.store.changes().clone()))
@@ -191,6 +209,7 @@ impl Modify for BearerAuth {
 pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::health))
+        .routes(routes!(crate::ops::ready))
         .routes(routes!(me::me))
         .routes(routes!(auth::login))
         .routes(routes!(auth::session))
@@ -302,7 +321,10 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .merge(crate::web::router())
-    .route("/onboard/{token}", get(onboarding::onboard_page).with_state(state))
+    .route(
+        "/onboard/{token}",
+        get(onboarding::onboard_page).with_state(state.clone()),
+    )
     .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
         // a person's browser gets a page; a client of the API a problem document
         if method == axum::http::Method::GET && !uri.path().starts_with("/api/") && uri.path() != "/api" {
@@ -325,7 +347,9 @@ pub fn router(state: AppState) -> Router {
         changes,
         crate::call_cache::note_writes,
     ))
+    .route("/metrics", get(crate::ops::metrics).with_state(state))
     .layer(TraceLayer::new_for_http().make_span_with(request_span))
+    .layer(axum::middleware::from_fn(crate::ops::request_id))
 }
 
 /// Every answer is `nosniff`; API answers are not cached unless they say otherwise (they
@@ -340,13 +364,18 @@ async fn api_headers(mut response: axum::response::Response) -> axum::response::
     response
 }
 
-/// The span of a request in the log: method, path and HTTP version, never the query string
+/// The span of a request in the log: its id, method, path and HTTP version, never the query string
 /// (an OAuth callback's carries the authorization code and the state).
 /// A path can carry an onboarding link's token (`/onboard/<token>`, or any path a visitor
 /// makes up around one: `//ONBOARD/<token>`, `/onboard%2F<token>`): see [`masked_path`].
 fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let path = masked_path(req.uri().path());
-    tracing::debug_span!("request", method = %req.method(), path = %path, version = ?req.version())
+    let id = req
+        .headers()
+        .get(crate::ops::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path, version = ?req.version())
 }
 
 /// `path` with every run of 40 or more URL-safe characters (`A-Z a-z 0-9 _ -`) written

@@ -187,8 +187,14 @@ impl FromRequestParts<AppState> for InvokeTarget {
         let key = (!session).then(|| CallCache::key(&hash, &ws, name.slug.as_str(), name.operation.as_str()));
         let cached = key.as_deref().and_then(|k| state.calls.get(k));
         let call = match cached {
-            Some(call) => call,
+            Some(call) => {
+                state.tools.metrics.context_hits.inc();
+                call
+            }
             None => {
+                if !session {
+                    state.tools.metrics.context_misses.inc();
+                }
                 let generation = state.calls.generation();
                 let ctx = state
                     .store

@@ -1,0 +1,202 @@
+//! Operating the server: fair shares of tool calls between workspaces, request ids,
+//! readiness, Prometheus metrics and JSON logs.
+
+use std::time::{Duration, Instant};
+
+use chatterfly_testkit::httpbin_url;
+use chatterfly_testkit::server::test_client;
+
+use super::*;
+
+async fn httpbin_connection(s: &TestServer, ws: &str) {
+    let body = json!({"name": "hb", "slug": "hb", "service_type": "http", "base_url": httpbin_url(),
+        "operations": [
+            {"name": "slow", "method": "GET", "path": "/delay/2", "input_schema": {"type": "object"}},
+            {"name": "get", "method": "GET", "path": "/get", "input_schema": {"type": "object"}}]});
+    let (st, v) = s
+        .call(Method::POST, &format!("/api/workspaces/{ws}/connections"), Some(body))
+        .await;
+    assert_eq!(st, 201, "{v}");
+}
+
+fn p50(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+db_tests! {
+    async fn one_workspaces_slow_upstream_does_not_slow_another(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_MAX_CALLS_PER_WORKSPACE", "4")])).await;
+        let (st, _) = s.call(Method::POST, "/api/workspaces", Some(json!({"name": "Quiet", "slug": "quiet"}))).await;
+        assert_eq!(st, 201);
+        httpbin_connection(&s, "default").await;
+        httpbin_connection(&s, "quiet").await;
+        let quiet = "/api/workspaces/quiet/tools/hb.get/invoke";
+        let mut before = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            assert_eq!(s.call(Method::POST, quiet, Some(json!({"arguments": {}}))).await.0, 200);
+            before.push(t.elapsed());
+        }
+        // the noisy workspace: 40 callers on a 2-second upstream, each calling again at once
+        let url = format!("{}/api/workspaces/default/tools/hb.slow/invoke", s.url);
+        let client = test_client();
+        let stop = Instant::now() + Duration::from_secs(5);
+        let noisy: Vec<_> = (0..40).map(|_| {
+            let (client, url, token) = (client.clone(), url.clone(), s.token.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut busy, mut retry_after) = (0, 0, None);
+                while Instant::now() < stop {
+                    let r = client.post(&url).bearer_auth(&token).json(&json!({"arguments": {}})).send().await.unwrap();
+                    match r.status().as_u16() {
+                        200 => ok += 1,
+                        429 => {
+                            busy += 1;
+                            retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                            let p: Value = r.json().await.unwrap();
+                            assert_eq!(p["code"], "workspace_busy", "{p}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        other => panic!("noisy call answered {other}"),
+                    }
+                }
+                (ok, busy, retry_after)
+            })
+        }).collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut during = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            let (st, v) = s.call(Method::POST, quiet, Some(json!({"arguments": {}}))).await;
+            assert_eq!(st, 200, "{v}");
+            during.push(t.elapsed());
+        }
+        let (mut ok, mut busy) = (0, 0);
+        for h in noisy {
+            let (o, b, retry) = h.await.unwrap();
+            ok += o;
+            busy += b;
+            if b > 0 {
+                assert_eq!(retry.as_deref(), Some("1"));
+            }
+        }
+        let (before, during) = (p50(before), p50(during));
+        eprintln!("quiet p50 before {before:?}, during {during:?}; noisy ok {ok}, busy {busy}");
+        // at most 4 at once for 2 s each, over about 5 s: no more than 3 rounds of 4
+        assert!((4..=16).contains(&ok), "{ok} slow calls went through");
+        assert!(busy > 40, "{busy} refusals");
+        assert!(during < before + Duration::from_millis(250), "the quiet workspace went from {before:?} to {during:?}");
+        // the refusals are in the noisy workspace's audit
+        let (st, page) = s.call(Method::GET, "/api/workspaces/default/audit?outcome=error&limit=500", None).await;
+        assert_eq!(st, 200);
+        let refused = page["events"].as_array().unwrap().iter().filter(|e| e["error_code"] == "workspace_busy").count();
+        assert!(refused >= 40.min(busy), "{refused} audited refusals");
+        assert_eq!(page["events"][0]["tool"], "hb.slow");
+        assert_eq!(page["events"][0]["connection"], "hb");
+    }
+
+    async fn requests_carry_an_id_in_headers_problems_and_logs(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let client = test_client();
+        // a new id on every answer, a well-formed client id kept, a bad one replaced
+        let r = client.get(format!("{}/api/health", s.url)).send().await.unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(id.len() >= 16, "{id}");
+        let r = client.get(format!("{}/api/health", s.url)).header("x-request-id", "trace-42:a.b_c").send().await.unwrap();
+        assert_eq!(r.headers()["x-request-id"], "trace-42:a.b_c");
+        let r = client.get(format!("{}/api/health", s.url)).header("x-request-id", "bad id\twith\"quotes").send().await.unwrap();
+        assert_ne!(r.headers()["x-request-id"], "bad id\twith\"quotes");
+        // a problem document names it
+        let r = client.get(format!("{}/api/workspaces/nope", s.url)).bearer_auth(&s.token)
+            .header("x-request-id", "find-me-0001").send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()["x-request-id"], "find-me-0001");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["request_id"], "find-me-0001", "{p}");
+        // so does every line the server logged while serving it
+        let r = client.post(format!("{}/api/users", s.url)).bearer_auth(&s.token)
+            .header("x-request-id", "user-create-0002").json(&json!({"email": "rid@example.com", "name": "R"}))
+            .send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let (_, log) = s.stop();
+        let line = log.lines().find(|l| l.contains("user created")).expect("the user-created line");
+        assert!(line.contains("user-create-0002"), "{line}");
+    }
+
+    async fn readiness_and_metrics(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[
+            ("CHATTERFLY_METRICS_TOKEN", "metrics-secret-0123456789"),
+            ("CHATTERFLY_METRICS_ALLOW", "10.0.0.0/8"),
+        ])).await;
+        let (st, v) = s.call_as("", Method::GET, "/api/health/ready", None).await;
+        assert_eq!((st, v["status"].as_str()), (200, Some("ready")), "{v}");
+        assert_eq!(v["checks"], json!({"database": "ok", "keys": "ok"}));
+        httpbin_connection(&s, "default").await;
+        let down = json!({"name": "down", "slug": "down", "service_type": "http", "base_url": "http://127.0.0.1:9",
+            "operations": [{"name": "get", "method": "GET", "path": "/", "input_schema": {"type": "object"}}]});
+        assert_eq!(s.call(Method::POST, "/api/workspaces/default/connections", Some(down)).await.0, 201);
+        // the watcher sees those writes too (a second invalidation): let it settle first
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for _ in 0..3 {
+            assert_eq!(invoke(&s, "hb.get", json!({})).await.0, 200);
+        }
+        let (st, _) = invoke(&s, "hb.nope", json!({})).await;
+        assert_eq!(st, 404);
+        let (st, p) = invoke(&s, "down.get", json!({})).await;
+        assert_eq!((st, p["code"].as_str()), (502, Some("upstream_unreachable")), "{p}");
+        let client = test_client();
+        let url = format!("{}/metrics", s.url);
+        // loopback is not in the allow-list here: the token is needed
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 403);
+        assert_eq!(client.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 403);
+        assert_eq!(client.get(&url).bearer_auth(&s.token).send().await.unwrap().status(), 403);
+        let r = client.get(&url).bearer_auth("metrics-secret-0123456789").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        let value = |needle: &str| -> f64 {
+            text.lines().find(|l| l.starts_with(needle)).unwrap_or_else(|| panic!("no {needle} in\n{text}"))
+                .rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert_eq!(value("chatterfly_tool_calls_total{kind=\"http\",outcome=\"ok\"}"), 3.0);
+        assert_eq!(value("chatterfly_tool_calls_total{kind=\"unknown\",outcome=\"tool_not_found\"}"), 1.0);
+        assert_eq!(value("chatterfly_tool_call_duration_seconds_count{kind=\"http\"}"), 4.0); // three ok and one unreachable
+        assert_eq!(value("chatterfly_upstream_errors_total{class=\"upstream_unreachable\"}"), 1.0);
+        // three calls of one tool: one read, then the cache; a missing tool is read each time
+        assert_eq!(value("chatterfly_call_context_cache_misses_total"), 3.0, "{text}");
+        assert_eq!(value("chatterfly_call_context_cache_hits_total"), 2.0);
+        for name in ["chatterfly_db_pool_connections", "chatterfly_audit_backlog", "chatterfly_tool_calls_in_flight",
+            "chatterfly_workflow_runs_queued", "chatterfly_ssrf_refusals_total", "chatterfly_upstream_errors"] {
+            assert!(text.contains(name), "{name} missing");
+        }
+        assert!(!text.contains("metrics-secret"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_the_request() {
+    let s = TestServer::start_with(BIN, Db::Sqlite, local_upstreams(&[("CHATTERFLY_LOG_FORMAT", "json")])).await;
+    let r = test_client()
+        .post(format!("{}/api/users", s.url))
+        .bearer_auth(&s.token)
+        .header("x-request-id", "json-log-0003")
+        .json(&json!({"email": "j@example.com", "name": "J"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (_, log) = s.stop();
+    let mut objects = 0;
+    for line in log.lines().filter(|l| l.starts_with('{')) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        objects += 1;
+    }
+    assert!(objects > 3, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("user created"))
+        .expect("the user-created line");
+    let v: Value = serde_json::from_str(line).unwrap();
+    let spans = v["spans"].as_array().unwrap();
+    assert!(spans.iter().any(|s| s["request_id"] == "json-log-0003"), "{line}");
+}
