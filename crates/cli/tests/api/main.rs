@@ -8,6 +8,7 @@ mod agents;
 mod cache;
 mod canary;
 mod connections;
+mod crash;
 mod errors;
 mod import;
 mod keys;
