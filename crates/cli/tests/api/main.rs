@@ -13,6 +13,7 @@ mod errors;
 mod import;
 mod keys;
 mod limits;
+mod matrix;
 mod mcp;
 mod openapi;
 mod ops;
