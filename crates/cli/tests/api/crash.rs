@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chatterfly_testkit::httpbin_url;
-use chatterfly_testkit::server::{Options, random_key, test_client};
+use chatterfly_testkit::server::{random_key, test_client};
 
 use super::*;
 
