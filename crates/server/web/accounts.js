@@ -258,9 +258,61 @@ async function personalKeys(ctx) {
   return section;
 }
 
+// Your API tokens: each listed by name and date (never the token), a new one shown once,
+// revoking one stops it on every server within a second.
+async function apiTokens(ctx) {
+  const section = h("section", { id: "api-tokens" }, h("h2", {}, "API tokens"));
+  const list = h("div", { id: "token-list", "aria-live": "polite" });
+  const shown = h("div", { id: "token-shown", "aria-live": "polite" });
+  const base = `/api/users/${encodeURIComponent(ctx.user.id)}/tokens`;
+  const draw = async () => {
+    const tokens = await api("GET", base);
+    if (!tokens.length) return clear(list, h("p", { class: "empty" }, "You have no API tokens."));
+    clear(list, h("table", { class: "tokens" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Created"), h("th", {}, ""))),
+      h("tbody", {}, tokens.map((t) => h("tr", { "data-token": t.id },
+        h("td", {}, t.name, t.current ? h("span", { class: "meta" }, " (this request's)") : null),
+        h("td", {}, when(t.created_at)),
+        h("td", {}, h("button", {
+          type: "button", class: "danger", "aria-label": `Revoke ${t.name}`,
+          onclick: async (ev) => {
+            if (!confirm(`Revoke the token “${t.name}”? Anything using it stops working.`)) return;
+            ev.target.disabled = true;
+            try {
+              await api("DELETE", `${base}/${encodeURIComponent(t.id)}`);
+              clear(shown, notice("ok", `Token “${t.name}” revoked.`));
+              await draw();
+            } catch (err) {
+              ev.target.disabled = false;
+              clear(shown, notice("error", err.message));
+            }
+          },
+        }, "Revoke")))))));
+  };
+  const name = h("input", { id: "token-name", name: "name", required: true, maxlength: 100, placeholder: "e.g. ci or laptop" });
+  const form = h("form", { id: "token-form", class: "inline" },
+    h("label", { for: "token-name" }, "New token"), name, h("button", { type: "submit" }, "Create token"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const t = await api("POST", base, { name: name.value });
+      name.value = "";
+      clear(shown, h("div", { class: "notice ok", role: "status" },
+        h("p", {}, `Token “${t.name}” created. Copy it now: it is not shown again.`),
+        h("code", { id: "new-token" }, t.token)));
+      await draw();
+    } catch (err) {
+      clear(shown, notice("error", err.message));
+    }
+  });
+  section.append(h("p", { class: "hint" }, "Tokens let scripts and agents call the API as you. Revoking one stops it on every server within a second."), form, shown, list);
+  await draw().catch((err) => clear(list, notice("error", err.message)));
+  return section;
+}
+
 export async function accountsPage(main, ctx) {
   clear(main, h("h1", {}, "My Accounts"), h("p", { role: "status" }, "Loading…"));
-  const [providers, keys] = await Promise.all([api("GET", "/api/me/account-providers"), personalKeys(ctx)]);
+  const [providers, keys, tokens] = await Promise.all([api("GET", "/api/me/account-providers"), personalKeys(ctx), apiTokens(ctx)]);
   const top = h("div", { id: "accounts-top", "aria-live": "polite" }, outcome(providers));
   const cards = h("div", { id: "account-cards" });
   const draw = async (done) => {
@@ -277,5 +329,6 @@ export async function accountsPage(main, ctx) {
     h("p", { class: "hint" }, "Your own accounts at other services. Tools that act for you (such as a connection whose token comes from your GitHub account) use them; nobody else can."),
     cards,
     keys,
+    tokens,
   );
 }

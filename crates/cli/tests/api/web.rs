@@ -994,3 +994,33 @@ db_tests! {
         b.close().await;
     }
 }
+
+db_tests! {
+    async fn api_tokens_are_made_and_revoked_in_chromium(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let b = Browser::open().await;
+        sign_in(&b, &s).await;
+        b.client.goto(&format!("{}/settings/accounts", s.url)).await.unwrap();
+        b.wait("#api-tokens #token-list table").await;
+        b.fill("#token-name", "ci-bot").await;
+        b.click("#token-form button[type=submit]").await;
+        let token = b.wait_text("#new-token", "cft_").await;
+        b.wait("#token-list tr[data-token] button[aria-label='Revoke ci-bot']").await;
+        b.client.execute("document.getElementById('api-tokens').scrollIntoView()", vec![]).await.unwrap();
+        b.screenshot("api-tokens").await;
+        let (st, me) = s.call_as(&token, Method::GET, "/api/me", None).await;
+        assert_eq!((st, me["email"].as_str()), (200, Some("admin@localhost")), "{me}");
+        b.click("button[aria-label='Revoke ci-bot']").await;
+        b.client.accept_alert().await.unwrap();
+        b.wait_text("#token-shown", "revoked").await;
+        let gone = b.client.find_all(fantoccini::Locator::Css("button[aria-label='Revoke ci-bot']")).await.unwrap();
+        assert!(gone.is_empty());
+        assert_eq!(s.call_as(&token, Method::GET, "/api/me", None).await.0, 401);
+        // a name with markup stays text
+        b.fill("#token-name", "<img src=x onerror=alert(1)>").await;
+        b.click("#token-form button[type=submit]").await;
+        b.wait_text("#token-shown", "created").await;
+        assert!(b.client.find_all(fantoccini::Locator::Css("#token-list img")).await.unwrap().is_empty());
+        b.close().await;
+    }
+}
