@@ -100,9 +100,19 @@ impl CallCache {
     }
 }
 
-/// After every request that may write (any method but GET, HEAD and OPTIONS, except tool
-/// calls themselves), this replica's cached contexts are invalidated at once, without
-/// waiting for the watcher.
+/// Requests that write nothing a call's context is read from: tool calls, starting and
+/// cancelling runs, signing in and out. Anything else that is not a read invalidates.
+fn leaves_contexts_alone(path: &str) -> bool {
+    path.ends_with("/invoke")
+        || path.ends_with("/runs")
+        || path.ends_with("/cancel")
+        || path == "/api/auth/login"
+        || path == "/api/auth/logout"
+}
+
+/// After every request that may write (any method but GET, HEAD and OPTIONS, except those
+/// of [`leaves_contexts_alone`]), this replica's cached contexts are invalidated at once,
+/// without waiting for the watcher (which catches every write anyway, within its poll).
 pub async fn note_writes(
     axum::extract::State(changes): axum::extract::State<Arc<Changes>>,
     request: axum::extract::Request,
@@ -110,7 +120,7 @@ pub async fn note_writes(
 ) -> axum::response::Response {
     use axum::http::Method;
     let writes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && !request.uri().path().ends_with("/invoke");
+        && !leaves_contexts_alone(request.uri().path());
     let response = next.run(request).await;
     if writes {
         changes.note_local();
