@@ -1107,6 +1107,7 @@ impl<'a> Exec<'a> {
                 credentials,
                 participant: self.run.participant_id.as_deref(),
                 resolved: None,
+                wait_for_room: true,
                 run_id: Some(&self.run.id),
             })
             .await

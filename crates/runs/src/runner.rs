@@ -814,6 +814,7 @@ impl Task<'_> {
                         credentials,
                         participant: self.start.participant.as_deref(),
                         resolved: None,
+                        wait_for_room: true,
                         run_id: Some(self.run_id),
                     })
                     .await;

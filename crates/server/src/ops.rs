@@ -217,7 +217,11 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     let mut checks = std::collections::BTreeMap::new();
     let database = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(e)) => format!("the database does not answer: {e}"),
+        Ok(Err(e)) => {
+            // the details (names, addresses) go to the log, not to an unauthenticated caller
+            tracing::warn!(error = %e, "readiness: the database does not answer");
+            "the database does not answer".to_owned()
+        }
         Err(_) => "the database did not answer within 2 s".to_owned(),
     };
     checks.insert("database".to_owned(), database);
@@ -229,7 +233,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     {
         Ok(plain) if plain.as_slice() == probe => "ok".to_owned(),
         Ok(_) => "the current key does not open what it seals".to_owned(),
-        Err(e) => format!("the encryption keys do not work: {e}"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: the encryption keys do not work");
+            "the encryption keys do not work".to_owned()
+        }
     };
     checks.insert("keys".to_owned(), keys);
     let ok = checks.values().all(|v| v == "ok");

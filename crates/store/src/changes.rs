@@ -141,18 +141,16 @@ impl Store {
                 )))
                 .await?;
                 for table in WATCHED {
-                    let exists: Option<i32> =
-                        sqlx::query_scalar("SELECT 1 FROM pg_trigger WHERE tgname = $1 AND NOT tgisinternal LIMIT 1")
-                            .bind(format!("cf_changes_{table}"))
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    if exists.is_none() {
-                        tx.execute(sqlx::AssertSqlSafe(format!(
-                            "CREATE TRIGGER cf_changes_{table} AFTER INSERT OR UPDATE OR DELETE ON {table} \
-                             FOR EACH STATEMENT EXECUTE FUNCTION cf_note_change()"
-                        )))
-                        .await?;
-                    }
+                    // TRUNCATE too: the first thing an operator reaches for to cut everyone off
+                    tx.execute(sqlx::AssertSqlSafe(format!(
+                        "DROP TRIGGER IF EXISTS cf_changes_{table} ON {table}"
+                    )))
+                    .await?;
+                    tx.execute(sqlx::AssertSqlSafe(format!(
+                        "CREATE TRIGGER cf_changes_{table} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} \
+                         FOR EACH STATEMENT EXECUTE FUNCTION cf_note_change()"
+                    )))
+                    .await?;
                 }
                 tx.commit().await?;
             }

@@ -18,12 +18,15 @@ pub struct SessionOwner {
 
 impl Store {
     /// Opens a session for `user_id` until `expires_at`; removes the expired ones on the way.
+    /// `api_token_id`: the API token the person signed in with, if they did: revoking it
+    /// ends the session.
     pub async fn create_session(
         &self,
         user_id: &str,
         token_hash: &str,
         csrf_token: &str,
         expires_at: &str,
+        api_token_id: Option<&str>,
     ) -> Result<String> {
         let id = new_id();
         let at = now();
@@ -33,8 +36,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, token_hash, csrf_token, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO sessions (id, user_id, token_hash, csrf_token, created_at, expires_at, api_token_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
         .bind(user_id)
@@ -42,6 +45,7 @@ impl Store {
         .bind(csrf_token)
         .bind(&at)
         .bind(expires_at)
+        .bind(api_token_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -155,13 +155,22 @@ impl Store {
             .collect()
     }
 
-    /// Revokes one of a user's tokens; `false` when the user has no such token.
+    /// Revokes one of a user's tokens, and ends the web sessions opened with it; `false`
+    /// when the user has no such token.
     pub async fn delete_token(&self, user_id: &str, token_id: &str) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
             .bind(token_id)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if done.rows_affected() > 0 {
+            sqlx::query("DELETE FROM sessions WHERE api_token_id = $1")
+                .bind(token_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -131,14 +131,14 @@ db_tests! {
         let (s, _t) = store(db).await;
         let a = s.create_user(&user("a@x.io")).await.unwrap();
         let later = "2999-01-01T00:00:00.000Z";
-        s.create_session(&a.id, "hash-live", "csrf-1", later).await.unwrap();
-        s.create_session(&a.id, "hash-old", "csrf-2", "2000-01-01T00:00:00.000Z").await.unwrap();
+        s.create_session(&a.id, "hash-live", "csrf-1", later, None).await.unwrap();
+        s.create_session(&a.id, "hash-old", "csrf-2", "2000-01-01T00:00:00.000Z", None).await.unwrap();
         let live = s.user_by_session_hash("hash-live").await.unwrap().unwrap();
         assert_eq!((live.user.id.as_str(), live.csrf_token.as_str()), (a.id.as_str(), "csrf-1"));
         assert!(s.user_by_session_hash("hash-old").await.unwrap().is_none(), "expired");
         assert!(s.user_by_session_hash("nope").await.unwrap().is_none());
         // a new session sweeps the expired ones away
-        s.create_session(&a.id, "hash-2", "csrf-3", later).await.unwrap();
+        s.create_session(&a.id, "hash-2", "csrf-3", later, None).await.unwrap();
         assert!(!s.delete_session("hash-old").await.unwrap());
         assert!(s.delete_session("hash-2").await.unwrap());
         assert!(s.user_by_session_hash("hash-2").await.unwrap().is_none(), "signed out");
@@ -465,8 +465,8 @@ db_tests! {
         // an unknown token: nothing at all
         assert!(s.call_context("hash-nobody", false, "acme", "api", "op_0001").await.unwrap().is_none());
         // a web session resolves the same way while it lives; a token hash is not a session
-        s.create_session(&member.id, "sess-member", "csrf", "2999-01-01T00:00:00.000Z").await.unwrap();
-        s.create_session(&member.id, "sess-expired", "csrf", "2000-01-01T00:00:00.000Z").await.unwrap();
+        s.create_session(&member.id, "sess-member", "csrf", "2999-01-01T00:00:00.000Z", None).await.unwrap();
+        s.create_session(&member.id, "sess-expired", "csrf", "2000-01-01T00:00:00.000Z", None).await.unwrap();
         let by_session = s.call_context("sess-member", true, "acme", "api", "op_0001").await.unwrap().unwrap();
         assert_eq!(by_session.caller.user.id, member.id);
         assert!(s.call_context("sess-expired", true, "acme", "api", "op_0001").await.unwrap().is_none());

@@ -160,6 +160,9 @@ pub struct Call<'a> {
     /// The connection and operation of a `slug.operation` tool, when the caller has read
     /// them already (the API reads them in the same query as the caller's token and role);
     /// `None`: looked up here.
+    /// Wait (up to [`outbound::RUN_WAIT`]) when the workspace has its bound of calls under
+    /// way, instead of being refused at once: agent and workflow runs.
+    pub wait_for_room: bool,
     pub resolved: Option<Arc<ConnectionLookup>>,
     /// The agent run making the call (named in the audit row).
     pub run_id: Option<&'a str>,
@@ -296,7 +299,12 @@ impl Tools {
         let mut slug = None;
         let mut participant_used = None;
         let mut kind = "unknown";
-        let result = match self.outbound.enter(call.workspace_id) {
+        let slot = if call.wait_for_room {
+            self.outbound.enter_waiting(call.workspace_id, outbound::RUN_WAIT).await
+        } else {
+            self.outbound.enter(call.workspace_id)
+        };
+        let result = match slot {
             Some(_slot) => {
                 self.dispatch(&mut call, &mut slug, &mut participant_used, &mut kind)
                     .await
@@ -315,6 +323,9 @@ impl Tools {
             elapsed.as_secs_f64(),
         );
         let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        if matches!(result, Err(ToolError::Busy { .. })) && !self.outbound.audit_refusal(call.workspace_id) {
+            return result.map(|output| Output { output, duration_ms });
+        }
         let (ok, http_status, code) = match &result {
             Ok(v) => (
                 true,

@@ -28,6 +28,10 @@ pub struct Outbound {
     limit: AtomicUsize,
     in_flight: Mutex<HashMap<String, usize>>,
     total: AtomicUsize,
+    /// Wakes runs waiting for room.
+    room: tokio::sync::Notify,
+    /// When each workspace's last refusal was audited.
+    audited: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Default for Outbound {
@@ -36,9 +40,18 @@ impl Default for Outbound {
             limit: AtomicUsize::new(DEFAULT_PER_WORKSPACE),
             in_flight: Mutex::new(HashMap::new()),
             total: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
+            audited: Mutex::new(HashMap::new()),
         }
     }
 }
+
+/// How often a workspace's refusals are written to the audit (each is counted in
+/// `/metrics`): a client hammering a full workspace must not flood the audit log.
+pub const REFUSAL_AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long an agent or workflow run's call waits for room before it is refused.
+pub const RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One call's place among its workspace's; given back when dropped.
 pub struct Slot<'a> {
@@ -57,6 +70,7 @@ impl Drop for Slot<'_> {
             }
         }
         self.outbound.total.fetch_sub(1, Ordering::AcqRel);
+        self.outbound.room.notify_waiters();
     }
 }
 
@@ -84,6 +98,40 @@ impl Outbound {
             outbound: self,
             workspace: workspace.to_owned(),
         })
+    }
+
+    /// A place for one more call of `workspace`, waiting up to `limit` for one (runs wait:
+    /// a refusal comes before any call is made, so waiting changes nothing but the time).
+    pub async fn enter_waiting(&self, workspace: &str, limit: std::time::Duration) -> Option<Slot<'_>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if let Some(slot) = self.enter(workspace) {
+                return Some(slot);
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Whether this refusal of `workspace` goes to the audit: the first in each
+    /// [`REFUSAL_AUDIT_EVERY`].
+    pub fn audit_refusal(&self, workspace: &str) -> bool {
+        let Ok(mut map) = self.audited.lock() else { return true };
+        let now = std::time::Instant::now();
+        if map.len() > 10_000 {
+            map.retain(|_, at| now.duration_since(*at) < REFUSAL_AUDIT_EVERY);
+        }
+        match map.get(workspace) {
+            Some(at) if now.duration_since(*at) < REFUSAL_AUDIT_EVERY => false,
+            _ => {
+                map.insert(workspace.to_owned(), now);
+                true
+            }
+        }
     }
 
     /// Calls under way on this server, all workspaces together.
@@ -228,5 +276,30 @@ mod tests {
         drop(a);
         assert!(o.enter("w1").is_some());
         assert_eq!(o.busy_workspaces(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_run_waits_for_room_and_refusals_are_audited_once_a_second() {
+        let o = std::sync::Arc::new(Outbound::default());
+        o.set_limit(1);
+        let held = o.enter("w").unwrap();
+        // nobody gives room back: refused after the wait
+        let started = std::time::Instant::now();
+        assert!(
+            o.enter_waiting("w", std::time::Duration::from_millis(100))
+                .await
+                .is_none()
+        );
+        assert!(started.elapsed() >= std::time::Duration::from_millis(100));
+        // room given back while waiting: it goes ahead
+        let o2 = o.clone();
+        let waiter =
+            tokio::spawn(async move { o2.enter_waiting("w", std::time::Duration::from_secs(5)).await.is_some() });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(held);
+        assert!(waiter.await.unwrap());
+        assert!(o.audit_refusal("w"));
+        assert!(!o.audit_refusal("w"));
+        assert!(o.audit_refusal("other"));
     }
 }

@@ -86,11 +86,12 @@ db_tests! {
         assert!((4..=16).contains(&ok), "{ok} slow calls went through");
         assert!(busy > 40, "{busy} refusals");
         assert!(during < before + Duration::from_millis(250), "the quiet workspace went from {before:?} to {during:?}");
-        // the refusals are in the noisy workspace's audit
+        // the refusals are in the noisy workspace's audit, one a second (a flood of refusals
+        // must not flood the audit); /metrics counts them all
         let (st, page) = s.call(Method::GET, "/api/workspaces/default/audit?outcome=error&limit=500", None).await;
         assert_eq!(st, 200);
         let refused = page["events"].as_array().unwrap().iter().filter(|e| e["error_code"] == "workspace_busy").count();
-        assert!(refused >= 40.min(busy), "{refused} audited refusals");
+        assert!((3..=8).contains(&refused), "{refused} audited refusals of {busy}");
         assert_eq!(page["events"][0]["tool"], "hb.slow");
         assert_eq!(page["events"][0]["connection"], "hb");
     }

@@ -130,14 +130,14 @@ pub async fn login(State(state): State<AppState>, mut body: Body) -> Result<Resp
             });
         }
     }
-    let (user, how) = match (body.token.as_deref().map(str::trim), body.email, body.password) {
+    let (user, how, api_token_id) = match (body.token.as_deref().map(str::trim), body.email, body.password) {
         (Some(token), None, None) if !token.is_empty() => {
             let owner = state.store.user_by_token_hash(&tokens::hash(token)).await?;
             let Some(owner) = owner else {
                 tracing::info!(method = "token", "sign-in refused");
                 return Err(refused());
             };
-            (owner.user, "token")
+            (owner.user, "token", Some(owner.token_id))
         }
         (None, Some(email), Some(password)) => {
             let email = email.trim().to_lowercase();
@@ -170,7 +170,7 @@ pub async fn login(State(state): State<AppState>, mut body: Body) -> Result<Resp
             match (found, stored, ok) {
                 (Some((user, _)), Some(_), true) => {
                     guard.succeeded(&email);
-                    (user, "password")
+                    (user, "password", None)
                 }
                 _ => {
                     tracing::info!(method = "password", "sign-in refused");
@@ -192,7 +192,13 @@ pub async fn login(State(state): State<AppState>, mut body: Body) -> Result<Resp
     let expires_at = expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     state
         .store
-        .create_session(&user.id, &tokens::hash(&cookie_value), &csrf, &expires_at)
+        .create_session(
+            &user.id,
+            &tokens::hash(&cookie_value),
+            &csrf,
+            &expires_at,
+            api_token_id.as_deref(),
+        )
         .await?;
     tracing::info!(user = %user.id, method = how, "signed in");
     let view = SessionView {

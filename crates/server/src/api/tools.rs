@@ -134,6 +134,7 @@ pub async fn invoke(
             credentials: body.credentials,
             participant: body.participant.as_deref(),
             resolved: target.resolved,
+            wait_for_room: false,
             run_id: None,
         })
         .await?;
