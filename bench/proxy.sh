@@ -9,9 +9,12 @@
 # Authorization header, as Chatterfly's connection does. Chatterfly is a release `chatterfly
 # serve` on a fresh SQLite data dir (or a fresh PostgreSQL database) with a `bench`
 # connection (bearer auth sealed in the vault) whose `get_item` operation is
-# GET /items/{id}. wrk runs at concurrency 16 and 64 against: the upstream directly,
-# nginx, and `POST /api/workspaces/default/tools/bench.get_item/invoke`; each round runs
-# nginx and Chatterfly back to back. Prints calls/s, p50 and the ratios.
+# GET /items/{id}. A third contender is the floor under Chatterfly: `bare-proxy`
+# (crates/bare-proxy), the same HTTP stack (axum server, reqwest client) answering the same
+# request with none of Chatterfly's work, so the gap to nginx splits into the stack's and
+# Chatterfly's own. wrk runs at concurrency 16 and 64 against: the upstream directly,
+# nginx, bare-proxy and `POST /api/workspaces/default/tools/bench.get_item/invoke`; each
+# round runs the three back to back. Prints calls/s, p50 and the ratios.
 #
 # Needs nginx and wrk (Debian packages; installed with apt when missing and run as root).
 set -euo pipefail
@@ -45,7 +48,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-up=$(free_port); px=$(free_port); port=$(free_port)
+up=$(free_port); px=$(free_port); port=$(free_port); bp=$(free_port)
 token="cft_bench_$(date +%s%N)"
 key="upstream-key-$(date +%s)"
 nginx_conf() { # name, server block
@@ -74,7 +77,9 @@ nginx_conf proxy "upstream items { server 127.0.0.1:$up; keepalive 64; }
     location / { proxy_pass http://items; proxy_http_version 1.1; proxy_set_header Connection \"\";
                  proxy_set_header Authorization \"Bearer $key\"; } }"
 
-cargo build --release --quiet -p chatterfly
+cargo build --release --quiet -p chatterfly -p chatterfly-bare-proxy
+"$target/release/bare-proxy" "127.0.0.1:$bp" "http://127.0.0.1:$up" >"$work/bare.log" 2>&1 &
+pids+=("$!")
 db_args=(--data-dir "$work/data")
 if [ -n "$pg" ]; then
   name="bench_$RANDOM$RANDOM"
@@ -105,6 +110,13 @@ wrk.body = '{"arguments":{"id":"1"}}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $token"
 EOF
+cat >"$work/bare.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '{"arguments":{"id":"1"}}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+check=$(curl -s -X POST "http://127.0.0.1:$bp/invoke" -H 'content-type: application/json' -d '{"arguments":{"id":"1"}}')
+case $check in *widget*) ;; *) echo "bare-proxy failed: $check" >&2; exit 1 ;; esac
 # calls/s and p50 (ms) of one wrk run
 run() { # label, concurrency, url, [script]
   local out
@@ -120,7 +132,7 @@ run() { # label, concurrency, url, [script]
   echo "$rps $p50"
 }
 if [ -n "${PROFILE:-}" ]; then # where the server's time goes under load (perf, cpu-clock)
-  perf record -e cpu-clock -F 2000 -o "$work/perf.data" -p "${pids[0]}" -- sleep 6 >/dev/null 2>&1 &
+  perf record -e cpu-clock -F 2000 -o "$work/perf.data" -p "${pids[1]}" -- sleep 6 >/dev/null 2>&1 &
   perf_pid=$!
   (sleep 2; top -b -n1 -d1 -w 120 | head -14 >&2) &
   wrk -t2 -c16 -d7s -s "$work/invoke.lua" "$cf/api/workspaces/default/tools/bench.get_item/invoke" >/dev/null
@@ -135,10 +147,12 @@ for c in 16 64; do
   printf '%-6s %-5s %-12s %12.0f %9.3f\n' - "$c" direct "$d_rps" "$d_p50"
   for r in $(seq "$rounds"); do
     read -r n_rps n_p50 < <(run nginx "$c" "http://127.0.0.1:$px/items/1")
+    read -r b_rps b_p50 < <(run bare "$c" "http://127.0.0.1:$bp/invoke" "$work/bare.lua")
     read -r i_rps i_p50 < <(run invoke "$c" "$cf/api/workspaces/default/tools/bench.get_item/invoke" "$work/invoke.lua")
     printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" nginx "$n_rps" "$n_p50"
+    printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" bare-proxy "$b_rps" "$b_p50"
     printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" invoke "$i_rps" "$i_p50"
-    awk -v i="$i_rps" -v n="$n_rps" -v ip="$i_p50" -v np="$n_p50" -v c="$c" -v r="$r" \
-      'BEGIN { printf "ratio  c=%s round %s: invoke/nginx calls/s %.2f, p50 %+.3f ms against nginx\n", c, r, i/n, ip-np }'
+    awk -v i="$i_rps" -v n="$n_rps" -v b="$b_rps" -v ip="$i_p50" -v np="$n_p50" -v c="$c" -v r="$r" \
+      'BEGIN { printf "ratio  c=%s round %s: invoke/nginx %.2f (bare-proxy/nginx %.2f, invoke/bare-proxy %.2f), p50 %+.3f ms against nginx\n", c, r, i/n, b/n, i/b, ip-np }'
   done
 done
