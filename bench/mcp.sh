@@ -18,6 +18,7 @@ if [ "${3:-}" = --postgres ]; then pg=${4:?admin url}; fi
 sdk="@modelcontextprotocol/sdk@1.32.2"
 npm_install mcp-ts-sdk "$sdk"
 sdk_dir="$PEERS_HOME/mcp-ts-sdk"
+target=${CARGO_TARGET_DIR:-target}
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 work=$(mktemp -d -t chatterfly-bench.XXXXXX)
@@ -40,10 +41,10 @@ if [ -n "$pg" ]; then
   name="bench_$RANDOM$RANDOM"
   psql -q "$pg" -c "CREATE DATABASE $name" >/dev/null
   db_args=(--data-dir "$work/data" --database-url "${pg%/*}/$name")
-  export INTEGRATION_ENCRYPTION_KEY=$(target/release/chatterfly keys generate)
+  export INTEGRATION_ENCRYPTION_KEY=$("$target/release/chatterfly" keys generate)
 fi
 CHATTERFLY_ALLOW_PRIVATE=127.0.0.1 CHATTERFLY_BOOTSTRAP_ADMIN_TOKEN=$token RUST_LOG=warn \
-  target/release/chatterfly serve "${db_args[@]}" --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+  "$target/release/chatterfly" serve "${db_args[@]}" --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 pids+=("$!")
 cf="http://127.0.0.1:$port"
 for _ in $(seq 100); do curl -sf "$cf/api/health" >/dev/null && break; sleep 0.1; done
@@ -56,4 +57,4 @@ echo "server=$server calls=$calls database=$([ -n "$pg" ] && echo postgres || ec
 cp bench/mcp.mjs "$sdk_dir/mcp.mjs"
 node "$sdk_dir/mcp.mjs" "$mcp_url" "$cf" "$token" echo "$args" "$calls"
 # for the breakdown: Chatterfly's own MCP client calling the server with no server between
-target/release/examples/mcp_calls "$mcp_url" echo "$args" "$calls"
+"$target/release/examples/mcp_calls" "$mcp_url" echo "$args" "$calls"

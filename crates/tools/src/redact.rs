@@ -3,6 +3,8 @@
 //! Basic pair), is replaced by `[REDACTED]` in the headers and the body before anyone sees
 //! them, and again in the strings of a parsed JSON body (where escapes could hide one).
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chatterfly_domain::{AuthType, SecretFields, encode_component};
@@ -198,55 +200,81 @@ impl Redactor {
     }
 
     pub fn text(&self, s: &str) -> String {
-        let mut out = s.to_owned();
-        for n in &self.needles {
-            if out.contains(n.as_str()) {
-                out = out.replace(n.as_str(), MARK);
-            }
-        }
-        for re in self.variants(out.as_bytes()) {
-            if re.is_match(out.as_bytes()) {
-                out = String::from_utf8_lossy(&re.replace_all(out.as_bytes(), MARK.as_bytes())).into_owned();
-            }
-        }
-        out
+        self.text_cow(s).into_owned()
     }
 
-    fn bytes(&self, b: &[u8]) -> Vec<u8> {
-        let mut out = b.to_vec();
+    /// `s` redacted; borrowed (no copy) when nothing in it had to go, the usual case.
+    fn text_cow<'s>(&self, s: &'s str) -> Cow<'s, str> {
+        match self.bytes(s.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(s),
+            // a needle is whole UTF-8 and so is the mark: what is left is still UTF-8
+            Cow::Owned(b) => {
+                Cow::Owned(String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+            }
+        }
+    }
+
+    /// Every needle, longest first, replaced by the mark where it occurs (leftmost, not
+    /// overlapping), then the encoding variants. One vectorized search per needle over the
+    /// input; a copy only when something is found.
+    fn bytes<'b>(&self, b: &'b [u8]) -> Cow<'b, [u8]> {
+        let mut out = Cow::Borrowed(b);
         for n in &self.needles {
             let needle = n.as_bytes();
             if needle.is_empty() || out.len() < needle.len() {
                 continue;
             }
-            let mut result = Vec::with_capacity(out.len());
-            let mut i = 0;
-            while i < out.len() {
-                if out[i..].starts_with(needle) {
-                    result.extend_from_slice(MARK.as_bytes());
-                    i += needle.len();
-                } else {
-                    result.push(out[i]);
-                    i += 1;
-                }
+            let mut result: Option<Vec<u8>> = None;
+            let mut last = 0;
+            for at in memchr::memmem::find_iter(&out, needle) {
+                let r = result.get_or_insert_with(|| Vec::with_capacity(out.len()));
+                r.extend_from_slice(&out[last..at]);
+                r.extend_from_slice(MARK.as_bytes());
+                last = at + needle.len();
             }
-            out = result;
+            if let Some(mut r) = result {
+                r.extend_from_slice(&out[last..]);
+                out = Cow::Owned(r);
+            }
         }
         for re in self.variants(&out) {
             if re.is_match(&out) {
-                out = re.replace_all(&out, MARK.as_bytes()).into_owned();
+                out = Cow::Owned(re.replace_all(&out, MARK.as_bytes()).into_owned());
             }
         }
         out
     }
 
     /// Every string (and key) of a JSON value, redacted.
-    pub fn value(&self, v: Value) -> Value {
+    pub fn value(&self, mut v: Value) -> Value {
+        self.scrub(&mut v);
+        v
+    }
+
+    /// Redacts in place: only what held a secret is rewritten (an object only when one of
+    /// its keys did), so a large answer with nothing to hide is not copied.
+    fn scrub(&self, v: &mut Value) {
         match v {
-            Value::String(s) => Value::String(self.text(&s)),
-            Value::Array(a) => Value::Array(a.into_iter().map(|v| self.value(v)).collect()),
-            Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (self.text(&k), self.value(v))).collect()),
-            other => other,
+            Value::String(s) => {
+                if let Cow::Owned(clean) = self.text_cow(s) {
+                    *s = clean;
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|v| self.scrub(v)),
+            Value::Object(m) => {
+                if m.keys().any(|k| matches!(self.text_cow(k), Cow::Owned(_))) {
+                    *m = std::mem::take(m)
+                        .into_iter()
+                        .map(|(k, mut v)| {
+                            self.scrub(&mut v);
+                            (self.text(&k), v)
+                        })
+                        .collect();
+                } else {
+                    m.values_mut().for_each(|v| self.scrub(v));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -270,7 +298,7 @@ impl Redactor {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.contains("json"));
-        let clean = self.bytes(body);
+        let clean = self.bytes(body).into_owned();
         let body = match String::from_utf8(clean) {
             Ok(text) => match is_json.then(|| serde_json::from_str::<Value>(&text)) {
                 Some(Ok(v)) => self.value(v),
@@ -400,5 +428,35 @@ mod tests {
         let mut jh = HeaderMap::new();
         jh.insert("content-type", "application/json".parse().unwrap());
         assert_eq!(r.output(200, &jh, b"not json")["body"], "not json");
+    }
+
+    #[test]
+    fn large_json_answers_are_redacted_everywhere_and_left_alone_elsewhere() {
+        let r = Redactor::for_secrets(AuthType::Bearer, &secrets(&[("token", "tok-123456")]));
+        let mut jh = HeaderMap::new();
+        jh.insert("content-type", "application/json".parse().unwrap());
+        // 20,000 items, a few of them echoing the secret in a value, a key, or cut into text
+        let items: Vec<Value> = (0..20_000)
+            .map(|i| match i % 5_000 {
+                7 => json!({"id": i, "note": "seen tok-123456 here"}),
+                8 => json!({"id": i, "tok-123456": true}),
+                9 => json!({"id": i, "tags": ["a", "xtok-123456x", {"deep": ["tok-123456"]}]}),
+                _ => json!({"id": i, "name": format!("item {i}"), "tags": ["a", "b"]}),
+            })
+            .collect();
+        let body = serde_json::to_vec(&json!({"items": items})).unwrap();
+        let out = r.output(200, &jh, &body);
+        let text = out["body"].to_string();
+        assert!(!text.contains("tok-123456"));
+        assert_eq!(text.matches(MARK).count(), 4 * 4);
+        let got = out["body"]["items"].as_array().unwrap();
+        assert_eq!(got.len(), 20_000);
+        assert_eq!(got[7]["note"], format!("seen {MARK} here"));
+        assert_eq!(got[8][MARK], true);
+        assert_eq!(got[9]["tags"][2]["deep"][0], MARK);
+        // untouched items keep their content and their keys' order
+        assert_eq!(got[10], json!({"id": 10, "name": "item 10", "tags": ["a", "b"]}));
+        let keys: Vec<&String> = got[8].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["id", MARK]);
     }
 }

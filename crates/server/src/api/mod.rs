@@ -38,8 +38,21 @@ use crate::error::ApiError;
 use crate::startup::App;
 
 /// What every handler can reach. Holds no request state: replicas share only the database.
+/// One `Arc`: every extractor of every request clones the state, and one reference count
+/// costs less than the twenty-odd of its fields (docs/benchmarks.md, the `invoke` profile).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state's fields, behind [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub keys: Arc<KeyRing>,
     pub tools: Arc<chatterfly_tools::Tools>,
@@ -129,7 +142,7 @@ impl AppState {
                 ..chatterfly_runs::FlowOptions::default()
             },
         );
-        Self {
+        Self(Arc::new(Shared {
             store: app.store.clone(),
             keys: app.keys.clone(),
             runner,
@@ -176,7 +189,7 @@ impl AppState {
                 app.store.watch_changes();
                 Arc::new(crate::call_cache::CallCache::new(app.store.changes().clone()))
             },
-        }
+        }))
     }
 }
 
