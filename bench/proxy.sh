@@ -15,6 +15,8 @@
 # Chatterfly's own. wrk runs at concurrency 16 and 64 against: the upstream directly,
 # nginx, bare-proxy and `POST /api/workspaces/default/tools/bench.get_item/invoke`; each
 # round runs the three back to back. Prints calls/s, p50 and the ratios.
+# BARE_ARGS="--inline" or "--inline --one-thread" runs bare-proxy's experiments instead
+# (see crates/bare-proxy).
 #
 # Needs nginx and wrk (Debian packages; installed with apt when missing and run as root).
 set -euo pipefail
@@ -78,7 +80,8 @@ nginx_conf proxy "upstream items { server 127.0.0.1:$up; keepalive 64; }
                  proxy_set_header Authorization \"Bearer $key\"; } }"
 
 cargo build --release --quiet -p chatterfly -p chatterfly-bare-proxy
-"$target/release/bare-proxy" "127.0.0.1:$bp" "http://127.0.0.1:$up" >"$work/bare.log" 2>&1 &
+# shellcheck disable=SC2086 # BARE_ARGS is a list of flags
+"$target/release/bare-proxy" "127.0.0.1:$bp" "http://127.0.0.1:$up" ${BARE_ARGS:-} >"$work/bare.log" 2>&1 &
 pids+=("$!")
 db_args=(--data-dir "$work/data")
 if [ -n "$pg" ]; then
@@ -140,7 +143,7 @@ if [ -n "${PROFILE:-}" ]; then # where the server's time goes under load (perf, 
   perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio 2>&1 | grep -v "^#" | grep -v "^$" | cut -c1-150 | head -"${PROFILE}"
   exit 0
 fi
-echo "database=$([ -n "$pg" ] && echo postgres || echo sqlite) seconds=$seconds rounds=$rounds nginx=$(nginx -v 2>&1 | sed 's/.*\///')"
+echo "database=$([ -n "$pg" ] && echo postgres || echo sqlite) seconds=$seconds rounds=$rounds nginx=$(nginx -v 2>&1 | sed 's/.*\///') bare-proxy=${BARE_ARGS:-reqwest}"
 printf '%-6s %-5s %-12s %12s %9s\n' round conc path calls/s p50_ms
 for c in 16 64; do
   read -r d_rps d_p50 < <(run direct "$c" "http://127.0.0.1:$up/items/1")
