@@ -6,7 +6,8 @@ Tools: echo(text), add(a, b), fail(message) -> a tool error, big(n) -> n numbere
 grow(name) -> adds a tool called `name` and sends notifications/tools/list_changed,
 auth_seen() -> the SHA-256 (hex) of the Authorization header of the HTTP request that
 carried the call ("none" without one), so a test can check it without the server echoing
-a credential.
+a credential; peer_port() -> the client's TCP port of the HTTP request that carried the
+call, so a test can tell whether calls share a kept-alive connection.
 """
 import hashlib
 import sys
@@ -60,6 +61,14 @@ def auth_seen(ctx: Context) -> str:
     request = ctx.request_context.request
     value = request.headers.get("authorization") if request is not None else None
     return hashlib.sha256(value.encode()).hexdigest() if value else "none"
+
+
+@server.tool()
+def peer_port(ctx: Context) -> str:
+    """The client's TCP port of the HTTP request this call arrived on."""
+    request = ctx.request_context.request
+    client = request.client if request is not None else None
+    return str(client.port) if client is not None else "none"
 
 
 if mode == "streamable-http" and idle is not None:

@@ -6,6 +6,13 @@
 //! ("No valid session ID provided") instead, which rmcp cannot match to the request, so
 //! the call would wait until it times out. Such an answer to a request that carried a
 //! session id is treated as the 404 it means.
+//!
+//! And one addition: rmcp drops a POST's event stream as soon as the stream has carried
+//! the answer, before the server ends it, so the HTTP/1.1 connection could not go back to
+//! the pool and every call paid for a new connection (the Python SDK's servers answer each
+//! POST with an event stream). The stream is handed to rmcp wrapped in [`Drained`], which
+//! reads what is left of it in the background, within a short time and a few events, so
+//! the connection is kept for the next call.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,7 +69,63 @@ fn forgotten_session(session: bool, result: PostResult) -> PostResult {
         Ok(StreamableHttpPostResponse::Json(JsonRpcMessage::Error(e), _)) if session && e.id.is_none() => {
             Err(StreamableHttpError::SessionExpired)
         }
+        Ok(StreamableHttpPostResponse::Sse(stream, session_id)) => Ok(StreamableHttpPostResponse::Sse(
+            Box::pin(Drained(Some(stream))),
+            session_id,
+        )),
         other => other,
+    }
+}
+
+/// How long, and for how many events, the rest of a dropped POST event stream is read.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+const DRAIN_EVENTS: usize = 16;
+
+type SseStream = BoxStream<'static, Result<Sse, SseError>>;
+
+/// A POST's event stream that, when dropped before its end, is read to its end in the
+/// background (at most [`DRAIN_EVENTS`] events within [`DRAIN_FOR`]), so that its
+/// connection returns to the pool instead of being closed. A server that keeps the stream
+/// open longer only costs the connection, as before.
+struct Drained(Option<SseStream>);
+
+impl futures::Stream for Drained {
+    type Item = Result<Sse, SseError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let Some(stream) = self.0.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let next = stream.as_mut().poll_next(cx);
+        if let std::task::Poll::Ready(None) = next {
+            // ended: nothing left to drain
+            self.0 = None;
+        }
+        next
+    }
+}
+
+impl Drop for Drained {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.0.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let rest = async {
+                let mut events = 0;
+                while let Some(Ok(_)) = futures::StreamExt::next(&mut stream).await {
+                    events += 1;
+                    if events >= DRAIN_EVENTS {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_FOR, rest).await;
+        });
     }
 }
 

@@ -16,7 +16,7 @@ const CONN: &str = "/api/workspaces/default/connections";
 const DISCOVER: &str = "/api/workspaces/default/connections/discover/mcp";
 
 fn python_tools() -> BTreeSet<String> {
-    ["echo", "add", "fail", "big", "grow", "auth_seen"]
+    ["echo", "add", "fail", "big", "grow", "auth_seen", "peer_port"]
         .map(String::from)
         .into()
 }
@@ -206,7 +206,7 @@ db_tests! {
         let (st, r) = s.call(Method::POST, &format!("{CONN}/py/refresh"), None).await;
         assert_eq!(st, 200, "{r}");
         let set = |v: &Value| -> BTreeSet<String> { v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect() };
-        assert_eq!(set(&r["added"]), ["add", "auth_seen", "big", "fail"].map(String::from).into());
+        assert_eq!(set(&r["added"]), ["add", "auth_seen", "big", "fail", "peer_port"].map(String::from).into());
         assert_eq!(set(&r["removed"]), ["gone".to_owned()].into());
         assert_eq!(set(&r["changed"]), ["echo", "grow"].map(String::from).into(), "{r}");
         assert_eq!(names(&r["connection"]["operations"], "name"), python_tools());
@@ -244,6 +244,26 @@ db_tests! {
         assert_eq!((st, e["code"].as_str()), (422, Some("not_mcp")), "{e}");
         let (st, _) = s.call(Method::POST, &format!("{CONN}/nope/refresh"), None).await;
         assert_eq!(st, 404);
+    }
+
+    async fn calls_keep_their_connection_alive(db: Db) {
+        // The Python SDK server answers every POST with an event stream; rmcp stops reading
+        // it at the answer, before its end, which used to close the connection: every call
+        // paid for a new one. Now the rest is drained and the connection kept.
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        let peer = McpPeer::start(McpPeerKind::PythonHttp);
+        create(&s, "keep", &peer.url, json!({"transport": "streamable_http"})).await;
+        let mut ports = BTreeSet::new();
+        for _ in 0..12 {
+            let (st, v) = invoke(&s, "keep.peer_port", json!({})).await;
+            assert_eq!(st, 200, "{v}");
+            let port = text(&v["output"]);
+            assert!(port.parse::<u16>().is_ok(), "{port}");
+            ports.insert(port);
+            // the drain runs in the background: let it finish, as a call rate would
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ports.len() <= 2, "12 calls used {} connections: {ports:?}", ports.len());
     }
 
     async fn bearer_goes_on_every_request(db: Db) {
