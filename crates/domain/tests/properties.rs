@@ -78,6 +78,17 @@ fn json() -> impl Strategy<Value = Value> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
+    /// The counted length of a value is the length serde_json writes, escapes included.
+    #[test]
+    fn value_len_is_the_written_length(v in json(), s in "[\\x00-\\x1f\"\\\\\\x7f a-zé€😀]{0,30}", u in any::<u64>()) {
+        use chatterfly_domain::operation::value_len;
+        prop_assert_eq!(value_len(&v), serde_json::to_string(&v).unwrap().len());
+        let s = Value::String(s);
+        prop_assert_eq!(value_len(&s), serde_json::to_string(&s).unwrap().len());
+        let o = serde_json::json!({s.as_str().unwrap_or(""): [u, -(u as i128 / 2) as i64, u as f64 / 7.0, s]});
+        prop_assert_eq!(value_len(&o), serde_json::to_string(&o).unwrap().len());
+    }
+
     #[test]
     fn slug_rule_matches_the_contract(s in "\\PC{0,70}|[a-z][a-z0-9_]{0,65}") {
         let re = regex::Regex::new("^[a-z][a-z0-9_]{0,62}$").unwrap();

@@ -23,14 +23,19 @@ pub enum Node<'a> {
     Bool(bool),
     Number(Number),
     String(Cow<'a, str>),
-    Array(Vec<Node<'a>>),
+    Array(Box<[Node<'a>]>),
     Object(Object<'a>),
 }
+
+// A node is three words: arrays and objects are boxed slices (two words, not a `Vec`'s
+// three), so the string's capacity niche holds the tag. GitHub's description has about a
+// million nodes.
+const _: () = assert!(std::mem::size_of::<Node<'static>>() == 24);
 
 /// An object: entries in document order (lookups are linear; objects are small, and the
 /// importer caches what it looks up in large ones).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Object<'a>(pub Vec<(Cow<'a, str>, Node<'a>)>);
+pub struct Object<'a>(pub Box<[(Cow<'a, str>, Node<'a>)]>);
 
 impl<'a> Object<'a> {
     pub fn get(&self, key: &str) -> Option<&Node<'a>> {
@@ -51,7 +56,7 @@ impl<'a> Object<'a> {
 
     /// An object from entries in document order; a repeated key keeps its last value (as
     /// serde_json does), at the place of its first.
-    fn from_entries(mut entries: Vec<(Cow<'a, str>, Node<'a>)>) -> Self {
+    fn from_entries(entries: Vec<(Cow<'a, str>, Node<'a>)>) -> Self {
         let has_duplicates = if entries.len() <= 8 {
             (1..entries.len()).any(|i| entries[..i].iter().any(|(k, _)| *k == entries[i].0))
         } else {
@@ -59,8 +64,7 @@ impl<'a> Object<'a> {
             !entries.iter().all(|(k, _)| seen.insert(k.as_ref()))
         };
         if !has_duplicates {
-            entries.shrink_to_fit();
-            return Self(entries);
+            return Self(entries.into_boxed_slice());
         }
         let mut at: HashMap<Cow<'a, str>, usize> = HashMap::with_capacity(entries.len());
         let mut out: Vec<(Cow<'a, str>, Node<'a>)> = Vec::with_capacity(entries.len());
@@ -73,7 +77,7 @@ impl<'a> Object<'a> {
                 }
             }
         }
-        Self(out)
+        Self(out.into_boxed_slice())
     }
 }
 
@@ -124,6 +128,26 @@ impl<'a> Node<'a> {
             Self::String(_) => "a string",
             Self::Array(_) => "an array",
             Self::Object(_) => "an object",
+        }
+    }
+
+    /// About how long this node is as compact JSON (escapes not counted), without building
+    /// it: for estimates of a schema's size.
+    pub fn approx_json_len(&self) -> usize {
+        match self {
+            Self::Null => 4,
+            Self::Bool(_) => 5,
+            Self::Number(n) => match n.as_u64() {
+                Some(u) => u.checked_ilog10().map_or(1, |d| d as usize + 1),
+                None => 20,
+            },
+            Self::String(s) => s.len() + 2,
+            Self::Array(a) => a
+                .iter()
+                .fold(1 + a.len().max(1), |n, v| n.saturating_add(v.approx_json_len())),
+            Self::Object(o) => o.iter().fold(1 + o.len().max(1), |n, (k, v)| {
+                n.saturating_add(k.len() + 3).saturating_add(v.approx_json_len())
+            }),
         }
     }
 
@@ -307,13 +331,31 @@ fn json_error(e: serde_json::Error) -> SyntaxError {
 
 impl<'de> Deserialize<'de> for Node<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NodeVisitor)
+        d.deserialize_any(NodeSeed(&mut Scratch::default()))
     }
 }
 
-struct NodeVisitor;
+/// The items and entries of the arrays and objects being read, on two stacks shared by the
+/// whole document: a collection takes its own off the top when it ends, into a slice of
+/// exactly its size. Building each in a `Vec` of its own grew it by doubling and then
+/// copied it to shrink it, for every one of a large document's objects.
+#[derive(Default)]
+struct Scratch<'de> {
+    items: Vec<Node<'de>>,
+    entries: Vec<(Cow<'de, str>, Node<'de>)>,
+}
 
-impl<'de> Visitor<'de> for NodeVisitor {
+struct NodeSeed<'s, 'de>(&'s mut Scratch<'de>);
+
+impl<'de> de::DeserializeSeed<'de> for NodeSeed<'_, 'de> {
+    type Value = Node<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NodeSeed<'_, 'de> {
     type Value = Node<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -347,19 +389,23 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::String(Cow::Owned(v)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(v) = seq.next_element()? {
-            out.push(v);
+        let scratch = self.0;
+        let start = scratch.items.len();
+        while let Some(v) = seq.next_element_seed(NodeSeed(&mut *scratch))? {
+            scratch.items.push(v);
         }
-        Ok(Node::Array(out))
+        Ok(Node::Array(scratch.items.drain(start..).collect()))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        let mut entries = Vec::new();
+        let scratch = self.0;
+        let start = scratch.entries.len();
         while let Some(Key(k)) = map.next_key()? {
-            let v = map.next_value()?;
-            entries.push((k, v));
+            let v = map.next_value_seed(NodeSeed(&mut *scratch))?;
+            scratch.entries.push((k, v));
         }
-        Ok(Node::Object(Object::from_entries(entries)))
+        Ok(Node::Object(Object::from_entries(
+            scratch.entries.drain(start..).collect(),
+        )))
     }
 }
 
@@ -481,7 +527,9 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Open::Seq { items, anchor, nodes }) => Some((Node::Array(items), nodes, anchor)),
+                Some(Open::Seq { items, anchor, nodes }) => {
+                    Some((Node::Array(items.into_boxed_slice()), nodes, anchor))
+                }
                 _ => return Err(SyntaxError::at("unbalanced sequence", line, col)),
             },
             Event::MappingEnd => match stack.pop() {
@@ -497,13 +545,15 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
                         // merged keys come after the mapping's own, which win
                         let mut present: std::collections::HashSet<String> =
                             map.0.iter().map(|(k, _)| k.to_string()).collect();
+                        let mut entries = std::mem::take(&mut map.0).into_vec();
                         for source in merges {
                             for (k, v) in source.0 {
                                 if present.insert(k.to_string()) {
-                                    map.0.push((k, v));
+                                    entries.push((k, v));
                                 }
                             }
                         }
+                        map.0 = entries.into_boxed_slice();
                     }
                     Some((Node::Object(map), nodes, anchor))
                 }

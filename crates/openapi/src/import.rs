@@ -10,7 +10,7 @@ use chatterfly_domain::mapping::{
     ArgumentTarget, Location, QueryStyle, RequestMapping, header_allowed, is_json_media_type, valid_header_name,
     valid_media_type, valid_wire_name,
 };
-use chatterfly_domain::operation::{MAX_DESCRIPTION, MAX_OPERATIONS, MAX_SCHEMA_BYTES, json_len};
+use chatterfly_domain::operation::{MAX_DESCRIPTION, MAX_OPERATIONS, MAX_SCHEMA_BYTES, value_len};
 use chatterfly_domain::{AuthType, SourceDocument, check_http_url};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -544,10 +544,10 @@ impl<'d, 'a> Importer<'d, 'a> {
                     self.conv.warn(at, format!("an operation is {}; skipped", op.kind()));
                     continue;
                 };
-                let draft = self.operation(path, method, item, op_obj, &at, &mut taken);
+                let (draft, input_len) = self.operation(path, method, item, op_obj, &at, &mut taken);
                 // a tool's schema holds at most MAX_SCHEMA_BYTES: an operation whose
                 // arguments alone (their names) take more cannot be a tool
-                if json_len(&draft.input_schema) > MAX_SCHEMA_BYTES {
+                if input_len > MAX_SCHEMA_BYTES {
                     self.conv.warn(
                         at.clone(),
                         format!(
@@ -601,7 +601,7 @@ impl<'d, 'a> Importer<'d, 'a> {
         op: &'d Object<'a>,
         at: &str,
         taken: &mut names::Taken,
-    ) -> DraftOperation {
+    ) -> (DraftOperation, usize) {
         let mut args = Args::default();
         let params = self.parameters(item, op, at);
 
@@ -807,13 +807,15 @@ impl<'d, 'a> Importer<'d, 'a> {
         let description = description_of(op);
 
         let (mut input_schema, arguments) = args.finish();
-        if json_len(&input_schema) > MAX_SCHEMA_BYTES && shrink_arguments(&mut input_schema) {
+        let mut input_len = value_len(&input_schema);
+        if input_len > MAX_SCHEMA_BYTES && shrink_arguments(&mut input_schema) {
             self.conv.warn(
                 at,
                 format!(
                     "the arguments' schemas together are over {MAX_SCHEMA_BYTES} bytes; the largest accept any value"
                 ),
             );
+            input_len = value_len(&input_schema);
         }
         let content_type = content_type.filter(|c| !c.eq_ignore_ascii_case("application/json"));
         let mapping = RequestMapping {
@@ -822,7 +824,7 @@ impl<'d, 'a> Importer<'d, 'a> {
             credentials,
         };
         let request = (mapping != RequestMapping::default()).then_some(mapping);
-        DraftOperation {
+        let draft = DraftOperation {
             name,
             method: method.to_ascii_uppercase(),
             path: template,
@@ -830,7 +832,8 @@ impl<'d, 'a> Importer<'d, 'a> {
             input_schema,
             output_schema,
             request,
-        }
+        };
+        (draft, input_len)
     }
 
     /// Path-item parameters merged with the operation's (the operation's win), each
@@ -1336,7 +1339,7 @@ fn shrink_arguments(schema: &mut Value) -> bool {
     let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
         return false;
     };
-    let mut sizes: Vec<(usize, String)> = props.iter().map(|(k, v)| (json_len(v), k.clone())).collect();
+    let mut sizes: Vec<(usize, String)> = props.iter().map(|(k, v)| (value_len(v), k.clone())).collect();
     sizes.sort_unstable_by(|a, b| b.cmp(a));
     let mut total: usize = sizes.iter().map(|(n, k)| n + k.len() + 4).sum();
     let mut changed = false;

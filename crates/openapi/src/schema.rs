@@ -255,7 +255,7 @@ impl<'d, 'a> Converter<'d, 'a> {
             at,
         };
         let v = self.convert(node, &mut walk);
-        let n = chatterfly_domain::operation::json_len(&v);
+        let n = chatterfly_domain::operation::value_len(&v);
         self.spent = self.spent.saturating_add(n);
         if n > chatterfly_domain::operation::MAX_SCHEMA_BYTES {
             self.warn(
@@ -380,7 +380,7 @@ impl<'d, 'a> Converter<'d, 'a> {
         w.nodes += 1;
         // this object's own text (its children charge theirs): keys, strings, literal values
         w.bytes = w.bytes.saturating_add(16 + own_size(o));
-        let mut out = Map::new();
+        let mut out = Map::with_capacity(o.len());
         let mut hidden: Vec<&str> = Vec::new();
         let mut exclusive_min = false;
         let mut exclusive_max = false;
@@ -409,7 +409,7 @@ impl<'d, 'a> Converter<'d, 'a> {
                 },
                 "properties" | "patternProperties" | "dependentSchemas" => {
                     if let Some(props) = v.as_object() {
-                        let mut map = Map::new();
+                        let mut map = Map::with_capacity(props.len());
                         for (name, schema) in props.iter() {
                             if k == "properties" && self.hidden_in(schema, w.direction) {
                                 hidden.push(name);
@@ -605,7 +605,7 @@ fn own_size(o: &Object<'_>) -> usize {
                         .as_object()
                         .map_or(0, |p| p.iter().map(|(name, _)| name.len() + 4).sum()),
                     "enum" | "const" | "default" | "examples" | "example" | "dependentRequired" | "required" => {
-                        chatterfly_domain::operation::json_len(&v.to_value())
+                        v.approx_json_len()
                     }
                     _ => v.as_str().map_or(8, str::len),
                 }
