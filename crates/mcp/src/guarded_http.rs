@@ -77,15 +77,41 @@ fn forgotten_session(session: bool, result: PostResult) -> PostResult {
     }
 }
 
-/// How long, and for how many events, the rest of a dropped POST event stream is read.
-const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long, and for how many events, the rest of a dropped POST event stream is read
+/// (servers end it right after the answer: the Python SDK's within a millisecond).
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_millis(250);
 const DRAIN_EVENTS: usize = 16;
+/// At most this many streams are drained at once in the process; past it a stream is
+/// dropped as rmcp would (its connection closed), so a server that holds its streams open
+/// cannot pile up background reads and connections.
+const MAX_DRAINING: usize = 256;
+static DRAINING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One stream being drained; counted out when the drain ends however it ends.
+struct DrainSlot;
+
+impl DrainSlot {
+    fn take() -> Option<Self> {
+        use std::sync::atomic::Ordering::Relaxed;
+        DRAINING
+            .fetch_update(Relaxed, Relaxed, |n| (n < MAX_DRAINING).then_some(n + 1))
+            .ok()
+            .map(|_| Self)
+    }
+}
+
+impl Drop for DrainSlot {
+    fn drop(&mut self) {
+        DRAINING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 type SseStream = BoxStream<'static, Result<Sse, SseError>>;
 
 /// A POST's event stream that, when dropped before its end, is read to its end in the
-/// background (at most [`DRAIN_EVENTS`] events within [`DRAIN_FOR`]), so that its
-/// connection returns to the pool instead of being closed. A server that keeps the stream
+/// background (at most [`DRAIN_EVENTS`] events within [`DRAIN_FOR`], at most
+/// [`MAX_DRAINING`] at once), so that its connection returns to the pool instead of being
+/// closed. A server that keeps the stream
 /// open longer only costs the connection, as before.
 struct Drained(Option<SseStream>);
 
@@ -114,7 +140,9 @@ impl Drop for Drained {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let Some(slot) = DrainSlot::take() else { return };
         runtime.spawn(async move {
+            let _slot = slot;
             let rest = async {
                 let mut events = 0;
                 while let Some(Ok(_)) = futures::StreamExt::next(&mut stream).await {
@@ -236,5 +264,50 @@ impl StreamableHttpClient for GuardedHttp {
                 max_sse_event_size,
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::time::Duration;
+
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn counted(read: &Arc<AtomicUsize>, events: impl futures::Stream<Item = usize> + Send + 'static) -> Drained {
+        let read = read.clone();
+        Drained(Some(Box::pin(events.map(move |_| {
+            read.fetch_add(1, SeqCst);
+            Ok(Sse::default())
+        }))))
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_is_read_to_its_end_within_bounds() {
+        // the answer, then the rest: read in the background once rmcp drops it
+        let read = Arc::new(AtomicUsize::new(0));
+        let mut s = counted(&read, futures::stream::iter(0..5));
+        assert!(s.next().await.is_some());
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(read.load(SeqCst), 5);
+
+        // a server that never stops sending: at most DRAIN_EVENTS more are read
+        let read = Arc::new(AtomicUsize::new(0));
+        drop(counted(&read, futures::stream::iter(0..)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(read.load(SeqCst), DRAIN_EVENTS);
+
+        // one that holds the stream open: given up after DRAIN_FOR, and never more than
+        // MAX_DRAINING at once
+        for _ in 0..MAX_DRAINING + 50 {
+            drop(counted(&read, futures::stream::pending()));
+        }
+        assert_eq!(DRAINING.load(SeqCst), MAX_DRAINING);
+        tokio::time::sleep(DRAIN_FOR + Duration::from_millis(200)).await;
+        assert_eq!(DRAINING.load(SeqCst), 0);
     }
 }
