@@ -89,7 +89,9 @@ fn html_escaped(value: &str) -> String {
 /// The needles to hide, longest first. While it lives, the secrets are also listed as in
 /// play, so that no log line (a dependency's included) shows them.
 pub struct Redactor {
-    needles: Vec<String>,
+    /// A searcher per needle, built once per redactor (building one took longer than
+    /// searching a short text with it, and every header and string of an answer is one).
+    needles: Vec<memchr::memmem::Finder<'static>>,
     /// Secrets with characters that URL encoding may or may not escape (`+ / = & …`),
     /// matched with each such character either as it is or percent-encoded (either hex
     /// case): an upstream echoing a URL re-encodes it its own way. Built the first time a
@@ -107,22 +109,25 @@ impl Redactor {
         {
             values.push(format!("{}:{}", u.expose_secret(), p.expose_secret()));
         }
-        let mut r = Self::for_values(values);
+        let mut extra = Vec::new();
         if let Some(token) = secrets.get("token") {
             // what an Authorization header carried, base64-encoded whole (as is, it shows as
             // `Bearer [REDACTED]`)
             let header = format!("Bearer {}", token.expose_secret());
-            r.needles.push(STANDARD.encode(&header));
-            r.needles.extend(base64_cores(header.as_bytes()));
-            r.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
-            r.needles.dedup();
+            extra.push(STANDARD.encode(&header));
+            extra.extend(base64_cores(header.as_bytes()));
         }
-        r
+        Self::build(values, extra)
     }
 
     /// Hides each of `values` (a service key, say) in every form below.
     pub fn for_values(values: Vec<String>) -> Self {
-        let mut needles = Vec::new();
+        Self::build(values, Vec::new())
+    }
+
+    /// `values` in every form below, and `extra` needles as they are.
+    fn build(values: Vec<String>, extra: Vec<String>) -> Self {
+        let mut needles = extra;
         for v in &values {
             // Very short values would blank out ordinary text; credentials are not that short.
             if v.len() < 4 {
@@ -175,6 +180,10 @@ impl Redactor {
         needles.retain(|n| n.len() >= 4);
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
         needles.dedup();
+        let needles = needles
+            .iter()
+            .map(|n| memchr::memmem::Finder::new(n.as_bytes()).into_owned())
+            .collect();
         let plain = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
         let encodable = values
             .iter()
@@ -219,14 +228,14 @@ impl Redactor {
     /// input; a copy only when something is found.
     fn bytes<'b>(&self, b: &'b [u8]) -> Cow<'b, [u8]> {
         let mut out = Cow::Borrowed(b);
-        for n in &self.needles {
-            let needle = n.as_bytes();
+        for finder in &self.needles {
+            let needle = finder.needle();
             if needle.is_empty() || out.len() < needle.len() {
                 continue;
             }
             let mut result: Option<Vec<u8>> = None;
             let mut last = 0;
-            for at in memchr::memmem::find_iter(&out, needle) {
+            for at in finder.find_iter(&out) {
                 let r = result.get_or_insert_with(|| Vec::with_capacity(out.len()));
                 r.extend_from_slice(&out[last..at]);
                 r.extend_from_slice(MARK.as_bytes());
