@@ -1,6 +1,6 @@
 //! The secrets in play: every credential this process is about to send, or has sent
-//! within the last minute, in every form a dependency could print it (as is, percent- and
-//! form-encoded, base64 in both alphabets, Rust's debug escaping). The log writer
+//! within the last minute, in every form a dependency could print it (those of
+//! [`crate::forms`]; and a word with a `%` is decoded and checked again). The log writer
 //! ([`redact_log`]) replaces them in every line, whoever wrote it: our code never formats a
 //! secret, but a dependency (an HTTP or MCP client logging a server's error body that echoes
 //! the Authorization header) can.
@@ -17,8 +17,6 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 
 /// How long a secret stays listed after its last guard was dropped.
 pub const GRACE: Duration = Duration::from_secs(60);
@@ -26,7 +24,7 @@ pub const GRACE: Duration = Duration::from_secs(60);
 pub const MARK: &str = "[REDACTED]";
 /// Shorter values are not listed: they would blank out ordinary words, and no credential is
 /// that short.
-const MIN_LEN: usize = 4;
+const MIN_LEN: usize = crate::forms::MIN_LEN;
 /// The matcher looks for each form's first bytes only, then follows the form as far as
 /// the line does: its size does not grow with a secret's length (a caller may send long
 /// keys, many of them), and a secret cut short by whoever printed it is hidden too.
@@ -131,36 +129,9 @@ impl Drop for SecretGuard {
 }
 
 /// The forms a dependency might print `value` in.
+/// Every form of `value` a line could show, in a fixed order (see [`crate::forms`]).
 fn forms(value: &str) -> Vec<String> {
-    let mut out = vec![
-        value.to_owned(),
-        url::form_urlencoded::byte_serialize(value.as_bytes()).collect(),
-        percent_encoded(value),
-        STANDARD.encode(value),
-        STANDARD_NO_PAD.encode(value),
-        URL_SAFE.encode(value),
-        URL_SAFE_NO_PAD.encode(value),
-    ];
-    let debug = format!("{value:?}");
-    if let Some(inner) = debug.strip_prefix('"').and_then(|d| d.strip_suffix('"')) {
-        out.push(inner.to_owned());
-    }
-    out.retain(|f| f.len() >= MIN_LEN);
-    out.sort();
-    out.dedup();
-    out
-}
-
-fn percent_encoded(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::forms::secret_forms(value)
 }
 
 /// The first [`PREFIX`] bytes of `form`, cut at a character's end.
@@ -404,15 +375,73 @@ fn replace(m: &Matcher, line: &str) -> Option<String> {
 /// credential too (a defence for secrets no guard announced).
 pub fn redact_log(line: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(line);
-    for m in matchers().into_iter().flatten() {
-        if let Some(replaced) = replace(&m, &out) {
+    let ms = matchers();
+    for m in ms.iter().flatten() {
+        if let Some(replaced) = replace(m, &out) {
             out = Cow::Owned(replaced);
         }
+    }
+    if out.contains('%')
+        && let Some(replaced) = redact_encoded_tokens(&out, &ms)
+    {
+        out = Cow::Owned(replaced);
     }
     match scrub_auth_schemes(&out) {
         Some(s) => Cow::Owned(s),
         None => out,
     }
+}
+
+/// Percent-encoding has many spellings (which characters are escaped, hex case, encoded
+/// again): each word of `line` with a `%` is decoded, up to three times, and replaced whole
+/// when a secret shows in it decoded.
+fn redact_encoded_tokens(line: &str, ms: &[Option<Arc<Matcher>>; 2]) -> Option<String> {
+    let is_delim = |c: char| c.is_whitespace() || "\"'<>,;()[]{}".contains(c);
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut changed = false;
+    let mut start = None;
+    for (i, c) in line.char_indices().chain(std::iter::once((line.len(), ' '))) {
+        match (start, is_delim(c)) {
+            (None, false) => start = Some(i),
+            (Some(s), true) => {
+                start = None;
+                let word = &line[s..i];
+                if word.contains('%') && decoded_holds_secret(word, ms) {
+                    out.push_str(&line[copied..s]);
+                    out.push_str(MARK);
+                    copied = i;
+                    changed = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&line[copied..]);
+    Some(out)
+}
+
+fn decoded_holds_secret(word: &str, ms: &[Option<Arc<Matcher>>; 2]) -> bool {
+    let mut text = Cow::Borrowed(word);
+    for _ in 0..3 {
+        if !text.contains('%') {
+            break;
+        }
+        let decoded = percent_encoding::percent_decode_str(&text)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == *text {
+            break;
+        }
+        if ms.iter().flatten().any(|m| m.ac.is_match(decoded.as_str())) {
+            return true;
+        }
+        text = Cow::Owned(decoded);
+    }
+    false
 }
 
 /// Replaces the credential after `Bearer ` / `Basic ` (any case), as an Authorization header
@@ -567,6 +596,36 @@ mod tests {
         // the latest are still hidden during their grace
         let last = format!("{:06}-{}", 2999, "k".repeat(16 * 1024));
         assert_eq!(redact_log(&format!("x {last} y")), "x [REDACTED] y");
+    }
+
+    #[test]
+    fn log_lines_hide_every_form_a_call_output_hides() {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+        let secret = "Lg@ry-9f3e/+LOGFORM=x";
+        let _g = hold([secret, "admin:Lg@ry-9f3e/+LOGFORM=x"]);
+        let b64 = STANDARD.encode(format!("Bearer {secret}"));
+        let basic = crate::forms::percent_encoded(&STANDARD.encode(format!("admin:{secret}")));
+        for echoed in [
+            secret.to_lowercase(),
+            secret.to_uppercase(),
+            "Lg%2540ry-9f3e%252F%252BLOGFORM%253Dx".to_owned(), // encoded twice
+            "Lg%40ry-9f3e/%2BLOGFORM%3Dx".to_owned(),           // `/` left as is
+            "Lg%40ry-9f3e%2f%2bLOGFORM%3dx".to_owned(),         // lowercase hex
+            b64.clone(),
+            format!("Basic%20{basic}"),
+        ] {
+            let line = format!("received notification: {{\"echo\":\"{echoed}\"}} done");
+            let out = redact_log(&line);
+            assert!(!out.contains(&echoed), "{echoed} stayed: {out}");
+            assert!(!out.contains("LOGFORM") && !out.contains("logform"), "{out}");
+            assert!(
+                out.starts_with("received notification") && out.ends_with("done"),
+                "{out}"
+            );
+        }
+        // a word with `%` and no secret in it is left alone
+        assert_eq!(redact_log("path=/a%20b ok"), "path=/a%20b ok");
     }
 
     #[test]

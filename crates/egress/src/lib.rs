@@ -17,6 +17,7 @@
 //! `clippy.toml` forbids building a `reqwest::Client` anywhere else, so no code path can
 //! bypass the guard by accident. This crate never logs a URL's query or a header value.
 
+pub mod forms;
 pub mod in_play;
 pub mod ip;
 pub mod policy;

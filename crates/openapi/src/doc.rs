@@ -439,24 +439,56 @@ enum Open<'a> {
     Seq {
         items: Vec<Node<'a>>,
         anchor: usize,
-        nodes: usize,
+        size: Size,
     },
     Map {
         /// Entries in document order; repeated keys are resolved when the mapping ends.
         map: Vec<(Cow<'a, str>, Node<'a>)>,
         key: Option<Cow<'a, str>>,
         anchor: usize,
-        nodes: usize,
+        size: Size,
         /// `<<` merge sources, applied when the mapping ends (its own keys win).
         merges: Vec<Object<'a>>,
     },
 }
 
+/// What a YAML node holds once its aliases are expanded: nodes, text bytes (scalars and
+/// keys) and levels of nesting. An alias costs its anchor's whole size again, so all three
+/// are bounded for the expanded document, not only for its text.
+#[derive(Clone, Copy)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+    depth: usize,
+}
+
+impl Size {
+    const ONE: Size = Size {
+        nodes: 1,
+        bytes: 0,
+        depth: 1,
+    };
+
+    fn add_child(&mut self, child: Size) {
+        self.nodes = self.nodes.saturating_add(child.nodes);
+        self.bytes = self.bytes.saturating_add(child.bytes);
+        self.depth = self.depth.max(child.depth.saturating_add(1));
+    }
+}
+
+/// The text an alias-expanded YAML document may hold: four times its own, at least 16 MiB
+/// (an anchor reused a few times is common; an anchor reused ten thousand times is a bomb).
+fn max_expanded_bytes_for(len: usize) -> usize {
+    len.saturating_mul(4).max(16 << 20)
+}
+
 fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
     let mut stack: Vec<Open<'_>> = Vec::new();
-    // anchor id → (node, how many nodes it expands to)
-    let mut anchors: HashMap<usize, (Node<'_>, usize)> = HashMap::new();
+    // anchor id → (node, what it expands to)
+    let mut anchors: HashMap<usize, (Node<'_>, Size)> = HashMap::new();
     let mut total_nodes = 0usize;
+    let mut total_bytes = 0usize;
+    let max_bytes = max_expanded_bytes_for(text.len());
     let mut root: Option<Node<'_>> = None;
     let mut documents = 0;
 
@@ -466,8 +498,8 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
             SyntaxError::at(e.info().to_owned(), m.line(), m.col() + 1)
         })?;
         let (line, col) = (span.start.line(), span.start.col() + 1);
-        // a finished node and the number of nodes it holds
-        let finished: Option<(Node<'_>, usize, usize)> = match event {
+        // a finished node, what it holds and its anchor
+        let finished: Option<(Node<'_>, Size, usize)> = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
             Event::DocumentStart(_) => {
                 documents += 1;
@@ -481,10 +513,11 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
                 None
             }
             Event::Alias(id) => {
-                let Some((node, count)) = anchors.get(&id) else {
+                let Some((node, size)) = anchors.get(&id) else {
                     return Err(SyntaxError::at("an alias refers to an unknown anchor", line, col));
                 };
-                total_nodes = total_nodes.saturating_add(*count);
+                total_nodes = total_nodes.saturating_add(size.nodes);
+                total_bytes = total_bytes.saturating_add(size.bytes);
                 if total_nodes > max_nodes {
                     return Err(SyntaxError::at(
                         format!("aliases expand the document beyond {max_nodes} nodes; refusing (an alias bomb?)"),
@@ -492,13 +525,35 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
                         col,
                     ));
                 }
-                Some((node.clone(), *count, 0))
+                if total_bytes > max_bytes {
+                    return Err(SyntaxError::at(
+                        format!(
+                            "aliases expand the document beyond {max_bytes} bytes of text; refusing (an alias bomb?)"
+                        ),
+                        line,
+                        col,
+                    ));
+                }
+                if stack.len().saturating_add(size.depth) > MAX_DEPTH {
+                    return Err(SyntaxError::at(
+                        format!("aliases nest the document deeper than {MAX_DEPTH} levels"),
+                        line,
+                        col,
+                    ));
+                }
+                Some((node.clone(), *size, 0))
             }
             Event::Scalar(value, style, anchor, tag) => {
                 total_nodes += 1;
+                total_bytes = total_bytes.saturating_add(value.len());
+                let size = Size {
+                    nodes: 1,
+                    bytes: value.len(),
+                    depth: 0,
+                };
                 let tag = tag.map(|t| t.suffix.clone());
                 let node = scalar(value, style, tag.as_deref());
-                Some((node, 1, anchor))
+                Some((node, size, anchor))
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 total_nodes += 1;
@@ -513,30 +568,28 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
                     Open::Seq {
                         items: Vec::new(),
                         anchor,
-                        nodes: 1,
+                        size: Size::ONE,
                     }
                 } else {
                     Open::Map {
                         map: Vec::new(),
                         key: None,
                         anchor,
-                        nodes: 1,
+                        size: Size::ONE,
                         merges: Vec::new(),
                     }
                 });
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Open::Seq { items, anchor, nodes }) => {
-                    Some((Node::Array(items.into_boxed_slice()), nodes, anchor))
-                }
+                Some(Open::Seq { items, anchor, size }) => Some((Node::Array(items.into_boxed_slice()), size, anchor)),
                 _ => return Err(SyntaxError::at("unbalanced sequence", line, col)),
             },
             Event::MappingEnd => match stack.pop() {
                 Some(Open::Map {
                     map,
                     anchor,
-                    nodes,
+                    size,
                     merges,
                     ..
                 }) => {
@@ -555,7 +608,7 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
                         }
                         map.0 = entries.into_boxed_slice();
                     }
-                    Some((Node::Object(map), nodes, anchor))
+                    Some((Node::Object(map), size, anchor))
                 }
                 _ => return Err(SyntaxError::at("unbalanced mapping", line, col)),
             },
@@ -575,18 +628,15 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
         }
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Open::Seq { items, nodes, .. }) => {
-                *nodes = nodes.saturating_add(count);
+            Some(Open::Seq { items, size, .. }) => {
+                size.add_child(count);
                 items.push(node);
             }
             Some(Open::Map {
-                map,
-                key,
-                nodes,
-                merges,
-                ..
+                map, key, size, merges, ..
             }) => {
-                *nodes = nodes.saturating_add(count);
+                // a key counts as the scalar it was
+                size.add_child(count);
                 match key.take() {
                     None => {
                         *key = Some(match node {
@@ -771,6 +821,39 @@ mod tests {
         let err = load(&doc, 1_000_000).unwrap_err();
         assert!(err.message.contains("alias"), "{err}");
         assert!(err.line.is_some());
+    }
+
+    #[test]
+    fn alias_bombs_of_text_are_refused() {
+        // few nodes, but a 100 KB string copied ten thousand times: a gigabyte once expanded
+        let long = "y".repeat(100_000);
+        let mut doc = format!("s0: &s0 \"{long}\"\n");
+        for i in 1..5 {
+            let p = i - 1;
+            doc.push_str(&format!(
+                "s{i}: &s{i} [*s{p}, *s{p}, *s{p}, *s{p}, *s{p}, *s{p}, *s{p}, *s{p}, *s{p}, *s{p}]\n"
+            ));
+        }
+        let err = load(&doc, 1_000_000).unwrap_err();
+        assert!(err.message.contains("bytes of text"), "{err}");
+        // a string anchor reused a few times is fine
+        let ok = format!("a: &a \"{long}\"\nb: *a\nc: [*a, *a]\n");
+        let (node, _) = load(&ok, 1_000_000).unwrap();
+        assert_eq!(node.get("c").and_then(Node::as_array).map(<[_]>::len), Some(2));
+    }
+
+    #[test]
+    fn aliases_cannot_nest_past_the_depth_cap() {
+        // each anchor holds the one before, two levels deeper: 200 anchors nest 400 levels
+        let mut doc = String::from("a0: &a0 [x]\n");
+        for i in 1..200 {
+            doc.push_str(&format!("a{i}: &a{i} [[*a{}]]\n", i - 1));
+        }
+        let err = load(&doc, 1_000_000).unwrap_err();
+        assert!(err.message.contains("deeper than"), "{err}");
+        // shallow reuse passes
+        let (node, _) = load("a: &a [[x]]\nb: [*a, *a]\n", 1_000_000).unwrap();
+        assert!(node.get("b").is_some());
     }
 
     #[test]

@@ -8,8 +8,16 @@ use std::io::Write;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// The default filter when `RUST_LOG` is not set.
-pub const DEFAULT_FILTER: &str = "info,sqlx=warn";
+/// The default filter when `RUST_LOG` is not set. rmcp logs every notification an MCP
+/// server sends, whole, at `info`: a hostile server could fill the disk through it.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,rmcp=warn";
+
+/// At most this much of one event is gathered (the rest is counted, not kept)…
+const GATHER_CAP: usize = 256 * 1024;
+/// …and at most this much of it (of each string value, in JSON) is written, once redacted:
+/// a line cut before redaction could end in the first half of a secret, so the cut comes
+/// after, and far enough below the gathering cap that the longest encoded secret fits.
+const LINE_CAP: usize = 16 * 1024;
 
 /// The log's line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -51,13 +59,13 @@ impl<'a> MakeWriter<'a> for RedactingStderr {
     type Writer = EventWriter;
 
     fn make_writer(&'a self) -> Self::Writer {
-        EventWriter(Vec::with_capacity(256), self.json)
+        EventWriter(Vec::with_capacity(256), self.json, 0)
     }
 }
 
 /// Gathers one formatted event, then writes it redacted when dropped (the formatter makes a
 /// writer per event, so a secret can never be split across two writes).
-pub struct EventWriter(Vec<u8>, bool);
+pub struct EventWriter(Vec<u8>, bool, usize);
 
 /// A JSON log line with every string *value* redacted, keys and structure untouched: a
 /// secret that happens to be a piece of the format (`","level":"`) cannot break the line
@@ -75,9 +83,23 @@ pub fn redact_json_line(line: &str) -> String {
             _ => {}
         }
     }
+    fn cut(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) if s.len() > LINE_CAP => {
+                let kept = floor_char_boundary(s, LINE_CAP);
+                let dropped = s.len() - kept;
+                s.truncate(kept);
+                s.push_str(&format!(" … [{dropped} more bytes cut]"));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(cut),
+            serde_json::Value::Object(map) => map.values_mut().for_each(cut),
+            _ => {}
+        }
+    }
     match serde_json::from_str::<serde_json::Value>(line.trim_end()) {
         Ok(mut v) => {
             walk(&mut v);
+            cut(&mut v);
             let mut out = v.to_string();
             out.push('\n');
             out
@@ -90,7 +112,9 @@ pub fn redact_json_line(line: &str) -> String {
 
 impl Write for EventWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        let room = GATHER_CAP.saturating_sub(self.0.len());
+        self.0.extend_from_slice(&buf[..buf.len().min(room)]);
+        self.2 = self.2.saturating_add(buf.len());
         Ok(buf.len())
     }
 
@@ -104,6 +128,21 @@ impl Drop for EventWriter {
         if self.0.is_empty() {
             return;
         }
+        if self.2 > self.0.len() {
+            // an event longer than the gathering cap: its JSON cannot be whole
+            let note = format!("a log event of {} bytes was cut: too long", self.2);
+            let _ = std::io::stderr().lock().write_all(
+                if self.1 {
+                    format!("{{\"level\":\"WARN\",\"fields\":{{\"message\":\"{note}\"}}}}\n")
+                } else {
+                    format!("[{note}]\n")
+                }
+                .as_bytes(),
+            );
+            if self.1 {
+                return;
+            }
+        }
         let text = String::from_utf8_lossy(&self.0);
         // A fault in redaction must neither show the line nor take down the thread that
         // logged (a database worker, say): the line is withheld instead.
@@ -112,13 +151,34 @@ impl Drop for EventWriter {
             if json {
                 redact_json_line(&text)
             } else {
-                chatterfly_egress::in_play::redact_log(&text).into_owned()
+                cut_line(chatterfly_egress::in_play::redact_log(&text).into_owned())
             }
         }))
         .unwrap_or_else(|_| "[a log line was withheld: it could not be checked for secrets]\n".to_owned());
         // Nowhere to report a failed write to stderr.
         let _ = std::io::stderr().lock().write_all(clean.as_bytes());
     }
+}
+
+/// The largest char boundary at or below `at`.
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    let mut i = at.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// A redacted text line cut to [`LINE_CAP`], saying how much was cut.
+fn cut_line(mut line: String) -> String {
+    let body = line.trim_end_matches('\n').len();
+    if body <= LINE_CAP {
+        return line;
+    }
+    let kept = floor_char_boundary(&line, LINE_CAP);
+    line.truncate(kept);
+    line.push_str(&format!(" … [{} more bytes cut]\n", body - kept));
+    line
 }
 
 #[cfg(test)]
@@ -151,5 +211,45 @@ mod tests {
         assert_eq!(v["timestamp"], "2026-12-03T00:00:00Z");
         assert_eq!(v["fields"]["message"], "token [REDACTED] refused");
         assert!(redact_json_line("not json").contains("withheld"));
+    }
+
+    #[test]
+    fn long_lines_are_redacted_then_cut() {
+        let secret = "CUTCANARY-5a4b3c2d1e";
+        let _g = chatterfly_egress::in_play::hold([secret]);
+        // a secret straddling the cut is redacted first, so no half of it remains
+        let mut line = "x".repeat(LINE_CAP - 5);
+        line.push_str(secret);
+        line.push_str(&"y".repeat(3 * LINE_CAP));
+        line.push('\n');
+        let out = cut_line(chatterfly_egress::in_play::redact_log(&line).into_owned());
+        assert!(!out.contains("CUTCAN"), "a piece of the secret is left");
+        assert!(out.len() < LINE_CAP + 64, "{}", out.len());
+        assert!(out.ends_with("more bytes cut]\n"), "{}", &out[out.len() - 40..]);
+        // short lines pass as they are
+        assert_eq!(cut_line("short\n".to_owned()), "short\n");
+        // JSON: each string value is cut once redacted, and the line stays JSON
+        let json = format!(
+            r#"{{"level":"INFO","fields":{{"message":"{}{secret}{}"}}}}"#,
+            "a".repeat(LINE_CAP - 3),
+            "b".repeat(2 * LINE_CAP)
+        );
+        let out = redact_json_line(&json);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let msg = v["fields"]["message"].as_str().unwrap_or_default();
+        assert!(!msg.contains("CUTC") && msg.len() < LINE_CAP + 64, "{}", msg.len());
+        assert_eq!(v["level"], "INFO");
+    }
+
+    #[test]
+    fn an_event_is_gathered_up_to_its_cap() {
+        let mut w = RedactingStderr::default().make_writer();
+        let chunk = vec![b'z'; 100 * 1024];
+        for _ in 0..10 {
+            assert!(w.write_all(&chunk).is_ok());
+        }
+        assert_eq!(w.0.len(), GATHER_CAP);
+        assert_eq!(w.2, 10 * 100 * 1024);
+        w.0.clear(); // nothing to write on drop
     }
 }

@@ -1,42 +1,19 @@
 //! Redaction of credentials in what comes back: every credential value of the call, in the
-//! forms an upstream might echo it (as is, percent- and form-encoded, base64, and the base64
-//! Basic pair), is replaced by `[REDACTED]` in the headers and the body before anyone sees
-//! them, and again in the strings of a parsed JSON body (where escapes could hide one).
+//! forms an upstream might echo it (those of `chatterfly_egress::forms`, the same the log
+//! writer hides, and the base64 Basic pair), is replaced by `[REDACTED]` in the headers
+//! (names and values) and the body before anyone sees them, and again in the strings of a
+//! parsed JSON body (where escapes could hide one).
 
 use std::borrow::Cow;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chatterfly_domain::{AuthType, SecretFields, encode_component};
+use chatterfly_domain::{AuthType, SecretFields};
 use chatterfly_vault::ExposeSecret;
 use http::HeaderMap;
 use serde_json::{Map, Value, json};
 
 pub const MARK: &str = "[REDACTED]";
-
-/// The part of `value`'s base64 that is the same wherever `value` sits in the encoded text
-/// (each of the three alignments, standard and URL-safe alphabets, padded or not): a secret
-/// echoed base64-encoded inside something larger (`Basic …`, a JSON blob) is found too.
-fn base64_cores(value: &[u8]) -> Vec<String> {
-    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-    let mut out = Vec::new();
-    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
-        for k in 0..3usize {
-            let mut padded = vec![0u8; k];
-            padded.extend_from_slice(value);
-            let encoded = engine.encode(&padded);
-            // characters whose 6 bits all come from `value`
-            let start = (k * 8).div_ceil(6);
-            let end = ((k + value.len()) * 8) / 6;
-            if end > start + 8
-                && let Some(core) = encoded.get(start..end)
-            {
-                out.push(core.to_owned());
-            }
-        }
-    }
-    out
-}
 
 /// A pattern for `value` with each character URL encoding may escape matched as it is or
 /// percent-encoded (either hex case; a space also as `+`); `None` when every character is
@@ -70,22 +47,6 @@ fn encoding_variants(value: &str) -> Option<regex::bytes::Regex> {
         .ok()
 }
 
-/// `value` as HTML text escapes it.
-fn html_escaped(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The needles to hide, longest first. While it lives, the secrets are also listed as in
 /// play, so that no log line (a dependency's included) shows them.
 pub struct Redactor {
@@ -115,7 +76,7 @@ impl Redactor {
             // `Bearer [REDACTED]`)
             let header = format!("Bearer {}", token.expose_secret());
             extra.push(STANDARD.encode(&header));
-            extra.extend(base64_cores(header.as_bytes()));
+            extra.extend(chatterfly_egress::forms::base64_cores(header.as_bytes()));
         }
         Self::build(values, extra)
     }
@@ -129,53 +90,7 @@ impl Redactor {
     fn build(values: Vec<String>, extra: Vec<String>) -> Self {
         let mut needles = extra;
         for v in &values {
-            // Very short values would blank out ordinary text; credentials are not that short.
-            if v.len() < 4 {
-                continue;
-            }
-            needles.push(v.clone());
-            if !v.is_ascii() {
-                // the UTF-8 bytes read back as Latin-1 (a header echoed by its bytes)
-                needles.push(v.bytes().map(char::from).collect());
-            }
-            needles.push(encode_component(v));
-            needles.push(url::form_urlencoded::byte_serialize(v.as_bytes()).collect());
-            let lower = v.to_lowercase();
-            if lower != *v {
-                // header names and host names come back lowercased
-                needles.push(lower);
-            }
-            let upper = v.to_uppercase();
-            if upper != *v {
-                needles.push(upper);
-            }
-            let trimmed = v.trim();
-            if trimmed != v {
-                // a header value loses its outer spaces on the way
-                needles.push(trimmed.to_owned());
-            }
-            let html = html_escaped(v);
-            if html != *v {
-                // an error page quoting the request
-                needles.push(html.clone());
-                needles.push(html.replace("&#39;", "&#x27;"));
-            }
-            let once = encode_component(v);
-            let twice = encode_component(&once);
-            if twice != once {
-                // a URL encoded again inside another URL (a redirect's `next=`)
-                needles.push(twice);
-            }
-            if let Ok(quoted) = serde_json::to_string(v)
-                && let Some(inner) = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"'))
-                && inner != v
-            {
-                needles.push(inner.to_owned());
-            }
-            // whole encodings first (longest needles go first), then the alignment-free cores
-            needles.push(STANDARD.encode(v));
-            needles.push(base64::engine::general_purpose::URL_SAFE.encode(v));
-            needles.extend(base64_cores(v.as_bytes()));
+            needles.extend(chatterfly_egress::forms::secret_forms(v));
         }
         needles.retain(|n| n.len() >= 4);
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
@@ -293,13 +208,15 @@ impl Redactor {
         let mut h = Map::new();
         for (name, value) in headers {
             let text = self.text(&String::from_utf8_lossy(value.as_bytes()));
-            match h.get_mut(name.as_str()) {
+            // a header's name can echo a secret too (`x-<key>: 1`)
+            let name = self.text_cow(name.as_str());
+            match h.get_mut(name.as_ref()) {
                 Some(Value::String(existing)) => {
                     existing.push_str(", ");
                     existing.push_str(&text);
                 }
                 _ => {
-                    h.insert(name.as_str().to_owned(), Value::String(text));
+                    h.insert(name.into_owned(), Value::String(text));
                 }
             }
         }
@@ -360,6 +277,30 @@ mod tests {
     }
 
     #[test]
+    fn a_basic_pair_echoed_percent_encoded_and_a_secret_in_a_header_name_are_hidden() {
+        let r = Redactor::for_secrets(
+            AuthType::Basic,
+            &secrets(&[("username", "bob-the-user"), ("password", "pässwörd-9f3e-中文😀")]),
+        );
+        let pair = STANDARD.encode("bob-the-user:pässwörd-9f3e-中文😀");
+        let echoed = format!("Basic%20{}", chatterfly_egress::forms::percent_encoded(&pair));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-bob-the-user", "1".parse().unwrap());
+        let out = r.output(200, &headers, format!("{{\"auth\": \"{echoed}\"}}").as_bytes());
+        let text = out.to_string();
+        assert!(!text.contains("bob-the-user"), "{text}");
+        // no piece of the pair's base64 long enough to decode the password is left
+        let body = out["body"]["auth"].as_str().unwrap_or_default();
+        assert!(body.len() < 40, "{body}");
+        assert!(
+            out["headers"]
+                .as_object()
+                .is_some_and(|h| h.keys().any(|k| k.contains(MARK))),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn encoded_lowercased_and_escaped_forms_are_hidden() {
         use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
         let token = "Tok\"en/+Ab_CdEfGh-1234567";
@@ -376,7 +317,10 @@ mod tests {
             ("uppercased", token.to_uppercase()),
             ("JSON-escaped", serde_json::to_string(token).unwrap()),
             ("HTML-escaped", token.replace('"', "&quot;")),
-            ("percent-encoded twice", encode_component(&encode_component(token))),
+            (
+                "percent-encoded twice",
+                chatterfly_domain::encode_component(&chatterfly_domain::encode_component(token)),
+            ),
         ] {
             let out = r.text(&format!("echo: {text}"));
             assert!(out.contains(MARK), "{form}: {out}");

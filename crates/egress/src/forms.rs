@@ -1,0 +1,168 @@
+//! The forms a credential can take in text that comes back or gets printed: as is, case
+//! changed, trimmed, percent-encoded once and twice, form-encoded, HTML-escaped, JSON and
+//! Rust-debug escaped, base64 in both alphabets (whole, percent-encoded, and the cores that
+//! hold wherever the value sits inside a larger encoded text). One list, used both by the
+//! redactor of what a call returns (`chatterfly_tools::redact`) and by the log writer
+//! ([`crate::in_play`]), so a form hidden in one is hidden in the other.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+
+/// Values shorter than this are not hidden: they would blank out ordinary words, and no
+/// credential is that short.
+pub const MIN_LEN: usize = 4;
+
+/// Every form of `value` (none when it is shorter than [`MIN_LEN`]), deduplicated, each
+/// at least [`MIN_LEN`] long; in no particular order.
+pub fn secret_forms(value: &str) -> Vec<String> {
+    if value.len() < MIN_LEN {
+        return Vec::new();
+    }
+    let mut out = vec![value.to_owned()];
+    if !value.is_ascii() {
+        // the UTF-8 bytes read back as Latin-1 (a header echoed by its bytes)
+        out.push(value.bytes().map(char::from).collect());
+    }
+    // header names and host names come back lowercased
+    out.push(value.to_lowercase());
+    out.push(value.to_uppercase());
+    // a header value loses its outer spaces on the way
+    out.push(value.trim().to_owned());
+    let once = percent_encoded(value);
+    // a URL encoded again inside another URL (a redirect's `next=`)
+    out.push(percent_encoded(&once));
+    out.push(once);
+    out.push(url::form_urlencoded::byte_serialize(value.as_bytes()).collect());
+    // an error page quoting the request
+    let html = html_escaped(value);
+    out.push(html.replace("&#39;", "&#x27;"));
+    out.push(html);
+    let debug = format!("{value:?}");
+    if let Some(inner) = debug.strip_prefix('"').and_then(|d| d.strip_suffix('"')) {
+        out.push(inner.to_owned());
+    }
+    out.push(json_escaped(value));
+    let mut encoded = vec![
+        STANDARD.encode(value),
+        STANDARD_NO_PAD.encode(value),
+        URL_SAFE.encode(value),
+        URL_SAFE_NO_PAD.encode(value),
+    ];
+    encoded.extend(base64_cores(value.as_bytes()));
+    for e in encoded {
+        // base64 with `+ / =` echoed inside a URL (`Basic%20…%2B…%3D`)
+        let pe = percent_encoded(&e);
+        if pe != e {
+            out.push(pe);
+        }
+        out.push(e);
+    }
+    out.retain(|f| f.len() >= MIN_LEN);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `value` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) as `%XX`.
+pub fn percent_encoded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `value` as HTML text escapes it.
+fn html_escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `value` inside a JSON string, as serde_json writes it (quotes, backslashes and control
+/// characters escaped).
+fn json_escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The part of `value`'s base64 that is the same wherever `value` sits in the encoded text
+/// (each of the three alignments, standard and URL-safe alphabets): a secret echoed
+/// base64-encoded inside something larger (`Basic …`, `Bearer …` encoded whole, a JSON
+/// blob) is found too.
+pub fn base64_cores(value: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        for k in 0..3usize {
+            let mut padded = vec![0u8; k];
+            padded.extend_from_slice(value);
+            let encoded = engine.encode(&padded);
+            // characters whose 6 bits all come from `value`
+            let start = (k * 8).div_ceil(6);
+            let end = ((k + value.len()) * 8) / 6;
+            if end > start + 8
+                && let Some(core) = encoded.get(start..end)
+            {
+                out.push(core.to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forms_an_echo_takes_are_listed() {
+        let v = "Can@ry-9f3e/+SECRET=x";
+        let forms = secret_forms(v);
+        let has = |f: &str| forms.iter().any(|x| x == f);
+        assert!(has(v));
+        assert!(has("can@ry-9f3e/+secret=x"));
+        assert!(has("CAN@RY-9F3E/+SECRET=X"));
+        assert!(has("Can%40ry-9f3e%2F%2BSECRET%3Dx"));
+        assert!(has("Can%2540ry-9f3e%252F%252BSECRET%253Dx"));
+        assert!(has(&STANDARD.encode(v)));
+        // base64 of `Bearer <v>` holds one of the cores
+        let bearer = STANDARD.encode(format!("Bearer {v}"));
+        assert!(base64_cores(v.as_bytes()).iter().any(|c| bearer.contains(c.as_str())));
+        // and percent-encoded, as a URL echoes it
+        let echoed = percent_encoded(&STANDARD.encode(format!("user:{v}")));
+        assert!(
+            forms
+                .iter()
+                .filter(|f| f.len() > 8)
+                .any(|f| echoed.contains(f.as_str())),
+            "{echoed}"
+        );
+        assert!(secret_forms("abc").is_empty());
+    }
+}
