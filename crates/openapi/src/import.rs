@@ -148,7 +148,13 @@ impl<'d, 'a> Importer<'d, 'a> {
         let title = root
             .get("info")
             .and_then(|i| i.str_at("title"))
-            .map(|t| t.trim().chars().filter(|c| !c.is_control()).collect::<String>())
+            .map(|t| {
+                t.chars()
+                    .filter(|c| !c.is_control() && !chatterfly_domain::connection::is_invisible_format(*c))
+                    .collect::<String>()
+                    .trim()
+                    .to_owned()
+            })
             .filter(|t| !t.is_empty());
         let name = options
             .name

@@ -336,3 +336,18 @@ paths:
       parameters: [{name: body, in: body, schema: *pet}]
       responses: {}
 ";
+
+#[test]
+fn invisible_characters_in_a_title_do_not_reach_the_name() {
+    // a right-to-left override (and friends) would make the name read backwards; the
+    // create endpoint refuses such a name, so the importer drops them
+    let doc = json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Pay\u{202E}lapyaP \u{200B}API\u{2066}", "version": "1"},
+        "servers": [{"url": "https://api.example.com"}],
+        "paths": {"/a": {"get": {"responses": {"200": {"description": "ok"}}}}}
+    });
+    let (draft, _, _) = import(&doc.to_string(), &Options::default()).unwrap();
+    assert_eq!(draft.name, "PaylapyaP API");
+    assert!(accepted(&draft).is_ok(), "{:?}", accepted(&draft));
+}

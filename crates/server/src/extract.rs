@@ -245,9 +245,9 @@ impl Body {
     /// The whole body, at most `limit` bytes: 413 `body_too_large` past it (at once when
     /// the declared length is over it), 408 `body_timeout` when it is not all sent in time,
     /// 503 `server_busy` when no room frees in the in-flight budget meanwhile, 400
-    /// `unreadable_body` when it cannot be read. Room in the budget is taken as bytes
-    /// arrive, not for what a client declares: a client that declares much and sends
-    /// nothing holds nothing.
+    /// `unreadable_body` when it cannot be read. Room in the budget is taken when the first
+    /// bytes arrive (a client that declares much and sends nothing holds nothing), for the
+    /// whole declared length at once (see [`BodyBudget::cover`]).
     pub async fn bytes(&mut self, state: &AppState, limit: usize) -> Result<Bytes, ApiError> {
         self.bytes_within(state, limit, state.limits.body_read_timeout).await
     }
@@ -303,11 +303,10 @@ impl Body {
             if buf.len() + data.len() > limit {
                 return Err(too_large(limit));
             }
-            let more = state.bodies.reserve_until(data.len(), deadline).await?;
-            match &mut room {
-                Some(r) => r.merge(more),
-                None => room = Some(more),
-            }
+            state
+                .bodies
+                .cover(&mut room, buf.len() + data.len(), declared, deadline)
+                .await?;
             buf.extend_from_slice(&data);
         }
         self._room = room;
@@ -400,6 +399,35 @@ impl BodyBudget {
                 detail: "too many large requests are being received at once; try again shortly".into(),
             }),
         }
+    }
+
+    /// Makes `room` cover `need` bytes of one body. The first time, a body that declared
+    /// its length takes room for all of it in one go; a body without a declared length
+    /// (chunked) takes room as its bytes arrive. Taken piece by piece, room would let
+    /// large uploads deadlock: each holding part of the budget, each waiting for more,
+    /// none finishing until the read timeout. Taken whole, a body waits holding nothing,
+    /// and once it has room it never waits again.
+    async fn cover(
+        &self,
+        room: &mut Option<OwnedSemaphorePermit>,
+        need: usize,
+        declared: Option<u64>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ApiError> {
+        let held = room.as_ref().map_or(0, |r| r.num_permits().saturating_mul(1024));
+        if need <= held {
+            return Ok(());
+        }
+        let ask = match (room.is_none(), declared) {
+            (true, Some(n)) => usize::try_from(n).unwrap_or(usize::MAX).max(need),
+            _ => need - held,
+        };
+        let more = self.reserve_until(ask, deadline).await?;
+        match room {
+            Some(r) => r.merge(more),
+            None => *room = Some(more),
+        }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -627,5 +655,36 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(first);
         assert!(matches!(waiting.await, Ok(true)));
+    }
+
+    #[tokio::test]
+    async fn large_bodies_sent_together_all_finish() {
+        // four bodies of 40 KiB, sent 10 KiB at a time in turns, through a 100 KiB budget:
+        // taken piece by piece, each would hold 20 to 30 KiB and wait for the rest forever
+        let budget = BodyBudget::new(100 * 1024);
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let budget = budget.clone();
+            tasks.push(tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                let mut room = None;
+                for chunk in 1..=4usize {
+                    budget
+                        .cover(&mut room, chunk * 10 * 1024, Some(40 * 1024), deadline)
+                        .await?;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok::<usize, ApiError>(room.map_or(0, |r| r.num_permits()))
+            }));
+        }
+        for t in tasks {
+            assert!(matches!(t.await, Ok(Ok(40))), "a body did not finish with its 40 KiB");
+        }
+        // without a declared length, room is taken as the bytes come
+        let mut room = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        assert!(budget.cover(&mut room, 3 * 1024, None, deadline).await.is_ok());
+        assert!(budget.cover(&mut room, 5 * 1024, None, deadline).await.is_ok());
+        assert_eq!(room.map(|r| r.num_permits()), Some(5));
     }
 }
