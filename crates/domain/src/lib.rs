@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod connection;
+pub mod density;
 pub mod email;
 pub mod error;
 pub mod mapping;

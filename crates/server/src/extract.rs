@@ -436,39 +436,7 @@ impl BodyBudget {
     }
 }
 
-/// Parsed, every JSON value takes 60 to 150 bytes of memory while a connection is created,
-/// whatever its text: a body of long lists of tiny values (`[1,2,3,…]`, enums of one-letter
-/// strings) would cost the server 15 to 40 times its size. Past [`FREE_VALUES`], a
-/// connection body must average at least this many bytes of text per value, which keeps
-/// what it costs near ten times its size. Real documents run 21 to 29 bytes per value
-/// (GitHub's description: 26.8).
-pub const MIN_BYTES_PER_VALUE: usize = 16;
-/// Values any body may hold, however densely written (at most a few MB of memory).
-pub const FREE_VALUES: usize = 50_000;
-
-/// The number of JSON values in `text` (an upper bound: every `,`, `[` and `{` outside a
-/// string starts one), counted without parsing.
-pub fn json_values(text: &[u8]) -> usize {
-    let (mut n, mut in_string, mut escaped) = (1usize, false, false);
-    for &b in text {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else {
-            match b {
-                b'"' => in_string = true,
-                b',' | b'[' | b'{' => n += 1,
-                _ => {}
-            }
-        }
-    }
-    n
-}
+pub use chatterfly_domain::density::{FREE_VALUES, MIN_BYTES_PER_VALUE, json_values};
 
 fn check_density(bytes: &[u8]) -> Result<(), ApiError> {
     let values = json_values(bytes);

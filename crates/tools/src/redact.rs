@@ -202,8 +202,9 @@ impl Redactor {
         }
     }
 
-    /// `{"status", "headers", "body"}`: the body parsed as JSON when it is JSON, text when it
-    /// is UTF-8, else `{"base64": …}`.
+    /// `{"status", "headers", "body"}`: the body parsed as JSON when it is JSON (and not so
+    /// dense that parsing would cost many times its size), text when it is UTF-8, else
+    /// `{"base64": …}`.
     pub fn output(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Value {
         let mut h = Map::new();
         for (name, value) in headers {
@@ -226,7 +227,10 @@ impl Redactor {
             .is_some_and(|ct| ct.contains("json"));
         let clean = self.bytes(body).into_owned();
         let body = match String::from_utf8(clean) {
-            Ok(text) => match is_json.then(|| serde_json::from_str::<Value>(&text)) {
+            // a dense answer (`[0,0,0,…]`) would take many times its size parsed: as text
+            Ok(text) => match (is_json && !chatterfly_domain::density::too_dense(text.as_bytes()))
+                .then(|| serde_json::from_str::<Value>(&text))
+            {
                 Some(Ok(v)) => self.value(v),
                 _ => Value::String(text),
             },
@@ -298,6 +302,24 @@ mod tests {
                 .is_some_and(|h| h.keys().any(|k| k.contains(MARK))),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_dense_json_answer_is_handed_on_as_text() {
+        let r = Redactor::for_values(vec!["DENSE-CANARY-77".into()]);
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        let dense = format!("[{}\"DENSE-CANARY-77\"]", "0,".repeat(200_000));
+        let out = r.output(200, &headers, dense.as_bytes());
+        let text = out["body"].as_str().unwrap_or_default();
+        assert!(
+            text.starts_with("[0,0,") && text.ends_with("\"[REDACTED]\"]"),
+            "{}",
+            &text[text.len() - 30..]
+        );
+        // an ordinary answer is still parsed
+        let out = r.output(200, &headers, br#"{"a": [1, 2, 3]}"#);
+        assert_eq!(out["body"]["a"][2], 3);
     }
 
     #[test]
