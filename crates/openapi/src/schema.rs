@@ -74,8 +74,11 @@ impl Bounds {
 }
 
 /// The deepest a conversion recurses (document nesting plus reference expansion); beyond
-/// it the schema is cut. Keeps the stack bounded whatever the document.
-const MAX_WALK_DEPTH: usize = 192;
+/// it the schema is cut. Keeps the stack bounded whatever the document, and the draft
+/// sendable: a schema level is at most two levels of JSON (`properties`, then the name),
+/// and a draft sent to the create endpoint is read with serde_json's limit of 128 levels,
+/// eight of which the draft's own structure takes.
+const MAX_WALK_DEPTH: usize = 56;
 
 /// A problem worth telling the user, with the document pointer it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

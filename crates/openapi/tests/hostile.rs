@@ -351,3 +351,37 @@ fn invisible_characters_in_a_title_do_not_reach_the_name() {
     assert_eq!(draft.name, "PaylapyaP API");
     assert!(accepted(&draft).is_ok(), "{:?}", accepted(&draft));
 }
+
+#[test]
+fn a_deeply_nested_schema_still_makes_a_draft_the_api_can_read() {
+    // schemas ten levels deep, each ending in a `$ref` to the next: expanded, far deeper
+    // than a document may nest; the draft, sent as JSON, must stay within serde_json's
+    // 128 levels
+    let mut schemas = Map::new();
+    for i in 0..30 {
+        let mut schema = json!({"$ref": format!("#/components/schemas/S{}", i + 1)});
+        for _ in 0..10 {
+            schema = json!({"type": "object", "properties": {"n": schema}});
+        }
+        schemas.insert(format!("S{i}"), schema);
+    }
+    schemas.insert("S30".into(), json!({"type": "string"}));
+    let doc = json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Deep", "version": "1"},
+        "servers": [{"url": "https://api.example.com"}],
+        "components": {"schemas": schemas},
+        "paths": {"/a": {"post": {
+            "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/S0"}}}},
+            "responses": {"200": {"description": "ok"}}
+        }}}
+    });
+    let (draft, _, _) = import(&doc.to_string(), &Options::default()).unwrap();
+    let body = serde_json::to_string(&json!({"draft": draft})).unwrap();
+    assert!(body.len() > 2000, "the schemas were expanded");
+    assert!(
+        serde_json::from_str::<Value>(&body).is_ok(),
+        "the draft is deeper than the API reads"
+    );
+    assert!(accepted(&draft).is_ok(), "{:?}", accepted(&draft));
+}
