@@ -128,12 +128,6 @@ impl Drop for SecretGuard {
     }
 }
 
-/// The forms a dependency might print `value` in.
-/// Every form of `value` a line could show, in a fixed order (see [`crate::forms`]).
-fn forms(value: &str) -> Vec<String> {
-    crate::forms::secret_forms(value)
-}
-
 /// The first [`PREFIX`] bytes of `form`, cut at a character's end.
 fn prefix(form: &str) -> Box<str> {
     let mut end = form.len().min(PREFIX);
@@ -172,7 +166,7 @@ pub fn hold<'a>(values: impl IntoIterator<Item = &'a str>) -> SecretGuard {
         let prepared: Vec<(Arc<str>, Vec<Box<str>>)> = fresh
             .into_iter()
             .map(|k| {
-                let prefixes = forms(&k).iter().map(|f| prefix(f)).collect();
+                let prefixes = crate::forms::secret_forms(&k).iter().map(|f| prefix(f)).collect();
                 (k, prefixes)
             })
             .collect();
@@ -350,7 +344,7 @@ fn replace(m: &Matcher, line: &str) -> Option<String> {
         let start = found.start();
         let mut end = found.end();
         for (value, form) in &m.owners[found.pattern().as_usize()] {
-            if let Some(full) = forms(value).get(*form) {
+            if let Some(full) = crate::forms::secret_forms(value).get(*form) {
                 let same = bytes[start..]
                     .iter()
                     .zip(full.as_bytes())
@@ -527,7 +521,7 @@ mod tests {
         let _serial = GRACE_TESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let secret = "tok/en+Secret value-12345";
         let g = hold([secret]);
-        for form in forms(secret) {
+        for form in crate::forms::secret_forms(secret) {
             let line = format!("ERROR worker quit: HTTP 400: auth={form} and more");
             let out = redact_log(&line);
             assert!(!out.contains(&form), "{form} survived: {out}");
@@ -545,7 +539,7 @@ mod tests {
     fn a_long_secret_is_hidden_whole_or_cut_short() {
         let secret: String = (0..4000).map(|i| ["!", "a", "%", "&", "Z", "9"][i % 6]).collect();
         let _g = hold([secret.as_str()]);
-        for form in forms(&secret) {
+        for form in crate::forms::secret_forms(&secret) {
             for shown in [&form[..], &form[..100], &form[..PREFIX + 1]] {
                 let line = format!("error: upstream said {shown} (end)");
                 assert_eq!(
