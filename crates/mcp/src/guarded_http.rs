@@ -25,8 +25,14 @@ use rmcp::transport::streamable_http_client::{
 };
 use sse_stream::Sse;
 
+use crate::peer_requests::{Allowance, Bounded};
+
 #[derive(Clone)]
-pub(crate) struct GuardedHttp(pub(crate) reqwest::Client, pub(crate) Refusal);
+pub(crate) struct GuardedHttp(
+    pub(crate) reqwest::Client,
+    pub(crate) Refusal,
+    pub(crate) crate::peer_requests::Allowance,
+);
 
 /// The HTTP status of the last answer that refused a POST (0: none). rmcp flattens the
 /// refusal into text inside its worker, so the status is kept here for the error that the
@@ -64,13 +70,13 @@ impl Refusal {
 
 type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
 
-fn forgotten_session(session: bool, result: PostResult) -> PostResult {
+fn forgotten_session(session: bool, result: PostResult, allowance: &Allowance) -> PostResult {
     match result {
         Ok(StreamableHttpPostResponse::Json(JsonRpcMessage::Error(e), _)) if session && e.id.is_none() => {
             Err(StreamableHttpError::SessionExpired)
         }
         Ok(StreamableHttpPostResponse::Sse(stream, session_id)) => Ok(StreamableHttpPostResponse::Sse(
-            Box::pin(Drained(Some(stream))),
+            Box::pin(Drained(Some(Box::pin(Bounded::new(stream, allowance.clone()))))),
             session_id,
         )),
         other => other,
@@ -174,7 +180,7 @@ impl StreamableHttpClient for GuardedHttp {
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await;
         self.1.note(&result);
-        forgotten_session(session, result)
+        forgotten_session(session, result, &self.2)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -199,7 +205,7 @@ impl StreamableHttpClient for GuardedHttp {
             )
             .await;
         self.1.note(&result);
-        forgotten_session(session, result)
+        forgotten_session(session, result, &self.2)
     }
 
     async fn post_message_with_response_limits(
@@ -217,7 +223,7 @@ impl StreamableHttpClient for GuardedHttp {
             .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
             .await;
         self.1.note(&result);
-        forgotten_session(session, result)
+        forgotten_session(session, result, &self.2)
     }
 
     async fn delete_session(
@@ -243,6 +249,7 @@ impl StreamableHttpClient for GuardedHttp {
         self.0
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
+            .map(|s| Box::pin(Bounded::new(s, self.2.clone())) as SseStream)
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -264,6 +271,7 @@ impl StreamableHttpClient for GuardedHttp {
                 max_sse_event_size,
             )
             .await
+            .map(|s| Box::pin(Bounded::new(s, self.2.clone())) as SseStream)
     }
 }
 

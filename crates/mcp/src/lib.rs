@@ -16,6 +16,7 @@
 //! and credentials; [`McpClient::discover`] always uses a fresh session.
 
 mod guarded_http;
+mod peer_requests;
 mod pool;
 pub mod sse;
 
@@ -402,7 +403,11 @@ impl McpClient {
         config.reinit_on_expired_session = true;
         let refusal = guarded_http::Refusal::default();
         let transport = StreamableHttpClientTransport::with_client(
-            guarded_http::GuardedHttp(self.egress.streaming_client(), refusal.clone()),
+            guarded_http::GuardedHttp(
+                self.egress.streaming_client(),
+                refusal.clone(),
+                peer_requests::Allowance::default(),
+            ),
             config,
         );
         within(target.limits.total_timeout, async {

@@ -57,6 +57,9 @@ pub struct SseTransport {
     auth: Option<HeaderValue>,
     events: Option<Events>,
     post_timeout: Duration,
+    /// The bound on the requests the server sends ([`crate::peer_requests`]).
+    allowance: crate::peer_requests::Allowance,
+    warned: bool,
 }
 
 impl SseTransport {
@@ -111,6 +114,8 @@ impl SseTransport {
             auth,
             events: Some(events),
             post_timeout,
+            allowance: crate::peer_requests::Allowance::default(),
+            warned: false,
         })
     }
 }
@@ -177,6 +182,15 @@ impl Transport<RoleClient> for SseTransport {
                     let Some(data) = ev.data.filter(|d| !d.trim().is_empty()) else {
                         continue;
                     };
+                    if !self.allowance.admits(&data) {
+                        if !self.warned {
+                            self.warned = true;
+                            tracing::warn!(
+                                "the MCP server sends more requests than a session answers; the rest are ignored"
+                            );
+                        }
+                        continue;
+                    }
                     match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
                         Ok(m) => return Some(m),
                         Err(e) => tracing::debug!(error = %e, "ignoring an MCP event that is not a JSON-RPC message"),

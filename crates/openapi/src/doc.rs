@@ -476,11 +476,16 @@ impl Size {
     }
 }
 
-/// The text an alias-expanded YAML document may hold: four times its own, at least 16 MiB
-/// (an anchor reused a few times is common; an anchor reused ten thousand times is a bomb).
+/// The text an alias-expanded YAML document may hold, with the nodes its aliases copy
+/// counted at [`NODE_BYTES`] each: four times its own length, at least 16 MiB (an anchor
+/// reused a few times is common; an anchor reused ten thousand times is a bomb).
 fn max_expanded_bytes_for(len: usize) -> usize {
     len.saturating_mul(4).max(16 << 20)
 }
+
+/// What one node copied by an alias costs in memory, as counted against
+/// [`max_expanded_bytes_for`].
+const NODE_BYTES: usize = std::mem::size_of::<Node<'static>>();
 
 fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
     let mut stack: Vec<Open<'_>> = Vec::new();
@@ -517,7 +522,11 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
                     return Err(SyntaxError::at("an alias refers to an unknown anchor", line, col));
                 };
                 total_nodes = total_nodes.saturating_add(size.nodes);
-                total_bytes = total_bytes.saturating_add(size.bytes);
+                // an alias's copy costs its text and its nodes: a bomb of empty arrays has
+                // no text at all, and each node it copies is memory all the same
+                total_bytes = total_bytes
+                    .saturating_add(size.bytes)
+                    .saturating_add(size.nodes.saturating_mul(NODE_BYTES));
                 if total_nodes > max_nodes {
                     return Err(SyntaxError::at(
                         format!("aliases expand the document beyond {max_nodes} nodes; refusing (an alias bomb?)"),
@@ -528,7 +537,7 @@ fn load_yaml(text: &str, max_nodes: usize) -> Result<Node<'_>, SyntaxError> {
                 if total_bytes > max_bytes {
                     return Err(SyntaxError::at(
                         format!(
-                            "aliases expand the document beyond {max_bytes} bytes of text; refusing (an alias bomb?)"
+                            "aliases expand the document beyond {max_bytes} bytes of text and nodes; refusing (an alias bomb?)"
                         ),
                         line,
                         col,
@@ -840,6 +849,21 @@ mod tests {
         let ok = format!("a: &a \"{long}\"\nb: *a\nc: [*a, *a]\n");
         let (node, _) = load(&ok, 1_000_000).unwrap();
         assert_eq!(node.get("c").and_then(Node::as_array).map(<[_]>::len), Some(2));
+    }
+
+    #[test]
+    fn alias_bombs_of_empty_nodes_are_refused() {
+        // no text at all, and under the node cap a large (padded) document is allowed:
+        // ten million empty arrays would still be gigabytes of memory
+        let empties = vec!["[]"; 1000].join(", ");
+        let thousand = vec!["*a0"; 1000].join(", ");
+        let ten = vec!["*a1"; 10].join(", ");
+        let doc = format!("a0: &a0 [{empties}]\na1: &a1 [{thousand}]\na2: [{ten}]\n");
+        let err = load(&doc, 200_000_000).unwrap_err();
+        assert!(err.message.contains("bytes of text and nodes"), "{err}");
+        // an array of empties reused a few times is fine
+        let ok = format!("a0: &a0 [{empties}]\nb: [*a0, *a0, *a0]\n");
+        assert!(load(&ok, 1_000_000).is_ok());
     }
 
     #[test]

@@ -1,0 +1,172 @@
+//! A bound on the requests an MCP server sends to the client.
+//!
+//! A server may ask the client things (`ping`, `roots/list`, sampling): rmcp answers each
+//! one in a task of its own and sends the answer back as a POST of its own. A server that
+//! sends requests without end (a `ping` per event, or methods the client does not know,
+//! each of which rmcp also logs) would make the client pile up tasks, POSTs and log lines
+//! without bound: gigabytes within one call. Each session gets a bucket of
+//! [`BURST`] requests, filled again at [`REFILL_PER_SEC`]; requests past it are dropped
+//! before rmcp sees them (the server gets no answer to them), with one warning per stream.
+//! Answers and notifications pass untouched.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::Stream;
+use sse_stream::Sse;
+
+/// The requests a session answers at once.
+pub(crate) const BURST: f64 = 32.0;
+/// How many more it answers each second after that.
+pub(crate) const REFILL_PER_SEC: f64 = 4.0;
+
+/// One session's allowance, shared by all its event streams (every answer rmcp POSTs may
+/// come back with an event stream of its own, which must not bring a fresh allowance).
+#[derive(Clone)]
+pub(crate) struct Allowance(Arc<Mutex<Bucket>>);
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Default for Allowance {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Bucket {
+            tokens: BURST,
+            at: Instant::now(),
+        })))
+    }
+}
+
+impl Allowance {
+    /// Takes one request's room; false when there is none left.
+    pub(crate) fn take(&self) -> bool {
+        let Ok(mut b) = self.0.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let refill = now.duration_since(b.at).as_secs_f64() * REFILL_PER_SEC;
+        b.tokens = (b.tokens + refill).min(BURST);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether this message, sent by the server, may go on to rmcp: anything but a request
+    /// over the allowance. `data` is one event's data (one JSON-RPC message, or a batch).
+    pub(crate) fn admits(&self, data: &str) -> bool {
+        let requests = requests_in(data);
+        (0..requests).all(|_| self.take())
+    }
+}
+
+/// How many requests (messages with both `method` and `id`) `data` holds. A quick scan
+/// first: a message without a `"method"` key (every answer) is not parsed again.
+pub(crate) fn requests_in(data: &str) -> usize {
+    if !data.contains("\"method\"") {
+        return 0;
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        method: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        id: Option<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Message {
+        One(Probe),
+        Batch(Vec<Probe>),
+    }
+    let is_request = |p: &Probe| p.method.is_some() && p.id.is_some();
+    match serde_json::from_str::<Message>(data) {
+        Ok(Message::One(p)) => usize::from(is_request(&p)),
+        Ok(Message::Batch(ps)) => ps.iter().filter(|p| is_request(p)).count(),
+        // rmcp will not take it either
+        Err(_) => 0,
+    }
+}
+
+/// An event stream with the session's allowance applied to the requests it carries.
+pub(crate) struct Bounded<S> {
+    inner: S,
+    allowance: Allowance,
+    warned: bool,
+}
+
+impl<S> Bounded<S> {
+    pub(crate) fn new(inner: S, allowance: Allowance) -> Self {
+        Self {
+            inner,
+            allowance,
+            warned: false,
+        }
+    }
+}
+
+impl<S, E> Stream for Bounded<S>
+where
+    S: Stream<Item = Result<Sse, E>> + Unpin,
+{
+    type Item = Result<Sse, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(ev))) => {
+                    let admitted = ev.data.as_deref().is_none_or(|d| self.allowance.admits(d));
+                    if admitted {
+                        return Poll::Ready(Some(Ok(ev)));
+                    }
+                    if !self.warned {
+                        self.warned = true;
+                        tracing::warn!(
+                            "the MCP server sends more requests than a session answers ({BURST} at once, \
+                             {REFILL_PER_SEC} a second); the rest are ignored"
+                        );
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_requests_are_counted() {
+        assert_eq!(requests_in(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), 1);
+        assert_eq!(requests_in(r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#), 0);
+        assert_eq!(requests_in(r#"{"jsonrpc":"2.0","id":1,"result":{"x":"\"method\""}}"#), 0);
+        assert_eq!(requests_in(r#"{"jsonrpc":"2.0","id":1,"result":{"method":"x"}}"#), 0);
+        assert_eq!(
+            requests_in(r#"[{"id":1,"method":"ping"},{"method":"n"},{"id":"a","method":"roots/list"}]"#),
+            2
+        );
+        assert_eq!(requests_in("not json \"method\""), 0);
+    }
+
+    #[test]
+    fn the_allowance_is_a_burst_then_a_trickle() {
+        let a = Allowance::default();
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let admitted = (0..1000).filter(|_| a.admits(ping)).count();
+        assert_eq!(admitted, BURST as usize);
+        // answers and notifications always pass
+        assert!(a.admits(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
+        assert!(a.admits(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#));
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        assert!(a.admits(ping), "refilled after a while");
+    }
+}
