@@ -203,6 +203,9 @@ impl IntoResponse for ApiError {
             Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
             Self::Tool(chatterfly_tools::ToolError::Telegram { retry_after, .. }) => *retry_after,
             Self::Tool(chatterfly_tools::ToolError::Busy { .. }) => Some(1),
+            Self::Coded {
+                code: "server_busy", ..
+            } => Some(1),
             _ => None,
         };
         let upstream_code = match &self {

@@ -363,6 +363,10 @@ pub fn body_timeout(t: Duration) -> ApiError {
     }
 }
 
+/// How long a body that holds room waits for more before it gives its room back (only
+/// bodies without a declared length ever wait holding room).
+const GROW_WAIT: Duration = Duration::from_secs(2);
+
 /// Room for the request bodies in flight, together: each reading request takes room for
 /// the bytes it has received (in KiB), and gives it back when the request ends.
 #[derive(Clone)]
@@ -406,7 +410,10 @@ impl BodyBudget {
     /// (chunked) takes room as its bytes arrive. Taken piece by piece, room would let
     /// large uploads deadlock: each holding part of the budget, each waiting for more,
     /// none finishing until the read timeout. Taken whole, a body waits holding nothing,
-    /// and once it has room it never waits again.
+    /// and once it has room it never waits again. A chunked body cannot be taken whole, so
+    /// when it must wait for more while holding some, it waits [`GROW_WAIT`] at most and
+    /// then gives its room back with `503 server_busy` (and `Retry-After`): of several
+    /// chunked uploads stuck on each other, the first to give up lets the others finish.
     async fn cover(
         &self,
         room: &mut Option<OwnedSemaphorePermit>,
@@ -421,6 +428,11 @@ impl BodyBudget {
         let ask = match (room.is_none(), declared) {
             (true, Some(n)) => usize::try_from(n).unwrap_or(usize::MAX).max(need),
             _ => need - held,
+        };
+        let deadline = if room.is_some() {
+            deadline.min(tokio::time::Instant::now() + GROW_WAIT)
+        } else {
+            deadline
         };
         let more = self.reserve_until(ask, deadline).await?;
         match room {
@@ -654,5 +666,44 @@ mod tests {
         assert!(budget.cover(&mut room, 3 * 1024, None, deadline).await.is_ok());
         assert!(budget.cover(&mut room, 5 * 1024, None, deadline).await.is_ok());
         assert_eq!(room.map(|r| r.num_permits()), Some(5));
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_stuck_on_each_other_do_not_wait_out_the_read_timeout() {
+        // four chunked bodies of 40 KiB through a 100 KiB budget, 10 KiB at a time: each
+        // holds part of the budget and needs more. They cannot all finish; the ones that
+        // give up must do so within GROW_WAIT, not at the read timeout, and let the rest on
+        let budget = BodyBudget::new(100 * 1024);
+        let started = tokio::time::Instant::now();
+        let read_timeout = Duration::from_secs(40);
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let budget = budget.clone();
+            tasks.push(tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + read_timeout;
+                let mut room = None;
+                for chunk in 1..=4usize {
+                    budget.cover(&mut room, chunk * 10 * 1024, None, deadline).await?;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok::<_, ApiError>(tokio::time::Instant::now())
+            }));
+        }
+        let (mut finished, mut busy) = (0, 0);
+        for t in tasks {
+            match t.await {
+                Ok(Ok(at)) => {
+                    finished += 1;
+                    assert!(at - started < read_timeout / 3, "finished only after {:?}", at - started);
+                }
+                Ok(Err(ApiError::Coded { code, .. })) => {
+                    assert_eq!(code, "server_busy");
+                    busy += 1;
+                }
+                other => panic!("unexpected: {:?}", other.map(|r| r.map(|_| ()))),
+            }
+        }
+        assert!(finished >= 2, "{finished} finished, {busy} busy");
+        assert_eq!(budget.kib.available_permits(), 100, "all room given back");
     }
 }
