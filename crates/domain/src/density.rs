@@ -16,7 +16,12 @@ pub const FREE_VALUES: usize = 50_000;
 /// The number of JSON values in `text` (an upper bound: every `,`, `[` and `{` outside a
 /// string starts one), counted without parsing.
 pub fn json_values(text: &[u8]) -> usize {
-    let (mut n, mut in_string, mut escaped) = (1usize, false, false);
+    shape(text).0
+}
+
+/// The values (as [`json_values`]) and the objects (`{` outside a string) in `text`.
+fn shape(text: &[u8]) -> (usize, usize) {
+    let (mut n, mut objects, mut in_string, mut escaped) = (1usize, 0usize, false, false);
     for &b in text {
         if in_string {
             if escaped {
@@ -29,27 +34,40 @@ pub fn json_values(text: &[u8]) -> usize {
         } else {
             match b {
                 b'"' => in_string = true,
-                b',' | b'[' | b'{' => n += 1,
+                b'{' => {
+                    n += 1;
+                    objects += 1;
+                }
+                b',' | b'[' => n += 1,
                 _ => {}
             }
         }
     }
-    n
+    (n, objects)
 }
 
-/// An upstream's answer is parsed unless it holds more than [`FREE_VALUES`] values at
-/// fewer than this many bytes each (`[0,0,0,…]`, `[1,2,3,…]`): a parsed value takes 72
-/// bytes, so below it an answer would cost the server over fourteen times its size. Lists
-/// of small objects (`{"id":10,"name":"item 10","tags":["a","b"]}`) run 7 to 30.
-pub const MIN_ANSWER_BYTES_PER_VALUE: usize = 5;
+/// What one parsed value costs in memory, about (72 bytes, and the room its list grows
+/// into), and what an object costs on top (its map, entry and index table, its key):
+/// measured with serde_json's ordered maps, `[0,0,…]` takes 60 times its text,
+/// `[{"abcd":0},…]` 41 times, a list of small objects
+/// (`{"id":10,"name":"item 10","tags":["a","b"]}`) 17 times, airier ones 8 times.
+pub const VALUE_COST: usize = 90;
+pub const OBJECT_COST: usize = 300;
+/// An upstream's answer is parsed unless it holds more than [`FREE_VALUES`] values and,
+/// by [`VALUE_COST`] and [`OBJECT_COST`], would take more than this many times its size
+/// once parsed; such an answer is handed on as text.
+pub const MAX_ANSWER_COST_PER_BYTE: usize = 20;
 
-/// Whether an answer is too dense to parse (see [`MIN_ANSWER_BYTES_PER_VALUE`]).
+/// Whether an answer is too dense to parse (see [`MAX_ANSWER_COST_PER_BYTE`]).
 pub fn too_dense(text: &[u8]) -> bool {
     if text.len() < FREE_VALUES {
         return false; // fewer bytes than free values: cannot be past the allowance
     }
-    let values = json_values(text);
-    values > FREE_VALUES && values.saturating_mul(MIN_ANSWER_BYTES_PER_VALUE) > text.len()
+    let (values, objects) = shape(text);
+    let cost = values
+        .saturating_mul(VALUE_COST)
+        .saturating_add(objects.saturating_mul(OBJECT_COST));
+    values > FREE_VALUES && cost > text.len().saturating_mul(MAX_ANSWER_COST_PER_BYTE)
 }
 
 #[cfg(test)]
@@ -72,6 +90,11 @@ mod tests {
             r#"{"name": "a real looking value", "login": "octocat", "id": 12345},"#.repeat(FREE_VALUES)
         );
         assert!(!too_dense(airy.as_bytes()));
+        // tiny objects cost more than their values: 41 times their text once parsed
+        let tiny = format!("[{}{{}}]", r#"{"abcd":0},"#.repeat(FREE_VALUES));
+        assert!(too_dense(tiny.as_bytes()));
+        let pairs = format!("[{}[]]", "[1.5,2.3],".repeat(FREE_VALUES));
+        assert!(too_dense(pairs.as_bytes()));
         // commas inside strings are not values
         let strings = format!("[\"{}\"]", ",".repeat(FREE_VALUES * 4));
         assert!(!too_dense(strings.as_bytes()));
