@@ -23,25 +23,31 @@ pub fn secret_forms(value: &str) -> Vec<String> {
         // the UTF-8 bytes read back as Latin-1 (a header echoed by its bytes)
         out.push(value.bytes().map(char::from).collect());
     }
-    // header names and host names come back lowercased
-    out.push(value.to_lowercase());
-    out.push(value.to_uppercase());
-    // a header value loses its outer spaces on the way
-    out.push(value.trim().to_owned());
+    // as is; lowercased and uppercased (header names and host names come back lowercased);
+    // without its outer spaces (a header value loses them on the way). Each of these is
+    // also hidden as text escapes it, since the changed copy can be quoted too.
+    for shown in [
+        value.to_owned(),
+        value.to_lowercase(),
+        value.to_uppercase(),
+        value.trim().to_owned(),
+    ] {
+        // an error page quoting the request
+        let html = html_escaped(&shown);
+        out.push(html.replace("&#39;", "&#x27;"));
+        out.push(html);
+        let debug = format!("{shown:?}");
+        if let Some(inner) = debug.strip_prefix('"').and_then(|d| d.strip_suffix('"')) {
+            out.push(inner.to_owned());
+        }
+        out.push(json_escaped(&shown));
+        out.push(shown);
+    }
     let once = percent_encoded(value);
     // a URL encoded again inside another URL (a redirect's `next=`)
     out.push(percent_encoded(&once));
     out.push(once);
     out.push(url::form_urlencoded::byte_serialize(value.as_bytes()).collect());
-    // an error page quoting the request
-    let html = html_escaped(value);
-    out.push(html.replace("&#39;", "&#x27;"));
-    out.push(html);
-    let debug = format!("{value:?}");
-    if let Some(inner) = debug.strip_prefix('"').and_then(|d| d.strip_suffix('"')) {
-        out.push(inner.to_owned());
-    }
-    out.push(json_escaped(value));
     let mut encoded = vec![
         STANDARD.encode(value),
         STANDARD_NO_PAD.encode(value),
@@ -74,6 +80,57 @@ pub fn percent_encoded(value: &str) -> String {
         }
     }
     out
+}
+
+/// Percent-encoding has many spellings (which characters are escaped, in which hex case,
+/// how many times over): each word of `text` with a `%` in it (words end at whitespace and
+/// at `"'<>,;()[]{}`) is decoded, up to three times, and replaced whole by `mark` when
+/// `holds` finds a secret in one of its decodings. `None` when no word had to go.
+pub fn redact_encoded_words(text: &[u8], mark: &str, holds: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    if !text.contains(&b'%') {
+        return None;
+    }
+    let is_delim = |b: u8| b.is_ascii_whitespace() || b"\"'<>,;()[]{}".contains(&b);
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut start = None;
+    for (i, b) in text.iter().copied().chain(std::iter::once(b' ')).enumerate() {
+        match (start, is_delim(b)) {
+            (None, false) => start = Some(i),
+            (Some(s), true) => {
+                start = None;
+                let word = &text[s..i];
+                if word.contains(&b'%') && decoded_holds(word, &holds) {
+                    let o = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
+                    o.extend_from_slice(&text[copied..s]);
+                    o.extend_from_slice(mark.as_bytes());
+                    copied = i;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = out?;
+    out.extend_from_slice(&text[copied..]);
+    Some(out)
+}
+
+fn decoded_holds(word: &[u8], holds: &impl Fn(&[u8]) -> bool) -> bool {
+    let mut text = std::borrow::Cow::Borrowed(word);
+    for _ in 0..3 {
+        if !text.contains(&b'%') {
+            break;
+        }
+        let decoded: Vec<u8> = percent_encoding::percent_decode(&text).collect();
+        if decoded == *text {
+            break;
+        }
+        if holds(&decoded) {
+            return true;
+        }
+        text = std::borrow::Cow::Owned(decoded);
+    }
+    false
 }
 
 /// `value` as HTML text escapes it.
@@ -164,5 +221,30 @@ mod tests {
             "{echoed}"
         );
         assert!(secret_forms("abc").is_empty());
+        // a changed copy, escaped
+        let quoted = "Ab\"cD\\eF'gh";
+        let forms = secret_forms(quoted);
+        for f in [r#"AB\"CD\\EF'GH"#, r#"ab\"cd\\ef'gh"#, "AB&quot;CD\\EF&#39;GH"] {
+            assert!(forms.iter().any(|x| x == f), "{f} missing");
+        }
+    }
+
+    #[test]
+    fn encoded_words_are_decoded_before_they_are_searched() {
+        let holds = |d: &[u8]| d.windows(7).any(|w| w == b"s3cr:et");
+        let mark = "[X]";
+        let cases = [
+            // lowercase hex, every byte encoded, twice encoded, mixed
+            ("see %73%33%63%72%3a%65%74 here", "see [X] here"),
+            ("url=https://x/?a=s3cr%253Aet&b=1, ok", "[X], ok"),
+            ("\"s3cr%3aet\"", "\"[X]\""),
+        ];
+        for (text, want) in cases {
+            let got =
+                redact_encoded_words(text.as_bytes(), mark, holds).map(|v| String::from_utf8(v).unwrap_or_default());
+            assert_eq!(got.as_deref(), Some(want), "{text}");
+        }
+        assert!(redact_encoded_words(b"100% fine, s3cr and et", mark, holds).is_none());
+        assert!(redact_encoded_words(b"no percent s3cr:et", mark, holds).is_none());
     }
 }

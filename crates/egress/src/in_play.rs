@@ -386,56 +386,14 @@ pub fn redact_log(line: &str) -> Cow<'_, str> {
     }
 }
 
-/// Percent-encoding has many spellings (which characters are escaped, hex case, encoded
-/// again): each word of `line` with a `%` is decoded, up to three times, and replaced whole
-/// when a secret shows in it decoded.
+/// Percent-encoding has many spellings: each word of `line` with a `%` is decoded, up to
+/// three times, and replaced whole when a secret shows in it decoded
+/// ([`crate::forms::redact_encoded_words`]).
 fn redact_encoded_tokens(line: &str, ms: &[Option<Arc<Matcher>>; 2]) -> Option<String> {
-    let is_delim = |c: char| c.is_whitespace() || "\"'<>,;()[]{}".contains(c);
-    let mut out = String::new();
-    let mut copied = 0;
-    let mut changed = false;
-    let mut start = None;
-    for (i, c) in line.char_indices().chain(std::iter::once((line.len(), ' '))) {
-        match (start, is_delim(c)) {
-            (None, false) => start = Some(i),
-            (Some(s), true) => {
-                start = None;
-                let word = &line[s..i];
-                if word.contains('%') && decoded_holds_secret(word, ms) {
-                    out.push_str(&line[copied..s]);
-                    out.push_str(MARK);
-                    copied = i;
-                    changed = true;
-                }
-            }
-            _ => {}
-        }
-    }
-    if !changed {
-        return None;
-    }
-    out.push_str(&line[copied..]);
-    Some(out)
-}
-
-fn decoded_holds_secret(word: &str, ms: &[Option<Arc<Matcher>>; 2]) -> bool {
-    let mut text = Cow::Borrowed(word);
-    for _ in 0..3 {
-        if !text.contains('%') {
-            break;
-        }
-        let decoded = percent_encoding::percent_decode_str(&text)
-            .decode_utf8_lossy()
-            .into_owned();
-        if decoded == *text {
-            break;
-        }
-        if ms.iter().flatten().any(|m| m.ac.is_match(decoded.as_str())) {
-            return true;
-        }
-        text = Cow::Owned(decoded);
-    }
-    false
+    let holds = |decoded: &[u8]| ms.iter().flatten().any(|m| m.ac.is_match(decoded));
+    let out = crate::forms::redact_encoded_words(line.as_bytes(), MARK, holds)?;
+    // whole words (cut at ASCII delimiters) were replaced by ASCII: still UTF-8
+    Some(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// Replaces the credential after `Bearer ` / `Basic ` (any case), as an Authorization header

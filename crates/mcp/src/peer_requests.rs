@@ -148,7 +148,10 @@ mod tests {
     fn only_requests_are_counted() {
         assert_eq!(requests_in(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), 1);
         assert_eq!(requests_in(r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#), 0);
-        assert_eq!(requests_in(r#"{"jsonrpc":"2.0","id":1,"result":{"x":"\"method\""}}"#), 0);
+        assert_eq!(
+            requests_in(r#"{"jsonrpc":"2.0","id":1,"result":{"x":"\"method\""}}"#),
+            0
+        );
         assert_eq!(requests_in(r#"{"jsonrpc":"2.0","id":1,"result":{"method":"x"}}"#), 0);
         assert_eq!(
             requests_in(r#"[{"id":1,"method":"ping"},{"method":"n"},{"id":"a","method":"roots/list"}]"#),

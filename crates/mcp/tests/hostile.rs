@@ -88,10 +88,7 @@ async fn a_server_flooding_the_client_with_requests_gets_a_bounded_number_answer
         limits: Limits::default(),
     };
     for tool in ["ping_flood", "unknown_flood"] {
-        let out = client
-            .call("c1", &target, tool, serde_json::Map::new())
-            .await
-            .unwrap();
+        let out = client.call("c1", &target, tool, serde_json::Map::new()).await.unwrap();
         assert_eq!(out["content"][0]["text"], "done", "{tool}: the answer still arrives");
     }
     // let the answers that were sent land

@@ -857,7 +857,7 @@ mod tests {
         // ten million empty arrays would still be gigabytes of memory
         let empties = vec!["[]"; 1000].join(", ");
         let thousand = vec!["*a0"; 1000].join(", ");
-        let ten = vec!["*a1"; 10].join(", ");
+        let ten = ["*a1"; 10].join(", ");
         let doc = format!("a0: &a0 [{empties}]\na1: &a1 [{thousand}]\na2: [{ten}]\n");
         let err = load(&doc, 200_000_000).unwrap_err();
         assert!(err.message.contains("bytes of text and nodes"), "{err}");

@@ -694,7 +694,11 @@ mod tests {
             match t.await {
                 Ok(Ok(at)) => {
                     finished += 1;
-                    assert!(at - started < read_timeout / 3, "finished only after {:?}", at - started);
+                    assert!(
+                        at - started < read_timeout / 3,
+                        "finished only after {:?}",
+                        at - started
+                    );
                 }
                 Ok(Err(ApiError::Coded { code, .. })) => {
                     assert_eq!(code, "server_busy");

@@ -15,50 +15,12 @@ use serde_json::{Map, Value, json};
 
 pub const MARK: &str = "[REDACTED]";
 
-/// A pattern for `value` with each character URL encoding may escape matched as it is or
-/// percent-encoded (either hex case; a space also as `+`); `None` when every character is
-/// one that is never escaped (the plain needles cover it).
-fn encoding_variants(value: &str) -> Option<regex::bytes::Regex> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
-    if value.chars().all(plain) {
-        return None;
-    }
-    let mut pattern = String::new();
-    for c in value.chars() {
-        if plain(c) {
-            pattern.push_str(&regex::escape(&c.to_string()));
-            continue;
-        }
-        let mut buf = [0u8; 4];
-        let encoded: String = c
-            .encode_utf8(&mut buf)
-            .bytes()
-            .map(|b| format!("%(?i:{b:02x})"))
-            .collect();
-        pattern.push_str(&format!("(?:{}|{encoded}", regex::escape(&c.to_string())));
-        if c == ' ' {
-            pattern.push_str("|\\+");
-        }
-        pattern.push(')');
-    }
-    regex::bytes::RegexBuilder::new(&pattern)
-        .size_limit(1 << 20)
-        .build()
-        .ok()
-}
-
 /// The needles to hide, longest first. While it lives, the secrets are also listed as in
 /// play, so that no log line (a dependency's included) shows them.
 pub struct Redactor {
     /// A searcher per needle, built once per redactor (building one took longer than
     /// searching a short text with it, and every header and string of an answer is one).
     needles: Vec<memchr::memmem::Finder<'static>>,
-    /// Secrets with characters that URL encoding may or may not escape (`+ / = & …`),
-    /// matched with each such character either as it is or percent-encoded (either hex
-    /// case): an upstream echoing a URL re-encodes it its own way. Built the first time a
-    /// text with a `%` is redacted (most answers have none).
-    encodable: Vec<String>,
-    encoded: std::sync::OnceLock<Vec<regex::bytes::Regex>>,
     _in_play: chatterfly_egress::in_play::SecretGuard,
 }
 
@@ -99,28 +61,8 @@ impl Redactor {
             .iter()
             .map(|n| memchr::memmem::Finder::new(n.as_bytes()).into_owned())
             .collect();
-        let plain = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
-        let encodable = values
-            .iter()
-            .filter(|v| v.len() >= 4 && !v.chars().all(plain))
-            .cloned()
-            .collect();
         let _in_play = chatterfly_egress::in_play::hold(values.iter().map(String::as_str));
-        Self {
-            needles,
-            encodable,
-            encoded: std::sync::OnceLock::new(),
-            _in_play,
-        }
-    }
-
-    /// The encoding-variant patterns, when `text` could hold such a variant (it has a `%`).
-    fn variants(&self, text: &[u8]) -> &[regex::bytes::Regex] {
-        if self.encodable.is_empty() || !text.contains(&b'%') {
-            return &[];
-        }
-        self.encoded
-            .get_or_init(|| self.encodable.iter().filter_map(|v| encoding_variants(v)).collect())
+        Self { needles, _in_play }
     }
 
     pub fn text(&self, s: &str) -> String {
@@ -139,7 +81,7 @@ impl Redactor {
     }
 
     /// Every needle, longest first, replaced by the mark where it occurs (leftmost, not
-    /// overlapping), then the encoding variants. One vectorized search per needle over the
+    /// overlapping), then every percent-encoded word that holds one once decoded. One vectorized search per needle over the
     /// input; a copy only when something is found.
     fn bytes<'b>(&self, b: &'b [u8]) -> Cow<'b, [u8]> {
         let mut out = Cow::Borrowed(b);
@@ -161,10 +103,11 @@ impl Redactor {
                 out = Cow::Owned(r);
             }
         }
-        for re in self.variants(&out) {
-            if re.is_match(&out) {
-                out = Cow::Owned(re.replace_all(&out, MARK.as_bytes()).into_owned());
-            }
+        // percent-encoded in any spelling (hex case, which bytes, how many times over):
+        // each word with a `%` is decoded and searched again
+        let holds = |decoded: &[u8]| self.needles.iter().any(|f| f.find(decoded).is_some());
+        if let Some(clean) = chatterfly_egress::forms::redact_encoded_words(&out, MARK, holds) {
+            out = Cow::Owned(clean);
         }
         out
     }
@@ -382,6 +325,26 @@ mod tests {
         let mojibake: String = "CANARYé✓tok".bytes().map(char::from).collect();
         assert_eq!(r.text(&format!("Bearer {mojibake}")), format!("Bearer {MARK}"));
         assert_eq!(r.text("x=CANARY%C3%A9%E2%9C%93tok"), format!("x={MARK}"));
+        // every byte encoded, in lowercase hex, of a token that needs no encoding at all
+        let r = Redactor::for_secrets(AuthType::Bearer, &secrets(&[("token", "CANARYplain42")]));
+        let all: String = "CANARYplain42".bytes().map(|b| format!("%{b:02x}")).collect();
+        assert_eq!(r.text(&format!("seen {all}.")), format!("seen {MARK}"));
+        // a Basic header echoed inside a URL that was itself encoded again
+        let r = Redactor::for_secrets(
+            AuthType::Basic,
+            &secrets(&[("username", "bob-the-user"), ("password", "pw>>?9f3e-secret")]),
+        );
+        // `Ym9iLXRoZS11c2VyOnB3Pj4/OWYzZS1zZWNyZXQ=`: the `/` splits the password's part
+        let pair = STANDARD.encode("bob-the-user:pw>>?9f3e-secret");
+        let twice = chatterfly_egress::forms::percent_encoded(&chatterfly_egress::forms::percent_encoded(&format!(
+            "Basic {pair}"
+        )));
+        let lower_hex = twice
+            .replace("%252B", "%252b")
+            .replace("%252F", "%252f")
+            .replace("%253D", "%253d");
+        let out = r.text(&format!("next={lower_hex}"));
+        assert!(!out.contains(&pair[24..38]) && out.contains(MARK), "{out}");
     }
 
     #[test]
