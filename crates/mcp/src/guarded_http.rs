@@ -13,6 +13,9 @@
 //! POST with an event stream). The stream is handed to rmcp wrapped in [`Drained`], which
 //! reads what is left of it in the background, within a short time and a few events, so
 //! the connection is kept for the next call.
+//!
+//! Every event stream (a POST's, and the standalone GET one) passes through the session's
+//! [`Allowance`] for requests the server sends the client ([`crate::peer_requests`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,7 +34,7 @@ use crate::peer_requests::{Allowance, Bounded};
 pub(crate) struct GuardedHttp(
     pub(crate) reqwest::Client,
     pub(crate) Refusal,
-    pub(crate) crate::peer_requests::Allowance,
+    pub(crate) Allowance,
 );
 
 /// The HTTP status of the last answer that refused a POST (0: none). rmcp flattens the
