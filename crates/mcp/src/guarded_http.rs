@@ -31,11 +31,7 @@ use sse_stream::Sse;
 use crate::peer_requests::{Allowance, Bounded};
 
 #[derive(Clone)]
-pub(crate) struct GuardedHttp(
-    pub(crate) reqwest::Client,
-    pub(crate) Refusal,
-    pub(crate) Allowance,
-);
+pub(crate) struct GuardedHttp(pub(crate) reqwest::Client, pub(crate) Refusal, pub(crate) Allowance);
 
 /// The HTTP status of the last answer that refused a POST (0: none). rmcp flattens the
 /// refusal into text inside its worker, so the status is kept here for the error that the
