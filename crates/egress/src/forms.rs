@@ -26,12 +26,20 @@ pub fn secret_forms(value: &str) -> Vec<String> {
     // as is; lowercased and uppercased (header names and host names come back lowercased);
     // without its outer spaces (a header value loses them on the way). Each of these is
     // also hidden as text escapes it, since the changed copy can be quoted too.
+    // (a value of printable ASCII without `& < > " ' \` escapes to itself every way)
+    let escapes = value
+        .bytes()
+        .any(|b| !(0x20..0x7f).contains(&b) || b"&<>\"'\\".contains(&b));
     for shown in [
         value.to_owned(),
         value.to_lowercase(),
         value.to_uppercase(),
         value.trim().to_owned(),
     ] {
+        if !escapes {
+            out.push(shown);
+            continue;
+        }
         // an error page quoting the request
         let html = html_escaped(&shown);
         out.push(html.replace("&#39;", "&#x27;"));
