@@ -48,13 +48,22 @@ pub fn secret_forms(value: &str) -> Vec<String> {
         if let Some(inner) = debug.strip_prefix('"').and_then(|d| d.strip_suffix('"')) {
             out.push(inner.to_owned());
         }
-        out.push(json_escaped(&shown));
+        let json = json_escaped(&shown);
+        // JSON inside a JSON string
+        out.push(json_escaped(&json));
+        // with non-ASCII as `\uXXXX` (Python's `json.dumps`, and others by default)
+        out.push(ascii_escaped(&json));
+        out.push(json);
+        // XML-style, quotes left alone, and `&apos;`
+        let markup = shown.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        out.push(markup.replace('\'', "&apos;").replace('"', "&quot;"));
+        out.push(markup);
         out.push(shown);
     }
     let once = percent_encoded(value);
     // a URL encoded again inside another URL (a redirect's `next=`)
     out.push(percent_encoded(&once));
-    out.push(once);
+    out.push(once.clone());
     out.push(url::form_urlencoded::byte_serialize(value.as_bytes()).collect());
     let mut encoded = vec![
         STANDARD.encode(value),
@@ -63,6 +72,11 @@ pub fn secret_forms(value: &str) -> Vec<String> {
         URL_SAFE_NO_PAD.encode(value),
     ];
     encoded.extend(base64_cores(value.as_bytes()));
+    if once != value {
+        // the percent-encoded value inside base64 (a page cursor that encodes the request
+        // URL, `?key=…`)
+        encoded.extend(base64_cores(once.as_bytes()));
+    }
     for e in encoded {
         // base64 with `+ / =` echoed inside a URL (`Basic%20…%2B…%3D`)
         let pe = percent_encoded(&e);
@@ -98,7 +112,22 @@ pub fn redact_encoded_words(text: &[u8], mark: &str, holds: impl Fn(&[u8]) -> bo
     if !text.contains(&b'%') {
         return None;
     }
-    let is_delim = |b: u8| b.is_ascii_whitespace() || b"\"'<>,;()[]{}".contains(&b);
+    // words cut at punctuation first; then at spaces, quotes and angle brackets only, for
+    // the encoders that leave `' ( ) , ;` and the like as they are (`encodeURIComponent`)
+    let strict = |b: u8| b.is_ascii_whitespace() || b"\"'<>,;()[]{}".contains(&b);
+    let loose = |b: u8| b.is_ascii_whitespace() || b"\"<>".contains(&b);
+    match encoded_words_pass(text, mark, &holds, strict) {
+        Some(once) => Some(encoded_words_pass(&once, mark, &holds, loose).unwrap_or(once)),
+        None => encoded_words_pass(text, mark, &holds, loose),
+    }
+}
+
+fn encoded_words_pass(
+    text: &[u8],
+    mark: &str,
+    holds: &impl Fn(&[u8]) -> bool,
+    is_delim: impl Fn(u8) -> bool,
+) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     let mut start = None;
@@ -108,7 +137,7 @@ pub fn redact_encoded_words(text: &[u8], mark: &str, holds: impl Fn(&[u8]) -> bo
             (Some(s), true) => {
                 start = None;
                 let word = &text[s..i];
-                if word.contains(&b'%') && decoded_holds(word, &holds) {
+                if word.contains(&b'%') && decoded_holds(word, holds) {
                     let o = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
                     o.extend_from_slice(&text[copied..s]);
                     o.extend_from_slice(mark.as_bytes());
@@ -139,6 +168,22 @@ fn decoded_holds(word: &[u8], holds: &impl Fn(&[u8]) -> bool) -> bool {
         text = std::borrow::Cow::Owned(decoded);
     }
     false
+}
+
+/// `json` (JSON-escaped text) with every non-ASCII character as `\uXXXX` (UTF-16).
+fn ascii_escaped(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// `value` as HTML text escapes it.
@@ -234,6 +279,42 @@ mod tests {
         let forms = secret_forms(quoted);
         for f in [r#"AB\"CD\\EF'GH"#, r#"ab\"cd\\ef'gh"#, "AB&quot;CD\\EF&#39;GH"] {
             assert!(forms.iter().any(|x| x == f), "{f} missing");
+        }
+    }
+
+    #[test]
+    fn what_other_encoders_write_is_listed_or_decoded() {
+        let secret = "Ab'Cd+Ef(9f3e)Gh/Ij\"ü<&>";
+        let forms = secret_forms(secret);
+        let holds = |d: &[u8]| forms.iter().any(|f| d.windows(f.len()).any(|w| w == f.as_bytes()));
+        let hidden = |text: &str| {
+            holds(text.as_bytes())
+                || redact_encoded_words(text.as_bytes(), "[X]", holds)
+                    .is_some_and(|t| !t.windows(6).any(|w| w == b"9f3e)G" || w == b"9f3e%2"))
+        };
+        // JavaScript's encodeURIComponent leaves `'` `(` `)` as they are
+        let js: String = secret
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let inner_json = serde_json::to_string(secret).unwrap_or_default();
+        let twice_json = serde_json::to_string(&inner_json).unwrap_or_default();
+        let cases = [
+            format!("see ({js}) there"),
+            twice_json,
+            r#"Ab'Cd+Ef(9f3e)Gh/Ij\"\u00fc<&>"#.to_owned(),
+            "Ab&apos;Cd+Ef(9f3e)Gh/Ij&quot;ü&lt;&amp;&gt;".to_owned(),
+            "Ab'Cd+Ef(9f3e)Gh/Ij\"ü&lt;&amp;&gt;".to_owned(),
+            STANDARD.encode(format!("https://h/x?key={}&page=2", percent_encoded(secret))),
+        ];
+        for text in cases {
+            assert!(hidden(&text), "{text}");
         }
     }
 

@@ -20,7 +20,7 @@ use sse_stream::Sse;
 /// The requests a session answers at once.
 pub(crate) const BURST: f64 = 32.0;
 /// How many more it answers each second after that.
-pub(crate) const REFILL_PER_SEC: f64 = 4.0;
+pub(crate) const REFILL_PER_SEC: f64 = 1.0;
 
 /// One session's allowance, shared by all its event streams (every answer rmcp POSTs may
 /// come back with an event stream of its own, which must not bring a fresh allowance).
@@ -169,7 +169,7 @@ mod tests {
         // answers and notifications always pass
         assert!(a.admits(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
         assert!(a.admits(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#));
-        std::thread::sleep(std::time::Duration::from_millis(600));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
         assert!(a.admits(ping), "refilled after a while");
     }
 }

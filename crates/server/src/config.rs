@@ -42,6 +42,18 @@ pub struct Config {
     #[arg(long, env = "CHATTERFLY_MAX_INFLIGHT_BODY_BYTES", global = true)]
     pub max_inflight_body_bytes: Option<usize>,
 
+    /// Upstream answers being handled at once, server-wide, counted as what they cost in
+    /// memory (a JSON answer about 24 times its size, any other 3 times; answers under
+    /// 64 KiB free): a call whose answer finds no room waits up to 10 s, then 503
+    /// `server_busy`.
+    #[arg(
+        long,
+        env = "CHATTERFLY_MAX_INFLIGHT_ANSWER_BYTES",
+        default_value_t = chatterfly_tools::answers::DEFAULT_BYTES,
+        global = true
+    )]
+    pub max_inflight_answer_bytes: usize,
+
     /// Most client connections open at once; more wait in the listen backlog.
     #[arg(long, env = "CHATTERFLY_MAX_CONNECTIONS", default_value_t = 4096, global = true)]
     pub max_connections: usize,

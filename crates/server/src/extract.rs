@@ -141,6 +141,8 @@ pub async fn session_owner(
 pub struct Body {
     req: Option<Request>,
     _room: Option<OwnedSemaphorePermit>,
+    /// The room taken from the sender's share of the budget ([`BodyBudget::share_of`]).
+    _share: Option<OwnedSemaphorePermit>,
     _heavy: Option<OwnedSemaphorePermit>,
 }
 
@@ -151,6 +153,7 @@ impl FromRequest<AppState> for Body {
         Ok(Self {
             req: Some(req),
             _room: None,
+            _share: None,
             _heavy: None,
         })
     }
@@ -282,10 +285,17 @@ impl Body {
             .req
             .take()
             .ok_or_else(|| ApiError::Internal("the body was read twice".into()))?;
+        // who sends it: their credential (a token or a session), so that one sender's
+        // bodies cannot take the whole budget
+        let sender = [header::AUTHORIZATION, header::COOKIE]
+            .iter()
+            .find_map(|h| req.headers().get(h))
+            .map(|v| state.bodies.sender_key(v.as_bytes()));
         let deadline = tokio::time::Instant::now() + wait;
         let mut body = req.into_body();
         let mut buf: Vec<u8> = Vec::new();
         let mut room: Option<OwnedSemaphorePermit> = None;
+        let mut share: Option<OwnedSemaphorePermit> = None;
         loop {
             let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
                 Err(_) => return Err(body_timeout(wait)),
@@ -303,6 +313,10 @@ impl Body {
             if buf.len() + data.len() > limit {
                 return Err(too_large(limit));
             }
+            if let Some(sender) = sender {
+                let of_sender = state.bodies.share_of(sender);
+                cover_in(&of_sender, &mut share, buf.len() + data.len(), declared, deadline).await?;
+            }
             state
                 .bodies
                 .cover(&mut room, buf.len() + data.len(), declared, deadline)
@@ -310,6 +324,7 @@ impl Body {
             buf.extend_from_slice(&data);
         }
         self._room = room;
+        self._share = share;
         if buf.len() > state.limits.max_body {
             // parsed, a large body takes many times its size: a few at a time
             self._heavy = Some(state.heavy_turn().await?);
@@ -369,51 +384,68 @@ const GROW_WAIT: Duration = Duration::from_secs(2);
 
 /// Room for the request bodies in flight, together: each reading request takes room for
 /// the bytes it has received (in KiB), and gives it back when the request ends.
+///
+/// One sender (one token or session) may hold at most a quarter of it
+/// ([`SENDER_SHARE`]): bodies that declare much and send slowly would otherwise let one
+/// user hold the whole budget and stall everyone's uploads until the read timeout.
 #[derive(Clone)]
 pub struct BodyBudget {
+    kib: Budget,
+    shares: Arc<std::sync::Mutex<std::collections::HashMap<u64, Budget>>>,
+    share_kib: u32,
+    hasher: std::hash::RandomState,
+}
+
+/// The part of the body budget one sender may hold: one in this many.
+pub const SENDER_SHARE: u32 = 4;
+
+/// A semaphore of KiB and its size.
+#[derive(Clone)]
+struct Budget {
     kib: Arc<Semaphore>,
     total_kib: u32,
+}
+
+impl Budget {
+    fn new(total_kib: u32) -> Self {
+        Self {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
 }
 
 impl BodyBudget {
     pub fn new(bytes: usize) -> Self {
         let total_kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX >> 3).max(1);
         Self {
-            kib: Arc::new(Semaphore::new(total_kib as usize)),
-            total_kib,
+            kib: Budget::new(total_kib),
+            shares: Arc::default(),
+            share_kib: (total_kib / SENDER_SHARE).max(1),
+            hasher: std::hash::RandomState::new(),
         }
     }
 
-    /// Room for `bytes` more (rounded up to KiB), waiting until `deadline` at most: 503
-    /// `server_busy` after that.
-    async fn reserve_until(
-        &self,
-        bytes: usize,
-        deadline: tokio::time::Instant,
-    ) -> Result<OwnedSemaphorePermit, ApiError> {
-        let want = u32::try_from(bytes.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.total_kib);
-        match tokio::time::timeout_at(deadline, self.kib.clone().acquire_many_owned(want)).await {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(ApiError::Internal("the body budget is closed".into())),
-            Err(_) => Err(ApiError::Coded {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "server_busy",
-                detail: "too many large requests are being received at once; try again shortly".into(),
-            }),
-        }
+    /// A key for the sender of a body, from its credential (not kept).
+    fn sender_key(&self, credential: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(credential)
     }
 
-    /// Makes `room` cover `need` bytes of one body. The first time, a body that declared
-    /// its length takes room for all of it in one go; a body without a declared length
-    /// (chunked) takes room as its bytes arrive. Taken piece by piece, room would let
-    /// large uploads deadlock: each holding part of the budget, each waiting for more,
-    /// none finishing until the read timeout. Taken whole, a body waits holding nothing,
-    /// and once it has room it never waits again. A chunked body cannot be taken whole, so
-    /// when it must wait for more while holding some, it waits [`GROW_WAIT`] at most and
-    /// then gives its room back with `503 server_busy` (and `Retry-After`): of several
-    /// chunked uploads stuck on each other, the first to give up lets the others finish.
+    /// The sender's share of the budget. Shares nobody holds or waits for are dropped.
+    fn share_of(&self, sender: u64) -> Budget {
+        let Ok(mut shares) = self.shares.lock() else {
+            return Budget::new(self.share_kib);
+        };
+        if shares.len() > 16 {
+            shares.retain(|_, b| Arc::strong_count(&b.kib) > 1);
+        }
+        shares
+            .entry(sender)
+            .or_insert_with(|| Budget::new(self.share_kib))
+            .clone()
+    }
+
     async fn cover(
         &self,
         room: &mut Option<OwnedSemaphorePermit>,
@@ -421,31 +453,71 @@ impl BodyBudget {
         declared: Option<u64>,
         deadline: tokio::time::Instant,
     ) -> Result<(), ApiError> {
-        let held = room.as_ref().map_or(0, |r| r.num_permits().saturating_mul(1024));
-        if need <= held {
-            return Ok(());
-        }
-        let ask = match (room.is_none(), declared) {
-            (true, Some(n)) => usize::try_from(n).unwrap_or(usize::MAX).max(need),
-            _ => need - held,
-        };
-        let deadline = if room.is_some() {
-            deadline.min(tokio::time::Instant::now() + GROW_WAIT)
-        } else {
-            deadline
-        };
-        let more = self.reserve_until(ask, deadline).await?;
-        match room {
-            Some(r) => r.merge(more),
-            None => *room = Some(more),
-        }
-        Ok(())
+        cover_in(&self.kib, room, need, declared, deadline).await
     }
 
     #[cfg(test)]
     async fn reserve(&self, bytes: usize, wait: Duration) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.reserve_until(bytes, tokio::time::Instant::now() + wait).await
+        reserve_until(&self.kib, bytes, tokio::time::Instant::now() + wait).await
     }
+}
+
+/// Room for `bytes` more (rounded up to KiB) in `budget`, waiting until `deadline` at
+/// most: 503 `server_busy` after that.
+async fn reserve_until(
+    budget: &Budget,
+    bytes: usize,
+    deadline: tokio::time::Instant,
+) -> Result<OwnedSemaphorePermit, ApiError> {
+    let want = u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, budget.total_kib);
+    match tokio::time::timeout_at(deadline, budget.kib.clone().acquire_many_owned(want)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(ApiError::Internal("the body budget is closed".into())),
+        Err(_) => Err(ApiError::Coded {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "server_busy",
+            detail: "too many large requests are being received at once; try again shortly".into(),
+        }),
+    }
+}
+
+/// Makes `room` cover `need` bytes of one body. The first time, a body that declared
+/// its length takes room for all of it in one go; a body without a declared length
+/// (chunked) takes room as its bytes arrive. Taken piece by piece, room would let
+/// large uploads deadlock: each holding part of the budget, each waiting for more,
+/// none finishing until the read timeout. Taken whole, a body waits holding nothing,
+/// and once it has room it never waits again. A chunked body cannot be taken whole, so
+/// when it must wait for more while holding some, it waits [`GROW_WAIT`] at most and
+/// then gives its room back with `503 server_busy` (and `Retry-After`): of several
+/// chunked uploads stuck on each other, the first to give up lets the others finish.
+async fn cover_in(
+    budget: &Budget,
+    room: &mut Option<OwnedSemaphorePermit>,
+    need: usize,
+    declared: Option<u64>,
+    deadline: tokio::time::Instant,
+) -> Result<(), ApiError> {
+    let held = room.as_ref().map_or(0, |r| r.num_permits().saturating_mul(1024));
+    if need <= held {
+        return Ok(());
+    }
+    let ask = match (room.is_none(), declared) {
+        (true, Some(n)) => usize::try_from(n).unwrap_or(usize::MAX).max(need),
+        _ => need - held,
+    };
+    let deadline = if room.is_some() {
+        deadline.min(tokio::time::Instant::now() + GROW_WAIT)
+    } else {
+        deadline
+    };
+    let more = reserve_until(budget, ask, deadline).await?;
+    match room {
+        Some(r) => r.merge(more),
+        None => *room = Some(more),
+    }
+    Ok(())
 }
 
 pub use chatterfly_domain::density::{FREE_VALUES, MIN_BYTES_PER_VALUE, json_values};
@@ -669,6 +741,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_sender_holds_at_most_a_share_of_the_budget() {
+        // a sender declaring much and sending little: its bodies beyond its quarter wait
+        // holding nothing, and another sender still finds room
+        let budget = BodyBudget::new(400 * 1024);
+        let greedy = budget.sender_key(b"Bearer greedy");
+        let deadline = || tokio::time::Instant::now() + Duration::from_millis(300);
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut share = None;
+            let share_budget = budget.share_of(greedy);
+            let mut room = None;
+            let taken = async {
+                cover_in(&share_budget, &mut share, 1024, Some(50 * 1024), deadline()).await?;
+                budget.cover(&mut room, 1024, Some(50 * 1024), deadline()).await
+            }
+            .await;
+            held.push((taken.is_ok(), share, room));
+        }
+        let ok = held.iter().filter(|(ok, ..)| *ok).count();
+        assert_eq!(ok, 2, "two bodies of 50 KiB fill a 100 KiB share");
+        assert_eq!(budget.kib.kib.available_permits(), 300);
+        let other = budget.share_of(budget.sender_key(b"Bearer other"));
+        let (mut share, mut room) = (None, None);
+        assert!(
+            cover_in(&other, &mut share, 1024, Some(90 * 1024), deadline())
+                .await
+                .is_ok()
+        );
+        assert!(budget.cover(&mut room, 1024, Some(90 * 1024), deadline()).await.is_ok());
+        drop(held);
+        drop((share, room, other));
+        for i in 0..40u32 {
+            drop(budget.share_of(budget.sender_key(&i.to_be_bytes())));
+        }
+        assert!(
+            budget.shares.lock().map(|s| s.len()).unwrap_or(99) <= 17,
+            "idle shares are dropped"
+        );
+    }
+
+    #[tokio::test]
     async fn chunked_bodies_stuck_on_each_other_do_not_wait_out_the_read_timeout() {
         // four chunked bodies of 40 KiB through a 100 KiB budget, 10 KiB at a time: each
         // holds part of the budget and needs more. They cannot all finish; the ones that
@@ -708,6 +821,6 @@ mod tests {
             }
         }
         assert!(finished >= 2, "{finished} finished, {busy} busy");
-        assert_eq!(budget.kib.available_permits(), 100, "all room given back");
+        assert_eq!(budget.kib.kib.available_permits(), 100, "all room given back");
     }
 }

@@ -10,6 +10,7 @@
 //! and timing only.
 
 pub mod accounts;
+pub mod answers;
 mod audit;
 mod builtin;
 mod credentials;
@@ -104,6 +105,10 @@ pub enum ToolError {
         "this workspace has {limit} tool calls under way on this server, its bound (CHATTERFLY_MAX_CALLS_PER_WORKSPACE); try again in a moment"
     )]
     Busy { limit: usize },
+    /// The answers being handled at once have the server's budget for them
+    /// (`CHATTERFLY_MAX_INFLIGHT_ANSWER_BYTES`), and none finished in time.
+    #[error("too many large answers are being handled on this server at once; try again in a moment")]
+    ServerBusy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -133,6 +138,7 @@ impl ToolError {
             } => "invalid_credentials",
             Self::Telegram { .. } => "telegram_error",
             Self::Busy { .. } => "workspace_busy",
+            Self::ServerBusy => "server_busy",
             Self::Internal(_) => "internal",
         }
     }
@@ -186,6 +192,9 @@ pub fn connection_tool_name(tool: &str) -> Option<ToolName> {
 pub struct Output {
     pub output: Value,
     pub duration_ms: u64,
+    /// The answer's room in the server-wide budget ([`answers`]), held until the output
+    /// has been handed on.
+    pub room: answers::AnswerRoom,
 }
 
 type ValidatorKey = (String, String, String);
@@ -205,6 +214,8 @@ pub struct Tools {
     pub outbound: outbound::Outbound,
     /// Counts of calls, for `/metrics`.
     pub metrics: outbound::CallMetrics,
+    /// Room for the answers being handled at once, server-wide.
+    pub answers: answers::Answers,
 }
 
 const VALIDATOR_CACHE: usize = 4096;
@@ -230,6 +241,7 @@ impl Tools {
             sa_tokens: gmail::ServiceAccountTokens::default(),
             outbound: outbound::Outbound::default(),
             metrics: outbound::CallMetrics::default(),
+            answers: answers::Answers::default(),
         }
     }
 
@@ -299,6 +311,7 @@ impl Tools {
         let mut slug = None;
         let mut participant_used = None;
         let mut kind = "unknown";
+        let mut room = answers::AnswerRoom::none();
         let slot = if call.wait_for_room {
             self.outbound.enter_waiting(call.workspace_id, outbound::RUN_WAIT).await
         } else {
@@ -306,7 +319,7 @@ impl Tools {
         };
         let result = match slot {
             Some(_slot) => {
-                self.dispatch(&mut call, &mut slug, &mut participant_used, &mut kind)
+                self.dispatch(&mut call, &mut slug, &mut participant_used, &mut kind, &mut room)
                     .await
             }
             None => {
@@ -324,7 +337,11 @@ impl Tools {
         );
         let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         if matches!(result, Err(ToolError::Busy { .. })) && !self.outbound.audit_refusal(call.workspace_id) {
-            return result.map(|output| Output { output, duration_ms });
+            return result.map(|output| Output {
+                output,
+                duration_ms,
+                room,
+            });
         }
         let (ok, http_status, code) = match &result {
             Ok(v) => (
@@ -350,7 +367,11 @@ impl Tools {
                 run_id: call.run_id.map(str::to_owned),
             })
             .await;
-        result.map(|output| Output { output, duration_ms })
+        result.map(|output| Output {
+            output,
+            duration_ms,
+            room,
+        })
     }
 
     async fn dispatch(
@@ -359,6 +380,7 @@ impl Tools {
         slug_out: &mut Option<String>,
         participant_out: &mut Option<String>,
         kind_out: &mut &'static str,
+        room: &mut answers::AnswerRoom,
     ) -> Result<Value, ToolError> {
         // a participant is always one of this workspace's, whatever the tool
         let participant = match call.participant {
@@ -437,7 +459,7 @@ impl Tools {
         };
         match conn.draft.service_type {
             ServiceType::Http | ServiceType::Openapi => {
-                self.call_http(conn, op, &call.arguments, secrets.as_ref()).await
+                self.call_http(conn, op, &call.arguments, secrets.as_ref(), room).await
             }
             ServiceType::Mcp => {
                 let none = SecretFields::default();
@@ -689,6 +711,7 @@ impl Tools {
         op: &Operation,
         args: &Value,
         secrets: Option<&SecretFields>,
+        room: &mut answers::AnswerRoom,
     ) -> Result<Value, ToolError> {
         let (Some(method), Some(path)) = (op.method, op.path.as_ref()) else {
             return Err(ToolError::Internal("an HTTP operation without method or path".into()));
@@ -732,6 +755,16 @@ impl Tools {
         }
         let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets.unwrap_or(&none));
         let resp = self.egress.send(req, self.limits_for(conn)).await?;
+        let json = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("json"));
+        *room = self
+            .answers
+            .take(resp.body.len(), json)
+            .await
+            .ok_or(ToolError::ServerBusy)?;
         Ok(redactor.output(resp.status.as_u16(), &resp.headers, &resp.body))
     }
 }
