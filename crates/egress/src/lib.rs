@@ -17,6 +17,7 @@
 //! `clippy.toml` forbids building a `reqwest::Client` anywhere else, so no code path can
 //! bypass the guard by accident. This crate never logs a URL's query or a header value.
 
+pub mod answers;
 pub mod forms;
 pub mod in_play;
 pub mod ip;
@@ -68,6 +69,10 @@ pub enum EgressError {
     UnsupportedEncoding(String),
     #[error("cannot build the HTTP client: {0}")]
     Setup(String),
+    /// The answers being read and handled at once have the server's budget for them
+    /// (`CHATTERFLY_MAX_INFLIGHT_ANSWER_BYTES`), and none finished in time.
+    #[error("too many large answers are being handled on this server at once; try again in a moment")]
+    Busy,
 }
 
 impl EgressError {
@@ -84,6 +89,7 @@ impl EgressError {
             Self::Http(_) => "upstream_error",
             Self::UnsupportedEncoding(_) => "upstream_encoding",
             Self::Setup(_) => "internal",
+            Self::Busy => "server_busy",
         }
     }
 }
@@ -155,6 +161,9 @@ pub struct OutboundResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The answer's room in the budget for answers in flight, held as long as this (or
+    /// what the body becomes) lives.
+    pub room: answers::AnswerRoom,
     /// The URL of the last hop.
     pub url: Url,
     pub redirects: usize,
@@ -167,6 +176,8 @@ pub struct Egress {
     allow: Arc<AllowList>,
     resolver: Arc<dyn Resolver>,
     max: Limits,
+    /// Room for the answers being read and handled at once ([`answers`]).
+    answers: answers::Answers,
 }
 
 impl Egress {
@@ -214,7 +225,14 @@ impl Egress {
             allow,
             resolver,
             max,
+            answers: answers::Answers::default(),
         })
+    }
+
+    /// The same client with its own budget for answers in flight.
+    pub fn with_answers(mut self, answers: answers::Answers) -> Self {
+        self.answers = answers;
+        self
     }
 
     pub fn max_limits(&self) -> Limits {
@@ -365,11 +383,17 @@ impl Egress {
             // a body still encoded could hide an echoed credential from redaction: it is
             // decoded here (one layer of gzip, deflate or br) or withheld
             let coding = body_coding(&headers)?;
-            let raw = read_capped(resp, limits.max_response_bytes, &url, limits).await?;
+            let factor = answers::factor(&headers);
+            let mut room = answers::AnswerRoom::none();
+            let raw = read_capped(resp, &url, limits, (&self.answers, &mut room, factor)).await?;
             let body = match coding {
                 None => raw,
                 Some(c) => {
                     let decoded = decode(c, &raw, limits.max_response_bytes)?;
+                    drop(raw);
+                    if !self.answers.cover(&mut room, decoded.len(), factor).await {
+                        return Err(EgressError::Busy);
+                    }
                     headers.remove(reqwest::header::CONTENT_ENCODING);
                     headers.remove(CONTENT_LENGTH);
                     decoded
@@ -379,6 +403,7 @@ impl Egress {
                 status,
                 headers,
                 body,
+                room,
                 url,
                 redirects,
             });
@@ -559,14 +584,30 @@ fn decode(coding: Coding, raw: &[u8], cap: usize) -> Result<Bytes, EgressError> 
     Ok(Bytes::from(out))
 }
 
-async fn read_capped(mut resp: reqwest::Response, cap: usize, url: &Url, limits: Limits) -> Result<Bytes, EgressError> {
-    if resp.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(EgressError::TooLarge { limit: cap });
+/// The body, at most `limits.max_response_bytes`, with room in the answers' budget taken
+/// for all of a declared length before reading, or as the bytes arrive.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    url: &Url,
+    limits: Limits,
+    (answers, room, factor): (&answers::Answers, &mut answers::AnswerRoom, usize),
+) -> Result<Bytes, EgressError> {
+    let cap = limits.max_response_bytes;
+    if let Some(n) = resp.content_length() {
+        if n > cap as u64 {
+            return Err(EgressError::TooLarge { limit: cap });
+        }
+        if !answers.cover(room, usize::try_from(n).unwrap_or(cap), factor).await {
+            return Err(EgressError::Busy);
+        }
     }
     let mut buf = BytesMut::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| map_reqwest(e, url, limits))? {
         if buf.len() + chunk.len() > cap {
             return Err(EgressError::TooLarge { limit: cap });
+        }
+        if !answers.cover(room, buf.len() + chunk.len(), factor).await {
+            return Err(EgressError::Busy);
         }
         buf.extend_from_slice(&chunk);
     }

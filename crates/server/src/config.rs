@@ -49,7 +49,7 @@ pub struct Config {
     #[arg(
         long,
         env = "CHATTERFLY_MAX_INFLIGHT_ANSWER_BYTES",
-        default_value_t = chatterfly_tools::answers::DEFAULT_BYTES,
+        default_value_t = chatterfly_egress::answers::DEFAULT_BYTES,
         global = true
     )]
     pub max_inflight_answer_bytes: usize,

@@ -123,6 +123,7 @@ fn egress_status(e: &chatterfly_egress::EgressError) -> StatusCode {
         E::InvalidUrl(_) => StatusCode::UNPROCESSABLE_ENTITY,
         E::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         E::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        E::Busy => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     }
 }
@@ -151,7 +152,6 @@ fn tool_status(e: &chatterfly_tools::ToolError) -> StatusCode {
         T::Telegram { .. } => StatusCode::BAD_GATEWAY,
         T::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         T::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
-        T::ServerBusy => StatusCode::SERVICE_UNAVAILABLE,
         T::Egress(e) | T::Mcp(M::Egress(e)) => egress_status(e),
         T::Mcp(M::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
         T::Mcp(_) => StatusCode::BAD_GATEWAY,
@@ -203,7 +203,13 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
             Self::Tool(chatterfly_tools::ToolError::Telegram { retry_after, .. }) => *retry_after,
-            Self::Tool(chatterfly_tools::ToolError::Busy { .. } | chatterfly_tools::ToolError::ServerBusy) => Some(1),
+            Self::Tool(
+                chatterfly_tools::ToolError::Busy { .. }
+                | chatterfly_tools::ToolError::Egress(chatterfly_egress::EgressError::Busy)
+                | chatterfly_tools::ToolError::Mcp(chatterfly_mcp::McpError::Egress(
+                    chatterfly_egress::EgressError::Busy,
+                )),
+            ) => Some(1),
             Self::Coded {
                 code: "server_busy", ..
             } => Some(1),

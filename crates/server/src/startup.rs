@@ -291,7 +291,10 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         );
     }
     let egress = chatterfly_egress::Egress::new(allow, app.config.egress_limits())
-        .map_err(|e| StartupError::Config(e.to_string()))?;
+        .map_err(|e| StartupError::Config(e.to_string()))?
+        .with_answers(chatterfly_egress::answers::Answers::new(
+            app.config.max_inflight_answer_bytes,
+        ));
     let state = crate::api::AppState::new(&app, &url, egress);
     state.runner.start_upkeep();
     state.flows.start_workers();

@@ -10,7 +10,6 @@
 //! and timing only.
 
 pub mod accounts;
-pub mod answers;
 mod audit;
 mod builtin;
 mod credentials;
@@ -105,10 +104,6 @@ pub enum ToolError {
         "this workspace has {limit} tool calls under way on this server, its bound (CHATTERFLY_MAX_CALLS_PER_WORKSPACE); try again in a moment"
     )]
     Busy { limit: usize },
-    /// The answers being handled at once have the server's budget for them
-    /// (`CHATTERFLY_MAX_INFLIGHT_ANSWER_BYTES`), and none finished in time.
-    #[error("too many large answers are being handled on this server at once; try again in a moment")]
-    ServerBusy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -138,7 +133,6 @@ impl ToolError {
             } => "invalid_credentials",
             Self::Telegram { .. } => "telegram_error",
             Self::Busy { .. } => "workspace_busy",
-            Self::ServerBusy => "server_busy",
             Self::Internal(_) => "internal",
         }
     }
@@ -192,9 +186,9 @@ pub fn connection_tool_name(tool: &str) -> Option<ToolName> {
 pub struct Output {
     pub output: Value,
     pub duration_ms: u64,
-    /// The answer's room in the server-wide budget ([`answers`]), held until the output
-    /// has been handed on.
-    pub room: answers::AnswerRoom,
+    /// The answer's room in the server-wide budget for answers in flight
+    /// ([`chatterfly_egress::answers`]), held until the output has been handed on.
+    pub room: chatterfly_egress::answers::AnswerRoom,
 }
 
 type ValidatorKey = (String, String, String);
@@ -214,8 +208,6 @@ pub struct Tools {
     pub outbound: outbound::Outbound,
     /// Counts of calls, for `/metrics`.
     pub metrics: outbound::CallMetrics,
-    /// Room for the answers being handled at once, server-wide.
-    pub answers: answers::Answers,
 }
 
 const VALIDATOR_CACHE: usize = 4096;
@@ -241,7 +233,6 @@ impl Tools {
             sa_tokens: gmail::ServiceAccountTokens::default(),
             outbound: outbound::Outbound::default(),
             metrics: outbound::CallMetrics::default(),
-            answers: answers::Answers::default(),
         }
     }
 
@@ -311,7 +302,7 @@ impl Tools {
         let mut slug = None;
         let mut participant_used = None;
         let mut kind = "unknown";
-        let mut room = answers::AnswerRoom::none();
+        let mut room = chatterfly_egress::answers::AnswerRoom::none();
         let slot = if call.wait_for_room {
             self.outbound.enter_waiting(call.workspace_id, outbound::RUN_WAIT).await
         } else {
@@ -380,7 +371,7 @@ impl Tools {
         slug_out: &mut Option<String>,
         participant_out: &mut Option<String>,
         kind_out: &mut &'static str,
-        room: &mut answers::AnswerRoom,
+        room: &mut chatterfly_egress::answers::AnswerRoom,
     ) -> Result<Value, ToolError> {
         // a participant is always one of this workspace's, whatever the tool
         let participant = match call.participant {
@@ -711,7 +702,7 @@ impl Tools {
         op: &Operation,
         args: &Value,
         secrets: Option<&SecretFields>,
-        room: &mut answers::AnswerRoom,
+        room: &mut chatterfly_egress::answers::AnswerRoom,
     ) -> Result<Value, ToolError> {
         let (Some(method), Some(path)) = (op.method, op.path.as_ref()) else {
             return Err(ToolError::Internal("an HTTP operation without method or path".into()));
@@ -755,17 +746,9 @@ impl Tools {
         }
         let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets.unwrap_or(&none));
         let resp = self.egress.send(req, self.limits_for(conn)).await?;
-        let json = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.contains("json"));
-        *room = self
-            .answers
-            .take(resp.body.len(), json)
-            .await
-            .ok_or(ToolError::ServerBusy)?;
-        Ok(redactor.output(resp.status.as_u16(), &resp.headers, &resp.body))
+        let out = redactor.output(resp.status.as_u16(), &resp.headers, &resp.body);
+        *room = resp.room;
+        Ok(out)
     }
 }
 

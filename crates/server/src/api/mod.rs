@@ -114,9 +114,11 @@ pub struct Limits {
 impl AppState {
     pub fn new(app: &App, listen_url: &str, egress: chatterfly_egress::Egress) -> Self {
         let app_url = app.config.app_url.clone().unwrap_or_else(|| listen_url.to_owned());
-        let mut tools = chatterfly_tools::Tools::new(app.store.clone(), app.keys.clone(), egress);
-        tools.answers = chatterfly_tools::answers::Answers::new(app.config.max_inflight_answer_bytes);
-        let tools = Arc::new(tools);
+        let tools = Arc::new(chatterfly_tools::Tools::new(
+            app.store.clone(),
+            app.keys.clone(),
+            egress,
+        ));
         tools
             .outbound
             .set_limit(usize::try_from(app.config.max_calls_per_workspace).unwrap_or(usize::MAX));

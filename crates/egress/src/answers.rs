@@ -1,0 +1,169 @@
+//! Room for the upstream answers being read and handled at once, process-wide.
+//!
+//! An answer costs memory while it is read, decoded, redacted, parsed and handed on: a
+//! JSON answer up to about [`PARSED_FACTOR`] times its size once parsed (the density rule
+//! in `chatterfly_domain::density` hands denser ones on as text), any other about
+//! [`TEXT_FACTOR`] times. A bound on calls per workspace does not bound that across
+//! workspaces: 64 calls in each of three workspaces, each answered with 10 MB of JSON,
+//! took a server past 3 GB. So every answer takes room for what it will cost from one
+//! budget, before its body is read when it declares a length (waiting up to [`WAIT`]
+//! holding nothing), else as its bytes arrive (waiting [`GROW_WAIT`] at most while holding
+//! some, so answers cannot hold each other up); and again for its decoded size when it
+//! came compressed. The room travels with the response (and the call's output) until it
+//! has been handed on. No room in time: [`crate::EgressError::Busy`] (`server_busy`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// What a JSON answer may cost, per byte of its text (the density rule's 20, plus the
+/// redacted copy and the text it is written back as).
+pub const PARSED_FACTOR: usize = 24;
+/// What any other answer costs, per byte (the body, its redacted copy, the string).
+pub const TEXT_FACTOR: usize = 3;
+/// How long an answer waits for room while it holds none.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long an answer that holds some room waits for more.
+pub const GROW_WAIT: Duration = Duration::from_secs(2);
+/// The default budget: 2 GiB of estimated cost (about eight 10 MB JSON answers at once).
+pub const DEFAULT_BYTES: usize = 2 << 30;
+/// Answers smaller than this take no room: the bounds on calls cover them.
+pub const FREE_BYTES: usize = 64 * 1024;
+
+/// One answer's room, given back when dropped. A clone holds none (outputs are cloned to
+/// be stored; the room is for the one being handed on), and every room compares equal.
+#[derive(Debug, Default)]
+pub struct AnswerRoom {
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl AnswerRoom {
+    /// Room that holds nothing.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Bytes of cost held.
+    pub fn bytes(&self) -> usize {
+        self.permit.as_ref().map_or(0, |p| p.num_permits().saturating_mul(1024))
+    }
+}
+
+impl Clone for AnswerRoom {
+    fn clone(&self) -> Self {
+        Self::none()
+    }
+}
+
+impl PartialEq for AnswerRoom {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// The budget. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Answers {
+    kib: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl Default for Answers {
+    fn default() -> Self {
+        Self::new(DEFAULT_BYTES)
+    }
+}
+
+/// What one byte of an answer with these headers costs.
+pub fn factor(headers: &HeaderMap) -> usize {
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json"));
+    if json { PARSED_FACTOR } else { TEXT_FACTOR }
+}
+
+impl Answers {
+    pub fn new(bytes: usize) -> Self {
+        let total_kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX >> 3).max(1);
+        Self {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Makes `room` hold the cost of `len` bytes at `factor` (nothing under
+    /// [`FREE_BYTES`]): waiting [`WAIT`] when it holds nothing yet, [`GROW_WAIT`] when it
+    /// does. False when no room came in time.
+    pub async fn cover(&self, room: &mut AnswerRoom, len: usize, factor: usize) -> bool {
+        if len < FREE_BYTES {
+            return true;
+        }
+        let want = u32::try_from(len.saturating_mul(factor).div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib);
+        let held = room
+            .permit
+            .as_ref()
+            .map_or(0, |p| u32::try_from(p.num_permits()).unwrap_or(u32::MAX));
+        if want <= held {
+            return true;
+        }
+        let wait = if room.permit.is_some() { GROW_WAIT } else { WAIT };
+        match tokio::time::timeout(wait, self.kib.clone().acquire_many_owned(want - held)).await {
+            Ok(Ok(more)) => {
+                match &mut room.permit {
+                    Some(p) => p.merge(more),
+                    None => room.permit = Some(more),
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Room left, in KiB.
+    pub fn available_kib(&self) -> usize {
+        self.kib.available_permits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_take_room_by_cost_and_give_it_back() {
+        let answers = Answers::new(100 << 20);
+        let mut small = AnswerRoom::none();
+        assert!(answers.cover(&mut small, 1000, PARSED_FACTOR).await);
+        assert_eq!(answers.available_kib(), 100 << 10, "small answers are free");
+        // a 2 MB JSON answer costs 48 MB; two fit, the third waits for one to go
+        let (mut a, mut b) = (AnswerRoom::none(), AnswerRoom::none());
+        assert!(answers.cover(&mut a, 2 << 20, PARSED_FACTOR).await);
+        assert!(answers.cover(&mut b, 2 << 20, PARSED_FACTOR).await);
+        assert_eq!(answers.available_kib(), 4 << 10);
+        let waiter = {
+            let answers = answers.clone();
+            tokio::spawn(async move { answers.cover(&mut AnswerRoom::none(), 2 << 20, PARSED_FACTOR).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiter.is_finished(), "no room: it waits");
+        drop(a);
+        assert!(matches!(waiter.await, Ok(true)), "room given back lets it on");
+        // growing: from 1 MB to 2 MB of text takes the difference
+        let mut t = AnswerRoom::none();
+        assert!(answers.cover(&mut t, 1 << 20, TEXT_FACTOR).await);
+        assert!(answers.cover(&mut t, 2 << 20, TEXT_FACTOR).await);
+        assert_eq!(t.bytes(), 6 << 20);
+        // one that holds room and cannot grow gives up after GROW_WAIT, not WAIT
+        let started = std::time::Instant::now();
+        assert!(!answers.cover(&mut t, 100 << 20, PARSED_FACTOR).await);
+        assert!(started.elapsed() < WAIT);
+        drop(b);
+        drop(t);
+        assert_eq!(answers.available_kib(), 100 << 10);
+    }
+}
