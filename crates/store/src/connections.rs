@@ -138,41 +138,101 @@ pub(crate) fn operation_at(row: &AnyRow, at: usize) -> Result<Operation> {
 
 /// Rows per INSERT statement: 10 parameters each stays far below both databases' limits.
 const OPS_PER_INSERT: usize = 200;
+/// Bytes of serialized schemas per INSERT statement: a statement's arguments are copied
+/// on their way to the database (into the driver's arguments, then onto the wire), so a
+/// large API goes in slices and those copies stay this small, whatever its size.
+const BYTES_PER_INSERT: usize = 1 << 20;
+
+/// One operation's row, its JSON columns serialized.
+struct OperationRow {
+    name: String,
+    method: Option<String>,
+    path: Option<String>,
+    description: String,
+    input_schema: String,
+    output_schema: Option<String>,
+    request: Option<String>,
+    mcp_tool: Option<String>,
+}
+
+impl OperationRow {
+    fn of(op: &Operation) -> Self {
+        Self {
+            name: op.name.as_str().to_owned(),
+            method: op.method.map(|m| m.as_str().to_owned()),
+            path: op.path.as_ref().map(|p| p.as_str().to_owned()),
+            description: op.description.clone(),
+            input_schema: op.input_schema.to_string(),
+            output_schema: op.output_schema.as_ref().map(Value::to_string),
+            request: op.request.as_ref().and_then(|r| serde_json::to_string(r).ok()),
+            mcp_tool: op.mcp_tool.clone(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.input_schema.len()
+            + self.output_schema.as_ref().map_or(0, String::len)
+            + self.request.as_ref().map_or(0, String::len)
+            + self.description.len()
+    }
+}
 
 async fn insert_operations(tx: &mut Transaction<'_, Any>, connection_id: &str, ops: &[Operation]) -> Result<()> {
-    for (chunk_no, chunk) in ops.chunks(OPS_PER_INSERT).enumerate() {
-        let mut sql = String::from(
-            "INSERT INTO connection_operations \
-             (connection_id, position, name, method, path, description, input_schema, output_schema, request, mcp_tool) \
-             VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let b = i * 10;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let params: Vec<String> = (1..=10).map(|k| format!("${}", b + k)).collect();
-            sql.push('(');
-            sql.push_str(&params.join(", "));
-            sql.push(')');
+    let mut rows: Vec<OperationRow> = Vec::new();
+    let mut bytes = 0;
+    let mut first = 0;
+    for (i, op) in ops.iter().enumerate() {
+        let row = OperationRow::of(op);
+        bytes += row.bytes();
+        rows.push(row);
+        if rows.len() == OPS_PER_INSERT || bytes >= BYTES_PER_INSERT || i + 1 == ops.len() {
+            let next = first + rows.len();
+            insert_rows(tx, connection_id, first, std::mem::take(&mut rows)).await?;
+            first = next;
+            bytes = 0;
         }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-        for (i, op) in chunk.iter().enumerate() {
-            let position = i64::try_from(chunk_no * OPS_PER_INSERT + i).unwrap_or(i64::MAX);
-            q = q
-                .bind(connection_id.to_owned())
-                .bind(position)
-                .bind(op.name.as_str().to_owned())
-                .bind(op.method.map(|m| m.as_str().to_owned()))
-                .bind(op.path.as_ref().map(|p| p.as_str().to_owned()))
-                .bind(op.description.clone())
-                .bind(op.input_schema.to_string())
-                .bind(op.output_schema.as_ref().map(Value::to_string))
-                .bind(op.request.as_ref().and_then(|r| serde_json::to_string(r).ok()))
-                .bind(op.mcp_tool.clone());
-        }
-        q.execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// One INSERT of `rows`, the first at `position` `first`.
+async fn insert_rows(
+    tx: &mut Transaction<'_, Any>,
+    connection_id: &str,
+    first: usize,
+    rows: Vec<OperationRow>,
+) -> Result<()> {
+    let mut sql = String::from(
+        "INSERT INTO connection_operations \
+         (connection_id, position, name, method, path, description, input_schema, output_schema, request, mcp_tool) \
+         VALUES ",
+    );
+    for i in 0..rows.len() {
+        let b = i * 10;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let params: Vec<String> = (1..=10).map(|k| format!("${}", b + k)).collect();
+        sql.push('(');
+        sql.push_str(&params.join(", "));
+        sql.push(')');
+    }
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (i, row) in rows.into_iter().enumerate() {
+        let position = i64::try_from(first + i).unwrap_or(i64::MAX);
+        q = q
+            .bind(connection_id.to_owned())
+            .bind(position)
+            .bind(row.name)
+            .bind(row.method)
+            .bind(row.path)
+            .bind(row.description)
+            .bind(row.input_schema)
+            .bind(row.output_schema)
+            .bind(row.request)
+            .bind(row.mcp_tool);
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 
