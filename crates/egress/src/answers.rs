@@ -37,12 +37,19 @@ pub const FREE_BYTES: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub struct AnswerRoom {
     permit: Option<OwnedSemaphorePermit>,
+    /// The size of the answer covered (its largest form: decoded when it was encoded).
+    len: usize,
 }
 
 impl AnswerRoom {
     /// Room that holds nothing.
     pub fn none() -> Self {
         Self::default()
+    }
+
+    /// The size of the answer this room was asked to cover, in bytes (0 for no answer).
+    pub fn answer_len(&self) -> usize {
+        self.len
     }
 
     /// Bytes of cost held.
@@ -98,6 +105,7 @@ impl Answers {
     /// [`FREE_BYTES`]): waiting [`WAIT`] when it holds nothing yet, [`GROW_WAIT`] when it
     /// does. False when no room came in time.
     pub async fn cover(&self, room: &mut AnswerRoom, len: usize, factor: usize) -> bool {
+        room.len = room.len.max(len);
         if len < FREE_BYTES {
             return true;
         }

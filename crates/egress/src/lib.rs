@@ -19,6 +19,7 @@
 
 pub mod answers;
 pub mod forms;
+pub mod heavy;
 pub mod in_play;
 pub mod ip;
 pub mod policy;
@@ -178,6 +179,8 @@ pub struct Egress {
     max: Limits,
     /// Room for the answers being read and handled at once ([`answers`]).
     answers: answers::Answers,
+    /// The gate of work on large answers ([`heavy`]).
+    heavy: heavy::Heavy,
 }
 
 impl Egress {
@@ -226,6 +229,7 @@ impl Egress {
             resolver,
             max,
             answers: answers::Answers::default(),
+            heavy: heavy::Heavy::default(),
         })
     }
 
@@ -233,6 +237,12 @@ impl Egress {
     pub fn with_answers(mut self, answers: answers::Answers) -> Self {
         self.answers = answers;
         self
+    }
+
+    /// The gate of work on large answers, for the layers above that redact, parse and
+    /// serialize them.
+    pub fn heavy(&self) -> &heavy::Heavy {
+        &self.heavy
     }
 
     pub fn max_limits(&self) -> Limits {
@@ -389,8 +399,15 @@ impl Egress {
             let body = match coding {
                 None => raw,
                 Some(c) => {
-                    let decoded = decode(c, &raw, limits.max_response_bytes)?;
-                    drop(raw);
+                    let cap = limits.max_response_bytes;
+                    let decoded = if raw.len() >= heavy::HEAVY_BYTES / 16 {
+                        // a large expansion is a large job: off the async workers
+                        self.heavy.run("", move || decode(c, &raw, cap)).await.map_err(|_| {
+                            EgressError::Http(format!("the upstream's {c:?} body could not be decoded"))
+                        })??
+                    } else {
+                        decode(c, &raw, cap)?
+                    };
                     if !self.answers.cover(&mut room, decoded.len(), factor).await {
                         return Err(EgressError::Busy);
                     }

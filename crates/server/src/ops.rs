@@ -18,6 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -164,6 +165,26 @@ pub async fn metrics(State(state): State<AppState>, request: Request) -> Respons
         "chatterfly_call_context_cache_entries",
         "Call contexts cached on this server",
         n(state.calls.len()),
+    );
+    let heavy = state.tools.egress().heavy();
+    gauge(
+        &mut registry,
+        "chatterfly_large_answer_jobs_running",
+        "Large answers being decoded, redacted, parsed or serialized off the async workers",
+        n(heavy.running()),
+    );
+    gauge(
+        &mut registry,
+        "chatterfly_large_answer_jobs_waiting",
+        "Large answers waiting for a place to be worked on",
+        n(heavy.waiting()),
+    );
+    let done: Counter = Counter::default();
+    done.inc_by(heavy.done());
+    registry.register(
+        "chatterfly_large_answer_jobs",
+        "Large answers worked on off the async workers since the start",
+        done,
     );
     let (mut queued, mut running) = (0, 0);
     if let Ok(Ok(counts)) = tokio::time::timeout(Duration::from_secs(2), state.store.workflow_run_counts()).await {

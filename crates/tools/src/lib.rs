@@ -746,9 +746,18 @@ impl Tools {
         }
         let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets.unwrap_or(&none));
         let resp = self.egress.send(req, self.limits_for(conn)).await?;
-        let out = redactor.output(resp.status.as_u16(), &resp.headers, &resp.body);
         *room = resp.room;
-        Ok(out)
+        let status = resp.status.as_u16();
+        if resp.body.len() < chatterfly_egress::heavy::HEAVY_BYTES {
+            return Ok(redactor.output(status, &resp.headers, &resp.body));
+        }
+        // a large answer is redacted and parsed off the async workers, in its workspace's lane
+        let (headers, body) = (resp.headers, resp.body);
+        self.egress
+            .heavy()
+            .run(&conn.workspace_id, move || redactor.output(status, &headers, &body))
+            .await
+            .map_err(|e| ToolError::Internal(e.to_string()))
     }
 }
 

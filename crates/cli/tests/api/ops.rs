@@ -24,6 +24,30 @@ fn p50(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// An upstream that answers every request with the same 4 MB JSON document of small
+/// objects (dense enough to cost real work to redact and parse, not so dense it is kept as
+/// text).
+async fn large_json_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    let mut doc = String::from("[");
+    let mut i = 0u32;
+    while doc.len() < 4_000_000 {
+        doc.push_str(&format!("{{\"name\":\"an ordinary value {i}\",\"n\":{i}}},"));
+        i += 1;
+    }
+    doc.push_str("{}]");
+    let doc = bytes::Bytes::from(doc);
+    let app = axum::Router::new().fallback(move || {
+        let doc = doc.clone();
+        async move { ([("content-type", "application/json")], doc) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, task)
+}
+
 db_tests! {
     async fn one_workspaces_slow_upstream_does_not_slow_another(db: Db) {
         let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_MAX_CALLS_PER_WORKSPACE", "4")])).await;
@@ -94,6 +118,63 @@ db_tests! {
         assert!((3..=8).contains(&refused), "{refused} audited refusals of {busy}");
         assert_eq!(page["events"][0]["tool"], "hb.slow");
         assert_eq!(page["events"][0]["connection"], "hb");
+    }
+
+    async fn one_workspaces_large_answers_do_not_stall_another(db: Db) {
+        let (upstream, _server) = large_json_upstream().await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_METRICS_ALLOW", "127.0.0.1/32")])).await;
+        let (st, _) = s.call(Method::POST, "/api/workspaces", Some(json!({"name": "Quiet", "slug": "quiet"}))).await;
+        assert_eq!(st, 201);
+        httpbin_connection(&s, "quiet").await;
+        let big = json!({"name": "big", "slug": "big", "service_type": "http", "base_url": upstream,
+            "operations": [{"name": "get", "method": "GET", "path": "/", "input_schema": {"type": "object"}}]});
+        assert_eq!(s.call(Method::POST, "/api/workspaces/default/connections", Some(big)).await.0, 201);
+        let quiet = "/api/workspaces/quiet/tools/hb.get/invoke";
+        let mut before = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            assert_eq!(s.call(Method::POST, quiet, Some(json!({"arguments": {}}))).await.0, 200);
+            before.push(t.elapsed());
+        }
+        // the noisy workspace: 6 callers of a 4 MB JSON answer, each calling again at once
+        let url = format!("{}/api/workspaces/default/tools/big.get/invoke", s.url);
+        let client = test_client();
+        let stop = Instant::now() + Duration::from_secs(6);
+        let noisy: Vec<_> = (0..6).map(|_| {
+            let (client, url, token) = (client.clone(), url.clone(), s.token.clone());
+            tokio::spawn(async move {
+                let mut ok = 0;
+                while Instant::now() < stop {
+                    let r = client.post(&url).bearer_auth(&token).json(&json!({"arguments": {}})).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    let text = r.bytes().await.unwrap();
+                    assert!(text.len() > 4_000_000 && text.ends_with(b"}"), "{}", text.len());
+                    ok += 1;
+                }
+                ok
+            })
+        }).collect();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut during = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            let (st, v) = s.call(Method::POST, quiet, Some(json!({"arguments": {}}))).await;
+            assert_eq!(st, 200, "{v}");
+            during.push(t.elapsed());
+        }
+        let text = test_client().get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+        let mut ok = 0;
+        for h in noisy {
+            ok += h.await.unwrap();
+        }
+        let (before, during) = (p50(before), p50(during));
+        eprintln!("large answers: quiet p50 before {before:?}, during {during:?}; noisy answers {ok}");
+        assert!(ok >= 6, "{ok} large answers");
+        // the large answers were worked on off the async workers
+        let jobs: f64 = text.lines().find(|l| l.starts_with("chatterfly_large_answer_jobs_total"))
+            .unwrap_or_else(|| panic!("no large answer jobs in\n{text}")).rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(jobs >= 2.0, "{jobs} large answer jobs");
+        assert!(during < before + Duration::from_millis(250), "the quiet workspace went from {before:?} to {during:?}");
     }
 
     async fn requests_carry_an_id_in_headers_problems_and_logs(db: Db) {

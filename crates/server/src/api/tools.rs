@@ -5,7 +5,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::extract::State;
+use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use chatterfly_store::User;
 use chatterfly_tools::{Call, ConnectionLookup, ToolInfo, connection_tool_name};
 use serde::{Deserialize, Serialize};
@@ -110,11 +112,7 @@ pub struct InvokeView {
         (status = 409, body = Problem, description = "The caller's account must be connected again (`account_needs_reconnect`)"),
         (status = 422, body = Problem), (status = 429, body = Problem, description = "Telegram asked to wait (`rate_limited`, with `retry_after`)"),
         (status = 502, body = Problem), (status = 504, body = Problem)))]
-pub async fn invoke(
-    State(state): State<AppState>,
-    target: InvokeTarget,
-    mut body: Body,
-) -> Result<Json<InvokeView>, ApiError> {
+pub async fn invoke(State(state): State<AppState>, target: InvokeTarget, mut body: Body) -> Result<Response, ApiError> {
     let body: InvokeBody = body.json(&state).await?;
     if body.participant.as_ref().is_some_and(|p| p.is_empty() || p.len() > 64) {
         return Err(chatterfly_domain::FieldErrors::single(
@@ -138,10 +136,24 @@ pub async fn invoke(
             run_id: None,
         })
         .await?;
-    Ok(Json(InvokeView {
+    let view = InvokeView {
         output: out.output,
         duration_ms: out.duration_ms,
-    }))
+    };
+    if out.room.answer_len() < chatterfly_egress::heavy::HEAVY_BYTES {
+        return Ok(Json(view).into_response());
+    }
+    // a large output is serialized off the async workers, in its workspace's lane
+    let text = state
+        .tools
+        .egress()
+        .heavy()
+        .run(&target.access.workspace.id, move || serde_json::to_vec(&view))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    drop(out.room);
+    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
 }
 
 /// Who calls which tool where, resolved from the path and the bearer token before the body
