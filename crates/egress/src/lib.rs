@@ -239,6 +239,11 @@ impl Egress {
         self
     }
 
+    /// The budget for answers in flight, for answers read by other clients (MCP's).
+    pub fn answers(&self) -> &answers::Answers {
+        &self.answers
+    }
+
     /// The gate of work on large answers, for the layers above that redact, parse and
     /// serialize them.
     pub fn heavy(&self) -> &heavy::Heavy {

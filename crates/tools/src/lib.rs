@@ -454,7 +454,7 @@ impl Tools {
             }
             ServiceType::Mcp => {
                 let none = SecretFields::default();
-                self.call_mcp(conn, op, &call.arguments, secrets.as_ref().unwrap_or(&none))
+                self.call_mcp(conn, op, &call.arguments, secrets.as_ref().unwrap_or(&none), room)
                     .await
             }
             ServiceType::Telegram => {

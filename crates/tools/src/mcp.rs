@@ -116,6 +116,7 @@ impl Tools {
         op: &Operation,
         args: &Value,
         secrets: &SecretFields,
+        room: &mut chatterfly_egress::answers::AnswerRoom,
     ) -> Result<Value, ToolError> {
         let transport = conn.draft.transport.unwrap_or_default();
         let target = self.mcp_target(
@@ -127,10 +128,29 @@ impl Tools {
         let tool = op.mcp_tool.as_deref().unwrap_or(op.name.as_str());
         let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets);
         let args = args.as_object().cloned().unwrap_or_default();
-        match self.mcp.call(&conn.id, &target, tool, args).await {
-            Ok(out) => Ok(redactor.value(out)),
-            Err(e) => Err(mcp_error(e, &redactor)),
+        let out = match self.mcp.call(&conn.id, &target, tool, args).await {
+            Ok(out) => out,
+            Err(e) => return Err(mcp_error(e, &redactor)),
+        };
+        // the MCP client has read and parsed the answer already (within the per-call cap):
+        // from here on it counts in the budget for answers in flight like any other, and a
+        // large one is redacted off the async workers
+        let len = chatterfly_domain::operation::value_len(&out);
+        let answers = self.egress.answers();
+        if !answers
+            .cover(room, len, chatterfly_egress::answers::PARSED_FACTOR)
+            .await
+        {
+            return Err(ToolError::Egress(chatterfly_egress::EgressError::Busy));
         }
+        if len < chatterfly_egress::heavy::HEAVY_BYTES {
+            return Ok(redactor.value(out));
+        }
+        self.egress
+            .heavy()
+            .run(&conn.workspace_id, move || redactor.value(out))
+            .await
+            .map_err(|e| ToolError::Internal(e.to_string()))
     }
 
     /// Connects to a server, lists its tools and turns them into operations; saves nothing.

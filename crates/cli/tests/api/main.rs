@@ -45,6 +45,22 @@ pub fn local_upstreams(extra: &[(&str, &str)]) -> chatterfly_testkit::server::Op
     }
 }
 
+/// A counter or gauge from `/metrics` (read from loopback, which the default allow-list
+/// lets in), 0 when the server has not counted it yet.
+pub async fn metric(s: &TestServer, name: &str) -> f64 {
+    let text = chatterfly_testkit::server::test_client()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.split([' ', '{']).next() == Some(name))
+        .map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
 /// Calls a tool in workspace `default` as the bootstrap admin.
 pub async fn invoke(s: &TestServer, tool: &str, args: Value) -> (u16, Value) {
     s.call(
