@@ -143,12 +143,15 @@ pub async fn invoke(State(state): State<AppState>, target: InvokeTarget, mut bod
     if out.room.answer_len() < chatterfly_egress::heavy::HEAVY_BYTES {
         return Ok(Json(view).into_response());
     }
-    // a large output is serialized off the async workers, in its workspace's lane
+    // a large output is serialized off the async workers, in its workspace's lane for
+    // outputs: apart from the lane of answers being parsed, so that finished outputs (which
+    // free their memory once written) do not wait behind every answer still to parse
+    let lane = format!("{}/out", target.access.workspace.id);
     let text = state
         .tools
         .egress()
         .heavy()
-        .run(&target.access.workspace.id, move || serde_json::to_vec(&view))
+        .run(&lane, move || serde_json::to_vec(&view))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
