@@ -170,6 +170,66 @@ fn decoded_holds(word: &[u8], holds: &impl Fn(&[u8]) -> bool) -> bool {
     false
 }
 
+/// JSON text with its `\uXXXX` and `\/` escapes written as serde_json writes those
+/// characters (the character itself; `\"`, `\\`, `\n` and the like, or `\u00xx`, for the
+/// ones it escapes), so that a secret whose characters an upstream escaped one by one, all
+/// or only some, reads as one of its listed forms again. Everything else is kept as it is:
+/// JSON that means the same, in the spelling the forms are made for. Borrowed when there is
+/// nothing to rewrite.
+pub fn canonical_json_escapes(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("\\u") && !text.contains("\\/") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let b = text.as_bytes();
+    let hex4 = |at: usize| -> Option<u32> {
+        let digits = b.get(at..at + 4)?;
+        let s = std::str::from_utf8(digits).ok()?;
+        u32::from_str_radix(s, 16)
+            .ok()
+            .filter(|_| digits.iter().all(u8::is_ascii_hexdigit))
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        // `i` is an escape's backslash (the scan skips whole escapes, so `\\u` is not one)
+        let Some(&kind) = b.get(i + 1) else { break };
+        let (c, len) = match kind {
+            b'/' => (Some('/'), 2),
+            b'u' => match hex4(i + 2) {
+                Some(hi @ 0xd800..=0xdbff) => {
+                    let lo = (b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u'))
+                        .then(|| hex4(i + 8))
+                        .flatten()
+                        .filter(|lo| (0xdc00..=0xdfff).contains(lo));
+                    match lo {
+                        Some(lo) => (char::from_u32(0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)), 12),
+                        None => (None, 6),
+                    }
+                }
+                Some(cp) => (char::from_u32(cp), 6),
+                None => (None, 2),
+            },
+            _ => (None, 2),
+        };
+        if let Some(c) = c {
+            out.push_str(&text[copied..i]);
+            out.push_str(&json_escaped(c.encode_utf8(&mut [0u8; 4])));
+            copied = i + len;
+        }
+        i += len;
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied.min(text.len())..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// `json` (JSON-escaped text) with every non-ASCII character as `\uXXXX` (UTF-16).
 fn ascii_escaped(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
@@ -249,6 +309,29 @@ pub fn base64_cores(value: &[u8]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_escapes_are_written_the_one_way_serde_json_writes_them() {
+        let c = |t: &str| canonical_json_escapes(t).into_owned();
+        // every character, or only some, escaped
+        assert_eq!(c(r#"["\u0043\u0041\u004e\u0041\u0052\u0059-1"]"#), r#"["CANARY-1"]"#);
+        assert_eq!(c(r#"["CANAR\u0059-1", "a\/b"]"#), r#"["CANARY-1", "a/b"]"#);
+        // what serde_json escapes stays escaped, its way
+        assert_eq!(c(r#""\u0022 \u005C \u000A \u0001""#), r#""\" \\ \n \u0001""#);
+        // non-ASCII and surrogate pairs become the character; a lone surrogate is kept
+        assert_eq!(c(r#""\u00e9 \ud83d\ude00 \ud83d x""#), "\"é 😀 \\ud83d x\"");
+        // an escaped backslash before `u` is not an escape of its own
+        assert_eq!(c(r#""\\u0043""#), r#""\\u0043""#);
+        // broken escapes and text without escapes are left as they are
+        assert_eq!(c(r#""\u00" \u"#), r#""\u00" \u"#);
+        assert!(matches!(canonical_json_escapes("plain"), std::borrow::Cow::Borrowed(_)));
+        // the result means the same JSON
+        let t = r#"{"k\u0065y": ["\u0043\/\u00e9\ud83d\ude00\n\u0000"]}"#;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(t).unwrap(),
+            serde_json::from_str::<serde_json::Value>(&c(t)).unwrap()
+        );
+    }
 
     #[test]
     fn the_forms_an_echo_takes_are_listed() {

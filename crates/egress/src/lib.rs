@@ -539,7 +539,18 @@ enum Coding {
 /// a transfer coding other than `chunked`, which the HTTP client leaves in place) is
 /// refused.
 const REGISTERED_CODINGS: [&str; 13] = [
-    "compress", "x-compress", "zstd", "exi", "pack200-gzip", "aes128gcm", "dcb", "dcz", "gzip", "x-gzip", "deflate", "br",
+    "compress",
+    "x-compress",
+    "zstd",
+    "exi",
+    "pack200-gzip",
+    "aes128gcm",
+    "dcb",
+    "dcz",
+    "gzip",
+    "x-gzip",
+    "deflate",
+    "br",
     "chunked",
 ];
 
@@ -707,7 +718,11 @@ mod coding_tests {
             );
         }
         // the upstream's words are not repeated, unless a registered coding's name
-        let refused = |v: &str| body_coding(&headers(&[(&CONTENT_ENCODING, v)])).unwrap_err().to_string();
+        let refused = |v: &str| {
+            body_coding(&headers(&[(&CONTENT_ENCODING, v)]))
+                .unwrap_err()
+                .to_string()
+        };
         let said = refused("Canary-6aebe11e03ee28d3");
         assert!(!said.to_ascii_lowercase().contains("6aebe11e"), "{said}");
         assert!(said.contains("(an unregistered name)"), "{said}");

@@ -175,6 +175,13 @@ impl Redactor {
                 .then(|| serde_json::from_str::<Value>(&text))
             {
                 Some(Ok(v)) => self.value(v),
+                // JSON kept as text: its strings were not decoded, so a secret spelled with
+                // `\uXXXX` escapes (all or some of its characters) would pass; written the
+                // one way the forms know, and searched again
+                _ if is_json => match chatterfly_egress::forms::canonical_json_escapes(&text) {
+                    Cow::Borrowed(_) => Value::String(text),
+                    Cow::Owned(canonical) => Value::String(self.text(&canonical)),
+                },
                 _ => Value::String(text),
             },
             Err(e) => json!({"base64": STANDARD.encode(e.into_bytes())}),
@@ -260,6 +267,25 @@ mod tests {
             "{}",
             &text[text.len() - 30..]
         );
+        // its strings are not decoded: a secret spelled with `\uXXXX` escapes, all or some
+        // of its characters, is found too (and in JSON that does not parse)
+        let all: String = "DENSE-CANARY-77"
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        for text in [
+            format!("[{}\"{all}\",\"DENSE-CANAR\\u0059-77\"]", "0,".repeat(200_000)),
+            format!("[\"DENSE-CAN\\u0041RY-77\", oops"),
+        ] {
+            let out = r.output(200, &headers, text.as_bytes());
+            let body = out["body"].as_str().unwrap();
+            assert!(!body.contains("\\u"), "{}", &body[body.len().saturating_sub(80)..]);
+            assert!(
+                !body.contains("CANARY") && body.contains("[REDACTED]"),
+                "{}",
+                &body[body.len().saturating_sub(80)..]
+            );
+        }
         // an ordinary answer is still parsed
         let out = r.output(200, &headers, br#"{"a": [1, 2, 3]}"#);
         assert_eq!(out["body"]["a"][2], 3);
