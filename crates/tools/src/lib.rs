@@ -193,6 +193,26 @@ pub struct Output {
 
 type ValidatorKey = (String, String, String);
 
+/// The audit row of a call under way, written if the call is dropped before it ends.
+struct Unfinished<'a> {
+    tools: &'a Tools,
+    started: Instant,
+    event: Option<NewAuditEvent>,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(mut event) = self.event.take() {
+            let elapsed = self.started.elapsed();
+            event.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            self.tools
+                .metrics
+                .record("unknown", Err("client_closed"), elapsed.as_secs_f64());
+            self.tools.audit.record_now(event);
+        }
+    }
+}
+
 /// The registry and invoker. Holds only caches derived from the store (keyed by the
 /// connection's `updated_at`, so an edit on any replica takes effect at once).
 pub struct Tools {
@@ -310,8 +330,29 @@ impl Tools {
         };
         let result = match slot {
             Some(_slot) => {
-                self.dispatch(&mut call, &mut slug, &mut participant_used, &mut kind, &mut room)
-                    .await
+                // a call whose caller hangs up part-way is dropped here, perhaps after its
+                // request went out: it is audited (and counted) as `client_closed`
+                let mut unfinished = Unfinished {
+                    tools: self,
+                    started,
+                    event: Some(NewAuditEvent {
+                        workspace_id: call.workspace_id.to_owned(),
+                        user_id: call.user_id.map(str::to_owned),
+                        tool: call.tool.to_owned(),
+                        connection_slug: call.tool.split_once('.').map(|(s, _)| s.to_owned()),
+                        ok: false,
+                        http_status: None,
+                        error_code: Some("client_closed"),
+                        duration_ms: 0,
+                        participant_id: call.participant.map(str::to_owned),
+                        run_id: call.run_id.map(str::to_owned),
+                    }),
+                };
+                let result = self
+                    .dispatch(&mut call, &mut slug, &mut participant_used, &mut kind, &mut room)
+                    .await;
+                unfinished.event = None;
+                result
             }
             None => {
                 slug = call.tool.split_once('.').map(|(s, _)| s.to_owned());

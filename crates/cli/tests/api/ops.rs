@@ -175,6 +175,33 @@ db_tests! {
         assert!(during < before + Duration::from_millis(250), "the quiet workspace went from {before:?} to {during:?}");
     }
 
+    async fn a_call_whose_client_hangs_up_is_audited(db: Db) {
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        httpbin_connection(&s, "default").await;
+        // the client gives up on a 2-second call after half a second: the request had gone out
+        let url = format!("{}/api/workspaces/default/tools/hb.slow/invoke", s.url);
+        let gone = test_client().post(&url).bearer_auth(&s.token).json(&json!({"arguments": {}}))
+            .timeout(Duration::from_millis(500)).send().await;
+        assert!(gone.is_err());
+        let mut events = Value::Null;
+        for _ in 0..50 {
+            let (st, page) = s.call(Method::GET, "/api/workspaces/default/audit?outcome=error", None).await;
+            assert_eq!(st, 200);
+            if page["events"].as_array().is_some_and(|e| !e.is_empty()) {
+                events = page["events"].clone();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
+        let e = &events[0];
+        assert_eq!((e["tool"].as_str(), e["connection"].as_str(), e["error_code"].as_str()),
+            (Some("hb.slow"), Some("hb"), Some("client_closed")), "{e}");
+        assert!(e["duration_ms"].as_u64().unwrap() >= 400, "{e}");
+        let text = test_client().get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+        assert!(text.lines().any(|l| l.starts_with("chatterfly_tool_calls_total{") && l.contains("outcome=\"client_closed\"") && l.ends_with(" 1")), "{text}");
+    }
+
     async fn requests_carry_an_id_in_headers_problems_and_logs(db: Db) {
         let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         let client = test_client();
