@@ -52,6 +52,18 @@ impl AnswerRoom {
         self.len
     }
 
+    /// Gives back all the room held past `bytes` (what the answer still costs once it has
+    /// been handled: the text being sent, say).
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let keep = bytes.div_ceil(1024);
+        if let Some(p) = self.permit.as_mut()
+            && p.num_permits() > keep
+        {
+            let surplus = p.num_permits() - keep;
+            drop(p.split(surplus));
+        }
+    }
+
     /// Bytes of cost held.
     pub fn bytes(&self) -> usize {
         self.permit.as_ref().map_or(0, |p| p.num_permits().saturating_mul(1024))
@@ -132,6 +144,11 @@ impl Answers {
         }
     }
 
+    /// Room held by answers in flight, in KiB.
+    pub fn held_kib(&self) -> usize {
+        (self.total_kib as usize).saturating_sub(self.kib.available_permits())
+    }
+
     /// Room left, in KiB.
     pub fn available_kib(&self) -> usize {
         self.kib.available_permits()
@@ -172,6 +189,26 @@ mod tests {
         assert!(started.elapsed() < WAIT);
         drop(b);
         drop(t);
+        assert_eq!(answers.available_kib(), 100 << 10);
+    }
+
+    #[tokio::test]
+    async fn a_room_gives_back_what_its_answer_no_longer_costs() {
+        let answers = Answers::new(100 << 20);
+        let mut room = AnswerRoom::none();
+        assert!(answers.cover(&mut room, 1 << 20, PARSED_FACTOR).await);
+        assert_eq!(room.bytes(), 24 << 20);
+        assert_eq!(room.answer_len(), 1 << 20);
+        // the answer became 1.2 MB of text to send
+        room.shrink_to(1_200_000);
+        assert_eq!(room.bytes(), 1_200_000usize.div_ceil(1024) * 1024);
+        assert_eq!(answers.available_kib(), (100 << 10) - 1_200_000usize.div_ceil(1024));
+        // never grows, and gives back everything at 0
+        room.shrink_to(50 << 20);
+        assert_eq!(room.bytes(), 1_200_000usize.div_ceil(1024) * 1024);
+        room.shrink_to(0);
+        assert_eq!(answers.available_kib(), 100 << 10);
+        drop(room);
         assert_eq!(answers.available_kib(), 100 << 10);
     }
 }

@@ -58,6 +58,16 @@ pub struct Config {
     #[arg(long, env = "CHATTERFLY_MAX_CONNECTIONS", default_value_t = 4096, global = true)]
     pub max_connections: usize,
 
+    /// Time a client may read nothing of an answer being sent before its connection is
+    /// closed, in milliseconds (any progress starts it again).
+    #[arg(
+        long,
+        env = "CHATTERFLY_WRITE_STALL_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub write_stall_timeout_ms: u64,
+
     /// Time a client has to send a request's headers (and that an idle keep-alive
     /// connection stays open), in milliseconds.
     #[arg(

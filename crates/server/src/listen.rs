@@ -2,7 +2,9 @@
 //! open network needs and `axum::serve` does not set: a client has
 //! `--header-read-timeout-ms` to send its headers (which also closes idle keep-alive
 //! connections), at most `--max-connections` are open at once (the rest wait in the listen
-//! backlog), and shutdown lets requests in flight finish for a few seconds.
+//! backlog), a client that reads nothing of its answer for `--write-stall-timeout-ms` is cut off
+//! (hyper has no write timeout: an answer nobody reads would be held for ever), and
+//! shutdown lets requests in flight finish for a few seconds.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,11 +22,110 @@ use crate::config::Config;
 
 /// How long requests in flight get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
+/// A connection whose writes fail once none could be made for `limit`: any progress
+/// starts the clock again, so a slow reader is served, one that reads nothing is not.
+pub struct WriteStall<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStall<S> {
+    pub fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After a write that could not go ahead: an error once the stall has lasted `limit`.
+    fn waited<T>(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<T>> {
+        let limit = self.limit;
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing of its answer in time",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    fn progressed<T>(&mut self, r: std::task::Poll<std::io::Result<T>>) -> std::task::Poll<std::io::Result<T>> {
+        match r {
+            std::task::Poll::Ready(r) => {
+                self.stalled = None;
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteStall<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStall<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.waited(cx),
+            done => self.progressed(done),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            std::task::Poll::Pending => self.waited(cx),
+            done => self.progressed(done),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            std::task::Poll::Pending => self.waited(cx),
+            done => self.progressed(done),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_shutdown(cx) {
+            std::task::Poll::Pending => self.waited(cx),
+            done => self.progressed(done),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    pub write_stall: Duration,
 }
 
 impl From<&Config> for Settings {
@@ -32,6 +133,7 @@ impl From<&Config> for Settings {
         Self {
             max_connections: c.max_connections.max(1),
             header_read_timeout: Duration::from_millis(c.header_read_timeout_ms.max(1)),
+            write_stall: Duration::from_millis(c.write_stall_timeout_ms.max(1)),
         }
     }
 }
@@ -76,7 +178,7 @@ pub async fn run(listener: TcpListener, router: Router, settings: Settings, shut
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone().layer(axum::Extension(crate::ops::PeerAddr(peer))));
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(TokioIo::new(WriteStall::new(stream, settings.write_stall)), service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -166,6 +166,12 @@ pub async fn metrics(State(state): State<AppState>, request: Request) -> Respons
         "Call contexts cached on this server",
         n(state.calls.len()),
     );
+    gauge(
+        &mut registry,
+        "chatterfly_answers_held_bytes",
+        "Room held in the budget for answers in flight (--max-inflight-answer-bytes), by answers being read, handled or sent",
+        n(state.tools.egress().answers().held_kib().saturating_mul(1024)),
+    );
     let heavy = state.tools.egress().heavy();
     gauge(
         &mut registry,

@@ -275,7 +275,7 @@ mod tests {
             .collect();
         for text in [
             format!("[{}\"{all}\",\"DENSE-CANAR\\u0059-77\"]", "0,".repeat(200_000)),
-            format!("[\"DENSE-CAN\\u0041RY-77\", oops"),
+            "[\"DENSE-CAN\\u0041RY-77\", oops".to_owned(),
         ] {
             let out = r.output(200, &headers, text.as_bytes());
             let body = out["body"].as_str().unwrap();

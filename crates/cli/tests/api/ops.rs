@@ -24,13 +24,13 @@ fn p50(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// An upstream that answers every request with the same 4 MB JSON document of small
-/// objects (dense enough to cost real work to redact and parse, not so dense it is kept as
+/// An upstream that answers every request with the same JSON document of small
+/// objects, `size` bytes long (dense enough to cost real work to redact and parse, not so dense it is kept as
 /// text).
-async fn large_json_upstream() -> (String, tokio::task::JoinHandle<()>) {
+async fn large_json_upstream(size: usize) -> (String, tokio::task::JoinHandle<()>) {
     let mut doc = String::from("[");
     let mut i = 0u32;
-    while doc.len() < 4_000_000 {
+    while doc.len() < size {
         doc.push_str(&format!("{{\"name\":\"an ordinary value {i}\",\"n\":{i}}},"));
         i += 1;
     }
@@ -121,7 +121,7 @@ db_tests! {
     }
 
     async fn one_workspaces_large_answers_do_not_stall_another(db: Db) {
-        let (upstream, _server) = large_json_upstream().await;
+        let (upstream, _server) = large_json_upstream(4_000_000).await;
         let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_METRICS_ALLOW", "127.0.0.1/32")])).await;
         let (st, _) = s.call(Method::POST, "/api/workspaces", Some(json!({"name": "Quiet", "slug": "quiet"}))).await;
         assert_eq!(st, 201);
@@ -200,6 +200,52 @@ db_tests! {
         assert!(e["duration_ms"].as_u64().unwrap() >= 400, "{e}");
         let text = test_client().get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
         assert!(text.lines().any(|l| l.starts_with("chatterfly_tool_calls_total{") && l.contains("outcome=\"client_closed\"") && l.ends_with(" 1")), "{text}");
+    }
+
+    async fn a_client_that_reads_nothing_holds_room_then_is_cut_off(db: Db) {
+        let (upstream, _server) = large_json_upstream(9_000_000).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_WRITE_STALL_TIMEOUT_MS", "2000")])).await;
+        let big = json!({"name": "big", "slug": "big", "service_type": "http", "base_url": upstream,
+            "operations": [{"name": "get", "method": "GET", "path": "/", "input_schema": {"type": "object"}}]});
+        assert_eq!(s.call(Method::POST, "/api/workspaces/default/connections", Some(big)).await.0, 201);
+        assert_eq!(metric(&s, "chatterfly_answers_held_bytes").await, 0.0);
+        // a client that asks for 9 MB and reads none of it, on a small receive window
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
+        let mut conn = socket.connect(addr).await.unwrap();
+        let body = r#"{"arguments": {}}"#;
+        let request = format!("POST /api/workspaces/default/tools/big.get/invoke HTTP/1.1\r\nhost: {addr}\r\n\
+            authorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", s.token, body.len());
+        tokio::io::AsyncWriteExt::write_all(&mut conn, request.as_bytes()).await.unwrap();
+        // while its answer waits to be sent, the answer holds its room (its text, not more)
+        // (first the answer's cost parsed, 24 times its size; then the text being sent)
+        let mut held = 0.0;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            held = metric(&s, "chatterfly_answers_held_bytes").await;
+            if held > 0.0 && held < 12_000_000.0 {
+                break;
+            }
+        }
+        assert!((9_000_000.0..12_000_000.0).contains(&held), "{held} bytes held while the answer is unread");
+        // after the stall limit the connection is closed and the room comes back
+        let started = Instant::now();
+        while metric(&s, "chatterfly_answers_held_bytes").await > 0.0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the room is still held");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(started.elapsed() >= Duration::from_millis(1000), "{:?}", started.elapsed());
+        // the server closed it: what is left to read ends
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut rest)).await;
+        assert!(read.is_ok(), "the connection is still open");
+        assert!(rest.len() < 9_000_000, "{} bytes arrived", rest.len());
+        // a client that reads gets the whole answer
+        let (st, v) = invoke(&s, "big.get", json!({})).await;
+        assert_eq!(st, 200);
+        assert!(v["output"]["body"].as_array().unwrap().len() > 100_000);
+        assert_eq!(metric(&s, "chatterfly_answers_held_bytes").await, 0.0);
     }
 
     async fn requests_carry_an_id_in_headers_problems_and_logs(db: Db) {

@@ -140,23 +140,74 @@ pub async fn invoke(State(state): State<AppState>, target: InvokeTarget, mut bod
         output: out.output,
         duration_ms: out.duration_ms,
     };
-    if out.room.answer_len() < chatterfly_egress::heavy::HEAVY_BYTES {
+    let mut room = out.room;
+    if room.bytes() == 0 {
         return Ok(Json(view).into_response());
     }
-    // a large output is serialized off the async workers, in its workspace's lane for
-    // outputs: apart from the lane of answers being parsed, so that finished outputs (which
-    // free their memory once written) do not wait behind every answer still to parse
-    let lane = format!("{}/out", target.access.workspace.id);
-    let text = state
-        .tools
-        .egress()
-        .heavy()
-        .run(&lane, move || serde_json::to_vec(&view))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    drop(out.room);
-    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+    let text = if room.answer_len() < chatterfly_egress::heavy::HEAVY_BYTES {
+        serde_json::to_vec(&view).map_err(|e| ApiError::Internal(e.to_string()))?
+    } else {
+        // a large output is serialized off the async workers, in its workspace's lane for
+        // outputs: apart from the lane of answers being parsed, so that finished outputs
+        // (which free their memory once written) do not wait behind every answer still to
+        // parse
+        let lane = format!("{}/out", target.access.workspace.id);
+        state
+            .tools
+            .egress()
+            .heavy()
+            .run(&lane, move || serde_json::to_vec(&view))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    };
+    // the text stays in the budget for answers in flight until it has been sent: a client
+    // that does not read its answers holds room, not memory outside the budget
+    room.shrink_to(text.len());
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::new(HeldBody {
+            rest: hyper::body::Bytes::from(text),
+            _room: room,
+        }),
+    )
+        .into_response())
+}
+
+/// A response body that holds its answer's room in the budget for answers in flight until
+/// it has been sent. Handed on in slices of one buffer, so hyper asks for the next only as
+/// the client reads, and the room goes with the last.
+struct HeldBody {
+    rest: hyper::body::Bytes,
+    _room: chatterfly_egress::answers::AnswerRoom,
+}
+
+/// The slice of a held body handed on at a time.
+const HELD_CHUNK: usize = 64 * 1024;
+
+impl hyper::body::Body for HeldBody {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if self.rest.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.rest.len().min(HELD_CHUNK);
+        let chunk = self.rest.split_to(n);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(u64::try_from(self.rest.len()).unwrap_or(u64::MAX))
+    }
 }
 
 /// Who calls which tool where, resolved from the path and the bearer token before the body
