@@ -11,8 +11,15 @@
 //! some, so answers cannot hold each other up); and again for its decoded size when it
 //! came compressed. The room travels with the response (and the call's output) until it
 //! has been handed on. No room in time: [`crate::EgressError::Busy`] (`server_busy`).
+//!
+//! A room made for a tenant (a workspace: [`AnswerRoom::of`]) takes from that tenant's
+//! share first, a quarter of the budget, then from the budget: one workspace's answers
+//! (slow ones that hold their room while they trickle in, say) wait in their own queue
+//! once they hold a quarter, instead of filling the budget's queue ahead of everyone
+//! else's.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -37,6 +44,9 @@ pub const FREE_BYTES: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub struct AnswerRoom {
     permit: Option<OwnedSemaphorePermit>,
+    /// Whose answer it is, and the room held in their share.
+    tenant: Option<Arc<str>>,
+    share: Option<OwnedSemaphorePermit>,
     /// The size of the answer covered (its largest form: decoded when it was encoded).
     len: usize,
 }
@@ -45,6 +55,14 @@ impl AnswerRoom {
     /// Room that holds nothing.
     pub fn none() -> Self {
         Self::default()
+    }
+
+    /// Room that holds nothing yet, for `tenant`'s answer (taken from their share first).
+    pub fn of(tenant: Option<Arc<str>>) -> Self {
+        Self {
+            tenant,
+            ..Self::default()
+        }
     }
 
     /// The size of the answer this room was asked to cover, in bytes (0 for no answer).
@@ -56,11 +74,11 @@ impl AnswerRoom {
     /// been handled: the text being sent, say).
     pub fn shrink_to(&mut self, bytes: usize) {
         let keep = bytes.div_ceil(1024);
-        if let Some(p) = self.permit.as_mut()
-            && p.num_permits() > keep
-        {
-            let surplus = p.num_permits() - keep;
-            drop(p.split(surplus));
+        for p in [self.permit.as_mut(), self.share.as_mut()].into_iter().flatten() {
+            if p.num_permits() > keep {
+                let surplus = p.num_permits() - keep;
+                drop(p.split(surplus));
+            }
         }
     }
 
@@ -76,6 +94,13 @@ impl Clone for AnswerRoom {
     }
 }
 
+/// Tenants' shares, kept while someone holds or waits for room in them.
+#[derive(Debug, Default)]
+struct Shares(Mutex<HashMap<Arc<str>, Arc<Semaphore>>>);
+
+/// Past this many tenants in the map, the idle ones are forgotten.
+const SHARES_KEPT: usize = 256;
+
 impl PartialEq for AnswerRoom {
     fn eq(&self, _: &Self) -> bool {
         true
@@ -87,11 +112,19 @@ impl PartialEq for AnswerRoom {
 pub struct Answers {
     kib: Arc<Semaphore>,
     total_kib: u32,
+    shares: Arc<Shares>,
 }
 
 impl Default for Answers {
     fn default() -> Self {
         Self::new(DEFAULT_BYTES)
+    }
+}
+
+fn merge(held: &mut Option<OwnedSemaphorePermit>, more: OwnedSemaphorePermit) {
+    match held {
+        Some(p) => p.merge(more),
+        None => *held = Some(more),
     }
 }
 
@@ -110,7 +143,23 @@ impl Answers {
         Self {
             kib: Arc::new(Semaphore::new(total_kib as usize)),
             total_kib,
+            shares: Arc::default(),
         }
+    }
+
+    /// A tenant's share: a quarter of the budget.
+    fn share_of(&self, tenant: &Arc<str>) -> (Arc<Semaphore>, u32) {
+        let size = (self.total_kib / 4).max(1);
+        let mut map = self.shares.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !map.contains_key(tenant) && map.len() >= SHARES_KEPT {
+            // a share nobody holds or waits for has only the map's reference
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        let share = map
+            .entry(tenant.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(size as usize)))
+            .clone();
+        (share, size)
     }
 
     /// Makes `room` hold the cost of `len` bytes at `factor` (nothing under
@@ -132,12 +181,25 @@ impl Answers {
             return true;
         }
         let wait = if room.permit.is_some() { GROW_WAIT } else { WAIT };
-        match tokio::time::timeout(wait, self.kib.clone().acquire_many_owned(want - held)).await {
-            Ok(Ok(more)) => {
-                match &mut room.permit {
-                    Some(p) => p.merge(more),
-                    None => room.permit = Some(more),
+        let deadline = tokio::time::Instant::now() + wait;
+        // the tenant's share first (an answer larger than the share takes all of it)
+        if let Some(tenant) = room.tenant.clone() {
+            let (share, size) = self.share_of(&tenant);
+            let in_share = room
+                .share
+                .as_ref()
+                .map_or(0, |p| u32::try_from(p.num_permits()).unwrap_or(u32::MAX));
+            let share_want = want.min(size);
+            if share_want > in_share {
+                match tokio::time::timeout_at(deadline, share.acquire_many_owned(share_want - in_share)).await {
+                    Ok(Ok(more)) => merge(&mut room.share, more),
+                    _ => return false,
                 }
+            }
+        }
+        match tokio::time::timeout_at(deadline, self.kib.clone().acquire_many_owned(want - held)).await {
+            Ok(Ok(more)) => {
+                merge(&mut room.permit, more);
                 true
             }
             _ => false,
@@ -210,5 +272,40 @@ mod tests {
         assert_eq!(answers.available_kib(), 100 << 10);
         drop(room);
         assert_eq!(answers.available_kib(), 100 << 10);
+    }
+
+    #[tokio::test]
+    async fn a_tenant_past_its_share_waits_in_its_own_queue() {
+        let answers = Answers::new(100 << 20);
+        let a: Option<Arc<str>> = Some("ws-a".into());
+        // 1 MB JSON answers cost 24 MB: a tenant's share (25 MB) holds one
+        let mut first = AnswerRoom::of(a.clone());
+        assert!(answers.cover(&mut first, 1 << 20, PARSED_FACTOR).await);
+        // its second waits for its own share, not for the budget
+        let mut second = AnswerRoom::of(a.clone());
+        let waited = tokio::time::timeout(
+            Duration::from_millis(200),
+            answers.cover(&mut second, 1 << 20, PARSED_FACTOR),
+        )
+        .await;
+        assert!(waited.is_err(), "it had to wait");
+        assert_eq!(second.bytes(), 0);
+        // while another tenant (and an answer of no tenant) gets room at once
+        let mut other = AnswerRoom::of(Some("ws-b".into()));
+        assert!(answers.cover(&mut other, 1 << 20, PARSED_FACTOR).await);
+        let mut nobody = AnswerRoom::none();
+        assert!(answers.cover(&mut nobody, 1 << 20, PARSED_FACTOR).await);
+        assert_eq!(answers.held_kib(), (3 * 24) << 10);
+        // the share comes back with the room
+        drop(first);
+        assert!(answers.cover(&mut second, 1 << 20, PARSED_FACTOR).await);
+        drop((second, other, nobody));
+        assert_eq!(answers.held_kib(), 0);
+        // shrinking gives back in the share too
+        let mut big = AnswerRoom::of(a.clone());
+        assert!(answers.cover(&mut big, 1 << 20, PARSED_FACTOR).await);
+        big.shrink_to(1 << 20);
+        let mut next = AnswerRoom::of(a);
+        assert!(answers.cover(&mut next, 512 << 10, PARSED_FACTOR).await);
     }
 }

@@ -141,6 +141,9 @@ pub struct OutboundRequest {
     /// Query parameters that carry a credential; removed from a redirect target on
     /// another origin.
     pub credential_query: Vec<String>,
+    /// Whose call it is (a workspace): its answer takes room from their share of the
+    /// budget for answers in flight first ([`answers`]).
+    pub tenant: Option<Arc<str>>,
 }
 
 impl OutboundRequest {
@@ -152,6 +155,7 @@ impl OutboundRequest {
             body: None,
             credential_headers: Vec::new(),
             credential_query: Vec::new(),
+            tenant: None,
         }
     }
 }
@@ -323,6 +327,7 @@ impl Egress {
             mut body,
             credential_headers,
             credential_query,
+            tenant,
         } = req;
         let mut redirects = 0;
         loop {
@@ -399,7 +404,7 @@ impl Egress {
             // decoded here (one layer of gzip, deflate or br) or withheld
             let coding = body_coding(&headers)?;
             let factor = answers::factor(&headers);
-            let mut room = answers::AnswerRoom::none();
+            let mut room = answers::AnswerRoom::of(tenant.clone());
             let raw = read_capped(resp, &url, limits, (&self.answers, &mut room, factor)).await?;
             let body = match coding {
                 None => raw,

@@ -758,6 +758,7 @@ impl Tools {
             mapping,
         )?;
         let mut req = OutboundRequest::new(to_http_method(method), built.url);
+        req.tenant = Some(conn.workspace_id.as_str().into());
         req.headers.insert(
             http::header::ACCEPT,
             http::HeaderValue::from_static("application/json, */*;q=0.5"),

@@ -137,6 +137,7 @@ impl Tools {
         // large one is redacted off the async workers
         let len = chatterfly_domain::operation::value_len(&out);
         let answers = self.egress.answers();
+        *room = chatterfly_egress::answers::AnswerRoom::of(Some(conn.workspace_id.as_str().into()));
         if !answers
             .cover(room, len, chatterfly_egress::answers::PARSED_FACTOR)
             .await

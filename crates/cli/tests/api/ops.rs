@@ -48,6 +48,47 @@ async fn large_json_upstream(size: usize) -> (String, tokio::task::JoinHandle<()
     (url, task)
 }
 
+/// An upstream whose `/slow` declares 2 MB of JSON and sends a byte every half second, and
+/// whose other paths answer 100 KB of JSON at once.
+async fn trickling_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                if String::from_utf8_lossy(&buf[..n]).starts_with("GET /slow") {
+                    let _ = sock
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2000000\r\n\r\n[",
+                        )
+                        .await;
+                    for _ in 0..60 {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if sock.write_all(b"0").await.is_err() {
+                            return;
+                        }
+                    }
+                } else {
+                    let body = format!("[{}0]", "1,".repeat(50_000));
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(body.as_bytes()).await;
+                }
+            });
+        }
+    });
+    url
+}
+
 db_tests! {
     async fn one_workspaces_slow_upstream_does_not_slow_another(db: Db) {
         let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_MAX_CALLS_PER_WORKSPACE", "4")])).await;
@@ -246,6 +287,45 @@ db_tests! {
         assert_eq!(st, 200);
         assert!(v["output"]["body"].as_array().unwrap().len() > 100_000);
         assert_eq!(metric(&s, "chatterfly_answers_held_bytes").await, 0.0);
+    }
+
+    async fn one_workspaces_slow_answers_do_not_queue_ahead_of_another(db: Db) {
+        let upstream = trickling_upstream().await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_MAX_INFLIGHT_ANSWER_BYTES", "104857600")])).await;
+        let (st, _) = s.call(Method::POST, "/api/workspaces", Some(json!({"name": "Quiet", "slug": "quiet"}))).await;
+        assert_eq!(st, 201);
+        let conn = json!({"name": "t", "slug": "t", "service_type": "http", "base_url": upstream,
+            "operations": [{"name": "slow", "method": "GET", "path": "/slow", "input_schema": {"type": "object"}},
+                {"name": "small", "method": "GET", "path": "/small", "input_schema": {"type": "object"}}]});
+        for ws in ["default", "quiet"] {
+            assert_eq!(s.call(Method::POST, &format!("/api/workspaces/{ws}/connections"), Some(conn.clone())).await.0, 201);
+        }
+        // the noisy workspace: four answers that declare 2 MB (48 MB of cost each, of a
+        // 100 MB budget) and trickle in
+        let url = format!("{}/api/workspaces/default/tools/t.slow/invoke", s.url);
+        let noisy: Vec<_> = (0..4).map(|_| {
+            let (url, token) = (url.clone(), s.token.clone());
+            tokio::spawn(async move {
+                let r = test_client().post(&url).bearer_auth(&token).json(&json!({"arguments": {}}))
+                    .timeout(Duration::from_secs(15)).send().await;
+                r.map(|r| r.status().as_u16()).unwrap_or(0)
+            })
+        }).collect();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // the quiet workspace's 100 KB answer (2.4 MB of cost) does not wait behind them
+        let started = Instant::now();
+        let (st, v) = s.call(Method::POST, "/api/workspaces/quiet/tools/t.small/invoke", Some(json!({"arguments": {}}))).await;
+        let took = started.elapsed();
+        assert_eq!(st, 200, "{v}");
+        eprintln!("a small answer beside another workspace's slow ones: {took:?}");
+        assert!(took < Duration::from_secs(3), "it waited {took:?}");
+        // the noisy workspace's own queue: past its quarter of the budget, its answers wait
+        // and are refused in time
+        let mut statuses = Vec::new();
+        for n in noisy {
+            statuses.push(n.await.unwrap());
+        }
+        assert!(statuses.iter().filter(|&&c| c == 503).count() >= 2, "{statuses:?}");
     }
 
     async fn requests_carry_an_id_in_headers_problems_and_logs(db: Db) {
