@@ -85,13 +85,19 @@ impl AuditWriter {
     }
 
     /// Records at once, without waiting for room: for a call dropped part-way (its caller
-    /// hung up), whose row is written from `Drop`. Such rows are at most one per call
-    /// under way, so the queue goes past its bound by at most that many.
+    /// hung up), whose row is written from `Drop`. The queue may go past its bound for
+    /// these, up to twice it; past that (callers hanging up faster than the database
+    /// writes) the row is dropped and the log says so.
     pub fn record_now(&self, event: NewAuditEvent) {
         let Ok(mut st) = self.shared.state.lock() else {
             tracing::error!("the audit buffer is poisoned; an audit row was not written");
             return;
         };
+        if st.rows.len() >= 2 * QUEUE {
+            drop(st);
+            tracing::warn!(tool = %event.tool, "the audit queue is full; the row of a call whose client hung up was not written");
+            return;
+        }
         st.rows.push(event);
         drop(st);
         self.shared.wake.notify_one();
