@@ -193,23 +193,52 @@ pub struct Output {
 
 type ValidatorKey = (String, String, String);
 
-/// The audit row of a call under way, written if the call is dropped before it ends.
+/// A call under way: its audit row is written (and the call counted) only if the call is
+/// dropped before it ends. Holds the call's names, not copies: nothing is built on the
+/// path every call takes.
 struct Unfinished<'a> {
     tools: &'a Tools,
     started: Instant,
-    event: Option<NewAuditEvent>,
+    call: Option<CallNames<'a>>,
+}
+
+/// The names of a call its audit row is made of.
+struct CallNames<'a> {
+    workspace_id: &'a str,
+    user_id: Option<&'a str>,
+    tool: &'a str,
+    participant: Option<&'a str>,
+    run_id: Option<&'a str>,
 }
 
 impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
-        if let Some(mut event) = self.event.take() {
-            let elapsed = self.started.elapsed();
-            event.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            self.tools
-                .metrics
-                .record("unknown", Err("client_closed"), elapsed.as_secs_f64());
-            self.tools.audit.record_now(event);
-        }
+        let Some(CallNames {
+            workspace_id,
+            user_id,
+            tool,
+            participant,
+            run_id,
+        }) = self.call.take()
+        else {
+            return;
+        };
+        let elapsed = self.started.elapsed();
+        self.tools
+            .metrics
+            .record("unknown", Err("client_closed"), elapsed.as_secs_f64());
+        self.tools.audit.record_now(NewAuditEvent {
+            workspace_id: workspace_id.to_owned(),
+            user_id: user_id.map(str::to_owned),
+            tool: tool.to_owned(),
+            connection_slug: tool.split_once('.').map(|(s, _)| s.to_owned()),
+            ok: false,
+            http_status: None,
+            error_code: Some("client_closed"),
+            duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            participant_id: participant.map(str::to_owned),
+            run_id: run_id.map(str::to_owned),
+        });
     }
 }
 
@@ -335,23 +364,18 @@ impl Tools {
                 let mut unfinished = Unfinished {
                     tools: self,
                     started,
-                    event: Some(NewAuditEvent {
-                        workspace_id: call.workspace_id.to_owned(),
-                        user_id: call.user_id.map(str::to_owned),
-                        tool: call.tool.to_owned(),
-                        connection_slug: call.tool.split_once('.').map(|(s, _)| s.to_owned()),
-                        ok: false,
-                        http_status: None,
-                        error_code: Some("client_closed"),
-                        duration_ms: 0,
-                        participant_id: call.participant.map(str::to_owned),
-                        run_id: call.run_id.map(str::to_owned),
+                    call: Some(CallNames {
+                        workspace_id: call.workspace_id,
+                        user_id: call.user_id,
+                        tool: call.tool,
+                        participant: call.participant,
+                        run_id: call.run_id,
                     }),
                 };
                 let result = self
                     .dispatch(&mut call, &mut slug, &mut participant_used, &mut kind, &mut room)
                     .await;
-                unfinished.event = None;
+                unfinished.call = None;
                 result
             }
             None => {

@@ -19,6 +19,28 @@ async fn httpbin_connection(s: &TestServer, ws: &str) {
     assert_eq!(st, 201, "{v}");
 }
 
+/// A connection `slug` in `ws` whose one operation `get` is `GET /` on `base_url`.
+async fn root_connection(s: &TestServer, ws: &str, slug: &str, base_url: &str) {
+    let body = json!({"name": slug, "slug": slug, "service_type": "http", "base_url": base_url,
+        "operations": [{"name": "get", "method": "GET", "path": "/", "input_schema": {"type": "object"}}]});
+    let (st, v) = s
+        .call(Method::POST, &format!("/api/workspaces/{ws}/connections"), Some(body))
+        .await;
+    assert_eq!(st, 201, "{v}");
+}
+
+/// How long each of ten calls to `path` took (each must answer 200).
+async fn ten_calls(s: &TestServer, path: &str) -> Vec<Duration> {
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let (st, v) = s.call(Method::POST, path, Some(json!({"arguments": {}}))).await;
+        assert_eq!(st, 200, "{v}");
+        took.push(t.elapsed());
+    }
+    took
+}
+
 fn p50(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -97,12 +119,7 @@ db_tests! {
         httpbin_connection(&s, "default").await;
         httpbin_connection(&s, "quiet").await;
         let quiet = "/api/workspaces/quiet/tools/hb.get/invoke";
-        let mut before = Vec::new();
-        for _ in 0..10 {
-            let t = Instant::now();
-            assert_eq!(s.call(Method::POST, quiet, Some(json!({"arguments": {}}))).await.0, 200);
-            before.push(t.elapsed());
-        }
+        let before = ten_calls(&s, quiet).await;
         // the noisy workspace: 40 callers on a 2-second upstream, each calling again at once
         let url = format!("{}/api/workspaces/default/tools/hb.slow/invoke", s.url);
         let client = test_client();
@@ -129,13 +146,7 @@ db_tests! {
             })
         }).collect();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut during = Vec::new();
-        for _ in 0..10 {
-            let t = Instant::now();
-            let (st, v) = s.call(Method::POST, quiet, Some(json!({"arguments": {}}))).await;
-            assert_eq!(st, 200, "{v}");
-            during.push(t.elapsed());
-        }
+        let during = ten_calls(&s, quiet).await;
         let (mut ok, mut busy) = (0, 0);
         for h in noisy {
             let (o, b, retry) = h.await.unwrap();
@@ -167,16 +178,9 @@ db_tests! {
         let (st, _) = s.call(Method::POST, "/api/workspaces", Some(json!({"name": "Quiet", "slug": "quiet"}))).await;
         assert_eq!(st, 201);
         httpbin_connection(&s, "quiet").await;
-        let big = json!({"name": "big", "slug": "big", "service_type": "http", "base_url": upstream,
-            "operations": [{"name": "get", "method": "GET", "path": "/", "input_schema": {"type": "object"}}]});
-        assert_eq!(s.call(Method::POST, "/api/workspaces/default/connections", Some(big)).await.0, 201);
+        root_connection(&s, "default", "big", &upstream).await;
         let quiet = "/api/workspaces/quiet/tools/hb.get/invoke";
-        let mut before = Vec::new();
-        for _ in 0..10 {
-            let t = Instant::now();
-            assert_eq!(s.call(Method::POST, quiet, Some(json!({"arguments": {}}))).await.0, 200);
-            before.push(t.elapsed());
-        }
+        let before = ten_calls(&s, quiet).await;
         // the noisy workspace: 6 callers of a 4 MB JSON answer, each calling again at once
         let url = format!("{}/api/workspaces/default/tools/big.get/invoke", s.url);
         let client = test_client();
@@ -196,13 +200,7 @@ db_tests! {
             })
         }).collect();
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let mut during = Vec::new();
-        for _ in 0..10 {
-            let t = Instant::now();
-            let (st, v) = s.call(Method::POST, quiet, Some(json!({"arguments": {}}))).await;
-            assert_eq!(st, 200, "{v}");
-            during.push(t.elapsed());
-        }
+        let during = ten_calls(&s, quiet).await;
         let jobs = metric(&s, "chatterfly_large_answer_jobs_total").await;
         let mut ok = 0;
         for h in noisy {
@@ -246,9 +244,7 @@ db_tests! {
     async fn a_client_that_reads_nothing_holds_room_then_is_cut_off(db: Db) {
         let (upstream, _server) = large_json_upstream(9_000_000).await;
         let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_WRITE_STALL_TIMEOUT_MS", "2000")])).await;
-        let big = json!({"name": "big", "slug": "big", "service_type": "http", "base_url": upstream,
-            "operations": [{"name": "get", "method": "GET", "path": "/", "input_schema": {"type": "object"}}]});
-        assert_eq!(s.call(Method::POST, "/api/workspaces/default/connections", Some(big)).await.0, 201);
+        root_connection(&s, "default", "big", &upstream).await;
         assert_eq!(metric(&s, "chatterfly_answers_held_bytes").await, 0.0);
         // a client that asks for 9 MB and reads none of it, on a small receive window
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -365,9 +361,7 @@ db_tests! {
         assert_eq!((st, v["status"].as_str()), (200, Some("ready")), "{v}");
         assert_eq!(v["checks"], json!({"database": "ok", "keys": "ok"}));
         httpbin_connection(&s, "default").await;
-        let down = json!({"name": "down", "slug": "down", "service_type": "http", "base_url": "http://127.0.0.1:9",
-            "operations": [{"name": "get", "method": "GET", "path": "/", "input_schema": {"type": "object"}}]});
-        assert_eq!(s.call(Method::POST, "/api/workspaces/default/connections", Some(down)).await.0, 201);
+        root_connection(&s, "default", "down", "http://127.0.0.1:9").await;
         // the watcher sees those writes too (a second invalidation): let it settle first
         tokio::time::sleep(Duration::from_millis(500)).await;
         for _ in 0..3 {
