@@ -9,6 +9,7 @@
 # database) with loopback allowed, creates an `mcp` connection `bench`, and runs
 # bench/mcp.mjs, which prints p50/p99 of both paths and their ratio; then, for the
 # breakdown, Chatterfly's MCP client alone (crates/mcp/examples/mcp_calls.rs).
+# CHATTERFLY_BIN=path runs that binary instead of building the tree's (to compare builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server=${1:-everything}; calls=${2:-2000}
@@ -33,7 +34,8 @@ case $server in
 esac
 read -r mcp_url mcp_pid <<<"$line"; pids+=("$mcp_pid")
 
-cargo build --release --quiet -p chatterfly
+bin=${CHATTERFLY_BIN:-$target/release/chatterfly}
+[ -n "${CHATTERFLY_BIN:-}" ] || cargo build --release --quiet -p chatterfly
 cargo build --release --quiet -p chatterfly-mcp --example mcp_calls
 port=$(free_port); token="cft_bench_$(date +%s%N)"
 db_args=(--data-dir "$work/data")
@@ -41,10 +43,10 @@ if [ -n "$pg" ]; then
   name="bench_$RANDOM$RANDOM"
   psql -q "$pg" -c "CREATE DATABASE $name" >/dev/null
   db_args=(--data-dir "$work/data" --database-url "${pg%/*}/$name")
-  export INTEGRATION_ENCRYPTION_KEY=$("$target/release/chatterfly" keys generate)
+  export INTEGRATION_ENCRYPTION_KEY=$("$bin" keys generate)
 fi
 CHATTERFLY_ALLOW_PRIVATE=127.0.0.1 CHATTERFLY_BOOTSTRAP_ADMIN_TOKEN=$token RUST_LOG=warn \
-  "$target/release/chatterfly" serve "${db_args[@]}" --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+  "$bin" serve "${db_args[@]}" --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 pids+=("$!")
 cf="http://127.0.0.1:$port"
 for _ in $(seq 100); do curl -sf "$cf/api/health" >/dev/null && break; sleep 0.1; done

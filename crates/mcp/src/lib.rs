@@ -339,11 +339,15 @@ impl McpClient {
                 .session(&key, || self.open_pooled(connection_id, target))
                 .await?;
             let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.clone());
-            let result = tokio::time::timeout(target.limits.total_timeout, lease.peer.call_tool(params)).await;
+            // the answer is parsed, and turned into the output, on the sessions' runtime
+            let peer = lease.peer.clone();
+            let calling = on_sessions_runtime(async move { peer.call_tool(params).await.map(call_output) });
+            let result = tokio::time::timeout(target.limits.total_timeout, calling).await;
             match result {
                 Err(_) => return Err(McpError::Timeout(target.limits.total_timeout)),
-                Ok(Ok(r)) => return Ok(call_output(r)),
-                Ok(Err(e)) => {
+                Ok(Err(e)) => return Err(McpError::Protocol(format!("the MCP call failed: {e}"))),
+                Ok(Ok(Ok(output))) => return Ok(output),
+                Ok(Ok(Err(e))) => {
                     // the session itself failed (stream closed, server gone or restarted),
                     // as opposed to an answer the server gave
                     let session_lost = matches!(e, ServiceError::TransportClosed | ServiceError::TransportSend(_));
@@ -372,93 +376,16 @@ impl McpClient {
     }
 
     /// Opens an initialized session with the target's transport (`auto`: Streamable HTTP,
-    /// then SSE).
+    /// then SSE), on the sessions' own runtime ([`sessions_runtime`]): the session's tasks
+    /// (the transport that reads and parses every message, and the loop that hands them
+    /// out) run there, so a server's large answers are parsed on its threads and never hold
+    /// up the server's workers.
     async fn open(&self, target: &Target, handler: Handler) -> Result<(Session, McpTransport), McpError> {
-        self.egress.check_target(&target.url).await?;
-        match target.transport {
-            McpTransport::StreamableHttp => Ok((
-                self.open_streamable(target, handler).await?,
-                McpTransport::StreamableHttp,
-            )),
-            McpTransport::Sse => Ok((self.open_sse(target, handler).await?, McpTransport::Sse)),
-            McpTransport::Auto => match self.open_streamable(target, handler.clone()).await {
-                Ok(s) => Ok((s, McpTransport::StreamableHttp)),
-                Err(first) if first.falls_back() => match self.open_sse(target, handler).await {
-                    Ok(s) => Ok((s, McpTransport::Sse)),
-                    Err(McpError::Protocol(second)) => Err(McpError::Protocol(format!(
-                        "the server speaks neither MCP transport: Streamable HTTP: {first}; HTTP+SSE: {second}"
-                    ))),
-                    Err(other) => Err(other),
-                },
-                Err(first) => Err(first),
-            },
-        }
-    }
-
-    async fn open_streamable(&self, target: &Target, handler: Handler) -> Result<Session, McpError> {
-        let mut config = StreamableHttpClientTransportConfig::with_uri(target.url.as_str());
-        config.auth_header = target.bearer.clone();
-        config.max_sse_event_size = target.limits.max_response_bytes;
-        config.max_json_response_size = target.limits.max_response_bytes;
-        config.reinit_on_expired_session = true;
-        let refusal = guarded_http::Refusal::default();
-        let transport = StreamableHttpClientTransport::with_client(
-            guarded_http::GuardedHttp(
-                self.egress.streaming_client(),
-                refusal.clone(),
-                peer_requests::Allowance::default(),
-            ),
-            config,
-        );
-        within(target.limits.total_timeout, async {
-            handler.serve(transport).await.map_err(|e| {
-                let err = init_error(e, &target.url, target.limits);
-                match (refusal.status(), err) {
-                    (Some(code @ (401 | 403)), _) => McpError::Unauthorized(code),
-                    (Some(code), McpError::Protocol(_)) => McpError::Protocol(
-                        format!(
-                            "initialize failed: the MCP server answered HTTP {code} {}",
-                            http::StatusCode::from_u16(code)
-                                .ok()
-                                .and_then(|s| s.canonical_reason())
-                                .unwrap_or("")
-                        )
-                        .trim_end()
-                        .to_owned(),
-                    ),
-                    (_, err) => err,
-                }
-            })
-        })
-        .await
-    }
-
-    async fn open_sse(&self, target: &Target, handler: Handler) -> Result<Session, McpError> {
-        let auth = match &target.bearer {
-            None => None,
-            Some(t) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {t}"))
-                    .map_err(|_| McpError::Protocol("the bearer token cannot be sent in a header".into()))?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-        };
-        within(target.limits.total_timeout, async {
-            let transport = sse::SseTransport::connect(
-                self.egress.streaming_client(),
-                &target.url,
-                auth,
-                target.limits.max_response_bytes,
-                target.limits.total_timeout,
-            )
+        let egress = self.egress.clone();
+        let target = target.clone();
+        on_sessions_runtime(async move { open_session(&egress, &target, handler).await })
             .await
-            .map_err(|e| sse_error(e, &target.url))?;
-            handler
-                .serve(transport)
-                .await
-                .map_err(|e| init_error(e, &target.url, target.limits))
-        })
-        .await
+            .unwrap_or_else(|e| Err(McpError::Protocol(format!("opening the MCP session failed: {e}"))))
     }
 
     /// Closes every pooled session (shutdown, tests).
@@ -470,6 +397,134 @@ impl McpClient {
     pub async fn open_sessions(&self) -> usize {
         self.pool.len().await
     }
+}
+
+/// The runtime MCP sessions run on: half the cores, at least two threads, built on first
+/// use and kept for the life of the process. `None` when its threads cannot be started;
+/// sessions then run on the caller's runtime, as they would without it.
+fn sessions_runtime() -> Option<&'static tokio::runtime::Handle> {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let threads = std::thread::available_parallelism().map_or(2, |n| (n.get() / 2).max(2));
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("chatterfly-mcp")
+                .enable_all()
+                .build()
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot start the MCP sessions' runtime; sessions run on the server's"))
+                .ok()
+        })
+        .as_ref()
+        .map(tokio::runtime::Runtime::handle)
+}
+
+/// Runs `work` on the sessions' runtime (or here, when it has none) and waits for it; if
+/// the caller stops waiting, the work is stopped too, as it would be if it ran here.
+async fn on_sessions_runtime<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    match sessions_runtime() {
+        Some(runtime) => {
+            let mut task = AbortOnDrop(runtime.spawn(work));
+            (&mut task.0).await
+        }
+        None => Ok(work.await),
+    }
+}
+
+async fn open_session(egress: &Egress, target: &Target, handler: Handler) -> Result<(Session, McpTransport), McpError> {
+    egress.check_target(&target.url).await?;
+    match target.transport {
+        McpTransport::StreamableHttp => Ok((
+            open_streamable(egress, target, handler).await?,
+            McpTransport::StreamableHttp,
+        )),
+        McpTransport::Sse => Ok((open_sse(egress, target, handler).await?, McpTransport::Sse)),
+        McpTransport::Auto => match open_streamable(egress, target, handler.clone()).await {
+            Ok(s) => Ok((s, McpTransport::StreamableHttp)),
+            Err(first) if first.falls_back() => match open_sse(egress, target, handler).await {
+                Ok(s) => Ok((s, McpTransport::Sse)),
+                Err(McpError::Protocol(second)) => Err(McpError::Protocol(format!(
+                    "the server speaks neither MCP transport: Streamable HTTP: {first}; HTTP+SSE: {second}"
+                ))),
+                Err(other) => Err(other),
+            },
+            Err(first) => Err(first),
+        },
+    }
+}
+
+async fn open_streamable(egress: &Egress, target: &Target, handler: Handler) -> Result<Session, McpError> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(target.url.as_str());
+    config.auth_header = target.bearer.clone();
+    config.max_sse_event_size = target.limits.max_response_bytes;
+    config.max_json_response_size = target.limits.max_response_bytes;
+    config.reinit_on_expired_session = true;
+    let refusal = guarded_http::Refusal::default();
+    let transport = StreamableHttpClientTransport::with_client(
+        guarded_http::GuardedHttp(
+            egress.streaming_client(),
+            refusal.clone(),
+            peer_requests::Allowance::default(),
+        ),
+        config,
+    );
+    within(target.limits.total_timeout, async {
+        handler.serve(transport).await.map_err(|e| {
+            let err = init_error(e, &target.url, target.limits);
+            match (refusal.status(), err) {
+                (Some(code @ (401 | 403)), _) => McpError::Unauthorized(code),
+                (Some(code), McpError::Protocol(_)) => McpError::Protocol(
+                    format!(
+                        "initialize failed: the MCP server answered HTTP {code} {}",
+                        http::StatusCode::from_u16(code)
+                            .ok()
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("")
+                    )
+                    .trim_end()
+                    .to_owned(),
+                ),
+                (_, err) => err,
+            }
+        })
+    })
+    .await
+}
+
+async fn open_sse(egress: &Egress, target: &Target, handler: Handler) -> Result<Session, McpError> {
+    let auth = match &target.bearer {
+        None => None,
+        Some(t) => {
+            let mut v = HeaderValue::from_str(&format!("Bearer {t}"))
+                .map_err(|_| McpError::Protocol("the bearer token cannot be sent in a header".into()))?;
+            v.set_sensitive(true);
+            Some(v)
+        }
+    };
+    within(target.limits.total_timeout, async {
+        let transport = sse::SseTransport::connect(
+            egress.streaming_client(),
+            &target.url,
+            auth,
+            target.limits.max_response_bytes,
+            target.limits.total_timeout,
+        )
+        .await
+        .map_err(|e| sse_error(e, &target.url))?;
+        handler
+            .serve(transport)
+            .await
+            .map_err(|e| init_error(e, &target.url, target.limits))
+    })
+    .await
 }
 
 async fn within<T>(limit: Duration, f: impl Future<Output = Result<T, McpError>>) -> Result<T, McpError> {

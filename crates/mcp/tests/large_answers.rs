@@ -1,0 +1,172 @@
+//! A server's large answers are parsed on the MCP sessions' own runtime, never on the
+//! caller's: the caller here is a single-threaded runtime with a task that ticks every
+//! 2 ms, and while a 6 MB answer (half a million JSON values) is read and parsed its
+//! ticks go on. Were the parse done on the caller's thread, the ticker would stop for as
+//! long as the parse takes, which the test measures on the same answer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::Query;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chatterfly_egress::{AllowList, Egress, Limits};
+use chatterfly_mcp::{McpClient, PoolSettings, Target};
+use serde_json::{Value, json};
+
+/// Entries of the large answer's `structuredContent` (about 6 MB of JSON).
+const ENTRIES: usize = 500_000;
+
+fn large_result() -> Value {
+    let mut map = serde_json::Map::with_capacity(ENTRIES);
+    for i in 0..ENTRIES {
+        map.insert(format!("k{i}"), json!(i % 10));
+    }
+    json!({"content": [{"type": "text", "text": "large"}], "structuredContent": map, "isError": false})
+}
+
+#[derive(serde::Deserialize)]
+struct Mode {
+    /// `json` or `sse`: how the server answers a POST.
+    mode: String,
+}
+
+async fn mcp(
+    Query(mode): Query<Mode>,
+    axum::extract::State(large): axum::extract::State<Arc<Value>>,
+    body: Bytes,
+) -> Response {
+    let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let result = match msg.get("method").and_then(Value::as_str) {
+        Some("initialize") => json!({
+            "protocolVersion": "2025-03-26",
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "large", "version": "1"}}),
+        Some("tools/call") if msg["params"]["name"] == "large" => (*large).clone(),
+        Some("tools/call") => json!({"content": [{"type": "text", "text": "small"}], "isError": false}),
+        _ => return StatusCode::ACCEPTED.into_response(),
+    };
+    let answer = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+    let mut h = HeaderMap::new();
+    h.insert("mcp-session-id", "s1".parse().unwrap());
+    if mode.mode == "sse" {
+        h.insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+        (h, format!("event: message\ndata: {answer}\n\n")).into_response()
+    } else {
+        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        (h, answer).into_response()
+    }
+}
+
+/// The server, on a runtime of its own on another thread.
+fn start_server(large: Arc<Value>) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new()
+                .route(
+                    "/mcp",
+                    post(mcp)
+                        .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
+                        .delete(|| async { StatusCode::OK }),
+                )
+                .with_state(large);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}/mcp", listener.local_addr().unwrap()))
+                .unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+#[test]
+fn large_answers_are_parsed_off_the_callers_runtime() {
+    let large = Arc::new(large_result());
+    let text = json!({"jsonrpc": "2.0", "id": 1, "result": *large}).to_string();
+    assert!(
+        text.len() > 5_000_000 && text.len() < 10_000_000,
+        "{} bytes",
+        text.len()
+    );
+    // what parsing this answer takes on one thread of this machine (the least of three)
+    let parse = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let took = t.elapsed();
+            drop(v);
+            took
+        })
+        .min()
+        .unwrap();
+    drop(text);
+    assert!(
+        parse >= Duration::from_millis(40),
+        "the answer parses in {parse:?}: too fast to tell"
+    );
+
+    let url = start_server(large);
+    let caller = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    caller.block_on(async {
+        let limits = Limits {
+            max_response_bytes: 16 * 1024 * 1024,
+            ..Limits::default()
+        };
+        let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits).unwrap();
+        let (client, _changes) = McpClient::new(egress, PoolSettings::default());
+        for mode in ["json", "sse"] {
+            let target = Target {
+                url: format!("{url}?mode={mode}").parse().unwrap(),
+                bearer: None,
+                transport: chatterfly_domain::McpTransport::StreamableHttp,
+                limits,
+            };
+            // the session is opened first, with a small call
+            let out = client.call(mode, &target, "small", serde_json::Map::new()).await.unwrap();
+            assert_eq!(out["content"][0]["text"], "small");
+
+            let stop = Arc::new(AtomicBool::new(false));
+            let ticker = tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    let mut worst = Duration::ZERO;
+                    let mut last = Instant::now();
+                    while !stop.load(SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        worst = worst.max(last.elapsed());
+                        last = Instant::now();
+                    }
+                    worst
+                }
+            });
+            let started = Instant::now();
+            let out = client.call(mode, &target, "large", serde_json::Map::new()).await.unwrap();
+            let took = started.elapsed();
+            stop.store(true, SeqCst);
+            let worst = ticker.await.unwrap();
+
+            let entries = out["structured_content"].as_object().map_or(0, serde_json::Map::len);
+            assert_eq!(entries, ENTRIES, "{mode}: the whole answer arrives");
+            assert!(took >= parse, "{mode}: the call took {took:?}, less than the parse alone ({parse:?})");
+            assert!(
+                worst * 3 < parse,
+                "{mode}: the caller's runtime stalled for {worst:?} while the answer was parsed (the parse alone takes {parse:?})"
+            );
+        }
+    });
+}
