@@ -550,7 +550,7 @@ struct Exec<'a> {
     def: Arc<Definition>,
     input: Value,
     credentials: Option<Map<String, Value>>,
-    redactor: Redactor,
+    redactor: Arc<Redactor>,
     cancel: watch::Receiver<bool>,
     lost: watch::Receiver<bool>,
     /// The run's change count: each step write is the next (events followers read the
@@ -636,7 +636,7 @@ impl<'a> Exec<'a> {
             def,
             input,
             credentials,
-            redactor: Redactor::for_values(secrets),
+            redactor: Arc::new(Redactor::for_values(secrets)),
             cancel,
             lost,
             rev: std::sync::atomic::AtomicI64::new(0),
@@ -1002,7 +1002,12 @@ impl<'a> Exec<'a> {
         let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         match result {
             Ok(out) => {
-                let text = self.hide(&out.to_string());
+                // an HTTP tool's answer (`{"status", "headers", "body"}`) with an error status
+                let status = out.get("status").and_then(Value::as_u64).filter(|_| {
+                    node.kind == NodeKind::Tool && out.get("headers").is_some() && out.get("body").is_some()
+                });
+                let text =
+                    crate::hidden_output(&self.flows.inner.tools, &self.run.workspace_id, &self.redactor, out).await;
                 if text.len() > MAX_OUTPUT_BYTES {
                     let why = format!(
                         "the output is {} bytes, more than a step keeps ({} MiB)",
@@ -1013,10 +1018,6 @@ impl<'a> Exec<'a> {
                         .failed(i, Some(&input_text), "output_too_large", &why, attempts, Some(ms))
                         .await;
                 }
-                // an HTTP tool's answer (`{"status", "headers", "body"}`) with an error status
-                let status = out.get("status").and_then(Value::as_u64).filter(|_| {
-                    node.kind == NodeKind::Tool && out.get("headers").is_some() && out.get("body").is_some()
-                });
                 if let Some(s) = status.filter(|s| *s >= 400) {
                     let why = format!("the upstream answered HTTP {s}");
                     self.end_attempt(&mut attempts, "failed");

@@ -17,3 +17,33 @@ pub use agent::{AgentDef, AgentInput, RunInput};
 pub use flow::{FlowError, FlowOptions, Flows, StartFlow};
 pub use runner::{Declared, RunError, Runner, RunnerOptions, StartRun};
 pub use workflow::{Definition, Edge, Node, NodeKind, WorkflowDef};
+
+use std::sync::Arc;
+
+use chatterfly_tools::{Redactor, Tools};
+use serde_json::Value;
+
+/// A tool's output as the text a run keeps, with the run's secrets (and every secret in
+/// play) hidden. An output of 256 KiB or more is written and searched off the async
+/// workers, in its workspace's lane of the large-answer gate (`{workspace}/run`), so a
+/// run's 10 MB tool output does not hold up other calls.
+pub(crate) async fn hidden_output(tools: &Tools, workspace_id: &str, redactor: &Arc<Redactor>, out: Value) -> String {
+    fn hide(redactor: &Redactor, out: &Value) -> String {
+        let text = redactor.text(&out.to_string());
+        match chatterfly_egress::in_play::redact_log(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(hidden) => hidden,
+        }
+    }
+    if chatterfly_domain::operation::value_len(&out) < chatterfly_egress::heavy::HEAVY_BYTES {
+        return hide(redactor, &out);
+    }
+    let redactor = redactor.clone();
+    let work = move || hide(&redactor, &out);
+    let lane = format!("{workspace_id}/run");
+    match tools.egress().heavy().run(&lane, work).await {
+        Ok(text) => text,
+        // the job panicked: nothing of the output is kept
+        Err(e) => serde_json::json!({"error": {"code": "internal", "message": e.to_string()}}).to_string(),
+    }
+}

@@ -405,7 +405,7 @@ impl Runner {
                 decls: &declared.decls,
                 key: key.key,
                 base,
-                redactor: Redactor::for_values(secrets),
+                redactor: Arc::new(Redactor::for_values(secrets)),
                 cancel: rx,
                 steps,
                 store_checked: Mutex::new(Instant::now()),
@@ -466,7 +466,7 @@ struct Task<'a> {
     decls: &'a Declarations,
     key: chatterfly_vault::Secret,
     base: String,
-    redactor: Redactor,
+    redactor: Arc<Redactor>,
     cancel: watch::Receiver<bool>,
     steps: mpsc::UnboundedSender<QueuedStep>,
     /// When the store was last asked whether the run is cancelled.
@@ -826,7 +826,8 @@ impl Task<'_> {
             }
         };
         let ms = elapsed_ms(started);
-        let text = cut(&self.hide(&content.to_string()), RESULT_MAX_BYTES);
+        let text = crate::hidden_output(&self.runner.tools, &self.start.workspace_id, &self.redactor, content).await;
+        let text = cut(&text, RESULT_MAX_BYTES);
         let mut recorded: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!(text));
         if is_error && let Some(inner) = recorded.get_mut("error").map(Value::take) {
             recorded = inner;

@@ -641,10 +641,17 @@ db_tests! {
 }
 
 /// A local upstream answering `GET /big/{mb}` with a JSON document of that many MiB,
-/// streamed (this process holds one chunk at a time); its URL.
+/// streamed (this process holds one chunk at a time), and `GET /kib/{n}` with one of about
+/// that many KiB; its URL.
 async fn big_upstream() -> String {
     use axum::routing::get;
     let app = axum::Router::new().route(
+        "/kib/{n}",
+        get(|axum::extract::Path(n): axum::extract::Path<usize>| async move {
+            axum::Json(json!({"data": "y".repeat(n * 1024)}))
+        }),
+    );
+    let app = app.route(
         "/big/{mb}",
         get(|axum::extract::Path(mb): axum::extract::Path<usize>| async move {
             let chunk = bytes::Bytes::from(vec![b'x'; 1024 * 1024]);
@@ -671,8 +678,20 @@ db_tests! {
         let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
         let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "Big", "slug": "big",
             "service_type": "http", "base_url": up, "operations": [{"name": "get", "method": "GET", "path": "/big/{{mb}}",
-            "input_schema": {"type": "object", "properties": {"mb": {"type": "integer"}}, "required": ["mb"]}}]}))).await;
+            "input_schema": {"type": "object", "properties": {"mb": {"type": "integer"}}, "required": ["mb"]}},
+            {"name": "kib", "method": "GET", "path": "/kib/{{n}}",
+            "input_schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}]}))).await;
         assert_eq!(st, 201, "{v}");
+        // a 600 KiB output is kept; it is redacted twice off the async workers: as the
+        // call's answer (in the workspace's lane) and as the step's output (in its runs' lane)
+        let kib = create(&s, json!({"name": "Kib", "nodes": [{"id": "k", "type": "tool", "tool_name": "big.kib", "input": {"n": 600}}]})).await;
+        deploy(&s, &kib).await;
+        let jobs = metric(&s, "chatterfly_large_answer_jobs_total").await;
+        let run = start(&s, &kib, json!({})).await;
+        let r = wait_end(&s, &kib, &run, Duration::from_secs(60)).await;
+        assert_eq!(r["status"], "succeeded", "{}", &r.to_string()[..500]);
+        assert_eq!(step(&r, "k")["output"]["body"]["data"].as_str().map(str::len), Some(600 * 1024));
+        assert_eq!(metric(&s, "chatterfly_large_answer_jobs_total").await - jobs, 2.0);
         // 100 MB: cut by the outbound limit; 5 MB: past what a step keeps; the node reading it never runs
         let id = create(&s, json!({"name": "Big", "nodes": [
             {"id": "big", "type": "tool", "tool_name": "big.get", "input": {"mb": "{{input.mb}}"}},
