@@ -5,9 +5,16 @@
 //! backlog), a client that reads nothing of its answer for `--write-stall-timeout-ms` is cut off
 //! (hyper has no write timeout: an answer nobody reads would be held for ever), and
 //! shutdown lets requests in flight finish for a few seconds.
+//!
+//! The write stall is seen on the socket, which is enough for HTTP/1.1. An HTTP/2 client
+//! can read the socket and still take nothing of an answer, by keeping the stream's flow-
+//! control window shut: the socket stays writable while the answer waits. So the answers
+//! a connection holds ([`Unsent`], which invoke's held bodies report to) are watched too:
+//! while one is held and none has moved for the same limit, the connection is closed.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,14 +35,42 @@ pub struct WriteStall<S> {
     inner: S,
     limit: Duration,
     stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// The answers held for this connection's requests, and the timer of their stall.
+    unsent: Unsent,
+    unsent_stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> WriteStall<S> {
-    pub fn new(inner: S, limit: Duration) -> Self {
+    pub fn new(inner: S, limit: Duration, unsent: Unsent) -> Self {
         Self {
             inner,
             limit,
             stalled: None,
+            unsent,
+            unsent_stalled: None,
+        }
+    }
+
+    /// An error once the connection's held answers have not moved for `limit`; until
+    /// then a timer that wakes the connection when they will have (hyper's connection task
+    /// polls its reads whenever it is woken).
+    fn watch_unsent(&mut self, cx: &mut std::task::Context<'_>) -> Option<std::io::Error> {
+        let Some(due) = self.unsent.due(self.limit) else {
+            self.unsent_stalled = None;
+            return None;
+        };
+        let timer = self
+            .unsent_stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
+        match timer.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => Some(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took none of its answer in time",
+            )),
+            std::task::Poll::Pending => None,
         }
     }
 
@@ -68,6 +103,9 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteStall<S> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(e) = self.watch_unsent(cx) {
+            return std::task::Poll::Ready(Err(e));
+        }
         std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -109,6 +147,65 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStall<S> {
     ) -> std::task::Poll<std::io::Result<()>> {
         let r = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
         self.watch(cx, r)
+    }
+}
+
+/// The answers a connection holds for its requests, which they report to as they are
+/// handed on: how many are held, and when one last moved.
+#[derive(Clone)]
+pub struct Unsent(Arc<UnsentState>);
+
+struct UnsentState {
+    held: AtomicUsize,
+    /// When a held answer last moved, in milliseconds since `since`.
+    moved_ms: AtomicU64,
+    since: tokio::time::Instant,
+}
+
+impl Default for Unsent {
+    fn default() -> Self {
+        Self(Arc::new(UnsentState {
+            held: AtomicUsize::new(0),
+            moved_ms: AtomicU64::new(0),
+            since: tokio::time::Instant::now(),
+        }))
+    }
+}
+
+impl Unsent {
+    /// One more answer held until the guard is dropped; it has just moved.
+    pub fn hold(&self) -> UnsentAnswer {
+        self.0.held.fetch_add(1, Ordering::Relaxed);
+        let answer = UnsentAnswer(self.clone());
+        answer.moved();
+        answer
+    }
+
+    /// When the held answers will have stalled for `limit`, if any is held.
+    fn due(&self, limit: Duration) -> Option<tokio::time::Instant> {
+        if self.0.held.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let moved = Duration::from_millis(self.0.moved_ms.load(Ordering::Relaxed));
+        Some(self.0.since + moved + limit)
+    }
+}
+
+/// An answer held for a connection's request ([`Unsent::hold`]).
+pub struct UnsentAnswer(Unsent);
+
+impl UnsentAnswer {
+    /// The answer moved: a part of it was handed on to be sent.
+    pub fn moved(&self) {
+        let state = &self.0.0;
+        let ms = u64::try_from(state.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        state.moved_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+}
+
+impl Drop for UnsentAnswer {
+    fn drop(&mut self) {
+        self.0.0.held.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -167,9 +264,18 @@ pub async fn run(listener: TcpListener, router: Router, settings: Settings, shut
         };
         let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(crate::ops::PeerAddr(peer))));
+        let unsent = Unsent::default();
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(crate::ops::PeerAddr(peer)))
+                .layer(axum::Extension(unsent.clone())),
+        );
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(WriteStall::new(stream, settings.write_stall)), service)
+            .serve_connection_with_upgrades(
+                TokioIo::new(WriteStall::new(stream, settings.write_stall, unsent)),
+                service,
+            )
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -285,6 +285,54 @@ db_tests! {
         assert_eq!(metric(&s, "chatterfly_answers_held_bytes").await, 0.0);
     }
 
+    async fn an_http2_client_that_keeps_its_window_shut_is_cut_off(db: Db) {
+        let (upstream, _server) = large_json_upstream(2_000_000).await;
+        let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_WRITE_STALL_TIMEOUT_MS", "2000")])).await;
+        root_connection(&s, "default", "big", &upstream).await;
+        // HTTP/2 with every stream's window at 0: the client reads the socket (settings,
+        // pings, headers) but lets the server send none of an answer's data
+        let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut client, connection) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(connection);
+        let request = http::Request::post(format!("http://{addr}/api/workspaces/default/tools/big.get/invoke"))
+            .header("authorization", format!("Bearer {}", s.token))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (answer, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(bytes::Bytes::from_static(br#"{"arguments": {}}"#), true).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(20), answer).await.unwrap().unwrap();
+        assert_eq!(answer.status(), 200);
+        let held = metric(&s, "chatterfly_answers_held_bytes").await;
+        assert!((2_000_000.0..3_000_000.0).contains(&held), "{held} bytes held while the answer is unsent");
+        // the socket never stalls, the answer does: after the limit the connection is closed
+        let started = Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+        assert!(ended.is_ok(), "the connection is still open after {:?}", started.elapsed());
+        assert!(started.elapsed() >= Duration::from_millis(1000), "{:?}", started.elapsed());
+        let started = Instant::now();
+        while metric(&s, "chatterfly_answers_held_bytes").await > 0.0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "the room is still held");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // an HTTP/2 client that reads gets its answers, however long the connection lives
+        let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+        for _ in 0..2 {
+            let r = h2.post(format!("{}/api/workspaces/default/tools/big.get/invoke", s.url)).bearer_auth(&s.token)
+                .json(&json!({"arguments": {}})).send().await.unwrap();
+            assert_eq!((r.version(), r.status().as_u16()), (reqwest::Version::HTTP_2, 200));
+            let v: Value = r.json().await.unwrap();
+            assert!(v["output"]["body"].as_array().unwrap().len() > 10_000);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        assert_eq!(metric(&s, "chatterfly_answers_held_bytes").await, 0.0);
+    }
+
     async fn one_workspaces_slow_answers_do_not_queue_ahead_of_another(db: Db) {
         let upstream = trickling_upstream().await;
         let s = TestServer::start_with(BIN, db, local_upstreams(&[("CHATTERFLY_MAX_INFLIGHT_ANSWER_BYTES", "104857600")])).await;

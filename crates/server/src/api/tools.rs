@@ -112,7 +112,12 @@ pub struct InvokeView {
         (status = 409, body = Problem, description = "The caller's account must be connected again (`account_needs_reconnect`)"),
         (status = 422, body = Problem), (status = 429, body = Problem, description = "Telegram asked to wait (`rate_limited`, with `retry_after`)"),
         (status = 502, body = Problem), (status = 504, body = Problem)))]
-pub async fn invoke(State(state): State<AppState>, target: InvokeTarget, mut body: Body) -> Result<Response, ApiError> {
+pub async fn invoke(
+    State(state): State<AppState>,
+    target: InvokeTarget,
+    unsent: Option<axum::Extension<crate::listen::Unsent>>,
+    mut body: Body,
+) -> Result<Response, ApiError> {
     let body: InvokeBody = body.json(&state).await?;
     if body.participant.as_ref().is_some_and(|p| p.is_empty() || p.len() > 64) {
         return Err(chatterfly_domain::FieldErrors::single(
@@ -169,6 +174,7 @@ pub async fn invoke(State(state): State<AppState>, target: InvokeTarget, mut bod
         axum::body::Body::new(HeldBody {
             rest: hyper::body::Bytes::from(text),
             _room: room,
+            unsent: unsent.map(|u| u.0.hold()),
         }),
     )
         .into_response())
@@ -176,10 +182,13 @@ pub async fn invoke(State(state): State<AppState>, target: InvokeTarget, mut bod
 
 /// A response body that holds its answer's room in the budget for answers in flight until
 /// it has been sent. Handed on in slices of one buffer, so hyper asks for the next only as
-/// the client reads, and the room goes with the last.
+/// the client reads, and the room goes with the last. Each slice tells the connection the
+/// answer moved: one held and unmoved past the write-stall limit closes the connection
+/// (an HTTP/2 client can keep its socket busy and a stream's window shut).
 struct HeldBody {
     rest: hyper::body::Bytes,
     _room: chatterfly_egress::answers::AnswerRoom,
+    unsent: Option<crate::listen::UnsentAnswer>,
 }
 
 /// The slice of a held body handed on at a time.
@@ -198,6 +207,9 @@ impl hyper::body::Body for HeldBody {
         }
         let n = self.rest.len().min(HELD_CHUNK);
         let chunk = self.rest.split_to(n);
+        if let Some(u) = &self.unsent {
+            u.moved();
+        }
         std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
     }
 
