@@ -321,6 +321,7 @@ db_tests! {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // an HTTP/2 client that reads gets its answers, however long the connection lives
+        #[allow(clippy::disallowed_methods)] // a client of the server under test
         let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
         for _ in 0..2 {
             let r = h2.post(format!("{}/api/workspaces/default/tools/big.get/invoke", s.url)).bearer_auth(&s.token)
