@@ -332,6 +332,20 @@ impl McpClient {
         tool: &str,
         args: Map<String, Value>,
     ) -> Result<Value, McpError> {
+        self.call_then(connection_id, target, tool, args, |v| v).await
+    }
+
+    /// [`McpClient::call`], with `finish` applied to the output on the sessions' runtime
+    /// (where the answer was parsed): the caller's work on a large answer (redacting it,
+    /// measuring it) stays on the threads MCP work is confined to.
+    pub async fn call_then<T: Send + 'static>(
+        &self,
+        connection_id: &str,
+        target: &Target,
+        tool: &str,
+        args: Map<String, Value>,
+        finish: impl FnOnce(Value) -> T + Clone + Send + 'static,
+    ) -> Result<T, McpError> {
         let key = pool::Key::new(connection_id, target);
         for attempt in 0..2 {
             let lease = self
@@ -341,7 +355,9 @@ impl McpClient {
             let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.clone());
             // the answer is parsed, and turned into the output, on the sessions' runtime
             let peer = lease.peer.clone();
-            let calling = on_sessions_runtime(async move { peer.call_tool(params).await.map(call_output) });
+            let finish = finish.clone();
+            let calling =
+                on_sessions_runtime(async move { peer.call_tool(params).await.map(|r| finish(call_output(r))) });
             let result = tokio::time::timeout(target.limits.total_timeout, calling).await;
             match result {
                 Err(_) => return Err(McpError::Timeout(target.limits.total_timeout)),
@@ -399,14 +415,14 @@ impl McpClient {
     }
 }
 
-/// The runtime MCP sessions run on: half the cores, at least two threads, built on first
+/// The runtime MCP sessions run on: half the cores (at least one thread), built on first
 /// use and kept for the life of the process. `None` when its threads cannot be started;
 /// sessions then run on the caller's runtime, as they would without it.
 fn sessions_runtime() -> Option<&'static tokio::runtime::Handle> {
     static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            let threads = std::thread::available_parallelism().map_or(2, |n| (n.get() / 2).max(2));
+            let threads = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads)
                 .thread_name("chatterfly-mcp")
@@ -419,8 +435,9 @@ fn sessions_runtime() -> Option<&'static tokio::runtime::Handle> {
         .map(tokio::runtime::Runtime::handle)
 }
 
-/// Runs `work` on the sessions' runtime (or here, when it has none) and waits for it; if
-/// the caller stops waiting, the work is stopped too, as it would be if it ran here.
+/// Runs `work` on the sessions' runtime (or here, when it has none) and waits for it, in
+/// the caller's span (the request's id stays on its log lines); if the caller stops
+/// waiting, the work is stopped too, as it would be if it ran here.
 async fn on_sessions_runtime<T: Send + 'static>(
     work: impl Future<Output = T> + Send + 'static,
 ) -> Result<T, tokio::task::JoinError> {
@@ -432,6 +449,7 @@ async fn on_sessions_runtime<T: Send + 'static>(
     }
     match sessions_runtime() {
         Some(runtime) => {
+            let work = tracing::Instrument::in_current_span(work);
             let mut task = AbortOnDrop(runtime.spawn(work));
             (&mut task.0).await
         }

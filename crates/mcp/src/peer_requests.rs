@@ -7,7 +7,8 @@
 //! without bound: gigabytes within one call. Each session gets a bucket of
 //! [`BURST`] requests, filled again at [`REFILL_PER_SEC`]; requests past it are dropped
 //! before rmcp sees them (the server gets no answer to them), with one warning per stream.
-//! Answers and notifications pass untouched.
+//! Requests and notifications larger than [`MAX_UNASKED_BYTES`] are dropped too. Answers,
+//! and notifications within that size, pass untouched.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -60,18 +61,34 @@ impl Allowance {
     }
 
     /// Whether this message, sent by the server, may go on to rmcp: anything but a request
-    /// over the allowance. `data` is one event's data (one JSON-RPC message, or a batch).
+    /// over the allowance, or a request or notification larger than [`MAX_UNASKED_BYTES`].
+    /// `data` is one event's data (one JSON-RPC message, or a batch).
     pub(crate) fn admits(&self, data: &str) -> bool {
-        let requests = requests_in(data);
+        let (requests, unasked) = unasked_in(data);
+        if unasked > 0 && data.len() > MAX_UNASKED_BYTES {
+            return false;
+        }
         (0..requests).all(|_| self.take())
     }
 }
 
-/// How many requests (messages with both `method` and `id`) `data` holds. A quick scan
-/// first: a message without a `"method"` key (every answer) is not parsed again.
+/// The largest request or notification a server may send the client. The client has no
+/// use for a large one (it reads `notifications/tools/list_changed` only), and each would
+/// be parsed and queued whole, outside the budget for answers, before rmcp dropped it.
+pub(crate) const MAX_UNASKED_BYTES: usize = 64 * 1024;
+
+/// How many requests (messages with both `method` and `id`) `data` holds.
+#[cfg(test)]
 pub(crate) fn requests_in(data: &str) -> usize {
+    unasked_in(data).0
+}
+
+/// How many requests (messages with both `method` and `id`) and how many messages with a
+/// `method` (requests and notifications) `data` holds. A quick scan first: a message
+/// without a `"method"` key (every answer) is not parsed again.
+fn unasked_in(data: &str) -> (usize, usize) {
     if !data.contains("\"method\"") {
-        return 0;
+        return (0, 0);
     }
     #[derive(serde::Deserialize)]
     struct Probe {
@@ -88,10 +105,13 @@ pub(crate) fn requests_in(data: &str) -> usize {
     }
     let is_request = |p: &Probe| p.method.is_some() && p.id.is_some();
     match serde_json::from_str::<Message>(data) {
-        Ok(Message::One(p)) => usize::from(is_request(&p)),
-        Ok(Message::Batch(ps)) => ps.iter().filter(|p| is_request(p)).count(),
+        Ok(Message::One(p)) => (usize::from(is_request(&p)), usize::from(p.method.is_some())),
+        Ok(Message::Batch(ps)) => (
+            ps.iter().filter(|p| is_request(p)).count(),
+            ps.iter().filter(|p| p.method.is_some()).count(),
+        ),
         // rmcp will not take it either
-        Err(_) => 0,
+        Err(_) => (0, 0),
     }
 }
 
@@ -130,7 +150,8 @@ where
                         self.warned = true;
                         tracing::warn!(
                             "the MCP server sends more requests than a session answers ({BURST} at once, \
-                             {REFILL_PER_SEC} a second); the rest are ignored"
+                             {REFILL_PER_SEC} a second), or requests or notifications over {MAX_UNASKED_BYTES} bytes; \
+                             they are ignored"
                         );
                     }
                 }
@@ -171,5 +192,24 @@ mod tests {
         assert!(a.admits(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#));
         std::thread::sleep(std::time::Duration::from_millis(1100));
         assert!(a.admits(ping), "refilled after a while");
+    }
+
+    #[test]
+    fn large_requests_and_notifications_are_dropped_and_answers_of_any_size_pass() {
+        let a = Allowance::default();
+        let pad = "k".repeat(MAX_UNASKED_BYTES);
+        let note = format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"data":"{pad}"}}}}"#);
+        assert!(!a.admits(&note));
+        let request =
+            format!(r#"{{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage","params":{{"x":"{pad}"}}}}"#);
+        assert!(!a.admits(&request));
+        let batch = format!(r#"[{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"x":"{pad}"}}}}]"#);
+        assert!(!a.admits(&batch));
+        // an answer carrying a "method" key of its own, and a large answer
+        let answer = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"method":"{pad}"}}}}"#);
+        assert!(a.admits(&answer));
+        assert!(a.admits(&format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"x":"{pad}{pad}"}}}}"#)));
+        // a small notification passes
+        assert!(a.admits(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#));
     }
 }

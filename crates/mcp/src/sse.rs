@@ -186,7 +186,7 @@ impl Transport<RoleClient> for SseTransport {
                         if !self.warned {
                             self.warned = true;
                             tracing::warn!(
-                                "the MCP server sends more requests than a session answers; the rest are ignored"
+                                "the MCP server sends more requests than a session answers, or requests or notifications over 64 KiB; they are ignored"
                             );
                         }
                         continue;

@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -151,22 +151,22 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStall<S> {
 }
 
 /// The answers a connection holds for its requests, which they report to as they are
-/// handed on: how many are held, and when one last moved.
+/// handed on: when each last moved.
 #[derive(Clone)]
 pub struct Unsent(Arc<UnsentState>);
 
 struct UnsentState {
-    held: AtomicUsize,
-    /// When a held answer last moved, in milliseconds since `since`.
-    moved_ms: AtomicU64,
+    /// Each held answer's last move, in milliseconds since `since`, by the answer's number.
+    held: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+    next: AtomicU64,
     since: tokio::time::Instant,
 }
 
 impl Default for Unsent {
     fn default() -> Self {
         Self(Arc::new(UnsentState {
-            held: AtomicUsize::new(0),
-            moved_ms: AtomicU64::new(0),
+            held: std::sync::Mutex::new(std::collections::HashMap::new()),
+            next: AtomicU64::new(0),
             since: tokio::time::Instant::now(),
         }))
     }
@@ -175,37 +175,47 @@ impl Default for Unsent {
 impl Unsent {
     /// One more answer held until the guard is dropped; it has just moved.
     pub fn hold(&self) -> UnsentAnswer {
-        self.0.held.fetch_add(1, Ordering::Relaxed);
-        let answer = UnsentAnswer(self.clone());
+        let answer = UnsentAnswer {
+            unsent: self.clone(),
+            id: self.0.next.fetch_add(1, Ordering::Relaxed),
+        };
         answer.moved();
         answer
     }
 
-    /// When the held answers will have stalled for `limit`, if any is held.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.0.since.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, u64>> {
+        self.0.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// When the answer that moved least recently will have stalled for `limit`, if any is
+    /// held: a new answer does not hide an old one that never moves.
     fn due(&self, limit: Duration) -> Option<tokio::time::Instant> {
-        if self.0.held.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        let moved = Duration::from_millis(self.0.moved_ms.load(Ordering::Relaxed));
-        Some(self.0.since + moved + limit)
+        let oldest = self.held().values().copied().min()?;
+        Some(self.0.since + Duration::from_millis(oldest) + limit)
     }
 }
 
 /// An answer held for a connection's request ([`Unsent::hold`]).
-pub struct UnsentAnswer(Unsent);
+pub struct UnsentAnswer {
+    unsent: Unsent,
+    id: u64,
+}
 
 impl UnsentAnswer {
     /// The answer moved: a part of it was handed on to be sent.
     pub fn moved(&self) {
-        let state = &self.0.0;
-        let ms = u64::try_from(state.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        state.moved_ms.fetch_max(ms, Ordering::Relaxed);
+        let now = self.unsent.now_ms();
+        self.unsent.held().insert(self.id, now);
     }
 }
 
 impl Drop for UnsentAnswer {
     fn drop(&mut self) {
-        self.0.0.held.fetch_sub(1, Ordering::Relaxed);
+        self.unsent.held().remove(&self.id);
     }
 }
 

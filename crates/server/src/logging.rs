@@ -30,9 +30,22 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber: `RUST_LOG` (else [`DEFAULT_FILTER`]), stderr, redacted.
+/// The filter for a `RUST_LOG` value: `rmcp=warn` is added unless the value names rmcp, so
+/// an operator who turns the log up to `info` does not let a tenant's MCP server write
+/// every notification it sends into the log (naming `rmcp` turns its lines on on purpose).
+pub fn filter_for(rust_log: Option<&str>) -> String {
+    match rust_log.map(str::trim) {
+        None | Some("") => DEFAULT_FILTER.to_owned(),
+        Some(v) if v.contains("rmcp") => v.to_owned(),
+        Some(v) => format!("{v},rmcp=warn"),
+    }
+}
+
+/// Installs the global subscriber: `RUST_LOG` (else [`DEFAULT_FILTER`]; see [`filter_for`]),
+/// stderr, redacted.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = EnvFilter::try_new(filter_for(rust_log.as_deref())).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder
@@ -184,6 +197,16 @@ fn cut_line(mut line: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rmcp_stays_at_warn_unless_named() {
+        assert_eq!(filter_for(None), DEFAULT_FILTER);
+        assert_eq!(filter_for(Some(" ")), DEFAULT_FILTER);
+        assert_eq!(filter_for(Some("info")), "info,rmcp=warn");
+        assert_eq!(filter_for(Some("debug,sqlx=info")), "debug,sqlx=info,rmcp=warn");
+        assert_eq!(filter_for(Some("trace,rmcp=trace")), "trace,rmcp=trace");
+        assert!(EnvFilter::try_new(filter_for(Some("info"))).is_ok());
+    }
 
     #[test]
     fn a_held_secret_never_reaches_the_line() {

@@ -126,32 +126,38 @@ impl Tools {
             Some(conn),
         )?;
         let tool = op.mcp_tool.as_deref().unwrap_or(op.name.as_str());
-        let redactor = Redactor::for_secrets(conn.draft.auth_type, secrets);
+        let redactor = std::sync::Arc::new(Redactor::for_secrets(conn.draft.auth_type, secrets));
         let args = args.as_object().cloned().unwrap_or_default();
-        let out = match self.mcp.call(&conn.id, &target, tool, args).await {
-            Ok(out) => out,
+        // the answer is redacted and measured where the MCP client parsed it, on the MCP
+        // sessions' threads: an MCP server's large answers take no more of the machine
+        // than those threads
+        let finish = {
+            let redactor = redactor.clone();
+            move |out: Value| {
+                let out = redactor.value(out);
+                let len = chatterfly_domain::operation::value_len(&out);
+                (out, len)
+            }
+        };
+        let (out, len) = match self.mcp.call_then(&conn.id, &target, tool, args, finish).await {
+            Ok(done) => done,
             Err(e) => return Err(mcp_error(e, &redactor)),
         };
         // the MCP client has read and parsed the answer already (within the per-call cap):
-        // from here on it counts in the budget for answers in flight like any other, and a
-        // large one is redacted off the async workers
-        let len = chatterfly_domain::operation::value_len(&out);
+        // from here on it counts in the budget for answers in flight like any other
         let answers = self.egress.answers();
         *room = chatterfly_egress::answers::AnswerRoom::of(Some(conn.workspace_id.as_str().into()));
         if !answers
             .cover(room, len, chatterfly_egress::answers::PARSED_FACTOR)
             .await
         {
+            if len >= chatterfly_egress::heavy::HEAVY_BYTES {
+                // freeing a large answer is work too
+                tokio::task::spawn_blocking(move || drop(out));
+            }
             return Err(ToolError::Egress(chatterfly_egress::EgressError::Busy));
         }
-        if len < chatterfly_egress::heavy::HEAVY_BYTES {
-            return Ok(redactor.value(out));
-        }
-        self.egress
-            .heavy()
-            .run(&conn.workspace_id, move || redactor.value(out))
-            .await
-            .map_err(|e| ToolError::Internal(e.to_string()))
+        Ok(out)
     }
 
     /// Connects to a server, lists its tools and turns them into operations; saves nothing.

@@ -72,7 +72,7 @@ pub async fn postgres_dump(url: &str) -> String {
 db_tests! {
     async fn no_secret_leaks_anywhere(db: Db) {
         let s = TestServer::start_with(BIN, db, Options {
-            rust_log: "trace".into(),
+            rust_log: "trace,rmcp=trace".into(),
             env: vec![("CHATTERFLY_ALLOW_PRIVATE".into(), "127.0.0.1".into())],
         }).await;
         let run = uuid::Uuid::new_v4().simple().to_string();
@@ -471,6 +471,7 @@ db_tests! {
     }
 
     async fn mcp_servers_echoing_tokens_leak_nothing_at_trace_level(db: Db) {
-        mcp_echo_leaks_nothing(db, "trace").await;
+        // every dependency at trace, rmcp named so that its lines are on too
+        mcp_echo_leaks_nothing(db, "trace,rmcp=trace").await;
     }
 }

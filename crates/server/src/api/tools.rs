@@ -191,8 +191,10 @@ struct HeldBody {
     unsent: Option<crate::listen::UnsentAnswer>,
 }
 
-/// The slice of a held body handed on at a time.
-const HELD_CHUNK: usize = 64 * 1024;
+/// The slice of a held body handed on at a time: over HTTP/2 an answer moves a slice at a
+/// time, so a client reading more slowly than a slice per write-stall limit (16 KiB in
+/// 30 s by default) is taken for one that reads nothing.
+const HELD_CHUNK: usize = 16 * 1024;
 
 impl hyper::body::Body for HeldBody {
     type Data = hyper::body::Bytes;
