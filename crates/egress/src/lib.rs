@@ -178,6 +178,8 @@ pub struct OutboundResponse {
 #[derive(Clone)]
 pub struct Egress {
     client: reqwest::Client,
+    /// The guarded client for response streams (MCP), with its own pool.
+    streaming: reqwest::Client,
     allow: Arc<AllowList>,
     resolver: Arc<dyn Resolver>,
     max: Limits,
@@ -206,29 +208,38 @@ impl Egress {
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        #[allow(clippy::disallowed_methods)] // the one place a client is built
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .dns_resolver(Arc::new(resolve::GuardedResolver {
-                resolver: resolver.clone(),
-                allow: allow.clone(),
-            }))
-            // A proxy would resolve names itself, out of the guard's sight.
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            // bodies are decoded here, where every layer is seen (`body_coding`), never by
-            // the client behind our back (whatever features another crate turns on)
-            .no_gzip()
-            .no_deflate()
-            .no_brotli()
-            .no_zstd()
-            .connect_timeout(max.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| EgressError::Setup(e.without_url().to_string()))?;
+        let build = || {
+            #[allow(clippy::disallowed_methods)] // the one place a client is built
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(tls.clone())
+                .dns_resolver(Arc::new(resolve::GuardedResolver {
+                    resolver: resolver.clone(),
+                    allow: allow.clone(),
+                }))
+                // A proxy would resolve names itself, out of the guard's sight.
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .retry(reqwest::retry::never())
+                // bodies are decoded here, where every layer is seen (`body_coding`), never by
+                // the client behind our back (whatever features another crate turns on)
+                .no_gzip()
+                .no_deflate()
+                .no_brotli()
+                .no_zstd()
+                .connect_timeout(max.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .map_err(|e| EgressError::Setup(e.without_url().to_string()))
+        };
+        let client = build()?;
+        // the same client again, with a pool of its own: a connection is driven by the
+        // runtime that opened it, and the streaming client's are opened on the MCP
+        // sessions' runtime, whose threads parse large answers; an HTTP call must never be
+        // handed one of them
+        let streaming = build()?;
         Ok(Self {
             client,
+            streaming,
             allow,
             resolver,
             max,
@@ -264,9 +275,10 @@ impl Egress {
     /// no redirects and uses no proxy. IP literals never reach a resolver: the caller must
     /// pass every URL it will request through [`Egress::check_target`] first (the MCP
     /// client checks the server URL, and the SSE transport keeps its POST endpoint on the
-    /// same origin). There is no total timeout: the caller bounds each exchange.
+    /// same origin). There is no total timeout: the caller bounds each exchange. Its
+    /// connections are pooled apart from [`Egress::send`]'s.
     pub fn streaming_client(&self) -> reqwest::Client {
-        self.client.clone()
+        self.streaming.clone()
     }
 
     /// The guard's own error inside an error chain from the streaming client (a refused
