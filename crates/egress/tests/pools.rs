@@ -1,0 +1,63 @@
+//! The streaming client (MCP's transports) pools its connections apart from `send`'s: its
+//! connections are opened, and driven, on the MCP sessions' runtime, whose threads parse
+//! large answers, so an HTTP call must never be handed one of them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, State};
+use axum::routing::get;
+use chatterfly_egress::{AllowList, Egress, Limits, OutboundRequest};
+use http::Method;
+use url::Url;
+
+type Ports = Arc<Mutex<Vec<u16>>>;
+
+/// An upstream answering each request with the client port of its connection.
+async fn upstream(ports: Ports) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/port",
+            get(
+                |State(ports): State<Ports>, ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                    ports.lock().unwrap().push(peer.port());
+                    peer.port().to_string()
+                },
+            ),
+        )
+        .with_state(ports);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/port", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streaming_client_never_shares_a_connection_with_send() {
+    let ports = Ports::default();
+    let url = upstream(ports.clone()).await;
+    let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), Limits::default()).unwrap();
+    let send = || egress.send(OutboundRequest::new(Method::GET, Url::parse(&url).unwrap()), None);
+
+    let first = send().await.unwrap();
+    assert_eq!(first.status.as_u16(), 200);
+    // the streaming client finds the idle connection `send` left, and must not take it
+    let streamed = egress.streaming_client().get(&url).send().await.unwrap();
+    assert_eq!(streamed.status(), 200);
+    let streamed_port: u16 = streamed.text().await.unwrap().parse().unwrap();
+    // and `send` must not take the one the streaming client left
+    let again = send().await.unwrap();
+    assert_eq!(again.status.as_u16(), 200);
+    let again_port: u16 = std::str::from_utf8(&again.body).unwrap().parse().unwrap();
+
+    let seen = ports.lock().unwrap().clone();
+    let send_ports: BTreeSet<u16> = [seen[0], again_port].into();
+    assert_eq!(send_ports.len(), 1, "send keeps its own connection alive: {seen:?}");
+    assert!(
+        !send_ports.contains(&streamed_port),
+        "a connection was shared: {seen:?}"
+    );
+}
