@@ -653,11 +653,7 @@ impl<'a> Exec<'a> {
     }
 
     fn hide(&self, text: &str) -> String {
-        let text = self.redactor.text(text);
-        match chatterfly_egress::in_play::redact_log(&text) {
-            std::borrow::Cow::Borrowed(_) => text,
-            std::borrow::Cow::Owned(hidden) => hidden,
-        }
+        crate::hide(&self.redactor, text)
     }
 
     fn announce(&self) {

@@ -23,23 +23,25 @@ use std::sync::Arc;
 use chatterfly_tools::{Redactor, Tools};
 use serde_json::Value;
 
+/// `text` with the run's secrets (and every secret in play) hidden.
+pub(crate) fn hide(redactor: &Redactor, text: &str) -> String {
+    let text = redactor.text(text);
+    match chatterfly_egress::in_play::redact_log(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(hidden) => hidden,
+    }
+}
+
 /// A tool's output as the text a run keeps, with the run's secrets (and every secret in
 /// play) hidden. An output of 256 KiB or more is written and searched off the async
 /// workers, in its workspace's lane of the large-answer gate (`{workspace}/run`), so a
 /// run's 10 MB tool output does not hold up other calls.
 pub(crate) async fn hidden_output(tools: &Tools, workspace_id: &str, redactor: &Arc<Redactor>, out: Value) -> String {
-    fn hide(redactor: &Redactor, out: &Value) -> String {
-        let text = redactor.text(&out.to_string());
-        match chatterfly_egress::in_play::redact_log(&text) {
-            std::borrow::Cow::Borrowed(_) => text,
-            std::borrow::Cow::Owned(hidden) => hidden,
-        }
-    }
     if chatterfly_domain::operation::value_len(&out) < chatterfly_egress::heavy::HEAVY_BYTES {
-        return hide(redactor, &out);
+        return hide(redactor, &out.to_string());
     }
     let redactor = redactor.clone();
-    let work = move || hide(&redactor, &out);
+    let work = move || hide(&redactor, &out.to_string());
     let lane = format!("{workspace_id}/run");
     match tools.egress().heavy().run(&lane, work).await {
         Ok(text) => text,

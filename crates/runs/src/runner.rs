@@ -630,11 +630,7 @@ impl Task<'_> {
     /// and every credential this server used within the last minute (a saved key or an
     /// account's token one of the run's calls used, which a model might repeat).
     fn hide(&self, text: &str) -> String {
-        let text = self.redactor.text(text);
-        match chatterfly_egress::in_play::redact_log(&text) {
-            std::borrow::Cow::Borrowed(_) => text,
-            std::borrow::Cow::Owned(hidden) => hidden,
-        }
+        crate::hide(&self.redactor, text)
     }
 
     fn step(&self, kind: &'static str, data: Value, ms: u64, usage: Usage) {
