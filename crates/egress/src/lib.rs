@@ -342,6 +342,7 @@ impl Egress {
             tenant,
         } = req;
         let mut redirects = 0;
+        let mut sent_again = false;
         loop {
             // IP literals are checked here; names are checked by the guarded resolver as
             // the client connects (and only the checked addresses are dialled).
@@ -365,7 +366,18 @@ impl Egress {
             if let Some(b) = &body {
                 builder = builder.body(b.clone());
             }
-            let resp = builder.send().await.map_err(|e| map_reqwest(e, &url, limits))?;
+            let resp = match builder.send().await {
+                Ok(resp) => resp,
+                // a kept-alive connection the upstream closed just as the request went out
+                // (servers close idle connections after a few seconds: gunicorn after 2):
+                // a request that may be repeated is sent once more, on a new connection
+                Err(e) if !sent_again && method.is_idempotent() && connection_dropped(&e) => {
+                    sent_again = true;
+                    tracing::debug!("the upstream closed the connection before it answered; sending the request once more");
+                    continue;
+                }
+                Err(e) => return Err(map_reqwest(e, &url, limits)),
+            };
             let status = resp.status();
             let location = resp
                 .headers()
@@ -495,6 +507,32 @@ fn host_of(url: &Url) -> String {
 /// Maps a client error, finding the guard's own error inside a failed connect.
 fn map_reqwest(e: reqwest::Error, url: &Url, limits: Limits) -> EgressError {
     map_reqwest_ref(&e, url, limits)
+}
+
+/// Whether a request failed because its connection was closed or reset before any answer
+/// came (not a refused or timed-out connect, not a failure while the answer was read).
+fn connection_dropped(e: &reqwest::Error) -> bool {
+    if e.is_connect() || e.is_timeout() || !e.is_request() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && h.is_incomplete_message()
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn map_reqwest_ref(e: &reqwest::Error, url: &Url, limits: Limits) -> EgressError {
