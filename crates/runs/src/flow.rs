@@ -1003,7 +1003,16 @@ impl<'a> Exec<'a> {
                     node.kind == NodeKind::Tool && out.get("headers").is_some() && out.get("body").is_some()
                 });
                 let text =
-                    crate::hidden_output(&self.flows.inner.tools, &self.run.workspace_id, &self.redactor, out).await;
+                    match crate::hidden_output(&self.flows.inner.tools, &self.run.workspace_id, &self.redactor, out)
+                        .await
+                    {
+                        Ok(text) => text,
+                        Err(why) => {
+                            return self
+                                .failed(i, Some(&input_text), "internal", &why, attempts, Some(ms))
+                                .await;
+                        }
+                    };
                 if text.len() > MAX_OUTPUT_BYTES {
                     let why = format!(
                         "the output is {} bytes, more than a step keeps ({} MiB)",

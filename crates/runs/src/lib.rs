@@ -35,17 +35,19 @@ pub(crate) fn hide(redactor: &Redactor, text: &str) -> String {
 /// A tool's output as the text a run keeps, with the run's secrets (and every secret in
 /// play) hidden. An output of 256 KiB or more is written and searched off the async
 /// workers, in its workspace's lane of the large-answer gate (`{workspace}/run`), so a
-/// run's 10 MB tool output does not hold up other calls.
-pub(crate) async fn hidden_output(tools: &Tools, workspace_id: &str, redactor: &Arc<Redactor>, out: Value) -> String {
+/// run's 10 MB tool output does not hold up other calls. `Err` (the reason) when that work
+/// failed: nothing of the output is kept, and the step is an error, never a success.
+pub(crate) async fn hidden_output(
+    tools: &Tools,
+    workspace_id: &str,
+    redactor: &Arc<Redactor>,
+    out: Value,
+) -> Result<String, String> {
     if chatterfly_domain::operation::value_len(&out) < chatterfly_egress::heavy::HEAVY_BYTES {
-        return hide(redactor, &out.to_string());
+        return Ok(hide(redactor, &out.to_string()));
     }
     let redactor = redactor.clone();
     let work = move || hide(&redactor, &out.to_string());
     let lane = format!("{workspace_id}/run");
-    match tools.egress().heavy().run(&lane, work).await {
-        Ok(text) => text,
-        // the job panicked: nothing of the output is kept
-        Err(e) => serde_json::json!({"error": {"code": "internal", "message": e.to_string()}}).to_string(),
-    }
+    tools.egress().heavy().run(&lane, work).await.map_err(|e| e.to_string())
 }

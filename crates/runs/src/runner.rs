@@ -822,7 +822,12 @@ impl Task<'_> {
             }
         };
         let ms = elapsed_ms(started);
-        let text = crate::hidden_output(&self.runner.tools, &self.start.workspace_id, &self.redactor, content).await;
+        let (text, is_error) =
+            match crate::hidden_output(&self.runner.tools, &self.start.workspace_id, &self.redactor, content).await {
+                Ok(text) => (text, is_error),
+                // the output could not be kept: the model is told, and the step is an error
+                Err(why) => (json!({"error": {"code": "internal", "message": why}}).to_string(), true),
+            };
         let text = cut(&text, RESULT_MAX_BYTES);
         let mut recorded: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!(text));
         if is_error && let Some(inner) = recorded.get_mut("error").map(Value::take) {
