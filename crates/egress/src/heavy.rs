@@ -133,12 +133,10 @@ impl Heavy {
             .len()
     }
 
-    /// Runs `work` on the blocking pool once `lane` and the gate have room.
-    pub async fn run<T, F>(&self, lane: &str, work: F) -> Result<T, HeavyFailed>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
-    {
+    /// Waits until `lane` and the gate have room, and holds both places until the
+    /// returned [`Place`] is dropped: for large work that has to run where it is (a
+    /// library parsing on its own task), taking its turn like the jobs of [`Heavy::run`].
+    pub async fn place(&self, lane: &str) -> Result<Place, HeavyFailed> {
         let lane_gate = {
             let mut lanes = self
                 .inner
@@ -150,7 +148,7 @@ impl Heavy {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.inner.permits)))
                 .clone()
         };
-        let mut place = LanePlace {
+        let mut lane_place = LanePlace {
             inner: self.inner.clone(),
             key: lane.to_owned(),
             permit: None,
@@ -160,14 +158,25 @@ impl Heavy {
             Waiting(&self.inner.waiting)
         };
         // neither semaphore is ever closed
-        place.permit = Some(lane_gate.acquire_owned().await.map_err(|_| HeavyFailed)?);
+        lane_place.permit = Some(lane_gate.acquire_owned().await.map_err(|_| HeavyFailed)?);
         let gate = self.inner.gate.clone().acquire_owned().await.map_err(|_| HeavyFailed)?;
         drop(waiting);
-        let inner = self.inner.clone();
+        Ok(Place {
+            inner: self.inner.clone(),
+            _gate: gate,
+            _lane: lane_place,
+        })
+    }
+
+    /// Runs `work` on the blocking pool once `lane` and the gate have room.
+    pub async fn run<T, F>(&self, lane: &str, work: F) -> Result<T, HeavyFailed>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let place = self.place(lane).await?;
         tokio::task::spawn_blocking(move || {
             let out = work();
-            inner.done.fetch_add(1, Ordering::Relaxed);
-            drop(gate);
             drop(place);
             out
         })
@@ -176,6 +185,25 @@ impl Heavy {
             tracing::error!(error = %e, "work on a large answer failed");
             HeavyFailed
         })
+    }
+}
+
+/// A job's places in its lane and at the gate; the job counts as done when it goes.
+pub struct Place {
+    inner: Arc<Inner>,
+    _gate: OwnedSemaphorePermit,
+    _lane: LanePlace,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.inner.done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Place")
     }
 }
 

@@ -373,7 +373,9 @@ impl Egress {
                 // a request that may be repeated is sent once more, on a new connection
                 Err(e) if !sent_again && method.is_idempotent() && connection_dropped(&e) => {
                     sent_again = true;
-                    tracing::debug!("the upstream closed the connection before it answered; sending the request once more");
+                    tracing::debug!(
+                        "the upstream closed the connection before it answered; sending the request once more"
+                    );
                     continue;
                 }
                 Err(e) => return Err(map_reqwest(e, &url, limits)),

@@ -82,7 +82,11 @@ async fn a_dropped_kept_alive_connection_is_retried_only_for_repeatable_requests
         let second = send(&egress, method.clone()).await;
         assert!(second.is_ok(), "{method}: {second:?}");
         assert_eq!(second.unwrap().body.as_ref(), b"ok");
-        assert_eq!(requests.load(SeqCst) - before, 2, "{method}: sent twice, once on each connection");
+        assert_eq!(
+            requests.load(SeqCst) - before,
+            2,
+            "{method}: sent twice, once on each connection"
+        );
     }
 
     // a POST the upstream read but never answered is not sent again

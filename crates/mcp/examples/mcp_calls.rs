@@ -28,6 +28,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         bearer: None,
         transport: chatterfly_domain::McpTransport::StreamableHttp,
         limits: Limits::default(),
+        workspace: None,
     };
     for _ in 0..200 {
         client.call("bench", &target, &tool, arguments.clone()).await?;

@@ -20,18 +20,29 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
 use sse_stream::Sse;
 
 use crate::peer_requests::{Allowance, Bounded};
+use crate::turns::Turns;
 
 #[derive(Clone)]
-pub(crate) struct GuardedHttp(pub(crate) reqwest::Client, pub(crate) Refusal, pub(crate) Allowance);
+pub(crate) struct GuardedHttp {
+    pub(crate) client: reqwest::Client,
+    pub(crate) refusal: Refusal,
+    /// The session's allowance for requests the server sends ([`crate::peer_requests`]).
+    pub(crate) allowance: Allowance,
+    /// Where the session's large messages take their turn ([`crate::turns`]).
+    pub(crate) turns: Option<Turns>,
+    /// How long a call's answer is waited for here ([`GuardedHttp::finish_post`]).
+    pub(crate) call_timeout: std::time::Duration,
+}
 
 /// The HTTP status of the last answer that refused a POST (0: none). rmcp flattens the
 /// refusal into text inside its worker, so the status is kept here for the error that the
@@ -69,13 +80,17 @@ impl Refusal {
 
 type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
 
-fn forgotten_session(session: bool, result: PostResult, allowance: &Allowance) -> PostResult {
+fn forgotten_session(session: bool, result: PostResult, allowance: &Allowance, turns: &Option<Turns>) -> PostResult {
     match result {
         Ok(StreamableHttpPostResponse::Json(JsonRpcMessage::Error(e), _)) if session && e.id.is_none() => {
             Err(StreamableHttpError::SessionExpired)
         }
         Ok(StreamableHttpPostResponse::Sse(stream, session_id)) => Ok(StreamableHttpPostResponse::Sse(
-            Box::pin(Drained(Some(Box::pin(Bounded::new(stream, allowance.clone()))))),
+            Box::pin(Drained(Some(Box::pin(Bounded::new(
+                stream,
+                allowance.clone(),
+                turns.clone(),
+            ))))),
             session_id,
         )),
         other => other,
@@ -162,6 +177,89 @@ impl Drop for Drained {
     }
 }
 
+fn is_tool_call(message: &ClientJsonRpcMessage) -> bool {
+    matches!(message, JsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::CallToolRequest(_)))
+}
+
+/// Whether an event carries a message (rmcp reads only these).
+fn is_message_event(ev: &Sse) -> bool {
+    matches!(ev.event.as_deref(), None | Some("" | "message"))
+}
+
+impl GuardedHttp {
+    /// What a POST answered, as rmcp gets it: a session the server forgot is reported so,
+    /// and an event stream is bounded ([`Bounded`]) and drained when dropped ([`Drained`]).
+    ///
+    /// A `tools/call`'s event stream whose answer is large is read here first: the answer
+    /// is parsed off the sessions' runtime, in its workspace's turn at the large-answer gate
+    /// ([`crate::turns`]), and handed to rmcp parsed, as a server answering with JSON
+    /// would (rmcp would parse it on the runtime every workspace's sessions share, where
+    /// one workspace's large answers would hold up every other's calls).
+    async fn finish_post(&self, session: bool, call: bool, result: PostResult) -> PostResult {
+        self.refusal.note(&result);
+        let result = match (result, &self.turns) {
+            (Ok(StreamableHttpPostResponse::Sse(stream, session_id)), Some(turns)) if call => {
+                self.answer_of(stream, session_id, turns).await
+            }
+            (other, _) => other,
+        };
+        forgotten_session(session, result, &self.allowance, &self.turns)
+    }
+
+    /// Reads a call's event stream up to its first message. A large answer is parsed in its
+    /// turn and returned as `Json`; anything else goes back in front of the stream for rmcp.
+    async fn answer_of(&self, mut stream: SseStream, session_id: Option<String>, turns: &Turns) -> PostResult {
+        let sse = |first: Option<Result<Sse, SseError>>, rest: SseStream| {
+            let front = futures::stream::iter(first);
+            Ok(StreamableHttpPostResponse::Sse(
+                Box::pin(front.chain(rest)),
+                session_id.clone(),
+            ))
+        };
+        loop {
+            let next = match tokio::time::timeout(self.call_timeout, stream.next()).await {
+                Ok(next) => next,
+                // the call has timed out by now; rmcp reads on as it would have
+                Err(_) => return sse(None, stream),
+            };
+            let ev = match next {
+                Some(Ok(ev)) if is_message_event(&ev) && ev.data.as_ref().is_some_and(|d| Turns::needed(d.len())) => ev,
+                other => return sse(other, stream),
+            };
+            let Some(data) = ev.data else { continue };
+            // requests and notifications this large are dropped, as [`Bounded`] drops them
+            if !self.allowance.admits(&data) {
+                continue;
+            }
+            let parsed = turns
+                .run(move || serde_json::from_str::<ServerJsonRpcMessage>(&data).ok())
+                .await;
+            match parsed {
+                Ok(Some(answer @ (JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_)))) => {
+                    // the rest of the stream is read in the background, as rmcp would drop it
+                    drop(Drained(Some(Box::pin(Bounded::new(
+                        stream,
+                        self.allowance.clone(),
+                        None,
+                    )))));
+                    return Ok(StreamableHttpPostResponse::Json(answer, session_id));
+                }
+                // not an answer: handed to rmcp as the event it was
+                Ok(Some(message)) => {
+                    let data = serde_json::to_string(&message).unwrap_or_default();
+                    let ev = Sse {
+                        data: Some(data),
+                        ..Sse::default()
+                    };
+                    return sse(Some(Ok(ev)), stream);
+                }
+                // not a message (rmcp skips those too), or its parse failed
+                Ok(None) | Err(_) => continue,
+            }
+        }
+    }
+}
+
 impl StreamableHttpClient for GuardedHttp {
     type Error = reqwest::Error;
 
@@ -173,13 +271,12 @@ impl StreamableHttpClient for GuardedHttp {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> PostResult {
-        let session = session_id.is_some();
+        let (session, call) = (session_id.is_some(), is_tool_call(&message));
         let result = self
-            .0
+            .client
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await;
-        self.1.note(&result);
-        forgotten_session(session, result, &self.2)
+        self.finish_post(session, call, result).await
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -191,9 +288,9 @@ impl StreamableHttpClient for GuardedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> PostResult {
-        let session = session_id.is_some();
+        let (session, call) = (session_id.is_some(), is_tool_call(&message));
         let result = self
-            .0
+            .client
             .post_message_with_max_sse_event_size(
                 uri,
                 message,
@@ -203,8 +300,7 @@ impl StreamableHttpClient for GuardedHttp {
                 max_sse_event_size,
             )
             .await;
-        self.1.note(&result);
-        forgotten_session(session, result, &self.2)
+        self.finish_post(session, call, result).await
     }
 
     async fn post_message_with_response_limits(
@@ -216,13 +312,12 @@ impl StreamableHttpClient for GuardedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> PostResult {
-        let session = session_id.is_some();
+        let (session, call) = (session_id.is_some(), is_tool_call(&message));
         let result = self
-            .0
+            .client
             .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
             .await;
-        self.1.note(&result);
-        forgotten_session(session, result, &self.2)
+        self.finish_post(session, call, result).await
     }
 
     async fn delete_session(
@@ -232,7 +327,7 @@ impl StreamableHttpClient for GuardedHttp {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), StreamableHttpError<reqwest::Error>> {
-        self.0
+        self.client
             .delete_session(uri, session_id, auth_header, custom_headers)
             .await
     }
@@ -245,10 +340,10 @@ impl StreamableHttpClient for GuardedHttp {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<reqwest::Error>> {
-        self.0
+        self.client
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
-            .map(|s| Box::pin(Bounded::new(s, self.2.clone())) as SseStream)
+            .map(|s| Box::pin(Bounded::new(s, self.allowance.clone(), self.turns.clone())) as SseStream)
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -260,7 +355,7 @@ impl StreamableHttpClient for GuardedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<reqwest::Error>> {
-        self.0
+        self.client
             .get_stream_with_max_sse_event_size(
                 uri,
                 session_id,
@@ -270,7 +365,7 @@ impl StreamableHttpClient for GuardedHttp {
                 max_sse_event_size,
             )
             .await
-            .map(|s| Box::pin(Bounded::new(s, self.2.clone())) as SseStream)
+            .map(|s| Box::pin(Bounded::new(s, self.allowance.clone(), self.turns.clone())) as SseStream)
     }
 }
 

@@ -19,6 +19,7 @@ mod guarded_http;
 mod peer_requests;
 mod pool;
 pub mod sse;
+mod turns;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -62,6 +63,10 @@ pub struct Target {
     /// Bounds: `total_timeout` for opening a session and for each request,
     /// `max_response_bytes` for each message.
     pub limits: chatterfly_egress::Limits,
+    /// The workspace whose calls the session carries: its large messages wait for their
+    /// turn in that workspace's lane of the large-answer gate ([`turns`]); `None`: a lane
+    /// of their own (tests, tools).
+    pub workspace: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -485,13 +490,18 @@ async fn open_streamable(egress: &Egress, target: &Target, handler: Handler) -> 
     config.max_sse_event_size = target.limits.max_response_bytes;
     config.max_json_response_size = target.limits.max_response_bytes;
     config.reinit_on_expired_session = true;
+    // a call whose answer is large holds its POST until the answer is parsed
+    // (`guarded_http`): room for as many calls at once as a workspace may make
+    config.max_concurrent_requests = 128;
     let refusal = guarded_http::Refusal::default();
     let transport = StreamableHttpClientTransport::with_client(
-        guarded_http::GuardedHttp(
-            egress.streaming_client(),
-            refusal.clone(),
-            peer_requests::Allowance::default(),
-        ),
+        guarded_http::GuardedHttp {
+            client: egress.streaming_client(),
+            refusal: refusal.clone(),
+            allowance: peer_requests::Allowance::default(),
+            turns: Some(turns_of(egress, target)),
+            call_timeout: target.limits.total_timeout,
+        },
         config,
     );
     within(target.limits.total_timeout, async {
@@ -534,6 +544,7 @@ async fn open_sse(egress: &Egress, target: &Target, handler: Handler) -> Result<
             auth,
             target.limits.max_response_bytes,
             target.limits.total_timeout,
+            Some(turns_of(egress, target)),
         )
         .await
         .map_err(|e| sse_error(e, &target.url))?;
@@ -543,6 +554,12 @@ async fn open_sse(egress: &Egress, target: &Target, handler: Handler) -> Result<
             .map_err(|e| init_error(e, &target.url, target.limits))
     })
     .await
+}
+
+/// The lane a target's large messages wait in: its workspace's.
+fn turns_of(egress: &Egress, target: &Target) -> turns::Turns {
+    let lane = target.workspace.clone().unwrap_or_else(|| Arc::from("mcp"));
+    turns::Turns::new(egress.heavy().clone(), lane)
 }
 
 async fn within<T>(limit: Duration, f: impl Future<Output = Result<T, McpError>>) -> Result<T, McpError> {

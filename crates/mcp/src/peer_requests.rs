@@ -15,8 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use chatterfly_egress::heavy::{HeavyFailed, Place};
 use futures::Stream;
 use sse_stream::Sse;
+
+use crate::turns::Turns;
 
 /// The requests a session answers at once.
 pub(crate) const BURST: f64 = 32.0;
@@ -115,19 +118,31 @@ fn unasked_in(data: &str) -> (usize, usize) {
     }
 }
 
-/// An event stream with the session's allowance applied to the requests it carries.
+type Waiting = Pin<Box<dyn Future<Output = Result<Place, HeavyFailed>> + Send>>;
+
+/// An event stream with the session's allowance applied to the requests it carries, and
+/// large events waiting for their turn ([`crate::turns`]) before rmcp parses them.
 pub(crate) struct Bounded<S> {
     inner: S,
     allowance: Allowance,
     warned: bool,
+    turns: Option<Turns>,
+    /// A large event waiting for its place.
+    waiting: Option<(Sse, Waiting)>,
+    /// The place of the large event handed out last, held until the next event is asked
+    /// for (rmcp parses an event and passes it on before it asks for the next).
+    place: Option<Place>,
 }
 
 impl<S> Bounded<S> {
-    pub(crate) fn new(inner: S, allowance: Allowance) -> Self {
+    pub(crate) fn new(inner: S, allowance: Allowance, turns: Option<Turns>) -> Self {
         Self {
             inner,
             allowance,
             warned: false,
+            turns,
+            waiting: None,
+            place: None,
         }
     }
 }
@@ -139,12 +154,31 @@ where
     type Item = Result<Sse, E>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // the event handed out last has been parsed by now
+        self.place = None;
         loop {
+            if let Some((_, waiting)) = self.waiting.as_mut() {
+                let Poll::Ready(place) = waiting.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                // the gate never closes; were it to, the event goes on without a place
+                self.place = place.ok();
+                if let Some((ev, _)) = self.waiting.take() {
+                    return Poll::Ready(Some(Ok(ev)));
+                }
+            }
             match Pin::new(&mut self.inner).poll_next(cx) {
                 Poll::Ready(Some(Ok(ev))) => {
                     let admitted = ev.data.as_deref().is_none_or(|d| self.allowance.admits(d));
                     if admitted {
-                        return Poll::Ready(Some(Ok(ev)));
+                        let large = ev.data.as_ref().is_some_and(|d| Turns::needed(d.len()));
+                        match self.turns.clone() {
+                            Some(turns) if large => {
+                                self.waiting = Some((ev, Box::pin(turns.take())));
+                                continue;
+                            }
+                            _ => return Poll::Ready(Some(Ok(ev))),
+                        }
                     }
                     if !self.warned {
                         self.warned = true;

@@ -60,17 +60,20 @@ pub struct SseTransport {
     /// The bound on the requests the server sends ([`crate::peer_requests`]).
     allowance: crate::peer_requests::Allowance,
     warned: bool,
+    /// Where large messages are parsed ([`crate::turns`]).
+    turns: Option<crate::turns::Turns>,
 }
 
 impl SseTransport {
     /// Opens the event stream and waits for the `endpoint` event. The caller has checked
     /// `url` against the SSRF guard; `auth` is the whole Authorization value.
-    pub async fn connect(
+    pub(crate) async fn connect(
         client: reqwest::Client,
         url: &Url,
         auth: Option<HeaderValue>,
         max_event_bytes: usize,
         post_timeout: Duration,
+        turns: Option<crate::turns::Turns>,
     ) -> Result<Self, SseError> {
         let mut req = client
             .get(url.clone())
@@ -116,6 +119,7 @@ impl SseTransport {
             post_timeout,
             allowance: crate::peer_requests::Allowance::default(),
             warned: false,
+            turns,
         })
     }
 }
@@ -191,7 +195,23 @@ impl Transport<RoleClient> for SseTransport {
                         }
                         continue;
                     }
-                    match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+                    let parsed = match &self.turns {
+                        // a large message is parsed off the sessions' runtime, in its turn
+                        Some(turns) if crate::turns::Turns::needed(data.len()) => {
+                            match turns
+                                .run(move || serde_json::from_str::<ServerJsonRpcMessage>(&data))
+                                .await
+                            {
+                                Ok(parsed) => parsed,
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "an MCP event could not be parsed");
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => serde_json::from_str::<ServerJsonRpcMessage>(&data),
+                    };
+                    match parsed {
                         Ok(m) => return Some(m),
                         Err(e) => tracing::debug!(error = %e, "ignoring an MCP event that is not a JSON-RPC message"),
                     }

@@ -86,6 +86,7 @@ async fn a_server_flooding_the_client_with_requests_gets_a_bounded_number_answer
         bearer: None,
         transport: chatterfly_domain::McpTransport::StreamableHttp,
         limits: Limits::default(),
+        workspace: None,
     };
     for tool in ["ping_flood", "unknown_flood"] {
         let out = client.call("c1", &target, tool, serde_json::Map::new()).await.unwrap();

@@ -3,6 +3,9 @@
 //! 2 ms, and while a 6 MB answer (half a million JSON values) is read and parsed its
 //! ticks go on. Were the parse done on the caller's thread, the ticker would stop for as
 //! long as the parse takes, which the test measures on the same answer.
+//!
+//! And a workspace's large answers take turns in its lane of the large-answer gate, so
+//! another workspace's calls do not queue behind all of them on the sessions' runtime.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -49,6 +52,16 @@ async fn mcp(
             "capabilities": {"tools": {}},
             "serverInfo": {"name": "large", "version": "1"}}),
         Some("tools/call") if msg["params"]["name"] == "large" => (*large).clone(),
+        Some("tools/call") if msg["params"]["name"] == "large_text" => {
+            // the same answer, its text made once: the server sends it as fast as asked
+            static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let text = TEXT.get_or_init(|| json!({"jsonrpc": "2.0", "id": "ID", "result": *large}).to_string());
+            let answer = text.replacen("\"ID\"", &id.to_string(), 1);
+            let mut h = HeaderMap::new();
+            h.insert("mcp-session-id", "s1".parse().unwrap());
+            h.insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+            return (h, format!("event: message\ndata: {answer}\n\n")).into_response();
+        }
         Some("tools/call") => json!({"content": [{"type": "text", "text": "small"}], "isError": false}),
         _ => return StatusCode::ACCEPTED.into_response(),
     };
@@ -135,6 +148,7 @@ fn large_answers_are_parsed_off_the_callers_runtime() {
                 bearer: None,
                 transport: chatterfly_domain::McpTransport::StreamableHttp,
                 limits,
+                workspace: None,
             };
             // the session is opened first, with a small call
             let out = client.call(mode, &target, "small", serde_json::Map::new()).await.unwrap();
@@ -168,5 +182,78 @@ fn large_answers_are_parsed_off_the_callers_runtime() {
                 "{mode}: the caller's runtime stalled for {worst:?} while the answer was parsed (the parse alone takes {parse:?})"
             );
         }
+    });
+}
+
+#[test]
+fn a_workspaces_large_answers_take_turns() {
+    let url = start_server(Arc::new(large_result()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let limits = Limits {
+            max_response_bytes: 16 * 1024 * 1024,
+            ..Limits::default()
+        };
+        let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits).unwrap();
+        let heavy = egress.heavy().clone();
+        let (client, _changes) = McpClient::new(egress, PoolSettings::default());
+        let target = |ws: &str| Target {
+            url: format!("{url}?mode=sse").parse().unwrap(),
+            bearer: None,
+            transport: chatterfly_domain::McpTransport::StreamableHttp,
+            limits,
+            workspace: Some(Arc::from(ws)),
+        };
+        let (a, b) = (target("a"), target("b"));
+        for (id, t) in [("conn-a", &a), ("conn-b", &b)] {
+            let out = client.call(id, t, "small", serde_json::Map::new()).await.unwrap();
+            assert_eq!(out["content"][0]["text"], "small");
+        }
+        let done_before = heavy.done();
+
+        // workspace a's lane is taken (as by a large answer being parsed)...
+        let held = heavy.place("a").await.unwrap();
+        // ...when it asks for six large answers at once
+        const FLOOD: usize = 6;
+        let flood: Vec<_> = (0..FLOOD)
+            .map(|_| {
+                let (client, a) = (client.clone(), a.clone());
+                tokio::spawn(async move { client.call("conn-a", &a, "large_text", serde_json::Map::new()).await })
+            })
+            .collect();
+        // each answer arrives and waits for its turn, unparsed
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while heavy.waiting() < FLOOD {
+            assert!(
+                Instant::now() < deadline && !flood.iter().any(tokio::task::JoinHandle::is_finished),
+                "a's large answers did not wait for their turn ({} waiting)",
+                heavy.waiting()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // meanwhile workspace b's calls go through
+        let out = client
+            .call("conn-b", &b, "small", serde_json::Map::new())
+            .await
+            .unwrap();
+        assert_eq!(out["content"][0]["text"], "small");
+        assert!(!flood.iter().any(tokio::task::JoinHandle::is_finished));
+        // once the lane is free, a's answers are parsed one after another, whole
+        drop(held);
+        for f in flood {
+            let out = f.await.unwrap().unwrap();
+            let entries = out["structured_content"].as_object().map_or(0, serde_json::Map::len);
+            assert_eq!(entries, ENTRIES, "the whole answer arrives");
+        }
+        assert_eq!(
+            heavy.done() - done_before,
+            FLOOD as u64 + 1,
+            "each large answer took its turn"
+        );
+        assert_eq!(heavy.waiting(), 0);
     });
 }

@@ -17,6 +17,7 @@ fn target(url: &str, token: Option<&str>) -> Target {
         bearer: token.map(str::to_owned),
         transport: chatterfly_domain::McpTransport::StreamableHttp,
         limits: Limits::default(),
+        workspace: None,
     }
 }
 

@@ -107,6 +107,7 @@ impl Tools {
             bearer,
             transport,
             limits,
+            workspace: conn.map(|c| std::sync::Arc::from(c.workspace_id.as_str())),
         })
     }
 

@@ -115,11 +115,12 @@ db_tests! {
                 assert_eq!(v["output"]["is_error"], true, "{v}");
                 assert!(text(&v["output"]).contains("fail"), "{v}");
                 // a large result (about 290 kB, twice: as text and as structured content),
-                // redacted on the MCP sessions' threads and written off the async workers
+                // sent as an event stream: parsed at the large-answer gate (off the MCP
+                // sessions' threads), redacted on them, and written off the async workers
                 let jobs = metric(&s, "chatterfly_large_answer_jobs_total").await;
                 let (st, v) = invoke(&s, &format!("{slug}.big"), json!({"n": 30000})).await;
                 assert_eq!(st, 200);
-                assert_eq!(metric(&s, "chatterfly_large_answer_jobs_total").await - jobs, 1.0);
+                assert_eq!(metric(&s, "chatterfly_large_answer_jobs_total").await - jobs, 2.0);
                 let big = text(&v["output"]);
                 assert_eq!(big.lines().count(), 30000);
                 assert_eq!(big.lines().last(), Some("line 29999"));
