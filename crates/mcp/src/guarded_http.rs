@@ -222,20 +222,25 @@ impl GuardedHttp {
                 // the call has timed out by now; rmcp reads on as it would have
                 Err(_) => return sse(None, stream),
             };
-            let ev = match next {
+            let mut ev = match next {
                 Some(Ok(ev)) if is_message_event(&ev) && ev.data.as_ref().is_some_and(|d| Turns::needed(d.len())) => ev,
                 other => return sse(other, stream),
             };
-            let Some(data) = ev.data else { continue };
+            let Some(data) = ev.data.take() else { continue };
             // requests and notifications this large are dropped, as [`Bounded`] drops them
             if !self.allowance.admits(&data) {
                 continue;
             }
-            let parsed = turns
-                .run(move || serde_json::from_str::<ServerJsonRpcMessage>(&data).ok())
+            let peeked = turns
+                .run(move || match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+                    Ok(m) if is_answer(&m) => Peeked::Answer(m),
+                    // freed here, off the sessions' runtime
+                    Ok(_) => Peeked::Other(data),
+                    Err(_) => Peeked::Nothing,
+                })
                 .await;
-            match parsed {
-                Ok(Some(answer @ (JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_)))) => {
+            match peeked {
+                Ok(Peeked::Answer(answer)) => {
                     // the rest of the stream is read in the background, as rmcp would drop it
                     drop(Drained(Some(Box::pin(Bounded::new(
                         stream,
@@ -244,19 +249,36 @@ impl GuardedHttp {
                     )))));
                     return Ok(StreamableHttpPostResponse::Json(answer, session_id));
                 }
-                // not an answer: handed to rmcp as the event it was
-                Ok(Some(message)) => {
-                    let data = serde_json::to_string(&message).unwrap_or_default();
-                    let ev = Sse {
-                        data: Some(data),
-                        ..Sse::default()
-                    };
+                // not an answer to a request (an error without an id): rmcp gets the event
+                // as it was
+                Ok(Peeked::Other(data)) => {
+                    ev.data = Some(data);
                     return sse(Some(Ok(ev)), stream);
                 }
                 // not a message (rmcp skips those too), or its parse failed
-                Ok(None) | Err(_) => continue,
+                Ok(Peeked::Nothing) | Err(_) => continue,
             }
         }
+    }
+}
+
+/// What the first large message of a call's event stream turned out to be.
+enum Peeked {
+    Answer(ServerJsonRpcMessage),
+    /// Another message, as its text.
+    Other(String),
+    /// Not a message.
+    Nothing,
+}
+
+/// An answer to a request: a result, or an error naming the request. (An error without an
+/// id is left to rmcp: given back as JSON it would be taken for a forgotten session, and
+/// the call sent again.)
+fn is_answer(m: &ServerJsonRpcMessage) -> bool {
+    match m {
+        JsonRpcMessage::Response(_) => true,
+        JsonRpcMessage::Error(e) => e.id.is_some(),
+        _ => false,
     }
 }
 
