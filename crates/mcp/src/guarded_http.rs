@@ -20,10 +20,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, RequestId};
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
@@ -40,8 +39,6 @@ pub(crate) struct GuardedHttp {
     pub(crate) allowance: Allowance,
     /// Where the session's large messages take their turn ([`crate::turns`]).
     pub(crate) turns: Option<Turns>,
-    /// How long a call's answer is waited for here ([`GuardedHttp::finish_post`]).
-    pub(crate) call_timeout: std::time::Duration,
 }
 
 /// The HTTP status of the last answer that refused a POST (0: none). rmcp flattens the
@@ -80,7 +77,12 @@ impl Refusal {
 
 type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
 
-fn forgotten_session(session: bool, result: PostResult, allowance: &Allowance, turns: &Option<Turns>) -> PostResult {
+fn forgotten_session(
+    session: bool,
+    result: PostResult,
+    allowance: &Allowance,
+    turns: Option<(&Turns, Option<RequestId>)>,
+) -> PostResult {
     match result {
         Ok(StreamableHttpPostResponse::Json(JsonRpcMessage::Error(e), _)) if session && e.id.is_none() => {
             Err(StreamableHttpError::SessionExpired)
@@ -89,7 +91,7 @@ fn forgotten_session(session: bool, result: PostResult, allowance: &Allowance, t
             Box::pin(Drained(Some(Box::pin(Bounded::new(
                 stream,
                 allowance.clone(),
-                turns.clone(),
+                turns.map(|(t, call)| t.clone().for_call(call)),
             ))))),
             session_id,
         )),
@@ -177,108 +179,21 @@ impl Drop for Drained {
     }
 }
 
-fn is_tool_call(message: &ClientJsonRpcMessage) -> bool {
-    matches!(message, JsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::CallToolRequest(_)))
-}
-
-/// Whether an event carries a message (rmcp reads only these).
-fn is_message_event(ev: &Sse) -> bool {
-    matches!(ev.event.as_deref(), None | Some("" | "message"))
+/// The id of a `tools/call` request (its answer may be held: [`crate::turns`]).
+fn tool_call_id(message: &ClientJsonRpcMessage) -> Option<RequestId> {
+    match message {
+        JsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::CallToolRequest(_)) => Some(r.id.clone()),
+        _ => None,
+    }
 }
 
 impl GuardedHttp {
     /// What a POST answered, as rmcp gets it: a session the server forgot is reported so,
-    /// and an event stream is bounded ([`Bounded`]) and drained when dropped ([`Drained`]).
-    ///
-    /// A `tools/call`'s event stream whose answer is large is read here first: the answer
-    /// is parsed off the sessions' runtime, in its workspace's turn at the large-answer gate
-    /// ([`crate::turns`]), and handed to rmcp parsed, as a server answering with JSON
-    /// would (rmcp would parse it on the runtime every workspace's sessions share, where
-    /// one workspace's large answers would hold up every other's calls).
-    async fn finish_post(&self, session: bool, call: bool, result: PostResult) -> PostResult {
+    /// and an event stream is bounded ([`Bounded`]: a `tools/call`'s large answer is
+    /// parsed at the large-answer gate) and drained when dropped ([`Drained`]).
+    fn finish_post(&self, session: bool, call: Option<RequestId>, result: PostResult) -> PostResult {
         self.refusal.note(&result);
-        let result = match (result, &self.turns) {
-            (Ok(StreamableHttpPostResponse::Sse(stream, session_id)), Some(turns)) if call => {
-                self.answer_of(stream, session_id, turns).await
-            }
-            (other, _) => other,
-        };
-        forgotten_session(session, result, &self.allowance, &self.turns)
-    }
-
-    /// Reads a call's event stream up to its first message. A large answer is parsed in its
-    /// turn and returned as `Json`; anything else goes back in front of the stream for rmcp.
-    async fn answer_of(&self, mut stream: SseStream, session_id: Option<String>, turns: &Turns) -> PostResult {
-        let sse = |first: Option<Result<Sse, SseError>>, rest: SseStream| {
-            let front = futures::stream::iter(first);
-            Ok(StreamableHttpPostResponse::Sse(
-                Box::pin(front.chain(rest)),
-                session_id.clone(),
-            ))
-        };
-        loop {
-            let next = match tokio::time::timeout(self.call_timeout, stream.next()).await {
-                Ok(next) => next,
-                // the call has timed out by now; rmcp reads on as it would have
-                Err(_) => return sse(None, stream),
-            };
-            let mut ev = match next {
-                Some(Ok(ev)) if is_message_event(&ev) && ev.data.as_ref().is_some_and(|d| Turns::needed(d.len())) => ev,
-                other => return sse(other, stream),
-            };
-            let Some(data) = ev.data.take() else { continue };
-            // requests and notifications this large are dropped, as [`Bounded`] drops them
-            if !self.allowance.admits(&data) {
-                continue;
-            }
-            let peeked = turns
-                .run(move || match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
-                    Ok(m) if is_answer(&m) => Peeked::Answer(m),
-                    // freed here, off the sessions' runtime
-                    Ok(_) => Peeked::Other(data),
-                    Err(_) => Peeked::Nothing,
-                })
-                .await;
-            match peeked {
-                Ok(Peeked::Answer(answer)) => {
-                    // the rest of the stream is read in the background, as rmcp would drop it
-                    drop(Drained(Some(Box::pin(Bounded::new(
-                        stream,
-                        self.allowance.clone(),
-                        None,
-                    )))));
-                    return Ok(StreamableHttpPostResponse::Json(answer, session_id));
-                }
-                // not an answer to a request (an error without an id): rmcp gets the event
-                // as it was
-                Ok(Peeked::Other(data)) => {
-                    ev.data = Some(data);
-                    return sse(Some(Ok(ev)), stream);
-                }
-                // not a message (rmcp skips those too), or its parse failed
-                Ok(Peeked::Nothing) | Err(_) => continue,
-            }
-        }
-    }
-}
-
-/// What the first large message of a call's event stream turned out to be.
-enum Peeked {
-    Answer(ServerJsonRpcMessage),
-    /// Another message, as its text.
-    Other(String),
-    /// Not a message.
-    Nothing,
-}
-
-/// An answer to a request: a result, or an error naming the request. (An error without an
-/// id is left to rmcp: given back as JSON it would be taken for a forgotten session, and
-/// the call sent again.)
-fn is_answer(m: &ServerJsonRpcMessage) -> bool {
-    match m {
-        JsonRpcMessage::Response(_) => true,
-        JsonRpcMessage::Error(e) => e.id.is_some(),
-        _ => false,
+        forgotten_session(session, result, &self.allowance, self.turns.as_ref().map(|t| (t, call)))
     }
 }
 
@@ -293,12 +208,12 @@ impl StreamableHttpClient for GuardedHttp {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> PostResult {
-        let (session, call) = (session_id.is_some(), is_tool_call(&message));
+        let (session, call) = (session_id.is_some(), tool_call_id(&message));
         let result = self
             .client
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await;
-        self.finish_post(session, call, result).await
+        self.finish_post(session, call, result)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -310,7 +225,7 @@ impl StreamableHttpClient for GuardedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> PostResult {
-        let (session, call) = (session_id.is_some(), is_tool_call(&message));
+        let (session, call) = (session_id.is_some(), tool_call_id(&message));
         let result = self
             .client
             .post_message_with_max_sse_event_size(
@@ -322,7 +237,7 @@ impl StreamableHttpClient for GuardedHttp {
                 max_sse_event_size,
             )
             .await;
-        self.finish_post(session, call, result).await
+        self.finish_post(session, call, result)
     }
 
     async fn post_message_with_response_limits(
@@ -334,12 +249,12 @@ impl StreamableHttpClient for GuardedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> PostResult {
-        let (session, call) = (session_id.is_some(), is_tool_call(&message));
+        let (session, call) = (session_id.is_some(), tool_call_id(&message));
         let result = self
             .client
             .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
             .await;
-        self.finish_post(session, call, result).await
+        self.finish_post(session, call, result)
     }
 
     async fn delete_session(

@@ -361,8 +361,11 @@ impl McpClient {
             // the answer is parsed, and turned into the output, on the sessions' runtime
             let peer = lease.peer.clone();
             let finish = finish.clone();
-            let calling =
-                on_sessions_runtime(async move { peer.call_tool(params).await.map(|r| finish(call_output(r))) });
+            let calling = on_sessions_runtime(async move {
+                peer.call_tool(params)
+                    .await
+                    .map(|r| finish(call_output(turns::redeem(r))))
+            });
             let result = tokio::time::timeout(target.limits.total_timeout, calling).await;
             match result {
                 Err(_) => return Err(McpError::Timeout(target.limits.total_timeout)),
@@ -490,9 +493,6 @@ async fn open_streamable(egress: &Egress, target: &Target, handler: Handler) -> 
     config.max_sse_event_size = target.limits.max_response_bytes;
     config.max_json_response_size = target.limits.max_response_bytes;
     config.reinit_on_expired_session = true;
-    // a call whose answer is large holds its POST until the answer is parsed
-    // (`guarded_http`): room for as many calls at once as a workspace may make
-    config.max_concurrent_requests = 128;
     let refusal = guarded_http::Refusal::default();
     let transport = StreamableHttpClientTransport::with_client(
         guarded_http::GuardedHttp {
@@ -500,7 +500,6 @@ async fn open_streamable(egress: &Egress, target: &Target, handler: Handler) -> 
             refusal: refusal.clone(),
             allowance: peer_requests::Allowance::default(),
             turns: Some(turns_of(egress, target)),
-            call_timeout: target.limits.total_timeout,
         },
         config,
     );

@@ -19,6 +19,8 @@ use chatterfly_egress::heavy::{HeavyFailed, Place};
 use futures::Stream;
 use sse_stream::Sse;
 
+use rmcp::model::{JsonRpcMessage, JsonRpcResponse, RequestId, ServerJsonRpcMessage, ServerResult};
+
 use crate::turns::Turns;
 
 /// The requests a session answers at once.
@@ -119,14 +121,52 @@ fn unasked_in(data: &str) -> (usize, usize) {
 }
 
 type Waiting = Pin<Box<dyn Future<Output = Result<Place, HeavyFailed>> + Send>>;
+type Parsing = Pin<Box<dyn Future<Output = Result<Parsed, HeavyFailed>> + Send>>;
+
+/// What a large answer parsed at the gate came to.
+enum Parsed {
+    /// Held for its call ([`crate::turns::hold`]): the stand-in's text.
+    Held(String),
+    /// Anything else, as its text: rmcp parses it (in its turn).
+    Other(String),
+    /// Not a message: rmcp would skip it too.
+    Nothing,
+}
+
+/// Parses a large event's text (on the gate's threads) and holds it when it is the
+/// answer to `call`.
+fn parse_held(data: String, call: RequestId) -> Parsed {
+    let len = data.len();
+    match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+        Ok(JsonRpcMessage::Response(JsonRpcResponse {
+            id,
+            result: ServerResult::CallToolResult(result),
+            ..
+        })) if id == call => match crate::turns::hold(&id, result, len) {
+            Some(stand_in) => Parsed::Held(stand_in),
+            None => Parsed::Other(data),
+        },
+        Ok(_) => Parsed::Other(data),
+        Err(_) => Parsed::Nothing,
+    }
+}
+
+/// Whether an event carries a message (rmcp reads only these).
+fn is_message_event(ev: &Sse) -> bool {
+    matches!(ev.event.as_deref(), None | Some("" | "message"))
+}
 
 /// An event stream with the session's allowance applied to the requests it carries, and
-/// large events waiting for their turn ([`crate::turns`]) before rmcp parses them.
+/// large events handled in their turn ([`crate::turns`]): a call's large answer parsed at
+/// the gate and replaced by a stand-in, any other large event given to rmcp once it has
+/// a place.
 pub(crate) struct Bounded<S> {
     inner: S,
     allowance: Allowance,
     warned: bool,
     turns: Option<Turns>,
+    /// A large answer being parsed at the gate (the event, its text taken out).
+    parsing: Option<(Sse, Parsing)>,
     /// A large event waiting for its place.
     waiting: Option<(Sse, Waiting)>,
     /// The place of the large event handed out last, held until the next event is asked
@@ -141,6 +181,7 @@ impl<S> Bounded<S> {
             allowance,
             warned: false,
             turns,
+            parsing: None,
             waiting: None,
             place: None,
         }
@@ -157,6 +198,28 @@ where
         // the event handed out last has been parsed by now
         self.place = None;
         loop {
+            if let Some((_, parsing)) = self.parsing.as_mut() {
+                let Poll::Ready(parsed) = parsing.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                let Some((mut ev, _)) = self.parsing.take() else {
+                    continue;
+                };
+                match parsed {
+                    Ok(Parsed::Held(stand_in)) => {
+                        ev.data = Some(stand_in);
+                        return Poll::Ready(Some(Ok(ev)));
+                    }
+                    Ok(Parsed::Other(data)) => {
+                        ev.data = Some(data);
+                        match self.turns.clone() {
+                            Some(turns) => self.waiting = Some((ev, Box::pin(turns.take()))),
+                            None => return Poll::Ready(Some(Ok(ev))),
+                        }
+                    }
+                    Ok(Parsed::Nothing) | Err(_) => continue,
+                }
+            }
             if let Some((_, waiting)) = self.waiting.as_mut() {
                 let Poll::Ready(place) = waiting.as_mut().poll(cx) else {
                     return Poll::Pending;
@@ -168,11 +231,19 @@ where
                 }
             }
             match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Ready(Some(Ok(ev))) => {
+                Poll::Ready(Some(Ok(mut ev))) => {
                     let admitted = ev.data.as_deref().is_none_or(|d| self.allowance.admits(d));
                     if admitted {
                         let large = ev.data.as_ref().is_some_and(|d| Turns::needed(d.len()));
                         match self.turns.clone() {
+                            Some(turns) if large && is_message_event(&ev) && turns.call.is_some() => {
+                                let (Some(data), Some(call)) = (ev.data.take(), turns.call.clone()) else {
+                                    continue;
+                                };
+                                let parse = async move { turns.run(move || parse_held(data, call)).await };
+                                self.parsing = Some((ev, Box::pin(parse)));
+                                continue;
+                            }
                             Some(turns) if large => {
                                 self.waiting = Some((ev, Box::pin(turns.take())));
                                 continue;

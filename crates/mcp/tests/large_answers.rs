@@ -52,15 +52,30 @@ async fn mcp(
             "capabilities": {"tools": {}},
             "serverInfo": {"name": "large", "version": "1"}}),
         Some("tools/call") if msg["params"]["name"] == "large" => (*large).clone(),
-        Some("tools/call") if msg["params"]["name"] == "large_text" => {
+        Some("tools/call")
+            if ["large_text", "large_after_note", "large_wrong_id"]
+                .contains(&msg["params"]["name"].as_str().unwrap_or("")) =>
+        {
             // the same answer, its text made once: the server sends it as fast as asked
             static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
             let text = TEXT.get_or_init(|| json!({"jsonrpc": "2.0", "id": "ID", "result": *large}).to_string());
-            let answer = text.replacen("\"ID\"", &id.to_string(), 1);
+            let name = msg["params"]["name"].as_str().unwrap_or("");
+            let answer_id = if name == "large_wrong_id" {
+                json!(987_654)
+            } else {
+                id.clone()
+            };
+            let answer = text.replacen("\"ID\"", &answer_id.to_string(), 1);
+            // a comment, an empty event and a notification may come first
+            let before = if name == "large_after_note" {
+                ": hello\n\ndata:\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"working\"}}\n\n"
+            } else {
+                ""
+            };
             let mut h = HeaderMap::new();
             h.insert("mcp-session-id", "s1".parse().unwrap());
             h.insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
-            return (h, format!("event: message\ndata: {answer}\n\n")).into_response();
+            return (h, format!("{before}event: message\ndata: {answer}\n\n")).into_response();
         }
         Some("tools/call") => json!({"content": [{"type": "text", "text": "small"}], "isError": false}),
         _ => return StatusCode::ACCEPTED.into_response(),
@@ -220,9 +235,11 @@ fn a_workspaces_large_answers_take_turns() {
         // ...when it asks for six large answers at once
         const FLOOD: usize = 6;
         let flood: Vec<_> = (0..FLOOD)
-            .map(|_| {
+            .map(|i| {
                 let (client, a) = (client.clone(), a.clone());
-                tokio::spawn(async move { client.call("conn-a", &a, "large_text", serde_json::Map::new()).await })
+                // half of them after a comment, an empty event and a notification
+                let tool = if i % 2 == 0 { "large_text" } else { "large_after_note" };
+                tokio::spawn(async move { client.call("conn-a", &a, tool, serde_json::Map::new()).await })
             })
             .collect();
         // each answer arrives and waits for its turn, unparsed
@@ -255,5 +272,50 @@ fn a_workspaces_large_answers_take_turns() {
             "each large answer took its turn"
         );
         assert_eq!(heavy.waiting(), 0);
+    });
+}
+
+#[test]
+fn a_large_answer_with_another_id_fails_the_call_at_once() {
+    let url = start_server(Arc::new(large_result()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let limits = Limits {
+            max_response_bytes: 16 * 1024 * 1024,
+            total_timeout: Duration::from_secs(20),
+            ..Limits::default()
+        };
+        let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits).unwrap();
+        let (client, _changes) = McpClient::new(egress, PoolSettings::default());
+        let target = Target {
+            url: format!("{url}?mode=sse").parse().unwrap(),
+            bearer: None,
+            transport: chatterfly_domain::McpTransport::StreamableHttp,
+            limits,
+            workspace: Some(Arc::from("w")),
+        };
+        let started = Instant::now();
+        let result = client
+            .call("conn", &target, "large_wrong_id", serde_json::Map::new())
+            .await;
+        let took = started.elapsed();
+        assert!(result.is_err(), "an answer to another request is no answer");
+        assert!(
+            took < Duration::from_secs(10),
+            "the call waited {took:?} for its timeout"
+        );
+        // and the session still answers
+        let out = client
+            .call("conn", &target, "large_text", serde_json::Map::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            out["structured_content"].as_object().map_or(0, serde_json::Map::len),
+            ENTRIES
+        );
     });
 }
