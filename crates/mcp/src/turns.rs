@@ -16,7 +16,7 @@
 //! The stand-in's name is 122 random bits, never sent anywhere: a server cannot name
 //! another call's answer. Answers not redeemed (their caller gone) are let go after
 //! [`HELD_FOR`]; at most [`HELD_MAX_BYTES`] of answers (by the length of their text) are
-//! held at once, past which rmcp parses them as before.
+//! held at once, past which rmcp parses them as before (in their turn).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,10 +27,14 @@ use rmcp::model::{CallToolResult, ContentBlock as Content, RequestId};
 
 /// The `_meta` key of a stand-in.
 const HELD_KEY: &str = "io.chatterfly/held";
-/// How long a parsed answer waits for its call.
-const HELD_FOR: Duration = Duration::from_secs(60);
-/// The most answer text held at once.
-const HELD_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// How long a parsed answer waits for its call (which takes it within milliseconds, unless
+/// the call has gone: then it is let go at the next hold after this).
+const HELD_FOR: Duration = Duration::from_secs(10);
+/// The most answer text held at once. A parsed answer takes many times its text (up to
+/// 70 times for deep nesting), and held answers are outside the budget for answers in
+/// flight until their call takes them: a workspace that calls and hangs up cannot pile
+/// them up beyond this.
+const HELD_MAX_BYTES: usize = 32 * 1024 * 1024;
 
 struct Held {
     at: Instant,
