@@ -200,30 +200,43 @@ fn large_answers_are_parsed_off_the_callers_runtime() {
     });
 }
 
-#[test]
-fn a_workspaces_large_answers_take_turns() {
-    let url = start_server(Arc::new(large_result()));
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// A two-worker runtime for a test's calls.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
+        .unwrap()
+}
+
+/// A client allowed 16 MB answers, and the large-answer gate its sessions use.
+fn client(limits: Limits) -> (Arc<McpClient>, chatterfly_egress::heavy::Heavy) {
+    let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits).unwrap();
+    let heavy = egress.heavy().clone();
+    (McpClient::new(egress, PoolSettings::default()).0, heavy)
+}
+
+/// The test server, answering with event streams, as workspace `ws` calls it.
+fn sse_target(url: &str, limits: Limits, ws: &str) -> Target {
+    Target {
+        url: format!("{url}?mode=sse").parse().unwrap(),
+        bearer: None,
+        transport: chatterfly_domain::McpTransport::StreamableHttp,
+        limits,
+        workspace: Some(Arc::from(ws)),
+    }
+}
+
+#[test]
+fn a_workspaces_large_answers_take_turns() {
+    let url = start_server(Arc::new(large_result()));
+    runtime().block_on(async {
         let limits = Limits {
             max_response_bytes: 16 * 1024 * 1024,
             ..Limits::default()
         };
-        let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits).unwrap();
-        let heavy = egress.heavy().clone();
-        let (client, _changes) = McpClient::new(egress, PoolSettings::default());
-        let target = |ws: &str| Target {
-            url: format!("{url}?mode=sse").parse().unwrap(),
-            bearer: None,
-            transport: chatterfly_domain::McpTransport::StreamableHttp,
-            limits,
-            workspace: Some(Arc::from(ws)),
-        };
-        let (a, b) = (target("a"), target("b"));
+        let (client, heavy) = client(limits);
+        let (a, b) = (sse_target(&url, limits, "a"), sse_target(&url, limits, "b"));
         for (id, t) in [("conn-a", &a), ("conn-b", &b)] {
             let out = client.call(id, t, "small", serde_json::Map::new()).await.unwrap();
             assert_eq!(out["content"][0]["text"], "small");
@@ -278,26 +291,14 @@ fn a_workspaces_large_answers_take_turns() {
 #[test]
 fn a_large_answer_with_another_id_fails_the_call_at_once() {
     let url = start_server(Arc::new(large_result()));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         let limits = Limits {
             max_response_bytes: 16 * 1024 * 1024,
             total_timeout: Duration::from_secs(20),
             ..Limits::default()
         };
-        let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits).unwrap();
-        let (client, _changes) = McpClient::new(egress, PoolSettings::default());
-        let target = Target {
-            url: format!("{url}?mode=sse").parse().unwrap(),
-            bearer: None,
-            transport: chatterfly_domain::McpTransport::StreamableHttp,
-            limits,
-            workspace: Some(Arc::from("w")),
-        };
+        let (client, _heavy) = client(limits);
+        let target = sse_target(&url, limits, "w");
         let started = Instant::now();
         let result = client
             .call("conn", &target, "large_wrong_id", serde_json::Map::new())
