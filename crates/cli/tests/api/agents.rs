@@ -350,8 +350,11 @@ db_tests! {
         let dir = fixtures();
         let llm = ScriptPeer::llm(dir.path().to_str().unwrap(), GOOD_KEY);
         let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
+        // httpbin's look-alike whose 2-second delay lasts until the test lets it go, so the
+        // page is seen while the call still runs however slow the machine
+        let (held, release) = held_delays().await;
         let (st, v) = s.call(Method::POST, &format!("{WS}/connections"), Some(json!({"name": "HB", "slug": "hb",
-            "service_type": "http", "base_url": httpbin_url(), "operations": [
+            "service_type": "http", "base_url": held, "operations": [
                 {"name": "ip", "method": "GET", "path": "/ip", "description": "The caller's address"},
                 {"name": "delay", "method": "GET", "path": "/delay/{{n}}", "description": "Answers after n seconds",
                  "input_schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}]}))).await;
@@ -402,9 +405,14 @@ db_tests! {
         b.click("#run-agent").await;
         b.wait("#steps li.step[data-kind=model]").await;
         let status = b.wait("#run-status .run-status").await.attr("data-status").await.unwrap();
-        assert_eq!(status.as_deref(), Some("running"), "the first step shows while the 2-second call still runs");
+        assert_eq!(status.as_deref(), Some("running"), "the first step shows while the held call still runs");
         assert!(b.client.find_all(Locator::Css("#run-output")).await.unwrap().is_empty());
+        // the quick call's step shows while the slow one is still held
         b.wait_text("#steps li.step[data-tool='hb.ip']", "origin").await;
+        b.wait_text("#run-end", "Following the run live").await;
+        b.wait_count("#steps li.step", 2).await;
+        assert_eq!(b.wait("#run-status .run-status").await.attr("data-status").await.unwrap().as_deref(), Some("running"));
+        let _ = release.send(true);
         b.wait_text_within("#run-output", "Done waiting.", 20).await;
         b.wait_text("#run-status", "Succeeded").await;
         b.wait_count("#steps li.step", 4).await;
@@ -516,6 +524,38 @@ async fn asked(llmock: &str) -> usize {
         .cloned()
         .unwrap_or_default();
     list.len()
+}
+
+/// httpbin's `/ip` and `/delay/{n}` as a local server whose `/delay/2` answers only once
+/// `true` is sent on the returned sender (other delays last their seconds). Its URL.
+async fn held_delays() -> (String, tokio::sync::watch::Sender<bool>) {
+    use axum::extract::{Path, State};
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let app = axum::Router::new()
+        .route(
+            "/ip",
+            axum::routing::get(|| async { axum::Json(json!({"origin": "127.0.0.1"})) }),
+        )
+        .route(
+            "/delay/{n}",
+            axum::routing::get(
+                |State(mut rx): State<tokio::sync::watch::Receiver<bool>>, Path(n): Path<u64>| async move {
+                    if n == 2 {
+                        let _ = rx.wait_for(|go| *go).await;
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_secs(n)).await;
+                    }
+                    axum::Json(json!({"delayed": n}))
+                },
+            ),
+        )
+        .with_state(rx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, tx)
 }
 
 /// A server that answers one request with the start of a JSON body, then closes the
