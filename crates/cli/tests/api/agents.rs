@@ -526,38 +526,6 @@ async fn asked(llmock: &str) -> usize {
     list.len()
 }
 
-/// httpbin's `/ip` and `/delay/{n}` as a local server whose `/delay/2` answers only once
-/// `true` is sent on the returned sender (other delays last their seconds). Its URL.
-async fn held_delays() -> (String, tokio::sync::watch::Sender<bool>) {
-    use axum::extract::{Path, State};
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let app = axum::Router::new()
-        .route(
-            "/ip",
-            axum::routing::get(|| async { axum::Json(json!({"origin": "127.0.0.1"})) }),
-        )
-        .route(
-            "/delay/{n}",
-            axum::routing::get(
-                |State(mut rx): State<tokio::sync::watch::Receiver<bool>>, Path(n): Path<u64>| async move {
-                    if n == 2 {
-                        let _ = rx.wait_for(|go| *go).await;
-                    } else {
-                        tokio::time::sleep(std::time::Duration::from_secs(n)).await;
-                    }
-                    axum::Json(json!({"delayed": n}))
-                },
-            ),
-        )
-        .with_state(rx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, tx)
-}
-
 /// A server that answers one request with the start of a JSON body, then closes the
 /// connection: an answer cut in the middle. Its URL.
 async fn cut_answers() -> String {

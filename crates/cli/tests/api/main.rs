@@ -70,3 +70,43 @@ pub async fn invoke(s: &TestServer, tool: &str, args: Value) -> (u16, Value) {
     )
     .await
 }
+
+/// httpbin's `/ip`, `/anything` (an echo of the JSON body) and `/delay/{n}` as a local
+/// server whose `/delay/2` answers only once `true` is sent on the returned sender (other
+/// delays last their seconds): a browser test sees a run while its slow call still runs,
+/// however slow the machine. Its URL.
+pub async fn held_delays() -> (String, tokio::sync::watch::Sender<bool>) {
+    use axum::extract::{Path, State};
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let app = axum::Router::new()
+        .route(
+            "/ip",
+            axum::routing::get(|| async { axum::Json(json!({"origin": "127.0.0.1"})) }),
+        )
+        .route(
+            "/anything",
+            axum::routing::any(|body: bytes::Bytes| async move {
+                axum::Json(json!({"json": serde_json::from_slice::<Value>(&body).ok()}))
+            }),
+        )
+        .route(
+            "/delay/{n}",
+            axum::routing::get(
+                |State(mut rx): State<tokio::sync::watch::Receiver<bool>>, Path(n): Path<u64>| async move {
+                    if n == 2 {
+                        let _ = rx.wait_for(|go| *go).await;
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_secs(n)).await;
+                    }
+                    axum::Json(json!({"delayed": n}))
+                },
+            ),
+        )
+        .with_state(rx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, tx)
+}

@@ -20,7 +20,12 @@ const WS: &str = "/api/workspaces/default";
 const LLM_KEY: &str = "sk-wf-CANARY-7d1e0b55";
 
 async fn hb(s: &TestServer, slug: &str, fulfillment: &str) {
-    let mut body = json!({"name": format!("HB {slug}"), "slug": slug, "service_type": "http", "base_url": httpbin_url(),
+    hb_at(s, slug, fulfillment, &httpbin_url()).await;
+}
+
+/// [`hb`] with another base URL (httpbin's look-alike [`held_delays`]).
+async fn hb_at(s: &TestServer, slug: &str, fulfillment: &str, base_url: &str) {
+    let mut body = json!({"name": format!("HB {slug}"), "slug": slug, "service_type": "http", "base_url": base_url,
         "operations": [
             {"name": "post", "method": "POST", "path": "/anything"},
             {"name": "ip", "method": "GET", "path": "/ip"},
@@ -455,7 +460,9 @@ db_tests! {
 db_tests! {
     async fn workflows_are_built_deployed_and_run_in_chromium(db: Db) {
         let s = TestServer::start_with(BIN, db, local_upstreams(&[])).await;
-        hb(&s, "hb", "static").await;
+        // the 2-second delay lasts until the page has been seen following the run
+        let (held, release) = held_delays().await;
+        hb_at(&s, "hb", "static", &held).await;
         let b = Browser::open().await;
         b.client.goto(&format!("{}/login", s.url)).await.unwrap();
         b.fill("#token", &s.token).await;
@@ -514,6 +521,8 @@ db_tests! {
         b.wait_text_within("#steps li[data-node=step2] .step-status", "Running", 10).await;
         let status = b.wait("#run-status .run-status").await.attr("data-status").await.unwrap();
         assert_eq!(status.as_deref(), Some("running"));
+        b.wait_text("#steps li[data-node=step1] .step-status", "Succeeded").await;
+        let _ = release.send(true);
         b.wait_text_within("#run-status", "Succeeded", 20).await;
         b.wait_text("#steps li[data-node=step3] .step-status", "Succeeded").await;
         b.wait_text("#run-end", "Hello Ada").await;
