@@ -250,10 +250,18 @@ impl StreamableHttpClient for GuardedHttp {
         limits: StreamableHttpResponseLimits,
     ) -> PostResult {
         let (session, call) = (session_id.is_some(), tool_call_id(&message));
-        let result = self
-            .client
-            .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
-            .await;
+        let result = match (&call, &self.turns) {
+            // a call's answer may be large: read here, so it is parsed in its turn
+            (Some(_), Some(_)) => {
+                self.post_call(uri, message, session_id, auth_header, custom_headers, limits)
+                    .await
+            }
+            _ => {
+                self.client
+                    .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
+                    .await
+            }
+        };
         self.finish_post(session, call, result)
     }
 

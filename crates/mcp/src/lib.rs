@@ -18,6 +18,7 @@
 mod guarded_http;
 mod peer_requests;
 mod pool;
+mod post;
 pub mod sse;
 mod turns;
 

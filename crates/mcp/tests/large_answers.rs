@@ -218,8 +218,13 @@ fn client(limits: Limits) -> (Arc<McpClient>, chatterfly_egress::heavy::Heavy) {
 
 /// The test server, answering with event streams, as workspace `ws` calls it.
 fn sse_target(url: &str, limits: Limits, ws: &str) -> Target {
+    target(url, limits, ws, "sse")
+}
+
+/// The test server, answering as `mode` says (`sse` or `json`), as workspace `ws` calls it.
+fn target(url: &str, limits: Limits, ws: &str, mode: &str) -> Target {
     Target {
-        url: format!("{url}?mode=sse").parse().unwrap(),
+        url: format!("{url}?mode={mode}").parse().unwrap(),
         bearer: None,
         transport: chatterfly_domain::McpTransport::StreamableHttp,
         limits,
@@ -229,6 +234,17 @@ fn sse_target(url: &str, limits: Limits, ws: &str) -> Target {
 
 #[test]
 fn a_workspaces_large_answers_take_turns() {
+    large_answers_take_turns("sse");
+}
+
+/// The same with answers sent as plain JSON bodies (rmcp's client would parse these on
+/// the sessions' runtime: a `tools/call` is POSTed by Chatterfly's own code).
+#[test]
+fn a_workspaces_large_json_answers_take_turns() {
+    large_answers_take_turns("json");
+}
+
+fn large_answers_take_turns(mode: &str) {
     let url = start_server(Arc::new(large_result()));
     runtime().block_on(async {
         let limits = Limits {
@@ -236,7 +252,7 @@ fn a_workspaces_large_answers_take_turns() {
             ..Limits::default()
         };
         let (client, heavy) = client(limits);
-        let (a, b) = (sse_target(&url, limits, "a"), sse_target(&url, limits, "b"));
+        let (a, b) = (target(&url, limits, "a", mode), target(&url, limits, "b", mode));
         for (id, t) in [("conn-a", &a), ("conn-b", &b)] {
             let out = client.call(id, t, "small", serde_json::Map::new()).await.unwrap();
             assert_eq!(out["content"][0]["text"], "small");
@@ -250,8 +266,13 @@ fn a_workspaces_large_answers_take_turns() {
         let flood: Vec<_> = (0..FLOOD)
             .map(|i| {
                 let (client, a) = (client.clone(), a.clone());
-                // half of them after a comment, an empty event and a notification
-                let tool = if i % 2 == 0 { "large_text" } else { "large_after_note" };
+                // in event streams, half of them after a comment, an empty event and a
+                // notification
+                let tool = match (mode, i % 2) {
+                    ("json", _) => "large",
+                    (_, 0) => "large_text",
+                    _ => "large_after_note",
+                };
                 tokio::spawn(async move { client.call("conn-a", &a, tool, serde_json::Map::new()).await })
             })
             .collect();

@@ -1,0 +1,380 @@
+//! A `tools/call` POST, sent and read here rather than by rmcp's HTTP client.
+//!
+//! rmcp's client reads a POST's plain JSON answer and parses it where it runs: on the MCP
+//! sessions' thread ([`crate::sessions_runtime`]), which every workspace shares. One
+//! workspace's large answers sent as JSON bodies would then hold up every other
+//! workspace's MCP calls, as its large event-stream answers did before
+//! [`crate::turns`]. So a `tools/call` is POSTed here: an answer of
+//! [`chatterfly_egress::heavy::HEAVY_BYTES`] or more is parsed on the large-answer gate's
+//! threads, in its workspace's lane, and rmcp gets the parsed message. Everything else is
+//! read as rmcp reads it: the same request headers, the same answers to `401`/`403`
+//! challenges, `202`, a forgotten session's `404`, rate limits and server errors,
+//! JSON-RPC errors in error bodies, event streams (bounded per event, then through
+//! [`crate::peer_requests::Bounded`] like any other), and the same limits.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::{HeaderName, HeaderValue, StatusCode, header};
+use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::streamable_http_client::{
+    AuthRequiredError, HttpStatusError, InsufficientScopeError, StreamableHttpError, StreamableHttpPostResponse,
+    StreamableHttpResponseLimits,
+};
+use sse_stream::SseStream;
+
+use crate::guarded_http::GuardedHttp;
+use crate::turns::Turns;
+
+type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const EVENT_STREAM: &str = "text/event-stream";
+const JSON: &str = "application/json";
+/// Headers the transport sets itself; a custom header may not name them (the protocol
+/// version, which rmcp passes as a custom header, may).
+const RESERVED: [&str; 3] = ["accept", SESSION_HEADER, "last-event-id"];
+/// The longest `Retry-After` kept.
+const MAX_RETRY_AFTER: usize = 128;
+
+/// POSTs a `tools/call` request and reads its answer, parsing a large JSON answer in its
+/// turn at the gate.
+impl GuardedHttp {
+    pub(crate) async fn post_call(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> PostResult {
+        let mut request = self
+            .client
+            .post(uri.as_ref())
+            .header(header::ACCEPT, format!("{EVENT_STREAM}, {JSON}"));
+        if let Some(token) = auth {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in custom_headers {
+            if RESERVED.iter().any(|r| name.as_str().eq_ignore_ascii_case(r)) {
+                return Err(StreamableHttpError::ReservedHeaderConflict(name.to_string()));
+            }
+            request = request.header(name, value);
+        }
+        let attached = session_id.is_some();
+        if let Some(id) = session_id {
+            request = request.header(SESSION_HEADER, id.as_ref());
+        }
+        let response = request.json(&message).send().await?;
+        let status = response.status();
+        if let Some(challenge) = response.headers().get(header::WWW_AUTHENTICATE)
+            && matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        {
+            let challenge = challenge
+                .to_str()
+                .map_err(|_| {
+                    StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(
+                        "invalid www-authenticate header value",
+                    ))
+                })?
+                .to_owned();
+            return Err(if status == StatusCode::UNAUTHORIZED {
+                StreamableHttpError::AuthRequired(AuthRequiredError::new(challenge))
+            } else {
+                let scope = scope_of(&challenge);
+                StreamableHttpError::InsufficientScope(InsufficientScopeError::new(challenge, scope))
+            });
+        }
+        if matches!(status, StatusCode::ACCEPTED | StatusCode::NO_CONTENT) {
+            return Ok(StreamableHttpPostResponse::Accepted);
+        }
+        if status == StatusCode::NOT_FOUND && attached {
+            return Err(StreamableHttpError::SessionExpired);
+        }
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let is_json = content_type.as_deref().is_some_and(|c| media_type_is(c, JSON));
+        let is_stream = content_type.as_deref().is_some_and(|c| media_type_is(c, EVENT_STREAM));
+        // rate limits, and server errors without a JSON body, are their status alone
+        let status_error = (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()).then(|| {
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .filter(|v| v.len() <= MAX_RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            HttpStatusError::new(status.as_u16(), retry_after)
+        });
+        if let Some(e) = status_error.as_ref()
+            && (!is_json || status == StatusCode::TOO_MANY_REQUESTS)
+        {
+            return Err(HttpStatusError::new(e.status, e.retry_after.clone()).into());
+        }
+        let session = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let content_length = response.content_length();
+        let body = response.bytes_stream();
+
+        if !status.is_success() {
+            let unauthorized = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+            let said = if is_json && !unauthorized {
+                match read_bounded(body, content_length, limits.max_json_response_size).await {
+                    Ok(bytes) => {
+                        // a JSON-RPC error is the call's answer
+                        if let Ok(error @ JsonRpcMessage::Error(_)) =
+                            serde_json::from_slice::<ServerJsonRpcMessage>(&bytes)
+                        {
+                            return Ok(StreamableHttpPostResponse::Json(error, session));
+                        }
+                        text_prefix(&bytes, limits.max_error_response_size)
+                    }
+                    Err(e @ StreamableHttpError::ResponseBodyTooLarge { .. }) => {
+                        return Err(status_error.map_or(e, StreamableHttpError::from));
+                    }
+                    Err(StreamableHttpError::Client(_)) => UNREADABLE.to_owned(),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                match read_prefix(body, limits.max_error_response_size).await {
+                    Ok(bytes) => text_prefix(&bytes, limits.max_error_response_size),
+                    Err(_) => UNREADABLE.to_owned(),
+                }
+            };
+            if let Some(e) = status_error {
+                return Err(e.into());
+            }
+            return Err(StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!(
+                "HTTP {status}: {said}"
+            ))));
+        }
+        if is_stream {
+            let events = SseStream::from_bytes_stream(EventBound::new(body, limits.max_sse_event_size)).boxed();
+            return Ok(StreamableHttpPostResponse::Sse(events, session));
+        }
+        if !is_json {
+            return Err(StreamableHttpError::UnexpectedContentType(content_type));
+        }
+        let bytes = read_bounded(body, content_length, limits.max_json_response_size).await?;
+        let parsed = match self.turns.as_ref() {
+            Some(turns) if Turns::needed(bytes.len()) => turns
+                .run(move || serde_json::from_slice::<ServerJsonRpcMessage>(&bytes).map_err(|e| e.to_string()))
+                .await
+                .map_err(|_| {
+                    StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed("the answer could not be read"))
+                })?,
+            _ => serde_json::from_slice::<ServerJsonRpcMessage>(&bytes).map_err(|e| e.to_string()),
+        };
+        match parsed {
+            Ok(message) => Ok(StreamableHttpPostResponse::Json(message, session)),
+            Err(e) => Err(StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!(
+                "the answer is not a JSON-RPC message: {e}"
+            )))),
+        }
+    }
+}
+
+const UNREADABLE: &str = "<failed to read response body>";
+
+/// Whether a `Content-Type` value names `expected` (its type and subtype, any case, any
+/// parameters).
+fn media_type_is(value: &str, expected: &str) -> bool {
+    value
+        .split(';')
+        .next()
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(expected))
+}
+
+/// The `scope` a `WWW-Authenticate` challenge asks for (quoted or not).
+fn scope_of(challenge: &str) -> Option<String> {
+    let at = challenge.to_ascii_lowercase().find("scope=")? + "scope=".len();
+    let rest = challenge.get(at..)?;
+    let value = match rest.strip_prefix('"') {
+        Some(quoted) => &quoted[..quoted.find('"')?],
+        None => &rest[..rest.find([',', ';', ' ', '\t']).unwrap_or(rest.len())],
+    };
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// A body of at most `max` bytes, whole; longer is [`StreamableHttpError::ResponseBodyTooLarge`].
+async fn read_bounded(
+    mut body: impl Stream<Item = reqwest::Result<Bytes>> + Unpin,
+    length: Option<u64>,
+    max: usize,
+) -> Result<Vec<u8>, StreamableHttpError<reqwest::Error>> {
+    if length.is_some_and(|n| n > max as u64) {
+        return Err(StreamableHttpError::ResponseBodyTooLarge { max_size: max });
+    }
+    let mut bytes = Vec::with_capacity(length.map_or(0, |n| n as usize));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if chunk.len() > max - bytes.len() {
+            return Err(StreamableHttpError::ResponseBodyTooLarge { max_size: max });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The first `max` bytes of a body (an error's text: the rest is not read).
+async fn read_prefix(
+    mut body: impl Stream<Item = reqwest::Result<Bytes>> + Unpin,
+    max: usize,
+) -> reqwest::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    while bytes.len() < max {
+        let Some(chunk) = body.next().await else { break };
+        let chunk = chunk?;
+        bytes.extend_from_slice(&chunk[..chunk.len().min(max - bytes.len())]);
+    }
+    Ok(bytes)
+}
+
+fn text_prefix(bytes: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned()
+}
+
+/// An event stream's bytes, failed once one event's fields (comment lines aside) pass
+/// `max` bytes: the event parser would otherwise keep an endless event whole.
+struct EventBound<S> {
+    inner: S,
+    max: usize,
+    /// Bytes of the event so far (its finished field lines).
+    event: usize,
+    /// Bytes of the line so far.
+    line: usize,
+    comment: bool,
+    after_cr: bool,
+    failed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum EventStreamError {
+    #[error("an event of the MCP server's stream is over {0} bytes")]
+    TooLarge(usize),
+    #[error(transparent)]
+    Body(reqwest::Error),
+}
+
+impl<S> EventBound<S> {
+    fn new(inner: S, max: usize) -> Self {
+        Self {
+            inner,
+            max,
+            event: 0,
+            line: 0,
+            comment: false,
+            after_cr: false,
+            failed: false,
+        }
+    }
+
+    /// Counts a chunk; false once the event is too large.
+    fn observe(&mut self, chunk: &[u8]) -> bool {
+        for &b in chunk {
+            let after_cr = std::mem::replace(&mut self.after_cr, false);
+            match b {
+                b'\n' if after_cr => {}
+                b'\r' | b'\n' => {
+                    self.after_cr = b == b'\r';
+                    if self.line == 0 {
+                        // a blank line ends the event
+                        self.event = 0;
+                    } else if !self.comment {
+                        self.event = self.event.saturating_add(self.line + 1);
+                    }
+                    self.line = 0;
+                    self.comment = false;
+                }
+                _ => {
+                    if self.line == 0 {
+                        self.comment = b == b':';
+                    }
+                    self.line += 1;
+                }
+            }
+            if self.event.saturating_add(self.line) > self.max {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl<S> Stream for EventBound<S>
+where
+    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    type Item = Result<Bytes, EventStreamError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if self.observe(&chunk) {
+                    Poll::Ready(Some(Ok(chunk)))
+                } else {
+                    self.failed = true;
+                    Poll::Ready(Some(Err(EventStreamError::TooLarge(self.max))))
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.failed = true;
+                Poll::Ready(Some(Err(EventStreamError::Body(e))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_and_scopes_are_read_as_the_specifications_say() {
+        assert!(media_type_is("Application/JSON; charset=utf-8", JSON));
+        assert!(media_type_is(" text/event-stream", EVENT_STREAM));
+        assert!(!media_type_is("application/json-seq", JSON));
+        assert_eq!(
+            scope_of(r#"Bearer error="insufficient_scope", scope="files:read files:write""#).as_deref(),
+            Some("files:read files:write")
+        );
+        assert_eq!(scope_of("Bearer Scope=read:data, x=1").as_deref(), Some("read:data"));
+        assert_eq!(scope_of(r#"Bearer scope="unterminated"#), None);
+        assert_eq!(scope_of("Bearer realm=x"), None);
+    }
+
+    #[test]
+    fn an_events_fields_are_bounded_and_comments_and_ends_reset_nothing_else() {
+        let mut b = EventBound::new(futures::stream::empty::<reqwest::Result<Bytes>>(), 12);
+        assert!(
+            b.observe(b"data: 1234\n\n"),
+            "11 bytes of field and its end, then the event ends"
+        );
+        assert!(b.observe(b"data: 1\n: c\n: c\n: c\n"), "comment lines do not add up");
+        assert!(
+            b.observe(b"\r\ndata: 12\r\n\r\ndata: 1234\n"),
+            "a CRLF blank line ends the event too"
+        );
+        assert!(!b.observe(b"data: 1"), "a second field line counts with the first");
+        let mut b = EventBound::new(futures::stream::empty::<reqwest::Result<Bytes>>(), 12);
+        assert!(
+            !b.observe(b": 0123456789abc"),
+            "one long line without an end, even a comment"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! A `tools/call` of a workspace's session is POSTed by Chatterfly's own code (so a large
+//! JSON answer is parsed in its turn); every other way a server can answer it must come
+//! out as it does through rmcp's client, which sessions without a workspace still use.
+//! Each answer shape below is called both ways and must end the same.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chatterfly_egress::{AllowList, Egress, Limits};
+use chatterfly_mcp::{McpClient, McpError, PoolSettings, Target};
+use serde_json::{Value, json};
+
+/// The largest event the sessions take here (the egress answer limit).
+const MAX_ANSWER: usize = 512 * 1024;
+
+fn headers(content_type: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("mcp-session-id", "s1".parse().unwrap());
+    h.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+    h
+}
+
+async fn mcp(
+    axum::extract::State(expired): axum::extract::State<Arc<[AtomicBool; 4]>>,
+    axum::extract::Query(way): axum::extract::Query<std::collections::HashMap<String, String>>,
+    req: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let answer = |result: Value| json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+    let small = |text: &str| answer(json!({"content": [{"type": "text", "text": text}], "isError": false}));
+    match msg.get("method").and_then(Value::as_str) {
+        Some("initialize") => {
+            return (
+                headers("application/json"),
+                answer(json!({"protocolVersion": "2025-03-26", "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "shapes", "version": "1"}})),
+            )
+                .into_response();
+        }
+        Some("tools/call") => {}
+        _ => return StatusCode::ACCEPTED.into_response(),
+    }
+    let name = msg["params"]["name"].as_str().unwrap_or("");
+    let sse = |data: String| {
+        (
+            headers("text/event-stream"),
+            format!("event: message\ndata: {data}\n\n"),
+        )
+            .into_response()
+    };
+    match name {
+        "json" => (headers("application/json; charset=utf-8"), small("json")).into_response(),
+        "sse" => sse(small("sse")),
+        "sse_crlf_after_note" => (
+            headers("text/event-stream"),
+            format!(
+                ": hi\r\n\r\nevent: message\r\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"level\":\"info\",\"data\":\"x\"}}}}\r\n\r\nevent: message\r\ndata: {}\r\n\r\n",
+                small("crlf")
+            ),
+        )
+            .into_response(),
+        "rpc_error_500" => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            headers("application/json"),
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": "boom"}}).to_string(),
+        )
+            .into_response(),
+        "rpc_error_400" => (
+            StatusCode::BAD_REQUEST,
+            headers("application/json"),
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": "bad arguments"}}).to_string(),
+        )
+            .into_response(),
+        "text_500" => (StatusCode::INTERNAL_SERVER_ERROR, headers("text/plain"), "down").into_response(),
+        "text_418" => (StatusCode::IM_A_TEAPOT, headers("text/plain"), "short and stout").into_response(),
+        "unauthorized" => {
+            let mut h = headers("application/json");
+            h.insert(header::WWW_AUTHENTICATE, "Bearer realm=\"x\"".parse().unwrap());
+            (StatusCode::UNAUTHORIZED, h, "{}").into_response()
+        }
+        "forbidden" => {
+            let mut h = headers("application/json");
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer error=\"insufficient_scope\", scope=\"tools:call\"".parse().unwrap(),
+            );
+            (StatusCode::FORBIDDEN, h, "{}").into_response()
+        }
+        "unauthorized_bare" => (StatusCode::UNAUTHORIZED, headers("text/plain"), "no").into_response(),
+        "rate_limited" => {
+            let mut h = headers("text/plain");
+            h.insert(header::RETRY_AFTER, "1".parse().unwrap());
+            (StatusCode::TOO_MANY_REQUESTS, h, "slow down").into_response()
+        }
+        "plain_text" => (headers("text/plain"), "hello").into_response(),
+        "bad_json" => (headers("application/json"), "{not json").into_response(),
+        "too_large_json" => (headers("application/json"), "x".repeat(MAX_ANSWER * 2)).into_response(),
+        "too_large_event" => sse(format!("\"{}\"", "x".repeat(MAX_ANSWER * 2))),
+        "expired_once_json" | "expired_once_sse" => {
+            let which = usize::from(name.ends_with("sse"));
+            let flag = which * 2 + usize::from(way.get("way").is_some_and(|w| w == "rmcp"));
+            if req.contains_key("mcp-session-id") && !expired[flag].swap(true, SeqCst) {
+                return StatusCode::NOT_FOUND.into_response();
+            }
+            if which == 1 { sse(small("again")) } else { (headers("application/json"), small("again")).into_response() }
+        }
+        _ => (headers("application/json"), small("unknown")).into_response(),
+    }
+}
+
+fn start_server() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let state: Arc<[AtomicBool; 4]> = Arc::new(std::array::from_fn(|_| AtomicBool::new(false)));
+            let app = axum::Router::new()
+                .route(
+                    "/mcp",
+                    post(mcp)
+                        .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
+                        .delete(|| async { StatusCode::OK }),
+                )
+                .with_state(state);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}/mcp", listener.local_addr().unwrap()))
+                .unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// How a call ended, comparably: its text, or its error's code and kind.
+fn outcome(r: &Result<Value, McpError>) -> String {
+    match r {
+        Ok(v) => format!("ok {}", v["content"][0]["text"]),
+        Err(McpError::Rpc { code, message }) => format!("rpc {code} {message}"),
+        Err(McpError::Unauthorized(status)) => format!("unauthorized {status}"),
+        Err(e) => e.code().to_owned(),
+    }
+}
+
+#[test]
+fn every_answer_shape_ends_a_call_as_through_rmcp() {
+    let url = start_server();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let limits = Limits {
+            max_response_bytes: MAX_ANSWER,
+            total_timeout: Duration::from_secs(20),
+            ..Limits::default()
+        };
+        let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits).unwrap();
+        let (client, _changes) = McpClient::new(egress, PoolSettings::default());
+        let target = |workspace: Option<&str>| Target {
+            url: format!("{url}?way={}", if workspace.is_some() { "chatterfly" } else { "rmcp" })
+                .parse()
+                .unwrap(),
+            bearer: None,
+            transport: chatterfly_domain::McpTransport::StreamableHttp,
+            limits,
+            workspace: workspace.map(Arc::from),
+        };
+        let (ours, rmcps) = (target(Some("w")), target(None));
+        let expected = [
+            ("json", "ok \"json\""),
+            ("sse", "ok \"sse\""),
+            ("sse_crlf_after_note", "ok \"crlf\""),
+            ("rpc_error_500", "rpc -32000 boom"),
+            ("rpc_error_400", "rpc -32602 bad arguments"),
+            ("text_500", "mcp_protocol_error"),
+            ("text_418", "mcp_protocol_error"),
+            ("unauthorized", "unauthorized 401"),
+            ("forbidden", "unauthorized 403"),
+            ("unauthorized_bare", "unauthorized 401"),
+            ("rate_limited", "mcp_protocol_error"),
+            ("plain_text", "mcp_protocol_error"),
+            ("bad_json", "mcp_protocol_error"),
+            ("too_large_json", "upstream_too_large"),
+            ("too_large_event", "mcp_protocol_error"),
+            ("expired_once_json", "ok \"again\""),
+            ("expired_once_sse", "ok \"again\""),
+        ];
+        let mut seen = Vec::new();
+        for (tool, want) in expected {
+            let mut got = Vec::new();
+            for (label, t) in [("chatterfly", &ours), ("rmcp", &rmcps)] {
+                // a session of its own per shape and way, so one's failure leaves no trace
+                let started = Instant::now();
+                let r = client
+                    .call(&format!("{tool}-{label}"), t, tool, serde_json::Map::new())
+                    .await;
+                let took = started.elapsed();
+                assert!(
+                    took < Duration::from_secs(10),
+                    "{tool} through {label} took {took:?}: {r:?}"
+                );
+                got.push(outcome(&r));
+            }
+            seen.push(format!("{tool}: {} / {}", got[0], got[1]));
+            assert_eq!(
+                got[0],
+                got[1],
+                "{tool}: Chatterfly's POST and rmcp's differ\n{}",
+                seen.join("\n")
+            );
+            assert_eq!(got[0], want, "{tool}\n{}", seen.join("\n"));
+        }
+    });
+}
