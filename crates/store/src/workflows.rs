@@ -6,8 +6,8 @@
 //! and another took over, writes nothing more). Step data arrives redacted; the run's
 //! `caller` credentials arrive sealed and are removed when the run ends.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Executor, Row};
 
 use crate::{Backend, Result, Store, StoreError, conflict, new_id, now};
 
@@ -624,8 +624,8 @@ impl Store {
     /// [`Store::claim_workflow_run`] for up to `limit` runs at once (runs to take over
     /// first, `running` sorting after `queued` descending, then the oldest), from
     /// workspaces holding fewer than `share` runs (all replicas together), so that one
-    /// workspace's backlog leaves workers to the others. (Runs taken in one claim may pass
-    /// the share by the claim's size.)
+    /// workspace's backlog leaves workers to the others: one claim takes at most what is
+    /// left of each workspace's share, and on PostgreSQL replicas claim one at a time.
     pub async fn claim_workflow_runs(
         &self,
         owner: &str,
@@ -634,19 +634,21 @@ impl Store {
         share: i64,
     ) -> Result<Vec<WorkflowRunRecord>> {
         let at = now_ms();
-        let busy = "workspace_id NOT IN (SELECT workspace_id FROM workflow_runs WHERE status = 'running' \
-                    AND lease_until >= $3 GROUP BY workspace_id HAVING COUNT(*) >= $6)";
+        // each workspace's candidates numbered in the order they are taken, after the runs
+        // it has running: only those within its share are taken, however many one claim
+        // asks for
+        let fair = "WITH busy AS (SELECT workspace_id, COUNT(*) AS n FROM workflow_runs \
+                    WHERE status = 'running' AND lease_until >= $3 GROUP BY workspace_id), \
+                    ranked AS (SELECT r.id, r.status, r.created_at, COALESCE(b.n, 0) AS held, \
+                    ROW_NUMBER() OVER (PARTITION BY r.workspace_id ORDER BY r.status DESC, r.created_at) AS nth \
+                    FROM workflow_runs r LEFT JOIN busy b ON b.workspace_id = r.workspace_id \
+                    WHERE r.status IN ('queued', 'running') AND r.lease_until < $3) \
+                    SELECT id FROM ranked WHERE held + nth <= $6 ORDER BY status DESC, created_at LIMIT $5";
         let pick = match self.backend {
-            Backend::Postgres => format!(
-                "SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') AND lease_until < $3 AND {busy} \
-                 ORDER BY status DESC, created_at LIMIT $5 FOR UPDATE SKIP LOCKED"
-            ),
-            Backend::Sqlite => format!(
-                "SELECT id FROM workflow_runs WHERE status IN ('queued', 'running') AND lease_until < $3 AND {busy} \
-                 ORDER BY status DESC, created_at LIMIT $5"
-            ),
+            Backend::Postgres => format!("SELECT id FROM workflow_runs WHERE id IN ({fair}) FOR UPDATE SKIP LOCKED"),
+            Backend::Sqlite => fair.to_owned(),
         };
-        let rows = sqlx::query(sql!(
+        let claim = sqlx::query(sql!(
             "UPDATE workflow_runs SET status = 'running', lease_owner = $1, lease_until = $2, claims = claims + 1, \
              started_at = COALESCE(started_at, $4) WHERE id IN ({pick}) AND lease_until < $3 RETURNING {RUN_COLS}"
         ))
@@ -655,9 +657,19 @@ impl Store {
         .bind(at)
         .bind(now())
         .bind(limit.max(1))
-        .bind(share.max(1))
-        .fetch_all(&self.pool)
-        .await?;
+        .bind(share.max(1));
+        let rows = match self.backend {
+            // replicas claim one at a time, so that each counts the runs the others took
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                tx.execute("SELECT pg_advisory_xact_lock(7242031118)").await?;
+                let rows = claim.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+            // one writer at a time already
+            Backend::Sqlite => claim.fetch_all(&self.pool).await?,
+        };
         let mut runs = rows.iter().map(wf_run).collect::<Result<Vec<_>>>()?;
         runs.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         Ok(runs)

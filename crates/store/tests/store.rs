@@ -807,6 +807,34 @@ db_tests! {
         assert_eq!(got.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [o_run.as_str()], "`one` holds 30 runs, its share");
         let got = s.claim_workflow_runs("fair", until, 10, 31).await.unwrap();
         assert_eq!(got.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [extra.as_str()]);
+        // a claim asking for many takes no more than is left of a workspace's share, nor do
+        // claimers at once (another workflow of `one`, so the lists below keep their counts)
+        let f_wf = s.create_workflow(&w.id, "Fair", def, None).await.unwrap();
+        s.deploy_workflow(&w.id, &f_wf.id, def, "[]", None).await.unwrap();
+        let mut backlog = Vec::new();
+        for _ in 0..8 {
+            let id = chatterfly_store::new_id();
+            s.create_workflow_run(&NewWorkflowRun { id: &id, workspace_id: &w.id, workflow_id: &f_wf.id, version: 1,
+                input: "{}", credentials_sealed: None, participant_id: None, started_by: None, steps: &nodes }).await.unwrap();
+            backlog.push(id);
+        }
+        let got = s.claim_workflow_runs("fair", until, 10, 33).await.unwrap();
+        assert_eq!(got.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [backlog[0].as_str(), backlog[1].as_str()],
+            "31 running, a share of 33: the two oldest");
+        let claimers: Vec<_> = (0..6)
+            .map(|k| {
+                let s = s.clone();
+                tokio::spawn(async move { s.claim_workflow_runs(&format!("fair-{k}"), until, 10, 36).await.unwrap().len() })
+            })
+            .collect();
+        let mut taken = 0;
+        for c in claimers {
+            taken += c.await.unwrap();
+        }
+        assert_eq!(taken, 3, "six claimers at once take the three left of a share of 36");
+        for id in &backlog {
+            s.cancel_workflow_run(&w.id, id).await.unwrap();
+        }
         assert!(s.may_act_in(&w.id, &a.id).await.unwrap());
         let b = s.create_user(&user("b@x.io")).await.unwrap();
         assert!(!s.may_act_in(&w.id, &b.id).await.unwrap(), "not a member");
