@@ -178,6 +178,9 @@ const STEP_COLS_EVENTS: &str = "node_id, seq, kind, target, status, \
 const STEP_WRITES_PER_STATEMENT: usize = 200;
 /// Steps per INSERT (four parameters each, plus one).
 const STEPS_PER_INSERT: usize = 200;
+/// The most candidates one claim of workflow runs looks at (the oldest): the numbering by
+/// workspace sorts only these, however long the backlog.
+const CLAIM_WINDOW: usize = 128;
 
 fn workflow(r: &AnyRow) -> Result<WorkflowRecord> {
     Ok(WorkflowRecord {
@@ -634,19 +637,26 @@ impl Store {
         share: i64,
     ) -> Result<Vec<WorkflowRunRecord>> {
         let at = now_ms();
-        // each workspace's candidates numbered in the order they are taken, after the runs
-        // it has running: only those within its share are taken, however many one claim
-        // asks for
-        let fair = "WITH busy AS (SELECT workspace_id, COUNT(*) AS n FROM workflow_runs \
-                    WHERE status = 'running' AND lease_until >= $3 GROUP BY workspace_id), \
-                    ranked AS (SELECT r.id, r.status, r.created_at, COALESCE(b.n, 0) AS held, \
-                    ROW_NUMBER() OVER (PARTITION BY r.workspace_id ORDER BY r.status DESC, r.created_at) AS nth \
-                    FROM workflow_runs r LEFT JOIN busy b ON b.workspace_id = r.workspace_id \
-                    WHERE r.status IN ('queued', 'running') AND r.lease_until < $3) \
-                    SELECT id FROM ranked WHERE held + nth <= $6 ORDER BY status DESC, created_at LIMIT $5";
+        // the oldest candidates of workspaces below their share (at most CLAIM_WINDOW), each
+        // workspace's numbered in the order they are taken after the runs it has running:
+        // only those within its share are taken, however many one claim asks for (a
+        // workspace that fills the window is at its share at the next claim, which then
+        // looks past it)
+        let fair = format!(
+            "WITH busy AS (SELECT workspace_id, COUNT(*) AS n FROM workflow_runs \
+             WHERE status = 'running' AND lease_until >= $3 GROUP BY workspace_id), \
+             cand AS (SELECT id, workspace_id, status, created_at FROM workflow_runs \
+             WHERE status IN ('queued', 'running') AND lease_until < $3 \
+             AND workspace_id NOT IN (SELECT workspace_id FROM busy WHERE n >= $6) \
+             ORDER BY status DESC, created_at LIMIT {CLAIM_WINDOW}), \
+             ranked AS (SELECT c.id, c.status, c.created_at, COALESCE(b.n, 0) AS held, \
+             ROW_NUMBER() OVER (PARTITION BY c.workspace_id ORDER BY c.status DESC, c.created_at) AS nth \
+             FROM cand c LEFT JOIN busy b ON b.workspace_id = c.workspace_id) \
+             SELECT id FROM ranked WHERE held + nth <= $6 ORDER BY status DESC, created_at LIMIT $5"
+        );
         let pick = match self.backend {
             Backend::Postgres => format!("SELECT id FROM workflow_runs WHERE id IN ({fair}) FOR UPDATE SKIP LOCKED"),
-            Backend::Sqlite => fair.to_owned(),
+            Backend::Sqlite => fair,
         };
         let claim = sqlx::query(sql!(
             "UPDATE workflow_runs SET status = 'running', lease_owner = $1, lease_until = $2, claims = claims + 1, \
