@@ -56,10 +56,16 @@ impl Refusal {
     }
 
     fn note(&self, result: &PostResult) {
-        let status = match result {
-            Err(StreamableHttpError::AuthRequired(_)) => 401,
-            Err(StreamableHttpError::InsufficientScope(_)) => 403,
-            Err(StreamableHttpError::UnexpectedServerResponse(text)) => {
+        if let Err(e) = result {
+            self.note_error(e);
+        }
+    }
+
+    pub(crate) fn note_error(&self, e: &StreamableHttpError<reqwest::Error>) {
+        let status = match e {
+            StreamableHttpError::AuthRequired(_) => 401,
+            StreamableHttpError::InsufficientScope(_) => 403,
+            StreamableHttpError::UnexpectedServerResponse(text) => {
                 match text
                     .strip_prefix("HTTP ")
                     .and_then(|t| t.get(..3))

@@ -839,6 +839,9 @@ fn sse_error(e: sse::SseError, url: &Url) -> McpError {
 
 fn service_error(e: ServiceError, url: &Url, limits: chatterfly_egress::Limits) -> McpError {
     match e {
+        // an answer the server sent this call that could not be used ([`post`])
+        ServiceError::McpError(d) if let Some(failed) = post::take_failure(&d) => classify_chain(&failed, url, limits)
+            .unwrap_or_else(|| McpError::Protocol(format!("the MCP call failed: {}", plain_reason(&failed)))),
         ServiceError::McpError(d) => McpError::Rpc {
             code: d.code.0,
             message: short(&d.message),

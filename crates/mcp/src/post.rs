@@ -15,13 +15,16 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::{HeaderName, HeaderValue, StatusCode, header};
-use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{
+    ClientJsonRpcMessage, ErrorCode, ErrorData, JsonRpcError, JsonRpcMessage, RequestId, ServerJsonRpcMessage,
+};
 use rmcp::transport::streamable_http_client::{
     AuthRequiredError, HttpStatusError, InsufficientScopeError, StreamableHttpError, StreamableHttpPostResponse,
     StreamableHttpResponseLimits,
@@ -71,7 +74,32 @@ impl GuardedHttp {
         if let Some(id) = session_id {
             request = request.header(SESSION_HEADER, id.as_ref());
         }
+        let id = match &message {
+            JsonRpcMessage::Request(r) => Some(r.id.clone()),
+            _ => None,
+        };
+        // no answer came: the session's failure, as through rmcp
         let response = request.json(&message).send().await?;
+        match (self.read_answer(response, attached, limits).await, id) {
+            // the server answered this call, unusably: this call fails, not the session
+            // (rmcp would close the session, failing every call on it, and the call would
+            // be sent again on a new one)
+            (Err(e), Some(id)) if !matches!(e, StreamableHttpError::SessionExpired) => {
+                self.refusal.note_error(&e);
+                failed_answer(&id, e)
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// What the server answered a POST: rmcp's reading of it, a large JSON answer parsed
+    /// in its turn.
+    async fn read_answer(
+        &self,
+        response: reqwest::Response,
+        attached: bool,
+        limits: StreamableHttpResponseLimits,
+    ) -> PostResult {
         let status = response.status();
         if let Some(challenge) = response.headers().get(header::WWW_AUTHENTICATE)
             && matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
@@ -185,6 +213,52 @@ impl GuardedHttp {
 }
 
 const UNREADABLE: &str = "<failed to read response body>";
+
+/// The `data` key of an error answer standing for a failure kept here.
+const FAILED_KEY: &str = "io.chatterfly/failed";
+/// How long a failure waits for its call (which takes it at once, unless it has gone).
+const FAILED_FOR: Duration = Duration::from_secs(60);
+/// The most failures kept at once; past it the failure ends the session, as through rmcp.
+const FAILED_MAX: usize = 4096;
+
+type Failure = StreamableHttpError<reqwest::Error>;
+
+fn failures() -> &'static Mutex<HashMap<String, (Instant, Failure)>> {
+    static FAILED: OnceLock<Mutex<HashMap<String, (Instant, Failure)>>> = OnceLock::new();
+    FAILED.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// An error answer to the call `id` standing for `e` (kept under a 122-bit random name the
+/// call takes back: [`take_failure`]), so that the failure reaches the call as it came,
+/// without ending the session; `Err(e)` when there is no room.
+fn failed_answer(id: &RequestId, e: Failure) -> PostResult {
+    let Ok(mut map) = failures().lock() else {
+        return Err(e);
+    };
+    let now = Instant::now();
+    map.retain(|_, (at, _)| now.duration_since(*at) < FAILED_FOR);
+    if map.len() >= FAILED_MAX {
+        return Err(e);
+    }
+    let name = uuid::Uuid::new_v4().simple().to_string();
+    let error = ErrorData::new(
+        ErrorCode::INTERNAL_ERROR,
+        "the MCP server's answer could not be used",
+        Some(serde_json::json!({FAILED_KEY: name})),
+    );
+    map.insert(name, (now, e));
+    Ok(StreamableHttpPostResponse::Json(
+        JsonRpcMessage::Error(JsonRpcError::new(Some(id.clone()), error)),
+        None,
+    ))
+}
+
+/// The failure an error answer stands for ([`failed_answer`]), once; `None` for any other
+/// error (the server's own, or a name this process never gave).
+pub(crate) fn take_failure(error: &ErrorData) -> Option<Failure> {
+    let name = error.data.as_ref()?.get(FAILED_KEY)?.as_str()?;
+    failures().lock().ok()?.remove(name).map(|(_, e)| e)
+}
 
 /// Whether a `Content-Type` value names `expected` (its type and subtype, any case, any
 /// parameters).

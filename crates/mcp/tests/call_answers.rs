@@ -50,6 +50,8 @@ async fn mcp(
         _ => return StatusCode::ACCEPTED.into_response(),
     }
     let name = msg["params"]["name"].as_str().unwrap_or("");
+    let way = way.get("way").cloned().unwrap_or_default();
+    *SENT.lock().unwrap().entry(format!("{way}:{name}")).or_default() += 1;
     let sse = |data: String| {
         (
             headers("text/event-stream"),
@@ -59,6 +61,10 @@ async fn mcp(
     };
     match name {
         "json" => (headers("application/json; charset=utf-8"), small("json")).into_response(),
+        "slow" => {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            (headers("application/json"), small("slow")).into_response()
+        }
         "sse" => sse(small("sse")),
         "sse_crlf_after_note" => (
             headers("text/event-stream"),
@@ -107,7 +113,7 @@ async fn mcp(
         "too_large_event" => sse(format!("\"{}\"", "x".repeat(MAX_ANSWER * 2))),
         "expired_once_json" | "expired_once_sse" => {
             let which = usize::from(name.ends_with("sse"));
-            let flag = which * 2 + usize::from(way.get("way").is_some_and(|w| w == "rmcp"));
+            let flag = which * 2 + usize::from(way == "rmcp");
             if req.contains_key("mcp-session-id") && !expired[flag].swap(true, SeqCst) {
                 return StatusCode::NOT_FOUND.into_response();
             }
@@ -115,6 +121,14 @@ async fn mcp(
         }
         _ => (headers("application/json"), small("unknown")).into_response(),
     }
+}
+
+/// How many times each `tools/call` reached the server, by `way:tool`.
+static SENT: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn sent(way: &str, tool: &str) -> usize {
+    SENT.lock().unwrap().get(&format!("{way}:{tool}")).copied().unwrap_or(0)
 }
 
 fn start_server() -> String {
@@ -202,20 +216,40 @@ fn every_answer_shape_ends_a_call_as_through_rmcp() {
         let mut seen = Vec::new();
         for (tool, want) in expected {
             let mut got = Vec::new();
+            let mut times = Vec::new();
             for (label, t) in [("chatterfly", &ours), ("rmcp", &rmcps)] {
-                // a session of its own per shape and way, so one's failure leaves no trace
+                // a session of its own per shape and way, so one's failure leaves no trace;
+                // it answers once first (a failure after that made rmcp's way send the
+                // call again on a new session)
+                let conn = format!("{tool}-{label}");
+                let first = client.call(&conn, t, "json", serde_json::Map::new()).await;
+                assert_eq!(outcome(&first), "ok \"json\"");
+                let before = sent(label, tool);
                 let started = Instant::now();
-                let r = client
-                    .call(&format!("{tool}-{label}"), t, tool, serde_json::Map::new())
-                    .await;
+                let r = client.call(&conn, t, tool, serde_json::Map::new()).await;
                 let took = started.elapsed();
                 assert!(
                     took < Duration::from_secs(10),
                     "{tool} through {label} took {took:?}: {r:?}"
                 );
                 got.push(outcome(&r));
+                times.push(sent(label, tool) - before);
             }
-            seen.push(format!("{tool}: {} / {}", got[0], got[1]));
+            seen.push(format!("{tool}: {} / {} (sent {:?})", got[0], got[1], times));
+            // sent once, whatever the server answered; twice after a forgotten session, and
+            // (not yet helped) after an event over the limit, which ends the session's stream
+            let once = if tool.starts_with("expired") || tool == "too_large_event" {
+                2
+            } else {
+                1
+            };
+            assert_eq!(
+                times[0],
+                once,
+                "{tool}: sent {} times through Chatterfly\n{}",
+                times[0],
+                seen.join("\n")
+            );
             assert_eq!(
                 got[0],
                 got[1],
@@ -224,5 +258,53 @@ fn every_answer_shape_ends_a_call_as_through_rmcp() {
             );
             assert_eq!(got[0], want, "{tool}\n{}", seen.join("\n"));
         }
+    });
+}
+
+/// A call whose answer cannot be used fails alone: another call on the same session, in
+/// flight meanwhile, gets its answer (through rmcp's client the session was closed,
+/// failing both).
+#[test]
+fn an_unusable_answer_fails_its_call_not_the_session() {
+    let url = start_server();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let limits = Limits {
+            max_response_bytes: MAX_ANSWER,
+            total_timeout: Duration::from_secs(20),
+            ..Limits::default()
+        };
+        let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits).unwrap();
+        let client = Arc::new(McpClient::new(egress, PoolSettings::default()).0);
+        let t = Target {
+            url: format!("{url}?way=shared").parse().unwrap(),
+            bearer: None,
+            transport: chatterfly_domain::McpTransport::StreamableHttp,
+            limits,
+            workspace: Some(Arc::from("w")),
+        };
+        assert_eq!(
+            outcome(&client.call("shared", &t, "json", serde_json::Map::new()).await),
+            "ok \"json\""
+        );
+        for bad in ["text_500", "bad_json", "too_large_json", "rate_limited", "plain_text"] {
+            let slow = tokio::spawn({
+                let (client, t) = (client.clone(), t.clone());
+                async move { client.call("shared", &t, "slow", serde_json::Map::new()).await }
+            });
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let r = client.call("shared", &t, bad, serde_json::Map::new()).await;
+            assert!(r.is_err(), "{bad}: {r:?}");
+            assert_eq!(
+                outcome(&slow.await.unwrap()),
+                "ok \"slow\"",
+                "{bad} failed the call beside it"
+            );
+        }
+        assert_eq!(sent("shared", "slow"), 5, "no call sent twice");
     });
 }
