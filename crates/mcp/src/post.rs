@@ -218,13 +218,17 @@ const UNREADABLE: &str = "<failed to read response body>";
 const FAILED_KEY: &str = "io.chatterfly/failed";
 /// How long a failure waits for its call (which takes it at once, unless it has gone).
 const FAILED_FOR: Duration = Duration::from_secs(60);
-/// The most failures kept at once; past it the failure ends the session, as through rmcp.
+/// The most failures kept at once, and the most text they hold (an error's text may carry
+/// 64 KiB of the server's body); past either the failure ends the session, as through rmcp.
 const FAILED_MAX: usize = 4096;
+const FAILED_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 type Failure = StreamableHttpError<reqwest::Error>;
 
-fn failures() -> &'static Mutex<HashMap<String, (Instant, Failure)>> {
-    static FAILED: OnceLock<Mutex<HashMap<String, (Instant, Failure)>>> = OnceLock::new();
+type Kept = HashMap<String, (Instant, usize, Failure)>;
+
+fn failures() -> &'static Mutex<Kept> {
+    static FAILED: OnceLock<Mutex<Kept>> = OnceLock::new();
     FAILED.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -236,8 +240,10 @@ fn failed_answer(id: &RequestId, e: Failure) -> PostResult {
         return Err(e);
     };
     let now = Instant::now();
-    map.retain(|_, (at, _)| now.duration_since(*at) < FAILED_FOR);
-    if map.len() >= FAILED_MAX {
+    map.retain(|_, (at, _, _)| now.duration_since(*at) < FAILED_FOR);
+    let len = e.to_string().len();
+    let held: usize = map.values().map(|(_, n, _)| n).sum();
+    if map.len() >= FAILED_MAX || held.saturating_add(len) > FAILED_MAX_BYTES {
         return Err(e);
     }
     let name = uuid::Uuid::new_v4().simple().to_string();
@@ -246,7 +252,7 @@ fn failed_answer(id: &RequestId, e: Failure) -> PostResult {
         "the MCP server's answer could not be used",
         Some(serde_json::json!({FAILED_KEY: name})),
     );
-    map.insert(name, (now, e));
+    map.insert(name, (now, len, e));
     Ok(StreamableHttpPostResponse::Json(
         JsonRpcMessage::Error(JsonRpcError::new(Some(id.clone()), error)),
         None,
@@ -257,7 +263,7 @@ fn failed_answer(id: &RequestId, e: Failure) -> PostResult {
 /// error (the server's own, or a name this process never gave).
 pub(crate) fn take_failure(error: &ErrorData) -> Option<Failure> {
     let name = error.data.as_ref()?.get(FAILED_KEY)?.as_str()?;
-    failures().lock().ok()?.remove(name).map(|(_, e)| e)
+    failures().lock().ok()?.remove(name).map(|(_, _, e)| e)
 }
 
 /// Whether a `Content-Type` value names `expected` (its type and subtype, any case, any
@@ -417,6 +423,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_failure_is_taken_once_by_its_answer_only() {
+        let id = RequestId::Number(3);
+        let Ok(StreamableHttpPostResponse::Json(JsonRpcMessage::Error(answer), _)) = failed_answer(
+            &id,
+            StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed("HTTP 500: down")),
+        ) else {
+            panic!("an error answer");
+        };
+        assert_eq!(answer.id, Some(id));
+        let taken = take_failure(&answer.error).map(|e| e.to_string());
+        assert_eq!(taken.as_deref(), Some("unexpected server response: HTTP 500: down"));
+        assert!(take_failure(&answer.error).is_none(), "once");
+        let forged = ErrorData::new(
+            ErrorCode::INTERNAL_ERROR,
+            "x",
+            Some(serde_json::json!({FAILED_KEY: "0".repeat(32)})),
+        );
+        assert!(take_failure(&forged).is_none());
+        assert!(take_failure(&ErrorData::new(ErrorCode::INTERNAL_ERROR, "x", None)).is_none());
+        // past the bytes kept, the failure is the session's again
+        let big = "x".repeat(FAILED_MAX_BYTES + 1);
+        let over = failed_answer(
+            &RequestId::Number(4),
+            StreamableHttpError::UnexpectedServerResponse(Cow::Owned(big)),
+        );
+        assert!(over.is_err());
+    }
 
     #[test]
     fn media_types_and_scopes_are_read_as_the_specifications_say() {
