@@ -11,6 +11,12 @@
 //! challenges, `202`, a forgotten session's `404`, rate limits and server errors,
 //! JSON-RPC errors in error bodies, event streams (bounded per event, then through
 //! [`crate::peer_requests::Bounded`] like any other), and the same limits.
+//!
+//! One difference on purpose: an answer the server did send that cannot be used (an error
+//! status without a JSON-RPC error, a body that is not JSON-RPC, another content type, over
+//! the limit) reaches rmcp as an error answer to that call ([`failed_answer`]), not as a
+//! failure of the transport. rmcp closed the session on the latter, failing every call on
+//! it, and the call was sent again on a new session.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
