@@ -9,7 +9,7 @@
 //! threads, in its workspace's lane, and rmcp gets the parsed message. Everything else is
 //! read as rmcp reads it: the same request headers, the same answers to `401`/`403`
 //! challenges, `202`, a forgotten session's `404`, rate limits and server errors,
-//! JSON-RPC errors in error bodies, event streams (bounded per event, then through
+//! JSON-RPC errors in error bodies, event streams (bounded per event by [`Limited`], then through
 //! [`crate::peer_requests::Bounded`] like any other), and the same limits.
 //!
 //! One difference on purpose: an answer the server did send that cannot be used (an error
@@ -20,9 +20,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -38,6 +36,7 @@ use rmcp::transport::streamable_http_client::{
 use sse_stream::SseStream;
 
 use crate::guarded_http::GuardedHttp;
+use crate::sse::Limited;
 use crate::turns::Turns;
 
 type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
@@ -193,7 +192,7 @@ impl GuardedHttp {
             ))));
         }
         if is_stream {
-            let events = SseStream::from_bytes_stream(EventBound::new(body, limits.max_sse_event_size)).boxed();
+            let events = SseStream::from_bytes_stream(Limited::new(body, limits.max_sse_event_size)).boxed();
             return Ok(StreamableHttpPostResponse::Sse(events, session));
         }
         if !is_json {
@@ -330,102 +329,6 @@ fn text_prefix(bytes: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned()
 }
 
-/// An event stream's bytes, failed once one event's fields (comment lines aside) pass
-/// `max` bytes: the event parser would otherwise keep an endless event whole.
-struct EventBound<S> {
-    inner: S,
-    max: usize,
-    /// Bytes of the event so far (its finished field lines).
-    event: usize,
-    /// Bytes of the line so far.
-    line: usize,
-    comment: bool,
-    after_cr: bool,
-    failed: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum EventStreamError {
-    #[error("an event of the MCP server's stream is over {0} bytes")]
-    TooLarge(usize),
-    #[error(transparent)]
-    Body(reqwest::Error),
-}
-
-impl<S> EventBound<S> {
-    fn new(inner: S, max: usize) -> Self {
-        Self {
-            inner,
-            max,
-            event: 0,
-            line: 0,
-            comment: false,
-            after_cr: false,
-            failed: false,
-        }
-    }
-
-    /// Counts a chunk; false once the event is too large.
-    fn observe(&mut self, chunk: &[u8]) -> bool {
-        for &b in chunk {
-            let after_cr = std::mem::replace(&mut self.after_cr, false);
-            match b {
-                b'\n' if after_cr => {}
-                b'\r' | b'\n' => {
-                    self.after_cr = b == b'\r';
-                    if self.line == 0 {
-                        // a blank line ends the event
-                        self.event = 0;
-                    } else if !self.comment {
-                        self.event = self.event.saturating_add(self.line + 1);
-                    }
-                    self.line = 0;
-                    self.comment = false;
-                }
-                _ => {
-                    if self.line == 0 {
-                        self.comment = b == b':';
-                    }
-                    self.line += 1;
-                }
-            }
-            if self.event.saturating_add(self.line) > self.max {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-impl<S> Stream for EventBound<S>
-where
-    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
-{
-    type Item = Result<Bytes, EventStreamError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.failed {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                if self.observe(&chunk) {
-                    Poll::Ready(Some(Ok(chunk)))
-                } else {
-                    self.failed = true;
-                    Poll::Ready(Some(Err(EventStreamError::TooLarge(self.max))))
-                }
-            }
-            Poll::Ready(Some(Err(e))) => {
-                self.failed = true;
-                Poll::Ready(Some(Err(EventStreamError::Body(e))))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,25 +374,5 @@ mod tests {
         assert_eq!(scope_of("Bearer Scope=read:data, x=1").as_deref(), Some("read:data"));
         assert_eq!(scope_of(r#"Bearer scope="unterminated"#), None);
         assert_eq!(scope_of("Bearer realm=x"), None);
-    }
-
-    #[test]
-    fn an_events_fields_are_bounded_and_comments_and_ends_reset_nothing_else() {
-        let mut b = EventBound::new(futures::stream::empty::<reqwest::Result<Bytes>>(), 12);
-        assert!(
-            b.observe(b"data: 1234\n\n"),
-            "11 bytes of field and its end, then the event ends"
-        );
-        assert!(b.observe(b"data: 1\n: c\n: c\n: c\n"), "comment lines do not add up");
-        assert!(
-            b.observe(b"\r\ndata: 12\r\n\r\ndata: 1234\n"),
-            "a CRLF blank line ends the event too"
-        );
-        assert!(!b.observe(b"data: 1"), "a second field line counts with the first");
-        let mut b = EventBound::new(futures::stream::empty::<reqwest::Result<Bytes>>(), 12);
-        assert!(
-            !b.observe(b": 0123456789abc"),
-            "one long line without an end, even a comment"
-        );
     }
 }

@@ -228,7 +228,7 @@ impl Transport<RoleClient> for SseTransport {
 
 /// What the bounded byte stream can fail with.
 #[derive(Debug, thiserror::Error)]
-enum StreamError {
+pub(crate) enum StreamError {
     #[error("event too large")]
     TooLarge,
     #[error("{0}")]
@@ -237,7 +237,7 @@ enum StreamError {
 
 /// Bounds the size of one event (the bytes since the last blank line), so a server cannot
 /// make the client buffer an endless event.
-struct Limited<S> {
+pub(crate) struct Limited<S> {
     inner: S,
     max: usize,
     current: usize,
@@ -247,7 +247,7 @@ struct Limited<S> {
 }
 
 impl<S> Limited<S> {
-    fn new(inner: S, max: usize) -> Self {
+    pub(crate) fn new(inner: S, max: usize) -> Self {
         Self {
             inner,
             max,
