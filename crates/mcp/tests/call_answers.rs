@@ -168,30 +168,47 @@ fn outcome(r: &Result<Value, McpError>) -> String {
     }
 }
 
-#[test]
-fn every_answer_shape_ends_a_call_as_through_rmcp() {
-    let url = start_server();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
-        let limits = Limits {
-            max_response_bytes: MAX_ANSWER,
-            total_timeout: Duration::from_secs(20),
-            ..Limits::default()
-        };
-        let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits).unwrap();
-        let (client, _changes) = McpClient::new(egress, PoolSettings::default());
-        let target = |workspace: Option<&str>| Target {
-            url: format!("{url}?way={}", if workspace.is_some() { "chatterfly" } else { "rmcp" })
-                .parse()
-                .unwrap(),
-            bearer: None,
-            transport: chatterfly_domain::McpTransport::StreamableHttp,
-            limits,
-            workspace: workspace.map(Arc::from),
+        .unwrap()
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_response_bytes: MAX_ANSWER,
+        total_timeout: Duration::from_secs(20),
+        ..Limits::default()
+    }
+}
+
+fn client() -> Arc<McpClient> {
+    let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits()).unwrap();
+    McpClient::new(egress, PoolSettings::default()).0
+}
+
+/// The test server as `way` (counted apart) calls it: through Chatterfly's own POST when
+/// there is a workspace, rmcp's otherwise.
+fn target(url: &str, way: &str, workspace: Option<&str>) -> Target {
+    Target {
+        url: format!("{url}?way={way}").parse().unwrap(),
+        bearer: None,
+        transport: chatterfly_domain::McpTransport::StreamableHttp,
+        limits: limits(),
+        workspace: workspace.map(Arc::from),
+    }
+}
+
+#[test]
+fn every_answer_shape_ends_a_call_as_through_rmcp() {
+    let url = start_server();
+    runtime().block_on(async {
+        let client = client();
+        let target = |workspace: Option<&str>| {
+            let way = if workspace.is_some() { "chatterfly" } else { "rmcp" };
+            target(&url, way, workspace)
         };
         let (ours, rmcps) = (target(Some("w")), target(None));
         let expected = [
@@ -267,26 +284,9 @@ fn every_answer_shape_ends_a_call_as_through_rmcp() {
 #[test]
 fn an_unusable_answer_fails_its_call_not_the_session() {
     let url = start_server();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let limits = Limits {
-            max_response_bytes: MAX_ANSWER,
-            total_timeout: Duration::from_secs(20),
-            ..Limits::default()
-        };
-        let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits).unwrap();
-        let client = Arc::new(McpClient::new(egress, PoolSettings::default()).0);
-        let t = Target {
-            url: format!("{url}?way=shared").parse().unwrap(),
-            bearer: None,
-            transport: chatterfly_domain::McpTransport::StreamableHttp,
-            limits,
-            workspace: Some(Arc::from("w")),
-        };
+    runtime().block_on(async {
+        let client = client();
+        let t = target(&url, "shared", Some("w"));
         assert_eq!(
             outcome(&client.call("shared", &t, "json", serde_json::Map::new()).await),
             "ok \"json\""
