@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::doc::{Format, Node, Object};
+use crate::json::Json;
 use crate::names;
 use crate::schema::{Bounds, Converter, Dialect, Direction, Warning};
 
@@ -44,22 +45,38 @@ pub struct Draft {
     pub base_url: String,
     pub auth: Value,
     pub fulfillment: &'static str,
-    pub operations: Vec<DraftOperation>,
+    pub operations: Vec<DraftOperation<'static>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceDocument>,
 }
 
-/// One operation of a draft (`OperationInput`).
+/// One operation of a draft (`OperationInput`). Its output schema borrows from the document
+/// ([`DraftOperation::into_owned`] for one that outlives it).
 #[derive(Debug, Clone, Serialize)]
-pub struct DraftOperation {
+pub struct DraftOperation<'d> {
     pub name: String,
     pub method: String,
     pub path: String,
     pub description: String,
     pub input_schema: Value,
-    pub output_schema: Option<Value>,
+    pub output_schema: Option<Json<'d>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestMapping>,
+}
+
+impl DraftOperation<'_> {
+    /// The same operation, owning its output schema.
+    pub fn into_owned(self) -> DraftOperation<'static> {
+        DraftOperation {
+            name: self.name,
+            method: self.method,
+            path: self.path,
+            description: self.description,
+            input_schema: self.input_schema,
+            output_schema: self.output_schema.map(Json::into_owned),
+            request: self.request,
+        }
+    }
 }
 
 /// Why a document cannot be imported at all, and where.
@@ -525,7 +542,7 @@ impl<'d, 'a> Importer<'d, 'a> {
 
     /// Produces every operation, in document order, handing each to `f`. Warnings collect in
     /// the importer.
-    pub fn each_operation(&mut self, mut f: impl FnMut(DraftOperation)) {
+    pub fn each_operation(&mut self, mut f: impl FnMut(DraftOperation<'d>)) {
         let root = self.root;
         let Some(paths) = root.get("paths").and_then(Node::as_object) else {
             return;
@@ -607,7 +624,7 @@ impl<'d, 'a> Importer<'d, 'a> {
         op: &'d Object<'a>,
         at: &str,
         taken: &mut names::Taken,
-    ) -> (DraftOperation, usize) {
+    ) -> (DraftOperation<'d>, usize) {
         let mut args = Args::default();
         let params = self.parameters(item, op, at);
 
@@ -714,6 +731,7 @@ impl<'d, 'a> Importer<'d, 'a> {
             param.get("schema").map(|s| {
                 self.conv
                     .schema(s, Direction::Request, Bounds::REQUEST, &format!("{p_at}/schema"))
+                    .into_value()
             })
         } else if !form_params.is_empty() {
             let consumes = op_consumes(op).unwrap_or_else(|| self.consumes.clone());
@@ -748,7 +766,10 @@ impl<'d, 'a> Importer<'d, 'a> {
                             content_type = Some(ct.to_owned());
                             let schema_at = format!("{rb_at}/content/{}/schema", pointer_token(ct));
                             Some(match media.get("schema") {
-                                Some(s) => self.conv.schema(s, Direction::Request, Bounds::REQUEST, &schema_at),
+                                Some(s) => self
+                                    .conv
+                                    .schema(s, Direction::Request, Bounds::REQUEST, &schema_at)
+                                    .into_value(),
                                 None => json!({}),
                             })
                         }
@@ -880,18 +901,24 @@ impl<'d, 'a> Importer<'d, 'a> {
     /// parameter's description and examples.
     fn parameter_schema(&mut self, param: &'d Node<'a>, at: &str) -> Value {
         let mut schema = if self.conv.dialect == Dialect::Swagger2 {
-            self.conv.schema(param, Direction::Request, Bounds::REQUEST, at)
+            self.conv
+                .schema(param, Direction::Request, Bounds::REQUEST, at)
+                .into_value()
         } else if let Some(s) = param.get("schema") {
             self.conv
                 .schema(s, Direction::Request, Bounds::REQUEST, &format!("{at}/schema"))
+                .into_value()
         } else if let Some((ct, media)) = choose_media_type(param.get("content")) {
             match media.get("schema") {
-                Some(s) => self.conv.schema(
-                    s,
-                    Direction::Request,
-                    Bounds::REQUEST,
-                    &format!("{at}/content/{}/schema", pointer_token(ct)),
-                ),
+                Some(s) => self
+                    .conv
+                    .schema(
+                        s,
+                        Direction::Request,
+                        Bounds::REQUEST,
+                        &format!("{at}/content/{}/schema", pointer_token(ct)),
+                    )
+                    .into_value(),
                 None => json!({}),
             }
         } else {
@@ -1013,7 +1040,7 @@ impl<'d, 'a> Importer<'d, 'a> {
         out
     }
 
-    fn output_schema(&mut self, op: &'d Object<'a>, at: &str) -> Option<Value> {
+    fn output_schema(&mut self, op: &'d Object<'a>, at: &str) -> Option<Json<'d>> {
         let responses = op.get("responses")?.as_object()?;
         let mut codes: Vec<(&str, &'d Node<'a>)> = responses
             .iter()
@@ -1323,7 +1350,7 @@ pub fn import(text: &str, options: &Options) -> Result<(Draft, Vec<Warning>, Sum
     let (root, format) = crate::doc::load(text, max_nodes_for(text.len()))?;
     let mut importer = Importer::new(&root, format, options)?;
     let mut operations = Vec::with_capacity(importer.summary.operations);
-    importer.each_operation(|op| operations.push(op));
+    importer.each_operation(|op| operations.push(op.into_owned()));
     importer.summary.operations = operations.len();
     let warnings = importer.warnings();
     let draft = Draft {

@@ -3,7 +3,8 @@
 //!
 //! - [`doc`] loads the text into a compact tree (depth and alias-expansion caps, positions
 //!   in errors).
-//! - [`schema`] turns schema objects into self-contained JSON Schema 2020-12.
+//! - [`schema`] turns schema objects into self-contained JSON Schema 2020-12, built as
+//!   [`json::Json`] (ordered vectors, borrowed strings) since most are only written out.
 //! - [`import`] works out the base URL, the auth and one operation per path × method, each
 //!   with one flat input schema and the [`chatterfly_domain::RequestMapping`] that sends
 //!   every argument back where the API expects it.
@@ -12,6 +13,7 @@
 
 pub mod doc;
 pub mod import;
+pub mod json;
 mod names;
 pub mod schema;
 

@@ -17,9 +17,10 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use crate::doc::{Node, Object};
+use crate::json::{Json, Obj};
 
 /// The dialect of the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -232,7 +233,7 @@ impl<'d, 'a> Converter<'d, 'a> {
     /// Once the document's schemas have expanded into [`DOCUMENT_BUDGET`] bytes, later
     /// schemas are not converted at all: they accept any value, and one warning says so.
     /// A schema larger than the store keeps (`MAX_SCHEMA_BYTES`) is replaced the same way.
-    pub fn schema(&mut self, node: &'d Node<'a>, direction: Direction, mut bounds: Bounds, at: &str) -> Value {
+    pub fn schema(&mut self, node: &'d Node<'a>, direction: Direction, mut bounds: Bounds, at: &str) -> Json<'d> {
         let left = self.budget.saturating_sub(self.spent);
         if left == 0 {
             if self.unexpanded == 0 {
@@ -258,7 +259,7 @@ impl<'d, 'a> Converter<'d, 'a> {
             at,
         };
         let v = self.convert(node, &mut walk);
-        let n = chatterfly_domain::operation::value_len(&v);
+        let n = v.written_len();
         self.spent = self.spent.saturating_add(n);
         if n > chatterfly_domain::operation::MAX_SCHEMA_BYTES {
             self.warn(
@@ -273,12 +274,12 @@ impl<'d, 'a> Converter<'d, 'a> {
         v
     }
 
-    fn convert(&mut self, node: &'d Node<'a>, w: &mut Walk<'d, '_>) -> Value {
+    fn convert(&mut self, node: &'d Node<'a>, w: &mut Walk<'d, '_>) -> Json<'d> {
         match node {
-            Node::Bool(b) if self.dialect == Dialect::OpenApi31 => Value::Bool(*b),
+            Node::Bool(b) if self.dialect == Dialect::OpenApi31 => Json::Bool(*b),
             Node::Object(o) => {
                 if w.depth >= MAX_WALK_DEPTH {
-                    return json!({"description": "nested too deeply: not expanded"});
+                    return Json::object([("description", Json::str("nested too deeply: not expanded"))]);
                 }
                 w.depth += 1;
                 let v = self.object(o, w);
@@ -286,11 +287,11 @@ impl<'d, 'a> Converter<'d, 'a> {
                 v
             }
             // not a schema: accept anything rather than refuse the operation
-            _ => json!({}),
+            _ => Json::empty(),
         }
     }
 
-    fn object(&mut self, o: &'d Object<'a>, w: &mut Walk<'d, '_>) -> Value {
+    fn object(&mut self, o: &'d Object<'a>, w: &mut Walk<'d, '_>) -> Json<'d> {
         if let Some(r) = o.get("$ref").and_then(Node::as_str) {
             let mut out = self.reference(r, w);
             // siblings of `$ref` (allowed in 3.1, common anyway): annotations are laid over
@@ -314,17 +315,17 @@ impl<'d, 'a> Converter<'d, 'a> {
                 let nullable = self.nullable(o);
                 let extra = self.plain(o, w, false);
                 out = match (only_annotations, out, extra) {
-                    (_, out, Value::Object(extra)) if extra.is_empty() => out,
-                    (true, Value::Object(mut target), Value::Object(extra)) => {
+                    (_, out, Json::Object(extra)) if extra.is_empty() => out,
+                    (true, Json::Object(mut target), Json::Object(extra)) => {
                         for (k, v) in extra {
                             target.insert(k, v);
                         }
-                        Value::Object(target)
+                        Json::Object(target)
                     }
-                    (_, out, extra) => json!({"allOf": [out, extra]}),
+                    (_, out, extra) => Json::object([("allOf", Json::Array(vec![out, extra]))]),
                 };
                 if nullable {
-                    out = json!({"anyOf": [out, {"type": "null"}]});
+                    out = any_of_null(out);
                 }
             }
             return out;
@@ -332,7 +333,7 @@ impl<'d, 'a> Converter<'d, 'a> {
         self.plain(o, w, true)
     }
 
-    fn reference(&mut self, r: &'d str, w: &mut Walk<'d, '_>) -> Value {
+    fn reference(&mut self, r: &'d str, w: &mut Walk<'d, '_>) -> Json<'d> {
         match self.target(r) {
             Target::Found(target) => {
                 let repeats = w.stack.iter().filter(|s| **s == r).count();
@@ -355,7 +356,7 @@ impl<'d, 'a> Converter<'d, 'a> {
                     r,
                     "does not point at anything in the document; any value is accepted there",
                 );
-                json!({})
+                Json::empty()
             }
             Target::External => {
                 let at = w.at;
@@ -364,7 +365,7 @@ impl<'d, 'a> Converter<'d, 'a> {
                     r,
                     "is an external reference, which is never fetched; any value is accepted there",
                 );
-                json!({})
+                Json::empty()
             }
         }
     }
@@ -379,11 +380,11 @@ impl<'d, 'a> Converter<'d, 'a> {
     }
 
     /// A schema object without `$ref`.
-    fn plain(&mut self, o: &'d Object<'a>, w: &mut Walk<'d, '_>, apply_nullable: bool) -> Value {
+    fn plain(&mut self, o: &'d Object<'a>, w: &mut Walk<'d, '_>, apply_nullable: bool) -> Json<'d> {
         w.nodes += 1;
         // this object's own text (its children charge theirs): keys, strings, literal values
         w.bytes = w.bytes.saturating_add(16 + own_size(o));
-        let mut out = Map::with_capacity(o.len());
+        let mut out = Obj::with_capacity(o.len());
         let mut hidden: Vec<&str> = Vec::new();
         let mut exclusive_min = false;
         let mut exclusive_max = false;
@@ -391,28 +392,30 @@ impl<'d, 'a> Converter<'d, 'a> {
             match k {
                 "type" => match v {
                     Node::String(t) if t == "file" => {
-                        out.insert("type".into(), json!("string"));
-                        out.entry("format").or_insert_with(|| json!("binary"));
+                        out.insert("type", Json::str("string"));
+                        if !out.contains_key("format") {
+                            out.insert("format", Json::str("binary"));
+                        }
                     }
                     Node::String(t) if is_type_name(t) => {
-                        out.insert("type".into(), json!(t));
+                        out.insert("type", Json::String(t.as_ref().into()));
                     }
                     Node::Array(items) => {
-                        let mut types: Vec<Value> = Vec::new();
+                        let mut types: Vec<Json<'d>> = Vec::new();
                         for t in items.iter().filter_map(Node::as_str).filter(|t| is_type_name(t)) {
-                            if !types.iter().any(|x| x == t) {
-                                types.push(json!(t));
+                            if !types.iter().any(|x| x.is_str(t)) {
+                                types.push(Json::String(t.into()));
                             }
                         }
                         if !types.is_empty() {
-                            out.insert("type".into(), Value::Array(types));
+                            out.insert("type", Json::Array(types));
                         }
                     }
                     _ => {}
                 },
                 "properties" | "patternProperties" | "dependentSchemas" => {
                     if let Some(props) = v.as_object() {
-                        let mut map = Map::with_capacity(props.len());
+                        let mut map = Obj::with_capacity(props.len());
                         for (name, schema) in props.iter() {
                             if k == "properties" && self.hidden_in(schema, w.direction) {
                                 hidden.push(name);
@@ -421,20 +424,21 @@ impl<'d, 'a> Converter<'d, 'a> {
                             if k == "patternProperties" && !self.pattern_ok(name) {
                                 continue;
                             }
-                            map.insert(name.to_owned(), self.convert(schema, w));
+                            // a document object's keys are unique
+                            map.push_new(name, self.convert(schema, w));
                         }
-                        out.insert(k.to_owned(), Value::Object(map));
+                        out.insert(k, Json::Object(map));
                     }
                 }
                 "items" => match v {
                     Node::Array(items) => {
                         if !items.is_empty() {
                             let list = items.iter().map(|i| self.convert(i, w)).collect();
-                            out.insert("prefixItems".into(), Value::Array(list));
+                            out.insert("prefixItems", Json::Array(list));
                         }
                     }
                     other => {
-                        out.insert("items".into(), self.convert(other, w));
+                        out.insert("items", self.convert(other, w));
                     }
                 },
                 "additionalProperties"
@@ -447,71 +451,68 @@ impl<'d, 'a> Converter<'d, 'a> {
                 | "unevaluatedProperties"
                 | "unevaluatedItems" => {
                     let converted = match v {
-                        Node::Bool(b) => Value::Bool(*b),
+                        Node::Bool(b) => Json::Bool(*b),
                         other => self.convert(other, w),
                     };
-                    out.insert(k.to_owned(), converted);
+                    out.insert(k, converted);
                 }
                 "allOf" | "anyOf" | "oneOf" | "prefixItems" => {
                     if let Some(items) = v.as_array()
                         && !items.is_empty()
                     {
                         let list = items.iter().map(|i| self.convert(i, w)).collect();
-                        out.insert(k.to_owned(), Value::Array(list));
+                        out.insert(k, Json::Array(list));
                     }
                 }
                 "required" => {
                     if let Some(items) = v.as_array() {
-                        let mut names: Vec<Value> = Vec::new();
+                        let mut names: Vec<Json<'d>> = Vec::new();
                         for n in items.iter().filter_map(Node::as_str) {
-                            if !names.iter().any(|x| x == n) {
-                                names.push(json!(n));
+                            if !names.iter().any(|x| x.is_str(n)) {
+                                names.push(Json::String(n.into()));
                             }
                         }
-                        out.insert("required".into(), Value::Array(names));
+                        out.insert("required", Json::Array(names));
                     }
                 }
                 "enum" => {
                     if let Some(items) = v.as_array() {
-                        out.insert("enum".into(), Value::Array(items.iter().map(Node::to_value).collect()));
+                        out.insert("enum", Json::Array(items.iter().map(Json::from_node).collect()));
                     }
                 }
                 "const" | "default" => {
-                    out.insert(k.to_owned(), v.to_value());
+                    out.insert(k, Json::from_node(v));
                 }
                 // examples teach an agent what to send; a response needs none
                 "example" | "examples" if w.direction == Direction::Response => {}
                 "example" if !o.iter().any(|(k, _)| k == "examples") => {
-                    out.insert("examples".into(), json!([v.to_value()]));
+                    out.insert("examples", Json::Array(vec![Json::from_node(v)]));
                 }
                 "examples" => {
                     if let Some(items) = v.as_array() {
-                        out.insert(
-                            "examples".into(),
-                            Value::Array(items.iter().map(Node::to_value).collect()),
-                        );
+                        out.insert("examples", Json::Array(items.iter().map(Json::from_node).collect()));
                     }
                 }
                 "description" | "title" | "format" | "contentMediaType" | "contentEncoding" => {
                     if let Some(s) = v.as_str() {
-                        out.insert(k.to_owned(), json!(s));
+                        out.insert(k, Json::String(s.into()));
                     }
                 }
                 "pattern" => {
                     if let Some(p) = v.as_str()
                         && self.pattern_ok(p)
                     {
-                        out.insert("pattern".into(), json!(p));
+                        out.insert("pattern", Json::String(p.into()));
                     }
                 }
                 "minimum" | "maximum" => {
                     if let Node::Number(n) = v {
-                        out.insert(k.to_owned(), Value::Number(n.clone()));
+                        out.insert(k, Json::Number(n.clone()));
                     }
                 }
                 "exclusiveMinimum" | "exclusiveMaximum" => match v {
                     Node::Number(n) => {
-                        out.insert(k.to_owned(), Value::Number(n.clone()));
+                        out.insert(k, Json::Number(n.clone()));
                     }
                     Node::Bool(true) if k == "exclusiveMinimum" => exclusive_min = true,
                     Node::Bool(true) => exclusive_max = true,
@@ -521,18 +522,18 @@ impl<'d, 'a> Converter<'d, 'a> {
                     if let Node::Number(n) = v
                         && n.as_f64().is_some_and(|f| f > 0.0)
                     {
-                        out.insert(k.to_owned(), Value::Number(n.clone()));
+                        out.insert(k, Json::Number(n.clone()));
                     }
                 }
                 "minLength" | "maxLength" | "minItems" | "maxItems" | "minProperties" | "maxProperties"
                 | "minContains" | "maxContains" => {
                     if let Some(n) = non_negative_integer(v) {
-                        out.insert(k.to_owned(), json!(n));
+                        out.insert(k, Json::Number(n.into()));
                     }
                 }
                 "uniqueItems" | "readOnly" | "writeOnly" | "deprecated" => {
                     if let Some(b) = v.as_bool() {
-                        out.insert(k.to_owned(), json!(b));
+                        out.insert(k, Json::Bool(b));
                     }
                 }
                 "dependentRequired" => {
@@ -541,27 +542,27 @@ impl<'d, 'a> Converter<'d, 'a> {
                             .iter()
                             .all(|(_, list)| list.as_array().is_some_and(|l| l.iter().all(|s| s.as_str().is_some())))
                     {
-                        out.insert(k.to_owned(), v.to_value());
+                        out.insert(k, Json::from_node(v));
                     }
                 }
                 _ => {}
             }
         }
         if !hidden.is_empty()
-            && let Some(Value::Array(required)) = out.get_mut("required")
+            && let Some(Json::Array(required)) = out.get_mut("required")
         {
             required.retain(|n| !n.as_str().is_some_and(|n| hidden.contains(&n)));
         }
         if exclusive_min && let Some(min) = out.remove("minimum") {
-            out.insert("exclusiveMinimum".into(), min);
+            out.insert("exclusiveMinimum", min);
         }
         if exclusive_max && let Some(max) = out.remove("maximum") {
-            out.insert("exclusiveMaximum".into(), max);
+            out.insert("exclusiveMaximum", max);
         }
         if apply_nullable && self.nullable(o) {
             return make_nullable(out);
         }
-        Value::Object(out)
+        Json::Object(out)
     }
 
     /// Whether a property is left out in this direction (`readOnly` in requests,
@@ -617,43 +618,47 @@ fn own_size(o: &Object<'_>) -> usize {
 }
 
 /// The permissive schema put where a schema was not expanded.
-fn not_expanded(why: &str) -> Value {
-    json!({"description": format!("not expanded: {why}")})
+fn not_expanded<'d>(why: &str) -> Json<'d> {
+    Json::object([("description", Json::String(format!("not expanded: {why}").into()))])
 }
 
-fn stub(target: &Node<'_>, r: &str, recursive: bool) -> Value {
+fn stub<'d>(target: &'d Node<'_>, r: &str, recursive: bool) -> Json<'d> {
     let name = r.rsplit('/').next().unwrap_or(r);
     let why = if recursive { "recursive" } else { "nested too deep" };
-    let mut out = Map::new();
+    let mut out = Obj::with_capacity(2);
     if let Some(t) = target.str_at("type").filter(|t| is_type_name(t)) {
-        out.insert("type".into(), json!(t));
+        out.push_new("type", Json::String(t.into()));
     }
-    out.insert(
-        "description".into(),
-        json!(format!("{}: not expanded ({why})", crate::names::cut(name, 120))),
-    );
-    Value::Object(out)
+    let description = format!("{}: not expanded ({why})", crate::names::cut(name, 120));
+    out.push_new("description", Json::String(description.into()));
+    Json::Object(out)
 }
 
-fn make_nullable(mut out: Map<String, Value>) -> Value {
+/// `{"anyOf": [schema, {"type": "null"}]}`
+fn any_of_null(schema: Json<'_>) -> Json<'_> {
+    let null = Json::object([("type", Json::str("null"))]);
+    Json::object([("anyOf", Json::Array(vec![schema, null]))])
+}
+
+fn make_nullable(mut out: Obj<'_>) -> Json<'_> {
     match out.get_mut("type") {
-        Some(Value::String(t)) => {
+        Some(Json::String(t)) => {
             let t = std::mem::take(t);
-            out.insert("type".into(), json!([t, "null"]));
+            out.insert("type", Json::Array(vec![Json::String(t), Json::str("null")]));
         }
-        Some(Value::Array(types)) => {
-            if !types.iter().any(|t| t == "null") {
-                types.push(json!("null"));
+        Some(Json::Array(types)) => {
+            if !types.iter().any(|t| t.is_str("null")) {
+                types.push(Json::str("null"));
             }
         }
-        _ => return json!({"anyOf": [Value::Object(out), {"type": "null"}]}),
+        _ => return any_of_null(Json::Object(out)),
     }
-    if let Some(Value::Array(values)) = out.get_mut("enum")
-        && !values.contains(&Value::Null)
+    if let Some(Json::Array(values)) = out.get_mut("enum")
+        && !values.contains(&Json::Null)
     {
-        values.push(Value::Null);
+        values.push(Json::Null);
     }
-    Value::Object(out)
+    Json::Object(out)
 }
 
 fn is_type_name(t: &str) -> bool {
@@ -678,6 +683,7 @@ fn non_negative_integer(v: &Node<'_>) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::doc::load;
+    use serde_json::Value;
 
     fn convert(doc: &str, dialect: Dialect, pointer: &str, direction: Direction) -> (Value, Vec<Warning>) {
         let (root, _) = load(doc, 100_000).unwrap();
@@ -687,7 +693,7 @@ mod tests {
             Direction::Request => Bounds::REQUEST,
             Direction::Response => Bounds::RESPONSE,
         };
-        let v = c.schema(node, direction, bounds, "/here");
+        let v = c.schema(node, direction, bounds, "/here").into_value();
         assert!(jsonschema::validator_for(&v).is_ok(), "does not compile: {v}");
         (v, c.warnings)
     }
