@@ -43,14 +43,18 @@ pub fn run(file: &Path, json_out: bool, max_bytes: usize) -> anyhow::Result<()> 
             importer.auth,
         )?;
         let mut first = true;
+        let mut buf = Vec::new();
         importer.each_operation(|op| {
             if io_result.is_ok() {
-                let sep = if first { "" } else { "," };
+                buf.clear();
+                if !first {
+                    buf.push(b',');
+                }
                 first = false;
-                io_result = out
-                    .write_all(sep.as_bytes())
+                io_result = op
+                    .write_json(&mut buf)
                     .map_err(anyhow::Error::from)
-                    .and_then(|()| serde_json::to_writer(&mut out, &op).map_err(anyhow::Error::from));
+                    .and_then(|()| out.write_all(&buf).map_err(anyhow::Error::from));
             }
         });
         io_result?;

@@ -223,19 +223,24 @@ fn digits(mut u: u64) -> usize {
     n
 }
 
+/// Whether JSON must escape any byte of `s` (`"`, `\`, control characters): a byte-wide
+/// pass the compiler vectorizes.
+pub fn needs_escape(s: &str) -> bool {
+    s.as_bytes().chunks(64).any(|c| {
+        c.iter()
+            .fold(false, |any, &b| any | (b < 0x20) | (b == b'"') | (b == b'\\'))
+    })
+}
+
 /// A string's length quoted and escaped as serde_json writes it: `"` and `\` and the short
 /// control escapes take two bytes, other control characters six (`\u00XX`).
 pub fn string_len(s: &str) -> usize {
-    let bytes = s.as_bytes();
-    // most strings need no escape at all: looked for first, a byte-wide pass the compiler
-    // vectorizes (the counts below widen every byte to a word)
-    let plain = bytes.chunks(64).all(|c| {
-        !c.iter()
-            .fold(false, |any, &b| any | (b < 0x20) | (b == b'"') | (b == b'\\'))
-    });
-    if plain {
+    // most strings need no escape at all: looked for first (the counts below widen every
+    // byte to a word)
+    if !needs_escape(s) {
         return s.len() + 2;
     }
+    let bytes = s.as_bytes();
     // counting passes without branches: every escaped byte takes one more, and a control
     // character without a short escape four more again
     let escaped = bytes.iter().filter(|&&b| b < 0x20 || b == b'"' || b == b'\\').count();

@@ -163,6 +163,42 @@ impl<'d> Json<'d> {
         }
     }
 
+    /// Writes this value as compact JSON: the bytes serde_json writes for it, with every
+    /// string that needs no escape (nearly all of a schema's) copied whole rather than
+    /// looked at byte by byte.
+    pub fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self {
+            Self::Null => out.extend_from_slice(b"null"),
+            Self::Bool(true) => out.extend_from_slice(b"true"),
+            Self::Bool(false) => out.extend_from_slice(b"false"),
+            Self::Number(n) => serde_json::to_writer(&mut *out, n)?,
+            Self::String(s) => write_str(out, s)?,
+            Self::Array(items) => {
+                out.push(b'[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    v.write_to(out)?;
+                }
+                out.push(b']');
+            }
+            Self::Object(o) => {
+                out.push(b'{');
+                for (i, (k, v)) in o.0.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, k)?;
+                    out.push(b':');
+                    v.write_to(out)?;
+                }
+                out.push(b'}');
+            }
+        }
+        Ok(())
+    }
+
     /// The same value as a `serde_json::Value`.
     pub fn into_value(self) -> Value {
         match self {
@@ -197,6 +233,17 @@ impl Json<'_> {
                 .collect())),
         }
     }
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+    if chatterfly_domain::operation::needs_escape(s) {
+        return serde_json::to_writer(out, s);
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+    Ok(())
 }
 
 impl Serialize for Json<'_> {
@@ -258,6 +305,9 @@ mod tests {
         let text = serde_json::to_string(&j).unwrap();
         assert_eq!(text, serde_json::to_string(&v).unwrap());
         assert_eq!(j.written_len(), text.len());
+        let mut written = Vec::new();
+        j.write_to(&mut written).unwrap();
+        assert_eq!(String::from_utf8(written).unwrap(), text);
         assert_eq!(serde_json::to_string(&j.clone().into_owned()).unwrap(), text);
         // insert kept `type` in its place
         assert!(text.starts_with(r#"{"type":"string","minimum":1"#), "{text}");

@@ -108,8 +108,19 @@ fn every_corpus_document_imports_into_an_acceptable_draft() {
             import(&text, &Options::default()).unwrap_or_else(|e| panic!("{}: {e}", doc.display()));
         let expected = method_counts(twin);
         let mut got = BTreeMap::new();
+        let mut written = Vec::new();
         for op in &draft.operations {
             *got.entry(op.method.clone()).or_insert(0) += 1;
+            // the importer's own writer and serde_json write the same bytes
+            written.clear();
+            op.write_json(&mut written).unwrap();
+            assert_eq!(
+                written,
+                serde_json::to_vec(op).unwrap(),
+                "{}: {}",
+                doc.display(),
+                op.name
+            );
         }
         assert_eq!(got, expected, "{}: operations per method", doc.display());
         assert_eq!(summary.operations, draft.operations.len(), "{}", doc.display());
