@@ -1215,8 +1215,9 @@ struct Args {
     properties: Map<String, Value>,
     required: Vec<String>,
     targets: BTreeMap<String, ArgumentTarget>,
-    /// path parameter wire name → argument name
-    path_args: HashMap<String, String>,
+    /// path parameter wire name → argument name (ordered: the warnings about unused ones
+    /// come out the same every time)
+    path_args: BTreeMap<String, String>,
     /// the next number to try after each name (so many clashes stay linear)
     next_suffix: HashMap<String, usize>,
 }

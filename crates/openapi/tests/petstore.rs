@@ -336,6 +336,30 @@ fn undeclared_placeholders_and_odd_paths() {
 }
 
 #[test]
+fn unused_path_parameters_are_reported_in_the_same_order_every_time() {
+    let params: Vec<Value> = ["d", "b", "a", "c"]
+        .iter()
+        .map(|n| json!({"name": n, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    let doc = json!({"openapi": "3.0.3", "info": {"title": "T", "version": "1"},
+        "paths": {"/p": {"get": {"parameters": params, "responses": {}}}}});
+    for _ in 0..20 {
+        let (d, w) = draft_of(doc.clone());
+        assert_eq!(d.operations[0].input_schema["properties"], json!({}));
+        let unused: Vec<&str> = w
+            .iter()
+            .filter(|w| w.reason.contains("does not appear in the path"))
+            .map(|w| w.reason.as_str())
+            .collect();
+        let expected: Vec<String> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| format!("path parameter `{n}` does not appear in the path; it is left out"))
+            .collect();
+        assert_eq!(unused, expected);
+    }
+}
+
+#[test]
 fn refused_documents_say_where() {
     let cases = [
         (json!({"openapi": "4.0.0", "paths": {}}), "/openapi"),
