@@ -313,6 +313,45 @@ mod tests {
         assert!(text.starts_with(r#"{"type":"string","minimum":1"#), "{text}");
     }
 
+    /// Any tree: written by `write_to`, through serde, and as the `Value` it becomes, the
+    /// same bytes; `written_len` is their length.
+    fn tree() -> impl proptest::strategy::Strategy<Value = Json<'static>> {
+        use proptest::prelude::*;
+        let text = "[\\x00-\\x1f\"\\\\\\x7f a-z\u{e9}\u{20ac}\u{2028}\u{1f600}]{0,24}";
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i64>().prop_map(|n| Json::Number(n.into())),
+            any::<u64>().prop_map(|n| Json::Number(n.into())),
+            any::<f64>().prop_filter_map("finite", |f| Number::from_f64(f).map(Json::Number)),
+            text.prop_map(|s| Json::String(s.into())),
+        ];
+        leaf.prop_recursive(4, 64, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
+                proptest::collection::vec((text, inner), 0..6).prop_map(|entries| {
+                    let mut o = Obj::default();
+                    for (k, v) in entries {
+                        o.insert(k, v);
+                    }
+                    Json::Object(o)
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_writer_writes_the_same_bytes(j in tree()) {
+            let text = serde_json::to_string(&j).unwrap();
+            let mut written = Vec::new();
+            j.write_to(&mut written).unwrap();
+            proptest::prop_assert_eq!(&String::from_utf8(written).unwrap(), &text);
+            proptest::prop_assert_eq!(j.written_len(), text.len());
+            proptest::prop_assert_eq!(serde_json::to_string(&j.clone().into_value()).unwrap(), text);
+        }
+    }
+
     #[test]
     fn remove_moves_the_last_entry_into_place_as_serde_json_does() {
         let mut o = Obj::default();
