@@ -39,6 +39,9 @@ pub(crate) struct GuardedHttp {
     pub(crate) allowance: Allowance,
     /// Where the session's large messages take their turn ([`crate::turns`]).
     pub(crate) turns: Option<Turns>,
+    /// Whether `tools/call`s are POSTed by [`crate::post`] (a workspace's sessions) rather
+    /// than by rmcp's client (sessions without a workspace: tests and tools).
+    pub(crate) own_calls: bool,
 }
 
 /// The HTTP status of the last answer that refused a POST (0: none). rmcp flattens the
@@ -258,7 +261,7 @@ impl StreamableHttpClient for GuardedHttp {
         let (session, call) = (session_id.is_some(), tool_call_id(&message));
         let result = match (&call, &self.turns) {
             // a call's answer may be large: read here, so it is parsed in its turn
-            (Some(_), Some(_)) => {
+            (Some(_), Some(_)) if self.own_calls => {
                 self.post_call(uri, message, session_id, auth_header, custom_headers, limits)
                     .await
             }

@@ -501,6 +501,7 @@ async fn open_streamable(egress: &Egress, target: &Target, handler: Handler) -> 
             refusal: refusal.clone(),
             allowance: peer_requests::Allowance::default(),
             turns: Some(turns_of(egress, target)),
+            own_calls: target.workspace.is_some(),
         },
         config,
     );

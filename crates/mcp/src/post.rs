@@ -14,9 +14,10 @@
 //!
 //! One difference on purpose: an answer the server did send that cannot be used (an error
 //! status without a JSON-RPC error, a body that is not JSON-RPC, another content type, over
-//! the limit) reaches rmcp as an error answer to that call ([`failed_answer`]), not as a
-//! failure of the transport. rmcp closed the session on the latter, failing every call on
-//! it, and the call was sent again on a new session.
+//! the limit, an event over the limit in the call's event stream: [`answer_overflow`])
+//! reaches rmcp as an error answer to that call ([`failed_answer`]), not as a failure of
+//! the transport. rmcp closed the session on the latter, failing every call on it, and the
+//! call was sent again on a new session.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use rmcp::model::{
@@ -33,13 +35,14 @@ use rmcp::transport::streamable_http_client::{
     AuthRequiredError, HttpStatusError, InsufficientScopeError, StreamableHttpError, StreamableHttpPostResponse,
     StreamableHttpResponseLimits,
 };
-use sse_stream::SseStream;
+use sse_stream::{Sse, SseStream};
 
 use crate::guarded_http::GuardedHttp;
-use crate::sse::Limited;
+use crate::sse::{Limited, StreamError};
 use crate::turns::Turns;
 
 type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
+type SseItem = Result<Sse, sse_stream::Error>;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const EVENT_STREAM: &str = "text/event-stream";
@@ -86,6 +89,11 @@ impl GuardedHttp {
         // no answer came: the session's failure, as through rmcp
         let response = request.json(&message).send().await?;
         match (self.read_answer(response, attached, limits).await, id) {
+            // an event over the limit fails this call, as an unusable answer does
+            (Ok(StreamableHttpPostResponse::Sse(events, session)), Some(id)) => Ok(StreamableHttpPostResponse::Sse(
+                answer_overflow(events, id, limits.max_sse_event_size),
+                session,
+            )),
             // the server answered this call, unusably: this call fails, not the session
             // (rmcp would close the session, failing every call on it, and the call would
             // be sent again on a new one)
@@ -241,6 +249,11 @@ fn failures() -> &'static Mutex<Kept> {
 /// call takes back: [`take_failure`]), so that the failure reaches the call as it came,
 /// without ending the session; `Err(e)` when there is no room.
 fn failed_answer(id: &RequestId, e: Failure) -> PostResult {
+    failed_message(id, e).map(|answer| StreamableHttpPostResponse::Json(answer, None))
+}
+
+/// The error answer of [`failed_answer`], as a message.
+fn failed_message(id: &RequestId, e: Failure) -> Result<ServerJsonRpcMessage, Failure> {
     let Ok(mut map) = failures().lock() else {
         return Err(e);
     };
@@ -258,10 +271,40 @@ fn failed_answer(id: &RequestId, e: Failure) -> PostResult {
         Some(serde_json::json!({FAILED_KEY: name})),
     );
     map.insert(name, (now, len, e));
-    Ok(StreamableHttpPostResponse::Json(
-        JsonRpcMessage::Error(JsonRpcError::new(Some(id.clone()), error)),
-        None,
-    ))
+    Ok(JsonRpcMessage::Error(JsonRpcError::new(Some(id.clone()), error)))
+}
+
+/// A call's event stream in which an event over `max` bytes (cut short by [`Limited`])
+/// becomes an error answer to the call ([`failed_message`]: `upstream_too_large`) and ends
+/// the stream. rmcp ended the session's stream on it instead: every call on the session
+/// failed, and the call was sent again on a new one. Without room to keep the failure, the
+/// error passes as before.
+fn answer_overflow(events: BoxStream<'static, SseItem>, id: RequestId, max: usize) -> BoxStream<'static, SseItem> {
+    futures::stream::unfold((events, Some(id)), move |(mut events, id)| async move {
+        // `None`: the stand-in answer was the last event
+        let id = id?;
+        match events.next().await? {
+            Err(sse_stream::Error::Body(e))
+                if matches!(e.downcast_ref::<StreamError>(), Some(StreamError::TooLarge)) =>
+            {
+                let answer = failed_message(&id, StreamableHttpError::ResponseBodyTooLarge { max_size: max })
+                    .ok()
+                    .and_then(|answer| serde_json::to_string(&answer).ok());
+                let item = match answer {
+                    Some(data) => Ok(Sse {
+                        event: None,
+                        data: Some(data),
+                        id: None,
+                        retry: None,
+                    }),
+                    None => Err(sse_stream::Error::Body(e)),
+                };
+                Some((item, (events, None)))
+            }
+            other => Some((other, (events, Some(id)))),
+        }
+    })
+    .boxed()
 }
 
 /// The failure an error answer stands for ([`failed_answer`]), once; `None` for any other
