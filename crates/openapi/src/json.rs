@@ -80,10 +80,6 @@ impl<'d> Obj<'d> {
     pub fn len(&self) -> usize {
         self.0.len()
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Json<'d>)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v))
-    }
 }
 
 impl<'d> IntoIterator for Obj<'d> {
