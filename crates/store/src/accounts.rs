@@ -153,7 +153,7 @@ impl Store {
     pub async fn create_oauth_state(&self, state: &OAuthState) -> Result<()> {
         sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
             .bind(state.expires_at - 86_400)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         sqlx::query(
             "INSERT INTO oauth_states (id, user_id, participant_id, connection_id, link_id, browser_hash, provider, \
@@ -170,7 +170,7 @@ impl Store {
         .bind(&state.verifier_sealed)
         .bind(now())
         .bind(state.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(conflict("state"))?;
         // a person (or participant) has at most a few flows in progress: the oldest beyond
@@ -186,7 +186,7 @@ impl Store {
         ))
         .bind(owner)
         .bind(MAX_PENDING_STATES)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -196,7 +196,7 @@ impl Store {
         let done = sqlx::query("UPDATE oauth_states SET used_at = $2 WHERE id = $1 AND used_at IS NULL")
             .bind(id)
             .bind(now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let row = sqlx::query(
             "SELECT id, user_id, provider, scopes, verifier_sealed, expires_at, participant_id, connection_id, \
@@ -266,7 +266,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM accounts WHERE participant_id = $1 AND connection_id = $2")
             .bind(participant_id)
             .bind(connection_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -303,7 +303,7 @@ impl Store {
         .bind(&at)
         .bind(owner_a)
         .bind(owner_b)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if updated.rows_affected() == 0 {
             let (user, participant, connection) = match a.owner {
@@ -328,7 +328,7 @@ impl Store {
             .bind(&at)
             .bind(participant)
             .bind(connection)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(conflict("account"))?;
         }
@@ -339,7 +339,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM accounts WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -358,7 +358,7 @@ impl Store {
         .bind(version)
         .bind(now_ms)
         .bind(until_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -382,7 +382,7 @@ impl Store {
         .bind(expires_at)
         .bind(scopes)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -396,7 +396,7 @@ impl Store {
         .bind(id)
         .bind(version)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -406,7 +406,7 @@ impl Store {
         sqlx::query("UPDATE accounts SET refresh_lease = NULL WHERE id = $1 AND version = $2")
             .bind(id)
             .bind(version)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -449,7 +449,7 @@ impl Store {
         .bind(connection_id)
         .bind(sealed)
         .bind(&at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(PersonalCredentials {
             id,
@@ -461,7 +461,7 @@ impl Store {
     pub async fn delete_personal_credentials(&self, user_id: &str, connection_id: &str) -> Result<()> {
         let done = sqlx::query("DELETE FROM personal_credentials WHERE id = $1")
             .bind(personal_credentials_id(user_id, connection_id))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -474,7 +474,7 @@ impl Store {
     pub async fn delete_personal_credentials_of(&self, connection_id: &str) -> Result<u64> {
         let done = sqlx::query("DELETE FROM personal_credentials WHERE connection_id = $1")
             .bind(connection_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }

@@ -154,7 +154,7 @@ impl Store {
         .bind(a.max_steps)
         .bind(created_by)
         .bind(&at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(conflict("agent name"))?;
         self.agent(workspace_id, &id).await?.ok_or(StoreError::NotFound)
@@ -196,7 +196,7 @@ impl Store {
         .bind(a.tools)
         .bind(a.max_steps)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(conflict("agent name"))?;
         if done.rows_affected() == 0 {
@@ -210,7 +210,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM agents WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -238,7 +238,7 @@ impl Store {
         .bind(participant_id)
         .bind(started_by)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.run(&agent.workspace_id, &id).await?.ok_or(StoreError::NotFound)
     }
@@ -311,7 +311,7 @@ impl Store {
         let (input, output) = steps.iter().fold((0i64, 0i64), |(i, o), s| {
             (i.saturating_add(s.tokens.0), o.saturating_add(s.tokens.1))
         });
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let count: i64 = sqlx::query_scalar(
             "UPDATE agent_runs SET steps = steps + $2, input_tokens = input_tokens + $3, output_tokens = output_tokens + $4, \
              heartbeat_at = $5 WHERE id = $1 RETURNING steps",
@@ -408,7 +408,7 @@ impl Store {
         .bind(end.output)
         .bind(end.error)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -421,7 +421,7 @@ impl Store {
         )
         .bind(workspace_id)
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -442,7 +442,7 @@ impl Store {
         let done = sqlx::query("UPDATE agent_runs SET heartbeat_at = $2 WHERE id = $1 AND status = 'running'")
             .bind(run_id)
             .bind(now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -467,7 +467,7 @@ impl Store {
         .bind(older_than)
         .bind(why)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }

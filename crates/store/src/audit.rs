@@ -126,7 +126,7 @@ impl Store {
                 .collect();
             sqlx::query(sql)
                 .bind(serde_json::Value::Array(rows).to_string())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         Ok(())

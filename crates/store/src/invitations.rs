@@ -109,7 +109,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM invitations WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

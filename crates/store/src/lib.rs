@@ -99,6 +99,11 @@ fn conflict(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// Where writes go. On SQLite, one connection of its own: writers wait their turn for
+    /// it in order, in the process, instead of polling the file's lock (SQLite's busy
+    /// handler sleeps up to 100 ms between tries, and a writer can lose every race for
+    /// seconds under load). On PostgreSQL, the same pool.
+    writer: AnyPool,
     backend: Backend,
     /// The database URL, for connections outside the pool (PostgreSQL's `LISTEN`).
     url: Option<String>,
@@ -125,10 +130,11 @@ impl Store {
         // they go back to the pool anyway, so a SQLite file's are never re-tested, and a
         // PostgreSQL connection only after it sat idle for a while (the server may have
         // restarted or dropped it since).
-        let pool_options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new()
-                .max_connections(8)
+        let sqlite_options = |max: u32, wait: u64| {
+            AnyPoolOptions::new()
+                .max_connections(max)
                 .test_before_acquire(false)
+                .acquire_timeout(Duration::from_secs(wait))
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(
@@ -138,25 +144,36 @@ impl Store {
                         .await?;
                         Ok(())
                     })
-                }),
-            Backend::Postgres => AnyPoolOptions::new()
-                .max_connections(16)
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for >= PING_AFTER_IDLE {
-                            conn.ping().await?;
-                        }
-                        Ok(true)
-                    })
-                }),
+                })
         };
-        let pool = pool_options
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
+        let (pool, writer) = match backend {
+            Backend::Sqlite => {
+                let pool = sqlite_options(8, 10).connect_with(options.clone()).await?;
+                // a writer waits its turn as long as SQLite's busy timeout would have let it
+                let writer = sqlite_options(1, 30).connect_with(options).await?;
+                (pool, writer)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PING_AFTER_IDLE {
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                (pool.clone(), pool)
+            }
+        };
         let store = Self {
             pool,
+            writer,
             backend,
             url: Some(url.to_owned()),
             changes: Default::default(),
@@ -180,8 +197,8 @@ impl Store {
     /// when a read inside it would later need upgrading to a write.
     pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 
@@ -211,6 +228,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

@@ -168,7 +168,7 @@ impl Store {
         .bind(name)
         .bind(description)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(conflict("participant role"))?;
         Ok(())
@@ -218,7 +218,7 @@ impl Store {
         .bind(p.email)
         .bind(p.role)
         .bind(&at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.participant(workspace_id, &id).await?.ok_or(StoreError::NotFound)
     }
@@ -261,7 +261,7 @@ impl Store {
         .bind(p.email)
         .bind(p.role)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -274,7 +274,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM participants WHERE id = $1 AND workspace_id = $2")
             .bind(id)
             .bind(workspace_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -316,7 +316,7 @@ impl Store {
             sqlx::query("UPDATE onboarding_links SET revoked_at = $2 WHERE participant_id = $1 AND revoked_at IS NULL")
                 .bind(participant_id)
                 .bind(now())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(done.rows_affected())
     }
@@ -404,7 +404,7 @@ impl Store {
         // the participant's row is taken first, so that a role change at the same moment
         // either comes before (and the insert finds the new role) or waits (and its
         // withdrawal finds this key)
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE participants SET updated_at = updated_at WHERE id = $1")
             .bind(participant_id)
             .execute(&mut *tx)
@@ -434,7 +434,7 @@ impl Store {
     pub async fn delete_participant_credentials(&self, participant_id: &str, connection_id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM participant_credentials WHERE id = $1")
             .bind(participant_credentials_id(participant_id, connection_id))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -444,11 +444,11 @@ impl Store {
     pub async fn delete_participant_credentials_of(&self, connection_id: &str) -> Result<u64> {
         let keys = sqlx::query("DELETE FROM participant_credentials WHERE connection_id = $1")
             .bind(connection_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let accounts = sqlx::query("DELETE FROM accounts WHERE connection_id = $1 AND participant_id IS NOT NULL")
             .bind(connection_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(keys.rows_affected() + accounts.rows_affected())
     }

@@ -149,7 +149,7 @@ impl Store {
         .bind(api_key_sealed)
         .bind(base_url)
         .bind(&at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(ServiceCredential {
             id,
@@ -165,7 +165,7 @@ impl Store {
     pub async fn delete_service_credential(&self, scope: &str, service: &str) -> Result<()> {
         let done = sqlx::query("DELETE FROM service_credentials WHERE id = $1")
             .bind(service_credential_id(scope, service))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -209,7 +209,7 @@ impl Store {
         .bind(&endpoints.token_url)
         .bind(&endpoints.revoke_url)
         .bind(&endpoints.api_base_url)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(OAuthClient {
             id: provider.to_owned(),
@@ -223,7 +223,7 @@ impl Store {
     pub async fn delete_oauth_client(&self, provider: &str) -> Result<()> {
         let done = sqlx::query("DELETE FROM oauth_providers WHERE id = $1")
             .bind(provider)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

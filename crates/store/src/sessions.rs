@@ -77,7 +77,7 @@ impl Store {
     pub async fn delete_session(&self, token_hash: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -107,7 +107,7 @@ impl Store {
         .bind(new.password_hash.as_deref())
         .bind(i64::from(u.platform_admin))
         .bind(&u.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(conflict("email"))?;
         Ok(u)
@@ -137,7 +137,7 @@ impl Store {
             .bind(name)
             .bind(token_hash)
             .bind(now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(conflict("token"))?;
         Ok(id)

@@ -164,7 +164,7 @@ impl Store {
         sqlx::query("INSERT INTO vault_check (id, sealed) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(CHECK_ID)
             .bind(sealed)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -279,7 +279,7 @@ impl Store {
         .bind(definition)
         .bind(created_by)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(conflict("workflow name"))?;
         self.workflow(workspace_id, &id).await?.ok_or(StoreError::NotFound)
@@ -322,7 +322,7 @@ impl Store {
         .bind(name)
         .bind(definition)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(conflict("workflow name"))?;
         if done.rows_affected() == 0 {
@@ -336,7 +336,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM workflows WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -678,7 +678,7 @@ impl Store {
                 rows
             }
             // one writer at a time already
-            Backend::Sqlite => claim.fetch_all(&self.pool).await?,
+            Backend::Sqlite => claim.fetch_all(&self.writer).await?,
         };
         let mut runs = rows.iter().map(wf_run).collect::<Result<Vec<_>>>()?;
         runs.sort_by(|a, b| a.created_at.cmp(&b.created_at));
@@ -695,7 +695,7 @@ impl Store {
         .bind(run_id)
         .bind(owner)
         .bind(until)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(row.map(|c| c != 0))
     }
@@ -795,7 +795,7 @@ impl Store {
                 .bind(f.owner);
         }
         let done: std::collections::HashSet<(String, String)> = q
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?
             .iter()
             .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
