@@ -14,7 +14,8 @@
 //!
 //! One difference on purpose: an answer the server did send that cannot be used (an error
 //! status without a JSON-RPC error, a body that is not JSON-RPC, another content type, over
-//! the limit, an event over the limit in the call's event stream: [`answer_overflow`])
+//! the limit, an event over the limit in the call's event stream: [`answer_overflow`];
+//! a JSON body that answers another request or none: [`for_call`])
 //! reaches rmcp as an error answer to that call ([`failed_answer`]), not as a failure of
 //! the transport. rmcp closed the session on the latter, failing every call on it, and the
 //! call was sent again on a new session.
@@ -94,6 +95,19 @@ impl GuardedHttp {
                 answer_overflow(events, id, limits.max_sse_event_size),
                 session,
             )),
+            // a JSON answer that answers no call (another id, or not a response) would
+            // leave this call waiting for its timeout: it fails now; an error without an
+            // id (the server could not read the request) is this call's
+            (Ok(StreamableHttpPostResponse::Json(message, session)), Some(id)) => {
+                match for_call(message, &id, attached) {
+                    Ok(message) => Ok(StreamableHttpPostResponse::Json(message, session)),
+                    Err(what) => {
+                        let e = StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(what));
+                        self.refusal.note_error(&e);
+                        failed_answer(&id, e)
+                    }
+                }
+            }
             // the server answered this call, unusably: this call fails, not the session
             // (rmcp would close the session, failing every call on it, and the call would
             // be sent again on a new one)
@@ -226,6 +240,35 @@ impl GuardedHttp {
 }
 
 const UNREADABLE: &str = "<failed to read response body>";
+
+/// `message`, a POST's JSON answer, as the answer to the call `id`; what is wrong with it
+/// when it answers no call. rmcp routes an answer by its id and drops one that matches no
+/// call, or has none: the call would wait for its timeout.
+///
+/// A JSON-RPC error in the body is this call's whatever its id: the server refused the
+/// request it was sent, and could not always say which (the Python SDK's middleware
+/// answers with the id `"server-error"`). One exception: an error without an id to a
+/// request that carried a session id is how the TypeScript SDK's servers say they forgot
+/// the session, and stays as it is for [`crate::guarded_http`] to treat as such. A result
+/// with another id is not this call's.
+fn for_call(
+    message: ServerJsonRpcMessage,
+    id: &RequestId,
+    attached: bool,
+) -> Result<ServerJsonRpcMessage, &'static str> {
+    match message {
+        JsonRpcMessage::Response(r) if r.id == *id => Ok(JsonRpcMessage::Response(r)),
+        JsonRpcMessage::Error(e) if attached && e.id.is_none() => Ok(JsonRpcMessage::Error(e)),
+        JsonRpcMessage::Error(mut e) => {
+            e.id = Some(id.clone());
+            Ok(JsonRpcMessage::Error(e))
+        }
+        JsonRpcMessage::Response(_) => Err("the answer is to another request than the call sent"),
+        JsonRpcMessage::Request(_) | JsonRpcMessage::Notification(_) => {
+            Err("the answer is a request or a notification, not an answer to the call")
+        }
+    }
+}
 
 /// The `data` key of an error answer standing for a failure kept here.
 const FAILED_KEY: &str = "io.chatterfly/failed";

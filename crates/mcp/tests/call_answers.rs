@@ -29,8 +29,23 @@ fn headers(content_type: &str) -> HeaderMap {
     h
 }
 
+/// The shapes' server; as `way=sessionless…` it gives no session id.
 async fn mcp(
-    axum::extract::State(expired): axum::extract::State<Arc<[AtomicBool; 4]>>,
+    state: axum::extract::State<Arc<[AtomicBool; 6]>>,
+    way: axum::extract::Query<std::collections::HashMap<String, String>>,
+    req: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let sessionless = way.get("way").is_some_and(|w| w.starts_with("sessionless"));
+    let mut answer = shapes(state, way, req, body).await;
+    if sessionless {
+        answer.headers_mut().remove("mcp-session-id");
+    }
+    answer
+}
+
+async fn shapes(
+    axum::extract::State(expired): axum::extract::State<Arc<[AtomicBool; 6]>>,
     axum::extract::Query(way): axum::extract::Query<std::collections::HashMap<String, String>>,
     req: HeaderMap,
     body: Bytes,
@@ -113,6 +128,20 @@ async fn mcp(
         "bad_json" => (headers("application/json"), "{not json").into_response(),
         "too_large_json" => (headers("application/json"), "x".repeat(MAX_ANSWER * 2)).into_response(),
         "too_large_event" => sse(format!("\"{}\"", "x".repeat(MAX_ANSWER * 2))),
+        // how the TypeScript SDK's servers say they forgot a session: 400, an error
+        // without an id
+        "expired_idless" => {
+            if req.contains_key("mcp-session-id") && !expired[4 + usize::from(way == "rmcp")].swap(true, SeqCst) {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    headers("application/json"),
+                    json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32000, "message": "Bad Request: No valid session ID provided"}})
+                        .to_string(),
+                )
+                    .into_response();
+            }
+            (headers("application/json"), small("again")).into_response()
+        }
         "expired_once_json" | "expired_once_sse" => {
             let which = usize::from(name.ends_with("sse"));
             let flag = which * 2 + usize::from(way == "rmcp");
@@ -121,6 +150,32 @@ async fn mcp(
             }
             if which == 1 { sse(small("again")) } else { (headers("application/json"), small("again")).into_response() }
         }
+        // answers to no call sent: rmcp drops them, and the call waits for its timeout
+        "other_id" => (
+            headers("application/json"),
+            json!({"jsonrpc": "2.0", "id": 987_654, "result": {"content": [], "isError": false}}).to_string(),
+        )
+            .into_response(),
+        "notification_body" => (
+            headers("application/json"),
+            json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}})
+                .to_string(),
+        )
+            .into_response(),
+        // an error without an id: the server could not read the request
+        "idless_error" => (
+            headers("application/json"),
+            json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}}).to_string(),
+        )
+            .into_response(),
+        // a refusal by middleware that cannot echo the id (as the Python SDK's)
+        "foreign_id_error" => (
+            StatusCode::BAD_REQUEST,
+            headers("application/json"),
+            json!({"jsonrpc": "2.0", "id": "server-error", "error": {"code": -32600, "message": "Bad Request: No valid session ID provided"}})
+                .to_string(),
+        )
+            .into_response(),
         _ => (headers("application/json"), small("unknown")).into_response(),
     }
 }
@@ -142,7 +197,7 @@ fn start_server() -> String {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let state: Arc<[AtomicBool; 4]> = Arc::new(std::array::from_fn(|_| AtomicBool::new(false)));
+            let state: Arc<[AtomicBool; 6]> = Arc::new(std::array::from_fn(|_| AtomicBool::new(false)));
             let app = axum::Router::new()
                 .route(
                     "/mcp",
@@ -231,6 +286,7 @@ fn every_answer_shape_ends_a_call_as_through_rmcp() {
             ("too_large_event", "upstream_too_large"),
             ("expired_once_json", "ok \"again\""),
             ("expired_once_sse", "ok \"again\""),
+            ("expired_idless", "ok \"again\""),
         ];
         let mut seen = Vec::new();
         for (tool, want) in expected {
@@ -312,5 +368,59 @@ fn an_unusable_answer_fails_its_call_not_the_session() {
             );
         }
         assert_eq!(sent("shared", "slow"), 6, "no call sent twice");
+    });
+}
+
+/// A JSON answer that answers no call sent (another id, a notification) fails its call at
+/// once; a JSON-RPC error without the call's id (the server could not read the request,
+/// or its middleware refused it) is the call's answer. Through rmcp's client the first two
+/// leave the call waiting for its timeout, and the errors do not reach it. The session
+/// goes on. (An error without an id to a request with a session id is a forgotten
+/// session: `expired_idless` in the test above.)
+#[test]
+fn an_answer_to_no_call_fails_at_once() {
+    let url = start_server();
+    runtime().block_on(async {
+        let client = client();
+        for (tool, want) in [
+            ("other_id", "mcp_protocol_error"),
+            ("notification_body", "mcp_protocol_error"),
+            ("idless_error", "rpc -32700 Parse error"),
+            (
+                "foreign_id_error",
+                "rpc -32600 Bad Request: No valid session ID provided",
+            ),
+        ] {
+            // the id-less error on a server that gives no session id (with one, it says
+            // the session was forgotten)
+            let way = if tool == "idless_error" {
+                "sessionless"
+            } else {
+                "chatterfly"
+            };
+            let ours = target(&url, way, Some("w"));
+            let mut rmcps = target(&url, &format!("{way}-rmcp"), None);
+            rmcps.limits.total_timeout = Duration::from_secs(2);
+            let conn = format!("{tool}-ours");
+            let started = Instant::now();
+            let r = client.call(&conn, &ours, tool, serde_json::Map::new()).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{tool} took {:?}",
+                started.elapsed()
+            );
+            assert_eq!(outcome(&r), want, "{tool}: {r:?}");
+            assert_eq!(sent(way, tool), 1, "{tool}: sent once");
+            assert_eq!(
+                outcome(&client.call(&conn, &ours, "json", serde_json::Map::new()).await),
+                "ok \"json\"",
+                "{tool}: the session went on"
+            );
+            let conn = format!("{tool}-rmcp");
+            let first = client.call(&conn, &rmcps, "json", serde_json::Map::new()).await;
+            assert_eq!(outcome(&first), "ok \"json\"", "{tool}");
+            let r = client.call(&conn, &rmcps, tool, serde_json::Map::new()).await;
+            assert_eq!(outcome(&r), "upstream_timeout", "{tool} through rmcp: {r:?}");
+        }
     });
 }
