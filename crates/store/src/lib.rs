@@ -206,9 +206,13 @@ impl Store {
         self.backend
     }
 
-    /// The pool's connections: (open, idle).
+    /// The pools' connections: (open, idle), the SQLite writer's included.
     pub fn pool_state(&self) -> (u32, usize) {
-        (self.pool.size(), self.pool.num_idle())
+        let (open, idle) = (self.pool.size(), self.pool.num_idle());
+        match self.backend {
+            Backend::Sqlite => (open + self.writer.size(), idle + self.writer.num_idle()),
+            Backend::Postgres => (open, idle),
+        }
     }
 
     /// Workflow runs by status (`queued`, `running`): the work waiting in the database.
