@@ -376,11 +376,22 @@ impl McpClient {
                     // the session itself failed (stream closed, server gone or restarted),
                     // as opposed to an answer the server gave
                     let session_lost = matches!(e, ServiceError::TransportClosed | ServiceError::TransportSend(_));
-                    let err = service_error(e, &target.url, target.limits);
+                    // rmcp re-initializes a forgotten session and sends the call again once;
+                    // forgotten again, the call is not sent a third and fourth time here
+                    let forgotten_twice = session_lost && session_expired_in(&e);
+                    let err = if forgotten_twice {
+                        McpError::Protocol(
+                            "the MCP server did not know the session, again after a new one was opened \
+                             (the call was sent on each)"
+                                .into(),
+                        )
+                    } else {
+                        service_error(e, &target.url, target.limits)
+                    };
                     if session_lost {
                         self.pool.forget(&key, lease.generation).await;
                     }
-                    if session_lost && !lease.fresh && attempt == 0 {
+                    if session_lost && !forgotten_twice && !lease.fresh && attempt == 0 {
                         tracing::debug!(connection = connection_id, error = %err, "MCP session lost; opening a new one");
                         continue;
                     }
@@ -768,6 +779,26 @@ fn classify_chain(
         source = s.source();
     }
     None
+}
+
+/// Whether `e` is rmcp's "session expired": the server did not know the session (a 404,
+/// or the TypeScript SDK's 400 with an id-less error), after rmcp had already opened a new
+/// one and sent the request again. The typed error is often flattened into text inside
+/// rmcp's worker, so its text is looked for too.
+fn session_expired_in(e: &(dyn std::error::Error + 'static)) -> bool {
+    let expired = StreamableHttpError::<reqwest::Error>::SessionExpired.to_string();
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if matches!(
+            s.downcast_ref(),
+            Some(StreamableHttpError::<reqwest::Error>::SessionExpired)
+        ) || s.to_string().contains(&expired)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn init_error(e: ClientInitializeError, url: &Url, limits: chatterfly_egress::Limits) -> McpError {

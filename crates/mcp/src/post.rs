@@ -98,16 +98,14 @@ impl GuardedHttp {
             // a JSON answer that answers no call (another id, or not a response) would
             // leave this call waiting for its timeout: it fails now; an error without an
             // id (the server could not read the request) is this call's
-            (Ok(StreamableHttpPostResponse::Json(message, session)), Some(id)) => {
-                match for_call(message, &id, attached) {
-                    Ok(message) => Ok(StreamableHttpPostResponse::Json(message, session)),
-                    Err(what) => {
-                        let e = StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(what));
-                        self.refusal.note_error(&e);
-                        failed_answer(&id, e)
-                    }
+            (Ok(StreamableHttpPostResponse::Json(message, session)), Some(id)) => match for_call(message, &id) {
+                Ok(message) => Ok(StreamableHttpPostResponse::Json(message, session)),
+                Err(what) => {
+                    let e = StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(what));
+                    self.refusal.note_error(&e);
+                    failed_answer(&id, e)
                 }
-            }
+            },
             // the server answered this call, unusably: this call fails, not the session
             // (rmcp would close the session, failing every call on it, and the call would
             // be sent again on a new one)
@@ -186,11 +184,16 @@ impl GuardedHttp {
             let said = if is_json && !unauthorized {
                 match read_bounded(body, content_length, limits.max_json_response_size).await {
                     Ok(bytes) => {
-                        // a JSON-RPC error is the call's answer
-                        if let Ok(error @ JsonRpcMessage::Error(_)) =
-                            serde_json::from_slice::<ServerJsonRpcMessage>(&bytes)
+                        // a JSON-RPC error is the call's answer, except a 400 with an id-less
+                        // error to a request that carried a session id: how the TypeScript
+                        // SDK's servers (the reference server among them) say they forgot
+                        // the session, which is re-initialized as after a 404
+                        if let Ok(JsonRpcMessage::Error(error)) = serde_json::from_slice::<ServerJsonRpcMessage>(&bytes)
                         {
-                            return Ok(StreamableHttpPostResponse::Json(error, session));
+                            if attached && error.id.is_none() && status == StatusCode::BAD_REQUEST {
+                                return Err(StreamableHttpError::SessionExpired);
+                            }
+                            return Ok(StreamableHttpPostResponse::Json(JsonRpcMessage::Error(error), session));
                         }
                         text_prefix(&bytes, limits.max_error_response_size)
                     }
@@ -246,19 +249,14 @@ const UNREADABLE: &str = "<failed to read response body>";
 /// call, or has none: the call would wait for its timeout.
 ///
 /// A JSON-RPC error in the body is this call's whatever its id: the server refused the
-/// request it was sent, and could not always say which (the Python SDK's middleware
-/// answers with the id `"server-error"`). One exception: an error without an id to a
-/// request that carried a session id is how the TypeScript SDK's servers say they forgot
-/// the session, and stays as it is for [`crate::guarded_http`] to treat as such. A result
-/// with another id is not this call's.
-fn for_call(
-    message: ServerJsonRpcMessage,
-    id: &RequestId,
-    attached: bool,
-) -> Result<ServerJsonRpcMessage, &'static str> {
+/// request it was sent, and could not always say which (an error without an id when it
+/// could not read it; the Python SDK's middleware answers with the id `"server-error"`).
+/// The TypeScript SDK's forgotten session (a 400 with an id-less error) does not come
+/// here: [`GuardedHttp::read_answer`] reads it as the expired session it is. A result with
+/// another id is not this call's.
+fn for_call(message: ServerJsonRpcMessage, id: &RequestId) -> Result<ServerJsonRpcMessage, &'static str> {
     match message {
         JsonRpcMessage::Response(r) if r.id == *id => Ok(JsonRpcMessage::Response(r)),
-        JsonRpcMessage::Error(e) if attached && e.id.is_none() => Ok(JsonRpcMessage::Error(e)),
         JsonRpcMessage::Error(mut e) => {
             e.id = Some(id.clone());
             Ok(JsonRpcMessage::Error(e))

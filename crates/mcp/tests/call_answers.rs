@@ -142,6 +142,15 @@ async fn shapes(
             }
             (headers("application/json"), small("again")).into_response()
         }
+        // a server that forgets every session as soon as a call comes
+        "always_expired" => StatusCode::NOT_FOUND.into_response(),
+        "always_expired_idless" => (
+            StatusCode::BAD_REQUEST,
+            headers("application/json"),
+            json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32000, "message": "Bad Request: No valid session ID provided"}})
+                .to_string(),
+        )
+            .into_response(),
         "expired_once_json" | "expired_once_sse" => {
             let which = usize::from(name.ends_with("sse"));
             let flag = which * 2 + usize::from(way == "rmcp");
@@ -375,33 +384,29 @@ fn an_unusable_answer_fails_its_call_not_the_session() {
 /// once; a JSON-RPC error without the call's id (the server could not read the request,
 /// or its middleware refused it) is the call's answer. Through rmcp's client the first two
 /// leave the call waiting for its timeout, and the errors do not reach it. The session
-/// goes on. (An error without an id to a request with a session id is a forgotten
-/// session: `expired_idless` in the test above.)
+/// goes on. (A 400 with an error without an id, to a request with a session id, is a
+/// forgotten session: `expired_idless` in the test above.)
 #[test]
 fn an_answer_to_no_call_fails_at_once() {
     let url = start_server();
     runtime().block_on(async {
         let client = client();
-        for (tool, want) in [
-            ("other_id", "mcp_protocol_error"),
-            ("notification_body", "mcp_protocol_error"),
-            ("idless_error", "rpc -32700 Parse error"),
+        for (way, tool, want) in [
+            ("chatterfly", "other_id", "mcp_protocol_error"),
+            ("chatterfly", "notification_body", "mcp_protocol_error"),
+            // with a session id and without (a 400 would say the session was forgotten)
+            ("chatterfly", "idless_error", "rpc -32700 Parse error"),
+            ("sessionless", "idless_error", "rpc -32700 Parse error"),
             (
+                "chatterfly",
                 "foreign_id_error",
                 "rpc -32600 Bad Request: No valid session ID provided",
             ),
         ] {
-            // the id-less error on a server that gives no session id (with one, it says
-            // the session was forgotten)
-            let way = if tool == "idless_error" {
-                "sessionless"
-            } else {
-                "chatterfly"
-            };
             let ours = target(&url, way, Some("w"));
             let mut rmcps = target(&url, &format!("{way}-rmcp"), None);
             rmcps.limits.total_timeout = Duration::from_secs(2);
-            let conn = format!("{tool}-ours");
+            let conn = format!("{way}-{tool}-ours");
             let started = Instant::now();
             let r = client.call(&conn, &ours, tool, serde_json::Map::new()).await;
             assert!(
@@ -416,11 +421,51 @@ fn an_answer_to_no_call_fails_at_once() {
                 "ok \"json\"",
                 "{tool}: the session went on"
             );
-            let conn = format!("{tool}-rmcp");
+            let conn = format!("{way}-{tool}-rmcp");
             let first = client.call(&conn, &rmcps, "json", serde_json::Map::new()).await;
             assert_eq!(outcome(&first), "ok \"json\"", "{tool}");
             let r = client.call(&conn, &rmcps, tool, serde_json::Map::new()).await;
-            assert_eq!(outcome(&r), "upstream_timeout", "{tool} through rmcp: {r:?}");
+            // rmcp reads an id-less error to a request with a session id as a forgotten
+            // session, whatever the status, and sends the call again
+            if way == "chatterfly" && tool == "idless_error" {
+                assert_ne!(outcome(&r), want, "{tool} through rmcp: {r:?}");
+            } else {
+                assert_eq!(outcome(&r), "upstream_timeout", "{tool} through rmcp: {r:?}");
+            }
+        }
+    });
+}
+
+/// A server that forgets the session every time a call comes: rmcp opens a new session and
+/// sends the call again once; the call then fails, and is not sent a third and a fourth
+/// time on yet another session (it was, before).
+#[test]
+fn a_call_is_sent_at_most_twice_to_a_server_that_keeps_forgetting() {
+    let url = start_server();
+    runtime().block_on(async {
+        let client = client();
+        let t = target(&url, "forgetful", Some("w"));
+        for tool in ["always_expired", "always_expired_idless"] {
+            let conn = format!("forgetful-{tool}");
+            // a session used once already (one that failed fresh was never sent again)
+            assert_eq!(
+                outcome(&client.call(&conn, &t, "json", serde_json::Map::new()).await),
+                "ok \"json\""
+            );
+            let started = Instant::now();
+            let r = client.call(&conn, &t, tool, serde_json::Map::new()).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{tool} took {:?}",
+                started.elapsed()
+            );
+            assert_eq!(outcome(&r), "mcp_protocol_error", "{tool}: {r:?}");
+            assert!(format!("{r:?}").contains("did not know the session"), "{tool}: {r:?}");
+            assert_eq!(
+                sent("forgetful", tool),
+                2,
+                "{tool}: sent, then sent again once on a new session"
+            );
         }
     });
 }

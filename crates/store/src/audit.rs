@@ -79,9 +79,12 @@ impl Store {
     }
 
     /// Writes many events in one statement per [`EVENTS_PER_INSERT`] (the tool path batches
-    /// its audit rows). The rows travel as one JSON parameter, so the statement's text is
-    /// always the same (prepared once per connection) and binding costs nothing per row;
-    /// a row whose workspace was deleted meanwhile is dropped, not the batch.
+    /// its audit rows), all in one transaction: one turn at the writer (on SQLite a batch
+    /// waits behind the writes queued before it once, not once per statement) and all or
+    /// nothing (a batch written again after a failure is not written twice). The rows
+    /// travel as one JSON parameter, so the statement's text is always the same (prepared
+    /// once per connection) and binding costs nothing per row; a row whose workspace was
+    /// deleted meanwhile is dropped, not the batch.
     pub async fn record_audit_batch(&self, events: &[NewAuditEvent]) -> Result<()> {
         let sql = match self.backend {
             Backend::Sqlite => {
@@ -103,6 +106,7 @@ impl Store {
                  WHERE EXISTS (SELECT 1 FROM workspaces w WHERE w.id = r->>1)"
             }
         };
+        let mut tx = self.write_tx().await?;
         for chunk in events.chunks(EVENTS_PER_INSERT) {
             let at = now();
             let rows: Vec<serde_json::Value> = chunk
@@ -126,9 +130,10 @@ impl Store {
                 .collect();
             sqlx::query(sql)
                 .bind(serde_json::Value::Array(rows).to_string())
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 

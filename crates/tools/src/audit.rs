@@ -146,12 +146,14 @@ async fn run(store: Store, shared: Arc<Shared>) {
             Err(_) => return,
         };
         shared.space.notify_waiters();
-        for batch in rows.chunks(BATCH) {
-            if let Err(first) = store.record_audit_batch(batch).await
-                && let Err(again) = store.record_audit_batch(batch).await
-            {
-                tracing::error!(rows = batch.len(), error = %again, first = %first, "cannot write audit rows");
-            }
+        // everything taken in one write (one transaction): on SQLite each write waits its
+        // turn behind the writes queued before it, so a backlog written a batch at a time
+        // fell further behind with every large write queued meanwhile
+        if !rows.is_empty()
+            && let Err(first) = store.record_audit_batch(&rows).await
+            && let Err(again) = store.record_audit_batch(&rows).await
+        {
+            tracing::error!(rows = rows.len(), error = %again, first = %first, "cannot write audit rows");
         }
         for done in flushes {
             let _ = done.send(());
