@@ -14,8 +14,9 @@
 //!
 //! One difference on purpose: an answer the server did send that cannot be used (an error
 //! status without a JSON-RPC error, a body that is not JSON-RPC, another content type, over
-//! the limit, an event over the limit in the call's event stream: [`answer_overflow`];
-//! a JSON body that answers another request or none: [`for_call`])
+//! the limit; a JSON body that answers another request or none: [`for_call`]; in the
+//! call's event stream, an event over the limit, a result to another request, or the
+//! stream's end before the answer: [`for_call_events`])
 //! reaches rmcp as an error answer to that call ([`failed_answer`]), not as a failure of
 //! the transport. rmcp closed the session on the latter, failing every call on it, and the
 //! call was sent again on a new session.
@@ -90,9 +91,10 @@ impl GuardedHttp {
         // no answer came: the session's failure, as through rmcp
         let response = request.json(&message).send().await?;
         match (self.read_answer(response, attached, limits).await, id) {
-            // an event over the limit fails this call, as an unusable answer does
+            // an event over the limit, a result to another request or the stream's end
+            // before the answer fail this call, as an unusable answer does
             (Ok(StreamableHttpPostResponse::Sse(events, session)), Some(id)) => Ok(StreamableHttpPostResponse::Sse(
-                answer_overflow(events, id, limits.max_sse_event_size),
+                for_call_events(events, id, limits.max_sse_event_size),
                 session,
             )),
             // a JSON answer that answers no call (another id, or not a response) would
@@ -315,36 +317,138 @@ fn failed_message(id: &RequestId, e: Failure) -> Result<ServerJsonRpcMessage, Fa
     Ok(JsonRpcMessage::Error(JsonRpcError::new(Some(id.clone()), error)))
 }
 
-/// A call's event stream in which an event over `max` bytes (cut short by [`Limited`])
-/// becomes an error answer to the call ([`failed_message`]: `upstream_too_large`) and ends
-/// the stream. rmcp ended the session's stream on it instead: every call on the session
-/// failed, and the call was sent again on a new one. Without room to keep the failure, the
-/// error passes as before.
-fn answer_overflow(events: BoxStream<'static, SseItem>, id: RequestId, max: usize) -> BoxStream<'static, SseItem> {
-    futures::stream::unfold((events, Some(id)), move |(mut events, id)| async move {
-        // `None`: the stand-in answer was the last event
-        let id = id?;
-        match events.next().await? {
-            Err(sse_stream::Error::Body(e))
-                if matches!(e.downcast_ref::<StreamError>(), Some(StreamError::TooLarge)) =>
-            {
-                let answer = failed_message(&id, StreamableHttpError::ResponseBodyTooLarge { max_size: max })
-                    .ok()
-                    .and_then(|answer| serde_json::to_string(&answer).ok());
-                let item = match answer {
-                    Some(data) => Ok(Sse {
-                        event: None,
-                        data: Some(data),
-                        id: None,
-                        retry: None,
-                    }),
-                    None => Err(sse_stream::Error::Body(e)),
-                };
-                Some((item, (events, None)))
-            }
-            other => Some((other, (events, Some(id)))),
-        }
+/// What a call's event stream has come to.
+enum CallStream {
+    /// The call's answer has not come yet.
+    Waiting(RequestId),
+    /// The answer came (rmcp drops the stream then): the rest passes as it is.
+    Answered,
+    /// A stand-in answer was the last event.
+    Ended,
+}
+
+/// The fields of a message that say what it is, read without keeping anything else.
+#[derive(serde::Deserialize)]
+struct Probe {
+    #[serde(default)]
+    id: Option<RequestId>,
+    #[serde(default)]
+    method: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    result: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// An event standing for a failure of the call `id` ([`failed_message`]); `None` without
+/// room to keep the failure.
+fn failed_event(id: &RequestId, e: Failure) -> Option<Sse> {
+    let answer = failed_message(id, e).ok()?;
+    Some(Sse {
+        event: None,
+        data: Some(serde_json::to_string(&answer).ok()?),
+        id: None,
+        retry: None,
     })
+}
+
+/// A call's event stream, read as far as the call's answer, where what would fail the
+/// whole session through rmcp fails the call alone, as an error answer to it
+/// ([`failed_message`]), which ends the stream:
+/// - an event over `max` bytes (cut short by [`Limited`]): `upstream_too_large`;
+/// - a result to another request: rmcp drops it, and the call waited for its timeout;
+/// - the stream ending without the answer: rmcp ended the session (every call on it
+///   failed, and was sent again on a new one).
+///
+/// A JSON-RPC error is the call's whatever its id, as in a JSON body ([`for_call`]).
+/// Requests and notifications pass; so does an event of [`Turns::needed`] size (read at
+/// the large-answer gate, not here: taken for the answer). Without room to keep a failure,
+/// the stream goes on as before.
+fn for_call_events(events: BoxStream<'static, SseItem>, id: RequestId, max: usize) -> BoxStream<'static, SseItem> {
+    futures::stream::unfold(
+        (events, CallStream::Waiting(id)),
+        move |(mut events, state)| async move {
+            let id = match state {
+                CallStream::Ended => return None,
+                CallStream::Answered => return Some((events.next().await?, (events, CallStream::Answered))),
+                CallStream::Waiting(id) => id,
+            };
+            let Some(item) = events.next().await else {
+                let e = StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(
+                    "the event stream ended without an answer to the call",
+                ));
+                return failed_event(&id, e).map(|event| (Ok(event), (events, CallStream::Ended)));
+            };
+            let event = match item {
+                Err(sse_stream::Error::Body(e))
+                    if matches!(e.downcast_ref::<StreamError>(), Some(StreamError::TooLarge)) =>
+                {
+                    let item = failed_event(&id, StreamableHttpError::ResponseBodyTooLarge { max_size: max })
+                        .ok_or(sse_stream::Error::Body(e));
+                    return Some((item, (events, CallStream::Ended)));
+                }
+                Err(e) => return Some((Err(e), (events, CallStream::Waiting(id)))),
+                Ok(event) => event,
+            };
+            let message = event.event.as_deref().is_none_or(|kind| kind == "message");
+            let probe = match event.data.as_deref() {
+                Some(data) if message && Turns::needed(data.len()) => {
+                    return Some((Ok(event), (events, CallStream::Answered)));
+                }
+                Some(data) if message => serde_json::from_str::<Probe>(data).ok(),
+                _ => None,
+            };
+            let Some(probe) = probe else {
+                return Some((Ok(event), (events, CallStream::Waiting(id))));
+            };
+            if probe.method.is_some() {
+                return Some((Ok(event), (events, CallStream::Waiting(id))));
+            }
+            if probe.error.is_some() {
+                if probe.id.as_ref() == Some(&id) {
+                    return Some((Ok(event), (events, CallStream::Answered)));
+                }
+                // the call's, under its id
+                let ours = event
+                    .data
+                    .as_deref()
+                    .and_then(|data| serde_json::from_str::<ServerJsonRpcMessage>(data).ok())
+                    .and_then(|message| for_call(message, &id).ok())
+                    .and_then(|message| serde_json::to_string(&message).ok());
+                return match ours {
+                    Some(data) => Some((
+                        Ok(Sse {
+                            data: Some(data),
+                            ..event
+                        }),
+                        (events, CallStream::Answered),
+                    )),
+                    None => Some((Ok(event), (events, CallStream::Waiting(id)))),
+                };
+            }
+            if probe.result.is_some() && probe.id.as_ref().is_some_and(|other| *other != id) {
+                let e = StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(
+                    "the answer is to another request than the call sent",
+                ));
+                return match failed_event(&id, e) {
+                    Some(failed) => Some((Ok(failed), (events, CallStream::Ended))),
+                    None => Some((Ok(event), (events, CallStream::Waiting(id)))),
+                };
+            }
+            let answered = probe.result.is_some();
+            Some((
+                Ok(event),
+                (
+                    events,
+                    if answered {
+                        CallStream::Answered
+                    } else {
+                        CallStream::Waiting(id)
+                    },
+                ),
+            ))
+        },
+    )
     .boxed()
 }
 
