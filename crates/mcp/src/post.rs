@@ -357,8 +357,11 @@ fn failed_event(id: &RequestId, e: Failure) -> Option<Sse> {
 /// ([`failed_message`]), which ends the stream:
 /// - an event over `max` bytes (cut short by [`Limited`]): `upstream_too_large`;
 /// - a result to another request: rmcp drops it, and the call waited for its timeout;
-/// - the stream ending without the answer: rmcp ended the session (every call on it
-///   failed, and was sent again on a new one).
+/// - the stream ending without the answer, when no event carried an id to resume it from:
+///   rmcp ended the session (every call on it failed, and was sent again on a new one).
+///   A stream with event ids is left to end as it does, for rmcp to resume (`GET` with
+///   `Last-Event-ID`: a server may close a call's stream early and answer on the resumed
+///   one).
 ///
 /// A JSON-RPC error is the call's whatever its id, as in a JSON body ([`for_call`]).
 /// Requests and notifications pass; so does an event of [`Turns::needed`] size (read at
@@ -366,18 +369,21 @@ fn failed_event(id: &RequestId, e: Failure) -> Option<Sse> {
 /// the stream goes on as before.
 fn for_call_events(events: BoxStream<'static, SseItem>, id: RequestId, max: usize) -> BoxStream<'static, SseItem> {
     futures::stream::unfold(
-        (events, CallStream::Waiting(id)),
-        move |(mut events, state)| async move {
+        (events, false, CallStream::Waiting(id)),
+        move |(mut events, resumable, state)| async move {
             let id = match state {
                 CallStream::Ended => return None,
-                CallStream::Answered => return Some((events.next().await?, (events, CallStream::Answered))),
+                CallStream::Answered => return Some((events.next().await?, (events, resumable, CallStream::Answered))),
                 CallStream::Waiting(id) => id,
             };
             let Some(item) = events.next().await else {
+                if resumable {
+                    return None;
+                }
                 let e = StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(
                     "the event stream ended without an answer to the call",
                 ));
-                return failed_event(&id, e).map(|event| (Ok(event), (events, CallStream::Ended)));
+                return failed_event(&id, e).map(|event| (Ok(event), (events, resumable, CallStream::Ended)));
             };
             let event = match item {
                 Err(sse_stream::Error::Body(e))
@@ -385,28 +391,29 @@ fn for_call_events(events: BoxStream<'static, SseItem>, id: RequestId, max: usiz
                 {
                     let item = failed_event(&id, StreamableHttpError::ResponseBodyTooLarge { max_size: max })
                         .ok_or(sse_stream::Error::Body(e));
-                    return Some((item, (events, CallStream::Ended)));
+                    return Some((item, (events, resumable, CallStream::Ended)));
                 }
-                Err(e) => return Some((Err(e), (events, CallStream::Waiting(id)))),
+                Err(e) => return Some((Err(e), (events, resumable, CallStream::Waiting(id)))),
                 Ok(event) => event,
             };
+            let resumable = resumable || event.id.is_some();
             let message = event.event.as_deref().is_none_or(|kind| kind == "message");
             let probe = match event.data.as_deref() {
                 Some(data) if message && Turns::needed(data.len()) => {
-                    return Some((Ok(event), (events, CallStream::Answered)));
+                    return Some((Ok(event), (events, resumable, CallStream::Answered)));
                 }
                 Some(data) if message => serde_json::from_str::<Probe>(data).ok(),
                 _ => None,
             };
             let Some(probe) = probe else {
-                return Some((Ok(event), (events, CallStream::Waiting(id))));
+                return Some((Ok(event), (events, resumable, CallStream::Waiting(id))));
             };
             if probe.method.is_some() {
-                return Some((Ok(event), (events, CallStream::Waiting(id))));
+                return Some((Ok(event), (events, resumable, CallStream::Waiting(id))));
             }
             if probe.error.is_some() {
                 if probe.id.as_ref() == Some(&id) {
-                    return Some((Ok(event), (events, CallStream::Answered)));
+                    return Some((Ok(event), (events, resumable, CallStream::Answered)));
                 }
                 // the call's, under its id
                 let ours = event
@@ -421,9 +428,9 @@ fn for_call_events(events: BoxStream<'static, SseItem>, id: RequestId, max: usiz
                             data: Some(data),
                             ..event
                         }),
-                        (events, CallStream::Answered),
+                        (events, resumable, CallStream::Answered),
                     )),
-                    None => Some((Ok(event), (events, CallStream::Waiting(id)))),
+                    None => Some((Ok(event), (events, resumable, CallStream::Waiting(id)))),
                 };
             }
             if probe.result.is_some() && probe.id.as_ref().is_some_and(|other| *other != id) {
@@ -431,8 +438,8 @@ fn for_call_events(events: BoxStream<'static, SseItem>, id: RequestId, max: usiz
                     "the answer is to another request than the call sent",
                 ));
                 return match failed_event(&id, e) {
-                    Some(failed) => Some((Ok(failed), (events, CallStream::Ended))),
-                    None => Some((Ok(event), (events, CallStream::Waiting(id)))),
+                    Some(failed) => Some((Ok(failed), (events, resumable, CallStream::Ended))),
+                    None => Some((Ok(event), (events, resumable, CallStream::Waiting(id)))),
                 };
             }
             let answered = probe.result.is_some();
@@ -440,6 +447,7 @@ fn for_call_events(events: BoxStream<'static, SseItem>, id: RequestId, max: usiz
                 Ok(event),
                 (
                     events,
+                    resumable,
                     if answered {
                         CallStream::Answered
                     } else {

@@ -159,6 +159,8 @@ async fn shapes(
                 .to_string(),
         ),
         "sse_empty" => (headers("text/event-stream"), "").into_response(),
+        // a resumable stream closed before the answer (the client is to resume it)
+        "sse_priming_then_end" => (headers("text/event-stream"), "id: e1\nretry: 10\ndata: \n\n").into_response(),
         // a server that forgets every session as soon as a call comes
         "always_expired" => StatusCode::NOT_FOUND.into_response(),
         "always_expired_idless" => (
@@ -500,5 +502,26 @@ fn a_call_is_sent_at_most_twice_to_a_server_that_keeps_forgetting() {
                 "{tool}: sent, then sent again once on a new session"
             );
         }
+    });
+}
+
+/// A call's event stream that carried an event id and ended before the answer is left for
+/// rmcp to resume (`GET` with `Last-Event-ID`), not failed as an answerless stream.
+#[test]
+fn a_resumable_stream_is_left_to_be_resumed() {
+    let url = start_server();
+    runtime().block_on(async {
+        let client = client();
+        let mut t = target(&url, "resumable", Some("w"));
+        t.limits.total_timeout = Duration::from_secs(3);
+        let r = client
+            .call("resumable", &t, "sse_priming_then_end", serde_json::Map::new())
+            .await;
+        assert!(r.is_err(), "{r:?}");
+        assert!(!format!("{r:?}").contains("ended without an answer"), "{r:?}");
+        let r = client
+            .call("answerless", &t, "sse_notification_then_end", serde_json::Map::new())
+            .await;
+        assert!(format!("{r:?}").contains("ended without an answer"), "{r:?}");
     });
 }
