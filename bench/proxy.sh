@@ -16,7 +16,9 @@
 # nginx, bare-proxy and `POST /api/workspaces/default/tools/bench.get_item/invoke`; each
 # round runs the three back to back. Prints calls/s, p50 and the ratios.
 # BARE_ARGS="--inline" or "--inline --one-thread" runs bare-proxy's experiments instead
-# (see crates/bare-proxy).
+# (see crates/bare-proxy). BASELINE_BIN=/path/to/an/older/chatterfly also runs that build,
+# on a data dir (or database) of its own, as a fourth contender in every round, and prints
+# invoke / baseline: an A/B of two builds in the same minutes.
 #
 # Needs nginx and wrk (Debian packages; installed with apt when missing and run as root).
 set -euo pipefail
@@ -83,29 +85,40 @@ cargo build --release --quiet -p chatterfly -p chatterfly-bare-proxy
 # shellcheck disable=SC2086 # BARE_ARGS is a list of flags
 "$target/release/bare-proxy" "127.0.0.1:$bp" "http://127.0.0.1:$up" ${BARE_ARGS:-} >"$work/bare.log" 2>&1 &
 pids+=("$!")
-db_args=(--data-dir "$work/data")
-if [ -n "$pg" ]; then
-  name="bench_$RANDOM$RANDOM"
-  psql -q "$pg" -c "CREATE DATABASE $name" >/dev/null
-  db_args=(--data-dir "$work/data" --database-url "${pg%/*}/$name")
-  INTEGRATION_ENCRYPTION_KEY=$("$target/release/chatterfly" keys generate)
-  export INTEGRATION_ENCRYPTION_KEY
-fi
-CHATTERFLY_ALLOW_PRIVATE=127.0.0.1 CHATTERFLY_BOOTSTRAP_ADMIN_TOKEN=$token RUST_LOG=warn \
-  "$target/release/chatterfly" serve "${db_args[@]}" --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
-pids+=("$!")
+# starts a chatterfly build on a port of its own with the bench connection; prints its URL
+start_chatterfly() { # binary, port, name
+  local db_args=(--data-dir "$work/data-$3") status check url
+  if [ -n "$pg" ]; then
+    local name="bench_$RANDOM$RANDOM"
+    psql -q "$pg" -c "CREATE DATABASE $name" >/dev/null
+    db_args=(--data-dir "$work/data-$3" --database-url "${pg%/*}/$name")
+    INTEGRATION_ENCRYPTION_KEY=$("$1" keys generate)
+    export INTEGRATION_ENCRYPTION_KEY
+  fi
+  CHATTERFLY_ALLOW_PRIVATE=127.0.0.1 CHATTERFLY_BOOTSTRAP_ADMIN_TOKEN=$token RUST_LOG=warn \
+    "$1" serve "${db_args[@]}" --addr "127.0.0.1:$2" >"$work/server-$3.log" 2>&1 &
+  pids+=("$!")
+  url="http://127.0.0.1:$2"
+  for _ in $(seq 100); do curl -sf "$url/api/health" >/dev/null && break; sleep 0.1; done
+  status=$(curl -s -o "$work/create.json" -w '%{http_code}' -X POST "$url/api/workspaces/default/connections" \
+    -H "authorization: Bearer $token" -H 'content-type: application/json' \
+    -d "{\"name\":\"bench\",\"slug\":\"bench\",\"service_type\":\"http\",\"base_url\":\"http://127.0.0.1:$up\",
+         \"auth\":{\"type\":\"bearer\",\"token\":\"$key\"},
+         \"operations\":[{\"name\":\"get_item\",\"method\":\"GET\",\"path\":\"/items/{id}\",
+           \"input_schema\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"}},\"required\":[\"id\"]}}]}")
+  [ "$status" = 201 ] || { echo "create failed ($3): $status $(cat "$work/create.json")" >&2; exit 1; }
+  check=$(curl -s -X POST "$url/api/workspaces/default/tools/bench.get_item/invoke" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' -d '{"arguments":{"id":"1"}}')
+  case $check in *widget*) ;; *) echo "invoke failed ($3): $check" >&2; exit 1 ;; esac
+}
+start_chatterfly "$target/release/chatterfly" "$port" this
 cf="http://127.0.0.1:$port"
-for _ in $(seq 100); do curl -sf "$cf/api/health" >/dev/null && break; sleep 0.1; done
-status=$(curl -s -o "$work/create.json" -w '%{http_code}' -X POST "$cf/api/workspaces/default/connections" \
-  -H "authorization: Bearer $token" -H 'content-type: application/json' \
-  -d "{\"name\":\"bench\",\"slug\":\"bench\",\"service_type\":\"http\",\"base_url\":\"http://127.0.0.1:$up\",
-       \"auth\":{\"type\":\"bearer\",\"token\":\"$key\"},
-       \"operations\":[{\"name\":\"get_item\",\"method\":\"GET\",\"path\":\"/items/{id}\",
-         \"input_schema\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"}},\"required\":[\"id\"]}}]}")
-[ "$status" = 201 ] || { echo "create failed: $status $(cat "$work/create.json")" >&2; exit 1; }
-check=$(curl -s -X POST "$cf/api/workspaces/default/tools/bench.get_item/invoke" -H "authorization: Bearer $token" \
-  -H 'content-type: application/json' -d '{"arguments":{"id":"1"}}')
-case $check in *widget*) ;; *) echo "invoke failed: $check" >&2; exit 1 ;; esac
+server_pid=${pids[1]}
+if [ -n "${BASELINE_BIN:-}" ]; then
+  base_port=$(free_port)
+  start_chatterfly "$BASELINE_BIN" "$base_port" baseline
+  base_cf="http://127.0.0.1:$base_port"
+fi
 
 cat >"$work/invoke.lua" <<EOF
 wrk.method = "POST"
@@ -135,7 +148,7 @@ run() { # label, concurrency, url, [script]
   echo "$rps $p50"
 }
 if [ -n "${PROFILE:-}" ]; then # where the server's time goes under load (perf, cpu-clock)
-  perf record -e cpu-clock -F 2000 -o "$work/perf.data" -p "${pids[1]}" -- sleep 6 >/dev/null 2>&1 &
+  perf record -e cpu-clock -F 2000 -o "$work/perf.data" -p "$server_pid" -- sleep 6 >/dev/null 2>&1 &
   perf_pid=$!
   (sleep 2; top -b -n1 -d1 -w 120 | head -14 >&2) &
   wrk -t2 -c16 -d7s -s "$work/invoke.lua" "$cf/api/workspaces/default/tools/bench.get_item/invoke" >/dev/null
@@ -143,7 +156,7 @@ if [ -n "${PROFILE:-}" ]; then # where the server's time goes under load (perf, 
   perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio 2>&1 | grep -v "^#" | grep -v "^$" | cut -c1-150 | head -"${PROFILE}"
   exit 0
 fi
-echo "database=$([ -n "$pg" ] && echo postgres || echo sqlite) seconds=$seconds rounds=$rounds nginx=$(nginx -v 2>&1 | sed 's/.*\///') bare-proxy=${BARE_ARGS:-reqwest}"
+echo "database=$([ -n "$pg" ] && echo postgres || echo sqlite) seconds=$seconds rounds=$rounds nginx=$(nginx -v 2>&1 | sed 's/.*\///') bare-proxy=${BARE_ARGS:-reqwest} baseline=${BASELINE_BIN:-none}"
 printf '%-6s %-5s %-12s %12s %9s\n' round conc path calls/s p50_ms
 for c in 16 64; do
   read -r d_rps d_p50 < <(run direct "$c" "http://127.0.0.1:$up/items/1")
@@ -151,11 +164,25 @@ for c in 16 64; do
   for r in $(seq "$rounds"); do
     read -r n_rps n_p50 < <(run nginx "$c" "http://127.0.0.1:$px/items/1")
     read -r b_rps b_p50 < <(run bare "$c" "http://127.0.0.1:$bp/invoke" "$work/bare.lua")
+    # with a baseline, the two builds take turns at going first
+    if [ -n "${BASELINE_BIN:-}" ] && [ $((r % 2)) = 0 ]; then
+      read -r a_rps a_p50 < <(run baseline "$c" "$base_cf/api/workspaces/default/tools/bench.get_item/invoke" "$work/invoke.lua")
+    fi
     read -r i_rps i_p50 < <(run invoke "$c" "$cf/api/workspaces/default/tools/bench.get_item/invoke" "$work/invoke.lua")
+    if [ -n "${BASELINE_BIN:-}" ]; then
+      if [ $((r % 2)) = 1 ]; then
+        read -r a_rps a_p50 < <(run baseline "$c" "$base_cf/api/workspaces/default/tools/bench.get_item/invoke" "$work/invoke.lua")
+      fi
+    fi
     printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" nginx "$n_rps" "$n_p50"
     printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" bare-proxy "$b_rps" "$b_p50"
     printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" invoke "$i_rps" "$i_p50"
     awk -v i="$i_rps" -v n="$n_rps" -v b="$b_rps" -v ip="$i_p50" -v np="$n_p50" -v c="$c" -v r="$r" \
       'BEGIN { printf "ratio  c=%s round %s: invoke/nginx %.2f (bare-proxy/nginx %.2f, invoke/bare-proxy %.2f), p50 %+.3f ms against nginx\n", c, r, i/n, b/n, i/b, ip-np }'
+    if [ -n "${BASELINE_BIN:-}" ]; then
+      printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" baseline "$a_rps" "$a_p50"
+      awk -v i="$i_rps" -v a="$a_rps" -v n="$n_rps" -v c="$c" -v r="$r" -v ip="$i_p50" -v ap="$a_p50" \
+        'BEGIN { printf "ratio  c=%s round %s: invoke/baseline %.2f (baseline/nginx %.2f), p50 %+.3f ms against the baseline\n", c, r, i/a, a/n, ip-ap }'
+    fi
   done
 done

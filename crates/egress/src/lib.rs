@@ -6,8 +6,9 @@
 //!   globally routable ([`ip::blocked_reason`]), unless the operator allowed it
 //!   (`CHATTERFLY_ALLOW_PRIVATE`, [`AllowList`]); IP literals in any spelling are checked
 //!   the same way after URL parsing normalized them;
-//! - connects only to the addresses it checked (the guarded resolver is the client's DNS
-//!   resolver, so there is no second lookup to rebind);
+//! - connects only to the addresses it checked, so there is no second lookup to rebind
+//!   ([`conns`] dials the checked addresses itself; the streaming client's DNS resolver is
+//!   the guarded one);
 //! - follows redirects by hand, at most N, checking every hop, and drops credentials
 //!   (Authorization, the connection's key header and key query parameter, cookies) when
 //!   the origin changes;
@@ -18,6 +19,7 @@
 //! bypass the guard by accident. This crate never logs a URL's query or a header value.
 
 pub mod answers;
+pub mod conns;
 pub mod forms;
 pub mod heavy;
 pub mod in_play;
@@ -177,7 +179,8 @@ pub struct OutboundResponse {
 /// The guarded client. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Egress {
-    client: reqwest::Client,
+    /// The connections `send` uses, each driven by the calling task ([`conns`]).
+    conns: Arc<conns::Conns>,
     /// The guarded client for response streams (MCP), with its own pool.
     streaming: reqwest::Client,
     allow: Arc<AllowList>,
@@ -198,15 +201,7 @@ impl Egress {
     /// A client with an injected resolver (tests).
     pub fn with_resolver(allow: AllowList, max: Limits, resolver: Arc<dyn Resolver>) -> Result<Self, EgressError> {
         let allow = Arc::new(allow);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| EgressError::Setup(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut tls = tls_config(&[])?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let build = || {
             #[allow(clippy::disallowed_methods)] // the one place a client is built
@@ -231,14 +226,13 @@ impl Egress {
                 .build()
                 .map_err(|e| EgressError::Setup(e.without_url().to_string()))
         };
-        let client = build()?;
-        // the same client again, with a pool of its own: a connection is driven by the
-        // runtime that opened it, and the streaming client's are opened on the MCP
-        // sessions' runtime, whose threads parse large answers; an HTTP call must never be
-        // handed one of them
+        // `send` has connections of its own, driven by each call's task; the streaming
+        // client's are opened, and driven, on the MCP sessions' runtime, whose threads
+        // parse large answers: an HTTP call is never handed one of them
+        let conns = Arc::new(conns::Conns::new(&tls));
         let streaming = build()?;
         Ok(Self {
-            client,
+            conns,
             streaming,
             allow,
             resolver,
@@ -246,6 +240,14 @@ impl Egress {
             answers: answers::Answers::default(),
             heavy: heavy::Heavy::default(),
         })
+    }
+
+    /// The same client, also trusting these certificates for [`Egress::send`] (tests, with
+    /// a certificate of their own for a local TLS upstream).
+    #[doc(hidden)]
+    pub fn trusting(mut self, extra: &[rustls::pki_types::CertificateDer<'static>]) -> Result<Self, EgressError> {
+        self.conns = Arc::new(conns::Conns::new(&tls_config(extra)?));
+        Ok(self)
     }
 
     /// The same client with its own budget for answers in flight.
@@ -359,26 +361,31 @@ impl Egress {
                     reason,
                 })?,
             }
-            let mut builder = self
-                .client
-                .request(method.clone(), url.clone())
-                .headers(headers.clone());
-            if let Some(b) = &body {
-                builder = builder.body(b.clone());
-            }
-            let resp = match builder.send().await {
+            let mut lease = self
+                .conns
+                .lease(
+                    &url,
+                    conns::Dial {
+                        resolver: self.resolver.as_ref(),
+                        allow: &self.allow,
+                        connect_timeout: limits.connect_timeout,
+                    },
+                )
+                .await?;
+            let request = hyper_request(&method, &url, &headers, body.as_ref())?;
+            let resp = match lease.send(request).await {
                 Ok(resp) => resp,
                 // a kept-alive connection the upstream closed just as the request went out
                 // (servers close idle connections after a few seconds: gunicorn after 2):
                 // a request that may be repeated is sent once more, on a new connection
-                Err(e) if !sent_again && method.is_idempotent() && connection_dropped(&e) => {
+                Err(e) if lease.reused && !sent_again && method.is_idempotent() && conns::dropped(&e) => {
                     sent_again = true;
                     tracing::debug!(
                         "the upstream closed the connection before it answered; sending the request once more"
                     );
                     continue;
                 }
-                Err(e) => return Err(map_reqwest(e, &url, limits)),
+                Err(e) => return Err(EgressError::Http(root_cause(&e))),
             };
             let status = resp.status();
             let location = resp
@@ -431,7 +438,9 @@ impl Egress {
             let coding = body_coding(&headers)?;
             let factor = answers::factor(&headers);
             let mut room = answers::AnswerRoom::of(tenant.clone());
-            let raw = read_capped(resp, &url, limits, (&self.answers, &mut room, factor)).await?;
+            let (_, incoming) = resp.into_parts();
+            let raw = read_capped(&mut lease, incoming, limits, (&self.answers, &mut room, factor)).await?;
+            self.conns.give_back(lease);
             let body = match coding {
                 None => raw,
                 Some(c) => {
@@ -462,6 +471,22 @@ impl Egress {
             });
         }
     }
+}
+
+/// rustls with the ring provider, trusting the webpki roots (and `extra`).
+fn tls_config(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Result<rustls::ClientConfig, EgressError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in extra {
+        roots.add(cert.clone()).map_err(|e| EgressError::Setup(e.to_string()))?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| EgressError::Setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 enum Target {
@@ -504,37 +529,6 @@ fn strip_query(url: &mut Url, names: &[String]) {
 
 fn host_of(url: &Url) -> String {
     url.host_str().unwrap_or_default().to_owned()
-}
-
-/// Maps a client error, finding the guard's own error inside a failed connect.
-fn map_reqwest(e: reqwest::Error, url: &Url, limits: Limits) -> EgressError {
-    map_reqwest_ref(&e, url, limits)
-}
-
-/// Whether a request failed because its connection was closed or reset before any answer
-/// came (not a refused or timed-out connect, not a failure while the answer was read).
-fn connection_dropped(e: &reqwest::Error) -> bool {
-    if e.is_connect() || e.is_timeout() || !e.is_request() {
-        return false;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<hyper::Error>()
-            && h.is_incomplete_message()
-        {
-            return true;
-        }
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-            );
-        }
-        source = s.source();
-    }
-    false
 }
 
 fn map_reqwest_ref(e: &reqwest::Error, url: &Url, limits: Limits) -> EgressError {
@@ -696,13 +690,14 @@ fn decode(coding: Coding, raw: &[u8], cap: usize) -> Result<Bytes, EgressError> 
 /// The body, at most `limits.max_response_bytes`, with room in the answers' budget taken
 /// for all of a declared length before reading, or as the bytes arrive.
 async fn read_capped(
-    mut resp: reqwest::Response,
-    url: &Url,
+    lease: &mut conns::Lease,
+    mut body: hyper::body::Incoming,
     limits: Limits,
     (answers, room, factor): (&answers::Answers, &mut answers::AnswerRoom, usize),
 ) -> Result<Bytes, EgressError> {
+    use hyper::body::Body as _;
     let cap = limits.max_response_bytes;
-    if let Some(n) = resp.content_length() {
+    if let Some(n) = body.size_hint().exact() {
         if n > cap as u64 {
             return Err(EgressError::TooLarge { limit: cap });
         }
@@ -711,16 +706,69 @@ async fn read_capped(
         }
     }
     let mut buf = BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| map_reqwest(e, url, limits))? {
+    while let Some(chunk) = lease
+        .chunk(&mut body)
+        .await
+        .map_err(|e| EgressError::Http(root_cause(&e)))?
+    {
         if buf.len() + chunk.len() > cap {
             return Err(EgressError::TooLarge { limit: cap });
         }
         if !answers.cover(room, buf.len() + chunk.len(), factor).await {
             return Err(EgressError::Busy);
         }
+        if buf.is_empty() && body.is_end_stream() {
+            // the whole body in one chunk: no copy
+            return Ok(chunk);
+        }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// The request as it goes on the wire: origin-form target, `Host` (unless the caller set
+/// one), `Accept: */*` (unless the caller set one), the URL's user info as Basic
+/// credentials (unless the caller set `Authorization`).
+fn hyper_request(
+    method: &Method,
+    url: &Url,
+    headers: &HeaderMap,
+    body: Option<&Bytes>,
+) -> Result<hyper::Request<http_body_util::Full<Bytes>>, EgressError> {
+    let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let target = if target.is_empty() { "/" } else { target };
+    let uri = http::Uri::try_from(target)
+        .map_err(|e| EgressError::InvalidUrl(format!("the URL's path cannot be sent: {e}")))?;
+    let mut request = hyper::Request::new(http_body_util::Full::new(body.cloned().unwrap_or_default()));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
+    let h = request.headers_mut();
+    h.clone_from(headers);
+    if !h.contains_key(http::header::HOST) {
+        let host = host_of(url);
+        let value = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        };
+        let value = http::HeaderValue::try_from(value)
+            .map_err(|_| EgressError::InvalidUrl("the URL's host cannot be sent".into()))?;
+        h.insert(http::header::HOST, value);
+    }
+    if !h.contains_key(http::header::ACCEPT) {
+        h.insert(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
+    }
+    if (!url.username().is_empty() || url.password().is_some()) && !h.contains_key(AUTHORIZATION) {
+        use base64::Engine as _;
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let user = decode(url.username());
+        let pass = url.password().map(decode).unwrap_or_default();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        let mut value = http::HeaderValue::try_from(format!("Basic {token}"))
+            .map_err(|_| EgressError::InvalidUrl("the URL's user info cannot be sent".into()))?;
+        value.set_sensitive(true);
+        h.insert(AUTHORIZATION, value);
+    }
+    Ok(request)
 }
 
 #[cfg(test)]

@@ -1,0 +1,254 @@
+//! `send`'s own connections ([`chatterfly_egress::conns`]): kept and used again, one the
+//! upstream closed while idle noticed before it is used (a POST too goes through, on a new
+//! connection), `Connection: close` honoured, TLS through rustls with the certificate
+//! checked, and the request head as reqwest wrote it (`Host`, `Accept`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use chatterfly_egress::{AllowList, Egress, EgressError, Limits, OutboundRequest};
+use http::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use url::Url;
+
+type Ports = Arc<Mutex<Vec<u16>>>;
+
+fn client() -> Egress {
+    Egress::new(AllowList::parse("127.0.0.1").unwrap(), Limits::default()).unwrap()
+}
+
+fn app(ports: Ports) -> axum::Router {
+    async fn port(State(ports): State<Ports>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> String {
+        ports.lock().unwrap().push(peer.port());
+        peer.port().to_string()
+    }
+    async fn head(headers: HeaderMap) -> String {
+        let get = |n: &str| {
+            headers
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        format!("{}|{}|{}", get("host"), get("accept"), get("authorization"))
+    }
+    axum::Router::new()
+        .route("/port", get(port).post(port))
+        .route("/head", post(head).get(head))
+        .with_state(ports)
+}
+
+/// An upstream answering each request with the client port of its connection.
+async fn upstream(ports: Ports) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        async move { axum::serve(listener, app(ports).into_make_service_with_connect_info::<SocketAddr>()).await },
+    );
+    base
+}
+
+async fn call(egress: &Egress, method: Method, url: &str) -> Result<String, EgressError> {
+    let mut req = OutboundRequest::new(method, Url::parse(url).unwrap());
+    req.body = Some(bytes::Bytes::from_static(b"{\"a\":1}"));
+    let resp = egress.send(req, None).await?;
+    assert_eq!(resp.status.as_u16(), 200);
+    Ok(String::from_utf8(resp.body.to_vec()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_a_row_share_one_connection_and_concurrent_ones_come_back_to_the_pool() {
+    let ports = Ports::default();
+    let base = upstream(ports.clone()).await;
+    let egress = client();
+    for i in 0..20 {
+        let method = if i % 2 == 0 { Method::GET } else { Method::POST };
+        call(&egress, method, &format!("{base}/port")).await.unwrap();
+    }
+    let distinct: BTreeSet<u16> = ports.lock().unwrap().iter().copied().collect();
+    assert_eq!(distinct.len(), 1, "20 calls in a row on one connection: {distinct:?}");
+
+    // 8 at once open up to 8; the 40 after them use those again
+    ports.lock().unwrap().clear();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (egress, url) = (egress.clone(), format!("{base}/port"));
+            tokio::spawn(async move { call(&egress, Method::GET, &url).await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    for _ in 0..40 {
+        call(&egress, Method::GET, &format!("{base}/port")).await.unwrap();
+    }
+    let distinct: BTreeSet<u16> = ports.lock().unwrap().iter().copied().collect();
+    assert!(
+        distinct.len() <= 9,
+        "48 calls on the connections the first 8 opened: {distinct:?}"
+    );
+}
+
+/// Answers each request on a connection, then closes the connection 50 ms later, as a server
+/// closing idle connections does. Counts connections and requests.
+async fn closing_upstream(counts: Arc<Mutex<(usize, usize)>>, close_header: bool) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/thing", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            counts.lock().unwrap().0 += 1;
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let body_len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if buf.len() < end + 4 + body_len {
+                        continue;
+                    }
+                    counts.lock().unwrap().1 += 1;
+                    let answer: &[u8] = if close_header {
+                        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    };
+                    sock.write_all(answer).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return; // closed while the client holds it idle
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
+    for close_header in [false, true] {
+        let counts = Arc::new(Mutex::new((0, 0)));
+        let url = closing_upstream(counts.clone(), close_header).await;
+        let egress = client();
+        for i in 0..5 {
+            // a POST is never sent again: it must go out on a connection that is open
+            let answer = call(&egress, Method::POST, &url).await;
+            assert_eq!(answer.unwrap(), "ok", "call {i}, close header {close_header}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (connections, requests) = *counts.lock().unwrap();
+        assert_eq!(requests, 5, "each POST sent once");
+        assert_eq!(connections, 5, "a new connection for each");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_head_has_host_accept_and_the_callers_headers() {
+    let base = upstream(Ports::default()).await;
+    let egress = client();
+    let port = Url::parse(&base).unwrap().port().unwrap();
+    assert_eq!(
+        call(&egress, Method::GET, &format!("{base}/head")).await.unwrap(),
+        format!("127.0.0.1:{port}|*/*|")
+    );
+    let mut req = OutboundRequest::new(Method::GET, Url::parse(&format!("{base}/head")).unwrap());
+    req.headers.insert("accept", "application/json".parse().unwrap());
+    req.headers
+        .insert("authorization", "Bearer from-the-vault".parse().unwrap());
+    let resp = egress.send(req, None).await.unwrap();
+    assert_eq!(
+        String::from_utf8(resp.body.to_vec()).unwrap(),
+        format!("127.0.0.1:{port}|application/json|Bearer from-the-vault")
+    );
+}
+
+/// A TLS upstream on 127.0.0.1 with a certificate of its own (for the IP address).
+async fn tls_upstream(ports: Ports) -> (String, rustls::pki_types::CertificateDer<'static>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der = cert.der().clone();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![der.clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    let app = app(ports);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = listener.accept().await.unwrap();
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    let mut app = app.clone();
+                    async move { tower::Service::call(&mut app, req).await }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (base, der)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstreams_are_called_through_rustls_with_the_certificate_checked() {
+    let ports = Ports::default();
+    let (base, cert) = tls_upstream(ports.clone()).await;
+
+    // a certificate no trusted root signed: refused at the handshake
+    let refused = call(&client(), Method::GET, &format!("{base}/port")).await;
+    match refused {
+        Err(e @ EgressError::Connect { .. }) => {
+            assert_eq!(e.code(), "upstream_unreachable");
+            assert!(e.to_string().contains("TLS"), "{e}");
+        }
+        other => panic!("an untrusted certificate must fail the connect: {other:?}"),
+    }
+    assert!(ports.lock().unwrap().is_empty(), "no request went out");
+
+    // trusted: calls in a row go over one TLS connection
+    let egress = client().trusting(&[cert]).unwrap();
+    for _ in 0..10 {
+        call(&egress, Method::GET, &format!("{base}/port")).await.unwrap();
+    }
+    let port = Url::parse(&base).unwrap().port().unwrap();
+    assert_eq!(
+        call(&egress, Method::POST, &format!("{base}/head")).await.unwrap(),
+        format!("127.0.0.1:{port}|*/*|")
+    );
+    let distinct: BTreeSet<u16> = ports.lock().unwrap().iter().copied().collect();
+    assert_eq!(distinct.len(), 1, "{distinct:?}");
+    assert_eq!(ports.lock().unwrap().len(), 10);
+}
