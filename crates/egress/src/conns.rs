@@ -218,11 +218,14 @@ impl Conns {
             // finishes here, and one still open must be ready for a request at once
             let mut cx = Context::from_waker(Waker::noop());
             if conn.as_mut().poll(&mut cx).is_ready() {
+                tracing::trace!(host = %key.host, port = key.port, "an idle connection was closed by the upstream");
                 continue;
             }
             if !matches!(sender.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
+                tracing::trace!(host = %key.host, port = key.port, "an idle connection was not ready; dropped");
                 continue;
             }
+            tracing::trace!(host = %key.host, port = key.port, "an idle connection is used again");
             return Some(Lease {
                 key: key.clone(),
                 sender,
@@ -266,6 +269,7 @@ impl Conns {
                 host,
                 message: crate::root_cause(&e),
             })?;
+        tracing::trace!(host = %key.host, port = key.port, tls = key.https, "a new connection");
         Ok(Lease {
             key,
             sender,

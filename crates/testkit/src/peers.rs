@@ -71,7 +71,7 @@ impl McpPeer {
     /// timeout in seconds).
     pub fn start_with(kind: McpPeerKind, extra: &[&str]) -> Self {
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let (url, pid, port) = launch(kind, free_port(), &extra);
+        let (url, pid, port) = on_a_free_port(|port| launch(kind, port, &extra));
         Self {
             kind,
             url,
@@ -84,7 +84,8 @@ impl McpPeer {
     /// Stops the server and starts it again on the same port: every session it had is gone.
     pub fn restart(&mut self) {
         self.stop();
-        let (url, pid, _) = launch(self.kind, self.port, &self.extra);
+        let (url, pid, _) = launch(self.kind, self.port, &self.extra)
+            .unwrap_or_else(|taken| panic!("the peer's port was taken while it restarted: {taken}"));
         self.url = url;
         self.pid = pid;
     }
@@ -101,23 +102,44 @@ impl McpPeer {
     }
 }
 
-fn launch(kind: McpPeerKind, port: u16, extra: &[String]) -> (String, u32, u16) {
+fn launch(kind: McpPeerKind, port: u16, extra: &[String]) -> Result<(String, u32, u16), String> {
     let (script, mode) = kind.script_and_mode();
     let mut args = vec![mode.to_owned(), port.to_string()];
     args.extend(extra.iter().cloned());
-    let (url, pid) = run_script(script, &args);
-    (url, pid, port)
+    let (url, pid) = run_script(script, &args)?;
+    Ok((url, pid, port))
+}
+
+/// Starts a peer on a port picked free, and on another if the port was taken before the
+/// peer could bind it (tests run at once, each picking free ports: two can pick the same
+/// one, and the second peer then cannot listen).
+fn on_a_free_port<T>(mut start: impl FnMut(u16) -> Result<T, String>) -> T {
+    let mut taken = Vec::new();
+    for _ in 0..5 {
+        match start(free_port()) {
+            Ok(started) => return started,
+            Err(why) => taken.push(why),
+        }
+    }
+    panic!(
+        "five free ports were taken before the peer could listen:\n{}",
+        taken.join("\n")
+    )
 }
 
 /// Runs `scripts/<script> ARGS…`, which starts a peer and prints `URL PID`; a script that
-/// fails fails the test, with its output.
-fn run_script(script: &str, args: &[String]) -> (String, u32) {
+/// fails fails the test, with its output. `Err` when another process held the port
+/// (the script's exit code 75): the caller tries another.
+fn run_script(script: &str, args: &[String]) -> Result<(String, u32), String> {
     let out = Command::new("bash")
         .arg(scripts_dir().join(script))
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() == Some(75) {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
     assert!(
         out.status.success(),
         "scripts/{script} {} failed (the peer is needed; it installs from npm/PyPI):\n{}{}",
@@ -131,7 +153,7 @@ fn run_script(script: &str, args: &[String]) -> (String, u32) {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("the script prints URL PID");
-    (url, pid)
+    Ok((url, pid))
 }
 
 impl Drop for McpPeer {
@@ -151,10 +173,11 @@ pub struct ScriptPeer {
 impl ScriptPeer {
     /// Starts `scripts/<script>` on a free port with `args` after the port.
     pub fn start(script: &str, args: &[&str]) -> Self {
-        let port = free_port();
-        let mut all = vec![port.to_string()];
-        all.extend(args.iter().map(|a| (*a).to_owned()));
-        let (url, pid) = run_script(script, &all);
+        let (url, pid, port) = on_a_free_port(|port| {
+            let mut all = vec![port.to_string()];
+            all.extend(args.iter().map(|a| (*a).to_owned()));
+            run_script(script, &all).map(|(url, pid)| (url, pid, port))
+        });
         Self { url, port, pid }
     }
 
