@@ -11,8 +11,9 @@
 //! [`resolve_checked`], and the connection is made to the checked address itself; IP
 //! literals were checked by the caller. TLS is rustls with the webpki roots and the ring
 //! provider; only HTTP/1.1 is offered (ALPN `http/1.1`). Connections are pooled by scheme,
-//! host and port, at most [`IDLE_PER_HOST`] each and [`IDLE_TOTAL`] in all, for at most
-//! [`IDLE_FOR`].
+//! host, port and workspace (workspaces never share one), at most [`IDLE_PER_HOST`] each and
+//! [`IDLE_TOTAL`] in all, for at most [`IDLE_FOR`]; a task sweeps out every second those the
+//! upstream closed.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -103,12 +104,17 @@ impl AsyncWrite for Stream {
 
 type Connection = Pin<Box<http1::Connection<TokioIo<Stream>, Full<Bytes>>>>;
 
-/// Where a connection goes: scheme, host (as the URL spells it) and port.
+/// Where a connection goes: scheme, host (as the URL spells it) and port; and whose calls
+/// it carries (the workspace, `None` for the platform's own). Workspaces never share a
+/// connection: an upstream that sent one answer too many leaves its connection an answer
+/// behind, and every later call on it would get the answer to the call before, which must
+/// never be another workspace's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     https: bool,
     host: String,
     port: u16,
+    tenant: Option<Arc<str>>,
 }
 
 struct Idle {
@@ -131,24 +137,32 @@ struct Pool {
 }
 
 impl Pool {
-    /// Closes every connection idle for longer than [`IDLE_FOR`] (at most every few seconds).
-    fn sweep(&mut self, now: Instant) {
-        if self
-            .swept
-            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(5))
-        {
+    /// Closes every connection idle for longer than [`IDLE_FOR`], and every one the
+    /// upstream closed (each polled once, with nobody to wake), at most every `every`.
+    fn sweep(&mut self, now: Instant, every: Duration) {
+        if self.swept.is_some_and(|at| now.duration_since(at) < every) {
             return;
         }
         self.swept = Some(now);
         let mut count = 0;
+        let mut cx = Context::from_waker(Waker::noop());
         self.by_key.retain(|_, list| {
-            list.retain(|c| now.duration_since(c.since) < IDLE_FOR);
+            list.retain_mut(|c| {
+                now.duration_since(c.since) < IDLE_FOR
+                    && !c.sender.is_closed()
+                    && c.conn.as_mut().poll(&mut cx).is_pending()
+            });
             count += list.len();
             !list.is_empty()
         });
         self.count = count;
     }
 }
+
+/// How often the pool is swept: by a task of its own, and by the calls that use it (less
+/// often: a call should not pay for it).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const SWEEP_ON_USE: Duration = Duration::from_secs(5);
 
 /// One connection, taken from the pool or new, for one exchange. Given back with
 /// [`Conns::give_back`] once the whole body was read; dropped otherwise (which closes it).
@@ -170,18 +184,44 @@ pub(crate) struct Dial<'a> {
 }
 
 impl Conns {
-    pub(crate) fn new(tls: &rustls::ClientConfig) -> Self {
+    /// The pool, swept every second by a task on the current runtime (if there is one; else
+    /// only by the calls that use it), so a connection the upstream closed while idle does
+    /// not hold its socket until the next call to that origin.
+    pub(crate) fn new(tls: &rustls::ClientConfig) -> Arc<Self> {
         let mut tls = tls.clone();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Self {
+        let conns = Arc::new(Self {
             idle: Mutex::new(Pool::default()),
             tls: TlsConnector::from(Arc::new(tls)),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&conns);
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(SWEEP_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let Some(conns) = weak.upgrade() else {
+                        return;
+                    };
+                    if let Ok(mut pool) = conns.idle.lock() {
+                        pool.sweep(Instant::now(), SWEEP_EVERY);
+                    }
+                }
+            });
         }
+        conns
     }
 
-    /// An idle connection to the URL's origin that is still open, or a new one.
-    pub(crate) async fn lease(&self, url: &Url, dial: Dial<'_>) -> Result<Lease, EgressError> {
-        let key = key_of(url)?;
+    /// An idle connection to the URL's origin for this tenant that is still open, or a new
+    /// one.
+    pub(crate) async fn lease(
+        &self,
+        url: &Url,
+        tenant: Option<&Arc<str>>,
+        dial: Dial<'_>,
+    ) -> Result<Lease, EgressError> {
+        let key = key_of(url, tenant)?;
         if let Some(lease) = self.take_idle(&key) {
             return Ok(lease);
         }
@@ -197,7 +237,7 @@ impl Conns {
         loop {
             let taken = {
                 let mut pool = self.idle.lock().ok()?;
-                pool.sweep(now);
+                pool.sweep(now, SWEEP_ON_USE);
                 let list = pool.by_key.get_mut(key)?;
                 let taken = list.pop();
                 if list.is_empty() {
@@ -297,7 +337,7 @@ impl Conns {
             return;
         };
         let now = Instant::now();
-        pool.sweep(now);
+        pool.sweep(now, SWEEP_ON_USE);
         if pool.count >= IDLE_TOTAL {
             return;
         }
@@ -337,6 +377,24 @@ impl Lease {
         self.drive(&mut sending).await
     }
 
+    /// Reads what is left of a body that is not wanted (a redirect's), so the connection can
+    /// carry the next request: true when it ended within `limit` bytes.
+    pub(crate) async fn drain(&mut self, body: &mut Incoming, limit: usize) -> bool {
+        let mut read = 0;
+        loop {
+            match self.chunk(body).await {
+                Ok(None) => return true,
+                Ok(Some(data)) => {
+                    read += data.len();
+                    if read > limit {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// The next chunk of data of a response's body, `None` at its end (trailers are skipped).
     pub(crate) async fn chunk(&mut self, body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
         loop {
@@ -373,7 +431,7 @@ async fn connect_any(host: &str, addrs: &[IpAddr], port: u16, limit: Duration) -
     })
 }
 
-fn key_of(url: &Url) -> Result<Key, EgressError> {
+fn key_of(url: &Url, tenant: Option<&Arc<str>>) -> Result<Key, EgressError> {
     let https = match url.scheme() {
         "https" => true,
         "http" => false,
@@ -390,6 +448,7 @@ fn key_of(url: &Url) -> Result<Key, EgressError> {
         https,
         host: host_of(url),
         port,
+        tenant: tenant.cloned(),
     })
 }
 
@@ -420,19 +479,26 @@ mod tests {
 
     #[test]
     fn keys_name_the_origin() {
-        let k = key_of(&Url::parse("https://Example.com/a?b").unwrap()).unwrap();
+        let k = key_of(&Url::parse("https://Example.com/a?b").unwrap(), None).unwrap();
         assert_eq!(
             k,
             Key {
                 https: true,
                 host: "example.com".into(),
-                port: 443
+                port: 443,
+                tenant: None,
             }
         );
-        let k = key_of(&Url::parse("http://[::1]:8080/").unwrap()).unwrap();
+        let k = key_of(&Url::parse("http://[::1]:8080/").unwrap(), None).unwrap();
         assert_eq!(k.port, 8080);
         assert!(!k.https);
-        assert!(key_of(&Url::parse("ftp://example.com/").unwrap()).is_err());
+        assert!(key_of(&Url::parse("ftp://example.com/").unwrap(), None).is_err());
+        let ws: Arc<str> = Arc::from("ws-1");
+        assert_ne!(
+            key_of(&Url::parse("http://example.com/").unwrap(), Some(&ws)).unwrap(),
+            key_of(&Url::parse("http://example.com/").unwrap(), None).unwrap(),
+            "workspaces do not share connections"
+        );
     }
 
     #[test]
@@ -441,7 +507,7 @@ mod tests {
             count: 3,
             ..Pool::default()
         };
-        pool.sweep(Instant::now());
+        pool.sweep(Instant::now(), SWEEP_ON_USE);
         assert_eq!(pool.count, 0, "the count follows what is left");
     }
 }

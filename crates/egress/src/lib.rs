@@ -229,7 +229,7 @@ impl Egress {
         // `send` has connections of its own, driven by each call's task; the streaming
         // client's are opened, and driven, on the MCP sessions' runtime, whose threads
         // parse large answers: an HTTP call is never handed one of them
-        let conns = Arc::new(conns::Conns::new(&tls));
+        let conns = conns::Conns::new(&tls);
         let streaming = build()?;
         Ok(Self {
             conns,
@@ -246,7 +246,7 @@ impl Egress {
     /// a certificate of their own for a local TLS upstream).
     #[doc(hidden)]
     pub fn trusting(mut self, extra: &[rustls::pki_types::CertificateDer<'static>]) -> Result<Self, EgressError> {
-        self.conns = Arc::new(conns::Conns::new(&tls_config(extra)?));
+        self.conns = conns::Conns::new(&tls_config(extra)?);
         Ok(self)
     }
 
@@ -365,6 +365,7 @@ impl Egress {
                 .conns
                 .lease(
                     &url,
+                    tenant.as_ref(),
                     conns::Dial {
                         resolver: self.resolver.as_ref(),
                         allow: &self.allow,
@@ -398,6 +399,12 @@ impl Egress {
                     return Err(EgressError::TooManyRedirects {
                         limit: limits.max_redirects,
                     });
+                }
+                // the redirect's own body (a line of HTML, usually) is read and dropped, so
+                // its connection can carry the next hop or the next call
+                let mut unwanted = resp.into_body();
+                if lease.drain(&mut unwanted, REDIRECT_BODY_KEPT).await {
+                    self.conns.give_back(lease);
                 }
                 let mut next = url
                     .join(&location)
@@ -488,6 +495,10 @@ fn tls_config(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Result<ru
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
+
+/// The most of a redirect's body read to keep its connection (beyond it, the connection
+/// is closed instead).
+const REDIRECT_BODY_KEPT: usize = 64 * 1024;
 
 enum Target {
     Ip(String, IpAddr),

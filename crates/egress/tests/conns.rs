@@ -252,3 +252,111 @@ async fn tls_upstreams_are_called_through_rustls_with_the_certificate_checked() 
     assert_eq!(distinct.len(), 1, "{distinct:?}");
     assert_eq!(ports.lock().unwrap().len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workspaces_never_share_a_connection() {
+    let ports = Ports::default();
+    let base = upstream(ports.clone()).await;
+    let egress = client();
+    let mut seen: std::collections::BTreeMap<Option<String>, BTreeSet<u16>> = Default::default();
+    for i in 0..30 {
+        let tenant = [Some("ws-a"), Some("ws-b"), None][i % 3];
+        let mut req = OutboundRequest::new(Method::GET, Url::parse(&format!("{base}/port")).unwrap());
+        req.tenant = tenant.map(Arc::from);
+        let resp = egress.send(req, None).await.unwrap();
+        let port: u16 = String::from_utf8(resp.body.to_vec()).unwrap().parse().unwrap();
+        seen.entry(tenant.map(str::to_owned)).or_default().insert(port);
+    }
+    assert_eq!(seen.len(), 3);
+    for (tenant, ports) in &seen {
+        assert_eq!(
+            ports.len(),
+            1,
+            "{tenant:?}'s 10 calls on one connection of its own: {ports:?}"
+        );
+    }
+    let all: BTreeSet<u16> = seen.values().flatten().copied().collect();
+    assert_eq!(all.len(), 3, "no connection carried two tenants' calls: {seen:?}");
+}
+
+/// Answers one request, 100 ms later closes its side of the connection (`shutdown`), and waits up to
+/// 4 s for the client to close its own; sends whether it did (and how soon) on `closed`.
+async fn half_closing_upstream(closed: tokio::sync::mpsc::UnboundedSender<Option<Duration>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/thing", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+                // later, once the client has put the connection back in its pool
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                sock.shutdown().await.unwrap();
+                let started = std::time::Instant::now();
+                let eof = tokio::time::timeout(Duration::from_secs(4), async {
+                    loop {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                })
+                .await;
+                let _ = closed.send(eof.is_ok().then(|| started.elapsed()));
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_upstream_closed_while_idle_is_closed_without_waiting_for_a_call() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let url = half_closing_upstream(tx).await;
+    let egress = client();
+    call(&egress, Method::GET, &url).await.unwrap();
+    // no call after it: the pool's own sweep closes the socket
+    let closed = rx.recv().await.unwrap();
+    assert!(
+        closed.is_some_and(|after| after < Duration::from_millis(2500)),
+        "the client side closed within the sweep's period: {closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_carried_a_redirect_carries_the_next_request() {
+    let ports = Ports::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = app(ports.clone()).route(
+        "/moved",
+        get(|| async {
+            (
+                http::StatusCode::FOUND,
+                [(http::header::LOCATION, "/port")],
+                "<a href=\"/port\">moved</a>",
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
+    let egress = client();
+    for _ in 0..10 {
+        let mut req = OutboundRequest::new(Method::GET, Url::parse(&format!("{base}/moved")).unwrap());
+        req.tenant = Some(Arc::from("ws"));
+        let resp = egress.send(req, None).await.unwrap();
+        assert_eq!(resp.redirects, 1);
+    }
+    let distinct: BTreeSet<u16> = ports.lock().unwrap().iter().copied().collect();
+    assert_eq!(distinct.len(), 1, "10 redirected calls on one connection: {distinct:?}");
+}
