@@ -687,6 +687,7 @@ impl Task<'_> {
         let url = Url::parse(&format!("{}{}", self.base.trim_end_matches('/'), req.path))
             .map_err(|_| Refusal::last(format!("the base URL set for {provider} is not a URL")))?;
         let mut out = OutboundRequest::new(Method::POST, url);
+        out.tenant = Some(self.start.workspace_id.as_str().into());
         out.headers
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in wire::key_headers(provider, self.key.expose_secret()) {

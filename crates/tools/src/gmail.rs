@@ -399,7 +399,7 @@ pub fn build_message(args: &Map<String, Value>) -> Result<(Vec<u8>, Option<Strin
 /// with Google's message (redacted).
 async fn gmail_request(
     egress: &Egress,
-    limits: Option<Limits>,
+    (limits, tenant): (Option<Limits>, &Option<std::sync::Arc<str>>),
     mut req: OutboundRequest,
     token: &Secret,
     redactor: &Redactor,
@@ -407,6 +407,7 @@ async fn gmail_request(
     let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
         .map_err(|_| ToolError::InvalidCredentials("the access token cannot be sent in a header".into()))?;
     auth.set_sensitive(true);
+    req.tenant = tenant.clone();
     req.headers.insert(header::AUTHORIZATION, auth);
     req.headers
         .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
@@ -441,9 +442,10 @@ fn api_url(base: &str, path: &str) -> Result<Url, ToolError> {
 }
 
 /// Runs one Gmail operation with a token that holds `scopes`.
+/// `tenant`: the workspace whose call it is.
 pub async fn call(
     egress: &Egress,
-    limits: Option<Limits>,
+    (limits, tenant): (Option<Limits>, Option<std::sync::Arc<str>>),
     base_url: &str,
     operation: &str,
     args: &Map<String, Value>,
@@ -463,7 +465,7 @@ pub async fn call(
             req.headers
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             req.body = Some(bytes::Bytes::from(body.to_string()));
-            let answer = gmail_request(egress, limits, req, token, &redactor).await?;
+            let answer = gmail_request(egress, (limits, &tenant), req, token, &redactor).await?;
             Ok(json!({
                 "id": answer.get("id"), "thread_id": answer.get("threadId"),
                 "label_ids": answer.get("labelIds").cloned().unwrap_or_else(|| json!([])),
@@ -488,8 +490,14 @@ pub async fn call(
                     q.append_pair("pageToken", p);
                 }
             }
-            let answer =
-                gmail_request(egress, limits, OutboundRequest::new(Method::GET, url), token, &redactor).await?;
+            let answer = gmail_request(
+                egress,
+                (limits, &tenant),
+                OutboundRequest::new(Method::GET, url),
+                token,
+                &redactor,
+            )
+            .await?;
             let messages: Vec<Value> = answer
                 .get("messages")
                 .and_then(Value::as_array)
@@ -523,8 +531,14 @@ pub async fn call(
                 ),
             )?;
             url.query_pairs_mut().append_pair("format", wire_format);
-            let answer =
-                gmail_request(egress, limits, OutboundRequest::new(Method::GET, url), token, &redactor).await?;
+            let answer = gmail_request(
+                egress,
+                (limits, &tenant),
+                OutboundRequest::new(Method::GET, url),
+                token,
+                &redactor,
+            )
+            .await?;
             let mut out = json!({
                 "id": answer.get("id"), "thread_id": answer.get("threadId"),
                 "label_ids": answer.get("labelIds").cloned().unwrap_or_else(|| json!([])),

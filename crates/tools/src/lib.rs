@@ -531,6 +531,7 @@ impl Tools {
                 telegram::call(
                     &self.egress,
                     self.limits_for(conn),
+                    Some(conn.workspace_id.as_str().into()),
                     &conn.draft.base_url,
                     op.name.as_str(),
                     call.arguments.as_object().unwrap_or(&empty),
@@ -552,7 +553,7 @@ impl Tools {
     /// Checks a bot token with `getMe` before a connection is saved: the bot's own
     /// description, or Telegram's refusal.
     pub async fn telegram_check(&self, base_url: &str, token: &chatterfly_vault::Secret) -> Result<Value, ToolError> {
-        telegram::call(&self.egress, None, base_url, "get_me", &Map::new(), token).await
+        telegram::call(&self.egress, None, None, base_url, "get_me", &Map::new(), token).await
     }
 
     fn validate(&self, conn: &ConnectionRecord, op: &Operation, args: &Value) -> Result<(), ToolError> {
@@ -751,7 +752,7 @@ impl Tools {
         let empty = Map::new();
         gmail::call(
             &self.egress,
-            self.limits_for(conn),
+            (self.limits_for(conn), Some(conn.workspace_id.as_str().into())),
             &conn.draft.base_url,
             op.name.as_str(),
             args.as_object().unwrap_or(&empty),

@@ -63,6 +63,7 @@ impl Tools {
             .append_pair("q", query)
             .append_pair("count", &count.to_string());
         let mut req = OutboundRequest::new(http::Method::GET, url);
+        req.tenant = Some(workspace.0.into());
         req.headers
             .insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
         let mut token = http::HeaderValue::from_str(key.key.expose_secret())

@@ -116,6 +116,7 @@ fn method_url(base_url: &str, token: &str, method: &str) -> Result<Url, ToolErro
 pub async fn call(
     egress: &Egress,
     limits: Option<Limits>,
+    tenant: Option<std::sync::Arc<str>>,
     base_url: &str,
     operation: &str,
     args: &Map<String, Value>,
@@ -144,6 +145,7 @@ pub async fn call(
     let redactor = Redactor::for_values(values);
     let url = method_url(base_url, token.expose_secret(), method)?;
     let mut req = OutboundRequest::new(Method::POST, url);
+    req.tenant = tenant;
     req.headers
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     req.headers
