@@ -127,6 +127,8 @@ struct Idle {
 pub(crate) struct Conns {
     idle: Mutex<Pool>,
     tls: TlsConnector,
+    /// A task sweeps the pool; else the calls that use it do.
+    swept_by_task: bool,
 }
 
 #[derive(Default)]
@@ -159,8 +161,8 @@ impl Pool {
     }
 }
 
-/// How often the pool is swept: by a task of its own, and by the calls that use it (less
-/// often: a call should not pay for it).
+/// How often the pool is swept: by a task of its own, or, without one (no runtime when the
+/// client was built), by the calls that use it (less often: a call should not pay for it).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const SWEEP_ON_USE: Duration = Duration::from_secs(5);
 
@@ -190,11 +192,13 @@ impl Conns {
     pub(crate) fn new(tls: &rustls::ClientConfig) -> Arc<Self> {
         let mut tls = tls.clone();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let conns = Arc::new(Self {
             idle: Mutex::new(Pool::default()),
             tls: TlsConnector::from(Arc::new(tls)),
+            swept_by_task: runtime.is_some(),
         });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        if let Some(runtime) = runtime {
             let weak = Arc::downgrade(&conns);
             runtime.spawn(async move {
                 let mut every = tokio::time::interval(SWEEP_EVERY);
@@ -237,7 +241,9 @@ impl Conns {
         loop {
             let taken = {
                 let mut pool = self.idle.lock().ok()?;
-                pool.sweep(now, SWEEP_ON_USE);
+                if !self.swept_by_task {
+                    pool.sweep(now, SWEEP_ON_USE);
+                }
                 let list = pool.by_key.get_mut(key)?;
                 let taken = list.pop();
                 if list.is_empty() {
@@ -337,7 +343,9 @@ impl Conns {
             return;
         };
         let now = Instant::now();
-        pool.sweep(now, SWEEP_ON_USE);
+        if !self.swept_by_task {
+            pool.sweep(now, SWEEP_ON_USE);
+        }
         if pool.count >= IDLE_TOTAL {
             return;
         }

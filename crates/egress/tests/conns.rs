@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -106,35 +108,18 @@ async fn closing_upstream(counts: Arc<Mutex<(usize, usize)>>, close_header: bool
             counts.lock().unwrap().0 += 1;
             let counts = counts.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    let body_len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    if buf.len() < end + 4 + body_len {
-                        continue;
-                    }
-                    counts.lock().unwrap().1 += 1;
-                    let answer: &[u8] = if close_header {
-                        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
-                    } else {
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-                    };
-                    sock.write_all(answer).await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    return; // closed while the client holds it idle
+                if !common::read_request(&mut sock, &mut Vec::new()).await {
+                    return;
                 }
+                counts.lock().unwrap().1 += 1;
+                let answer: &[u8] = if close_header {
+                    b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                };
+                sock.write_all(answer).await.unwrap();
+                // closed 50 ms later, while the client holds it idle
+                tokio::time::sleep(Duration::from_millis(50)).await;
             });
         }
     });
@@ -289,14 +274,10 @@ async fn half_closing_upstream(closed: tokio::sync::mpsc::UnboundedSender<Option
             let (mut sock, _) = listener.accept().await.unwrap();
             let closed = closed.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
+                if !common::read_request(&mut sock, &mut Vec::new()).await {
+                    return;
                 }
+                let mut buf = [0u8; 4096];
                 sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                     .await
                     .unwrap();

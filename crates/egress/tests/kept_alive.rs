@@ -5,12 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use chatterfly_egress::{AllowList, Egress, EgressError, Limits, OutboundRequest};
 use http::Method;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use url::Url;
 
 /// Answers the first request of each connection (keep-alive) and closes the connection
@@ -25,26 +27,10 @@ async fn upstream(requests: Arc<AtomicUsize>) -> String {
             tokio::spawn(async move {
                 let mut seen = 0;
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
                 loop {
-                    let n = match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    // one whole request (no bodies here beyond what Content-Length says)
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    let body_len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    if buf.len() < end + 4 + body_len {
-                        continue;
+                    if !common::read_request(&mut sock, &mut buf).await {
+                        return;
                     }
-                    buf.drain(..end + 4 + body_len);
                     requests.fetch_add(1, SeqCst);
                     seen += 1;
                     if seen > 1 {

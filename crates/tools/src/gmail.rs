@@ -454,6 +454,15 @@ pub async fn call(
 ) -> Result<Value, ToolError> {
     check_scope(operation, scopes)?;
     let redactor = Redactor::for_values(vec![token.expose_secret().to_owned()]);
+    let get = |url: Url| {
+        gmail_request(
+            egress,
+            (limits, &tenant),
+            OutboundRequest::new(Method::GET, url),
+            token,
+            &redactor,
+        )
+    };
     match operation {
         "send_email" => {
             let (raw, thread_id) = build_message(args)?;
@@ -490,14 +499,7 @@ pub async fn call(
                     q.append_pair("pageToken", p);
                 }
             }
-            let answer = gmail_request(
-                egress,
-                (limits, &tenant),
-                OutboundRequest::new(Method::GET, url),
-                token,
-                &redactor,
-            )
-            .await?;
+            let answer = get(url).await?;
             let messages: Vec<Value> = answer
                 .get("messages")
                 .and_then(Value::as_array)
@@ -531,14 +533,7 @@ pub async fn call(
                 ),
             )?;
             url.query_pairs_mut().append_pair("format", wire_format);
-            let answer = gmail_request(
-                egress,
-                (limits, &tenant),
-                OutboundRequest::new(Method::GET, url),
-                token,
-                &redactor,
-            )
-            .await?;
+            let answer = get(url).await?;
             let mut out = json!({
                 "id": answer.get("id"), "thread_id": answer.get("threadId"),
                 "label_ids": answer.get("labelIds").cloned().unwrap_or_else(|| json!([])),
