@@ -2,7 +2,7 @@
 # Tool calls through Chatterfly's `invoke` versus nginx as a keep-alive reverse proxy in
 # front of the same upstream, measured with wrk in one script (interleaved rounds).
 #
-#   bench/proxy.sh [--postgres ADMIN_URL] [--seconds N] [--rounds N]
+#   bench/proxy.sh [--postgres ADMIN_URL] [--seconds N] [--rounds N] [--concurrency "16 64"]
 #
 # The upstream is nginx serving a small JSON object at /items/{id}. The yardstick is a
 # second nginx proxying to it with keep-alive (`keepalive 64`, HTTP/1.1) and adding an
@@ -18,17 +18,20 @@
 # BARE_ARGS="--inline" or "--inline --one-thread" runs bare-proxy's experiments instead
 # (see crates/bare-proxy). BASELINE_BIN=/path/to/an/older/chatterfly also runs that build,
 # on a data dir (or database) of its own, as a fourth contender in every round, and prints
-# invoke / baseline: an A/B of two builds in the same minutes.
+# invoke / baseline: an A/B of two builds in the same minutes. STANDARD=1 also calls a
+# standard tool (`current_time`, no upstream) through `invoke` in every round, on this
+# build and on the baseline.
 #
 # Needs nginx and wrk (Debian packages; installed with apt when missing and run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pg=; seconds=8; rounds=2
+pg=; seconds=8; rounds=2; concurrency="16 64"
 while [ $# -gt 0 ]; do
   case $1 in
     --postgres) pg=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --concurrency) concurrency=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -126,6 +129,12 @@ wrk.body = '{"arguments":{"id":"1"}}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $token"
 EOF
+cat >"$work/standard.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '{"arguments":{}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $token"
+EOF
 cat >"$work/bare.lua" <<EOF
 wrk.method = "POST"
 wrk.body = '{"arguments":{"id":"1"}}'
@@ -135,11 +144,12 @@ check=$(curl -s -X POST "http://127.0.0.1:$bp/invoke" -H 'content-type: applicat
 case $check in *widget*) ;; *) echo "bare-proxy failed: $check" >&2; exit 1 ;; esac
 # calls/s and p50 (ms) of one wrk run
 run() { # label, concurrency, url, [script]
-  local out
+  local out threads=2
+  [ "$2" -ge 2 ] || threads=1
   if [ -n "${4:-}" ]; then
-    out=$(wrk -t2 -c"$2" -d"${seconds}s" --latency -s "$4" "$3")
+    out=$(wrk -t"$threads" -c"$2" -d"${seconds}s" --latency -s "$4" "$3")
   else
-    out=$(wrk -t2 -c"$2" -d"${seconds}s" --latency -H "Authorization: Bearer $key" "$3")
+    out=$(wrk -t"$threads" -c"$2" -d"${seconds}s" --latency -H "Authorization: Bearer $key" "$3")
   fi
   if echo "$out" | grep -q "Non-2xx"; then echo "$1: non-2xx answers" >&2; echo "$out" >&2; exit 1; fi
   local rps p50
@@ -158,7 +168,7 @@ if [ -n "${PROFILE:-}" ]; then # where the server's time goes under load (perf, 
 fi
 echo "database=$([ -n "$pg" ] && echo postgres || echo sqlite) seconds=$seconds rounds=$rounds nginx=$(nginx -v 2>&1 | sed 's/.*\///') bare-proxy=${BARE_ARGS:-reqwest} baseline=${BASELINE_BIN:-none}"
 printf '%-6s %-5s %-12s %12s %9s\n' round conc path calls/s p50_ms
-for c in 16 64; do
+for c in $concurrency; do
   read -r d_rps d_p50 < <(run direct "$c" "http://127.0.0.1:$up/items/1")
   printf '%-6s %-5s %-12s %12.0f %9.3f\n' - "$c" direct "$d_rps" "$d_p50"
   for r in $(seq "$rounds"); do
@@ -179,6 +189,16 @@ for c in 16 64; do
     printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" invoke "$i_rps" "$i_p50"
     awk -v i="$i_rps" -v n="$n_rps" -v b="$b_rps" -v ip="$i_p50" -v np="$n_p50" -v c="$c" -v r="$r" \
       'BEGIN { printf "ratio  c=%s round %s: invoke/nginx %.2f (bare-proxy/nginx %.2f, invoke/bare-proxy %.2f), p50 %+.3f ms against nginx\n", c, r, i/n, b/n, i/b, ip-np }'
+    if [ -n "${STANDARD:-}" ]; then
+      read -r s_rps s_p50 < <(run standard "$c" "$cf/api/workspaces/default/tools/current_time/invoke" "$work/standard.lua")
+      printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" standard "$s_rps" "$s_p50"
+      if [ -n "${BASELINE_BIN:-}" ]; then
+        read -r t_rps t_p50 < <(run standard-base "$c" "$base_cf/api/workspaces/default/tools/current_time/invoke" "$work/standard.lua")
+        printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" standard-base "$t_rps" "$t_p50"
+        awk -v i="$s_rps" -v a="$t_rps" -v c="$c" -v r="$r" -v ip="$s_p50" -v ap="$t_p50" \
+          'BEGIN { printf "ratio  c=%s round %s: standard tool invoke/baseline %.2f, p50 %+.3f ms against the baseline\n", c, r, i/a, ip-ap }'
+      fi
+    fi
     if [ -n "${BASELINE_BIN:-}" ]; then
       printf '%-6s %-5s %-12s %12.0f %9.3f\n' "$r" "$c" baseline "$a_rps" "$a_p50"
       awk -v i="$i_rps" -v a="$a_rps" -v n="$n_rps" -v c="$c" -v r="$r" -v ip="$i_p50" -v ap="$a_p50" \

@@ -30,6 +30,16 @@ pub struct CachedCall {
     pub connection: Arc<ConnectionLookup>,
 }
 
+impl CachedCall {
+    pub fn from_context(ctx: chatterfly_store::CallContext) -> Self {
+        Self {
+            caller: ctx.caller,
+            workspace: ctx.workspace,
+            connection: Arc::new(ctx.connection),
+        }
+    }
+}
+
 struct Entry {
     generation: u64,
     at: Instant,

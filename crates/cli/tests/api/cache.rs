@@ -1,7 +1,8 @@
-//! The call-context cache across replicas: a token's calls are served without a database
-//! read while nothing they depend on changes, and a revoked token, a removed member, an
-//! edited or a deleted connection stop working on the *other* replica within a second
-//! (PostgreSQL: `NOTIFY` and the watcher's poll; SQLite: two servers on one file, the poll).
+//! The call-context cache across replicas: a token's calls (of connection tools and of
+//! standard tools) are served without a database read while nothing they depend on
+//! changes, and a revoked token, a removed member, an edited or a deleted connection stop
+//! working on the *other* replica within a second (PostgreSQL: `NOTIFY` and the watcher's
+//! poll; SQLite: two servers on one file, the poll).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,17 +14,33 @@ use super::replicas::same_database;
 use super::*;
 
 const TOOL: &str = "/api/workspaces/default/tools/hb.get/invoke";
+/// A standard tool: its calls need the caller and their role only.
+const STANDARD: &str = "/api/workspaces/default/tools/current_time/invoke";
 
 async fn call(s: &TestServer, token: &str) -> (u16, Value) {
-    s.call_as(token, Method::POST, TOOL, Some(json!({"arguments": {}})))
+    call_tool(s, token, TOOL).await
+}
+
+async fn call_tool(s: &TestServer, token: &str, tool: &str) -> (u16, Value) {
+    s.call_as(token, Method::POST, tool, Some(json!({"arguments": {}})))
         .await
 }
 
 /// Calls through `s` until `done` holds; the time it took (fails after 3 s).
 async fn until(s: &TestServer, token: &str, what: &str, done: impl Fn(u16, &Value) -> bool) -> Duration {
+    until_tool(s, token, TOOL, what, done).await
+}
+
+async fn until_tool(
+    s: &TestServer,
+    token: &str,
+    tool: &str,
+    what: &str,
+    done: impl Fn(u16, &Value) -> bool,
+) -> Duration {
     let started = Instant::now();
     loop {
-        let (st, v) = call(s, token).await;
+        let (st, v) = call_tool(s, token, tool).await;
         if done(st, &v) {
             return started.elapsed();
         }
@@ -35,10 +52,20 @@ async fn until(s: &TestServer, token: &str, what: &str, done: impl Fn(u16, &Valu
     }
 }
 
+/// The call-context cache hits a server counted (loopback may read `/metrics` by default).
+async fn hits(s: &TestServer) -> f64 {
+    let text = chatterfly_testkit::server::test_client().get(format!("{}/metrics", s.url)).send().await.unwrap()
+        .text().await.unwrap();
+    text.lines().find(|l| l.starts_with("chatterfly_call_context_cache_hits_total"))
+        .and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap()
+}
+
 async fn warm(s: &TestServer, token: &str) {
-    for _ in 0..3 {
-        let (st, v) = call(s, token).await;
-        assert_eq!(st, 200, "{}: {v}", s.url);
+    for tool in [TOOL, STANDARD] {
+        for _ in 0..3 {
+            let (st, v) = call_tool(s, token, tool).await;
+            assert_eq!(st, 200, "{} {tool}: {v}", s.url);
+        }
     }
 }
 
@@ -64,6 +91,21 @@ db_tests! {
         // a revoked token
         warm(&b, &token).await;
         warm(&a, &token).await;
+        // a standard tool's calls come from the cache too (five in a row, once b's watcher
+        // has seen the writes above: each one it sees empties the cache)
+        let mut served = 0.0;
+        for _ in 0..10 {
+            let before = hits(&b).await;
+            for _ in 0..5 {
+                assert_eq!(call_tool(&b, &token, STANDARD).await.0, 200);
+            }
+            served = hits(&b).await - before;
+            if served == 5.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(served, 5.0, "standard tool calls served from the cache");
         let (st, list) = a.call(Method::GET, &format!("/api/users/{uid}/tokens"), None).await;
         assert_eq!(st, 200, "{list}");
         let token_id = list[0]["id"].as_str().unwrap().to_owned();
@@ -72,7 +114,10 @@ db_tests! {
         assert_eq!(st, 204);
         // on the replica that wrote: at the next call
         assert_eq!(call(&a, &token).await.0, 401);
+        assert_eq!(call_tool(&a, &token, STANDARD).await.0, 401);
         took.push(("revoked token", until(&b, &token, "revoked token", |st, _| st == 401).await));
+        took.push(("revoked token, standard tool",
+            until_tool(&b, &token, STANDARD, "revoked token", |st, _| st == 401).await));
 
         // a removed member
         let (_, t) = a.call(Method::POST, &format!("/api/users/{uid}/tokens"), Some(json!({"name": "two"}))).await;
@@ -80,6 +125,8 @@ db_tests! {
         warm(&b, &token).await;
         assert_eq!(a.call(Method::DELETE, &member, None).await.0, 204);
         took.push(("removed member", until(&b, &token, "removed member", |st, _| st == 404).await));
+        took.push(("removed member, standard tool",
+            until_tool(&b, &token, STANDARD, "removed member", |st, _| st == 404).await));
 
         // an edited connection: its new address is used
         assert_eq!(a.call(Method::PUT, &member, Some(json!({"role": "member"}))).await.0, 200);
@@ -115,11 +162,8 @@ db_tests! {
             sqlx::query("TRUNCATE api_tokens").execute(&mut conn).await.unwrap();
             took.push(("TRUNCATE api_tokens", until(&b, &token, "truncated tokens", |st, _| st == 401).await));
         }
-        // the calls on b were served from its cache (loopback may read /metrics by default)
-        let text = chatterfly_testkit::server::test_client().get(format!("{}/metrics", b.url)).send().await.unwrap()
-            .text().await.unwrap();
-        let hits: f64 = text.lines().find(|l| l.starts_with("chatterfly_call_context_cache_hits_total"))
-            .and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap();
+        // the calls on b were served from its cache
+        let hits = hits(&b).await;
         assert!(hits >= 8.0, "{hits} cache hits on b");
         eprintln!("{:?}: {took:?}, {hits} hits on b", db.kind);
         for (what, t) in took {

@@ -226,8 +226,9 @@ impl hyper::body::Body for HeldBody {
 
 /// Who calls which tool where, resolved from the path and the bearer token before the body
 /// is read (so an unknown token costs no body). For a connection's tool the caller, their
-/// role and the connection with its operation come from one query: this is the path agents
-/// take thousands of times a day.
+/// role and the connection with its operation come from one query, for a standard tool the
+/// caller and their role; a bearer token's context is then kept in the call-context cache
+/// ([`CallCache`]): this is the path agents take thousands of times a day.
 pub struct InvokeTarget {
     user: User,
     access: WorkspaceAccess,
@@ -249,13 +250,20 @@ impl FromRequestParts<AppState> for InvokeTarget {
                 (hash, Some(owner.user))
             }
         };
-        let session = session_user.is_some();
         let Some(name) = connection_tool_name(&tool_name) else {
-            let user = match session_user {
-                Some(user) => user,
-                None => Caller::from_hash(state, &hash).await?.user,
+            // a standard tool: the caller and their role only (the empty slug and operation
+            // name no connection, so every standard tool of a token shares one entry)
+            let (user, found) = match session_user {
+                Some(user) => {
+                    let found = state.store.workspace_role(&ws, &user.id).await?;
+                    (user, found)
+                }
+                None => {
+                    let call = call_context(state, &hash, &ws, "", "").await?;
+                    (call.caller.user.clone(), call.workspace.clone())
+                }
             };
-            let access = WorkspaceAccess::resolve(state, &user, &ws).await?;
+            let access = WorkspaceAccess::check(&user, &ws, found)?;
             return Ok(Self {
                 user,
                 access,
@@ -263,39 +271,18 @@ impl FromRequestParts<AppState> for InvokeTarget {
                 resolved: None,
             });
         };
-        // a bearer token's call comes from the cache while nothing it depends on changed
-        // (sessions are the web UI's, and expire: they are read every time)
-        let key = (!session).then(|| CallCache::key(&hash, &ws, name.slug.as_str(), name.operation.as_str()));
-        let cached = key.as_deref().and_then(|k| state.calls.get(k));
-        let call = match cached {
-            Some(call) => {
-                state.tools.metrics.context_hits.inc();
-                call
-            }
-            None => {
-                if !session {
-                    state.tools.metrics.context_misses.inc();
-                }
-                let generation = state.calls.generation();
-                let ctx = state
-                    .store
-                    .call_context(&hash, session, &ws, name.slug.as_str(), name.operation.as_str())
-                    .await?
-                    .ok_or(ApiError::Unauthorized)?;
-                // only contexts of calls that may go ahead are kept: refusals and misses do
-                // not fill the cache, and a member added back is not refused from it
-                let complete = matches!(&ctx.connection, Some((_, Some(_))))
-                    && matches!(&ctx.workspace, Some((_, role)) if role.is_some() || ctx.caller.user.platform_admin);
-                let call = Arc::new(CachedCall {
-                    caller: ctx.caller,
-                    workspace: ctx.workspace,
-                    connection: Arc::new(ctx.connection),
-                });
-                if let (Some(key), Some(generation), true) = (key, generation, complete) {
-                    state.calls.put(key, generation, call.clone());
-                }
-                call
-            }
+        let call = match session_user {
+            // sessions are the web UI's, and expire: they are read every time
+            Some(_) => Arc::new(
+                CachedCall::from_context(
+                    state
+                        .store
+                        .call_context(&hash, true, &ws, name.slug.as_str(), name.operation.as_str())
+                        .await?
+                        .ok_or(ApiError::Unauthorized)?,
+                ),
+            ),
+            None => call_context(state, &hash, &ws, name.slug.as_str(), name.operation.as_str()).await?,
         };
         let access = WorkspaceAccess::check(&call.caller.user, &ws, call.workspace.clone())?;
         Ok(Self {
@@ -305,6 +292,39 @@ impl FromRequestParts<AppState> for InvokeTarget {
             resolved: Some(call.connection.clone()),
         })
     }
+}
+
+/// A bearer token's call context: from the cache while nothing it depends on changed, else
+/// read (one query) and kept when the call may go ahead. `slug` and `operation` empty: a
+/// standard tool's (the caller and their role).
+async fn call_context(
+    state: &AppState,
+    hash: &str,
+    ws: &str,
+    slug: &str,
+    operation: &str,
+) -> Result<Arc<CachedCall>, ApiError> {
+    let key = CallCache::key(hash, ws, slug, operation);
+    if let Some(call) = state.calls.get(&key) {
+        state.tools.metrics.context_hits.inc();
+        return Ok(call);
+    }
+    state.tools.metrics.context_misses.inc();
+    let generation = state.calls.generation();
+    let ctx = state
+        .store
+        .call_context(hash, false, ws, slug, operation)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    // only contexts of calls that may go ahead are kept: refusals and misses do not fill
+    // the cache, and a member added back is not refused from it
+    let member = matches!(&ctx.workspace, Some((_, role)) if role.is_some() || ctx.caller.user.platform_admin);
+    let found = slug.is_empty() || matches!(&ctx.connection, Some((_, Some(_))));
+    let call = Arc::new(CachedCall::from_context(ctx));
+    if let (Some(generation), true) = (generation, member && found) {
+        state.calls.put(key, generation, call.clone());
+    }
+    Ok(call)
 }
 
 #[derive(Deserialize, IntoParams)]
