@@ -273,15 +273,13 @@ impl FromRequestParts<AppState> for InvokeTarget {
         };
         let call = match session_user {
             // sessions are the web UI's, and expire: they are read every time
-            Some(_) => Arc::new(
-                CachedCall::from_context(
-                    state
-                        .store
-                        .call_context(&hash, true, &ws, name.slug.as_str(), name.operation.as_str())
-                        .await?
-                        .ok_or(ApiError::Unauthorized)?,
-                ),
-            ),
+            Some(_) => Arc::new(CachedCall::from_context(
+                state
+                    .store
+                    .call_context(&hash, true, &ws, name.slug.as_str(), name.operation.as_str())
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?,
+            )),
             None => call_context(state, &hash, &ws, name.slug.as_str(), name.operation.as_str()).await?,
         };
         let access = WorkspaceAccess::check(&call.caller.user, &ws, call.workspace.clone())?;
