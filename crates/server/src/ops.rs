@@ -8,6 +8,11 @@
 //!   what they seal, else 503 naming what failed; `/api/health` stays the liveness check.
 //! - `GET /metrics`: Prometheus text; readable with `CHATTERFLY_METRICS_TOKEN` as a bearer
 //!   token, or from an address in `CHATTERFLY_METRICS_ALLOW` (loopback by default).
+//! - An HTTP/1 answer given before the request's body was read to its end (a refused token,
+//!   an unknown tool or workspace, a body over its limit) says `Connection: close`: the
+//!   connection cannot carry another request (the rest of the body is still on it), and a
+//!   client told so opens a new one instead of sending its next request into a socket that
+//!   is being closed ([`close_if_body_unread`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -60,6 +65,65 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     let mut response = CURRENT.scope(Arc::from(id), next.run(request)).await;
     response.headers_mut().insert(REQUEST_ID, value);
     response
+}
+
+/// Marks an HTTP/1 answer `Connection: close` when the handler answered without reading
+/// the request's body to its end. hyper closes such a connection after the answer anyway;
+/// without the header a keep-alive client sends its next request on it and gets no answer.
+pub async fn close_if_body_unread(request: Request, next: Next) -> Response {
+    use http_body::Body as _;
+    if request.body().is_end_stream() || request.version() >= axum::http::Version::HTTP_2 {
+        return next.run(request).await;
+    }
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let request = request.map(|inner| {
+        axum::body::Body::new(Watched {
+            inner,
+            read: read.clone(),
+        })
+    });
+    let mut response = next.run(request).await;
+    if !read.load(std::sync::atomic::Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that notes when it has been read to its end.
+struct Watched {
+    inner: axum::body::Body,
+    read: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for Watched {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = match &polled {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            self.read.store(true, std::sync::atomic::Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The client's address, set by the accept loop.

@@ -284,3 +284,108 @@ db_tests! {
         assert_eq!(c["operation_count"], 5000);
     }
 }
+
+/// Reads one answer from `c`: its status, its head (lower case) and its body (by its
+/// `Content-Length`). `None` when the connection closed first.
+async fn answer(c: &mut TcpStream) -> Option<(u16, String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((status, head, body))
+}
+
+/// An answer given before the request's body was read (a refused token, a workspace the
+/// caller is not in) says `Connection: close`, and the connection is closed: a keep-alive
+/// client opens a new one instead of losing its next request. Answers to requests whose
+/// body was read keep the connection for the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_before_the_body_is_read_say_the_connection_closes() {
+    let s = TestServer::start(BIN, Db::Sqlite).await;
+    let (uid, token) = s.user("keepalive@example.com").await;
+    let member = format!("/api/workspaces/default/members/{uid}");
+    assert_eq!(
+        s.call(Method::PUT, &member, Some(json!({"role": "member"}))).await.0,
+        200
+    );
+    let body = br#"{"arguments":{}}"#;
+    let tool = "/api/workspaces/default/tools/current_time/invoke";
+    for (what, path, bearer, status) in [
+        ("a refused token", tool, "cft_not_a_token", 401),
+        (
+            "another workspace",
+            "/api/workspaces/nowhere/tools/current_time/invoke",
+            token.as_str(),
+            404,
+        ),
+        (
+            "another workspace's connection tool",
+            "/api/workspaces/nowhere/tools/a.b/invoke",
+            token.as_str(),
+            404,
+        ),
+    ] {
+        let mut c = TcpStream::connect(addr(&s)).await.unwrap();
+        c.write_all(post_head(path, bearer, body.len() as u64).as_bytes())
+            .await
+            .unwrap();
+        c.write_all(body).await.unwrap();
+        let (st, head, _) = answer(&mut c).await.unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(st, status, "{what}: {head}");
+        assert!(
+            head.contains("\r\nconnection: close\r\n"),
+            "{what}: the answer does not say the connection closes: {head}"
+        );
+        // and it does close
+        let mut rest = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut rest)).await;
+        assert!(
+            matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+            "{what}: the connection stayed open: {n:?}"
+        );
+    }
+    // the body read (the call made, or refused after reading it): the connection carries on
+    let mut c = TcpStream::connect(addr(&s)).await.unwrap();
+    for (path, status) in [
+        (tool, 200),
+        ("/api/workspaces/default/tools/nope.op/invoke", 404),
+        (tool, 200),
+    ] {
+        c.write_all(post_head(path, &token, body.len() as u64).as_bytes())
+            .await
+            .unwrap();
+        c.write_all(body).await.unwrap();
+        let (st, head, _) = answer(&mut c).await.expect("an answer on the kept connection");
+        assert_eq!(st, status, "{path}: {head}");
+        assert!(!head.contains("connection: close"), "{path}: {head}");
+    }
+}

@@ -363,6 +363,7 @@ pub fn router(state: AppState) -> Router {
     .route("/metrics", get(crate::ops::metrics).with_state(state))
     .layer(TraceLayer::new_for_http().make_span_with(request_span))
     .layer(axum::middleware::from_fn(crate::ops::request_id))
+    .layer(axum::middleware::from_fn(crate::ops::close_if_body_unread))
 }
 
 /// Every answer is `nosniff`; API answers are not cached unless they say otherwise (they
