@@ -13,7 +13,9 @@
 //! provider; only HTTP/1.1 is offered (ALPN `http/1.1`). Connections are pooled by scheme,
 //! host, port and workspace (workspaces never share one), at most [`IDLE_PER_HOST`] each and
 //! [`IDLE_TOTAL`] in all, for at most [`IDLE_FOR`]; a task sweeps out every second those the
-//! upstream closed.
+//! upstream closed. A request that is never sent twice (POST, PATCH) takes only one idle for
+//! under [`UNREPEATABLE_IDLE_FOR`], and a request sent again after its connection was
+//! closed under it goes on a new one.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -45,6 +47,13 @@ pub const IDLE_PER_HOST: usize = 32;
 pub const IDLE_TOTAL: usize = 256;
 /// How long a connection may wait idle before it is closed.
 pub const IDLE_FOR: Duration = Duration::from_secs(60);
+/// The longest a connection may have waited idle to carry a request that is never sent
+/// twice (POST, PATCH). Servers close idle connections after a few seconds (gunicorn after
+/// 2); a request written just as the upstream closes its end gets no answer, and while one
+/// that may be repeated is sent again on a new connection, one that may not would fail. So
+/// such a request takes only a connection idle for less than this, else a new one (the
+/// older idle ones stay for requests that may be repeated).
+pub const UNREPEATABLE_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// A TCP stream, plain or under TLS.
 pub(crate) enum Stream {
@@ -217,16 +226,18 @@ impl Conns {
         conns
     }
 
-    /// An idle connection to the URL's origin for this tenant that is still open, or a new
-    /// one.
+    /// An idle connection to the URL's origin for this tenant that is still open and has
+    /// waited less than `max_idle` ([`IDLE_FOR`], or [`UNREPEATABLE_IDLE_FOR`] for a request
+    /// that is never sent twice; zero: a new connection), or a new one.
     pub(crate) async fn lease(
         &self,
         url: &Url,
         tenant: Option<&Arc<str>>,
         dial: Dial<'_>,
+        max_idle: Duration,
     ) -> Result<Lease, EgressError> {
         let key = key_of(url, tenant)?;
-        if let Some(lease) = self.take_idle(&key) {
+        if let Some(lease) = self.take_idle(&key, max_idle) {
             return Ok(lease);
         }
         let limit = dial.connect_timeout;
@@ -236,7 +247,7 @@ impl Conns {
         }
     }
 
-    fn take_idle(&self, key: &Key) -> Option<Lease> {
+    fn take_idle(&self, key: &Key, max_idle: Duration) -> Option<Lease> {
         let now = Instant::now();
         loop {
             let taken = {
@@ -245,6 +256,10 @@ impl Conns {
                     pool.sweep(now, SWEEP_ON_USE);
                 }
                 let list = pool.by_key.get_mut(key)?;
+                // the last one back is the freshest: if it has waited too long, all have
+                if list.last().is_some_and(|c| now.duration_since(c.since) >= max_idle) {
+                    return None;
+                }
                 let taken = list.pop();
                 if list.is_empty() {
                     pool.by_key.remove(key);

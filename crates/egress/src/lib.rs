@@ -371,6 +371,15 @@ impl Egress {
                         allow: &self.allow,
                         connect_timeout: limits.connect_timeout,
                     },
+                    // sent again: on a new connection (the idle ones may be as stale as
+                    // the one that failed)
+                    if sent_again {
+                        Duration::ZERO
+                    } else if method.is_idempotent() {
+                        conns::IDLE_FOR
+                    } else {
+                        conns::UNREPEATABLE_IDLE_FOR
+                    },
                 )
                 .await?;
             let request = hyper_request(&method, &url, &headers, body.as_ref())?;

@@ -341,3 +341,67 @@ async fn a_connection_that_carried_a_redirect_carries_the_next_request() {
     let distinct: BTreeSet<u16> = ports.lock().unwrap().iter().copied().collect();
     assert_eq!(distinct.len(), 1, "10 redirected calls on one connection: {distinct:?}");
 }
+
+/// An upstream that answers every request, except one that comes on a connection idle for
+/// over `idle` since its last answer: that connection is closed unanswered, as by a server
+/// closing an idle connection just as the request arrives. Counts connections and answers.
+async fn impatient_upstream(idle: Duration, counts: Arc<Mutex<(usize, usize)>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/thing", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            counts.lock().unwrap().0 += 1;
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered: Option<std::time::Instant> = None;
+                while common::read_request(&mut sock, &mut buf).await {
+                    if answered.is_some_and(|at| at.elapsed() > idle) {
+                        return;
+                    }
+                    sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                    counts.lock().unwrap().1 += 1;
+                    answered = Some(std::time::Instant::now());
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A POST or PATCH (never sent twice) goes only on a connection idle for under a second, so
+/// an upstream that closes idle connections as a request arrives (after 1.2 s here;
+/// gunicorn after 2 s) never loses one; a GET still takes the older connection, and is sent
+/// again when that one turns out closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_never_sent_twice_go_only_on_recently_used_connections() {
+    let counts = Arc::new(Mutex::new((0, 0)));
+    let url = impatient_upstream(Duration::from_millis(1200), counts.clone()).await;
+    let egress = client();
+    call(&egress, Method::POST, &url).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    for method in [Method::POST, Method::PATCH] {
+        call(&egress, method.clone(), &url)
+            .await
+            .unwrap_or_else(|e| panic!("{method} on a connection idle for 1.3 s: {e}"));
+    }
+    assert_eq!(
+        *counts.lock().unwrap(),
+        (2, 3),
+        "(connections, answers): the POST after the pause opened one"
+    );
+    // within a second: the same connection
+    call(&egress, Method::POST, &url).await.unwrap();
+    assert_eq!(*counts.lock().unwrap(), (2, 4));
+    // a GET takes the older connection; the upstream closes it; the GET goes again on a new one
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    call(&egress, Method::GET, &url).await.unwrap();
+    assert_eq!(
+        *counts.lock().unwrap(),
+        (3, 5),
+        "the GET used the idle connection, then a new one"
+    );
+}
