@@ -146,6 +146,11 @@ pub struct OutboundRequest {
     /// Whose call it is (a workspace): its answer takes room from their share of the
     /// budget for answers in flight first ([`answers`]).
     pub tenant: Option<Arc<str>>,
+    /// Whether the request may be sent twice. `None`: as its method says (GET, HEAD,
+    /// OPTIONS, PUT and DELETE may; POST and PATCH may not). `Some(true)`: a POST that
+    /// changes nothing (a model's completion), which may then take a connection idle for
+    /// longer and is sent once more, on a new one, if that connection turns out closed.
+    pub repeatable: Option<bool>,
 }
 
 impl OutboundRequest {
@@ -158,6 +163,7 @@ impl OutboundRequest {
             credential_headers: Vec::new(),
             credential_query: Vec::new(),
             tenant: None,
+            repeatable: None,
         }
     }
 }
@@ -342,6 +348,7 @@ impl Egress {
             credential_headers,
             credential_query,
             tenant,
+            repeatable,
         } = req;
         let mut redirects = 0;
         let mut sent_again = false;
@@ -375,7 +382,7 @@ impl Egress {
                     // the one that failed)
                     if sent_again {
                         Duration::ZERO
-                    } else if method.is_idempotent() {
+                    } else if repeatable.unwrap_or_else(|| method.is_idempotent()) {
                         conns::IDLE_FOR
                     } else {
                         conns::UNREPEATABLE_IDLE_FOR
@@ -388,7 +395,12 @@ impl Egress {
                 // a kept-alive connection the upstream closed just as the request went out
                 // (servers close idle connections after a few seconds: gunicorn after 2):
                 // a request that may be repeated is sent once more, on a new connection
-                Err(e) if lease.reused && !sent_again && method.is_idempotent() && conns::dropped(&e) => {
+                Err(e)
+                    if lease.reused
+                        && !sent_again
+                        && repeatable.unwrap_or_else(|| method.is_idempotent())
+                        && conns::dropped(&e) =>
+                {
                     sent_again = true;
                     tracing::debug!(
                         "the upstream closed the connection before it answered; sending the request once more"

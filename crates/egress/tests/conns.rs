@@ -344,8 +344,9 @@ async fn a_connection_that_carried_a_redirect_carries_the_next_request() {
 
 /// An upstream that answers every request, except one that comes on a connection idle for
 /// over `idle` since its last answer: that connection is closed unanswered, as by a server
-/// closing an idle connection just as the request arrives. Counts connections and answers.
-async fn impatient_upstream(idle: Duration, counts: Arc<Mutex<(usize, usize)>>) -> String {
+/// closing an idle connection just as the request arrives. Counts connections, answers and
+/// requests left unanswered.
+async fn impatient_upstream(idle: Duration, counts: Arc<Mutex<(usize, usize, usize)>>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/thing", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -358,6 +359,7 @@ async fn impatient_upstream(idle: Duration, counts: Arc<Mutex<(usize, usize)>>) 
                 let mut answered: Option<std::time::Instant> = None;
                 while common::read_request(&mut sock, &mut buf).await {
                     if answered.is_some_and(|at| at.elapsed() > idle) {
+                        counts.lock().unwrap().2 += 1;
                         return;
                     }
                     sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
@@ -378,7 +380,7 @@ async fn impatient_upstream(idle: Duration, counts: Arc<Mutex<(usize, usize)>>) 
 /// again when that one turns out closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_never_sent_twice_go_only_on_recently_used_connections() {
-    let counts = Arc::new(Mutex::new((0, 0)));
+    let counts = Arc::new(Mutex::new((0, 0, 0)));
     let url = impatient_upstream(Duration::from_millis(1200), counts.clone()).await;
     let egress = client();
     call(&egress, Method::POST, &url).await.unwrap();
@@ -390,18 +392,28 @@ async fn requests_never_sent_twice_go_only_on_recently_used_connections() {
     }
     assert_eq!(
         *counts.lock().unwrap(),
-        (2, 3),
-        "(connections, answers): the POST after the pause opened one"
+        (2, 3, 0),
+        "(connections, answers, unanswered): the POST after the pause opened one"
     );
     // within a second: the same connection
     call(&egress, Method::POST, &url).await.unwrap();
-    assert_eq!(*counts.lock().unwrap(), (2, 4));
+    assert_eq!(*counts.lock().unwrap(), (2, 4, 0));
     // a GET takes the older connection; the upstream closes it; the GET goes again on a new one
     tokio::time::sleep(Duration::from_millis(1300)).await;
     call(&egress, Method::GET, &url).await.unwrap();
     assert_eq!(
         *counts.lock().unwrap(),
-        (3, 5),
+        (3, 5, 1),
         "the GET used the idle connection, then a new one"
+    );
+    // so does a POST said to be repeatable (a model's completion)
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut req = OutboundRequest::new(Method::POST, Url::parse(&url).unwrap());
+    req.repeatable = Some(true);
+    assert_eq!(egress.send(req, None).await.unwrap().status.as_u16(), 200);
+    assert_eq!(
+        *counts.lock().unwrap(),
+        (4, 6, 2),
+        "the repeatable POST used the idle connection, then a new one"
     );
 }

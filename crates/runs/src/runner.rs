@@ -688,6 +688,9 @@ impl Task<'_> {
             .map_err(|_| Refusal::last(format!("the base URL set for {provider} is not a URL")))?;
         let mut out = OutboundRequest::new(Method::POST, url);
         out.tenant = Some(self.start.workspace_id.as_str().into());
+        // a completion changes nothing upstream: it may go on a connection idle for long and
+        // be sent again if that connection was closed under it
+        out.repeatable = Some(true);
         out.headers
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in wire::key_headers(provider, self.key.expose_secret()) {
