@@ -52,22 +52,9 @@ async fn until_tool(
     }
 }
 
-/// The call-context cache hits a server counted (loopback may read `/metrics` by default).
+/// The call-context cache hits a server counted.
 async fn hits(s: &TestServer) -> f64 {
-    let text = chatterfly_testkit::server::test_client()
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with("chatterfly_call_context_cache_hits_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .unwrap()
-        .parse()
-        .unwrap()
+    metric(s, "chatterfly_call_context_cache_hits_total").await
 }
 
 async fn warm(s: &TestServer, token: &str) {

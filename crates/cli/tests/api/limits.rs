@@ -288,20 +288,22 @@ db_tests! {
 /// Reads one answer from `c`: its status, its head (lower case) and its body (by its
 /// `Content-Length`). `None` when the connection closed first.
 async fn answer(c: &mut TcpStream) -> Option<(u16, String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
+    /// Reads more onto `buf` (within 5 s); `None` when the connection closed.
+    async fn more(c: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+        let mut chunk = [0u8; 4096];
         let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut chunk))
             .await
             .ok()?
             .ok()?;
-        if n == 0 {
-            return None;
-        }
         buf.extend_from_slice(&chunk[..n]);
+        (n > 0).then_some(())
+    }
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        more(c, &mut buf).await?;
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
@@ -310,16 +312,9 @@ async fn answer(c: &mut TcpStream) -> Option<(u16, String, Vec<u8>)> {
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
+    let mut body = buf.split_off(head_end);
     while body.len() < length {
-        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
+        more(c, &mut body).await?;
     }
     Some((status, head, body))
 }
