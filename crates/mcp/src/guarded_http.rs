@@ -42,6 +42,9 @@ pub(crate) struct GuardedHttp {
     /// Whether `tools/call`s are POSTed by [`crate::post`] (a workspace's sessions) rather
     /// than by rmcp's client (sessions without a workspace: tests and tools).
     pub(crate) own_calls: bool,
+    /// The session as rmcp last established it, for calls sent past rmcp
+    /// ([`crate::direct`]).
+    pub(crate) seen: crate::direct::Seen,
 }
 
 /// The HTTP status of the last answer that refused a POST (0: none). rmcp flattens the
@@ -204,6 +207,30 @@ impl GuardedHttp {
         self.refusal.note(&result);
         forgotten_session(session, result, &self.allowance, self.turns.as_ref().map(|t| (t, call)))
     }
+
+    /// [`GuardedHttp::finish_post`] for a call whose answer is read by its caller
+    /// ([`crate::direct`]), which parses large events at the gate itself: the stream only
+    /// bounds the server's requests.
+    pub(crate) fn finish_own_post(&self, session: bool, result: PostResult) -> PostResult {
+        self.refusal.note(&result);
+        forgotten_session(session, result, &self.allowance, None)
+    }
+
+    /// A stream resumed for a call whose answer is read by its caller (as
+    /// [`GuardedHttp::finish_own_post`]).
+    pub(crate) async fn resume_own_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: String,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<SseStream, StreamableHttpError<reqwest::Error>> {
+        self.client
+            .get_stream(uri, session_id, Some(last_event_id), auth_header, custom_headers)
+            .await
+            .map(|s| Box::pin(Drained(Some(Box::pin(Bounded::new(s, self.allowance.clone(), None))))) as SseStream)
+    }
 }
 
 impl StreamableHttpClient for GuardedHttp {
@@ -218,6 +245,7 @@ impl StreamableHttpClient for GuardedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> PostResult {
         let (session, call) = (session_id.is_some(), tool_call_id(&message));
+        self.seen.note(&message, session_id.as_ref(), &custom_headers);
         let result = self
             .client
             .post_message(uri, message, session_id, auth_header, custom_headers)
@@ -235,6 +263,7 @@ impl StreamableHttpClient for GuardedHttp {
         max_sse_event_size: usize,
     ) -> PostResult {
         let (session, call) = (session_id.is_some(), tool_call_id(&message));
+        self.seen.note(&message, session_id.as_ref(), &custom_headers);
         let result = self
             .client
             .post_message_with_max_sse_event_size(
@@ -259,6 +288,7 @@ impl StreamableHttpClient for GuardedHttp {
         limits: StreamableHttpResponseLimits,
     ) -> PostResult {
         let (session, call) = (session_id.is_some(), tool_call_id(&message));
+        self.seen.note(&message, session_id.as_ref(), &custom_headers);
         let result = match (&call, &self.turns) {
             // a call's answer may be large: read here, so it is parsed in its turn
             (Some(_), Some(_)) if self.own_calls => {

@@ -15,6 +15,7 @@
 //! [`McpClient::call`] keeps initialized sessions in a pool ([`pool`]) keyed by connection
 //! and credentials; [`McpClient::discover`] always uses a fresh session.
 
+mod direct;
 mod guarded_http;
 mod peer_requests;
 mod pool;
@@ -220,6 +221,15 @@ impl ClientHandler for Handler {
     }
 
     fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) -> impl Future<Output = ()> + Send + '_ {
+        self.tools_changed(context.peer);
+        std::future::ready(())
+    }
+}
+
+impl Handler {
+    /// The server said its tools changed: they are listed again on `peer` (the session's),
+    /// in a task of its own.
+    fn tools_changed(&self, peer: Peer<RoleClient>) {
         if let Some((id, tx)) = self.changes.clone() {
             let state = self.listing.clone();
             // already listing: ask for one more round and leave it to the running task
@@ -228,9 +238,8 @@ impl ClientHandler for Handler {
                 .is_err()
             {
                 let _ = state.compare_exchange(1, 2, Ordering::AcqRel, Ordering::Acquire);
-                return std::future::ready(());
+                return;
             }
-            let peer = context.peer;
             let scrub = self.scrub.clone();
             // listed in a task of its own: the session's message loop is waiting for us
             tokio::spawn(async move {
@@ -258,7 +267,6 @@ impl ClientHandler for Handler {
                 }
             });
         }
-        std::future::ready(())
     }
 }
 
@@ -294,7 +302,7 @@ impl McpClient {
     /// Opens a fresh session, reads the server's identity and every tool, and closes it.
     pub async fn discover(&self, target: &Target) -> Result<Discovery, McpError> {
         let handler = Handler::new(self.info.clone(), None, target);
-        let (session, transport) = self.open(target, handler).await?;
+        let (session, transport, _) = self.open(target, handler).await?;
         let result = self.describe(&session, transport, target).await;
         // closing (a DELETE of the session) need not hold up the answer
         tokio::spawn(async move {
@@ -359,6 +367,57 @@ impl McpClient {
                 .session(&key, || self.open_pooled(connection_id, target))
                 .await?;
             let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.clone());
+            if let Some(direct) = lease.direct.as_ref().filter(|d| d.ready()) {
+                let limit = target.limits.total_timeout;
+                let outcome = tokio::time::timeout(limit, direct.call(&lease.peer, params.clone()))
+                    .await
+                    .map_err(|_| McpError::Timeout(limit))?;
+                let url = &target.url;
+                match outcome {
+                    direct::Outcome::Answered(result, len) if turns::Turns::needed(len) => {
+                        // a large answer is turned into the output on the MCP threads
+                        let finish = finish.clone();
+                        return on_sessions_runtime(async move { finish(call_output(result)) })
+                            .await
+                            .map_err(|e| McpError::Protocol(format!("the MCP call failed: {e}")));
+                    }
+                    direct::Outcome::Answered(result, _) => return Ok(finish.clone()(call_output(result))),
+                    direct::Outcome::Refused(error) => {
+                        return Err(service_error(ServiceError::McpError(error), url, target.limits));
+                    }
+                    direct::Outcome::Failed(why) => {
+                        return Err(McpError::Protocol(format!("the MCP call failed: {why}")));
+                    }
+                    direct::Outcome::Lost(e) => {
+                        // as a session whose transport failed under rmcp: closed, and the
+                        // call sent once more on a new one if this one was not new
+                        let err = classify_chain(&e, url, target.limits).unwrap_or_else(|| {
+                            McpError::Protocol(format!("the MCP exchange failed: {}", plain_reason(&e)))
+                        });
+                        self.pool.forget(&key, lease.generation).await;
+                        if !lease.fresh && attempt == 0 {
+                            tracing::debug!(connection = connection_id, error = %err, "MCP session lost; opening a new one");
+                            continue;
+                        }
+                        return Err(err);
+                    }
+                    direct::Outcome::Expired => {
+                        // the server did not take the call: a new session, and the call sent
+                        // once more on it (as rmcp re-initializes and sends it again)
+                        self.pool.forget(&key, lease.generation).await;
+                        if attempt == 0 {
+                            continue;
+                        }
+                        return Err(McpError::Protocol(
+                            "the MCP server did not know the session, again after a new one was opened \
+                             (the call was sent on each)"
+                                .into(),
+                        ));
+                    }
+                    // not established: rmcp sends it
+                    direct::Outcome::NotReady => {}
+                }
+            }
             // the answer is parsed, and turned into the output, on the sessions' runtime
             let peer = lease.peer.clone();
             let finish = finish.clone();
@@ -402,13 +461,17 @@ impl McpClient {
         Err(McpError::Protocol("the MCP session could not be re-established".into()))
     }
 
-    async fn open_pooled(&self, connection_id: &str, target: &Target) -> Result<Session, McpError> {
+    async fn open_pooled(
+        &self,
+        connection_id: &str,
+        target: &Target,
+    ) -> Result<(Session, Option<direct::Direct>), McpError> {
         let handler = Handler::new(
             self.info.clone(),
             Some((Arc::from(connection_id), self.changes.clone())),
             target,
         );
-        self.open(target, handler).await.map(|(s, _)| s)
+        self.open(target, handler).await.map(|(s, _, d)| (s, d))
     }
 
     /// Opens an initialized session with the target's transport (`auto`: Streamable HTTP,
@@ -416,7 +479,7 @@ impl McpClient {
     /// (the transport that reads and parses every message, and the loop that hands them
     /// out) run there, so a server's large answers are parsed on its threads and never hold
     /// up the server's workers.
-    async fn open(&self, target: &Target, handler: Handler) -> Result<(Session, McpTransport), McpError> {
+    async fn open(&self, target: &Target, handler: Handler) -> Result<Opened, McpError> {
         let egress = self.egress.clone();
         let target = target.clone();
         on_sessions_runtime(async move { open_session(&egress, &target, handler).await })
@@ -477,18 +540,22 @@ async fn on_sessions_runtime<T: Send + 'static>(
     }
 }
 
-async fn open_session(egress: &Egress, target: &Target, handler: Handler) -> Result<(Session, McpTransport), McpError> {
+/// An opened session, the transport it speaks, and (Streamable HTTP) what calls sent past
+/// rmcp need ([`direct`]).
+type Opened = (Session, McpTransport, Option<direct::Direct>);
+
+async fn open_session(egress: &Egress, target: &Target, handler: Handler) -> Result<Opened, McpError> {
     egress.check_target(&target.url).await?;
     match target.transport {
-        McpTransport::StreamableHttp => Ok((
-            open_streamable(egress, target, handler).await?,
-            McpTransport::StreamableHttp,
-        )),
-        McpTransport::Sse => Ok((open_sse(egress, target, handler).await?, McpTransport::Sse)),
+        McpTransport::StreamableHttp => {
+            let (session, direct) = open_streamable(egress, target, handler).await?;
+            Ok((session, McpTransport::StreamableHttp, Some(direct)))
+        }
+        McpTransport::Sse => Ok((open_sse(egress, target, handler).await?, McpTransport::Sse, None)),
         McpTransport::Auto => match open_streamable(egress, target, handler.clone()).await {
-            Ok(s) => Ok((s, McpTransport::StreamableHttp)),
+            Ok((s, direct)) => Ok((s, McpTransport::StreamableHttp, Some(direct))),
             Err(first) if first.falls_back() => match open_sse(egress, target, handler).await {
-                Ok(s) => Ok((s, McpTransport::Sse)),
+                Ok(s) => Ok((s, McpTransport::Sse, None)),
                 Err(McpError::Protocol(second)) => Err(McpError::Protocol(format!(
                     "the server speaks neither MCP transport: Streamable HTTP: {first}; HTTP+SSE: {second}"
                 ))),
@@ -499,24 +566,38 @@ async fn open_session(egress: &Egress, target: &Target, handler: Handler) -> Res
     }
 }
 
-async fn open_streamable(egress: &Egress, target: &Target, handler: Handler) -> Result<Session, McpError> {
+async fn open_streamable(
+    egress: &Egress,
+    target: &Target,
+    handler: Handler,
+) -> Result<(Session, direct::Direct), McpError> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(target.url.as_str());
     config.auth_header = target.bearer.clone();
     config.max_sse_event_size = target.limits.max_response_bytes;
     config.max_json_response_size = target.limits.max_response_bytes;
     config.reinit_on_expired_session = true;
     let refusal = guarded_http::Refusal::default();
-    let transport = StreamableHttpClientTransport::with_client(
-        guarded_http::GuardedHttp {
-            client: egress.streaming_client(),
-            refusal: refusal.clone(),
-            allowance: peer_requests::Allowance::default(),
-            turns: Some(turns_of(egress, target)),
-            own_calls: target.workspace.is_some(),
-        },
-        config,
-    );
-    within(target.limits.total_timeout, async {
+    let guarded = guarded_http::GuardedHttp {
+        client: egress.streaming_client(),
+        refusal: refusal.clone(),
+        allowance: peer_requests::Allowance::default(),
+        turns: Some(turns_of(egress, target)),
+        own_calls: target.workspace.is_some(),
+        seen: direct::Seen::default(),
+    };
+    let mut limits = rmcp::transport::streamable_http_client::StreamableHttpResponseLimits::default();
+    limits.max_sse_event_size = config.max_sse_event_size;
+    limits.max_json_response_size = config.max_json_response_size;
+    limits.max_error_response_size = config.max_error_response_size;
+    let direct = direct::Direct {
+        http: guarded.clone(),
+        uri: Arc::from(target.url.as_str()),
+        auth: target.bearer.clone(),
+        limits,
+        handler: handler.clone(),
+    };
+    let transport = StreamableHttpClientTransport::with_client(guarded, config);
+    let session = within(target.limits.total_timeout, async {
         handler.serve(transport).await.map_err(|e| {
             let err = init_error(e, &target.url, target.limits);
             match (refusal.status(), err) {
@@ -536,7 +617,8 @@ async fn open_streamable(egress: &Egress, target: &Target, handler: Handler) -> 
             }
         })
     })
-    .await
+    .await?;
+    Ok((session, direct))
 }
 
 async fn open_sse(egress: &Egress, target: &Target, handler: Handler) -> Result<Session, McpError> {

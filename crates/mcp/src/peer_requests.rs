@@ -152,7 +152,7 @@ fn parse_held(data: String, call: RequestId) -> Parsed {
 }
 
 /// Whether an event carries a message (rmcp reads only these).
-fn is_message_event(ev: &Sse) -> bool {
+pub(crate) fn is_message_event(ev: &Sse) -> bool {
     matches!(ev.event.as_deref(), None | Some("" | "message"))
 }
 

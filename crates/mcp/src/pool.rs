@@ -16,6 +16,7 @@ use rmcp::service::Peer;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+use crate::direct::Direct;
 use crate::{McpClient, McpError, Session, Target};
 
 /// Bounds of the session pool.
@@ -61,6 +62,7 @@ impl Key {
 
 struct Live {
     session: Session,
+    direct: Option<Direct>,
     generation: u64,
 }
 
@@ -91,6 +93,8 @@ pub(crate) struct Pool {
 /// generation (to forget exactly this one if it fails).
 pub(crate) struct Lease {
     pub peer: Peer<RoleClient>,
+    /// How calls are sent past rmcp on this session ([`crate::direct`]).
+    pub direct: Option<Direct>,
     pub fresh: bool,
     pub generation: u64,
 }
@@ -136,7 +140,7 @@ impl Pool {
     pub(crate) async fn session<F, Fut>(&self, key: &Key, open: F) -> Result<Lease, McpError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Session, McpError>>,
+        Fut: Future<Output = Result<(Session, Option<Direct>), McpError>>,
     {
         let slot = {
             let mut slots = self.slots.lock().await;
@@ -163,16 +167,22 @@ impl Pool {
         {
             return Ok(Lease {
                 peer: l.session.peer().clone(),
+                direct: l.direct.clone(),
                 fresh: false,
                 generation: l.generation,
             });
         }
-        let session = open().await?;
+        let (session, direct) = open().await?;
         let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let peer = session.peer().clone();
-        *live = Some(Live { session, generation });
+        *live = Some(Live {
+            session,
+            direct: direct.clone(),
+            generation,
+        });
         Ok(Lease {
             peer,
+            direct,
             fresh: true,
             generation,
         })

@@ -67,6 +67,24 @@ impl GuardedHttp {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> PostResult {
+        self.post_call_measured(uri, message, session_id, auth, custom_headers, limits, &mut 0)
+            .await
+    }
+
+    /// [`GuardedHttp::post_call`], setting `received` to the length of a JSON answer's
+    /// body (where the caller goes on to work on the answer it parsed, it knows what a
+    /// large one costs).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn post_call_measured(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+        received: &mut usize,
+    ) -> PostResult {
         let mut request = self
             .client
             .post(uri.as_ref())
@@ -90,7 +108,7 @@ impl GuardedHttp {
         };
         // no answer came: the session's failure, as through rmcp
         let response = request.json(&message).send().await?;
-        match (self.read_answer(response, attached, limits).await, id) {
+        match (self.read_answer(response, attached, limits, received).await, id) {
             // an event over the limit, a result to another request or the stream's end
             // before the answer fail this call, as an unusable answer does
             (Ok(StreamableHttpPostResponse::Sse(events, session)), Some(id)) => Ok(StreamableHttpPostResponse::Sse(
@@ -126,6 +144,7 @@ impl GuardedHttp {
         response: reqwest::Response,
         attached: bool,
         limits: StreamableHttpResponseLimits,
+        received: &mut usize,
     ) -> PostResult {
         let status = response.status();
         if let Some(challenge) = response.headers().get(header::WWW_AUTHENTICATE)
@@ -226,6 +245,7 @@ impl GuardedHttp {
             return Err(StreamableHttpError::UnexpectedContentType(content_type));
         }
         let bytes = read_bounded(body, content_length, limits.max_json_response_size).await?;
+        *received = bytes.len();
         let parsed = match self.turns.as_ref() {
             Some(turns) if Turns::needed(bytes.len()) => turns
                 .run(move || serde_json::from_slice::<ServerJsonRpcMessage>(&bytes).map_err(|e| e.to_string()))

@@ -54,7 +54,22 @@ async fn shapes(
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     let answer = |result: Value| json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
     let small = |text: &str| answer(json!({"content": [{"type": "text", "text": text}], "isError": false}));
+    // the client's answer to a request this server sent
+    if msg.get("method").is_none()
+        && let Some(asked) = id.as_str()
+    {
+        let way = way.get("way").cloned().unwrap_or_default();
+        ANSWERS.lock().unwrap().insert(format!("{way}:{asked}"), msg.clone());
+        return StatusCode::ACCEPTED.into_response();
+    }
     match msg.get("method").and_then(Value::as_str) {
+        Some("tools/list") => {
+            return (
+                headers("application/json"),
+                answer(json!({"tools": [{"name": "json", "inputSchema": {"type": "object"}}]})),
+            )
+                .into_response();
+        }
         Some("initialize") => {
             return (
                 headers("application/json"),
@@ -69,6 +84,11 @@ async fn shapes(
     let name = msg["params"]["name"].as_str().unwrap_or("");
     let way = way.get("way").cloned().unwrap_or_default();
     *SENT.lock().unwrap().entry(format!("{way}:{name}")).or_default() += 1;
+    let header = |name: &str| req.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    CALLS.lock().unwrap().insert(
+        way.clone(),
+        (id.clone(), header("mcp-session-id"), header("mcp-protocol-version")),
+    );
     let sse = |data: String| {
         (
             headers("text/event-stream"),
@@ -83,6 +103,42 @@ async fn shapes(
             (headers("application/json"), small("slow")).into_response()
         }
         "sse" => sse(small("sse")),
+        // requests to the client, then the answer
+        "sse_asks_then_answers" => {
+            let asks = [
+                json!({"jsonrpc": "2.0", "id": "p1", "method": "ping"}),
+                json!({"jsonrpc": "2.0", "id": "p2", "method": "roots/list"}),
+                json!({"jsonrpc": "2.0", "id": "p3", "method": "sampling/createMessage",
+                    "params": {"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 1}}),
+                json!({"jsonrpc": "2.0", "id": "p4", "method": "elicitation/create",
+                    "params": {"message": "ok?", "requestedSchema": {"type": "object", "properties": {}}}}),
+                json!({"jsonrpc": "2.0", "id": "p5", "method": "x/unknown", "params": {}}),
+            ];
+            let events: String = asks.iter().map(|a| format!("event: message\ndata: {a}\n\n")).collect();
+            (headers("text/event-stream"), format!("{events}event: message\ndata: {}\n\n", small("asked"))).into_response()
+        }
+        "sse_tools_changed_then_answers" => (
+            headers("text/event-stream"),
+            format!(
+                "event: message\ndata: {}\n\nevent: message\ndata: {}\n\n",
+                json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+                small("changed")
+            ),
+        )
+            .into_response(),
+        // 2 MB of notifications before the answer (read partly on the calling task, the
+        // rest on the MCP sessions' runtime)
+        "sse_notes_then_answers" => {
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                "params": {"level": "info", "data": "n".repeat(40_000)}});
+            let notes: String = (0..50).map(|_| format!("event: message\ndata: {note}\n\n")).collect();
+            (headers("text/event-stream"), format!("{notes}event: message\ndata: {}\n\n", small("noted"))).into_response()
+        }
+        // a stream the server ends before the answer, which it gives on the resumed stream
+        "sse_resume" => {
+            RESUMING.lock().unwrap().insert(way.clone(), id.clone());
+            (headers("text/event-stream"), "id: r1\nretry: 10\ndata: \n\n").into_response()
+        }
         "sse_crlf_after_note" => (
             headers("text/event-stream"),
             format!(
@@ -212,6 +268,39 @@ async fn shapes(
 static SENT: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
+/// The last `tools/call` of each way: its id, and the session id and protocol version it
+/// was sent with.
+type Call = (Value, Option<String>, Option<String>);
+static CALLS: std::sync::Mutex<std::collections::BTreeMap<String, Call>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+/// The client's answers to the server's requests, by `way:id`.
+static ANSWERS: std::sync::Mutex<std::collections::BTreeMap<String, Value>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+/// The call whose stream is resumed, by way.
+static RESUMING: std::sync::Mutex<std::collections::BTreeMap<String, Value>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// A stream resumed with `Last-Event-ID: r1` carries the answer to the call that began it.
+async fn resume(
+    axum::extract::Query(way): axum::extract::Query<std::collections::HashMap<String, String>>,
+    req: HeaderMap,
+) -> Response {
+    let way = way.get("way").cloned().unwrap_or_default();
+    let call = RESUMING.lock().unwrap().get(&way).cloned();
+    match call {
+        Some(id) if req.get("last-event-id").is_some_and(|v| v == "r1") => {
+            let answer = json!({"jsonrpc": "2.0", "id": id,
+                "result": {"content": [{"type": "text", "text": "resumed"}], "isError": false}});
+            (
+                headers("text/event-stream"),
+                format!("id: r2\nevent: message\ndata: {answer}\n\n"),
+            )
+                .into_response()
+        }
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
 fn sent(way: &str, tool: &str) -> usize {
     SENT.lock().unwrap().get(&format!("{way}:{tool}")).copied().unwrap_or(0)
 }
@@ -227,12 +316,7 @@ fn start_server() -> String {
         rt.block_on(async move {
             let state: Arc<[AtomicBool; 6]> = Arc::new(std::array::from_fn(|_| AtomicBool::new(false)));
             let app = axum::Router::new()
-                .route(
-                    "/mcp",
-                    post(mcp)
-                        .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
-                        .delete(|| async { StatusCode::OK }),
-                )
+                .route("/mcp", post(mcp).get(resume).delete(|| async { StatusCode::OK }))
                 .with_state(state);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(format!("http://{}/mcp", listener.local_addr().unwrap()))
@@ -523,5 +607,107 @@ fn a_resumable_stream_is_left_to_be_resumed() {
             .call("answerless", &t, "sse_notification_then_end", serde_json::Map::new())
             .await;
         assert!(format!("{r:?}").contains("ended without an answer"), "{r:?}");
+    });
+}
+
+/// A workspace's call is sent past rmcp's message loop (an id of Chatterfly's own) with the
+/// session's id and protocol version, from the session's first call on; a session without
+/// a workspace calls through rmcp; a server without sessions gets no session id.
+#[test]
+fn a_workspace_call_is_sent_past_rmcp_with_its_sessions_headers() {
+    let url = start_server();
+    runtime().block_on(async {
+        let client = client();
+        for (way, workspace) in [("past", Some("w")), ("through", None), ("sessionless-past", Some("w"))] {
+            let t = target(&url, way, workspace);
+            let r = client.call(way, &t, "json", serde_json::Map::new()).await;
+            assert_eq!(outcome(&r), "ok \"json\"", "{way}");
+            let (id, session, version) = CALLS.lock().unwrap().get(way).cloned().unwrap();
+            let id = id.as_i64().unwrap();
+            assert_eq!(id >= 1 << 50, workspace.is_some(), "{way}: id {id}");
+            let want_session = (way != "sessionless-past").then(|| "s1".to_owned());
+            assert_eq!(session, want_session, "{way}");
+            assert_eq!(version.as_deref(), Some("2025-03-26"), "{way}");
+        }
+    });
+}
+
+/// Requests the server sends during a call are answered as rmcp's default client answers
+/// them, whichever way the call went.
+#[test]
+fn requests_during_a_call_are_answered_as_through_rmcp() {
+    let url = start_server();
+    runtime().block_on(async {
+        let client = client();
+        let mut answers = Vec::new();
+        for (way, workspace) in [("asked-past", Some("w")), ("asked-through", None)] {
+            let t = target(&url, way, workspace);
+            let r = client
+                .call(way, &t, "sse_asks_then_answers", serde_json::Map::new())
+                .await;
+            assert_eq!(outcome(&r), "ok \"asked\"", "{way}");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let got = loop {
+                let got: Vec<Value> = (1..=5)
+                    .filter_map(|n| ANSWERS.lock().unwrap().get(&format!("{way}:p{n}")).cloned())
+                    .collect();
+                if got.len() == 5 || Instant::now() > deadline {
+                    break got;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            assert_eq!(got.len(), 5, "{way}: every request answered: {got:?}");
+            // the result, or the error's code
+            answers.push(
+                got.iter()
+                    .map(|a| a.get("result").cloned().unwrap_or_else(|| a["error"]["code"].clone()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        assert_eq!(answers[0], answers[1]);
+        assert_eq!(answers[0][0], json!({}), "ping");
+        assert_eq!(answers[0][1], json!({"roots": []}));
+        assert_eq!(answers[0][2], json!(-32601), "sampling: method not found");
+        assert_eq!(answers[0][3]["action"], "decline");
+        assert_eq!(answers[0][4], json!(-32601));
+    });
+}
+
+/// `notifications/tools/list_changed` during a call lists the tools again; an answer after
+/// 2 MB of notifications arrives; and a stream the server ends with an event id before the
+/// answer is resumed for it.
+#[test]
+fn a_calls_stream_reports_changed_tools_and_is_resumed() {
+    let url = start_server();
+    runtime().block_on(async {
+        let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), limits()).unwrap();
+        let (client, mut changes) = McpClient::new(egress, PoolSettings::default());
+        let t = target(&url, "changes", Some("w"));
+        let r = client
+            .call("changes", &t, "sse_tools_changed_then_answers", serde_json::Map::new())
+            .await;
+        assert_eq!(outcome(&r), "ok \"changed\"");
+        let changed = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(changed.connection_id, "changes");
+        assert_eq!(
+            changed.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["json"]
+        );
+        for (way, workspace) in [("notes-past", Some("w")), ("notes-through", None)] {
+            let t = target(&url, way, workspace);
+            let r = client
+                .call(way, &t, "sse_notes_then_answers", serde_json::Map::new())
+                .await;
+            assert_eq!(outcome(&r), "ok \"noted\"", "{way}: {r:?}");
+        }
+        for (way, workspace) in [("resume-past", Some("w")), ("resume-through", None)] {
+            let t = target(&url, way, workspace);
+            let r = client.call(way, &t, "sse_resume", serde_json::Map::new()).await;
+            assert_eq!(outcome(&r), "ok \"resumed\"", "{way}: {r:?}");
+            assert_eq!(sent(way, "sse_resume"), 1, "{way}: sent once");
+        }
     });
 }
