@@ -47,18 +47,38 @@ pub(crate) struct GuardedHttp {
     pub(crate) seen: crate::direct::Seen,
 }
 
-/// The HTTP status of the last answer that refused a POST (0: none). rmcp flattens the
-/// refusal into text inside its worker, so the status is kept here for the error that the
-/// session's owner reports (a 401 is `upstream_unauthorized`, not a protocol error).
-#[derive(Clone, Default)]
-pub(crate) struct Refusal(Arc<std::sync::atomic::AtomicU16>);
+/// The HTTP status of the last answer that refused a POST (0: none), and why the last POST
+/// that reached no server did not. rmcp flattens both into text inside its worker, so they
+/// are kept here for the error that the session's owner reports (a 401 is
+/// `upstream_unauthorized`, a refused connection `upstream_unreachable`, not protocol
+/// errors).
+#[derive(Clone)]
+pub(crate) struct Refusal {
+    status: Arc<std::sync::atomic::AtomicU16>,
+    unreached: Arc<std::sync::Mutex<Option<chatterfly_egress::EgressError>>>,
+    url: Arc<url::Url>,
+}
 
 impl Refusal {
+    pub(crate) fn new(url: &url::Url) -> Self {
+        Self {
+            status: Arc::default(),
+            unreached: Arc::default(),
+            url: Arc::new(url.clone()),
+        }
+    }
+
     pub(crate) fn status(&self) -> Option<u16> {
-        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+        match self.status.load(std::sync::atomic::Ordering::Relaxed) {
             0 => None,
             s => Some(s),
         }
+    }
+
+    /// Why the last POST that reached no server did not (a refused or timed-out
+    /// connection, a name that does not resolve, a blocked address).
+    pub(crate) fn unreached(&self) -> Option<chatterfly_egress::EgressError> {
+        self.unreached.lock().ok().and_then(|u| u.clone())
     }
 
     fn note(&self, result: &PostResult) {
@@ -81,9 +101,17 @@ impl Refusal {
                     None => return,
                 }
             }
+            StreamableHttpError::Client(e) => {
+                if let Some(why) = chatterfly_egress::Egress::classify(e, &self.url)
+                    && let Ok(mut slot) = self.unreached.lock()
+                {
+                    *slot = Some(why);
+                }
+                return;
+            }
             _ => return,
         };
-        self.0.store(status, std::sync::atomic::Ordering::Relaxed);
+        self.status.store(status, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -576,7 +576,7 @@ async fn open_streamable(
     config.max_sse_event_size = target.limits.max_response_bytes;
     config.max_json_response_size = target.limits.max_response_bytes;
     config.reinit_on_expired_session = true;
-    let refusal = guarded_http::Refusal::default();
+    let refusal = guarded_http::Refusal::new(&target.url);
     let guarded = guarded_http::GuardedHttp {
         client: egress.streaming_client(),
         refusal: refusal.clone(),
@@ -613,6 +613,8 @@ async fn open_streamable(
                     .trim_end()
                     .to_owned(),
                 ),
+                // the server was not reached (refused, timed out, not resolved): said so
+                (None, McpError::Protocol(_)) if let Some(why) = refusal.unreached() => McpError::Egress(why),
                 (_, err) => err,
             }
         })

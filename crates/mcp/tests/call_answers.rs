@@ -711,3 +711,26 @@ fn a_calls_stream_reports_changed_tools_and_is_resumed() {
         }
     });
 }
+
+/// A server that cannot be reached is `upstream_unreachable` whichever transport the
+/// connection names (a Streamable HTTP session said "the server's answer is not MCP").
+#[test]
+fn a_server_not_reached_is_unreachable_not_a_protocol_error() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    runtime().block_on(async {
+        let client = client();
+        for transport in [
+            chatterfly_domain::McpTransport::StreamableHttp,
+            chatterfly_domain::McpTransport::Auto,
+            chatterfly_domain::McpTransport::Sse,
+        ] {
+            let mut t = target(&format!("http://127.0.0.1:{closed}/mcp"), "closed", Some("w"));
+            t.transport = transport;
+            let r = client.call("closed", &t, "json", serde_json::Map::new()).await;
+            assert_eq!(outcome(&r), "upstream_unreachable", "{transport:?}: {r:?}");
+        }
+    });
+}
