@@ -209,7 +209,13 @@ impl Handler {
             info,
             changes,
             listing: Arc::new(AtomicU8::new(0)),
-            _in_play: target.bearer.as_deref().map(|b| chatterfly_egress::in_play::hold([b])),
+            _in_play: Some(chatterfly_egress::in_play::hold(
+                target
+                    .bearer
+                    .as_deref()
+                    .into_iter()
+                    .chain(url_secrets(&target.url).iter().map(String::as_str)),
+            )),
             scrub: Arc::new(target.bearer.as_deref().map(scrub_forms).unwrap_or_default()),
         }
     }
@@ -707,6 +713,34 @@ async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<ToolDef>, McpError> {
     )))
 }
 
+/// The parts of a server URL that may be credentials, for the log's redaction while the
+/// session lives (the MCP library logs the URL whole when a session fails): the password,
+/// query values of 8 characters or more (raw and decoded), and path segments that look
+/// like keys (20 characters or more, with letters and digits: hosted MCP servers put
+/// tokens there).
+fn url_secrets(url: &Url) -> Vec<String> {
+    let mut out: Vec<String> = url.password().map(str::to_owned).into_iter().collect();
+    if let Some(query) = url.query() {
+        out.extend(
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('=').map(|(_, v)| v.to_owned())),
+        );
+        out.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
+    }
+    if let Some(segments) = url.path_segments() {
+        out.extend(
+            segments
+                .filter(|s| {
+                    s.len() >= 20 && s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().any(|b| b.is_ascii_alphabetic())
+                })
+                .map(str::to_owned),
+        );
+    }
+    out.retain(|s| s.len() >= 8);
+    out
+}
+
 /// The forms in which a server could echo the session's token: as is, and base64 of it and
 /// of the Authorization header that carried it.
 fn scrub_forms(token: &str) -> Vec<String> {
@@ -770,6 +804,22 @@ fn scrub_tool(t: &mut ToolDef, forms: &[String]) {
 #[cfg(test)]
 mod scrub_tests {
     use super::*;
+
+    #[test]
+    fn a_urls_keys_are_held_and_its_plain_words_are_not() {
+        let Ok(url) = Url::parse(
+            "https://u:pa55w0rd-long@mcp.example.com/servers/0123456789abcdefghij1/mcp/modelcontextprotocol?api_key=k%2Fey-12345&format=json&flag",
+        ) else {
+            panic!("a URL");
+        };
+        let held = url_secrets(&url);
+        for want in ["pa55w0rd-long", "k%2Fey-12345", "k/ey-12345", "0123456789abcdefghij1"] {
+            assert!(held.iter().any(|h| h == want), "{want} in {held:?}");
+        }
+        for not in ["json", "servers", "modelcontextprotocol", "mcp.example.com"] {
+            assert!(!held.iter().any(|h| h == not), "{not} in {held:?}");
+        }
+    }
 
     #[test]
     fn announced_tools_lose_the_session_token() {

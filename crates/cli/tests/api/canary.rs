@@ -355,10 +355,49 @@ async fn mcp_echo_leaks_nothing(db: Db, rust_log: &str) {
     let s = TestServer::start_with(BIN, db, options).await;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let c = |field: &str| format!("MCPCANARY{run}{field}");
-    let secrets = [c("disc"), c("stored"), c("callr"), c("patched")];
+    let secrets = [
+        c("disc"),
+        c("stored"),
+        c("callr"),
+        c("patched"),
+        c("urlq"),
+        c("urlpath"),
+    ];
     let forms = forms(&secrets);
     let mut responses = String::new();
     let op = json!([{"name": "echo", "description": "echo", "input_schema": {"type": "object"}}]);
+    // keys in a server URL's query and path (as hosted MCP servers give them): the MCP
+    // library logs the URL whole when a session fails, to a server that fails and to one
+    // that cannot be reached
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    for (slug, url) in [
+        ("u1", format!("{base}/e500/mcp?key={}&v=1", c("urlq"))),
+        (
+            "u2",
+            format!("http://127.0.0.1:{closed}/k/{}/mcp?key={}", c("urlpath"), c("urlq")),
+        ),
+    ] {
+        let (st, v) = s
+            .call(
+                Method::POST,
+                "/api/workspaces/default/connections",
+                Some(
+                    json!({"name": slug, "slug": slug, "service_type": "mcp", "base_url": url,
+                    "transport": "streamable_http", "operations": op}),
+                ),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+        let (st, v) = invoke(&s, &format!("{slug}.echo"), json!({})).await;
+        assert!((400..600).contains(&st) && st != 500, "call {slug}: {st} {v}");
+        if slug == "u2" {
+            assert_eq!(v["code"], "upstream_unreachable", "{v}");
+        }
+        responses.push_str(&format!("{v}\n"));
+    }
     let mut n = 0;
     for status in ["e400", "e401", "e500"] {
         for (transport, path) in [("streamable_http", "mcp"), ("auto", "mcp"), ("sse", "sse")] {
