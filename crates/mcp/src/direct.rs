@@ -204,7 +204,7 @@ fn read(data: &str, call: &RequestId) -> Read {
                 Read::Other
             }
         }
-        (Some(id), None, Some(result), _) if id == *call => match serde_json::from_str(result.get()) {
+        (Some(id), None, Some(result), _) if id == *call => match crate::turns::sparse_result(result.get()) {
             Ok(r) => Read::Answer(r),
             Err(_) => Read::Unusable("the answer to the call is not a tool result"),
         },

@@ -19,7 +19,7 @@ use chatterfly_egress::heavy::{HeavyFailed, Place};
 use futures::Stream;
 use sse_stream::Sse;
 
-use rmcp::model::{JsonRpcMessage, JsonRpcResponse, RequestId, ServerJsonRpcMessage, ServerResult};
+use rmcp::model::{JsonRpcMessage, JsonRpcResponse, RequestId, ServerResult};
 
 use crate::turns::Turns;
 
@@ -137,7 +137,7 @@ enum Parsed {
 /// answer to `call`.
 fn parse_held(data: String, call: RequestId) -> Parsed {
     let len = data.len();
-    match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+    match crate::turns::parse_message(data.as_bytes()) {
         Ok(JsonRpcMessage::Response(JsonRpcResponse {
             id,
             result: ServerResult::CallToolResult(result),

@@ -248,7 +248,7 @@ impl GuardedHttp {
         *received = bytes.len();
         let parsed = match self.turns.as_ref() {
             Some(turns) if Turns::needed(bytes.len()) => turns
-                .run(move || serde_json::from_slice::<ServerJsonRpcMessage>(&bytes).map_err(|e| e.to_string()))
+                .run(move || crate::turns::parse_message(&bytes).map_err(|e| e.to_string()))
                 .await
                 .map_err(|_| {
                     StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed("the answer could not be read"))

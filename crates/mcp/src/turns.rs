@@ -23,7 +23,61 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chatterfly_egress::heavy::{HEAVY_BYTES, Heavy, HeavyFailed, Place};
-use rmcp::model::{CallToolResult, ContentBlock as Content, RequestId};
+use rmcp::model::{
+    CallToolResult, ContentBlock as Content, JsonRpcMessage, JsonRpcResponse, JsonRpcVersion2_0, RequestId,
+    ServerJsonRpcMessage, ServerResult,
+};
+
+/// A large message a server sent, parsed: as serde_json parses it, unless it answers a call
+/// with a result too dense to parse whole (`chatterfly_domain::density::too_dense`: a
+/// long list of tiny values, which parsed takes 60 or more times its text; a 10 MB answer
+/// took the server past 1.3 GB). Then the result's fields are parsed one by one, and a
+/// field too dense is kept as its text: `structuredContent` as a string,
+/// `content` as one text block, `_meta` left out (as HTTP tools hand on such an answer
+/// as text).
+pub(crate) fn parse_message(data: &[u8]) -> Result<ServerJsonRpcMessage, serde_json::Error> {
+    use chatterfly_domain::density::{FREE_VALUES, too_dense};
+    if data.len() < FREE_VALUES || !too_dense(data) {
+        return serde_json::from_slice(data);
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        id: RequestId,
+        #[serde(borrow)]
+        result: &'a serde_json::value::RawValue,
+    }
+    match serde_json::from_slice::<Envelope<'_>>(data) {
+        Ok(e) => Ok(JsonRpcMessage::Response(JsonRpcResponse {
+            jsonrpc: JsonRpcVersion2_0,
+            id: e.id,
+            result: ServerResult::CallToolResult(sparse_result(e.result.get())?),
+        })),
+        // not a result (an error, a request): parsed as it is
+        Err(_) => serde_json::from_slice(data),
+    }
+}
+
+/// A tool's result whose text may be too dense to parse whole (see [`parse_message`]).
+pub(crate) fn sparse_result(text: &str) -> Result<CallToolResult, serde_json::Error> {
+    use chatterfly_domain::density::{FREE_VALUES, too_dense};
+    if text.len() < FREE_VALUES || !too_dense(text.as_bytes()) {
+        return serde_json::from_str(text);
+    }
+    let raw: std::collections::BTreeMap<String, &serde_json::value::RawValue> = serde_json::from_str(text)?;
+    let mut out = serde_json::Map::new();
+    for (key, value) in raw {
+        let field = value.get();
+        let dense = field.len() >= FREE_VALUES && too_dense(field.as_bytes());
+        let parsed = match (dense, key.as_str()) {
+            (false, _) => serde_json::from_str(field)?,
+            (true, "content") => serde_json::json!([{"type": "text", "text": field}]),
+            (true, "_meta") => continue,
+            (true, _) => serde_json::Value::String(field.to_owned()),
+        };
+        out.insert(key, parsed);
+    }
+    serde_json::from_value(serde_json::Value::Object(out))
+}
 
 /// The `_meta` key of a stand-in.
 const HELD_KEY: &str = "io.chatterfly/held";

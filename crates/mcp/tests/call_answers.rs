@@ -103,6 +103,17 @@ async fn shapes(
             (headers("application/json"), small("slow")).into_response()
         }
         "sse" => sse(small("sse")),
+        // 200,000 zeros: parsed, about 60 times their text
+        "dense_json" | "dense_sse" => {
+            let zeros = format!("[{}0]", "0,".repeat(200_000));
+            let text = answer(json!({"content": [{"type": "text", "text": "dense"}], "isError": false}))
+                .replacen("\"isError\"", &format!("\"structuredContent\":{{\"zeros\":{zeros}}},\"isError\""), 1);
+            if name == "dense_sse" {
+                sse(text)
+            } else {
+                (headers("application/json"), text).into_response()
+            }
+        }
         // requests to the client, then the answer
         "sse_asks_then_answers" => {
             let asks = [
@@ -731,6 +742,37 @@ fn a_server_not_reached_is_unreachable_not_a_protocol_error() {
             t.transport = transport;
             let r = client.call("closed", &t, "json", serde_json::Map::new()).await;
             assert_eq!(outcome(&r), "upstream_unreachable", "{transport:?}: {r:?}");
+        }
+    });
+}
+
+/// A result too dense to parse whole (200,000 zeros: about 60 times its text once parsed)
+/// keeps its structured content as its text, as a JSON body or an event stream, sent past
+/// rmcp or through it.
+#[test]
+fn a_dense_answer_is_handed_on_as_text() {
+    let url = start_server();
+    runtime().block_on(async {
+        let client = client();
+        // (without a workspace rmcp's own client reads a JSON body: tests and tools only)
+        for (way, workspace, tools) in [
+            ("dense-past", Some("w"), &["dense_json", "dense_sse"][..]),
+            ("dense-through", None, &["dense_sse"][..]),
+        ] {
+            for &tool in tools {
+                let t = target(&url, way, workspace);
+                let out = client.call(way, &t, tool, serde_json::Map::new()).await.unwrap();
+                assert_eq!(out["content"][0]["text"], "dense", "{way} {tool}");
+                let text = out["structured_content"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{way} {tool}: text"));
+                assert!(
+                    text.starts_with("{\"zeros\":[0,0,0,") && text.len() > 400_000,
+                    "{way} {tool}"
+                );
+                let parsed: Value = serde_json::from_str(text).unwrap();
+                assert_eq!(parsed["zeros"].as_array().map(Vec::len), Some(200_001));
+            }
         }
     });
 }
