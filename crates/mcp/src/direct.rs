@@ -61,8 +61,13 @@ const MAX_RESUMES: usize = 3;
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// How much of a call's event stream is read on the calling task (event data, and
-/// [`EVENT_COST`] per event); the rest is read on the MCP sessions' runtime.
+/// [`EVENT_COST`] per event), and how long an event is waited for there; the rest is read
+/// on the MCP sessions' runtime. A server's answer usually follows its answer head within
+/// microseconds; a 10 MB event takes tens of milliseconds to arrive and be framed, which
+/// the server's workers must not spend (measured: `/api/health`'s p99 went from 23–31 to
+/// 75–148 ms under a flood of them before the wait was bounded).
 const INLINE_BYTES: usize = 1024 * 1024;
+const INLINE_WAIT: Duration = Duration::from_millis(5);
 const EVENT_COST: usize = 64;
 
 type Events =
@@ -273,9 +278,10 @@ impl Direct {
     }
 
     /// Reads the call's event stream to its answer: on the calling task while the stream
-    /// has carried less than [`INLINE_BYTES`], and the rest on the MCP sessions' runtime (a
-    /// server that sends a stream of notifications before its answer keeps those threads
-    /// busy, not the server's workers, as when rmcp read every stream).
+    /// has carried less than [`INLINE_BYTES`] and each event came within [`INLINE_WAIT`],
+    /// and the rest on the MCP sessions' runtime (a server that sends a stream of
+    /// notifications, or one large event, keeps those threads busy, not the server's
+    /// workers, as when rmcp read every stream).
     fn read_events(
         self,
         mut events: Events,
@@ -294,7 +300,21 @@ impl Direct {
                         .await
                         .unwrap_or_else(|_| Outcome::Failed(Cow::Borrowed("reading the call's event stream failed")));
                 }
-                let Some(item) = events.next().await else {
+                let next = if at.away {
+                    events.next().await
+                } else {
+                    // an event that takes long to come (a slow tool, or a large event being
+                    // read and framed here) is waited for on the sessions' runtime; reading an
+                    // event can be stopped and taken up again there without losing bytes
+                    match tokio::time::timeout(INLINE_WAIT, events.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            at.read = usize::MAX;
+                            continue;
+                        }
+                    }
+                };
+                let Some(item) = next else {
                     // ended without the answer: resumed when the server gave it ids
                     let Some(last) = at.last_event.clone().filter(|_| at.resumes < MAX_RESUMES) else {
                         return Outcome::Failed(Cow::Borrowed("the event stream ended without an answer to the call"));
