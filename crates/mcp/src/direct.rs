@@ -156,9 +156,64 @@ pub(crate) enum Outcome {
     Lost(StreamableHttpError<reqwest::Error>),
     /// The server refused the call with a JSON-RPC error.
     Refused(ErrorData),
+    /// An event of a resumed stream was over the limit.
+    TooLarge,
     /// The call reached the server and its answer could not be used, or its event stream
     /// broke off.
     Failed(Cow<'static, str>),
+}
+
+/// Whether an event stream failed on an event over its limit (rmcp's bounded stream says so
+/// in its text only).
+fn too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.to_string().contains("exceeded the maximum size") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Tells the server a call sent here was given up (its caller hung up, or it timed out),
+/// as rmcp does for its calls: dropped before the call ended, it POSTs
+/// `notifications/cancelled` in a task of its own.
+struct Cancel {
+    direct: Direct,
+    session: Established,
+    id: RequestId,
+    armed: bool,
+}
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let notice = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": self.id, "reason": "the caller stopped waiting"}});
+        let (Ok(message), Ok(runtime)) = (
+            serde_json::from_value::<ClientJsonRpcMessage>(notice),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let d = self.direct.clone();
+        let session = self.session.session.clone();
+        let headers = HashMap::from([(PROTOCOL_HEADER, self.session.version.clone())]);
+        runtime.spawn(async move {
+            let sent = d.http.post_message_with_response_limits(
+                d.uri.clone(),
+                message,
+                session,
+                d.auth.clone(),
+                headers,
+                d.limits,
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(5), sent).await;
+        });
+    }
 }
 
 /// What a session's calls sent here need.
@@ -231,6 +286,24 @@ impl Direct {
             return Outcome::NotReady;
         };
         let id = RequestId::Number(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        let mut cancel = Cancel {
+            direct: self.clone(),
+            session: session.clone(),
+            id: id.clone(),
+            armed: true,
+        };
+        let outcome = self.send(peer, params, session, id).await;
+        cancel.armed = false;
+        outcome
+    }
+
+    async fn send(
+        &self,
+        peer: &Peer<RoleClient>,
+        params: CallToolRequestParams,
+        session: Established,
+        id: RequestId,
+    ) -> Outcome {
         let message = ClientJsonRpcMessage::Request(JsonRpcRequest::new(
             id.clone(),
             ClientRequest::CallToolRequest(Request::new(params)),
@@ -331,6 +404,7 @@ impl Direct {
                             last,
                             self.auth.clone(),
                             headers.clone(),
+                            self.limits.max_sse_event_size,
                         )
                         .await
                     {
@@ -349,6 +423,9 @@ impl Direct {
                 };
                 let event = match item {
                     Ok(event) => event,
+                    // an event over the limit on a resumed stream (on the POST's own
+                    // stream it comes as an error answer naming the failure)
+                    Err(e) if too_large(&e) => return Outcome::TooLarge,
                     // (its text may name the URL, query and all)
                     Err(_) => {
                         return Outcome::Failed(Cow::Borrowed("the call's event stream broke off before its answer"));

@@ -253,9 +253,17 @@ impl GuardedHttp {
         last_event_id: String,
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_event_size: usize,
     ) -> Result<SseStream, StreamableHttpError<reqwest::Error>> {
         self.client
-            .get_stream(uri, session_id, Some(last_event_id), auth_header, custom_headers)
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                Some(last_event_id),
+                auth_header,
+                custom_headers,
+                max_event_size,
+            )
             .await
             .map(|s| Box::pin(Drained(Some(Box::pin(Bounded::new(s, self.allowance.clone(), None))))) as SseStream)
     }

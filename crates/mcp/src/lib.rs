@@ -391,6 +391,11 @@ impl McpClient {
                     direct::Outcome::Refused(error) => {
                         return Err(service_error(ServiceError::McpError(error), url, target.limits));
                     }
+                    direct::Outcome::TooLarge => {
+                        return Err(McpError::Egress(chatterfly_egress::EgressError::TooLarge {
+                            limit: target.limits.max_response_bytes,
+                        }));
+                    }
                     direct::Outcome::Failed(why) => {
                         return Err(McpError::Protocol(format!("the MCP call failed: {why}")));
                     }

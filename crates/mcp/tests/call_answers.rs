@@ -62,6 +62,13 @@ async fn shapes(
         ANSWERS.lock().unwrap().insert(format!("{way}:{asked}"), msg.clone());
         return StatusCode::ACCEPTED.into_response();
     }
+    if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
+        let way = way.get("way").cloned().unwrap_or_default();
+        CANCELLED
+            .lock()
+            .unwrap()
+            .insert(way, msg["params"]["requestId"].clone());
+    }
     match msg.get("method").and_then(Value::as_str) {
         Some("tools/list") => {
             return (
@@ -103,6 +110,10 @@ async fn shapes(
             (headers("application/json"), small("slow")).into_response()
         }
         "sse" => sse(small("sse")),
+        "sse_slow" => {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            sse(small("late"))
+        }
         // 200,000 zeros: parsed, about 60 times their text
         "dense_json" | "dense_sse" => {
             let zeros = format!("[{}0]", "0,".repeat(200_000));
@@ -284,6 +295,9 @@ static SENT: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
 type Call = (Value, Option<String>, Option<String>);
 static CALLS: std::sync::Mutex<std::collections::BTreeMap<String, Call>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
+/// The id a `notifications/cancelled` named, by way.
+static CANCELLED: std::sync::Mutex<std::collections::BTreeMap<String, Value>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 /// The client's answers to the server's requests, by `way:id`.
 static ANSWERS: std::sync::Mutex<std::collections::BTreeMap<String, Value>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
@@ -299,6 +313,16 @@ async fn resume(
     let way = way.get("way").cloned().unwrap_or_default();
     let call = RESUMING.lock().unwrap().get(&way).cloned();
     match call {
+        // an answer over the sessions' limit on the resumed stream
+        Some(id) if way.starts_with("resume-big") && req.get("last-event-id").is_some_and(|v| v == "r1") => {
+            let answer = json!({"jsonrpc": "2.0", "id": id,
+                "result": {"content": [{"type": "text", "text": "x".repeat(MAX_ANSWER * 2)}], "isError": false}});
+            (
+                headers("text/event-stream"),
+                format!("id: r2\nevent: message\ndata: {answer}\n\n"),
+            )
+                .into_response()
+        }
         Some(id) if req.get("last-event-id").is_some_and(|v| v == "r1") => {
             let answer = json!({"jsonrpc": "2.0", "id": id,
                 "result": {"content": [{"type": "text", "text": "resumed"}], "isError": false}});
@@ -720,6 +744,13 @@ fn a_calls_stream_reports_changed_tools_and_is_resumed() {
             assert_eq!(outcome(&r), "ok \"resumed\"", "{way}: {r:?}");
             assert_eq!(sent(way, "sse_resume"), 1, "{way}: sent once");
         }
+        // the resumed stream keeps the sessions' limit on each event
+        let t = target(&url, "resume-big-past", Some("w"));
+        let r = client
+            .call("resume-big-past", &t, "sse_resume", serde_json::Map::new())
+            .await;
+        assert_eq!(outcome(&r), "upstream_too_large", "{r:?}");
+        assert_eq!(sent("resume-big-past", "sse_resume"), 1, "sent once");
     });
 }
 
@@ -772,6 +803,39 @@ fn a_dense_answer_is_handed_on_as_text() {
                 );
                 let parsed: Value = serde_json::from_str(text).unwrap();
                 assert_eq!(parsed["zeros"].as_array().map(Vec::len), Some(200_001));
+            }
+        }
+    });
+}
+
+/// A call given up (timed out, or its caller gone) is cancelled with the server
+/// (`notifications/cancelled` naming it), whichever way it went.
+#[test]
+fn a_call_given_up_is_cancelled_with_the_server() {
+    let url = start_server();
+    runtime().block_on(async {
+        let client = client();
+        for (way, workspace) in [("cancel-past", Some("w")), ("cancel-through", None)] {
+            let mut t = target(&url, way, workspace);
+            assert_eq!(
+                outcome(&client.call(way, &t, "json", serde_json::Map::new()).await),
+                "ok \"json\""
+            );
+            t.limits.total_timeout = Duration::from_millis(300);
+            let r = client.call(way, &t, "sse_slow", serde_json::Map::new()).await;
+            assert_eq!(outcome(&r), "upstream_timeout", "{way}");
+            let called = CALLS.lock().unwrap().get(way).cloned().unwrap().0;
+            let deadline = Instant::now() + Duration::from_secs(3);
+            loop {
+                let named = CANCELLED.lock().unwrap().get(way).cloned();
+                if named.as_ref() == Some(&called) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{way}: cancelled {named:?}, the call was {called}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     });
