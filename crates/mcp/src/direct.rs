@@ -8,7 +8,7 @@
 //! added to each call (docs/benchmarks.md). So once rmcp has established a Streamable HTTP
 //! session ([`Seen`]: the session id and protocol version it sent with
 //! `notifications/initialized`), a call is POSTed here with the session's headers, by the
-//! same reader as before ([`GuardedHttp::post_call_measured`], then the same bounds:
+//! same reader as before ([`GuardedHttp::post_call`], then the same bounds:
 //! [`GuardedHttp::finish_post`]), and its answer read here:
 //! - a JSON body or the call's event stream, with large answers parsed at the large-answer
 //!   gate, in the workspace's lane, as before ([`crate::turns`]);
@@ -312,7 +312,7 @@ impl Direct {
         let mut received = 0;
         let result = self
             .http
-            .post_call_measured(
+            .post_call(
                 self.uri.clone(),
                 message,
                 session.session.clone(),

@@ -328,7 +328,7 @@ impl StreamableHttpClient for GuardedHttp {
         let result = match (&call, &self.turns) {
             // a call's answer may be large: read here, so it is parsed in its turn
             (Some(_), Some(_)) if self.own_calls => {
-                self.post_call(uri, message, session_id, auth_header, custom_headers, limits)
+                self.post_call(uri, message, session_id, auth_header, custom_headers, limits, &mut 0)
                     .await
             }
             _ => {

@@ -55,27 +55,12 @@ const RESERVED: [&str; 3] = ["accept", SESSION_HEADER, "last-event-id"];
 /// The longest `Retry-After` kept.
 const MAX_RETRY_AFTER: usize = 128;
 
-/// POSTs a `tools/call` request and reads its answer, parsing a large JSON answer in its
-/// turn at the gate.
 impl GuardedHttp {
-    pub(crate) async fn post_call(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        auth: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-        limits: StreamableHttpResponseLimits,
-    ) -> PostResult {
-        self.post_call_measured(uri, message, session_id, auth, custom_headers, limits, &mut 0)
-            .await
-    }
-
-    /// [`GuardedHttp::post_call`], setting `received` to the length of a JSON answer's
-    /// body (where the caller goes on to work on the answer it parsed, it knows what a
-    /// large one costs).
+    /// POSTs a `tools/call` request and reads its answer, parsing a large JSON answer in
+    /// its turn at the gate; `received` is set to the length of a JSON answer's body (a
+    /// caller that goes on to work on the parsed answer knows what a large one costs).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn post_call_measured(
+    pub(crate) async fn post_call(
         &self,
         uri: Arc<str>,
         message: ClientJsonRpcMessage,
