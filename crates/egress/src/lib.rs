@@ -26,6 +26,7 @@ pub mod in_play;
 pub mod ip;
 pub mod policy;
 pub mod resolve;
+mod streaming;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -187,8 +188,9 @@ pub struct OutboundResponse {
 pub struct Egress {
     /// The connections `send` uses, each driven by the calling task ([`conns`]).
     conns: Arc<conns::Conns>,
-    /// The guarded client for response streams (MCP), with its own pool.
-    streaming: reqwest::Client,
+    /// The guarded clients for response streams (MCP): one per workspace, each with a pool
+    /// of its own ([`Egress::streaming_client`]).
+    streaming: Arc<streaming::Clients>,
     allow: Arc<AllowList>,
     resolver: Arc<dyn Resolver>,
     max: Limits,
@@ -209,34 +211,16 @@ impl Egress {
         let allow = Arc::new(allow);
         let mut tls = tls_config(&[])?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let build = || {
-            #[allow(clippy::disallowed_methods)] // the one place a client is built
-            reqwest::Client::builder()
-                .tls_backend_preconfigured(tls.clone())
-                .dns_resolver(Arc::new(resolve::GuardedResolver {
-                    resolver: resolver.clone(),
-                    allow: allow.clone(),
-                }))
-                // A proxy would resolve names itself, out of the guard's sight.
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .retry(reqwest::retry::never())
-                // bodies are decoded here, where every layer is seen (`body_coding`), never by
-                // the client behind our back (whatever features another crate turns on)
-                .no_gzip()
-                .no_deflate()
-                .no_brotli()
-                .no_zstd()
-                .connect_timeout(max.connect_timeout)
-                .pool_idle_timeout(Duration::from_secs(60))
-                .build()
-                .map_err(|e| EgressError::Setup(e.without_url().to_string()))
-        };
         // `send` has connections of its own, driven by each call's task; the streaming
-        // client's are opened, and driven, on the MCP sessions' runtime, whose threads
+        // clients' are opened, and driven, on the MCP sessions' runtime, whose threads
         // parse large answers: an HTTP call is never handed one of them
         let conns = conns::Conns::new(&tls);
-        let streaming = build()?;
+        let streaming = Arc::new(streaming::Clients::new(streaming::Setup {
+            tls,
+            resolver: resolver.clone(),
+            allow: allow.clone(),
+            connect_timeout: max.connect_timeout,
+        })?);
         Ok(Self {
             conns,
             streaming,
@@ -284,9 +268,12 @@ impl Egress {
     /// pass every URL it will request through [`Egress::check_target`] first (the MCP
     /// client checks the server URL, and the SSE transport keeps its POST endpoint on the
     /// same origin). There is no total timeout: the caller bounds each exchange. Its
-    /// connections are pooled apart from [`Egress::send`]'s.
-    pub fn streaming_client(&self) -> reqwest::Client {
-        self.streaming.clone()
+    /// connections are pooled apart from [`Egress::send`]'s, and apart for each `tenant`
+    /// (the workspace whose calls it carries; `None` for calls of no workspace): a server
+    /// that sends an answer nobody asked for leaves it on its connection, where the next
+    /// request on that connection would read it, so no two workspaces ever share one.
+    pub fn streaming_client(&self, tenant: Option<&str>) -> Result<reqwest::Client, EgressError> {
+        self.streaming.get(tenant)
     }
 
     /// The guard's own error inside an error chain from the streaming client (a refused

@@ -45,7 +45,7 @@ async fn the_streaming_client_never_shares_a_connection_with_send() {
     let first = send().await.unwrap();
     assert_eq!(first.status.as_u16(), 200);
     // the streaming client finds the idle connection `send` left, and must not take it
-    let streamed = egress.streaming_client().get(&url).send().await.unwrap();
+    let streamed = egress.streaming_client(None).unwrap().get(&url).send().await.unwrap();
     assert_eq!(streamed.status(), 200);
     let streamed_port: u16 = streamed.text().await.unwrap().parse().unwrap();
     // and `send` must not take the one the streaming client left
@@ -58,6 +58,40 @@ async fn the_streaming_client_never_shares_a_connection_with_send() {
     assert_eq!(send_ports.len(), 1, "send keeps its own connection alive: {seen:?}");
     assert!(
         !send_ports.contains(&streamed_port),
+        "a connection was shared: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workspaces_never_share_a_streaming_connection() {
+    let ports = Ports::default();
+    let url = upstream(ports.clone()).await;
+    let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), Limits::default()).unwrap();
+    let port = |tenant: Option<&'static str>| {
+        let client = egress.streaming_client(tenant).unwrap();
+        let url = url.clone();
+        async move {
+            let r = client.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap().parse::<u16>().unwrap()
+        }
+    };
+    let (mut a, mut b, mut none) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    // one after the other: the connection one workspace just left idle is there to take
+    for _ in 0..4 {
+        a.insert(port(Some("ws-a")).await);
+        b.insert(port(Some("ws-b")).await);
+        none.insert(port(None).await);
+    }
+    let seen = ports.lock().unwrap().clone();
+    assert_eq!(
+        (a.len(), b.len(), none.len()),
+        (1, 1, 1),
+        "each keeps its connection: {seen:?}"
+    );
+    assert_eq!(
+        a.union(&b).chain(none.iter()).collect::<BTreeSet<_>>().len(),
+        3,
         "a connection was shared: {seen:?}"
     );
 }

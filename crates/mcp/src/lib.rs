@@ -589,7 +589,7 @@ async fn open_streamable(
     config.reinit_on_expired_session = true;
     let refusal = guarded_http::Refusal::new(&target.url);
     let guarded = guarded_http::GuardedHttp {
-        client: egress.streaming_client(),
+        client: egress.streaming_client(target.workspace.as_deref())?,
         refusal: refusal.clone(),
         allowance: peer_requests::Allowance::default(),
         turns: Some(turns_of(egress, target)),
@@ -646,7 +646,7 @@ async fn open_sse(egress: &Egress, target: &Target, handler: Handler) -> Result<
     };
     within(target.limits.total_timeout, async {
         let transport = sse::SseTransport::connect(
-            egress.streaming_client(),
+            egress.streaming_client(target.workspace.as_deref())?,
             &target.url,
             auth,
             target.limits.max_response_bytes,

@@ -97,6 +97,7 @@ impl Tools {
         transport: McpTransport,
         bearer: Option<String>,
         conn: Option<&ConnectionRecord>,
+        workspace_id: &str,
     ) -> Result<Target, ToolError> {
         let url = url::Url::parse(conn_url).map_err(|e| ToolError::Internal(format!("stored MCP URL: {e}")))?;
         let limits = conn
@@ -107,7 +108,9 @@ impl Tools {
             bearer,
             transport,
             limits,
-            workspace: conn.map(|c| std::sync::Arc::from(c.workspace_id.as_str())),
+            // its large messages wait in the workspace's lane, and its connections are the
+            // workspace's own (`Egress::streaming_client`)
+            workspace: Some(std::sync::Arc::from(workspace_id)),
         })
     }
 
@@ -125,6 +128,7 @@ impl Tools {
             transport,
             bearer(conn.draft.auth_type, secrets),
             Some(conn),
+            &conn.workspace_id,
         )?;
         let tool = op.mcp_tool.as_deref().unwrap_or(op.name.as_str());
         let redactor = std::sync::Arc::new(Redactor::for_secrets(conn.draft.auth_type, secrets));
@@ -169,8 +173,9 @@ impl Tools {
         auth: AuthType,
         secrets: &SecretFields,
         conn: Option<&ConnectionRecord>,
+        workspace_id: &str,
     ) -> Result<DiscoveredServer, ToolError> {
-        let target = self.mcp_target(url, transport, bearer(auth, secrets), conn)?;
+        let target = self.mcp_target(url, transport, bearer(auth, secrets), conn, workspace_id)?;
         let redactor = Redactor::for_secrets(auth, secrets);
         let mut discovery = self.mcp.discover(&target).await.map_err(|e| mcp_error(e, &redactor))?;
         // what the server says of itself is stored and shown to every member: a server
@@ -214,6 +219,7 @@ impl Tools {
                 conn.draft.auth_type,
                 &secrets,
                 Some(conn),
+                &conn.workspace_id,
             )
             .await?;
         apply(

@@ -447,6 +447,7 @@ pub async fn create_connection(
                 draft.auth_type,
                 &secrets,
                 None,
+                &access.workspace.id,
             )
             .await?;
         if !operations_given {

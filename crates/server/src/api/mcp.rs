@@ -107,6 +107,7 @@ pub async fn discover_mcp(
             auth.auth_type,
             &auth.secrets,
             None,
+            &access.workspace.id,
         )
         .await?;
     drop(auth);
