@@ -417,3 +417,82 @@ async fn requests_never_sent_twice_go_only_on_recently_used_connections() {
         "the repeatable POST used the idle connection, then a new one"
     );
 }
+
+/// An upstream that refuses a large body before reading it (`413` at once, the connection
+/// kept open) and then reads no more of it: its first connection's socket stays full.
+/// Every other connection is answered `200 ok`.
+async fn early_refusing_upstream(conns: Arc<Mutex<usize>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/upload", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let first = {
+                let mut n = conns.lock().unwrap();
+                *n += 1;
+                *n == 1
+            };
+            if first {
+                // the head, then nothing more is read
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && sock.read_exact(&mut byte).await.is_ok() {
+                    head.push(byte[0]);
+                }
+                sock.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+                held.push(sock);
+                continue;
+            }
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while common::read_request(&mut sock, &mut buf).await {
+                    sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A connection whose request body was not all sent when its answer came (an upstream that
+/// answered early and stopped reading) is never given to the next call, which would wait
+/// behind the unsent body until its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_still_sending_a_refused_body_is_not_used_again() {
+    let conns = Arc::new(Mutex::new(0));
+    let url = early_refusing_upstream(conns.clone()).await;
+    let egress = Egress::new(
+        AllowList::parse("127.0.0.1").unwrap(),
+        Limits {
+            total_timeout: Duration::from_secs(3),
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    // far more than the sockets' buffers hold
+    let mut req = OutboundRequest::new(Method::POST, Url::parse(&url).unwrap());
+    req.body = Some(bytes::Bytes::from(vec![b'x'; 64 << 20]));
+    let refused = egress.send(req, None).await.unwrap();
+    assert_eq!(refused.status.as_u16(), 413);
+    for method in [Method::GET, Method::POST] {
+        let started = std::time::Instant::now();
+        let mut req = OutboundRequest::new(method.clone(), Url::parse(&url).unwrap());
+        req.body = Some(bytes::Bytes::from_static(b"{}"));
+        let answer = egress
+            .send(req, None)
+            .await
+            .unwrap_or_else(|e| panic!("{method} after the refused body: {e}"));
+        assert_eq!(answer.status.as_u16(), 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{method} waited {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(*conns.lock().unwrap(), 2, "the next calls went on one new connection");
+}
