@@ -271,8 +271,10 @@ impl Egress {
     /// connections are pooled apart from [`Egress::send`]'s, and apart for each `tenant`
     /// (the workspace whose calls it carries; `None` for calls of no workspace): a server
     /// that sends an answer nobody asked for leaves it on its connection, where the next
-    /// request on that connection would read it, so no two workspaces ever share one.
-    pub fn streaming_client(&self, tenant: Option<&str>) -> Result<reqwest::Client, EgressError> {
+    /// request on that connection would read it, so no two workspaces ever share one. A
+    /// workspace's client lives as long as its holders (its sessions): its idle connections
+    /// close with the last of them.
+    pub fn streaming_client(&self, tenant: Option<&str>) -> Result<Arc<reqwest::Client>, EgressError> {
         self.streaming.get(tenant)
     }
 

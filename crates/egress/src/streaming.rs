@@ -6,17 +6,22 @@
 //! origin alone, that next request could be another workspace's, which would then get an
 //! answer made with the first workspace's credentials. So each workspace has a client, and
 //! a pool, of its own; within a workspace connections are reused as before.
+//!
+//! A workspace's client lives only as long as something uses it (its MCP sessions, a
+//! discovery): the map holds it weakly, so when the last session of a workspace closes,
+//! its idle connections close with it. Live sessions are bounded (the MCP pool), and so
+//! are the clients and their sockets; a thousand workspaces that each discovered a server
+//! once leave no socket behind (they left one each, for a minute, when the map held them).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::{AllowList, EgressError, Resolver, resolve};
 
-/// How many workspaces keep a client at once. Past that the one unused longest is dropped
-/// from the map (sessions that hold it keep it until they close; the workspace's next
-/// session gets a new one), so memory stays bounded whatever the number of workspaces.
-pub(crate) const MAX_TENANTS: usize = 1024;
+/// Idle connections a client keeps per origin: a workspace's sessions with one server
+/// rarely need more at once, and every one kept is a socket.
+pub(crate) const IDLE_PER_ORIGIN: usize = 4;
 
 /// What every client is built from.
 pub(crate) struct Setup {
@@ -29,50 +34,46 @@ pub(crate) struct Setup {
 pub(crate) struct Clients {
     setup: Setup,
     /// For calls of no workspace (tests, tools).
-    unowned: reqwest::Client,
+    unowned: Arc<reqwest::Client>,
     by_tenant: Mutex<Tenants>,
 }
 
-#[derive(Default)]
 struct Tenants {
-    clients: HashMap<Arc<str>, (reqwest::Client, u64)>,
-    /// Bumped on every use: the entry with the lowest mark was used longest ago.
-    clock: u64,
+    clients: HashMap<Arc<str>, Weak<reqwest::Client>>,
+    /// The map is swept of clients nobody holds any more once it reaches this size.
+    sweep_at: usize,
 }
+
+const SWEEP_AT_LEAST: usize = 256;
 
 impl Clients {
     pub(crate) fn new(setup: Setup) -> Result<Self, EgressError> {
-        let unowned = build(&setup)?;
+        let unowned = Arc::new(build(&setup)?);
         Ok(Self {
             setup,
             unowned,
-            by_tenant: Mutex::new(Tenants::default()),
+            by_tenant: Mutex::new(Tenants {
+                clients: HashMap::new(),
+                sweep_at: SWEEP_AT_LEAST,
+            }),
         })
     }
 
-    /// The client of `tenant` (built on first use).
-    pub(crate) fn get(&self, tenant: Option<&str>) -> Result<reqwest::Client, EgressError> {
+    /// The client of `tenant`: the one its sessions hold, or a new one.
+    pub(crate) fn get(&self, tenant: Option<&str>) -> Result<Arc<reqwest::Client>, EgressError> {
         let Some(tenant) = tenant else {
             return Ok(self.unowned.clone());
         };
         let mut tenants = self.by_tenant.lock().unwrap_or_else(|e| e.into_inner());
-        tenants.clock += 1;
-        let now = tenants.clock;
-        if let Some((client, used)) = tenants.clients.get_mut(tenant) {
-            *used = now;
-            return Ok(client.clone());
+        if let Some(client) = tenants.clients.get(tenant).and_then(Weak::upgrade) {
+            return Ok(client);
         }
-        let client = build(&self.setup)?;
-        if tenants.clients.len() >= MAX_TENANTS
-            && let Some(oldest) = tenants
-                .clients
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone())
-        {
-            tenants.clients.remove(&oldest);
+        let client = Arc::new(build(&self.setup)?);
+        tenants.clients.insert(Arc::from(tenant), Arc::downgrade(&client));
+        if tenants.clients.len() >= tenants.sweep_at {
+            tenants.clients.retain(|_, c| c.strong_count() > 0);
+            tenants.sweep_at = (tenants.clients.len() * 2).max(SWEEP_AT_LEAST);
         }
-        tenants.clients.insert(Arc::from(tenant), (client.clone(), now));
         Ok(client)
     }
 
@@ -102,6 +103,7 @@ fn build(setup: &Setup) -> Result<reqwest::Client, EgressError> {
         .no_zstd()
         .connect_timeout(setup.connect_timeout)
         .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(IDLE_PER_ORIGIN)
         .build()
         .map_err(|e| EgressError::Setup(e.without_url().to_string()))
 }
@@ -113,7 +115,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tenants_kept_are_bounded_and_the_one_unused_longest_goes() {
+    fn a_workspaces_client_lives_as_long_as_its_users_and_the_map_is_swept() {
         let clients = Clients::new(Setup {
             tls: crate::tls_config(&[]).unwrap(),
             resolver: Arc::new(crate::SystemResolver),
@@ -121,20 +123,26 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
         })
         .unwrap();
-        let first = clients.get(Some("ws-0")).unwrap();
-        for i in 1..MAX_TENANTS {
+        let a = clients.get(Some("ws-a")).unwrap();
+        assert!(
+            Arc::ptr_eq(&a, &clients.get(Some("ws-a")).unwrap()),
+            "shared while held"
+        );
+        let b = clients.get(Some("ws-b")).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b), "never another workspace's");
+        assert!(Arc::ptr_eq(&clients.get(None).unwrap(), &clients.get(None).unwrap()));
+        let weak = Arc::downgrade(&a);
+        drop(a);
+        assert!(
+            weak.upgrade().is_none(),
+            "gone with its last user, and its sockets with it"
+        );
+        assert!(!Arc::ptr_eq(&b, &clients.get(Some("ws-a")).unwrap()));
+        // a thousand workspaces that came and went do not stay in the map
+        for i in 0..1000 {
             clients.get(Some(&format!("ws-{i}"))).unwrap();
         }
-        assert_eq!(clients.tenants(), MAX_TENANTS);
-        // ws-0 used again: ws-1 is now the one unused longest
-        clients.get(Some("ws-0")).unwrap();
-        clients.get(Some("one more")).unwrap();
-        assert_eq!(clients.tenants(), MAX_TENANTS);
-        let map = clients.by_tenant.lock().unwrap();
-        assert!(map.clients.contains_key("ws-0"));
-        assert!(!map.clients.contains_key("ws-1"));
-        assert!(map.clients.contains_key("one more"));
-        drop(map);
-        drop(first);
+        assert!(clients.tenants() < SWEEP_AT_LEAST, "{} kept", clients.tenants());
+        drop(b);
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
 use axum::routing::get;
@@ -67,8 +68,13 @@ async fn workspaces_never_share_a_streaming_connection() {
     let ports = Ports::default();
     let url = upstream(ports.clone()).await;
     let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), Limits::default()).unwrap();
+    // held for the whole test, as a workspace's sessions hold theirs
+    let clients: std::collections::HashMap<Option<&str>, _> = [Some("ws-a"), Some("ws-b"), None]
+        .into_iter()
+        .map(|t| (t, egress.streaming_client(t).unwrap()))
+        .collect();
     let port = |tenant: Option<&'static str>| {
-        let client = egress.streaming_client(tenant).unwrap();
+        let client = clients[&tenant].clone();
         let url = url.clone();
         async move {
             let r = client.get(&url).send().await.unwrap();
@@ -93,5 +99,82 @@ async fn workspaces_never_share_a_streaming_connection() {
         a.union(&b).chain(none.iter()).collect::<BTreeSet<_>>().len(),
         3,
         "a connection was shared: {seen:?}"
+    );
+}
+
+/// An upstream answering each request with its connection's client port, and reporting
+/// the port of every connection the client closed.
+async fn closing_watch() -> (String, tokio::sync::mpsc::UnboundedReceiver<u16>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/port", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, peer) = listener.accept().await.unwrap();
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                loop {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => {
+                            let _ = closed_tx.send(peer.port());
+                            return;
+                        }
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                    if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        seen.clear();
+                        let body = peer.port().to_string();
+                        let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                        sock.write_all(answer.as_bytes()).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    (url, closed)
+}
+
+/// A workspace's client, and its kept-alive connections, last only as long as something
+/// holds it (its MCP sessions): a workspace that discovered a server once keeps no socket
+/// open after (a thousand such workspaces once held a thousand sockets for a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspaces_connections_close_with_its_last_user() {
+    let (url, mut closed) = closing_watch().await;
+    let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), Limits::default()).unwrap();
+    let client = egress.streaming_client(Some("ws-a")).unwrap();
+    let held = egress.streaming_client(Some("ws-a")).unwrap();
+    let port: u16 = client
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    drop(client);
+    // still held: the connection stays, and is used again
+    let again: u16 = held
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(again, port, "kept alive while the workspace's client is held");
+    assert!(closed.try_recv().is_err(), "closed while held");
+    drop(held);
+    let gone = tokio::time::timeout(Duration::from_secs(2), closed.recv()).await;
+    assert_eq!(
+        gone.ok().flatten(),
+        Some(port),
+        "the idle connection outlived its last user"
     );
 }

@@ -33,7 +33,7 @@ use crate::turns::Turns;
 
 #[derive(Clone)]
 pub(crate) struct GuardedHttp {
-    pub(crate) client: reqwest::Client,
+    pub(crate) client: std::sync::Arc<reqwest::Client>,
     pub(crate) refusal: Refusal,
     /// The session's allowance for requests the server sends ([`crate::peer_requests`]).
     pub(crate) allowance: Allowance,

@@ -52,7 +52,7 @@ type Events = BoxStream<'static, Result<Sse, sse_stream::Error>>;
 
 /// An open HTTP+SSE session.
 pub struct SseTransport {
-    client: reqwest::Client,
+    client: std::sync::Arc<reqwest::Client>,
     endpoint: Url,
     auth: Option<HeaderValue>,
     events: Option<Events>,
@@ -68,7 +68,7 @@ impl SseTransport {
     /// Opens the event stream and waits for the `endpoint` event. The caller has checked
     /// `url` against the SSRF guard; `auth` is the whole Authorization value.
     pub(crate) async fn connect(
-        client: reqwest::Client,
+        client: std::sync::Arc<reqwest::Client>,
         url: &Url,
         auth: Option<HeaderValue>,
         max_event_bytes: usize,
