@@ -269,7 +269,19 @@ async fn verify_keys(store: &Store, keys: &KeyRing) -> Result<(), StartupError> 
 }
 
 /// `chatterfly serve`: start-up, bootstrap, listen until Ctrl-C or SIGTERM.
+/// Every client connection, kept-alive upstream connection and MCP session is an open
+/// file; the soft limit many systems start a process with (1,024) is reached by a few
+/// hundred workspaces' sessions and a few hundred clients. Raised to the hard limit, as
+/// Go's runtime and nginx's `worker_rlimit_nofile` do; said at start either way.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "the open-file limit could not be raised"),
+    }
+}
+
 pub async fn serve(config: Config) -> Result<(), StartupError> {
+    raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(&config.addr)
         .await
         .map_err(|source| StartupError::Bind {

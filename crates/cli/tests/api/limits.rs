@@ -384,3 +384,59 @@ async fn answers_before_the_body_is_read_say_the_connection_closes() {
         assert!(!head.contains("connection: close"), "{path}: {head}");
     }
 }
+
+/// The server starts under the soft open-file limit many systems give a process (1,024; 256
+/// here) and raises it to the hard limit: every client, kept-alive upstream connection and
+/// MCP session is a file, and a few hundred workspaces' sessions reach 1,024.
+#[test]
+fn the_server_raises_its_open_file_limit_to_the_hard_one() {
+    fn limits(pid: u32) -> Option<(u64, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+        let mut n = line.split_whitespace().skip(3);
+        Some((n.next()?.parse().ok()?, n.next()?.parse().ok()?))
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -S -n 256 && exec {BIN} serve --data-dir {} --addr 127.0.0.1:0",
+            dir.path().display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // the log, line by line, until the server says it is ready (after the limit is set)
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut log = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log.contains(" ready ") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    let seen = limits(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.contains(" ready "), "the server did not start: {log}");
+    let (soft, hard) = seen.expect("the server's limits");
+    assert!(hard > 256, "this machine's hard limit ({hard}) leaves nothing to raise");
+    assert_eq!(soft, hard, "the soft limit stayed at {soft}; log: {log}");
+    assert!(log.contains("open-file limit"), "said at start: {log}");
+}
