@@ -268,7 +268,6 @@ async fn verify_keys(store: &Store, keys: &KeyRing) -> Result<(), StartupError> 
     Ok(())
 }
 
-/// `chatterfly serve`: start-up, bootstrap, listen until Ctrl-C or SIGTERM.
 /// Every client connection, kept-alive upstream connection and MCP session is an open
 /// file; the soft limit many systems start a process with (1,024) is reached by a few
 /// hundred workspaces' sessions and a few hundred clients. Raised to the hard limit, as
@@ -280,6 +279,7 @@ fn raise_open_file_limit() {
     }
 }
 
+/// `chatterfly serve`: start-up, bootstrap, listen until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(&config.addr)
