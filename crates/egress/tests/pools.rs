@@ -76,11 +76,7 @@ async fn workspaces_never_share_a_streaming_connection() {
     let port = |tenant: Option<&'static str>| {
         let client = clients[&tenant].clone();
         let url = url.clone();
-        async move {
-            let r = client.get(&url).send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            r.text().await.unwrap().parse::<u16>().unwrap()
-        }
+        async move { port_via(&client, &url).await }
     };
     let (mut a, mut b, mut none) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     // one after the other: the connection one workspace just left idle is there to take
@@ -100,6 +96,13 @@ async fn workspaces_never_share_a_streaming_connection() {
         3,
         "a connection was shared: {seen:?}"
     );
+}
+
+/// The client port the upstream saw the GET of `url` come from.
+async fn port_via(client: &reqwest::Client, url: &str) -> u16 {
+    let r = client.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap().parse().unwrap()
 }
 
 /// An upstream answering each request with its connection's client port, and reporting
@@ -146,28 +149,10 @@ async fn a_workspaces_connections_close_with_its_last_user() {
     let egress = Egress::new(AllowList::parse("127.0.0.1").unwrap(), Limits::default()).unwrap();
     let client = egress.streaming_client(Some("ws-a")).unwrap();
     let held = egress.streaming_client(Some("ws-a")).unwrap();
-    let port: u16 = client
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = port_via(&client, &url).await;
     drop(client);
     // still held: the connection stays, and is used again
-    let again: u16 = held
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    let again = port_via(&held, &url).await;
     assert_eq!(again, port, "kept alive while the workspace's client is held");
     assert!(closed.try_recv().is_err(), "closed while held");
     drop(held);
